@@ -1,0 +1,637 @@
+"""The ``replydesk`` command: the TUI by default, and every action as a scriptable subcommand.
+
+Exit codes: 0 success, 2 bad usage or config, 1 anything else. ``--json`` output is one JSON
+document (or JSON Lines for ``export``); text output makes customer text terminal-safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from replydesk import __version__, secrets
+from replydesk.config import ConfigError, DemoFaults, default_data_dir, demo_config, load_config
+from replydesk.model import iso
+from replydesk.safetext import one_line, visible
+from replydesk.workspace import Workspace
+from storage import actions, exchange, outbox, queries, search, slastate
+from storage.db import Database, StorageError
+
+log = logging.getLogger("replydesk")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments detected after parsing (exit 2)."""
+
+
+# ---- output ---------------------------------------------------------------------------------------
+
+
+def _json_safe(text: str) -> str:
+    """json.dumps leaves C1 controls and bidi marks raw with ensure_ascii=False; escape them too."""
+    return "".join(f"\\u{ord(c):04x}" if (0x80 <= ord(c) < 0xA0 or c in "\u2028\u2029") else c for c in text)
+
+
+def emit_json(obj: Any, out: Any = None) -> None:
+    out = out or sys.stdout
+    out.write(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None)) + "\n")
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# ---- workspace ------------------------------------------------------------------------------------
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    config, _ = load_config(Path(args.config) if args.config else None)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    return Workspace(data_dir=data_dir, config=config)
+
+
+def _demo_workspace(args: argparse.Namespace) -> Workspace:
+    faults = parse_faults(args.faults) if getattr(args, "faults", None) else DemoFaults()
+    base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
+    if args.config:
+        user, _ = load_config(Path(args.config))
+        base = user.model_copy(update={"accounts": base.accounts})
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
+    return Workspace(data_dir=data_dir, config=base)
+
+
+def parse_faults(spec: str) -> DemoFaults:
+    """``fail=0.3,latency=200ms,ratelimit=0.1,offline=1,lost_ack=0.2`` → validated fault settings."""
+    values: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise UsageError(f"--faults: expected key=value, got {part!r}")
+        key = key.strip()
+        if key not in DemoFaults.model_fields:
+            raise UsageError(f"--faults: unknown fault {key!r} (known: {', '.join(DemoFaults.model_fields)})")
+        value = value.strip()
+        if key == "latency" and value.endswith("ms"):
+            value = str(float(value[:-2]) / 1000)
+        values[key] = value.lower() in ("1", "true", "yes", "on") if key == "offline" else value
+    try:
+        return DemoFaults.model_validate(values)
+    except Exception as exc:
+        raise UsageError(f"--faults: {exc}") from None
+
+
+def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Database]:
+    ws = _demo_workspace(args) if getattr(args, "command", None) == "demo" else _workspace(args)
+    return ws, ws.open_db(create=create)
+
+
+def _conv(db: Database, ref: str) -> str:
+    conv_id = queries.resolve_conversation(db, ref)
+    if conv_id is None:
+        raise UsageError(f"no conversation matches {ref!r} (use the id shown by 'replydesk search' or 'export')")
+    return conv_id
+
+
+# ---- commands -------------------------------------------------------------------------------------
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import run_tui
+
+    ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
+    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    return run_tui(ws)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        return cmd_tui(args)
+    return cmd_sync(args)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from replydesk.sync import EngineLock
+
+    ws, db = _open(args)
+    if not ws.config.accounts:
+        raise UsageError("no accounts configured: add one to the config (see config.example.yaml)")
+    lock = EngineLock(ws.data_dir)
+    if not lock.acquire():
+        print(f"replydesk: another replydesk is already syncing {ws.data_dir}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        engine = ws.engine(db)
+        if args.once:
+            report = asyncio.run(engine.run_once())
+            if args.json:
+                emit_json({"fetched": report.fetched, "sent": report.sent, "errors": report.errors})
+            else:
+                for account, n in report.fetched.items():
+                    err = report.errors.get(account)
+                    say(f"{account}: {n} new message(s)" + (f" — {err}" if err else ""))
+                say(f"sent {report.sent} repl{'y' if report.sent == 1 else 'ies'}")
+                c = queries.counts(db)
+                say(f"{c.open} open, {c.breached} breached, {c.warning} warning in {ws.data_dir}")
+            return EXIT_OK
+        say(f"syncing {len(ws.config.accounts)} account(s) into {ws.data_dir}; Ctrl-C stops")
+        return _run_forever(engine)
+    finally:
+        lock.release()
+        db.close()
+
+
+def _run_forever(engine: Any) -> int:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.stop)
+        await engine.run()
+
+    asyncio.run(main())
+    say("stopped")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _, db = _open(args, create=False)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        records = exchange.export_records(db)
+        if args.format == "json":
+            out.write(_json_safe(json.dumps(list(records), ensure_ascii=False, indent=2)) + "\n")
+        else:
+            for record in records:
+                emit_json(record, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    _, db = _open(args)
+    source = args.file
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {source}: {exc}") from None
+    try:
+        counts = exchange.import_records(db, [text], source=source)
+    except exchange.ImportError_ as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        emit_json(counts)
+    else:
+        say(f"imported {counts['conversations']} conversation(s), {counts['messages']} new message(s)")
+    return EXIT_OK
+
+
+def _row_json(row: queries.InboxRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "account": row.account, "platform": row.platform, "kind": row.kind,
+        "customer": {"name": row.customer, "handle": row.handle}, "subject": row.subject,
+        "snippet": row.snippet, "status": row.status, "assignee": row.assignee, "priority": row.priority,
+        "tags": list(row.tags), "escalated": row.escalated, "sla_state": row.sla_state,
+        "sla_due_at": iso(row.sla_due_at), "last_message_at": iso(row.last_message_at),
+    }
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    _, db = _open(args, create=False)
+    hits, f = search.search(db, args.query, limit=args.limit)
+    rows = queries.inbox_page(db, f, 0, args.limit)
+    by_id = {h.conversation_id: h for h in hits}
+    if hits:  # best match first, as the search ranked them
+        rank = {h.conversation_id: i for i, h in enumerate(hits)}
+        rows.sort(key=lambda r: rank.get(r.id, len(rank)))
+    if args.json:
+        emit_json({"query": args.query, "results": [
+            {**_row_json(r), "match": by_id[r.id].snippet if r.id in by_id else None} for r in rows
+        ]})
+        return EXIT_OK
+    if not rows:
+        say("no matches")
+    for r in rows:
+        hit = by_id.get(r.id)
+        say(f"{r.id}  {r.platform:<9} {one_line(r.customer)[:24]:<24} {r.status:<8} "
+            f"{one_line(hit.snippet if hit else r.snippet)[:70]}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    _, db = _open(args, create=False)
+    conv_id = _conv(db, args.conversation)
+    record = exchange.export_record(db, conv_id, db.now())
+    if args.json:
+        emit_json(record)
+        return EXIT_OK
+    say(f"{record['id']}  {record['platform']} {record['kind']}  {record['status']}"
+        + (f"  assignee {visible(record['assignee'])}" if record["assignee"] else "")
+        + ("  ESCALATED" if record["escalated"] else ""))
+    say(f"customer: {one_line(record['customer']['name'])} {one_line(record['customer']['handle'] or '')}")
+    if record["subject"]:
+        say(f"subject: {one_line(record['subject'])}")
+    if record["tags"]:
+        say("tags: " + ", ".join(one_line(t) for t in record["tags"]))
+    sla = record["sla"]
+    say(f"SLA: {sla['state']}" + (f" ({sla['policy']})" if sla.get("policy") else ""))
+    say("")
+    for m in record["messages"]:
+        arrow = {"in": "←", "out": "→", "note": "✎"}[m["direction"]]
+        state = "" if m["state"] in ("received", "sent") else f" [{m['state']}]"
+        say(f"{arrow} {m['created_at']} {one_line(m['author'])}{state}")
+        for line in visible(m["text"]).splitlines() or [""]:
+            say(f"    {line}")
+    return EXIT_OK
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    ws, db = _open(args)
+    conv_id = _conv(db, args.conversation)
+    at = None
+    if args.at:
+        from replydesk.timeparse import parse_when
+
+        try:
+            at = parse_when(args.at, db.now())
+        except ValueError as exc:
+            raise UsageError(f"--at: {exc}") from None
+    text = sys.stdin.read() if args.text == "-" else args.text
+    key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent)
+    item = outbox.get(db, key)
+    if args.json:
+        emit_json(outbox.as_json(item))
+    else:
+        when = f" (leaves at {iso(item.not_before)})" if at else ""
+        say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
+    return EXIT_OK
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    ws, db = _open(args)
+    actions.add_note(db, _conv(db, args.conversation), args.text, actor=ws.config.ui.agent)
+    say("note added")
+    return EXIT_OK
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    _, db = _open(args)
+    if args.retry:
+        outbox.retry(db, args.retry)
+        say(f"reply {args.retry} queued again")
+        return EXIT_OK
+    if args.discard:
+        outbox.cancel(db, args.discard)
+        say(f"reply {args.discard} discarded")
+        return EXIT_OK
+    if args.confirm_sent:
+        outbox.confirm_sent(db, args.confirm_sent)
+        say(f"reply {args.confirm_sent} recorded as sent")
+        return EXIT_OK
+    items = outbox.pending(db)
+    if args.json:
+        emit_json([outbox.as_json(i) for i in items])
+        return EXIT_OK
+    if not items:
+        say("outbox empty: every reply has left")
+    for i in items:
+        err = f" — {one_line(i.last_error)}" if i.last_error else ""
+        say(f"{i.key}  {i.state:<8} {i.conversation_id}  {one_line(i.text)[:50]}{err}")
+    return EXIT_OK
+
+
+def _bulk(fn: Callable[..., None], label: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        ws, db = _open(args)
+        ids = [_conv(db, ref) for ref in args.conversations]
+        fn(db, ids, actor=ws.config.ui.agent)
+        say(f"{label} {len(ids)} conversation(s)")
+        return EXIT_OK
+
+    return run
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    ws, db = _open(args)
+    conv_id = _conv(db, args.conversation)
+    fn = actions.tag if args.command == "tag" else actions.untag
+    fn(db, [conv_id], args.tags, actor=ws.config.ui.agent)
+    row = queries.get_row(db, conv_id)
+    say(f"{conv_id} tags: " + (", ".join(one_line(t) for t in row.tags) or "(none)"))
+    return EXIT_OK
+
+
+def cmd_assign(args: argparse.Namespace) -> int:
+    ws, db = _open(args)
+    who = None if args.who in ("-", "none", "") else args.who
+    actions.assign(db, [_conv(db, args.conversation)], who, actor=ws.config.ui.agent)
+    say(f"assigned to {who}" if who else "unassigned")
+    return EXIT_OK
+
+
+def cmd_escalate(args: argparse.Namespace) -> int:
+    ws, db = _open(args)
+    actions.escalate(db, [_conv(db, args.conversation)], target=args.target, reason=args.reason or "",
+                     note=args.note or "", actor=ws.config.ui.agent)
+    say(f"escalated to {args.target}")
+    return EXIT_OK
+
+
+def cmd_snooze(args: argparse.Namespace) -> int:
+    from replydesk.timeparse import parse_when
+
+    ws, db = _open(args)
+    try:
+        until = parse_when(args.until, db.now())
+    except ValueError as exc:
+        raise UsageError(f"--until: {exc}") from None
+    actions.snooze(db, [_conv(db, args.conversation)], until, actor=ws.config.ui.agent)
+    say(f"snoozed until {iso(until)}")
+    return EXIT_OK
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    from replydesk.model import parse_iso
+
+    _, db = _open(args, create=False)
+    conv_id = _conv(db, args.conversation)
+    try:
+        at = parse_iso(args.at) if args.at else db.now()
+    except ValueError:
+        raise UsageError("--at: expected an ISO 8601 time such as 2026-11-20T09:30:00Z") from None
+    result = slastate.evaluate_at(db, conv_id, at)
+    doc = {"conversation": conv_id, "policy": result.policy if result else None, "at": iso(at),
+           "metrics": [m.to_json() for m in result.metrics] if result else []}
+    if args.json:
+        emit_json(doc)
+        return EXIT_OK
+    say(f"{conv_id}: policy {doc['policy'] or '(none applies)'} at {doc['at']}")
+    for m in doc["metrics"]:
+        left = m["calendar_seconds_left"]
+        say(f"  {m['metric']:<12} {m['state']:<9} target {m['target_seconds']}s ({m['calendar']})"
+            + (f" due {m['due_at']}" if m["due_at"] else "")
+            + (f" left {left}s" if left is not None else "")
+            + (f" paused: {m['paused_reason']}" if m["paused_reason"] else ""))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from replydesk.reporting import run_report
+
+    ws, db = _open(args, create=False)
+    return run_report(ws, db, args, emit_json, say)
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    account = ws.config.account(args.account)
+    if account is None:
+        raise UsageError(f"no account {args.account!r} in the config")
+    hints = {
+        "email": "the mailbox password or an app password",
+        "mastodon": "an access token with scopes read:notifications read:statuses write:statuses "
+                    "(Preferences → Development → New application)",
+        "bluesky": "an app password (Settings → App passwords; tick 'Allow access to your direct messages')",
+        "telegram": "the bot token from @BotFather",
+        "demo": "any text (the demo platform ignores it)",
+    }
+    print(f"{args.account}: enter {hints.get(account.provider, 'the token')}", file=sys.stderr)
+    if not secrets.backend_available():
+        print("replydesk: " + secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)), file=sys.stderr)
+        return EXIT_ERROR
+    secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+    try:
+        secrets.store(args.account, secret)
+    except secrets.SecretError as exc:
+        print(f"replydesk: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    say(f"stored the secret for {args.account} in the system keyring")
+    return EXIT_OK
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    states: dict[str, dict] = {}
+    db_path = ws.data_dir
+    with contextlib.suppress(StorageError):
+        db = ws.open_db(create=False)
+        states = {s["account"]: s for s in queries.account_states(db)}
+    rows = []
+    for a in ws.config.accounts:
+        s = states.get(a.name, {})
+        rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
+                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")),
+                     "secret": "n/a" if a.provider == "demo" else ("set" if secrets.fetch(a.name) else "missing")})
+    if args.json:
+        emit_json(rows)
+        return EXIT_OK
+    if not rows:
+        say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
+    for r in rows:
+        say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
+            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config, path = load_config(Path(args.config) if args.config else None)
+    summary = {
+        "file": str(path) if path else None,
+        "accounts": [{"name": a.name, "provider": a.provider} for a in config.accounts],
+        "sla_policies": [p.name for p in config.sla.policies],
+        "sla_calendars": sorted(config.sla.calendars),
+        "views": [v.name for v in config.ui.views],
+        "keymap": config.keymap,
+    }
+    if args.json:
+        emit_json(summary)
+        return EXIT_OK
+    say(f"{path or '(no config file: built-in defaults)'}: OK")
+    say(f"  accounts: {', '.join(f'{a.name} ({a.provider})' for a in config.accounts) or 'none'}")
+    say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
+    say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
+    say(f"  views: {', '.join(summary['views'])}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from storage.doctor import check
+
+    ws = _workspace(args) if args.command != "demo" else _demo_workspace(args)
+    report = check(ws.data_dir, repair=args.repair)
+    if args.json:
+        emit_json(report)
+    else:
+        for line in report["findings"]:
+            say(line)
+    return EXIT_OK if report["ok"] else EXIT_ERROR
+
+
+# ---- argument parsing -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="workspace directory (env REPLYDESK_HOME; default: the user data dir)")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="config file (default: config.yaml in the user config dir)")
+    jsonopt = argparse.ArgumentParser(add_help=False)
+    jsonopt.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(
+        prog="replydesk", parents=[common],
+        description="Answer customers from every platform in one terminal console. "
+                    "With no command, opens the console on the configured workspace.",
+        epilog="Exit codes: 0 success, 2 bad usage or config, 1 other errors. "
+               "Search syntax: words, from:NAME, tag:TAG, platform:P, account:A, kind:K, assignee:WHO, "
+               "is:open|pending|snoozed|resolved|escalated|breached|unread.",
+    )
+    parser.add_argument("--version", action="version", version=f"replydesk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_: bool = False,
+            **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common, jsonopt] if json_ else [common], help=help_,
+                           description=help_, **kw)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("demo", cmd_demo, "open the console on the built-in demo workspace (no account needed)")
+    p.add_argument("--seed", type=int, default=42, help="the demo shop's random seed (default 42)")
+    p.add_argument("--faults", metavar="SPEC", help="fault injection, e.g. fail=0.3,latency=200ms,ratelimit=0.1,offline=1")
+    p.add_argument("--pace", type=float, default=None, help="seconds between new customer messages (default 20)")
+    p.add_argument("--headless", action="store_true", help="run the demo's sync engine without the UI")
+    p.add_argument("--once", action="store_true", help="with --headless: one pass, then exit")
+    p.add_argument("--json", action="store_true", help="with --headless --once: print the pass as JSON")
+
+    p = add("sync", cmd_sync, "run the sync engine headless (Ctrl-C stops)", json_=True)
+    p.add_argument("--once", action="store_true", help="one pass over every account, then exit")
+
+    p = add("export", cmd_export, "write every conversation with its messages, tags and SLA state")
+    p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = add("import", cmd_import, "import conversations in the export shape (idempotent)", json_=True)
+    p.add_argument("file", help="a .jsonl or .json file, or - for standard input")
+
+    p = add("search", cmd_search, "search the cache (see the syntax below)", json_=True)
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=50)
+
+    p = add("show", cmd_show, "show one conversation with its messages", json_=True)
+    p.add_argument("conversation", help="a conversation id (or a unique end of one)")
+
+    p = add("reply", cmd_reply, "queue a reply in the outbox (the sync engine sends it)", json_=True)
+    p.add_argument("conversation")
+    p.add_argument("--text", required=True, help="the reply text, or - to read standard input")
+    p.add_argument("--private", action="store_true", help="answer privately where the platform allows")
+    p.add_argument("--at", metavar="WHEN", help="send later: 2h, 'tomorrow 9:00', ISO 8601")
+
+    p = add("note", cmd_note, "add an internal note (never sent)")
+    p.add_argument("conversation")
+    p.add_argument("--text", required=True)
+
+    p = add("outbox", cmd_outbox, "list queued, sending, failed and unknown replies", json_=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--retry", metavar="KEY", help="send a failed or unknown reply again")
+    g.add_argument("--discard", metavar="KEY", help="take back a reply that has not left")
+    g.add_argument("--confirm-sent", metavar="KEY", help="record an 'unknown' reply as posted")
+
+    for name in ("tag", "untag"):
+        p = add(name, cmd_tag, f"{'add' if name == 'tag' else 'remove'} tags on a conversation")
+        p.add_argument("conversation")
+        p.add_argument("tags", nargs="+", metavar="TAG")
+
+    p = add("assign", cmd_assign, "assign a conversation (WHO = - to unassign)")
+    p.add_argument("conversation")
+    p.add_argument("who")
+
+    p = add("escalate", cmd_escalate, "escalate a conversation (raises its priority)")
+    p.add_argument("conversation")
+    p.add_argument("--note", help="an internal note to go with it")
+    p.add_argument("--reason", help="why (shown in the thread)")
+    p.add_argument("--target", default="helpdesk", help="where to (default: helpdesk)")
+
+    for name, fn, verb in (("resolve", actions.resolve, "resolved"), ("reopen", actions.reopen, "reopened")):
+        p = add(name, _bulk(fn, verb), f"mark conversations {verb}")
+        p.add_argument("conversations", nargs="+", metavar="CONVERSATION")
+
+    p = add("snooze", cmd_snooze, "snooze a conversation until a time")
+    p.add_argument("conversation")
+    p.add_argument("--until", required=True, metavar="WHEN", help="1h, 4h, 'tomorrow 9:00', monday, ISO 8601")
+
+    p = add("sla", cmd_sla, "SLA metrics of a conversation, now or at a past moment", json_=True)
+    p.add_argument("conversation")
+    p.add_argument("--at", metavar="TIME", help="replay the state at this ISO 8601 time")
+
+    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)",
+            json_=True)
+    p.add_argument("--since", metavar="TIME")
+    p.add_argument("--until", metavar="TIME")
+    p.add_argument("--by", choices=("platform", "account", "assignee", "tag", "policy"))
+    p.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
+
+    p = add("login", cmd_login, "store an account's token or password in the system keyring")
+    p.add_argument("account")
+
+    add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
+
+    p = add("config", lambda a: (a.config_parser.print_help(), EXIT_USAGE)[1], "configuration commands")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    p.set_defaults(config_parser=p)
+    c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
+                        description="validate the config and print a summary")
+    c.set_defaults(func=cmd_config_check)
+
+    p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
+    p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("data_dir", "config"):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    func = getattr(args, "func", None)
+    try:
+        if func is None:
+            args.command = None
+            return cmd_tui(args)
+        return func(args)
+    except UsageError as exc:
+        print(f"replydesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"replydesk: bad config:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (actions.ActionError, StorageError, secrets.SecretError) as exc:
+        print(f"replydesk: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

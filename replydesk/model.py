@@ -1,0 +1,127 @@
+"""The domain model shared by providers, storage, the sync engine, the CLI and the TUI.
+
+Plain dataclasses and string constants, stdlib only, so every layer (and the tests) can use them
+without pulling in Textual, httpx or SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["in", "out", "note"]
+Kind = Literal["dm", "comment", "mention", "review", "email"]
+Status = Literal["open", "pending", "snoozed", "resolved"]
+DeliveryState = Literal["received", "queued", "sending", "sent", "failed", "unknown", "cancelled"]
+
+KINDS: tuple[str, ...] = ("dm", "comment", "mention", "review", "email")
+STATUSES: tuple[str, ...] = ("open", "pending", "snoozed", "resolved")
+DIRECTIONS: tuple[str, ...] = ("in", "out", "note")
+DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "failed", "unknown", "cancelled")
+
+PLATFORMS: tuple[str, ...] = (
+    "email", "x", "facebook", "instagram", "google", "whatsapp", "telegram", "mastodon", "bluesky",
+)
+
+
+def utcnow() -> dt.datetime:
+    """Aware UTC now; one function so tests and the demo can reason about 'now' in one place."""
+    return dt.datetime.now(dt.UTC)
+
+
+def to_epoch(value: dt.datetime) -> float:
+    """Seconds since the epoch for an aware datetime (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def from_epoch(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def iso(value: float | None) -> str | None:
+    """Epoch seconds to ISO 8601 UTC with a trailing Z (the export contract)."""
+    if value is None:
+        return None
+    return from_epoch(value).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    """ISO 8601 (with Z or offset; naive = UTC) to epoch seconds."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return to_epoch(value)
+
+
+def item_id(account: str, native_id: str) -> str:
+    """The stable identity of anything we store: a re-sync upserts onto the same row."""
+    return f"{account}:{native_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A customer as one platform knows them."""
+
+    native_id: str
+    name: str
+    handle: str = ""
+    vip: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One message as a provider saw it on the platform, already mapped to plain text.
+
+    Providers emit these; storage turns them into contact, conversation and message rows.
+    ``conversation_native_id`` groups messages into one thread on one platform.
+    """
+
+    native_id: str
+    conversation_native_id: str
+    platform: str
+    kind: str
+    contact: Contact
+    text: str
+    created_at: float  # epoch seconds, UTC
+    direction: str = "in"
+    author: str = ""
+    subject: str = ""
+    parent_native_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # platform bits a reply needs later
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one provider fetch returns: items plus the cursor that covers exactly them.
+
+    Storage stores the items and the cursor in one transaction, so a crash never leaves a cursor
+    that points past items we do not have.
+    """
+
+    messages: list[IncomingMessage]
+    cursor: dict[str, Any]
+    stream: str = "default"
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (native id, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingReply:
+    """A reply leaving the outbox, as a provider receives it."""
+
+    key: str  # the idempotency key; stable across retries and restarts
+    conversation_id: str
+    conversation_native_id: str
+    account: str
+    kind: str  # conversation kind
+    private: bool  # a DM/private answer rather than a public reply
+    text: str
+    in_reply_to_native_id: str | None
+    customer_handle: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    remote_id: str
+    sent_at: float

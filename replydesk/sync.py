@@ -1,0 +1,376 @@
+"""The sync engine: fetch from every account, drain the outbox, keep SLA state current.
+
+One engine writes a workspace at a time (``EngineLock``: an flock that dies with its process, so a
+crash never leaves it stuck). The engine runs on its own asyncio loop with its own connection, so it
+never blocks the UI; the UI reads with its own connection and notices writes via ``data_version``.
+
+Failure handling, per account: transient faults back off exponentially with jitter (tenacity's
+``wait_exponential_jitter``), rate limits wait until their reset without spending requests, auth
+errors stop the account ("re-login needed") and keep everything queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+import providers
+from providers.base import (
+    AuthError,
+    Offline,
+    PermanentError,
+    Provider,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    UnknownDelivery,
+)
+from replydesk import secrets
+from replydesk.config import Config
+from replydesk.model import OutgoingReply
+from storage import actions, ingest, outbox, slastate
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "engine.lock"
+
+
+class EngineLock:
+    """The single-writer lease: held while the engine runs; released by the OS if the process dies."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._fh: Any = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the lease
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def held_by_other(self) -> bool:
+        if self._fh is not None:
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Delay before retry ``attempt`` (1-based): exponential with jitter, from tenacity."""
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = max(1, attempt)
+    return float(wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)(state))
+
+
+@dataclass
+class AccountRun:
+    """In-memory state of one account in this engine."""
+
+    name: str
+    provider: Provider
+    failures: int = 0
+    blocked_until: float = 0.0  # backoff or rate-limit reset
+    stopped: bool = False  # auth error: needs the user
+    next_fetch: float = 0.0
+
+
+@dataclass
+class PassReport:
+    fetched: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class SyncEngine:
+    def __init__(self, config: Config, db: Database, data_dir: Path, *,
+                 secret_for: Callable[[str], Callable[[], str | None]] = secrets.getter,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.data_dir = Path(data_dir)
+        self.accounts: dict[str, AccountRun] = {}
+        for account in config.accounts:
+            provider = providers.create(account, self.data_dir, secret_for(account.name), clock=clock)
+            if account.poll_interval:
+                provider.poll_interval = account.poll_interval
+            provider.resolve_thread = self._thread_resolver(account.name)
+            self.accounts[account.name] = AccountRun(account.name, provider)
+            with db.transaction():
+                ingest.ensure_account(db, account.name, account.provider,
+                                      "multi" if account.provider == "demo" else account.provider)
+        self._stop = asyncio.Event()
+
+    # ---- status -----------------------------------------------------------------------------------
+
+    def _status(self, account: str, state: str, detail: str = "", until: float | None = None,
+                synced: bool = False) -> None:
+        now = self.db.now()
+        with self.db.transaction():
+            self.db.conn.execute(
+                "INSERT INTO account_status(account, state, detail, last_sync, until, updated_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(account) DO UPDATE SET state=excluded.state, "
+                "detail=excluded.detail, until=excluded.until, updated_at=excluded.updated_at, "
+                "last_sync=coalesce(excluded.last_sync, account_status.last_sync)",
+                (account, state, detail[:300], now if synced else None, until, now),
+            )
+
+    def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
+        def resolve(native_ids: Any) -> str | None:
+            for native in native_ids:
+                row = self.db.conn.execute(
+                    "SELECT c.native_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                    "WHERE m.account = ? AND m.native_id = ?",
+                    (account, native),
+                ).fetchone()
+                if row:
+                    return row[0]
+            return None
+
+        return resolve
+
+    def _fault(self, run: AccountRun, exc: ProviderError) -> str:
+        """Translate a provider failure into account state; returns a one-line reason."""
+        now = self.db.now()
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, AuthError):
+            run.stopped = True
+            self._status(run.name, "auth_error", f"re-login needed: {reason}")
+        elif isinstance(exc, RateLimited):
+            run.blocked_until = max(run.blocked_until, exc.reset_at)
+            self._status(run.name, "rate_limited", reason, until=exc.reset_at)
+        elif isinstance(exc, TransientError):
+            run.failures += 1
+            sync = self.config.sync
+            run.blocked_until = now + backoff_delay(run.failures, sync.retry_base, sync.retry_max)
+            self._status(run.name, "offline" if isinstance(exc, Offline) else "backoff", reason,
+                         until=run.blocked_until)
+        else:
+            run.failures += 1
+            run.blocked_until = now + backoff_delay(run.failures, self.config.sync.retry_base,
+                                                    self.config.sync.retry_max)
+            self._status(run.name, "error", reason, until=run.blocked_until)
+        return reason
+
+    # ---- fetching ---------------------------------------------------------------------------------
+
+    async def fetch_account(self, run: AccountRun) -> int:
+        """One fetch of every stream of the account; returns the number of new messages."""
+        if run.stopped or self.db.now() < run.blocked_until:
+            return 0
+        try:
+            results = await run.provider.fetch(ingest.all_cursors(self.db, run.name))
+        except ProviderError as exc:
+            self._fault(run, exc)
+            return 0
+        stats = ingest.ingest(self.db, run.name, results)
+        run.failures = 0
+        self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
+        return stats.new_messages
+
+    # ---- sending ----------------------------------------------------------------------------------
+
+    def _outgoing(self, item: outbox.OutboxItem) -> OutgoingReply:
+        row = self.db.conn.execute(
+            "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
+            "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
+            (item.conversation_id,),
+        ).fetchone()
+        last_in = self.db.conn.execute(
+            "SELECT native_id, meta FROM messages WHERE conversation_id=? AND direction='in' "
+            "ORDER BY created_at DESC LIMIT 1",
+            (item.conversation_id,),
+        ).fetchone()
+        meta = json.loads(row[2] or "{}")
+        if last_in is not None:
+            meta["last_inbound_meta"] = json.loads(last_in[1] or "{}")
+        return OutgoingReply(
+            key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
+            account=item.account, kind=row[1], private=item.private, text=item.text,
+            in_reply_to_native_id=last_in[0] if last_in else None, customer_handle=row[3], meta=meta,
+        )
+
+    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """An uncertain earlier attempt: find out whether it was posted. True when settled here."""
+        caps = run.provider.capabilities
+        if caps.supports_idempotency:
+            return False  # resending with the same key is safe: the platform dedups
+        if not caps.can_lookup_sent:
+            outbox.mark_unknown(self.db, item.key, "the platform cannot tell whether this reply was posted; "
+                                "check it there, then retry or confirm")
+            return True
+        found = await run.provider.lookup_sent(self._outgoing(item))
+        if found is not None:
+            outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+            return True
+        return False
+
+    async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
+        """Try to deliver one reply. Returns True when it left (or was found already posted)."""
+        sync = self.config.sync
+        try:
+            if (uncertain or item.attempts > 0) and await self._reconcile(run, item):
+                return outbox.get(self.db, item.key).state == "sent"
+            reply = self._outgoing(item)
+            outbox.mark_sending(self.db, item.key)
+            result = await run.provider.send(reply)
+        except UnknownDelivery as exc:
+            outbox.mark_unknown(self.db, item.key, str(exc))
+            return False
+        except RateLimited as exc:
+            self._fault(run, exc)
+            outbox.mark_retry(self.db, item.key, f"rate limited until {time.strftime('%H:%M:%S', time.localtime(exc.reset_at))}",
+                              exc.reset_at)
+            return False
+        except AuthError as exc:
+            self._fault(run, exc)
+            outbox.mark_retry(self.db, item.key, "waiting: re-login needed", self.db.now())
+            return False
+        except PermanentError as exc:
+            outbox.mark_failed(self.db, item.key, str(exc))
+            return False
+        except TransientError as exc:
+            reason = self._fault(run, exc)
+            attempts = (outbox.get(self.db, item.key).attempts) if outbox.get(self.db, item.key) else 1
+            if isinstance(exc, Offline):
+                outbox.mark_retry(self.db, item.key, f"offline; will send when back: {reason}", run.blocked_until)
+            elif attempts >= sync.send_retries:
+                outbox.mark_failed(self.db, item.key, f"{reason} (after {attempts} attempts)")
+            else:
+                outbox.mark_retry(self.db, item.key, reason, self.db.now() + backoff_delay(
+                    attempts, sync.retry_base, sync.retry_max))
+            return False
+        except ProviderError as exc:
+            outbox.mark_failed(self.db, item.key, str(exc) or type(exc).__name__)
+            return False
+        outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        run.failures = 0
+        return True
+
+    async def drain(self, run: AccountRun, limit: int = 100) -> int:
+        sent = 0
+        while sent < limit and not run.stopped and self.db.now() >= run.blocked_until:
+            batch = outbox.ready(self.db, run.name, limit=20)
+            if not batch:
+                break
+            progressed = False
+            for item in batch:
+                if run.stopped or self.db.now() < run.blocked_until:
+                    break
+                if await self.send_one(run, item):
+                    sent += 1
+                    progressed = True
+            if not progressed:
+                break
+        return sent
+
+    async def reconcile_in_flight(self) -> None:
+        """Replies left in 'sending' by a crash: settle each before anything else leaves."""
+        for item in outbox.in_flight(self.db):
+            run = self.accounts.get(item.account)
+            if run is None:
+                continue
+            try:
+                settled = await self._reconcile(run, item)
+            except ProviderError as exc:
+                self._fault(run, exc)
+                settled = False
+            if not settled and outbox.get(self.db, item.key).state == "sending":
+                outbox.mark_retry(self.db, item.key, "interrupted while sending; checking again",
+                                  self.db.now())
+
+    # ---- housekeeping -----------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Time-driven changes: snoozes that ran out, SLAs that just breached."""
+        actions.wake_snoozed(self.db)
+        due = slastate.due_conversations(self.db, self.db.now())
+        if due:
+            with self.db.transaction():
+                slastate.refresh(self.db, due)
+
+    # ---- running ----------------------------------------------------------------------------------
+
+    async def run_once(self) -> PassReport:
+        report = PassReport()
+        await self.reconcile_in_flight()
+        for run in self.accounts.values():
+            self._status(run.name, "syncing")
+            report.fetched[run.name] = await self.fetch_account(run)
+            report.sent += await self.drain(run)
+            state = self.db.conn.execute(
+                "SELECT state, detail FROM account_status WHERE account=?", (run.name,)
+            ).fetchone()
+            if state and state[0] not in ("ok", "syncing"):
+                report.errors[run.name] = f"{state[0]}: {state[1]}"
+            elif state and state[0] == "syncing":
+                self._status(run.name, "ok", synced=True)
+        self.sweep()
+        return report
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _account_loop(self, run: AccountRun) -> None:
+        while not self._stop.is_set():
+            now = self.db.now()
+            try:
+                if not run.stopped and now >= run.next_fetch and now >= run.blocked_until:
+                    await self.fetch_account(run)
+                    run.next_fetch = self.db.now() + run.provider.poll_interval
+                await self.drain(run)
+            except Exception as exc:  # a bug or a broken database must not end the account silently
+                log.exception("account %s: unexpected error", run.name)
+                self._fault(run, ProviderError(f"internal error: {type(exc).__name__}: {exc}"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=0.25)
+
+    async def _sweep_loop(self) -> None:
+        while not self._stop.is_set():
+            self.sweep()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+
+    async def run(self) -> None:
+        """Run until ``stop()``: one loop per account plus the SLA/snooze sweeper."""
+        self._stop = asyncio.Event()
+        await self.reconcile_in_flight()
+        tasks = [asyncio.create_task(self._account_loop(run)) for run in self.accounts.values()]
+        tasks.append(asyncio.create_task(self._sweep_loop()))
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for run in self.accounts.values():
+                with contextlib.suppress(Exception):
+                    await run.provider.aclose()

@@ -1,0 +1,90 @@
+"""A workspace = a data dir (SQLite cache, ledger, lock) + a config. Shared by the CLI, TUI and tests.
+
+``EngineThread`` runs the sync engine on its own thread and event loop with its own connection, so
+neither the TUI's event loop nor its read connection ever waits on the network or on a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from replydesk.config import Config
+from replydesk.sla import SlaEngine
+from replydesk.sync import EngineLock, SyncEngine
+from storage.db import Database, open_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Workspace:
+    data_dir: Path
+    config: Config
+    clock: Callable[[], float] | None = None
+
+    def open_db(self, create: bool = True) -> Database:
+        """A new connection (one per thread: the UI reader, the engine writer, the CLI)."""
+        return open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+
+    def engine(self, db: Database) -> SyncEngine:
+        return SyncEngine(self.config, db, self.data_dir, clock=self.clock)
+
+
+class EngineThread:
+    """The sync engine in the background; ``start()`` returns False when another process writes."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.lock = EngineLock(workspace.data_dir)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine: SyncEngine | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        if not self.workspace.config.accounts:
+            return False  # offline review of a cache: nothing to sync
+        if not self.lock.acquire():
+            return False
+        self._thread = threading.Thread(target=self._main, name="replydesk-sync", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=10)
+        return True
+
+    def _main(self) -> None:
+        db = None
+        try:
+            db = self.workspace.open_db()
+            self._engine = self.workspace.engine(db)
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._ready.set()
+            self._loop.run_until_complete(self._engine.run())
+        except BaseException as exc:  # shown in the status bar; never kills the UI
+            log.exception("sync engine stopped")
+            self.error = exc
+            self._ready.set()
+        finally:
+            if db is not None:
+                db.close()
+            if self._loop is not None:
+                self._loop.close()
+            self.lock.release()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._engine is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._engine.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)

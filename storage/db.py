@@ -1,0 +1,118 @@
+"""Opening a workspace database: file mode, pragmas, migrations, and the handle the rest uses.
+
+One SQLite file per workspace, WAL mode so readers (the TUI, the CLI) never block the single
+writer (the sync engine), foreign keys on. The file is created 0600: it holds customer data.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+DB_FILENAME = "replydesk.db"
+
+
+class StorageError(Exception):
+    """A database problem with a message a user can act on."""
+
+
+@dataclass
+class Database:
+    """A connection plus what every storage function needs: the SLA engine and a clock.
+
+    ``sla`` is a ``replydesk.sla.SlaEngine`` (or None to skip SLA bookkeeping, e.g. a bare import);
+    ``clock`` returns epoch seconds and is swapped in tests for a fixed time.
+    """
+
+    conn: sqlite3.Connection
+    path: Path
+    sla: Any = None
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now(self) -> float:
+        return self.clock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT: take the write lock up front so a batch never half-applies."""
+        if self.conn.in_transaction:  # nested: join the outer transaction
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 before SQLite touches it, so no other user can ever read it."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} was written by a newer replydesk (schema {version}, this one knows {SCHEMA_VERSION}); "
+            "upgrade replydesk, or point --data-dir at another workspace"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float] | None = None,
+                  create: bool = True) -> Database:
+    """Open (creating and migrating as needed) the workspace database in ``data_dir``."""
+    data_dir = Path(data_dir)
+    path = data_dir / DB_FILENAME
+    if not path.exists():
+        if not create:
+            raise StorageError(f"no replydesk workspace at {data_dir} (expected {path.name})")
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(FileExistsError):
+            _create_private(path)
+    try:
+        conn = _connect(path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"cannot open {path}: {exc}. Run 'replydesk doctor' to check and repair it"
+        ) from exc
+    db = Database(conn=conn, path=path, sla=sla)
+    if clock is not None:
+        db.clock = clock
+    return db

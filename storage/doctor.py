@@ -1,0 +1,79 @@
+"""``replydesk doctor``: check a workspace database and repair what can be repaired safely.
+
+Safe repairs only: rebuilding the full-text indexes from the tables they index, and removing an
+engine lock file that no live process holds. Nothing here deletes customer data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from storage.db import DB_FILENAME, StorageError, open_database
+
+
+def check(data_dir: Path, repair: bool = False) -> dict[str, Any]:
+    findings: list[str] = []
+    ok = True
+    path = Path(data_dir) / DB_FILENAME
+    if not path.exists():
+        return {"ok": False, "findings": [f"{path}: no workspace database here"]}
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        findings.append(f"{path}: readable by other users (mode {mode:o})"
+                        + ("; fixed to 600" if repair else "; run with --repair to fix"))
+        if repair:
+            path.chmod(0o600)
+        else:
+            ok = False
+    try:
+        db = open_database(Path(data_dir), create=False)
+    except StorageError as exc:
+        return {"ok": False, "findings": [*findings, str(exc),
+                "the file may be damaged: keep a copy, then restore from an export "
+                "('replydesk import') into a fresh --data-dir"]}
+    try:
+        result = [r[0] for r in db.conn.execute("PRAGMA integrity_check")]
+        if result != ["ok"]:
+            ok = False
+            findings.append("integrity check failed: " + "; ".join(result[:5]))
+        else:
+            findings.append("integrity check: ok")
+        for table in ("messages_fts", "conversations_fts"):
+            try:
+                db.conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)")
+                findings.append(f"{table}: ok")
+            except sqlite3.DatabaseError as exc:
+                findings.append(f"{table}: damaged ({exc})" + ("; rebuilt" if repair else "; run with --repair"))
+                if repair:
+                    _rebuild(db, table)
+                else:
+                    ok = False
+        if repair:
+            _rebuild(db, "messages_fts")
+            _rebuild(db, "conversations_fts")
+            findings.append("search indexes rebuilt")
+    finally:
+        db.close()
+    lock = Path(data_dir) / "engine.lock"
+    if lock.exists():
+        from replydesk.sync import EngineLock
+
+        if EngineLock(Path(data_dir)).held_by_other():
+            findings.append("a sync engine is running on this workspace (lock held by a live process)")
+        else:
+            findings.append("engine lock: free")
+    return {"ok": ok, "findings": findings}
+
+
+def _rebuild(db: Any, table: str) -> None:
+    from storage.ingest import reindex_conversations
+
+    with db.transaction():
+        if table == "messages_fts":
+            db.conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+        else:
+            db.conn.execute("DELETE FROM conversations_fts")
+            ids = [r[0] for r in db.conn.execute("SELECT id FROM conversations")]
+            reindex_conversations(db, ids)

@@ -1,0 +1,302 @@
+"""The hot path: storing what providers fetched, idempotently, with the cursor in the same transaction.
+
+Identity is ``"{account}:{native_id}"`` for contacts, conversations and messages, so running the
+same sync twice stores nothing twice. A cursor is written only inside the transaction that stores
+the items it covers: a crash can cost a re-fetch, never a hole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from replydesk.model import DIRECTIONS, KINDS, FetchResult, IncomingMessage, item_id
+from storage import slastate
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 100_000  # characters; longer texts are cut with a visible marker
+SNIPPET = 160
+TAG_SEP = "\x1f"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass
+class IngestStats:
+    new_messages: int = 0
+    new_conversations: int = 0
+    skipped: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    conversations: set[str] = field(default_factory=set)
+
+
+def clean_text(value: object, limit: int = MAX_TEXT) -> str:
+    """Text as received, made storable: lone surrogates replaced, absurd lengths cut visibly."""
+    if not isinstance(value, str):
+        raise TypeError(f"text is {type(value).__name__}, not str")
+    text = _SURROGATE.sub("\ufffd", value)
+    if len(text) > limit:
+        text = text[:limit] + f"\n[… {len(value) - limit} more characters not stored]"
+    return text
+
+
+def _check(msg: IncomingMessage) -> str | None:
+    """Why this item cannot be stored, or None. Providers are fallible; a bad item never stops a batch."""
+    if not isinstance(msg.native_id, str) or not msg.native_id:
+        return "missing message id"
+    if not isinstance(msg.conversation_native_id, str) or not msg.conversation_native_id:
+        return "missing conversation id"
+    if msg.kind not in KINDS:
+        return f"unknown kind {msg.kind!r}"
+    if msg.direction not in DIRECTIONS:
+        return f"unknown direction {msg.direction!r}"
+    if not isinstance(msg.text, str):
+        return f"text is {type(msg.text).__name__}"
+    if not isinstance(msg.created_at, int | float) or not math.isfinite(msg.created_at):
+        return "bad timestamp"
+    if not isinstance(msg.contact.native_id, str) or not msg.contact.native_id:
+        return "missing contact id"
+    return None
+
+
+def ensure_account(db: Database, name: str, provider: str, platform: str) -> None:
+    db.conn.execute(
+        "INSERT INTO accounts(name, provider, platform, created_at) VALUES (?,?,?,?) "
+        "ON CONFLICT(name) DO UPDATE SET provider=excluded.provider, platform=excluded.platform",
+        (name, provider, platform, db.now()),
+    )
+
+
+def _existing(db: Database, ids: Sequence[str], table: str) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        qs = ",".join("?" * len(chunk))
+        found.update(r[0] for r in db.conn.execute(f"SELECT id FROM {table} WHERE id IN ({qs})", chunk))
+    return found
+
+
+def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> IngestStats:
+    """Store fetched items and advance their cursors, all in one transaction."""
+    stats = IngestStats()
+    with db.transaction():
+        for result in results:
+            _ingest_one(db, account, result, stats)
+            db.conn.execute(
+                "INSERT INTO sync_cursors(account, stream, cursor, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
+                (account, result.stream, json.dumps(result.cursor), db.now()),
+            )
+        slastate.refresh(db, stats.conversations)
+    return stats
+
+
+def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats) -> None:
+    now = db.now()
+    good: list[IncomingMessage] = []
+    rejected = list(result.rejected)
+    for msg in result.messages:
+        reason = _check(msg)
+        if reason is None:
+            try:
+                msg_text = clean_text(msg.text)
+            except TypeError as exc:  # pragma: no cover - _check guards this
+                reason = str(exc)
+        if reason is not None:
+            rejected.append((str(getattr(msg, "native_id", "?"))[:200], reason))
+            continue
+        if msg_text is not msg.text:
+            msg = _replace_text(msg, msg_text)
+        good.append(msg)
+    if rejected:
+        for native, reason in rejected:
+            log.warning("skipped item %s from %s: %s", native, account, reason)
+        db.conn.executemany(
+            "INSERT INTO rejected_items(account, native_id, reason, at) VALUES (?,?,?,?)",
+            [(account, native, reason, now) for native, reason in rejected],
+        )
+        stats.rejected.extend(rejected)
+    if not good:
+        return
+
+    msg_ids = [item_id(account, m.native_id) for m in good]
+    have = _existing(db, msg_ids, "messages")
+    fresh: dict[str, IncomingMessage] = {}
+    for mid, msg in zip(msg_ids, good, strict=True):
+        if mid in have or mid in fresh:
+            stats.skipped += 1
+            continue
+        fresh[mid] = msg
+    if not fresh:
+        return
+
+    contacts = {}
+    convs: dict[str, list[tuple[str, IncomingMessage]]] = {}
+    for mid, msg in fresh.items():
+        cid = item_id(account, msg.contact.native_id)
+        contacts[cid] = (msg.contact, msg.platform)
+        convs.setdefault(item_id(account, msg.conversation_native_id), []).append((mid, msg))
+
+    db.conn.executemany(
+        "INSERT INTO contacts(id, account, platform, native_id, name, handle, vip) VALUES (?,?,?,?,?,?,?) "
+        "ON CONFLICT(id) DO UPDATE SET name=excluded.name, handle=excluded.handle, "
+        "vip=max(contacts.vip, excluded.vip)",
+        [
+            (cid, account, platform, c.native_id,
+             clean_text(c.name or c.handle or c.native_id, 500), clean_text(c.handle or "", 500), int(c.vip))
+            for cid, (c, platform) in contacts.items()
+        ],
+    )
+
+    conv_ids = list(convs)
+    known = _existing(db, conv_ids, "conversations")
+    conv_rows = []
+    for conv_id, items in convs.items():
+        items.sort(key=lambda pair: pair[1].created_at)
+        first, last = items[0][1], items[-1][1]
+        inbound = [m for _, m in items if m.direction == "in"]
+        outbound = [m for _, m in items if m.direction == "out"]
+        customer = next((m for _, m in items if m.direction == "in"), first)
+        conv_rows.append((
+            conv_id, account, first.platform, first.kind, first.conversation_native_id,
+            item_id(account, customer.contact.native_id),
+            clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
+            _snippet(last.text), first.created_at, last.created_at,
+            inbound[-1].created_at if inbound else None,
+            outbound[-1].created_at if outbound else None,
+            int(last.direction == "in"), int(bool(inbound)),
+            json.dumps(_conv_meta(items)),
+        ))
+        if conv_id not in known:
+            stats.new_conversations += 1
+        stats.conversations.add(conv_id)
+    db.conn.executemany(
+        """INSERT INTO conversations(id, account, platform, kind, native_id, contact_id, subject, snippet,
+               created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+           ON CONFLICT(id) DO UPDATE SET
+             subject = CASE WHEN conversations.subject = '' THEN excluded.subject ELSE conversations.subject END,
+             snippet = CASE WHEN excluded.last_message_at >= conversations.last_message_at
+                            THEN excluded.snippet ELSE conversations.snippet END,
+             needs_reply = CASE WHEN excluded.last_message_at >= conversations.last_message_at
+                            THEN excluded.needs_reply ELSE conversations.needs_reply END,
+             created_at = min(conversations.created_at, excluded.created_at),
+             last_message_at = max(conversations.last_message_at, excluded.last_message_at),
+             last_inbound_at = max(coalesce(conversations.last_inbound_at, 0), coalesce(excluded.last_inbound_at, 0)),
+             last_outbound_at = max(coalesce(conversations.last_outbound_at, 0), coalesce(excluded.last_outbound_at, 0)),
+             unread = max(conversations.unread, excluded.unread),
+             meta = json_patch(conversations.meta, excluded.meta)""",
+        conv_rows,
+    )
+    _fix_zero_times(db, conv_ids)
+
+    db.conn.executemany(
+        "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
+        "parent_id, state, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
+             clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
+             item_id(account, m.parent_native_id) if m.parent_native_id else None,
+             "received" if m.direction == "in" else "sent", json.dumps(m.meta, default=str))
+            for mid, m in fresh.items()
+        ],
+    )
+    db.conn.executemany(
+        "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+        [
+            (item_id(account, m.conversation_native_id), m.created_at,
+             "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
+             "customer" if m.direction == "in" else "platform", json.dumps({"message": mid}))
+            for mid, m in fresh.items()
+        ],
+    )
+    stats.new_messages += len(fresh)
+    _wake_on_inbound(db, convs, known)
+    reindex_conversations(db, conv_ids)
+
+
+def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:
+    return replace(msg, text=text)
+
+
+def _snippet(text: str) -> str:
+    return " ".join(text.split())[:SNIPPET]
+
+
+def _conv_meta(items: list[tuple[str, IncomingMessage]]) -> dict:
+    """Platform bits a later reply needs (e.g. the post to answer), from the newest message."""
+    meta: dict = {}
+    for _, m in items:
+        reply_meta = m.meta.get("conversation") if isinstance(m.meta, dict) else None
+        if isinstance(reply_meta, dict):
+            meta.update(reply_meta)
+    return meta
+
+
+def _fix_zero_times(db: Database, conv_ids: Sequence[str]) -> None:
+    """The upsert's max(coalesce(…, 0)) leaves 0 for 'never'; store NULL so 'never' stays honest."""
+    for start in range(0, len(conv_ids), 500):
+        chunk = conv_ids[start : start + 500]
+        qs = ",".join("?" * len(chunk))
+        db.conn.execute(
+            f"UPDATE conversations SET last_inbound_at = nullif(last_inbound_at, 0), "
+            f"last_outbound_at = nullif(last_outbound_at, 0) WHERE id IN ({qs}) "
+            f"AND (last_inbound_at = 0 OR last_outbound_at = 0)",
+            chunk,
+        )
+
+
+def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> None:
+    """A customer writing again reopens a resolved, pending or snoozed conversation (as helpdesks do)."""
+    woken = []
+    for conv_id, items in convs.items():
+        if conv_id not in known:
+            continue
+        latest_in = max((m.created_at for _, m in items if m.direction == "in"), default=None)
+        if latest_in is None:
+            continue
+        row = db.conn.execute("SELECT status FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        if row and row[0] != "open":
+            woken.append((conv_id, latest_in, row[0]))
+    for conv_id, at, old in woken:
+        db.conn.execute("UPDATE conversations SET status='open', snoozed_until=NULL WHERE id=?", (conv_id,))
+        db.conn.execute(
+            "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+            (conv_id, at, "status", "customer", json.dumps({"status": "open", "from": old})),
+        )
+
+
+def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:
+    """Rewrite the conversation-level search rows (customer, subject, tags)."""
+    for start in range(0, len(conv_ids), 500):
+        chunk = conv_ids[start : start + 500]
+        qs = ",".join("?" * len(chunk))
+        rows = db.conn.execute(
+            f"SELECT c.rowid, coalesce(p.name, '') || ' ' || coalesce(p.handle, ''), c.subject, c.tags "
+            f"FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id IN ({qs})",
+            chunk,
+        ).fetchall()
+        db.conn.executemany("DELETE FROM conversations_fts WHERE rowid=?", [(r[0],) for r in rows])
+        db.conn.executemany(
+            "INSERT INTO conversations_fts(rowid, customer, subject, tags) VALUES (?,?,?,?)",
+            [(r[0], r[1], r[2], r[3].replace(TAG_SEP, " ")) for r in rows],
+        )
+
+
+def get_cursor(db: Database, account: str, stream: str = "default") -> dict | None:
+    row = db.conn.execute(
+        "SELECT cursor FROM sync_cursors WHERE account=? AND stream=?", (account, stream)
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def all_cursors(db: Database, account: str) -> dict[str, dict]:
+    return {
+        r[0]: json.loads(r[1])
+        for r in db.conn.execute("SELECT stream, cursor FROM sync_cursors WHERE account=?", (account,))
+    }

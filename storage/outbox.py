@@ -1,0 +1,237 @@
+"""The outbox: a reply is durable before it is sent, and leaves exactly once, in order.
+
+Life of a reply: ``queued`` (written with the thread message in one transaction; may wait for an
+undo window or a scheduled time) → ``sending`` (committed *before* the network call) → ``sent``
+(remote id recorded) or back to ``queued`` with a retry time, or ``failed`` (reason kept; blocks
+later replies in the same conversation) or ``unknown`` (the platform cannot tell us; the user decides).
+A row found in ``sending`` after a restart is an uncertain send: the engine reconciles it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from replydesk.model import iso
+from storage import slastate
+from storage.actions import ActionError, _event, _require
+from storage.db import Database
+from storage.ingest import clean_text
+
+#: States in which a reply still holds its place in its conversation's queue.
+BLOCKING = ("queued", "sending", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    conversation_id: str
+    message_id: str
+    account: str
+    private: bool
+    text: str
+    created_at: float
+    not_before: float
+    state: str
+    attempts: int
+    last_error: str | None
+    remote_id: str | None
+
+
+_COLS = ("key, conversation_id, message_id, account, private, text, created_at, not_before, state, attempts, "
+         "last_error, remote_id")
+
+
+def _item(r: tuple) -> OutboxItem:
+    return OutboxItem(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+
+
+def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
+                at: float | None = None, actor: str = "me") -> str:
+    """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time."""
+    text = clean_text(text)
+    if not text.strip():
+        raise ActionError("a reply cannot be empty")
+    key = uuid.uuid4().hex
+    now = db.now()
+    not_before = max(now + delay, at or 0.0)
+    with db.transaction():
+        _require(db, [conv_id])
+        account = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
+        msg_id = f"{account}:out:{key}"
+        seq = db.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
+        db.conn.execute(
+            "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
+            "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (msg_id, conv_id, account, f"out:{key}", "out", actor, text, now, "queued", int(private)),
+        )
+        db.conn.execute(
+            f"INSERT INTO outbox({_COLS}, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (key, conv_id, msg_id, account, int(private), text, now, not_before, "queued", 0, None, None, now, seq),
+        )
+        _event(db, conv_id, "queued", actor, {"key": key, "private": private, "not_before": not_before})
+        db.conn.execute("DELETE FROM drafts WHERE conversation_id=?", (conv_id,))
+    return key
+
+
+def get(db: Database, key: str) -> OutboxItem | None:
+    r = db.conn.execute(f"SELECT {_COLS} FROM outbox WHERE key=?", (key,)).fetchone()
+    return _item(tuple(r)) if r else None
+
+
+def pending(db: Database, states: tuple[str, ...] = BLOCKING) -> list[OutboxItem]:
+    qs = ",".join("?" * len(states))
+    return [_item(tuple(r)) for r in db.conn.execute(
+        f"SELECT {_COLS} FROM outbox WHERE state IN ({qs}) ORDER BY seq", states
+    )]
+
+
+def ready(db: Database, account: str | None = None, limit: int = 50) -> list[OutboxItem]:
+    """Queued replies due now whose conversation has nothing earlier still waiting or stuck."""
+    now = db.now()
+    sql = (
+        f"SELECT {_COLS} FROM outbox o WHERE o.state = 'queued' AND o.not_before <= ? "
+        "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.conversation_id = o.conversation_id "
+        "  AND e.seq < o.seq AND e.state IN ('queued','sending','failed','unknown'))"
+    )
+    params: list = [now]
+    if account is not None:
+        sql += " AND o.account = ?"
+        params.append(account)
+    sql += " ORDER BY o.seq LIMIT ?"
+    params.append(limit)
+    return [_item(tuple(r)) for r in db.conn.execute(sql, params)]
+
+
+def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
+    """Rows left in ``sending`` (a crash or kill mid-send): their outcome must be reconciled."""
+    sql = f"SELECT {_COLS} FROM outbox WHERE state='sending'"
+    params: tuple = ()
+    if account is not None:
+        sql += " AND account=?"
+        params = (account,)
+    return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
+
+
+def _set(db: Database, key: str, state: str, **cols: object) -> None:
+    sets = ", ".join(f"{c}=?" for c in cols)
+    db.conn.execute(
+        f"UPDATE outbox SET state=?, updated_at=?{', ' + sets if sets else ''} WHERE key=?",
+        (state, db.now(), *cols.values(), key),
+    )
+    db.conn.execute(
+        "UPDATE messages SET state=?, error=? WHERE id=(SELECT message_id FROM outbox WHERE key=?)",
+        (state, cols.get("last_error"), key),
+    )
+
+
+def mark_sending(db: Database, key: str) -> None:
+    """Commit 'sending' before the network call: after a crash we know the send may have happened."""
+    with db.transaction():
+        db.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE key=?", (key,))
+        _set(db, key, "sending")
+
+
+def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
+    """Record delivery. The thread message takes the platform's id, so a later fetch of the same post
+    upserts onto it instead of showing our reply twice."""
+    with db.transaction():
+        item = get(db, key)
+        if item is None or item.state == "sent":
+            return
+        new_id = f"{item.account}:{remote_id}"
+        clash = db.conn.execute("SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
+        if clash:  # the platform's copy arrived by sync first: keep it, drop our placeholder
+            db.conn.execute("DELETE FROM messages WHERE id=?", (item.message_id,))
+            db.conn.execute("UPDATE messages SET state='sent' WHERE id=?", (new_id,))
+        else:
+            db.conn.execute(
+                "UPDATE messages SET id=?, native_id=?, state='sent', error=NULL, created_at=? WHERE id=?",
+                (new_id, remote_id, sent_at, item.message_id),
+            )
+        db.conn.execute(
+            "UPDATE outbox SET state='sent', remote_id=?, message_id=?, last_error=NULL, updated_at=? WHERE key=?",
+            (remote_id, new_id, db.now(), key),
+        )
+        db.conn.execute(
+            "UPDATE conversations SET last_outbound_at=max(coalesce(last_outbound_at, 0), ?), "
+            "last_message_at=max(last_message_at, ?), needs_reply=0, unread=0, "
+            "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
+            (sent_at, sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
+        )
+        if not clash:
+            _event(db, item.conversation_id, "reply", "me",
+                   {"key": key, "remote_id": remote_id, "private": item.private}, at=sent_at)
+        slastate.refresh(db, [item.conversation_id])
+
+
+def mark_retry(db: Database, key: str, error: str, retry_at: float) -> None:
+    """A transient failure: back to queued, not before ``retry_at``; the reason stays visible."""
+    with db.transaction():
+        _set(db, key, "queued", last_error=error, not_before=retry_at)
+
+
+def mark_failed(db: Database, key: str, error: str) -> None:
+    with db.transaction():
+        _set(db, key, "failed", last_error=error)
+        item = get(db, key)
+        if item:
+            _event(db, item.conversation_id, "send_failed", "system", {"key": key, "error": error})
+
+
+def mark_unknown(db: Database, key: str, reason: str) -> None:
+    with db.transaction():
+        _set(db, key, "unknown", last_error=reason)
+        item = get(db, key)
+        if item:
+            _event(db, item.conversation_id, "send_unknown", "system", {"key": key, "reason": reason})
+
+
+def retry(db: Database, key: str, text: str | None = None) -> None:
+    """The user's answer to failed/unknown: send again now (optionally edited)."""
+    with db.transaction():
+        item = get(db, key)
+        if item is None or item.state not in ("failed", "unknown", "queued"):
+            raise ActionError(f"reply {key} is not waiting for a decision")
+        if text is not None:
+            text = clean_text(text)
+            db.conn.execute("UPDATE outbox SET text=? WHERE key=?", (text, key))
+            db.conn.execute("UPDATE messages SET text=? WHERE id=?", (text, item.message_id))
+        _set(db, key, "queued", last_error=None, not_before=db.now())
+
+
+def confirm_sent(db: Database, key: str) -> None:
+    """The user checked the platform and the 'unknown' reply is there: record it as sent."""
+    item = get(db, key)
+    if item is None or item.state != "unknown":
+        raise ActionError(f"reply {key} is not marked unknown")
+    mark_sent(db, key, item.remote_id or f"confirmed:{key}", db.now())
+
+
+def cancel(db: Database, key: str) -> OutboxItem:
+    """Undo or discard: only a reply that has not started leaving can be taken back."""
+    with db.transaction():
+        item = get(db, key)
+        if item is None:
+            raise ActionError(f"no reply {key}")
+        if item.state not in ("queued", "failed", "unknown"):
+            raise ActionError(f"reply {key} is {item.state}; it can no longer be taken back")
+        _set(db, key, "cancelled")
+        _event(db, item.conversation_id, "cancelled", "me", {"key": key})
+    return item
+
+
+def next_wakeup(db: Database) -> float | None:
+    """When the next queued reply becomes due (for the engine's sleep)."""
+    r = db.conn.execute("SELECT min(not_before) FROM outbox WHERE state='queued'").fetchone()
+    return r[0]
+
+
+def as_json(item: OutboxItem) -> dict:
+    return {
+        "key": item.key, "conversation": item.conversation_id, "account": item.account,
+        "private": item.private, "text": item.text, "state": item.state, "attempts": item.attempts,
+        "error": item.last_error, "created_at": iso(item.created_at), "not_before": iso(item.not_before),
+        "remote_id": item.remote_id,
+    }
+

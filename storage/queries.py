@@ -1,0 +1,291 @@
+"""Read queries: inbox pages in urgency order, a thread, a customer's history, header counts.
+
+Everything here is a read on its own connection-friendly SQL, so the TUI runs it in a thread worker
+and the CLI runs it directly. Pages are bounded (LIMIT/OFFSET over an index in inbox order), so the
+cost of a page does not grow with the size of the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from storage.db import Database
+from storage.ingest import TAG_SEP
+
+#: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
+ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
+
+OPEN_STATUSES = ("open", "pending")
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """Which conversations a list shows. Saved views and search both build one of these."""
+
+    statuses: tuple[str, ...] | None = OPEN_STATUSES
+    platforms: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    assignee: str | None = None  # "" means unassigned
+    escalated: bool | None = None
+    sla_states: tuple[str, ...] = ()
+    needs_reply: bool | None = None
+    conversation_ids: tuple[str, ...] | None = None  # search results
+
+    def with_(self, **changes: Any) -> InboxFilter:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: str
+    account: str
+    platform: str
+    kind: str
+    customer: str
+    handle: str
+    subject: str
+    snippet: str
+    status: str
+    assignee: str | None
+    priority: str
+    escalated: bool
+    tags: tuple[str, ...]
+    needs_reply: bool
+    unread: bool
+    vip: bool
+    sla_state: str
+    sla_metric: str | None
+    sla_due_at: float | None
+    sla_warn_at: float | None
+    last_message_at: float
+
+
+_ROW_SQL = (
+    "SELECT c.id, c.account, c.platform, c.kind, coalesce(p.name, ''), coalesce(p.handle, ''), c.subject, "
+    "c.snippet, c.status, c.assignee, c.priority, c.escalated, c.tags, c.needs_reply, c.unread, "
+    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at "
+    "FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
+)
+
+
+def _row(r: tuple) -> InboxRow:
+    return InboxRow(
+        id=r[0], account=r[1], platform=r[2], kind=r[3], customer=r[4], handle=r[5], subject=r[6],
+        snippet=r[7], status=r[8], assignee=r[9], priority=r[10], escalated=bool(r[11]),
+        tags=tuple(t for t in r[12].split(TAG_SEP) if t), needs_reply=bool(r[13]), unread=bool(r[14]),
+        vip=bool(r[15]), sla_state=r[16], sla_metric=r[17], sla_due_at=r[18], sla_warn_at=r[19],
+        last_message_at=r[20],
+    )
+
+
+def _where(f: InboxFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def among(column: str, values: tuple[str, ...]) -> None:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+
+    if f.statuses:
+        among("c.status", f.statuses)
+    if f.platforms:
+        among("c.platform", f.platforms)
+    if f.kinds:
+        among("c.kind", f.kinds)
+    if f.accounts:
+        among("c.account", f.accounts)
+    if f.sla_states:
+        among("c.sla_state", f.sla_states)
+    for tag in f.tags:
+        clauses.append("EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = c.id AND t.tag = ?)")
+        params.append(tag)
+    if f.assignee is not None:
+        if f.assignee == "":
+            clauses.append("c.assignee IS NULL")
+        else:
+            clauses.append("c.assignee = ?")
+            params.append(f.assignee)
+    if f.escalated is not None:
+        clauses.append("c.escalated = ?")
+        params.append(int(f.escalated))
+    if f.needs_reply is not None:
+        clauses.append("c.needs_reply = ?")
+        params.append(int(f.needs_reply))
+    if f.conversation_ids is not None:
+        if not f.conversation_ids:
+            clauses.append("0")
+        else:
+            clauses.append(f"c.id IN ({','.join('?' * len(f.conversation_ids))})")
+            params.extend(f.conversation_ids)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[InboxRow]:
+    where, params = _where(f)
+    rows = db.conn.execute(f"{_ROW_SQL}{where} ORDER BY {ORDER} LIMIT ? OFFSET ?", (*params, limit, offset))
+    return [_row(tuple(r)) for r in rows]
+
+
+def inbox_count(db: Database, f: InboxFilter) -> int:
+    where, params = _where(f)
+    return db.conn.execute(f"SELECT count(*) FROM conversations c{where}", params).fetchone()[0]
+
+
+def position_of(db: Database, f: InboxFilter, conv_id: str) -> int | None:
+    """Index of ``conv_id`` in the filtered inbox order, so the cursor can follow a conversation."""
+    row = db.conn.execute(
+        "SELECT sort_due, escalated, last_message_at FROM conversations WHERE id = ?", (conv_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    where, params = _where(f)
+    due, esc, last = row
+    before = (
+        "(c.sort_due < ? OR (c.sort_due = ? AND (c.escalated > ? OR (c.escalated = ? AND "
+        "(c.last_message_at > ? OR (c.last_message_at = ? AND c.id < ?))))))"
+    )
+    glue = " AND " if where else " WHERE "
+    count = db.conn.execute(
+        f"SELECT count(*) FROM conversations c{where}{glue}{before}",
+        (*params, due, due, esc, esc, last, last, conv_id),
+    ).fetchone()[0]
+    # Confirm the conversation is in this view at all.
+    inside = db.conn.execute(
+        f"SELECT 1 FROM conversations c{where}{glue}c.id = ?", (*params, conv_id)
+    ).fetchone()
+    return count if inside else None
+
+
+def get_row(db: Database, conv_id: str) -> InboxRow | None:
+    r = db.conn.execute(f"{_ROW_SQL} WHERE c.id = ?", (conv_id,)).fetchone()
+    return _row(tuple(r)) if r else None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: str
+    direction: str
+    author: str
+    text: str
+    created_at: float
+    state: str
+    error: str | None
+    private: bool
+    outbox_key: str | None
+    attempts: int
+    not_before: float | None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Thread:
+    conversation: InboxRow
+    messages: list[MessageView]
+    history: list[InboxRow]
+    escalation_target: str | None
+    snoozed_until: float | None
+    meta: dict
+
+
+def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
+    conv = get_row(db, conv_id)
+    if conv is None:
+        return None
+    extra = db.conn.execute(
+        "SELECT escalation_target, snoozed_until, meta, contact_id FROM conversations WHERE id=?", (conv_id,)
+    ).fetchone()
+    msgs = [
+        MessageView(
+            id=r[0], direction=r[1], author=r[2], text=r[3], created_at=r[4], state=r[5], error=r[6],
+            private=bool(r[7]), outbox_key=r[8], attempts=r[9] or 0, not_before=r[10],
+            meta=json.loads(r[11] or "{}"),
+        )
+        for r in db.conn.execute(
+            "SELECT m.id, m.direction, m.author, m.text, m.created_at, m.state, "
+            "coalesce(o.last_error, m.error), m.private, o.key, o.attempts, o.not_before, m.meta "
+            "FROM messages m LEFT JOIN outbox o ON o.message_id = m.id "
+            "WHERE m.conversation_id = ? AND m.state != 'cancelled' ORDER BY m.created_at, m.rowid",
+            (conv_id,),
+        )
+    ]
+    return Thread(
+        conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
+        escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"),
+    )
+
+
+def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20) -> list[InboxRow]:
+    """The same customer's other conversations on any channel.
+
+    Platforms give us no shared identity, so "the same customer" is the same contact, or a contact
+    on another account with the same display name or handle (case-insensitive).
+    """
+    if not contact_id:
+        return []
+    rows = db.conn.execute(
+        f"{_ROW_SQL} WHERE c.id != ? AND c.contact_id IN ("
+        "  SELECT o.id FROM contacts o, contacts me WHERE me.id = ? AND ("
+        "    o.id = me.id OR (me.name != '' AND lower(o.name) = lower(me.name)) "
+        "    OR (me.handle != '' AND lower(o.handle) = lower(me.handle))))"
+        " ORDER BY c.last_message_at DESC LIMIT ?",
+        (conv_id, contact_id, limit),
+    )
+    return [_row(tuple(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class Counts:
+    open: int
+    breached: int
+    warning: int
+    by_platform: dict[str, dict[str, int]]  # platform -> {"open", "breached", "warning"}
+
+
+def counts(db: Database) -> Counts:
+    by: dict[str, dict[str, int]] = {}
+    total = {"open": 0, "breached": 0, "warning": 0}
+    for platform, state, n in db.conn.execute(
+        "SELECT platform, sla_state, count(*) FROM conversations WHERE status IN ('open','pending') "
+        "GROUP BY platform, sla_state"
+    ):
+        slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
+        slot["open"] += n
+        total["open"] += n
+        if state in ("breached", "warning"):
+            slot[state] += n
+            total[state] += n
+    return Counts(open=total["open"], breached=total["breached"], warning=total["warning"], by_platform=by)
+
+
+def all_tags(db: Database) -> list[str]:
+    return [r[0] for r in db.conn.execute("SELECT DISTINCT tag FROM conversation_tags ORDER BY tag")]
+
+
+def account_states(db: Database) -> list[dict[str, Any]]:
+    return [
+        dict(r) for r in db.conn.execute(
+            "SELECT a.name AS account, a.platform, coalesce(s.state, 'idle') AS state, "
+            "coalesce(s.detail, '') AS detail, s.last_sync, s.until FROM accounts a "
+            "LEFT JOIN account_status s ON s.account = a.name ORDER BY a.name"
+        )
+    ]
+
+
+def draft(db: Database, conv_id: str) -> tuple[str, bool] | None:
+    r = db.conn.execute("SELECT text, private FROM drafts WHERE conversation_id=?", (conv_id,)).fetchone()
+    return (r[0], bool(r[1])) if r else None
+
+
+def resolve_conversation(db: Database, ref: str) -> str | None:
+    """A full id, or a unique suffix of one (what a person copies from a list), to the full id."""
+    if db.conn.execute("SELECT 1 FROM conversations WHERE id=?", (ref,)).fetchone():
+        return ref
+    rows = db.conn.execute(
+        "SELECT id FROM conversations WHERE id LIKE '%' || ? ESCAPE '\\' LIMIT 2",
+        (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),),
+    ).fetchall()
+    return rows[0][0] if len(rows) == 1 else None

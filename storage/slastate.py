@@ -1,0 +1,108 @@
+"""Keeps each conversation's SLA columns (the inbox sort key) in step with its event log.
+
+The SLA engine is pure (``replydesk.sla``); this module feeds it the conversation's attributes and
+events from SQLite, writes the derived ``sla_*``/``sort_due`` columns, and appends the engine's
+transitions (activate, pause, resume, fulfil, breach) to the event log, once each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from replydesk.sla import ConvAttrs, SlaEvent, SlaResult
+from storage.db import Database
+from storage.schema import NO_DUE
+
+#: Event kinds the SLA engine reads; everything else in the log is skipped when loading.
+SLA_INPUT_KINDS = ("in", "reply", "status")
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_inputs(db: Database, conv_ids: Sequence[str]) -> dict[str, tuple[ConvAttrs, list[SlaEvent], float | None]]:
+    """Attributes, SLA-relevant events and last check time for each conversation."""
+    out: dict[str, tuple[ConvAttrs, list[SlaEvent], float | None]] = {}
+    events: dict[str, list[SlaEvent]] = defaultdict(list)
+    marks = ",".join("?" * len(SLA_INPUT_KINDS))
+    for chunk in _chunks(list(conv_ids)):
+        qs = ",".join("?" * len(chunk))
+        for row in db.conn.execute(
+            f"SELECT conversation_id, at, kind, data FROM events WHERE conversation_id IN ({qs}) "
+            f"AND kind IN ({marks}) ORDER BY conversation_id, at, seq",
+            (*chunk, *SLA_INPUT_KINDS),
+        ):
+            data = json.loads(row[3]) if row[2] == "status" else {}
+            events[row[0]].append(SlaEvent(at=row[1], kind=row[2], data=data))
+        for row in db.conn.execute(
+            f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at "
+            f"FROM conversations WHERE id IN ({qs})",
+            tuple(chunk),
+        ):
+            attrs = ConvAttrs(
+                platform=row[1], kind=row[2], tags=frozenset(t for t in row[3].split("\x1f") if t),
+                priority=row[4], escalated=bool(row[5]), status=row[6],
+            )
+            out[row[0]] = (attrs, events.get(row[0], []), row[7])
+    return out
+
+
+def refresh(db: Database, conv_ids: Iterable[str], now: float | None = None) -> dict[str, SlaResult]:
+    """Re-evaluate SLAs for ``conv_ids``; call inside the writer's transaction."""
+    engine = db.sla
+    ids = list(dict.fromkeys(conv_ids))
+    if engine is None or not ids:
+        return {}
+    now = db.now() if now is None else now
+    results: dict[str, SlaResult] = {}
+    updates = []
+    logged = []
+    for conv_id, (attrs, events, checked_at) in load_inputs(db, ids).items():
+        result = engine.evaluate(attrs, events, now)
+        results[conv_id] = result
+        due = result.due_at
+        urgent = result.urgent()
+        warn_at = due - urgent.warn_seconds if (due is not None and urgent and urgent.warn_seconds) else None
+        updates.append((
+            result.policy, result.state, urgent.metric if urgent else None, due, warn_at,
+            due if due is not None else NO_DUE, now, conv_id,
+        ))
+        since = checked_at if checked_at is not None else float("-inf")
+        for at, kind, metric in engine.transitions(attrs, events, since, now):
+            logged.append((conv_id, at, "sla", "system", json.dumps({"transition": kind, "metric": metric})))
+    db.conn.executemany(
+        "UPDATE conversations SET sla_policy=?, sla_state=?, sla_metric=?, sla_due_at=?, sla_warn_at=?, sort_due=?, "
+        "sla_checked_at=? WHERE id=?",
+        updates,
+    )
+    if logged:
+        db.conn.executemany(
+            "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)", logged
+        )
+    return results
+
+
+def evaluate_at(db: Database, conv_id: str, at: float) -> SlaResult | None:
+    """The SLA of one conversation as of ``at`` (replay): nothing is written."""
+    if db.sla is None:
+        return None
+    inputs = load_inputs(db, [conv_id]).get(conv_id)
+    if inputs is None:
+        return None
+    attrs, events, _ = inputs
+    return db.sla.evaluate(attrs, [e for e in events if e.at <= at], at)
+
+
+def due_conversations(db: Database, now: float) -> list[str]:
+    """Conversations whose stored deadline or warning time has passed but whose state lags behind."""
+    rows = db.conn.execute(
+        "SELECT id FROM conversations WHERE (sla_due_at <= ? AND sla_state != 'breached') "
+        "OR (sla_warn_at <= ? AND sla_state = 'ok')",
+        (now, now),
+    )
+    return [r[0] for r in rows]
