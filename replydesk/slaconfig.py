@@ -1,0 +1,345 @@
+"""The `sla:` section of config.yaml: business calendars and response-time policies.
+
+Pydantic v2 models with ``extra="forbid"`` so a typo (``warn_befor``) is an error that names the
+field instead of a silently ignored setting. Durations are written like ``30m``, ``4h``, ``1d``,
+``1h30m`` or ``90s`` and stored as whole seconds.
+
+Built-in calendars:
+
+* ``24x7`` is always open and cannot be redefined.
+* ``business`` is Mon-Fri 09:00-17:00 UTC with no holidays; define ``calendars.business`` to give it
+  your own time zone, hours and holidays (the shipped email policy uses it).
+
+Escalation: when a conversation is escalated, every target of the matching policy is multiplied by
+``escalated_factor`` (default 0.5, i.e. halved). A policy that itself matches ``escalated: true``
+already states targets for escalated conversations, so its targets are used as written unless it
+sets ``escalated_factor`` explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from replydesk.model import KINDS
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+PAUSE_STATUSES: tuple[str, ...] = ("pending", "snoozed")
+ALWAYS_OPEN = "24x7"
+BUSINESS = "business"
+DEFAULT_ESCALATED_FACTOR = 0.5
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])", re.IGNORECASE)
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def parse_duration(text: str | int) -> int:
+    """``"30m"``, ``"4h"``, ``"1d"``, ``"1h30m"``, ``"90s"`` (or a bare number of seconds) -> seconds.
+
+    Raises ValueError saying what is accepted, because this text comes straight from a user's YAML.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30m, 4h, 1d, 1h30m or 90s")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"invalid duration {text!r}: must not be negative")
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"invalid duration {text!r}: expected a string such as 30m, 4h, 1d, 1h30m or 90s")
+    raw = text.strip()
+    if raw.isdigit():
+        return int(raw)
+    compact = raw.replace(" ", "")
+    parts = _DURATION_PART.findall(compact)
+    if not compact or "".join(n + u for n, u in parts).lower() != compact.lower():
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30m, 4h, 1d, 1h30m or 90s")
+    units = [u.lower() for _, u in parts]
+    if len(set(units)) != len(units):
+        raise ValueError(f"invalid duration {text!r}: a unit appears twice")
+    total = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
+    return int(round(total))
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds back to the compact form (``5400`` -> ``"1h30m"``), for messages and the UI."""
+    sign = "-" if seconds < 0 else ""
+    rest = int(round(abs(seconds)))
+    out = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return sign + ("".join(out) or "0s")
+
+
+def parse_interval(text: str) -> tuple[int, int]:
+    """``"09:00-17:00"`` -> (540, 1020) minutes from local midnight.
+
+    An end at or before the start means the interval crosses midnight (``"22:00-02:00"`` is open
+    until 02:00 the next day); ``"00:00-24:00"`` is the whole day.
+    """
+    m = _INTERVAL.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"invalid opening interval {text!r}: expected HH:MM-HH:MM, e.g. 09:00-17:00")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+        raise ValueError(f"invalid opening interval {text!r}: times must be 00:00-23:59 (end may be 24:00)")
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ValueError(f"invalid opening interval {text!r}: start equals end (use 00:00-24:00 for all day)")
+    return start, end
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalendarSpec(_Strict):
+    """A business calendar: when the team is expected to answer.
+
+    ``hours`` maps weekdays (mon..sun) to open intervals in local time; several per day are split
+    shifts, and an interval ending at or before its start runs past midnight into the next day.
+    A holiday closes its whole local date, including the after-midnight tail of the previous day's
+    shift. Missing weekdays are closed.
+    """
+
+    timezone: str = "UTC"
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
+        default_factory=dict
+    )
+    holidays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Athens") from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _check_hours(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, intervals in value.items():
+            for text in intervals:
+                try:
+                    parse_interval(text)
+                except ValueError as exc:
+                    raise ValueError(f"{day}: {exc}") from None
+        if not any(value.values()):
+            raise ValueError("a calendar needs at least one open interval (e.g. mon: [09:00-17:00])")
+        return value
+
+    def intervals(self) -> dict[int, list[tuple[int, int]]]:
+        """Weekday index (0 = Monday) -> parsed (start, end) minutes as written."""
+        return {WEEKDAYS.index(day): [parse_interval(t) for t in ivs] for day, ivs in self.hours.items()}
+
+
+BUSINESS_CALENDAR = CalendarSpec(
+    timezone="UTC", hours={d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+)
+
+
+class TargetSpec(_Strict):
+    """One metric's target: a duration on a calendar, with an optional early warning."""
+
+    target: int
+    calendar: str = ALWAYS_OPEN
+    warn_before: str | None = None  # "10m" (duration on the same clock) or "25%" (of the target)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _parse_target(cls, value: Any) -> int:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError(f"target {value!r} must be longer than zero")
+        return seconds
+
+    @field_validator("warn_before", mode="before")
+    @classmethod
+    def _parse_warn(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                pct = float(value.strip()[:-1])
+            except ValueError:
+                raise ValueError(f"invalid percentage {value!r}: expected e.g. 25%") from None
+            if not 0 < pct < 100:
+                raise ValueError(f"warn_before {value!r} must be between 0% and 100%")
+            return f"{pct:g}%"
+        return format_duration(parse_duration(value))
+
+    def warn_seconds(self, target_seconds: float | None = None) -> float:
+        """Seconds before the due time at which the metric turns to `warning` (0 = never warns).
+
+        A percentage applies to ``target_seconds`` when given (the escalated, effective target).
+        """
+        base = self.target if target_seconds is None else target_seconds
+        if self.warn_before is None:
+            return 0.0
+        if self.warn_before.endswith("%"):
+            return base * float(self.warn_before[:-1]) / 100.0
+        return float(parse_duration(self.warn_before))
+
+
+def _as_list(value: Any) -> Any:
+    """Let users write ``kind: dm`` as well as ``kind: [dm]``."""
+    return [value] if isinstance(value, str) else value
+
+
+class MatchSpec(_Strict):
+    """Which conversations a policy applies to; an absent field matches anything, tags is any-of."""
+
+    platform: list[str] | None = None
+    kind: list[str] | None = None
+    tags: list[str] | None = None
+    priority: list[str] | None = None
+    escalated: bool | None = None
+
+    @field_validator("platform", "kind", "tags", "priority", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, value: list[str] | None) -> list[str] | None:
+        for k in value or ():
+            if k not in KINDS:
+                raise ValueError(f"unknown kind {k!r}: expected one of {', '.join(KINDS)}")
+        return value
+
+    @field_validator("priority")
+    @classmethod
+    def _check_priority(cls, value: list[str] | None) -> list[str] | None:
+        for p in value or ():
+            if p not in PRIORITIES:
+                raise ValueError(f"unknown priority {p!r}: expected one of {', '.join(PRIORITIES)}")
+        return value
+
+
+class PolicySpec(_Strict):
+    """A named set of targets; the first policy (top to bottom) whose ``match`` applies wins."""
+
+    name: str
+    match: MatchSpec = Field(default_factory=MatchSpec)
+    first_reply: TargetSpec | None = None
+    next_reply: TargetSpec | None = None
+    resolution: TargetSpec | None = None
+    pause_when: list[Literal["pending", "snoozed"]] = Field(default_factory=list)
+    escalated_factor: float | None = Field(default=None, gt=0, le=1)
+
+    def target(self, metric: str) -> TargetSpec | None:
+        return getattr(self, metric)
+
+    def factor_for(self, escalated: bool) -> float:
+        """Multiplier for targets: halved (by default) for escalated conversations.
+
+        A policy that explicitly matches ``escalated: true`` wrote its targets for escalated
+        conversations, so they are not halved again unless ``escalated_factor`` is set.
+        """
+        if not escalated:
+            return 1.0
+        if self.escalated_factor is not None:
+            return self.escalated_factor
+        return 1.0 if self.match.escalated is True else DEFAULT_ESCALATED_FACTOR
+
+    def calendars_used(self) -> list[tuple[str, str]]:
+        return [(m, t.calendar) for m in METRICS if (t := self.target(m)) is not None]
+
+
+METRICS: tuple[str, ...] = ("first_reply", "next_reply", "resolution")
+
+DEFAULT_POLICIES: list[PolicySpec] = [
+    PolicySpec.model_validate(p)
+    for p in (
+        {
+            "name": "public-social",
+            "match": {"kind": ["comment", "mention"]},
+            "first_reply": {"target": "30m", "warn_before": "10m"},
+            "next_reply": {"target": "30m", "warn_before": "10m"},
+            "resolution": {"target": "1d", "warn_before": "25%"},
+            "pause_when": ["pending", "snoozed"],
+        },
+        {
+            "name": "direct-messages",
+            "match": {"kind": ["dm"]},
+            "first_reply": {"target": "1h", "warn_before": "15m"},
+            "next_reply": {"target": "1h", "warn_before": "15m"},
+            "resolution": {"target": "1d", "warn_before": "25%"},
+            "pause_when": ["pending", "snoozed"],
+        },
+        {
+            "name": "email",
+            "match": {"kind": ["email"]},
+            "first_reply": {"target": "4h", "calendar": BUSINESS, "warn_before": "1h"},
+            "next_reply": {"target": "4h", "calendar": BUSINESS, "warn_before": "1h"},
+            # 16 business hours = two working days on the Mon-Fri 09:00-17:00 calendar.
+            "resolution": {"target": "16h", "calendar": BUSINESS, "warn_before": "25%"},
+            "pause_when": ["pending", "snoozed"],
+        },
+        {
+            "name": "reviews",
+            "match": {"kind": ["review"]},
+            "first_reply": {"target": "24h", "warn_before": "25%"},
+            "next_reply": {"target": "24h", "warn_before": "25%"},
+            "pause_when": ["pending", "snoozed"],
+        },
+    )
+]
+
+
+class SlaSettings(_Strict):
+    """The whole ``sla:`` section; ``policies`` falls back to DEFAULT_POLICIES when absent."""
+
+    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
+    policies: list[PolicySpec] = Field(default_factory=lambda: list(DEFAULT_POLICIES))
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SlaSettings:
+        if ALWAYS_OPEN in self.calendars:
+            raise ValueError(
+                f"calendars.{ALWAYS_OPEN}: the built-in always-open calendar cannot be redefined"
+            )
+        known = self.calendar_names()
+        seen: set[str] = set()
+        for i, policy in enumerate(self.policies):
+            if policy.name in seen:
+                raise ValueError(f"policies[{i}].name: duplicate policy name {policy.name!r}")
+            seen.add(policy.name)
+            for metric, cal in policy.calendars_used():
+                if cal not in known:
+                    raise ValueError(
+                        f"policies[{i}] ({policy.name}).{metric}.calendar: unknown calendar {cal!r}; "
+                        f"known: {', '.join(sorted(known))}"
+                    )
+        return self
+
+    def calendar_names(self) -> set[str]:
+        return {ALWAYS_OPEN, BUSINESS, *self.calendars}
+
+    def calendar(self, name: str) -> CalendarSpec | None:
+        """The spec for ``name``; None for the always-open ``24x7``. KeyError if unknown."""
+        if name == ALWAYS_OPEN:
+            return None
+        if name in self.calendars:
+            return self.calendars[name]
+        if name == BUSINESS:
+            return BUSINESS_CALENDAR
+        raise KeyError(name)
+
+
+def load_sla_settings(section: Any) -> SlaSettings:
+    """Validate the raw ``sla:`` mapping from YAML (None or absent -> shipped defaults)."""
+    if section is None:
+        return SlaSettings()
+    return SlaSettings.model_validate(section)
