@@ -177,7 +177,7 @@ class DemoProvider(Provider):
         self.poll_interval = float(options.get("poll_interval") or min(5.0, self.pace))
         self.remote = DemoRemote(data_dir)
         self.clock = clock
-        self._faults = random.Random(f"{self.seed}:faults:{os.getpid()}")
+        self._faults = random.Random()  # faults are chance, not part of the seeded story
 
     # ---- the wire -------------------------------------------------------------------------------
 
@@ -259,8 +259,10 @@ class DemoProvider(Provider):
         for i in range(self.backlog):
             r = _rng(self.seed, "backlog", i)
             conv = self._conv(i)
-            # ages skew recent: most within hours, some days old
-            age = min(3 * 86400, r.expovariate(1 / 9000)) + 30
+            # a mix of ages so every SLA state shows: fresh, inside the day, days old
+            bucket = r.random()
+            age = (r.uniform(30, 2400) if bucket < 0.45 else
+                   r.uniform(2400, 6 * 3600) if bucket < 0.75 else r.uniform(6 * 3600, 3 * 86400))
             first = started - age
             out.append(self._message(conv, f"b{i}-0", self._text(conv, r), first))
             if r.random() < 0.3 and age > 900:  # answered from the platform's own app earlier

@@ -206,12 +206,13 @@ class Config(Strict):
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     """Walk the composed YAML node tree along a pydantic error location."""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if k.value == part), None)
             if match is None:
-                match = next((k for k, _ in node.value if k.value == part), None)
-                return match or node
+                if i < len(loc) - 1:
+                    continue  # a union/discriminator tag pydantic adds to the path
+                return node  # a missing key: point at the mapping that lacks it
             node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]

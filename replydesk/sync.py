@@ -88,7 +88,7 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Delay before retry ``attempt`` (1-based): exponential with jitter, from tenacity."""
     state = RetryCallState(None, None, (), {})
     state.attempt_number = max(1, attempt)
-    return float(wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)(state))
+    return float(wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)(state))
 
 
 @dataclass
