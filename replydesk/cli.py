@@ -13,6 +13,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 from replydesk import __version__, secrets
 from replydesk.config import ConfigError, DemoFaults, default_data_dir, demo_config, load_config
 from replydesk.model import iso
-from replydesk.safetext import one_line, visible
+from replydesk.safetext import BIDI_CONTROLS, one_line, visible
 from replydesk.workspace import Workspace
 from storage import actions, exchange, outbox, queries, search, slastate
 from storage.db import Database, StorageError
@@ -39,9 +40,13 @@ class UsageError(Exception):
 # ---- output ---------------------------------------------------------------------------------------
 
 
+_JSON_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]")
+
+
 def _json_safe(text: str) -> str:
-    """json.dumps leaves C1 controls and bidi marks raw with ensure_ascii=False; escape them too."""
-    return "".join(f"\\u{ord(c):04x}" if (0x80 <= ord(c) < 0xA0 or c in "\u2028\u2029") else c for c in text)
+    """json.dumps leaves DEL, C1 controls and bidi marks raw with ensure_ascii=False: escape them
+    as \\uXXXX too, so JSON on a terminal cannot act on it while scripts still get the exact text."""
+    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def emit_json(obj: Any, out: Any = None) -> None:

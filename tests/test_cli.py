@@ -1,0 +1,218 @@
+"""The scriptable CLI: each command's output and exit code, on a real demo workspace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, hostile_texts
+from replydesk.cli import build_parser, main
+
+COMMANDS = ["demo", "sync", "export", "import", "search", "show", "reply", "note", "outbox", "tag", "untag",
+            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",
+            "doctor"]
+
+
+@pytest.fixture
+def ws(demo_ws):
+    return demo_ws
+
+
+def run(ws, capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["--data-dir", str(ws.data_dir), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def first_conv(ws, capsys) -> str:
+    code, out, _ = run(ws, capsys, "search", "is:open", "--json")
+    assert code == 0
+    return json.loads(out)["results"][0]["id"]
+
+
+def test_every_command_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(COMMANDS) <= set(sub.choices)
+    for name in COMMANDS:
+        text = sub.choices[name].format_help()
+        assert "--data-dir" in text and "--config" in text, name
+
+
+def test_console_script_help_and_exit_codes(tmp_path):
+    exe = REPO / ".venv" / "bin" / "replydesk"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "replydesk.cli"]
+    ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "Exit codes" in ok.stdout
+    bad = subprocess.run([*cmd, "frobnicate"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    missing = subprocess.run([*cmd, "--data-dir", str(tmp_path / "none"), "show", "x"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no replydesk workspace" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_demo_headless_once_reports_what_it_stored(tmp_path, capsys):
+    code = main(["demo", "--data-dir", str(tmp_path / "d"), "--headless", "--once", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["fetched"]["demo"] > 300 and doc["errors"] == {}
+
+
+def test_demo_bad_faults_is_usage_error(tmp_path, capsys):
+    assert main(["demo", "--data-dir", str(tmp_path), "--headless", "--faults", "explode=1"]) == 2
+    assert "unknown fault 'explode'" in capsys.readouterr().err
+
+
+def test_sync_without_accounts_is_usage_error(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path), "sync", "--once"]) == 2
+    assert "no accounts configured" in capsys.readouterr().err
+
+
+def test_export_import_roundtrip_is_idempotent(ws, capsys, tmp_path):
+    code, out, _ = run(ws, capsys, "export")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) >= 200
+    r = records[0]
+    assert set(r) >= {"id", "account", "platform", "kind", "customer", "subject", "status", "assignee", "priority",
+                      "tags", "escalated", "sla", "messages"}
+    assert set(r["customer"]) >= {"id", "name", "handle"}
+    assert set(r["messages"][0]) >= {"id", "direction", "author", "text", "created_at", "state"}
+    assert r["messages"][0]["created_at"].endswith("Z")
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text(out, encoding="utf-8")
+    other = tmp_path / "other"
+    assert main(["--data-dir", str(other), "import", str(dump), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["conversations"] == len(records) and first["messages"] == sum(len(x["messages"]) for x in records)
+    assert main(["--data-dir", str(other), "import", str(dump), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 0
+    assert main(["--data-dir", str(other), "export"]) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    strip = lambda recs: sorted((x["id"], x["status"], x["tags"], [m["text"] for m in x["messages"]]) for x in recs)  # noqa: E731
+    assert strip(again) == strip(records)
+
+
+def test_import_rejects_bad_records_clearly(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a:1", "account": "a", "platform": "x", "kind": "dm", "messages": "nope"}\n')
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(bad)]) == 2
+    assert "bad.jsonl:1: field 'messages' has the wrong type" in capsys.readouterr().err
+    bad.write_text("{not json")
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_actions_from_the_cli_change_the_conversation(ws, capsys):
+    conv = first_conv(ws, capsys)
+    assert run(ws, capsys, "tag", conv, "Refund", "vip")[1].strip().endswith("tags: refund, vip")
+    assert run(ws, capsys, "untag", conv, "vip")[1].strip().endswith("tags: refund")
+    assert run(ws, capsys, "assign", conv, "maria")[0] == 0
+    assert run(ws, capsys, "escalate", conv, "--note", "VIP customer", "--target", "zendesk")[0] == 0
+    assert run(ws, capsys, "note", conv, "--text", "called them")[0] == 0
+    code, out, _ = run(ws, capsys, "show", conv, "--json")
+    record = json.loads(out)
+    assert (record["tags"], record["assignee"], record["escalated"], record["priority"]) == \
+        (["refund"], "maria", True, "high")
+    assert [m["text"] for m in record["messages"] if m["direction"] == "note"] == ["VIP customer", "called them"]
+    assert run(ws, capsys, "snooze", conv, "--until", "2h")[0] == 0
+    assert json.loads(run(ws, capsys, "show", conv, "--json")[1])["status"] == "snoozed"
+    assert run(ws, capsys, "resolve", conv)[1].startswith("resolved 1")
+    assert run(ws, capsys, "reopen", conv)[0] == 0
+    assert json.loads(run(ws, capsys, "show", conv, "--json")[1])["status"] == "open"
+    assert run(ws, capsys, "snooze", conv, "--until", "whenever")[0] == 2
+    assert run(ws, capsys, "tag", "demo:no-such-conversation", "x")[0] == 2
+
+
+def test_reply_queues_and_outbox_lists_it(ws, capsys):
+    conv = first_conv(ws, capsys)
+    code, out, _ = run(ws, capsys, "reply", conv, "--text", "Asante sana! 🙏", "--json")
+    item = json.loads(out)
+    assert code == 0 and item["state"] == "queued" and item["conversation"] == conv
+    code, out, _ = run(ws, capsys, "outbox", "--json")
+    assert [i["key"] for i in json.loads(out)] == [item["key"]]
+    code, out, _ = run(ws, capsys, "reply", conv, "--text", "later", "--at", "tomorrow 9:00", "--json")
+    later = json.loads(out)
+    assert later["not_before"] > item["not_before"]
+    assert run(ws, capsys, "outbox", "--discard", later["key"])[0] == 0
+    assert len(json.loads(run(ws, capsys, "outbox", "--json")[1])) == 1
+    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 1  # an empty reply is refused
+
+
+def test_search_json_and_text(ws, capsys):
+    code, out, _ = run(ws, capsys, "search", "order", "--json")
+    results = json.loads(out)["results"]
+    assert code == 0 and results
+    assert all("order" in (r["match"] or r["snippet"]).lower() or "#" in r["snippet"] for r in results)
+    code, out, _ = run(ws, capsys, "search", "zzzz-not-there")
+    assert code == 0 and out.strip() == "no matches"
+
+
+def test_sla_json_contract(ws, capsys):
+    conv = first_conv(ws, capsys)
+    code, out, _ = run(ws, capsys, "sla", conv, "--json")
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == {"conversation", "policy", "at", "metrics"}
+    metric = doc["metrics"][0]
+    assert set(metric) >= {"metric", "state", "target_seconds", "calendar", "started_at", "due_at",
+                           "calendar_seconds_left", "business_seconds_left", "paused_reason", "fulfilled_at",
+                           "breached_at"}
+    code, out, _ = run(ws, capsys, "sla", conv, "--at", "2026-11-20T00:00:00Z", "--json")
+    assert json.loads(out)["metrics"] == []  # before the first message nothing runs
+    assert run(ws, capsys, "sla", conv, "--at", "yesterday-ish")[0] == 2
+
+
+def test_report_json_contract_and_grouping(ws, capsys, tmp_path):
+    code, out, _ = run(ws, capsys, "report", "--json")
+    doc = json.loads(out)
+    assert code == 0 and "by" not in doc and [g["key"] for g in doc["groups"]] == ["all"]
+    group = doc["groups"][0]
+    assert set(group) >= {"key", "conversations", "first_reply", "next_reply", "resolution", "breaches",
+                          "first_contact_resolution"}
+    assert set(group["first_reply"]) == {"median_seconds", "p90_seconds", "within_target"}
+    by = json.loads(run(ws, capsys, "report", "--by", "platform", "--json")[1])
+    assert by["by"] == "platform" and sum(g["conversations"] for g in by["groups"]) == group["conversations"]
+    policies = tmp_path / "p.yaml"
+    policies.write_text("sla:\n  policies:\n    - name: lax\n      first_reply: {target: 3d}\n")
+    what_if = json.loads(run(ws, capsys, "report", "--what-if", str(policies), "--json")[1])["what_if"]
+    assert what_if["groups"][0]["breaches"] < group["breaches"]
+    assert run(ws, capsys, "report", "--csv")[1].startswith("key,conversations,")
+
+
+def test_accounts_and_doctor(ws, capsys):
+    code, out, _ = run(ws, capsys, "doctor", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    code, out, _ = run(ws, capsys, "accounts")
+    assert code == 0 and "no accounts configured" in out
+
+
+def test_hostile_customer_text_is_terminal_safe_in_cli_output(tmp_path, capsys):
+    cases = hostile_texts()
+    if not cases:
+        pytest.skip("../shared/testdata is not present")
+    records = [
+        {"id": f"h:{i}", "account": "h", "platform": "telegram", "kind": "dm",
+         "customer": {"id": f"u{i}", "name": c["text"], "handle": "@x"}, "subject": c["text"],
+         "messages": [{"id": f"h:m{i}", "direction": "in", "author": c["text"], "text": c["text"],
+                       "created_at": "2026-11-23T09:00:00Z"}]}
+        for i, c in enumerate(cases)
+    ]
+    src = tmp_path / "hostile.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 0
+    capsys.readouterr()
+    for i in range(len(cases)):
+        assert main(["--data-dir", str(tmp_path / "w"), "show", f"h:{i}"]) == 0
+    assert main(["--data-dir", str(tmp_path / "w"), "export"]) == 0
+    out = capsys.readouterr().out
+    forbidden = [chr(c) for c in [*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)]]
+    forbidden += list("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    leaked = {repr(ch) for ch in forbidden if ch in out}
+    assert not leaked
+    # and the data itself is stored exactly as received
+    assert main(["--data-dir", str(tmp_path / "w"), "show", "h:0", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["messages"][0]["text"] == cases[0]["text"]
