@@ -46,8 +46,14 @@ class DemoFaults(Strict):
     ratelimit: float = Field(0.0, ge=0, le=1, description="share of requests answered 429 + Retry-After")
     offline: bool = Field(False, description="the platform is unreachable")
     lost_ack: float = Field(0.0, ge=0, le=1, description="share of accepted replies whose answer is lost")
+    retry_after: float = Field(2.0, ge=0, description="how long a simulated 429 asks to wait (Retry-After)")
+    crash_after_accept: float = Field(
+        0.0, ge=0, le=1,
+        description="share of accepted replies after which the process is SIGKILLed before it hears the "
+                    "answer (crash tests: the worst moment for exactly-once)",
+    )
 
-    _dur = field_validator("latency", mode="before")(classmethod(lambda cls, v: _duration(v)))
+    _dur = field_validator("latency", "retry_after", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
 class AccountBase(Strict):
@@ -74,16 +80,20 @@ class MailServer(Strict):
     port: int = Field(ge=1, le=65535)
     tls: Literal["implicit", "starttls", "none"] = "implicit"
     user: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    ca_file: str | None = None  # a CA bundle for a self-signed server certificate
 
 
 class ImapServer(MailServer):
     folders: list[str] = ["INBOX"]
     sent_folder: str | None = None
+    max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024)
 
 
 class EmailAccount(AccountBase):
     provider: Literal["email"]
     address: str
+    display_name: str | None = None
     imap: ImapServer
     smtp: MailServer
 
@@ -137,7 +147,7 @@ Account = Annotated[
 
 class SyncSettings(Strict):
     poll_interval: Duration = 60.0
-    send_retries: int = Field(5, ge=0, le=50, description="attempts before a reply is marked failed")
+    send_retries: int = Field(5, ge=0, le=1000, description="attempts before a reply is marked failed")
     retry_base: Duration = 2.0
     retry_max: Duration = 300.0
 
