@@ -80,12 +80,19 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"{path} was written by a newer replydesk (schema {version}, this one knows {SCHEMA_VERSION}); "
             "upgrade replydesk, or point --data-dir at another workspace"
         )
-    for number in range(version, SCHEMA_VERSION):
+    while version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[number]:
+            # Re-read under the write lock: another process or thread opening the same new
+            # workspace at the same moment may have migrated it while we waited.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                conn.rollback()
+                break
+            for statement in MIGRATIONS[version]:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number + 1}")
+            version += 1
+            conn.execute(f"PRAGMA user_version = {version}")
         except BaseException:
             conn.rollback()
             raise

@@ -268,3 +268,26 @@ def test_search_syntax_is_literal_text():
     assert q.words == ["refund", "two words", "col:val:extra"]
     assert (q.tags, q.statuses, q.platforms) == (["vip"], ["open"], ["x"])
     assert search.fts_query(['say "hi"']) == '"say ""hi"""'
+
+
+def test_two_connections_opening_a_new_workspace_at_once(tmp_path):
+    """The TUI's reader and the engine's writer may create the same workspace simultaneously."""
+    import threading
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def opener():
+        try:
+            barrier.wait()
+            open_database(tmp_path).close()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _db(tmp_path).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
