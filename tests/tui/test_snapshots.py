@@ -1,0 +1,37 @@
+"""Snapshots of the main screen at 80x24 and 160x48: fixed clock, fixed seed, no engine thread.
+
+Update after an intended visual change with ``pytest tests/tui --snapshot-update`` and review the
+SVGs in ``__snapshots__``.
+"""
+
+from __future__ import annotations
+
+from conftest import fixed_clock, settle
+from tui.app import ReplydeskApp
+
+
+async def _ready(pilot) -> None:  # noqa: ANN001
+    await settle(pilot)
+    await pilot.pause(0.1)  # the debounced thread read
+    await settle(pilot)
+
+
+def test_main_screen_80x24(workspace, snap_compare) -> None:  # noqa: ANN001
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_ready)
+
+
+def test_main_screen_160x48(workspace, snap_compare) -> None:  # noqa: ANN001
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=_ready)
+
+
+def test_composer_open_160x48(workspace, snap_compare) -> None:  # noqa: ANN001
+    async def compose(pilot) -> None:  # noqa: ANN001
+        await _ready(pilot)
+        await pilot.press("j", "r")
+        await pilot.press(*"Hi there")
+        await _ready(pilot)
+
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=compose)

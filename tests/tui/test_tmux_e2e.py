@@ -1,0 +1,85 @@
+"""End to end in a real terminal: the console in tmux on a demo workspace, driven by send-keys.
+
+This is the one test that sees what a person sees (escape sequences, real key parsing, the live
+sync engine); everything finer-grained lives in the pilot tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from storage import outbox
+from storage.db import open_database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _need_tmux() -> str:
+    tmux = shutil.which("tmux")
+    if tmux:
+        return tmux
+    reason = "tmux not installed: apt-get install tmux"
+    if os.environ.get("REPLYDESK_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{reason} (REPLYDESK_REQUIRE_SERVERS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _wait_for(fn, timeout: float = 20.0, step: float = 0.2):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(step)
+    return fn()
+
+
+@pytest.mark.slow
+def test_console_in_tmux_shows_inbox_and_queues_a_reply(tmp_path: Path) -> None:
+    tmux = _need_tmux()
+    session = f"replydesk-e2e-{uuid.uuid4().hex[:8]}"
+    data_dir = tmp_path / "demo"
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+
+    def tm(*args: str) -> str:
+        return subprocess.run([tmux, *args], check=True, capture_output=True, text=True, env=env).stdout
+
+    command = f"cd {REPO} && {sys.executable} -m replydesk.cli --data-dir {data_dir} demo --pace 3600"
+    tm("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
+    try:
+        def screen() -> str:
+            return tm("capture-pane", "-p", "-t", session)
+
+        def inbox_shown() -> str:
+            s = screen()
+            return s if "Inbox (" in s and "Inbox (0)" not in s else ""
+
+        shown = _wait_for(inbox_shown)
+        assert shown, f"the inbox never appeared:\n{screen()}"
+        assert "replydesk" in shown and "breached" in shown
+        tm("send-keys", "-t", session, "r")
+        assert _wait_for(lambda: "ctrl+s send" in screen()), screen()
+        tm("send-keys", "-t", session, "-l", "Hello from tmux")
+        assert _wait_for(lambda: "Hello from tmux" in screen()), screen()
+        tm("send-keys", "-t", session, "C-s")
+        assert _wait_for(lambda: "queued" in screen().lower()), screen()
+
+        db = open_database(data_dir, create=False)
+        try:
+            items = _wait_for(lambda: [i for i in outbox.pending(db, ("queued", "sending", "sent"))
+                                       if i.text == "Hello from tmux"])
+            assert items, "the reply never reached the outbox"
+        finally:
+            db.close()
+        tm("send-keys", "-t", session, "q")
+        _wait_for(lambda: "Inbox (" not in screen(), timeout=10)
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)

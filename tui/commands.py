@@ -1,0 +1,66 @@
+"""The command palette (ctrl+p) offers every action, every view and every saved reply.
+
+The palette lists the same action names the key bindings run, so a user who forgot a key (or
+remapped it) can always find the action by name.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:
+    from tui.app import ReplydeskApp
+
+#: (title, help, action) — the action strings are the app's ``action_*`` methods.
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("Open conversation", "read the selected conversation", "open"),
+    ("Reply", "public reply (or the platform's only kind)", "reply"),
+    ("Private reply", "answer a public post privately, where the platform can", "reply_private"),
+    ("Internal note", "a note for the team, never sent", "note"),
+    ("Tag", "add a tag (with completion)", "tag"),
+    ("Remove tag", "remove one of the conversation's tags", "untag"),
+    ("Assign", "assign to someone (empty: unassign)", "assign"),
+    ("Escalate", "mark escalated with a reason and target; raises priority", "escalate"),
+    ("Resolve", "close the conversation", "resolve"),
+    ("Reopen", "open it again", "reopen"),
+    ("Snooze", "hide until 1h, 4h, tomorrow 9:00 or a custom time", "snooze"),
+    ("Jump to most urgent", "the conversation closest to (or past) its SLA", "most_urgent"),
+    ("Search", "search the cache (words, from:, tag:, platform:, is:)", "search"),
+    ("Repeat last action", "apply the last action again to the selection", "repeat"),
+    ("Undo send", "take back the reply just sent, during its undo window", "undo_send"),
+    ("Mark for bulk", "toggle the mark on the selected conversation", "mark"),
+    ("Clear marks", "unmark every conversation", "clear_marks"),
+    ("Help", "every key binding in this context", "help"),
+    ("Quit", "leave replydesk (the outbox keeps queued replies)", "quit"),
+)
+
+
+class ReplydeskCommands(Provider):
+    """Actions, views (``view N``) and saved replies, matched fuzzily by title."""
+
+    @property
+    def _app(self) -> ReplydeskApp:
+        return self.app  # type: ignore[return-value]
+
+    def _entries(self) -> list[tuple[str, str, str]]:
+        entries = list(ACTIONS)
+        for number, view in enumerate(self._app.workspace.config.ui.views, start=1):
+            entries.append((f"View {number}: {view.name}", view.query or "all open conversations",
+                            f"view({number})"))
+        for name in self._app.workspace.config.ui.saved_replies:
+            entries.append((f"Saved reply: {name}", "open the composer with this reply", f"saved_reply({name!r})"))
+        return entries
+
+    async def discover(self) -> Hits:
+        for title, help_text, action in self._entries():
+            yield DiscoveryHit(title, partial(self._app.run_action, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, action in self._entries():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self._app.run_action, action), help=help_text)

@@ -1,0 +1,200 @@
+"""The composer: a TextArea for a reply, private message or internal note, with a live length count.
+
+Length is counted in graphemes (``regex`` ``\\X``), as platforms count: an emoji family or a
+Devanagari syllable is one. The composer never writes to the database itself; it posts ``Send``,
+``Closed`` and debounced ``DraftChanged`` messages and the app's workers do the SQL.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static, TextArea
+
+from replydesk.platforms import can_reply_privately, info, reply_limit
+from storage.queries import InboxRow
+from tui.format import graphemes, safe
+
+DRAFT_DEBOUNCE = 0.6
+MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}
+
+
+class Composer(Vertical):
+    """Docked under the thread while open; hidden otherwise."""
+
+    BINDINGS = [
+        Binding("ctrl+s,alt+enter", "send", "Send", id="composer.send", priority=True),
+        Binding("escape", "close", "Close", id="composer.close"),
+        Binding("ctrl+t", "toggle_private", "Public/private", id="composer.private"),
+        Binding("ctrl+o", "saved_reply", "Saved reply", id="composer.saved"),
+    ]
+
+    DEFAULT_CSS = """
+    Composer {
+        height: auto;
+        border-top: solid $accent;
+        background: $panel;
+        display: none;
+    }
+    Composer.-open { display: block; }
+    Composer > TextArea, Composer > TextArea:focus { height: 5; border: none; padding: 0 1; }
+    Composer.-note > TextArea { background: $warning 10%; }
+    Composer > #composer-info { height: 1; padding: 0 1; }
+    """
+
+    class Send(Message):
+        def __init__(self, conv_id: str, text: str, mode: str) -> None:
+            super().__init__()
+            self.conv_id, self.text, self.mode = conv_id, text, mode
+
+    class Closed(Message):
+        def __init__(self, conv_id: str, text: str, mode: str) -> None:
+            super().__init__()
+            self.conv_id, self.text, self.mode = conv_id, text, mode
+
+    class DraftChanged(Message):
+        def __init__(self, conv_id: str, text: str, private: bool) -> None:
+            super().__init__()
+            self.conv_id, self.text, self.private = conv_id, text, private
+
+    class SavedReplyWanted(Message):
+        """Ask the app for the saved-reply picker (it owns dialogs)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.row: InboxRow | None = None
+        self.mode = "public"
+        self._draft_timer: Timer | None = None
+        self._loading = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="composer-info")
+        yield TextArea(id="composer-text", soft_wrap=True, tab_behavior="focus")
+
+    @property
+    def is_open(self) -> bool:
+        return self.has_class("-open")
+
+    @property
+    def text_area(self) -> TextArea:
+        return self.query_one("#composer-text", TextArea)
+
+    @property
+    def text(self) -> str:
+        return self.text_area.text
+
+    def open(self, row: InboxRow, mode: str, text: str = "") -> None:
+        """Show the composer for ``row``; ``private`` falls back to public where impossible."""
+        if mode == "private" and not can_reply_privately(row.platform, row.kind):
+            mode = "public"
+        self.row, self.mode = row, mode
+        self.set_class(mode == "note", "-note")
+        self._loading = True
+        self.text_area.load_text(text)
+        self._loading = False
+        self.add_class("-open")
+        self.text_area.focus()
+        self.text_area.move_cursor(self.text_area.document.end)
+        self.update_info()
+
+    def load_draft(self, conv_id: str, text: str, private: bool) -> None:
+        """Fill in a stored draft if the composer is still open on that conversation and empty."""
+        if self.row is None or self.row.id != conv_id or self.mode == "note" or self.text.strip():
+            return
+        if private and can_reply_privately(self.row.platform, self.row.kind):
+            self.mode = "private"
+        self._loading = True
+        self.text_area.load_text(text)
+        self._loading = False
+        self.text_area.move_cursor(self.text_area.document.end)
+        self.update_info()
+
+    def close(self) -> None:
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+            self._draft_timer = None
+        self.remove_class("-open")
+
+    def insert(self, text: str) -> None:
+        self.text_area.insert(text)
+        self.text_area.focus()
+
+    @property
+    def limit(self) -> int:
+        if self.row is None or self.mode == "note":
+            return 0
+        return reply_limit(self.row.platform, self.row.kind, self.mode == "private")
+
+    def update_info(self) -> None:
+        if self.row is None:
+            return
+        count, limit = graphemes(self.text), self.limit
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        t.append(MODE_LABEL[self.mode], style="bold yellow" if self.mode == "note" else "bold")
+        t.append(" to " if self.mode != "note" else " on ")
+        t.append_text(safe(self.row.customer or self.row.handle or "?"))
+        t.append(f" · {info(self.row.platform).label} · ", style="dim")
+        if limit:
+            t.append(f"{count}/{limit}", style="bold red" if count > limit else "")
+        else:
+            t.append(f"{count} chars", style="dim")
+        t.append("  ctrl+s send · esc close", style="dim")
+        if self.mode != "note" and can_reply_privately(self.row.platform, self.row.kind):
+            t.append(" · ctrl+t public/private", style="dim")
+        if self.mode != "note":
+            t.append(" · ctrl+o saved reply", style="dim")
+        self.query_one("#composer-info", Static).update(t)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        event.stop()
+        self.update_info()
+        if self._loading or self.row is None or self.mode == "note":
+            return
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+        self._draft_timer = self.set_timer(DRAFT_DEBOUNCE, self._emit_draft)
+
+    def _emit_draft(self) -> None:
+        self._draft_timer = None
+        if self.row is not None and self.mode != "note":
+            self.post_message(self.DraftChanged(self.row.id, self.text, self.mode == "private"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.is_open
+
+    def action_send(self) -> None:
+        if self.row is None:
+            return
+        text = self.text
+        if not text.strip():
+            self.notify("Nothing to send: the message is empty.", severity="warning")
+            return
+        if self.limit and graphemes(text) > self.limit:
+            self.notify(f"Too long for {info(self.row.platform).label}: {graphemes(text)}/{self.limit}.",
+                        severity="error")
+            return
+        self.post_message(self.Send(self.row.id, text, self.mode))
+
+    def action_close(self) -> None:
+        if self.row is not None:
+            self.post_message(self.Closed(self.row.id, self.text, self.mode))
+        self.close()
+
+    def action_toggle_private(self) -> None:
+        if self.row is None or self.mode == "note":
+            return
+        if not can_reply_privately(self.row.platform, self.row.kind):
+            self.notify(f"{info(self.row.platform).label} {self.row.kind}s have no private reply.",
+                        severity="warning")
+            return
+        self.mode = "public" if self.mode == "private" else "private"
+        self.update_info()
+        self._emit_draft()
+
+    def action_saved_reply(self) -> None:
+        if self.mode != "note":
+            self.post_message(self.SavedReplyWanted())

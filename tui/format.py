@@ -1,0 +1,160 @@
+"""Pure formatting for the console: countdowns, safe cells, grapheme counts, snooze times.
+
+No Textual imports, so everything here is unit-testable and shared by every widget. All customer
+text goes through :func:`safe` / :func:`cell`, which apply ``replydesk.safetext`` and return
+``rich.text.Text`` objects — never markup strings — so ``[bold]`` or ``[@click=…]`` stay literal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import regex
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+
+from replydesk.safetext import one_line, visible
+
+_GRAPHEME = regex.compile(r"\X")
+
+#: Symbols carry the state without colour (NO_COLOR, monochrome terminals, screen readers).
+STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulfilled": " ", "none": " "}
+
+
+def graphemes(text: str) -> int:
+    """User-perceived characters, which is what platforms count against their limits."""
+    return len(_GRAPHEME.findall(text))
+
+
+def duration(seconds: float) -> str:
+    """``12m``, ``1h 05m``, ``2d 03h``: minutes are enough precision for an SLA list."""
+    seconds = abs(seconds)
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def countdown(state: str, due_at: float | None, warn_at: float | None, now: float) -> tuple[str, str]:
+    """(text, effective state) for the list's SLA column.
+
+    The stored ``sla_state`` may be up to a sweep behind; the deadline is exact, so a row whose
+    deadline passed shows breached at once, and one past its warning time shows warning.
+    """
+    if state == "paused":
+        return "paused", "paused"
+    if due_at is None:
+        return "", state if state in ("breached", "fulfilled") else "none"
+    left = due_at - now
+    if left <= 0 or state == "breached":
+        return "-" + duration(-left) if left < 0 else "0m", "breached"
+    if state == "warning" or (warn_at is not None and now >= warn_at):
+        return duration(left), "warning"
+    return duration(left), "ok"
+
+
+def safe(text: str | None, style: str | Style = "") -> Text:
+    """Customer text for a multi-line area: controls and bidi made visible, never parsed as markup."""
+    return Text(visible((text or "").expandtabs(4)), style=style)
+
+
+@lru_cache(maxsize=4096)
+def _char_extra(ch: str) -> int:
+    """1 for a spacing combining mark (Devanagari ``ा``, ``ि``…), which terminals give a cell but
+    Rich measures as 0; 0 otherwise. Without it every Indic name pushes the next column left."""
+    return 1 if unicodedata.category(ch) == "Mc" and cell_len(ch) == 0 else 0
+
+
+def term_len(text: str) -> int:
+    """Cells a terminal (wcwidth semantics, as xterm/VTE/tmux) gives ``text``."""
+    if text.isascii():
+        return len(text)
+    return cell_len(text) + sum(_char_extra(c) for c in text)
+
+
+def fit(text: str, width: int, *, align: str = "left") -> str:
+    """Exactly ``width`` terminal cells: truncated by grapheme with an ellipsis, then padded."""
+    if width <= 0:
+        return ""
+    used = term_len(text)
+    if used > width:
+        out: list[str] = []
+        used = 0
+        for g in _GRAPHEME.findall(text):
+            w = term_len(g)
+            if used + w > width - 1:
+                break
+            out.append(g)
+            used += w
+        text, used = "".join(out) + "…", used + 1
+    pad = " " * (width - used)
+    return pad + text if align == "right" else text + pad
+
+
+def cell(text: str | None, width: int, style: str | Style = "", *, align: str = "left") -> Text:
+    """One fixed-width, single-line cell measured in terminal cells (CJK, emoji, combining marks)."""
+    return Text(fit(one_line(text or ""), width, align=align), style=style, no_wrap=True, end="")
+
+
+def clock_time(at: float | None, now: float, tz: str | None = None) -> str:
+    """Short time for the thread: ``14:05`` today, ``3 Mar 14:05`` otherwise."""
+    if at is None:
+        return ""
+    zone = ZoneInfo(tz) if tz else dt.UTC
+    when = dt.datetime.fromtimestamp(at, zone)
+    today = dt.datetime.fromtimestamp(now, zone).date()
+    return when.strftime("%H:%M") if when.date() == today else when.strftime("%d %b %H:%M")
+
+
+_REL = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.I)
+
+
+def snooze_until(choice: str, now: float, tz: str | None = None) -> float:
+    """Epoch for a snooze preset (``1h``, ``4h``, ``tomorrow``) or a custom entry.
+
+    Custom: a duration (``30m``, ``2h``, ``3d``, ``1w``), ``HH:MM`` (next such time) or
+    ``YYYY-MM-DD HH:MM`` in the workspace's time zone. Raises ValueError with a readable message.
+    """
+    zone = ZoneInfo(tz) if tz else dt.UTC
+    local = dt.datetime.fromtimestamp(now, zone)
+    choice = choice.strip()
+    if choice == "tomorrow":
+        t = (local + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        return t.timestamp()
+    m = _REL.match(choice)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        secs = n * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+        if secs <= 0:
+            raise ValueError("snooze for at least a minute")
+        return now + secs
+    for fmt in ("%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            parsed = dt.datetime.strptime(choice, fmt)
+        except ValueError:
+            continue
+        if fmt == "%H:%M":
+            t = local.replace(hour=parsed.hour, minute=parsed.minute, second=0, microsecond=0)
+            if t <= local:
+                t += dt.timedelta(days=1)
+        else:
+            t = parsed.replace(tzinfo=zone)
+        if t.timestamp() <= now:
+            raise ValueError("that time has already passed")
+        return t.timestamp()
+    raise ValueError("use 30m, 2h, 3d, 14:30 or 2025-06-01 09:00")
+
+
+def fill_template(template: str, customer: str) -> str:
+    """A saved reply with ``{customer}`` filled; unknown ``{fields}`` are left as typed."""
+    first = customer.split()[0] if customer.strip() else "there"
+    return template.replace("{customer}", customer or "there").replace("{first_name}", first)

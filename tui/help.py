@@ -1,0 +1,67 @@
+"""The help screen: every binding active where ``?`` was pressed, with the keys after the keymap.
+
+It is built from ``Screen.active_bindings`` (the real dispatch chain with the user's keymap
+applied), so it can never drift from what the keys actually do.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import ActiveBinding, Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def binding_rows(active: dict[str, ActiveBinding], app_format_key) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
+    """(context, keys, description, binding id) grouped by binding, in declaration order."""
+    grouped: dict[tuple[int, str], list[str]] = {}
+    info: dict[tuple[int, str], tuple[str, Binding]] = {}
+    for key, ab in active.items():
+        b = ab.binding
+        if not b.description and not b.id:
+            continue
+        ident = (id(ab.node), b.id or b.action)
+        grouped.setdefault(ident, []).append(app_format_key(key))
+        info.setdefault(ident, (type(ab.node).__name__, b))
+    rows = []
+    for ident, keys in grouped.items():
+        context, b = info[ident]
+        rows.append((context, " ".join(dict.fromkeys(keys)), b.description or b.action, b.id or ""))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal table of bindings; escape, q or ? closes it."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 90; max-width: 98%; height: 90%;
+        border: thick $accent; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, rows: list[tuple[str, str, str, str]], context: str) -> None:
+        super().__init__()
+        self.rows, self.context = rows, context
+
+    def compose(self) -> ComposeResult:
+        table = Table(title=f"Keys — {self.context}", expand=True, show_edge=False, header_style="bold")
+        table.add_column("where", style="dim", no_wrap=True)
+        table.add_column("keys", style="bold cyan", no_wrap=True)
+        table.add_column("does")
+        table.add_column("keymap id", style="dim", no_wrap=True)
+        for context, keys, description, ident in self.rows:
+            table.add_row(context, keys, description, ident)
+        with VerticalScroll():
+            yield Static(table)
+            yield Static(Text("Remap any key in config.yaml: keymap: {id: \"keys\"} · ctrl+p: every action",
+                              style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,397 @@
+"""The smart inbox: a Line API list over pages read from SQLite, in urgency order.
+
+Why not DataTable/OptionList: they hold every row as widgets/data and take seconds at 100k rows.
+This list (toolong's pattern) knows only the row count (its virtual height), keeps a few pages of
+rows and an LRU of rendered strips, and asks a thread worker for a page when an unloaded line is
+painted. The cursor is a conversation id: when new mail arrives the list is re-counted and the
+cursor's new index comes from ``position_of``, so the selection stays on the same conversation.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from rich.style import Style
+from rich.text import Text
+from textual import on, work
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from replydesk.platforms import info
+from storage import queries
+from storage.queries import InboxFilter, InboxRow
+from tui.format import STATE_SYMBOL, cell, countdown
+from tui.messages import InboxReloaded, PageLoaded
+from tui.store import Store
+
+PAGE = 100
+MAX_PAGES = 40
+
+
+class InboxList(ScrollView, can_focus=True):
+    """Conversations of the current view, most urgent first, one line each."""
+
+    BINDINGS = [
+        Binding("j,down", "cursor_down", "Down", id="inbox.down", show=False),
+        Binding("k,up", "cursor_up", "Up", id="inbox.up", show=False),
+        Binding("g,home", "first", "First", id="inbox.first", show=False),
+        Binding("G,end", "last", "Last", id="inbox.last", show=False),
+        Binding("pagedown,ctrl+f", "page_down", "Page down", id="inbox.page_down", show=False),
+        Binding("pageup,ctrl+b", "page_up", "Page up", id="inbox.page_up", show=False),
+        Binding("enter", "open", "Open", id="inbox.open"),
+        Binding("space", "mark", "Mark", id="inbox.mark", show=False),
+    ]
+
+    COMPONENT_CLASSES = {
+        "inbox--cursor", "inbox--cursor-blur", "inbox--unread", "inbox--read", "inbox--breached",
+        "inbox--warning", "inbox--paused", "inbox--mark", "inbox--tags", "inbox--platform", "inbox--empty",
+    }
+
+    DEFAULT_CSS = """
+    InboxList {
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        background: $surface;
+    }
+    InboxList > .inbox--cursor { background: $accent 60%; }
+    InboxList > .inbox--cursor-blur { background: $accent 25%; }
+    InboxList > .inbox--unread { text-style: bold; }
+    InboxList > .inbox--read { color: $text-muted; }
+    InboxList > .inbox--breached { color: $error; text-style: bold; }
+    InboxList > .inbox--warning { color: $warning; }
+    InboxList > .inbox--paused { color: $text-muted; }
+    InboxList > .inbox--mark { color: $secondary; text-style: bold; }
+    InboxList > .inbox--tags { color: $accent; }
+    InboxList > .inbox--platform { color: $primary; }
+    InboxList > .inbox--empty { color: $text-muted; text-style: italic; }
+    """
+
+    class CursorMoved(Message):
+        """The selected conversation changed (the thread and SLA pane follow it)."""
+
+        def __init__(self, conv_id: str | None) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+
+    class Opened(Message):
+        """Enter on a row: read the conversation."""
+
+        def __init__(self, conv_id: str) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+
+    total: reactive[int] = reactive(0, layout=False, repaint=False)
+
+    def __init__(self, store: Store, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self.clock = clock
+        self.filter = InboxFilter()
+        self.generation = 0
+        self.loaded = False
+        self.cursor_index = 0
+        self.cursor_id: str | None = None
+        self.marked: set[str] = set()
+        self._pages: OrderedDict[int, list[InboxRow]] = OrderedDict()
+        self._stale: dict[int, list[InboxRow]] = {}
+        self._wanted: set[int] = set()
+        self._strips: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._painted: dict[int, tuple[str, str]] = {}
+        self._reload_running = False
+        self._reload_again = False
+
+    # ---- data -----------------------------------------------------------------------------------
+
+    def set_filter(self, f: InboxFilter, *, keep_cursor: bool = False) -> None:
+        """Show another view or search result; the cursor goes to the top unless told otherwise."""
+        self.filter = f
+        self.generation += 1
+        self._pages.clear()
+        self._stale.clear()
+        self._painted.clear()
+        if not keep_cursor:
+            self.cursor_id = None
+            self.cursor_index = 0
+            self.scroll_to(y=0, animate=False)
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-count and re-read the visible pages (after a write by anyone)."""
+        if self._reload_running:
+            self._reload_again = True
+            return
+        self._reload_running = True
+        top = int(self.scroll_offset.y)
+        self._reload(self.generation, self.filter, self.cursor_id, self.cursor_index, top,
+                     max(self.size.height, 1))
+
+    @work(thread=True, group="inbox-reload")
+    def _reload(self, generation: int, f: InboxFilter, cursor_id: str | None, cursor_index: int,
+                top: int, height: int) -> None:
+        def read(db: queries.Database) -> InboxReloaded:
+            total = queries.inbox_count(db, f)
+            index = queries.position_of(db, f, cursor_id) if cursor_id else None
+            anchor = index if index is not None else min(cursor_index, max(total - 1, 0))
+            # Keep the cursor's row on the same screen line, and read every page that will show.
+            new_top = max(0, top + (anchor - cursor_index))
+            first = min(new_top, anchor) // PAGE
+            last = max(new_top + height, anchor) // PAGE
+            rows: list[InboxRow] = []
+            for page in range(first, last + 1):
+                rows.extend(queries.inbox_page(db, f, page * PAGE, PAGE))
+            return InboxReloaded(generation, total, index, first, rows)
+
+        self.post_message(self.store.read(read))
+
+    @on(InboxReloaded)
+    def _on_reloaded(self, event: InboxReloaded) -> None:
+        event.stop()
+        self._reload_running = False
+        if event.generation == self.generation:
+            old_index = self.cursor_index
+            self._stale = dict(self._pages)
+            self._pages.clear()
+            self._painted.clear()
+            for n in range(0, max(len(event.rows), 1), PAGE):
+                self._pages[event.page + n // PAGE] = event.rows[n : n + PAGE]
+            self.total = event.total
+            self.virtual_size = Size(self.size.width, event.total)
+            if event.cursor_index is not None:
+                self.cursor_index = event.cursor_index
+                if self.loaded and event.cursor_index != old_index:
+                    self.scroll_to(y=self.scroll_offset.y + event.cursor_index - old_index, animate=False)
+            else:
+                self.cursor_index = min(self.cursor_index, max(event.total - 1, 0))
+            self.loaded = True
+            self._sync_cursor_id()
+            self._scroll_cursor_into_view()
+            self.refresh()
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
+
+    def _row(self, index: int) -> InboxRow | None:
+        page, offset = divmod(index, PAGE)
+        rows = self._pages.get(page)
+        if rows is None:
+            if page not in self._wanted:
+                self._wanted.add(page)
+                self.call_later(self._load_page, self.generation, page)
+            rows = self._stale.get(page)
+        else:
+            self._pages.move_to_end(page)
+        if rows is None or offset >= len(rows):
+            return None
+        return rows[offset]
+
+    def _load_page(self, generation: int, page: int) -> None:
+        self._fetch_page(generation, self.filter, page)
+
+    @work(thread=True, group="inbox-page")
+    def _fetch_page(self, generation: int, f: InboxFilter, page: int) -> None:
+        rows = self.store.read(lambda db: queries.inbox_page(db, f, page * PAGE, PAGE))
+        self.post_message(PageLoaded(generation, page, rows))
+
+    @on(PageLoaded)
+    def _on_page(self, event: PageLoaded) -> None:
+        event.stop()
+        self._wanted.discard(event.page)
+        if event.generation != self.generation:
+            return
+        self._pages[event.page] = event.rows
+        while len(self._pages) > MAX_PAGES:
+            self._pages.popitem(last=False)
+        self._sync_cursor_id()
+        self.refresh()
+
+    def _sync_cursor_id(self) -> None:
+        row = self._row(self.cursor_index) if self.total else None
+        new_id = row.id if row else (None if not self.total else self.cursor_id)
+        if not self.total:
+            new_id = None
+        if new_id != self.cursor_id or row is not None:
+            changed = new_id != self.cursor_id
+            self.cursor_id = new_id
+            if changed:
+                self.post_message(self.CursorMoved(new_id))
+
+    @property
+    def current(self) -> InboxRow | None:
+        """The row under the cursor, if its page is loaded."""
+        return self._row(self.cursor_index) if self.total else None
+
+    def targets(self) -> list[str]:
+        """Marked conversations, or the one under the cursor: what an action applies to."""
+        if self.marked:
+            return sorted(self.marked)
+        return [self.cursor_id] if self.cursor_id else []
+
+    # ---- movement -------------------------------------------------------------------------------
+
+    def move_to(self, index: int) -> None:
+        if not self.total:
+            return
+        index = max(0, min(index, self.total - 1))
+        old = self.cursor_index
+        self.cursor_index = index
+        self.refresh_line(old)
+        self.refresh_line(index)
+        self._scroll_cursor_into_view()
+        self._sync_cursor_id()
+
+    def select_id(self, conv_id: str) -> None:
+        """Put the cursor on ``conv_id`` (found by the next reload)."""
+        self.cursor_id = conv_id
+        self.reload()
+
+    def _scroll_cursor_into_view(self) -> None:
+        height = max(self.scrollable_content_region.height, 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor_index < top:
+            self.scroll_to(y=self.cursor_index, animate=False)
+        elif self.cursor_index >= top + height:
+            self.scroll_to(y=self.cursor_index - height + 1, animate=False)
+
+    def action_cursor_down(self) -> None:
+        self.move_to(self.cursor_index + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_to(self.cursor_index - 1)
+
+    def action_first(self) -> None:
+        self.move_to(0)
+
+    def action_last(self) -> None:
+        self.move_to(self.total - 1)
+
+    def action_page_down(self) -> None:
+        self.move_to(self.cursor_index + max(self.size.height - 1, 1))
+
+    def action_page_up(self) -> None:
+        self.move_to(self.cursor_index - max(self.size.height - 1, 1))
+
+    def action_open(self) -> None:
+        if self.cursor_id:
+            self.post_message(self.Opened(self.cursor_id))
+
+    def action_mark(self) -> None:
+        """Toggle the bulk mark on the current row and step down, like mutt's tag-and-next."""
+        if not self.cursor_id:
+            return
+        if self.cursor_id in self.marked:
+            self.marked.discard(self.cursor_id)
+        else:
+            self.marked.add(self.cursor_id)
+        self.refresh_line(self.cursor_index)
+        self.move_to(self.cursor_index + 1)
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self.refresh()
+
+    # ---- painting -------------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, self.total)
+        self._painted.clear()
+        self._scroll_cursor_into_view()
+
+    def on_focus(self) -> None:
+        self.refresh_line(self.cursor_index)
+
+    def on_blur(self) -> None:
+        self.refresh_line(self.cursor_index)
+
+    def tick(self) -> None:
+        """The 1-second SLA tick: repaint only visible rows whose countdown text changed."""
+        now = self.clock()
+        top = int(self.scroll_offset.y)
+        for y in range(self.size.height):
+            index = top + y
+            if index >= self.total:
+                break
+            row = self._row(index)
+            if row is None:
+                continue
+            shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, now)
+            if self._painted.get(index) != shown:
+                self.refresh_line(index)
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(name, partial=True)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width or self.size.width
+        index = int(self.scroll_offset.y) + y
+        base = self.rich_style
+        if not self.loaded or self.total == 0:
+            if y == 0:
+                msg = "loading…" if not self.loaded else "nothing here: no conversations match this view"
+                text = cell(msg, width, self._style("inbox--empty"))
+                return Strip(list(text.render(self.app.console, end="")), width).apply_style(base)
+            return Strip.blank(width, base)
+        if index >= self.total:
+            return Strip.blank(width, base)
+        row = self._row(index)
+        if row is None:
+            text = cell("  …", width, self._style("inbox--empty"))
+            return Strip(list(text.render(self.app.console, end="")), width).apply_style(base)
+        shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, self.clock())
+        self._painted[index] = shown
+        is_cursor = index == self.cursor_index
+        key = (row, width, is_cursor, is_cursor and self.has_focus, row.id in self.marked, shown)
+        strip = self._strips.get(key)
+        if strip is None:
+            text = self.render_row(row, width, shown, is_cursor=is_cursor, marked=row.id in self.marked)
+            # ``width`` is in terminal cells (see format.term_len), so the strip is not re-measured.
+            strip = Strip(list(text.render(self.app.console, end="")), width)
+            self._strips[key] = strip
+        return strip.apply_style(base)
+
+    def render_row(self, row: InboxRow, width: int, shown: tuple[str, str], *, is_cursor: bool,
+                   marked: bool) -> Text:
+        """One row as a Text of exactly ``width`` cells (customer text only via ``cell``)."""
+        cd_text, state = shown
+        wide = width >= 90
+        cust_w = 16 if wide else 14 if width >= 64 else 12
+        tags_w = 14 if wide else 10 if width >= 64 else 0
+        who_w = 8 if wide else 6 if width >= 64 else 0
+        fixed = 1 + 1 + 4 + 1 + 1 + 8 + 1 + cust_w + 1 + (tags_w + 1 if tags_w else 0) + (who_w + 1 if who_w else 0)
+        snip_w = max(width - fixed, 0)
+        attention = row.needs_reply or row.unread
+        text_style = self._style("inbox--unread" if attention else "inbox--read")
+        cd_style = {
+            "breached": self._style("inbox--breached"), "warning": self._style("inbox--warning"),
+            "paused": self._style("inbox--paused"),
+        }.get(state, Style())
+        snippet = row.snippet
+        if row.kind == "email" and row.subject:
+            snippet = f"{row.subject} — {row.snippet}"
+        parts: list[Text] = [
+            cell("●" if marked else " ", 1, self._style("inbox--mark")),
+            cell("•" if attention else " ", 1, text_style),
+            cell(info(row.platform).short, 4, self._style("inbox--platform")),
+            Text(" "),
+            cell(STATE_SYMBOL.get(state, " "), 1, cd_style),
+            cell(cd_text, 8, cd_style, align="right"),
+            Text(" "),
+            cell(row.customer or row.handle or "?", cust_w, text_style),
+            Text(" "),
+            cell(snippet, snip_w, Style(dim=not attention)),
+        ]
+        if tags_w:
+            parts += [Text(" "), cell(" ".join("#" + t for t in row.tags), tags_w, self._style("inbox--tags"))]
+        if who_w:
+            who = ("⇑" if row.escalated else "") + (row.assignee or "")
+            parts += [Text(" "), cell(who, who_w, text_style)]
+        line = Text.assemble(*parts, no_wrap=True, end="")
+        if is_cursor:
+            line.stylize(self._style("inbox--cursor" if self.has_focus else "inbox--cursor-blur"))
+        return line

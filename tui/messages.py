@@ -1,0 +1,135 @@
+"""One message class per event that a thread worker reports back to the UI (harlequin's pattern).
+
+Workers never touch widgets: they run SQL on their own connection and ``post_message`` one of
+these; only the handlers (on the event loop) update the screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from replydesk.sla import SlaResult
+from storage.queries import Counts, InboxFilter, InboxRow, Thread
+
+
+@dataclass
+class DataChanged(Message):
+    """Another connection (the engine, our writer) committed: reload what is on screen."""
+
+    version: int
+
+
+@dataclass
+class InboxReloaded(Message):
+    """A fresh count, the cursor's new index and the page around it, for one filter generation."""
+
+    generation: int
+    total: int
+    cursor_index: int | None
+    page: int
+    rows: list[InboxRow]
+
+
+@dataclass
+class PageLoaded(Message):
+    """Rows for one page of the inbox list (requested when a line without data was painted)."""
+
+    generation: int
+    page: int
+    rows: list[InboxRow]
+
+
+@dataclass
+class UrgentFound(Message):
+    """Index of the most urgent conversation in the current list (the ``!`` key)."""
+
+    index: int | None
+    conv_id: str | None
+
+
+@dataclass
+class HeaderLoaded(Message):
+    """Counts for the header, account states and queued replies for the status bar."""
+
+    counts: Counts
+    accounts: list[dict[str, Any]]
+    queued: int
+    failed: int
+
+
+@dataclass
+class ThreadLoaded(Message):
+    """The selected conversation's messages, history and SLA evaluation."""
+
+    conv_id: str
+    thread: Thread | None
+    sla: SlaResult | None
+
+
+@dataclass
+class DraftLoaded(Message):
+    """A saved draft for the composer (None: start empty)."""
+
+    conv_id: str
+    text: str | None
+    private: bool
+
+
+@dataclass
+class ViewApplied(Message):
+    """A saved view or search resolved to an inbox filter (search syntax → ``InboxFilter``)."""
+
+    title: str
+    filter: InboxFilter
+    hits: int | None
+
+
+@dataclass
+class ActionDone(Message):
+    """A user action finished (``error`` set when it could not apply)."""
+
+    label: str
+    count: int
+    error: str | None = None
+
+
+@dataclass
+class ReplyQueued(Message):
+    """A reply is in the outbox; ``undo_seconds`` is the window before it may leave."""
+
+    key: str
+    conv_id: str
+    text: str
+    private: bool
+    undo_seconds: float
+
+
+@dataclass
+class ReplyCancelled(Message):
+    """The undo went through (or could not: ``error``); the text goes back to the composer."""
+
+    key: str
+    conv_id: str
+    text: str
+    private: bool
+    row: InboxRow | None
+    error: str | None = None
+
+
+@dataclass
+class EngineStatus(Message):
+    """Whether this session runs the sync engine, and why not (shown in the status bar)."""
+
+    running: bool
+    note: str
+
+
+@dataclass
+class TagsLoaded(Message):
+    """Every tag in the cache, for completion in the tag dialog."""
+
+    tags: list[str]
+    purpose: str

@@ -1,0 +1,74 @@
+"""The SLA pane: each active metric of the selected conversation, with the numbers behind the colour.
+
+The list shows calendar time to breach (fair to sort by); this pane adds the target, business time
+left and the pause reason, from ``slastate.evaluate_at`` run in a worker at the app's clock.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from replydesk.sla import MetricState, SlaResult
+from storage.queries import InboxRow
+from tui.format import STATE_SYMBOL, duration, safe
+
+METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
+STATE_STYLE = {"breached": "bold red", "warning": "yellow", "paused": "dim", "ok": "green", "fulfilled": "dim green"}
+
+
+def _left(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return ("-" if seconds < 0 else "") + duration(seconds)
+
+
+class SlaPane(Static):
+    """SLA metrics for the conversation under the cursor."""
+
+    DEFAULT_CSS = """
+    SlaPane {
+        background: $panel;
+        padding: 0 1;
+        height: auto;
+        max-height: 6;
+    }
+    """
+
+    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
+        self.update(self.render_sla(row, sla, now))
+
+    @staticmethod
+    def render_sla(row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
+        if row is None:
+            return Text("SLA: nothing selected", style="dim")
+        if sla is None or sla.policy is None:
+            age = now - row.last_message_at
+            return Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
+                                 (duration(age) + " ago", ""))
+        out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", STATE_STYLE.get(sla.state, "")))
+        metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
+        for m in metrics:
+            out.append("\n")
+            out.append_text(SlaPane.metric_line(m))
+        return out
+
+    @staticmethod
+    def metric_line(m: MetricState) -> Text:
+        style = STATE_STYLE.get(m.state, "")
+        t = Text.assemble(
+            (STATE_SYMBOL.get(m.state, " ") + " ", style),
+            (f"{METRIC_LABEL.get(m.metric, m.metric):<11}", "bold"),
+            (f" {m.state:<9}", style),
+            (f" target {duration(m.target_seconds)} ({m.calendar})", "dim"),
+        )
+        if m.fulfilled_at is not None:
+            t.append(" · met", style="dim")
+        else:
+            t.append(f" · left {_left(m.calendar_seconds_left)}")
+            if m.calendar != "24x7":
+                t.append(f" · business {_left(m.business_seconds_left)}")
+        if m.paused_reason:
+            t.append(" · paused: ", style="dim")
+            t.append_text(safe(m.paused_reason, "dim"))
+        return t
