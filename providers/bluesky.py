@@ -1,0 +1,547 @@
+"""Bluesky (AT Protocol): mentions, replies, quotes and direct messages in; replies and DMs out.
+
+Streams:
+- ``notifications``: ``app.bsky.notification.listNotifications`` (reasons mention, reply, quote) only
+  pages backwards, newest first. We walk down to the stored watermark (the newest ``indexedAt`` we
+  hold, with the URIs at that instant); a long walk is resumable: until it reaches the watermark,
+  each page's cursor keeps the old watermark plus where to continue, so a crash mid-walk neither
+  skips nor repeats anything. A new thread also brings its parents (``app.bsky.feed.getPostThread``).
+- ``chat``: ``chat.bsky.convo.getLog`` is a forward cursor; the first sync takes the log head, then
+  the recent history of each conversation (``listConvos`` + ``getMessages``). All chat calls go to the
+  PDS with ``atproto-proxy: did:web:api.bsky.chat#bsky_chat``.
+
+Replies: ``com.atproto.repo.createRecord`` with a record key derived from the outbox key
+(``atproto.rkey_for``), so ``lookup_sent`` is a ``getRecord`` on that key and a retry can never make
+a second post. DMs (``sendMessage``) have no key; ``lookup_sent`` looks for our own message with the
+same text after the customer's last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from providers import atproto, http
+from providers.atproto import CHAT_PROXY, XrpcClient
+from providers.base import (
+    AuthError,
+    Capabilities,
+    PermanentError,
+    Provider,
+    ProviderError,
+    RateLimited,
+    SecretGetter,
+)
+from providers.http import BadItem
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso, parse_iso
+
+log = logging.getLogger(__name__)
+
+SERVICE = "bluesky"
+REASONS = ("mention", "reply", "quote")
+PAGE_LIMIT = 50
+MAX_PAGES = 10
+FIRST_SYNC_PAGES = 1
+BOOTSTRAP_CONVOS = 50
+BOOTSTRAP_MESSAGES = 30
+POST_LIMIT = 300
+DM_LIMIT = 1000
+PARENT_HEIGHT = 30
+POST = "app.bsky.feed.post"
+LOG_CREATE = "chat.bsky.convo.defs#logCreateMessage"
+NO_DM_ACCESS = ("this app password has no direct-message access; create one with 'Allow access to your "
+                "direct messages' to read and answer DMs")
+
+
+def _str(obj: Any, key: str, *, required: bool = True) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if http.is_identifier(value):
+        return value
+    if required:
+        raise BadItem(f"{key} missing or not a valid string")
+    return ""
+
+
+def _time(value: Any, what: str) -> float:
+    if not isinstance(value, str):
+        raise BadItem(f"{what} missing or not a string")
+    try:
+        return parse_iso(value)
+    except (ValueError, OverflowError):
+        raise BadItem(f"{what} is not an ISO time") from None
+
+
+def _ref(obj: Any) -> dict[str, str] | None:
+    """A strong ref {uri, cid}, or None when it is not one."""
+    if isinstance(obj, dict) and http.is_identifier(obj.get("uri")) and http.is_identifier(obj.get("cid")) \
+            and obj["uri"].startswith("at://"):
+        return {"uri": obj["uri"], "cid": obj["cid"]}
+    return None
+
+
+def _embed_note(embed: Any) -> str:
+    """A visible line for what the text alone does not say (images, link cards, quoted posts)."""
+    if not isinstance(embed, dict):
+        return ""
+    kind = embed.get("$type") if isinstance(embed.get("$type"), str) else ""
+    if kind.startswith("app.bsky.embed.images"):
+        images = embed.get("images") if isinstance(embed.get("images"), list) else []
+        alts = [i.get("alt") for i in images if isinstance(i, dict) and isinstance(i.get("alt"), str) and i.get("alt")]
+        return f"[{len(images)} image(s){': ' + '; '.join(alts) if alts else ''}]"
+    if kind.startswith("app.bsky.embed.external") and isinstance(embed.get("external"), dict):
+        ext = embed["external"]
+        return f"[link: {ext.get('uri') if isinstance(ext.get('uri'), str) else ''}]"
+    if kind.startswith("app.bsky.embed.record"):
+        record = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+        inner = record.get("record") if isinstance(record.get("record"), dict) else record
+        return f"[quoting {inner.get('uri') if isinstance(inner.get('uri'), str) else 'a post'}]"
+    if kind.startswith("app.bsky.embed.video"):
+        return "[video]"
+    return ""
+
+
+class BlueskyProvider(Provider):
+    platform = "bluesky"
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=POST_LIMIT,
+                                max_length_private=DM_LIMIT, supports_idempotency=False,
+                                can_lookup_sent=True, streams=False)
+    poll_interval = 30.0
+
+    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(account, options, secret)
+        self.clock = clock
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self.xrpc = XrpcClient(account, str(options["handle"]), str(options.get("service") or "https://bsky.social"),
+                               secret, self._http, http.RateGate(SERVICE, clock),
+                               http.RateGate(SERVICE + " login", clock))
+        self.chat_enabled = True
+        self._convos: dict[str, list[dict[str, Any]]] = {}  # convo id -> members
+        self._threads: set[str] = set()  # thread roots whose parents we fetched this run
+        self._dids: dict[str, str] = {}
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = http.make_client(self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # ---- fetching ---------------------------------------------------------------------------------
+
+    async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        session = await self.xrpc.session()
+        results = await self._notifications(cursors.get("notifications") or {}, session.did)
+        if self.chat_enabled:
+            try:
+                results.extend(await self._chat(cursors.get("chat") or {}, session.did))
+            except atproto.ScopeError:
+                self.chat_enabled = False
+                log.warning("bluesky %s: %s", self.account, NO_DM_ACCESS)
+                results.append(FetchResult([], cursors.get("chat") or {}, "chat", [("chat", NO_DM_ACCESS)]))
+            except ProviderError:
+                if not results or not any(r.messages for r in results):
+                    raise
+        return results
+
+    # notifications
+
+    async def _notifications(self, cursor: dict[str, Any], me: str) -> list[FetchResult]:
+        seen_at = cursor.get("seen_at") if isinstance(cursor.get("seen_at"), int | float) else None
+        seen = set(cursor.get("seen_uris") or []) if isinstance(cursor.get("seen_uris"), list) else set()
+        walk = cursor.get("walk") if isinstance(cursor.get("walk"), dict) else None
+        page_cursor = walk.get("cursor") if walk else None
+        top_at: float | None = walk.get("top_at") if walk else None
+        top_uris: list[str] = list(walk.get("top_uris") or []) if walk else []
+        results: list[FetchResult] = []
+        for page in range(MAX_PAGES):
+            params: list[tuple[str, Any]] = [("limit", PAGE_LIMIT), *(("reasons", r) for r in REASONS)]
+            if page_cursor:
+                params.append(("cursor", page_cursor))
+            try:
+                data = await self.xrpc.call("GET", "app.bsky.notification.listNotifications", params=params)
+            except ProviderError:
+                if results:
+                    return results
+                raise
+            items = data.get("notifications") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise PermanentError("bluesky: listNotifications answered with an unexpected shape")
+            messages: list[IncomingMessage] = []
+            rejected: list[tuple[str, str]] = []
+            reached = False
+            for item in items:
+                uri = _str(item, "uri", required=False) or "?"
+                try:
+                    at = _time(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
+                except BadItem as exc:
+                    rejected.append((uri[:200], str(exc)))
+                    continue
+                if seen_at is not None and (at < seen_at or (at == seen_at and uri in seen)):
+                    reached = True
+                    continue
+                if top_at is None or at > top_at:
+                    top_at, top_uris = at, [uri]
+                elif at == top_at:
+                    top_uris.append(uri)
+                if item.get("reason") not in REASONS:
+                    continue
+                try:
+                    messages.extend(await self._notification_messages(item, me))
+                except ProviderError:
+                    raise
+                except Exception as exc:  # a bad item never stops the others
+                    rejected.append((uri[:200], http.reject_reason(exc)))
+            next_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) else None
+            first_sync_done = seen_at is None and page + 1 >= FIRST_SYNC_PAGES
+            done = reached or not items or not next_cursor or next_cursor == page_cursor or first_sync_done
+            if done:
+                new = {"seen_at": top_at, "seen_uris": top_uris} if top_at is not None else \
+                    {"seen_at": seen_at, "seen_uris": sorted(seen)} if seen_at is not None else {}
+            else:
+                new = {"seen_at": seen_at, "seen_uris": sorted(seen),
+                       "walk": {"cursor": next_cursor, "top_at": top_at, "top_uris": top_uris}}
+            results.append(FetchResult(messages, new, "notifications", rejected))
+            if done:
+                break
+            page_cursor = next_cursor
+        return results
+
+    def _post_message(self, uri: str, cid: str, author: Any, record: Any, indexed_at: float, kind: str,
+                      me: str, reason: str = "") -> IncomingMessage:
+        if not isinstance(author, dict):
+            raise BadItem("author missing or not an object")
+        did = _str(author, "did")
+        handle = _str(author, "handle", required=False) or did
+        name = author.get("displayName") if isinstance(author.get("displayName"), str) else ""
+        if not isinstance(record, dict):
+            raise BadItem("record missing or not an object")
+        text = record.get("text", "")
+        if not isinstance(text, str):
+            raise BadItem("record.text is not a string")
+        text = atproto.expand_links(text, record.get("facets"))
+        note = _embed_note(record.get("embed"))
+        if note:
+            text = f"{text}\n{note}" if text else note
+        try:
+            created_at = _time(record.get("createdAt"), "createdAt")
+        except BadItem:
+            created_at = indexed_at
+        reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
+        root, parent = _ref(reply.get("root")), _ref(reply.get("parent"))
+        root = root or {"uri": uri, "cid": cid}
+        return IncomingMessage(
+            native_id=uri, conversation_native_id=root["uri"], platform="bluesky", kind=kind,
+            contact=Contact(native_id=did, name=name or handle, handle="@" + handle),
+            text=text, created_at=created_at, direction="out" if did == me else "in", author=name or handle,
+            parent_native_id=parent["uri"] if parent else None,
+            meta={"uri": uri, "cid": cid, "root": root, "did": did, "handle": handle, "reason": reason,
+                  "indexed_at": indexed_at, "conversation": {"root_uri": root["uri"]}},
+        )
+
+    async def _notification_messages(self, item: dict[str, Any], me: str) -> list[IncomingMessage]:
+        uri, cid = _str(item, "uri"), _str(item, "cid")
+        reason = item["reason"]
+        kind = "comment" if reason == "reply" else "mention"
+        message = self._post_message(uri, cid, item.get("author"), item.get("record"),
+                                     _time(item.get("indexedAt"), "indexedAt"), kind, me, reason)
+        messages = [message]
+        root = message.conversation_native_id
+        if root != uri and root not in self._threads and message.parent_native_id \
+                and not self.resolve_thread([root, message.parent_native_id]):
+            self._threads.add(root)
+            messages.extend(await self._parents(uri, kind, me))
+        return messages
+
+    async def _parents(self, uri: str, kind: str, me: str) -> list[IncomingMessage]:
+        """The posts above ``uri`` in its thread, so a new conversation shows what it answers."""
+        try:
+            data = await self.xrpc.call("GET", "app.bsky.feed.getPostThread",
+                                        params={"uri": uri, "depth": 0, "parentHeight": PARENT_HEIGHT})
+        except (AuthError, RateLimited):
+            raise
+        except ProviderError as exc:  # context is a nicety; the mention itself is already mapped
+            log.info("bluesky %s: thread context unavailable: %s", self.account, exc)
+            return []
+        node = data.get("thread") if isinstance(data, dict) else None
+        node = node.get("parent") if isinstance(node, dict) else None
+        out: list[IncomingMessage] = []
+        for _ in range(PARENT_HEIGHT):
+            if not isinstance(node, dict) or not isinstance(node.get("post"), dict):
+                break  # notFoundPost / blockedPost or the top of the thread
+            post = node["post"]
+            try:
+                at = _time(post.get("indexedAt"), "indexedAt")
+                out.append(self._post_message(_str(post, "uri"), _str(post, "cid"), post.get("author"),
+                                              post.get("record"), at, kind, me))
+            except Exception:  # a damaged parent only costs context
+                pass
+            node = node.get("parent")
+        return out
+
+    # chat
+
+    async def _chat(self, cursor: dict[str, Any], me: str) -> list[FetchResult]:
+        if not cursor.get("ready"):
+            return [await self._chat_bootstrap(me)]
+        log_cursor = cursor.get("log") if isinstance(cursor.get("log"), str) else ""
+        results: list[FetchResult] = []
+        for _ in range(MAX_PAGES):
+            try:
+                data = await self.xrpc.call("GET", "chat.bsky.convo.getLog",
+                                            params={"cursor": log_cursor} if log_cursor else None, proxy=CHAT_PROXY)
+            except ProviderError:
+                if results:
+                    return results
+                raise
+            logs = data.get("logs") if isinstance(data, dict) else None
+            if not isinstance(logs, list):
+                raise PermanentError("bluesky: getLog answered with an unexpected shape")
+            messages: list[IncomingMessage] = []
+            rejected: list[tuple[str, str]] = []
+            for entry in logs:
+                if not isinstance(entry, dict) or entry.get("$type") != LOG_CREATE:
+                    continue
+                try:
+                    convo = _str(entry, "convoId")
+                    message = await self._chat_message(convo, entry.get("message"), me)
+                except ProviderError:
+                    raise
+                except Exception as exc:
+                    rejected.append((f"chat:{str(entry.get('rev', '?'))[:100]}", http.reject_reason(exc)))
+                    continue
+                if message is not None:
+                    messages.append(message)
+            new = data.get("cursor") if isinstance(data.get("cursor"), str) and data.get("cursor") else log_cursor
+            results.append(FetchResult(messages, {"log": new, "ready": True}, "chat", rejected))
+            if not logs or new == log_cursor:
+                break
+            log_cursor = new
+        return results
+
+    async def _chat_bootstrap(self, me: str) -> FetchResult:
+        """First sync: the log head first (so nothing after it is missed), then recent history."""
+        head = await self.xrpc.call("GET", "chat.bsky.convo.getLog", proxy=CHAT_PROXY)
+        head_cursor = head.get("cursor") if isinstance(head, dict) and isinstance(head.get("cursor"), str) else ""
+        data = await self.xrpc.call("GET", "chat.bsky.convo.listConvos", params={"limit": BOOTSTRAP_CONVOS},
+                                    proxy=CHAT_PROXY)
+        convos = data.get("convos") if isinstance(data, dict) else None
+        messages: list[IncomingMessage] = []
+        rejected: list[tuple[str, str]] = []
+        for convo in convos if isinstance(convos, list) else []:
+            if not isinstance(convo, dict) or not isinstance(convo.get("id"), str):
+                rejected.append(("chat:convo", "conversation without an id"))
+                continue
+            members = convo.get("members")
+            self._convos[convo["id"]] = [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+            if not isinstance(convo.get("lastMessage"), dict):
+                continue
+            history = await self.xrpc.call("GET", "chat.bsky.convo.getMessages",
+                                           params={"convoId": convo["id"], "limit": BOOTSTRAP_MESSAGES},
+                                           proxy=CHAT_PROXY)
+            for item in history.get("messages", []) if isinstance(history, dict) else []:
+                try:
+                    message = await self._chat_message(convo["id"], item, me)
+                except ProviderError:
+                    raise
+                except Exception as exc:
+                    rejected.append((f"chat:{convo['id'][:60]}", http.reject_reason(exc)))
+                    continue
+                if message is not None:
+                    messages.append(message)
+        return FetchResult(messages, {"log": head_cursor, "ready": True}, "chat", rejected)
+
+    async def _members(self, convo: str) -> list[dict[str, Any]]:
+        if convo not in self._convos:
+            try:
+                data = await self.xrpc.call("GET", "chat.bsky.convo.getConvo", params={"convoId": convo},
+                                            proxy=CHAT_PROXY)
+                members = data.get("convo", {}).get("members") if isinstance(data, dict) else None
+            except (AuthError, RateLimited):
+                raise
+            except ProviderError:
+                members = None
+            self._convos[convo] = [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+        return self._convos[convo]
+
+    async def _chat_message(self, convo: str, item: Any, me: str) -> IncomingMessage | None:
+        if not isinstance(item, dict):
+            raise BadItem("message missing or not an object")
+        if "deletedMessageView" in str(item.get("$type", "")):
+            return None
+        mid = _str(item, "id")
+        sender = _str(item.get("sender"), "did") if isinstance(item.get("sender"), dict) else ""
+        if not sender:
+            raise BadItem("sender.did missing")
+        text = item.get("text")
+        if not isinstance(text, str):
+            raise BadItem("text missing or not a string")
+        text = atproto.expand_links(text, item.get("facets"))
+        note = _embed_note(item.get("embed"))
+        if note:
+            text = f"{text}\n{note}" if text else note
+        sent_at = _time(item.get("sentAt"), "sentAt")
+        members = await self._members(convo)
+        other = next((m for m in members if m.get("did") != me and http.is_identifier(m.get("did"))), None)
+        other_did = other["did"] if other else (sender if sender != me else f"convo:{convo}")
+        handle = _str(other, "handle", required=False) if other else ""
+        name = (other.get("displayName") if other and isinstance(other.get("displayName"), str) else "") or handle
+        return IncomingMessage(
+            native_id=f"{convo}:{mid}", conversation_native_id=f"convo:{convo}", platform="bluesky", kind="dm",
+            contact=Contact(native_id=other_did, name=name or other_did, handle="@" + handle if handle else ""),
+            text=text, created_at=sent_at, direction="out" if sender == me else "in",
+            author=(name or handle or sender) if sender != me else "",
+            meta={"convo_id": convo, "sent_at": sent_at, "sender": sender, "conversation": {"convo_id": convo}},
+        )
+
+    # ---- sending ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _inbound(reply: OutgoingReply) -> dict[str, Any]:
+        meta = reply.meta.get("last_inbound_meta") if isinstance(reply.meta, dict) else None
+        return meta if isinstance(meta, dict) else {}
+
+    @staticmethod
+    def _convo_id(reply: OutgoingReply) -> str | None:
+        convo = reply.meta.get("convo_id") if isinstance(reply.meta, dict) else None
+        if isinstance(convo, str) and convo:
+            return convo
+        if reply.conversation_native_id.startswith("convo:"):
+            return reply.conversation_native_id[6:]
+        return None
+
+    def rkey(self, reply: OutgoingReply) -> str:
+        anchor = self._inbound(reply).get("indexed_at")
+        anchor = float(anchor) if isinstance(anchor, int | float) and 1e9 < anchor < 1e11 else 1.7e9
+        return atproto.rkey_for(reply.key, anchor)
+
+    async def _resolve_handle(self, handle: str) -> str | None:
+        if handle not in self._dids:
+            try:
+                data = await self.xrpc.call("GET", "com.atproto.identity.resolveHandle", params={"handle": handle})
+            except (AuthError, RateLimited):
+                raise
+            except ProviderError:
+                return None
+            did = data.get("did") if isinstance(data, dict) else None
+            if not (isinstance(did, str) and did.startswith("did:")):
+                return None
+            self._dids[handle] = did
+        return self._dids[handle]
+
+    async def compose_post(self, reply: OutgoingReply, did: str) -> dict[str, Any]:
+        inbound = self._inbound(reply)
+        parent = _ref(inbound)
+        if parent is None:
+            raise PermanentError("bluesky: the post to answer is unknown (no uri/cid); cannot thread the reply")
+        root = _ref(inbound.get("root")) or parent
+        known = {}
+        if isinstance(inbound.get("handle"), str) and isinstance(inbound.get("did"), str):
+            known[inbound["handle"].lower()] = inbound["did"]
+
+        async def resolve(handle: str) -> str | None:
+            return known.get(handle) or await self._resolve_handle(handle)
+
+        text = reply.text.strip()
+        record: dict[str, Any] = {"$type": POST, "text": text, "createdAt": iso(self.clock()).replace("Z", ".000Z"),
+                                  "reply": {"root": root, "parent": parent}}
+        facets = await atproto.make_facets(text, resolve)
+        if facets:
+            record["facets"] = facets
+        return {"repo": did, "collection": POST, "rkey": self.rkey(reply), "record": record, "validate": True}
+
+    async def send(self, reply: OutgoingReply) -> SendResult:
+        session = await self.xrpc.session()
+        convo = self._convo_id(reply)
+        if convo:
+            return await self._send_dm(reply, convo)
+        text = reply.text.strip()
+        if atproto.graphemes(text) > POST_LIMIT:
+            raise PermanentError(f"bluesky: the reply is {atproto.graphemes(text)} graphemes; posts allow {POST_LIMIT}")
+        body = await self.compose_post(reply, session.did)
+        try:
+            data = await self.xrpc.call("POST", "com.atproto.repo.createRecord", body=body)
+        except PermanentError:
+            found = await self.lookup_sent(reply)  # the record key is taken: by our own earlier attempt?
+            if found is not None:
+                return found
+            raise
+        uri = data.get("uri") if isinstance(data, dict) else None
+        if not isinstance(uri, str):
+            raise PermanentError("bluesky: createRecord answered without a uri")
+        return SendResult(uri, self.clock())
+
+    async def _send_dm(self, reply: OutgoingReply, convo: str) -> SendResult:
+        text = reply.text.strip()
+        if atproto.graphemes(text) > DM_LIMIT:
+            raise PermanentError(f"bluesky: the message is {atproto.graphemes(text)} graphemes; DMs allow {DM_LIMIT}")
+        message: dict[str, Any] = {"text": text}
+        facets = await atproto.make_facets(text, self._resolve_handle)
+        if facets:
+            message["facets"] = facets
+        try:
+            data = await self.xrpc.call("POST", "chat.bsky.convo.sendMessage",
+                                        body={"convoId": convo, "message": message}, proxy=CHAT_PROXY)
+        except atproto.ScopeError:
+            raise PermanentError(f"bluesky: {NO_DM_ACCESS}") from None
+        mid = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(mid, str):
+            raise PermanentError("bluesky: sendMessage answered without a message id")
+        sent = data.get("sentAt")
+        try:
+            sent_at = parse_iso(sent) if isinstance(sent, str) else self.clock()
+        except ValueError:
+            sent_at = self.clock()
+        return SendResult(f"{convo}:{mid}", sent_at)
+
+    async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
+        session = await self.xrpc.session()
+        convo = self._convo_id(reply)
+        if convo:
+            return await self._lookup_dm(reply, convo, session.did)
+        rkey = self.rkey(reply)
+        try:
+            data = await self.xrpc.call("GET", "com.atproto.repo.getRecord",
+                                        params={"repo": session.did, "collection": POST, "rkey": rkey})
+        except PermanentError as exc:
+            if "RecordNotFound" in str(exc) or "not found" in str(exc).lower() or "HTTP 404" in str(exc):
+                return None
+            raise
+        uri = data.get("uri") if isinstance(data, dict) else None
+        if not isinstance(uri, str):
+            return None
+        value = data.get("value") if isinstance(data.get("value"), dict) else {}
+        try:
+            sent_at = parse_iso(value["createdAt"])
+        except (KeyError, TypeError, ValueError):
+            sent_at = self.clock()
+        return SendResult(uri, sent_at)
+
+    async def _lookup_dm(self, reply: OutgoingReply, convo: str, me: str) -> SendResult | None:
+        """No key on DMs: our own message with the same text, sent after the customer's last one."""
+        after = self._inbound(reply).get("sent_at")
+        after = float(after) if isinstance(after, int | float) else None
+        data = await self.xrpc.call("GET", "chat.bsky.convo.getMessages", params={"convoId": convo, "limit": 50},
+                                    proxy=CHAT_PROXY)
+        wanted = reply.text.strip()
+        for item in data.get("messages", []) if isinstance(data, dict) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("sender"), dict):
+                continue
+            if item["sender"].get("did") != me or item.get("text") != wanted or not isinstance(item.get("id"), str):
+                continue
+            try:
+                sent_at = parse_iso(item["sentAt"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if after is None or sent_at >= after:
+                return SendResult(f"{convo}:{item['id']}", sent_at)
+        return None
+

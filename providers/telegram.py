@@ -1,0 +1,359 @@
+"""Telegram bots (including Telegram Business): ``getUpdates`` long polling in, ``sendMessage`` out.
+
+The bot token sits in every request URL, so this module never lets a URL reach an exception message
+or a log: requests go through ``providers.http`` (messages without URLs, exceptions raised ``from
+None``), platform descriptions are redacted, and httpx's own request log is masked.
+
+Cursor (stream ``updates``): ``{"offset": last update_id + 1}``. One ``getUpdates`` per fetch, because
+asking with a higher offset confirms (deletes) the previous batch on Telegram's side: the batch must be
+stored, with its cursor, before we ask again. A conversation is a chat, or a topic thread in a forum
+supergroup. Telegram has no idempotency and no way to find a sent message, so an uncertain send ends
+``unknown`` (``lookup_sent`` raises ``UnknownDelivery``) and the agent decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from providers import http
+from providers.base import (
+    AuthError,
+    Capabilities,
+    PermanentError,
+    Provider,
+    RateLimited,
+    SecretGetter,
+    TransientError,
+    UnknownDelivery,
+)
+from providers.http import BadItem
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+
+SERVICE = "telegram"
+DEFAULT_API = "https://api.telegram.org"
+ALLOWED_UPDATES = ["message", "edited_message", "business_message", "edited_business_message"]
+UPDATE_KINDS = (("message", False), ("business_message", False),
+                ("edited_message", True), ("edited_business_message", True))
+PAGE_LIMIT = 100
+MAX_TEXT = 4096  # UTF-16 code units, as the Bot API counts
+STREAM_POLL = 25  # seconds a push long poll waits
+MEDIA = ("photo", "video", "animation", "audio", "voice", "video_note", "document", "sticker", "location",
+         "venue", "contact", "poll", "dice", "game", "story")
+
+
+def _int(obj: Any, key: str) -> int:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise BadItem(f"{key} missing or not an integer")
+
+
+def _opt_str(obj: Any, key: str) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def expand_text_links(text: str, entities: Any) -> str:
+    """Show the target of every ``text_link`` entity after its text: nothing hides behind a word.
+    Offsets are UTF-16 code units; malformed entities are ignored."""
+    links = []
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict) or entity.get("type") != "text_link" or not isinstance(entity.get("url"), str):
+            continue
+        offset, length = entity.get("offset"), entity.get("length")
+        if isinstance(offset, int) and isinstance(length, int) and not isinstance(offset, bool) \
+                and not isinstance(length, bool) and offset >= 0 and length > 0:
+            links.append((offset, offset + length, entity["url"]))
+    if not links:
+        return text
+    units = text.encode("utf-16-le", "surrogatepass")
+    total = len(units) // 2
+    out, pos = [], 0
+    for start, end, url in sorted(links):
+        if start < pos or end > total:
+            continue
+        out.append(units[2 * pos : 2 * end].decode("utf-16-le", "replace"))
+        out.append(f" ({url})")
+        pos = end
+    out.append(units[2 * pos :].decode("utf-16-le", "replace"))
+    return "".join(out)
+
+
+def _media_note(message: dict[str, Any]) -> str:
+    for kind in MEDIA:
+        value = message.get(kind)
+        if value is None:
+            continue
+        if kind == "sticker" and isinstance(value, dict):
+            return f"[sticker {_opt_str(value, 'emoji')}]".replace(" ]", "]")
+        if kind == "document" and isinstance(value, dict):
+            return f"[document {_opt_str(value, 'file_name')}]".replace(" ]", "]")
+        if kind == "poll" and isinstance(value, dict):
+            return f"[poll: {_opt_str(value, 'question')}]"
+        if kind == "contact" and isinstance(value, dict):
+            return f"[contact: {_opt_str(value, 'first_name')} {_opt_str(value, 'phone_number')}]"
+        if kind == "location" and isinstance(value, dict):
+            return f"[location: {value.get('latitude')}, {value.get('longitude')}]"
+        return f"[{kind.replace('_', ' ')}]"
+    return "[unsupported message]"
+
+
+class TelegramProvider(Provider):
+    platform = "telegram"
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=MAX_TEXT,
+                                supports_idempotency=False, can_lookup_sent=False, streams=True)
+    #: fetch() long-polls for ``long_poll`` seconds, so a new message shows within about 2 s
+    poll_interval = 1.0
+    long_poll = 1
+
+    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(account, options, secret)
+        self.base = http.check_base_url(str(options.get("api_base") or DEFAULT_API))
+        self.clock = clock
+        self.gate = http.RateGate(SERVICE, clock)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._poll_lock = asyncio.Lock()  # Telegram answers 409 to a second concurrent getUpdates
+        self._streaming = False
+        self._offset: int | None = None
+        http.install_log_redaction()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = http.make_client(self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # ---- the Bot API --------------------------------------------------------------------------------
+
+    async def call(self, method: str, payload: dict[str, Any], *, wait: float = 0) -> Any:
+        """POST one Bot API method; returns ``result`` or raises our errors, never with the token."""
+        token = self._secret()
+        if not token:
+            raise AuthError(f"telegram: no bot token stored for account {self.account!r}; run 'replydesk login'")
+        self.gate.check()
+        timeout = httpx.Timeout(connect=10.0, read=30.0 + wait, write=30.0, pool=10.0)
+        request = self._http().build_request("POST", f"{self.base}/bot{token}/{method}", json=payload, timeout=timeout)
+        response = await http.send_request(self._http(), request, SERVICE)
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if response.status_code == 200 and isinstance(body, dict) and body.get("ok") is True:
+            return body.get("result")
+        raise self._error(response, body if isinstance(body, dict) else {}, token)
+
+    def _error(self, response: httpx.Response, body: dict[str, Any], token: str) -> Exception:
+        code = body.get("error_code") if isinstance(body.get("error_code"), int) else response.status_code
+        description = http.redact(_opt_str(body, "description").replace(token, "<redacted>"), 200)
+        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        suffix = f": {description}" if description else ""
+        if code == 429:
+            retry = params.get("retry_after")
+            now = self.clock()
+            if isinstance(retry, int | float) and not isinstance(retry, bool) and 0 <= retry < http.MAX_RATE_WAIT:
+                reset = now + float(retry)
+            else:
+                reset = http.wait_until(response.headers, now)
+            self.gate.blocked_until = max(self.gate.blocked_until, reset)
+            return RateLimited(f"telegram: rate limited until {http.fmt_time(reset)}", reset)
+        if code == 401:
+            return AuthError("telegram: the bot token was refused (revoked or wrong); re-login needed")
+        if code == 404 and _opt_str(body, "description") in ("", "Not Found"):
+            return AuthError("telegram: the Bot API does not know this token (HTTP 404); check the token and "
+                             "api_base; re-login needed")
+        if code == 409:
+            return PermanentError(f"telegram: another getUpdates consumer or a webhook is active{suffix}")
+        if isinstance(params.get("migrate_to_chat_id"), int):
+            return PermanentError(f"telegram: the group became supergroup {params['migrate_to_chat_id']}{suffix}")
+        if code >= 500 or response.status_code >= 500:
+            return TransientError(f"telegram: server error HTTP {code}{suffix}")
+        if response.status_code == 200:  # 200 without ok: something in between answered
+            return TransientError("telegram: unexpected answer from the Bot API")
+        if code == 403:
+            return PermanentError(f"telegram: not allowed to message this chat{suffix}")
+        return PermanentError(f"telegram: request rejected (HTTP {code}){suffix}")
+
+    # ---- fetching -----------------------------------------------------------------------------------
+
+    async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        cursor = cursors.get("updates") or {}
+        offset = cursor.get("offset") if isinstance(cursor.get("offset"), int) else None
+        if self._streaming:
+            return []  # stream() is consuming updates; a second getUpdates would be refused
+        async with self._poll_lock:
+            return [await self._poll(offset, self.long_poll)]
+
+    async def _poll(self, offset: int | None, wait: int) -> FetchResult:
+        payload: dict[str, Any] = {"timeout": wait, "limit": PAGE_LIMIT, "allowed_updates": ALLOWED_UPDATES}
+        if offset is not None:
+            payload["offset"] = offset
+        updates = await self.call("getUpdates", payload, wait=wait)
+        if not isinstance(updates, list):
+            raise PermanentError("telegram: getUpdates answered with an unexpected shape")
+        result = self.page(updates, offset)
+        self._offset = result.cursor.get("offset", offset)
+        return result
+
+    def page(self, updates: list[Any], offset: int | None) -> FetchResult:
+        """Map one getUpdates batch; the cursor moves past every update we saw, good or bad."""
+        messages: list[IncomingMessage] = []
+        rejected: list[tuple[str, str]] = []
+        newest = offset - 1 if offset is not None else None
+        for update in updates:
+            try:
+                update_id = _int(update, "update_id")
+            except BadItem as exc:
+                rejected.append(("update:?", str(exc)))
+                continue
+            newest = update_id if newest is None else max(newest, update_id)
+            try:
+                message = self._map(update)
+            except Exception as exc:  # a bad update never stops the others; the offset moves past it
+                rejected.append((f"update:{update_id}", http.reject_reason(exc)))
+                continue
+            if message is not None:
+                messages.append(message)
+        cursor = {"offset": newest + 1} if newest is not None else {}
+        return FetchResult(messages, cursor, "updates", rejected)
+
+    def _map(self, update: dict[str, Any]) -> IncomingMessage | None:
+        found = next(((update[key], edited) for key, edited in UPDATE_KINDS if key in update), None)
+        if found is None:
+            return None  # an update type we did not ask for
+        message, edited = found
+        if not isinstance(message, dict):
+            raise BadItem("message is not an object")
+        message_id = _int(message, "message_id")
+        chat = message.get("chat")
+        chat_id = _int(chat, "id")
+        date = _int(message, "date")
+        chat_type = _opt_str(chat, "type")
+        sender = message.get("from") if isinstance(message.get("from"), dict) else None
+        sender = sender or (message.get("sender_chat") if isinstance(message.get("sender_chat"), dict) else None)
+        if sender is None and chat_type == "private":
+            sender = chat
+        if sender is None:
+            raise BadItem("no sender (from/sender_chat) on a group message")
+        sender_id = _int(sender, "id")
+        name = " ".join(p for p in (_opt_str(sender, "first_name"), _opt_str(sender, "last_name")) if p) \
+            or _opt_str(sender, "title") or _opt_str(sender, "username") or str(sender_id)
+        username = _opt_str(sender, "username")
+        business = _opt_str(message, "business_connection_id")
+        thread = message.get("message_thread_id") if message.get("is_topic_message") is True else None
+        thread = thread if isinstance(thread, int) and not isinstance(thread, bool) else None
+        text = message.get("text")
+        entities = message.get("entities")
+        if not isinstance(text, str):
+            text, entities = message.get("caption"), message.get("caption_entities")
+            note = _media_note(message)
+            text = f"{note}\n{text}" if isinstance(text, str) and text else note
+        text = expand_text_links(text, entities)
+        native = f"{chat_id}:{message_id}"
+        created_at = float(date)
+        parent = None
+        reply_to = message.get("reply_to_message")
+        if isinstance(reply_to, dict) and isinstance(reply_to.get("message_id"), int):
+            parent = f"{chat_id}:{reply_to['message_id']}"
+        if edited:
+            edit_date = message.get("edit_date")
+            edit_date = edit_date if isinstance(edit_date, int) and not isinstance(edit_date, bool) else date
+            native, parent, created_at = f"{native}:edit:{edit_date}", native, float(edit_date)
+            text = f"(edited) {text}"
+        # In a Business chat the customer is the chat itself; anyone else writing is the business side.
+        outbound = bool(business) and chat_type == "private" and sender_id != chat_id
+        customer = chat if outbound and isinstance(chat, dict) else sender
+        customer_name = name
+        if outbound:
+            customer_name = " ".join(p for p in (_opt_str(chat, "first_name"), _opt_str(chat, "last_name")) if p) \
+                or _opt_str(chat, "username") or str(chat_id)
+        customer_handle = _opt_str(customer, "username")
+        conversation = f"{chat_id}:{thread}" if thread is not None else str(chat_id)
+        reply_meta = {"chat_id": chat_id, "chat_type": chat_type, "business_connection_id": business or None,
+                      "message_thread_id": thread}
+        return IncomingMessage(
+            native_id=native, conversation_native_id=conversation, platform="telegram",
+            kind="dm" if chat_type == "private" else "mention",
+            contact=Contact(native_id=str(_int(customer, "id")), name=customer_name,
+                            handle="@" + customer_handle if customer_handle else ""),
+            text=text, created_at=created_at, direction="out" if outbound else "in",
+            author=name if not outbound else (("@" + username) if username else name),
+            subject=_opt_str(chat, "title") if chat_type != "private" else "",
+            parent_native_id=parent,
+            meta={**reply_meta, "message_id": message_id, "conversation": reply_meta},
+        )
+
+    async def stream(self) -> AsyncIterator[FetchResult]:
+        """Push: long polls of ``STREAM_POLL`` seconds. The consumer must store each result before it
+        asks for the next one, because the next poll confirms the previous batch to Telegram."""
+        self._streaming = True
+        try:
+            while True:
+                async with self._poll_lock:
+                    result = await self._poll(self._offset, STREAM_POLL)
+                yield result
+        finally:
+            self._streaming = False
+
+    # ---- sending ------------------------------------------------------------------------------------
+
+    def compose(self, reply: OutgoingReply) -> dict[str, Any]:
+        """The sendMessage payload: plain text (never a parse_mode), threaded on the customer's message."""
+        meta = reply.meta if isinstance(reply.meta, dict) else {}
+        inbound = meta.get("last_inbound_meta") if isinstance(meta.get("last_inbound_meta"), dict) else {}
+        chat_id = meta.get("chat_id", inbound.get("chat_id"))
+        if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+            head = reply.conversation_native_id.split(":", 1)[0]
+            if not head.lstrip("-").isdigit():
+                raise PermanentError("telegram: this conversation has no chat id to answer")
+            chat_id = int(head)
+        chat_type = meta.get("chat_type", inbound.get("chat_type"))
+        if reply.private and chat_type not in (None, "private"):
+            raise PermanentError("telegram: a private answer is not possible in a group; answer in the chat "
+                                 "or message the customer directly")
+        payload: dict[str, Any] = {"chat_id": chat_id, "text": reply.text}
+        message_id = inbound.get("message_id")
+        if isinstance(message_id, int) and not isinstance(message_id, bool):
+            payload["reply_parameters"] = {"message_id": message_id, "allow_sending_without_reply": True}
+        business = meta.get("business_connection_id") or inbound.get("business_connection_id")
+        if isinstance(business, str) and business:
+            payload["business_connection_id"] = business
+        thread = meta.get("message_thread_id", inbound.get("message_thread_id"))
+        if isinstance(thread, int) and not isinstance(thread, bool):
+            payload["message_thread_id"] = thread
+        return payload
+
+    async def send(self, reply: OutgoingReply) -> SendResult:
+        text = reply.text
+        if not text.strip():
+            raise PermanentError("telegram: an empty message cannot be sent")
+        if utf16_len(text) > MAX_TEXT:
+            raise PermanentError(f"telegram: the message is {utf16_len(text)} characters; Telegram allows {MAX_TEXT}")
+        payload = self.compose(reply)
+        result = await self.call("sendMessage", payload)
+        try:
+            message_id = _int(result, "message_id")
+            chat_id = _int(result.get("chat"), "id")
+        except BadItem:
+            raise PermanentError("telegram: sendMessage answered without a message id") from None
+        date = result.get("date")
+        sent_at = float(date) if isinstance(date, int) and not isinstance(date, bool) else self.clock()
+        return SendResult(f"{chat_id}:{message_id}", sent_at)
+
+    async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
+        raise UnknownDelivery("Telegram cannot tell whether this message was delivered (the Bot API has no "
+                              "idempotency and no history); check the chat, then resend or mark it sent")
