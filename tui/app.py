@@ -91,6 +91,7 @@ class ReplydeskApp(App[int]):
         Binding("u,ctrl+z", "undo_send", "Undo send", id="undo_send", show=False),
         Binding("escape", "back", "Back", id="back", show=False),
         Binding("question_mark", "help", "Help", id="help"),
+        Binding("ctrl+r", "report", "Report", id="report", show=False),
         Binding("q", "quit", "Quit", id="quit"),
         *[Binding(str(n), f"view({n})", f"View {n}", id=f"view_{n}", show=False) for n in range(1, 10)],
     ]
@@ -698,6 +699,11 @@ class ReplydeskApp(App[int]):
             self.inbox.clear_marks()
         elif self.searching:
             self.action_view(self.view_number)
+
+    def action_report(self) -> None:
+        from tui.report_screen import ReportScreen
+
+        self.push_screen(ReportScreen())
 
     def action_help(self) -> None:
         context = "inbox"

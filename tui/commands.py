@@ -33,6 +33,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Undo send", "take back the reply just sent, during its undo window", "undo_send"),
     ("Mark for bulk", "toggle the mark on the selected conversation", "mark"),
     ("Clear marks", "unmark every conversation", "clear_marks"),
+    ("Report", "response times, breaches and first-contact resolution, with plots", "report"),
     ("Help", "every key binding in this context", "help"),
     ("Quit", "leave replydesk (the outbox keeps queued replies)", "quit"),
 )

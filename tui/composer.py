@@ -97,7 +97,9 @@ class Composer(Vertical):
         self.text_area.load_text(text)
         self._loading = False
         self.add_class("-open")
-        self.text_area.focus()
+        # Focus now, not on the next idle (what .focus() does): keys typed in the same burst as
+        # the 'r' that opened us are already queued and must land here, not on the inbox.
+        self.screen.set_focus(self.text_area)
         self.text_area.move_cursor(self.text_area.document.end)
         self.update_info()
 

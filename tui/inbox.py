@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from rich.style import Style
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -297,6 +297,25 @@ class InboxList(ScrollView, can_focus=True):
         self.refresh()
 
     # ---- painting -------------------------------------------------------------------------------
+
+    #: Actions that move focus into the composer; run at once so the keys after them follow.
+    OPENS_COMPOSER = ("reply", "reply_private", "note")
+
+    def on_key(self, event: events.Key) -> None:
+        """Keep a burst of typing together: "r" and the first words, typed at once or pasted
+        over a slow SSH link, all arrive here before a binding would run. Open the composer on the
+        spot (focus moves synchronously) and hand it the keys that follow, in order."""
+        focused = self.screen.focused
+        if focused is not None and focused is not self:
+            event.stop()
+            event.prevent_default()
+            focused.post_message(events.Key(event.key, event.character))
+            return
+        active = self.screen.active_bindings.get(event.key)
+        if active is not None and active.enabled and active.binding.action in self.OPENS_COMPOSER:
+            event.stop()
+            event.prevent_default()
+            getattr(self.app, f"action_{active.binding.action}")()
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.total)

@@ -60,13 +60,15 @@ class ThreadView(VerticalScroll, can_focus=True):
         self.query_one("#thread-body", Static).update(Text("Select a conversation", style="dim italic"))
 
     def show(self, thread: Thread | None, *, keep_scroll: bool = False) -> None:
-        """Render ``thread``; scroll to the newest message unless refreshing the same one."""
+        """Render ``thread``; scroll to the newest message unless the reader scrolled up in this one."""
         same = keep_scroll and self.thread is not None and thread is not None and (
             self.thread.conversation.id == thread.conversation.id
         )
+        # Follow the conversation like a chat: stay pinned to the newest message if we were there.
+        was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
         self.query_one("#thread-body", Static).update(self.render_thread(thread))
-        if not same:
+        if not same or was_at_bottom:
             self.call_after_refresh(self.scroll_end, animate=False)
 
     def render_thread(self, thread: Thread | None) -> Text:

@@ -543,3 +543,44 @@ async def test_composer_is_escapable_and_quit(workspace) -> None:  # noqa: ANN00
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
+
+
+async def test_keys_typed_right_after_r_land_in_the_composer(workspace, db) -> None:  # noqa: ANN001
+    """Touch typists (and SSH latency) deliver 'r' and the first words in one burst."""
+    from textual import events
+
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for ch in "rThanks, on it":
+            app.post_message(events.Key(ch if ch != " " else "space", ch))
+        await settle(pilot)
+        assert app.composer.is_open
+        assert app.composer.text == "Thanks, on it"
+    assert queries.get_row(db, open_rows(db, 1)[0].id).tags == ()  # 'T'/'t' did not open tag dialogs
+
+
+async def test_report_screen_shows_the_figures_of_the_cli(workspace, db) -> None:  # noqa: ANN001
+    from textual.widgets import DataTable
+
+    from replydesk.reporting import make_report
+    from tui.report_screen import ReportScreen
+
+    expected = make_report(db, workspace.config.sla, None, FIXED, None)["groups"][0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, ReportScreen)
+        table = app.screen.query_one(DataTable)
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row[0] == "all" and row[1] == str(expected["conversations"])
+        assert row[9] == str(expected["breaches"])
+        await pilot.press("b")  # group by platform
+        await settle(pilot)
+        keys = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
+        assert {"x", "facebook", "email"} <= keys
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, ReportScreen)
