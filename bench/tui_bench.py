@@ -1,0 +1,363 @@
+"""TUI figures: first painted inbox rows, keypress-to-repaint latency, RSS; headless and under tmux.
+
+Each headless measurement runs in a fresh process (``python -m bench tui-probe``) so start-up time
+includes imports and RSS is that process's own peak (VmHWM). Inside the probe the app runs with
+Textual's headless test driver (``app.run_test``); two hooks give the timestamps:
+
+- ``InboxList.render_line`` — the first time a loaded row (or the empty-view line) is rendered is
+  "first painted inbox rows";
+- ``Screen._compositor_refresh`` — the end of each frame the compositor produced; keypress latency is
+  the time from handing a key event to the driver to the end of the next frame.
+
+The "while syncing" variant ingests fetch pages into the same workspace (a copy) from a writer thread
+holding the engine's lock, as ``EngineThread`` does; it also yields the ingest-while-the-TUI-reads
+throughput against the same ingest with no TUI running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.generate import LANGUAGES, Spec, account_names, conversation_messages
+from replydesk.model import FetchResult, IncomingMessage
+
+KEYS = ["j"] * 12 + ["k"] * 4 + ["pagedown", "pagedown", "pageup", "enter", "escape", "j", "enter", "escape",
+                                  "G", "g", "j", "j", "enter", "escape"]
+QUICK_KEYS = ["j", "j", "j", "k", "pagedown", "enter", "escape", "G", "g", "escape"]
+SIZE = (120, 40)
+KEY_GAP = 0.25  # seconds between key presses
+
+
+def tui_available() -> str | None:
+    """None when the TUI can be benchmarked, else why not."""
+    try:
+        from tui.app import ReplydeskApp  # noqa: F401
+        from tui.inbox import InboxList  # noqa: F401
+    except Exception as exc:  # the TUI is optional for the storage figures
+        return f"tui not available: {type(exc).__name__}: {exc}"
+    return None
+
+
+def vm_hwm_mb(pid: int | str = "self") -> float | None:
+    """Peak resident set size of a process in MB, from /proc (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# ---- the writer thread ------------------------------------------------------------------------------
+
+
+def sync_pages(spec: Spec, n_pages: int, per_page: int, now: float) -> list[tuple[str, FetchResult]]:
+    """New conversations plus follow-ups in existing ones, one account per page (a provider fetch)."""
+    accounts = account_names(spec)
+    out = []
+    for p in range(n_pages):
+        a = p % len(accounts)
+        account, platform = accounts[a]
+        msgs: list[IncomingMessage] = []
+        k = 0
+        while len(msgs) < per_page:
+            index = 10_000_000 + p * per_page + k
+            msgs.extend(conversation_messages(spec, index, 1, account, platform, now - 5))
+            old = (a + len(accounts) * ((p * 7919 + k) % max(spec.conversations // len(accounts), 1)))
+            if old < spec.conversations:
+                template = conversation_messages(spec, old, 1, account, platform, now - 5)[0]
+                msgs.append(IncomingMessage(
+                    native_id=f"sync-{p}-{k}", conversation_native_id=f"c{old}", platform=platform,
+                    kind=template.kind, contact=template.contact, text=LANGUAGES[k % len(LANGUAGES)][3][0],
+                    created_at=now - 1, author=template.contact.name,
+                ))
+            k += 1
+        out.append((account, FetchResult(messages=msgs, cursor={"sync": p}, stream="bench-sync")))
+    return out
+
+
+class Writer:
+    """Ingests pages from its own thread and connection under the engine lock, like the sync engine."""
+
+    def __init__(self, data_dir: Path, pages: list[tuple[str, FetchResult]], pause: float) -> None:
+        self.data_dir = data_dir
+        self.pages = pages
+        self.pause = pause
+        self.spent = 0.0
+        self.messages = 0
+        self.done = threading.Event()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from replydesk.config import Config
+        from replydesk.sync import EngineLock
+        from replydesk.workspace import Workspace
+        from storage.ingest import ingest
+
+        lock = EngineLock(self.data_dir)
+        if not lock.acquire():
+            self.error = RuntimeError("engine lock held by another process")
+            self.done.set()
+            return
+        db = Workspace(self.data_dir, Config()).open_db()
+        try:
+            for account, page in self.pages:
+                if self.stop.is_set():
+                    break
+                t0 = time.perf_counter()
+                ingest(db, account, [page])
+                self.spent += time.perf_counter() - t0
+                self.messages += len(page.messages)
+                time.sleep(self.pause)
+        except BaseException as exc:  # reported by the probe
+            self.error = exc
+        finally:
+            db.close()
+            lock.release()
+            self.done.set()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="bench-writer", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def rate(self) -> float | None:
+        return self.messages / self.spent if self.spent else None
+
+
+# ---- the probe (runs in its own process) ------------------------------------------------------------
+
+
+def _install_hooks(marks: dict[str, Any]) -> None:
+    from textual.screen import Screen
+
+    from tui.inbox import InboxList
+
+    original_render = InboxList.render_line
+    original_refresh = Screen._compositor_refresh
+
+    def render_line(self: InboxList, y: int):  # noqa: ANN202 - Textual's Strip
+        strip = original_render(self, y)
+        if "first_rows" not in marks and self.loaded and (
+            self.total == 0 or self._pages.get((int(self.scroll_offset.y) + y) // 100) is not None
+        ):
+            marks["first_rows"] = time.time()
+        return strip
+
+    def compositor_refresh(self: Screen) -> None:
+        original_refresh(self)
+        marks["frames"].append(time.perf_counter())
+
+    InboxList.render_line = render_line  # type: ignore[method-assign]
+    Screen._compositor_refresh = compositor_refresh  # type: ignore[method-assign]
+
+
+async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0) -> float | None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        frames = marks["frames"]
+        if frames and frames[-1] > after:
+            return next(f for f in frames if f > after)
+        await asyncio.sleep(0.0005)
+    return None
+
+
+async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Writer | None) -> dict[str, Any]:
+    from textual import events
+
+    from replydesk.config import Config
+    from replydesk.workspace import Workspace
+    from tui.app import ReplydeskApp
+
+    marks: dict[str, Any] = {"frames": []}
+    _install_hooks(marks)
+    app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=False)
+    result: dict[str, Any] = {}
+    async with app.run_test(size=SIZE) as pilot:
+        deadline = time.time() + 60
+        while "first_rows" not in marks and time.time() < deadline:
+            await asyncio.sleep(0.001)
+        result["first_rows_s"] = marks["first_rows"] - spawned_at if "first_rows" in marks else None
+        await pilot.pause(0.3)  # the first thread load and header settle
+        inbox = app.inbox
+        result["total"] = inbox.total
+        if writer is not None:
+            writer.start()
+            await asyncio.sleep(0.3)
+        latencies: list[float] = []
+        per_key: dict[str, list[float]] = {}
+        jump_rows_ms = None
+        driver = app._driver
+        assert driver is not None
+        for key in keys:
+            char = key if len(key) == 1 else None
+            event = events.Key(key, char)
+            event.set_sender(app)
+            t0 = time.perf_counter()
+            driver.send_message(event)
+            frame = await _next_frame(marks, t0)
+            if frame is not None:
+                ms = (frame - t0) * 1000
+                latencies.append(ms)
+                per_key.setdefault(key, []).append(ms)
+            if key == "G" and inbox.total:
+                # How long until the rows at the bottom of the list (a page not yet read) are painted.
+                wait_until = time.perf_counter() + 5
+                while inbox._pages.get(inbox.cursor_index // 100) is None and time.perf_counter() < wait_until:
+                    await asyncio.sleep(0.001)
+                painted = await _next_frame(marks, time.perf_counter())
+                if painted is not None:
+                    jump_rows_ms = (painted - t0) * 1000
+            await asyncio.sleep(KEY_GAP)  # a brisk typist: the debounced thread load of the last key has landed
+        result["key_ms"] = latencies
+        result["per_key_ms"] = per_key
+        result["jump_last_rows_ms"] = jump_rows_ms
+        result["keys_without_frame"] = len(keys) - len(latencies)
+        if writer is not None:
+            writer.stop.set()
+            await asyncio.to_thread(writer.done.wait, 30)
+        # Let in-flight workers (thread loads, reloads) land before the app shuts down: a message that
+        # arrives during shutdown can hit a widget that is already gone.
+        await pilot.pause(0.5)
+    result["rss_mb"] = vm_hwm_mb()
+    return result
+
+
+def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_page: int,
+               spec_json: str | None, keys: str = "full") -> int:
+    """Entry point of ``python -m bench tui-probe``: prints one JSON object."""
+    writer = None
+    bare_rate = None
+    if sync_pages_n:
+        spec = Spec(**json.loads(spec_json)) if spec_json else Spec(1000, 10000)
+        all_pages = sync_pages(spec, sync_pages_n * 2, sync_per_page, time.time())
+        bare = Writer(data_dir, all_pages[:sync_pages_n], pause=0.0)
+        bare.run()  # the same ingest with no TUI reading: the baseline
+        if bare.error:
+            raise bare.error
+        bare_rate = bare.rate
+        writer = Writer(data_dir, all_pages[sync_pages_n:], pause=0.15)
+    key_list = {"full": KEYS, "quick": QUICK_KEYS}.get(keys, [])
+    result = asyncio.run(_probe(data_dir, spawned_at, key_list, writer))
+    if writer is not None:
+        result["ingest_rate_while_tui"] = writer.rate
+        result["ingest_rate_bare"] = bare_rate
+        result["ingest_messages_while_tui"] = writer.messages
+        result["writer_error"] = repr(writer.error) if writer.error else None
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+# ---- the parent side ---------------------------------------------------------------------------------
+
+
+def run_probe(data_dir: Path, *, sync_pages_n: int = 0, sync_per_page: int = 300, spec: Spec | None = None,
+              keys: str = "full", timeout: float = 300) -> dict[str, Any]:
+    """Spawn one probe process and return what it measured."""
+    cmd = [sys.executable, "-m", "bench", "tui-probe", "--data-dir", str(data_dir),
+           "--spawned-at", repr(time.time()), "--sync-pages", str(sync_pages_n), "--sync-per-page",
+           str(sync_per_page)]
+    if spec is not None:
+        cmd += ["--spec", json.dumps(spec.__dict__)]
+    cmd += ["--keys", keys]
+    env = dict(os.environ)
+    cmd[cmd.index("--spawned-at") + 1] = repr(time.time())  # as late as possible before the spawn
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"tui probe failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A throwaway copy of a cached workspace (the syncing probe writes into it)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for name in os.listdir(src):
+        if name.startswith("replydesk.db"):
+            shutil.copy2(src / name, dst / name)
+    return dst
+
+
+# ---- a real terminal: tmux -------------------------------------------------------------------------
+
+
+TMUX_SOCKET = f"replydesk-bench-{os.getpid()}"
+ROW_MARKERS = [name.split()[0] for _, names, _, _ in LANGUAGES for name in names] + ["nothing here"]
+
+
+def _tmux(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", "-L", TMUX_SOCKET, *args], capture_output=True, text=True, check=check)
+
+
+def tmux_available() -> bool:
+    return shutil.which("tmux") is not None
+
+
+def tmux_start_server() -> None:
+    """A keep-alive session, so the first measurement does not pay for starting the tmux server."""
+    _tmux("new-session", "-d", "-s", "keepalive", "-x", "80", "-y", "24", "sleep 3600")
+
+
+def tmux_kill_server() -> None:
+    _tmux("kill-server", check=False)
+
+
+def _pane_pid(session: str) -> int | None:
+    out = _tmux("list-panes", "-t", session, "-F", "#{pane_pid}", check=False).stdout.split()
+    if not out:
+        return None
+    pid = int(out[0])
+    for _ in range(3):  # the pane may run a shell that runs replydesk
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if b"replydesk" in cmdline:
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            return pid
+        pid = int(children[0])
+    return pid
+
+
+def tmux_first_rows(data_dir: Path, config: Path, timeout: float = 60) -> dict[str, Any]:
+    """Start ``replydesk --data-dir DIR`` in a tmux pane; poll capture-pane until a row shows."""
+    exe = Path(sys.executable).with_name("replydesk")
+    session = f"b{time.monotonic_ns()}"
+    cmd = f"exec {exe} --data-dir {data_dir} --config {config}"
+    t0 = time.time()
+    _tmux("new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
+    seen = None
+    screen = ""
+    try:
+        while time.time() - t0 < timeout:
+            screen = _tmux("capture-pane", "-p", "-t", session, check=False).stdout
+            if any(marker in screen for marker in ROW_MARKERS):
+                seen = time.time() - t0
+                break
+            time.sleep(0.01)
+        pid = _pane_pid(session)
+        for keys in (["G"], ["g"], ["j"], ["j"], ["Enter"], ["Escape"]):
+            _tmux("send-keys", "-t", session, *keys, check=False)
+            time.sleep(0.25)
+        rss = vm_hwm_mb(pid) if pid else None
+        _tmux("send-keys", "-t", session, "q", check=False)
+        time.sleep(0.3)
+    finally:
+        _tmux("kill-session", "-t", session, check=False)
+    return {"first_rows_s": seen, "rss_mb": rss, "screen_tail": None if seen else screen[-400:]}
