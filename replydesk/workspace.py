@@ -17,6 +17,7 @@ from pathlib import Path
 from replydesk.config import Config
 from replydesk.sla import SlaEngine
 from replydesk.sync import EngineLock, SyncEngine
+from storage import slastate
 from storage.db import Database, open_database
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,14 @@ class Workspace:
     clock: Callable[[], float] | None = None
 
     def open_db(self, create: bool = True) -> Database:
-        """A new connection (one per thread: the UI reader, the engine writer, the CLI)."""
-        return open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+        """A new connection (one per thread: the UI reader, the engine writer, the CLI).
+
+        If the SLA policies changed since the workspace was last opened, every conversation is
+        re-evaluated now, so the inbox order and states follow the edit at once.
+        """
+        db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+        slastate.apply_policy_changes(db)
+        return db
 
     def engine(self, db: Database) -> SyncEngine:
         return SyncEngine(self.config, db, self.data_dir, clock=self.clock)

@@ -106,3 +106,37 @@ def due_conversations(db: Database, now: float) -> list[str]:
         (now, now),
     )
     return [r[0] for r in rows]
+
+
+def policies_fingerprint(db: Database) -> str:
+    """A stable digest of the SLA settings in force, to notice a policy edit between runs."""
+    import hashlib
+
+    return hashlib.sha256(db.sla.settings.model_dump_json().encode()).hexdigest()[:16]
+
+
+def apply_policy_changes(db: Database) -> int:
+    """Re-evaluate every conversation when the SLA policies changed since the last run.
+
+    A policy edit applies to open conversations at once, from the event log, instead of waiting for
+    each conversation's next event (Zendesk's behaviour). Returns how many were re-evaluated.
+    """
+    if db.sla is None:
+        return 0
+    fingerprint = policies_fingerprint(db)
+    row = db.conn.execute("SELECT value FROM meta WHERE key='sla_policies'").fetchone()
+    if row is not None and row[0] == fingerprint:
+        return 0
+    with db.transaction():
+        row = db.conn.execute("SELECT value FROM meta WHERE key='sla_policies'").fetchone()
+        if row is not None and row[0] == fingerprint:  # another connection got here first
+            return 0
+        ids = [r[0] for r in db.conn.execute("SELECT id FROM conversations")]
+        for start in range(0, len(ids), 2000):
+            refresh(db, ids[start : start + 2000])
+        db.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('sla_policies', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (fingerprint,),
+        )
+    return len(ids)

@@ -181,3 +181,22 @@ def test_run_loop_stops_cleanly(tmp_path, clock):
 
     asyncio.run(go())
     assert queries.counts(db).open > 200
+
+
+def test_policy_edit_applies_to_open_conversations_at_once(tmp_path, clock):
+    from replydesk.slaconfig import SlaSettings
+
+    ws = make_workspace(tmp_path, clock)
+    sync_once(ws, clock)
+    db = ws.open_db()
+    before = queries.counts(db)
+    assert before.breached > 0
+    lax = SlaSettings.model_validate({"policies": [{"name": "lax", "first_reply": {"target": "7d"},
+                                                    "next_reply": {"target": "7d"}}]})
+    relaxed = make_workspace(tmp_path, clock, config=ws.config.model_copy(update={"sla": lax}))
+    db2 = relaxed.open_db()  # no new message, no sync: opening with the new policies re-evaluates
+    after = queries.counts(db2)
+    assert after.breached == 0 and after.open == before.open
+    assert {r.sla_metric for r in queries.inbox_page(db2, queries.InboxFilter(), 0, 50)} <= {"first_reply", "next_reply"}
+    policy = db2.conn.execute("SELECT DISTINCT sla_policy FROM conversations").fetchall()
+    assert [p[0] for p in policy] == ["lax"]
