@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply
 
 LEDGER = "demo-ledger.jsonl"
 REMOTE_STATE = "demo-remote.json"
+REPEATS = "demo-repeats.jsonl"  # keys sent again and deduplicated by the platform
 
 CHANNELS: list[tuple[str, str]] = [
     ("email", "email"), ("x", "mention"), ("x", "dm"), ("facebook", "comment"), ("facebook", "dm"),
@@ -109,12 +111,22 @@ def _rng(*parts: object) -> random.Random:
 
 
 class DemoRemote:
-    """The platform's side of the wire: its clock anchor and its ledger, in the data dir."""
+    """The platform's side of the wire: its clock anchor and its ledger, in the data dir.
+
+    The ledger is append-only JSON Lines, fsync'd before a post is acknowledged. A process killed
+    mid-append can leave a torn last line; readers skip it and the next append starts a fresh line,
+    as a real write-ahead log would. An in-memory index, topped up from the file's tail under the
+    lock, keeps each accept O(1) however long the ledger grows.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.dir = Path(data_dir)
         self.ledger_path = self.dir / LEDGER
+        self.repeats_path = self.dir / REPEATS
         self.state_path = self.dir / REMOTE_STATE
+        self._entries: list[dict[str, Any]] = []
+        self._by_key: dict[str, dict[str, Any]] = {}
+        self._offset = 0  # bytes of the ledger already indexed (whole lines only)
 
     def started_at(self, now: float) -> float:
         try:
@@ -126,35 +138,86 @@ class DemoRemote:
             os.replace(tmp, self.state_path)
             return now
 
+    def _top_up(self, fd: int) -> bool:
+        """Index lines appended since the last look; True when the file ends in a torn line."""
+        size = os.fstat(fd).st_size
+        if size < self._offset:  # the ledger was replaced (a test reset): start over
+            self._entries, self._by_key, self._offset = [], {}, 0
+        if size == self._offset:
+            return False
+        data = os.pread(fd, size - self._offset, self._offset)
+        complete, newline, tail = data.rpartition(b"\n")
+        if newline:
+            for line in complete.split(b"\n"):
+                entry = _parse_line(line)
+                if entry is not None:  # every post as written: the ledger is the referee, never tidied
+                    self._entries.append(entry)
+                    self._by_key.setdefault(entry["key"], entry)
+            self._offset += len(complete) + 1
+        return bool(tail)
+
     def ledger(self) -> list[dict[str, Any]]:
+        """Every accepted post, in the order the platform accepted them."""
         try:
-            with self.ledger_path.open(encoding="utf-8") as fh:
-                return [json.loads(line) for line in fh if line.strip()]
+            fd = os.open(self.ledger_path, os.O_RDONLY)
         except FileNotFoundError:
             return []
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._top_up(fd)
+        finally:
+            os.close(fd)
+        return list(self._entries)
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        self.ledger()
+        return self._by_key.get(key)
 
     def accept(self, reply: OutgoingReply, now: float) -> dict[str, Any]:
         """Post a reply exactly once per idempotency key; durable (fsync) before we answer."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with self.ledger_path.open("a+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                fh.seek(0)
-                entries = [json.loads(line) for line in fh if line.strip()]
-                for entry in entries:
-                    if entry["key"] == reply.key:
-                        return entry  # a repeated key: the first result, nothing posted
-                entry = {
-                    "key": reply.key, "remote_id": f"post-{len(entries) + 1}",
-                    "conversation": reply.conversation_native_id, "text": reply.text, "at": now,
-                    "private": reply.private,
-                }
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-                return entry
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        fd = os.open(self.ledger_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            torn = self._top_up(fd)
+            first = self._by_key.get(reply.key)
+            if first is not None:  # a repeated key: the first result, nothing posted
+                self._note_repeat(reply.key, now)
+                return first
+            entry = {
+                "key": reply.key, "remote_id": f"post-{len(self._entries) + 1}",
+                "conversation": reply.conversation_native_id, "text": reply.text, "at": now,
+                "private": reply.private,
+            }
+            line = ("\n" if torn else "") + json.dumps(entry, ensure_ascii=False) + "\n"
+            os.write(fd, line.encode("utf-8"))  # one write(2): a kill cannot interleave it
+            os.fsync(fd)
+            return entry
+        finally:
+            os.close(fd)
+
+    def _note_repeat(self, key: str, now: float) -> None:
+        """Count the duplicates idempotency prevented (tests and benchmarks report them)."""
+        with self.repeats_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "at": now}) + "\n")
+
+    def repeats(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.repeats_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [e for e in map(_parse_line, (line.encode() for line in lines)) if e is not None]
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    """One ledger line, or None for a blank or torn one."""
+    if not line.strip():
+        return None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and "key" in entry else None
 
 
 class DemoProvider(Provider):
@@ -174,6 +237,8 @@ class DemoProvider(Provider):
         self.ratelimit = float(faults.get("ratelimit", 0.0))
         self.offline = bool(faults.get("offline", False))
         self.lost_ack = float(faults.get("lost_ack", 0.0))
+        self.retry_after = float(faults.get("retry_after", 2.0))
+        self.crash_after_accept = float(faults.get("crash_after_accept", 0.0))
         self.poll_interval = float(options.get("poll_interval") or min(5.0, self.pace))
         self.remote = DemoRemote(data_dir)
         self.clock = clock
@@ -189,7 +254,8 @@ class DemoProvider(Provider):
             raise Offline("demo platform unreachable (offline)")
         roll = self._faults.random()
         if roll < self.ratelimit:
-            raise RateLimited("HTTP 429 Too Many Requests (Retry-After: 2)", reset_at=self.clock() + 2)
+            raise RateLimited(f"HTTP 429 Too Many Requests (Retry-After: {self.retry_after:g})",
+                              reset_at=self.clock() + self.retry_after)
         if roll < self.ratelimit + self.fail:
             raise TransientError("HTTP 503 Service Unavailable")
 
@@ -210,16 +276,16 @@ class DemoProvider(Provider):
     async def send(self, reply: OutgoingReply) -> SendResult:
         await self._request()
         entry = self.remote.accept(reply, self.clock())
+        if self.crash_after_accept and self._faults.random() < self.crash_after_accept:
+            os.kill(os.getpid(), signal.SIGKILL)  # posted and durable, but we never hear the answer
         if self._faults.random() < self.lost_ack:
             raise TransientError("connection reset after the request was sent")
         return SendResult(remote_id=entry["remote_id"], sent_at=entry["at"])
 
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
         await self._request()
-        for entry in self.remote.ledger():
-            if entry["key"] == reply.key:
-                return SendResult(remote_id=entry["remote_id"], sent_at=entry["at"])
-        return None
+        entry = self.remote.find(reply.key)
+        return SendResult(remote_id=entry["remote_id"], sent_at=entry["at"]) if entry else None
 
     # ---- the simulated customers ----------------------------------------------------------------
 

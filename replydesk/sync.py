@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 import providers
 from providers.base import (
     AuthError,
     Offline,
-    PermanentError,
     Provider,
     ProviderError,
     RateLimited,
@@ -45,6 +44,11 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "engine.lock"
+IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an account
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 class EngineLock:
@@ -85,10 +89,16 @@ class EngineLock:
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
-    """Delay before retry ``attempt`` (1-based): exponential with jitter, from tenacity."""
+    """Delay before retry ``attempt`` (1-based): ``initial * 2**(attempt-1)`` plus up to ``initial`` of
+    jitter, never above ``maximum``; tenacity's wait strategies do the arithmetic.
+
+    The engine uses tenacity's waits rather than its retry loop because a retry here outlives the
+    process: the next attempt time is stored in the outbox row (``not_before``), not on a stack.
+    """
     state = RetryCallState(None, None, (), {})
     state.attempt_number = max(1, attempt)
-    return float(wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)(state))
+    wait = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
+    return min(float(wait(state)), maximum)
 
 
 @dataclass
@@ -127,13 +137,25 @@ class SyncEngine:
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
+        self._restore_rate_limits()
         self._stop = asyncio.Event()
+
+    def _restore_rate_limits(self) -> None:
+        """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
+        now = self.db.now()
+        for name, until in self.db.conn.execute(
+            "SELECT account, until FROM account_status WHERE state='rate_limited' AND until > ?", (now,)
+        ):
+            if name in self.accounts:
+                self.accounts[name].blocked_until = float(until)
 
     # ---- status -----------------------------------------------------------------------------------
 
     def _status(self, account: str, state: str, detail: str = "", until: float | None = None,
                 synced: bool = False) -> None:
         now = self.db.now()
+        if state == "ok":
+            detail = "; ".join(filter(None, (detail, self._attention(account))))
         with self.db.transaction():
             self.db.conn.execute(
                 "INSERT INTO account_status(account, state, detail, last_sync, until, updated_at) "
@@ -142,6 +164,19 @@ class SyncEngine:
                 "last_sync=coalesce(excluded.last_sync, account_status.last_sync)",
                 (account, state, detail[:300], now if synced else None, until, now),
             )
+
+    def _attention(self, account: str) -> str:
+        """Replies that need the user, for the status bar: the account may be fine, they are not."""
+        counts = dict(self.db.conn.execute(
+            "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+            (account,),
+        ).fetchall())
+        parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
+        return (", ".join(parts) + ": see the outbox") if parts else ""
+
+    def can_call(self, run: AccountRun) -> bool:
+        """False while the account is stopped, backing off or waiting for a rate-limit reset."""
+        return not run.stopped and self.db.now() >= run.blocked_until
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
@@ -166,7 +201,8 @@ class SyncEngine:
             self._status(run.name, "auth_error", f"re-login needed: {reason}")
         elif isinstance(exc, RateLimited):
             run.blocked_until = max(run.blocked_until, exc.reset_at)
-            self._status(run.name, "rate_limited", reason, until=exc.reset_at)
+            self._status(run.name, "rate_limited", f"{reason}; waiting until {_clock(run.blocked_until)}",
+                         until=run.blocked_until)
         elif isinstance(exc, TransientError):
             run.failures += 1
             sync = self.config.sync
@@ -184,7 +220,7 @@ class SyncEngine:
 
     async def fetch_account(self, run: AccountRun) -> int:
         """One fetch of every stream of the account; returns the number of new messages."""
-        if run.stopped or self.db.now() < run.blocked_until:
+        if not self.can_call(run):
             return 0
         try:
             results = await run.provider.fetch(ingest.all_cursors(self.db, run.name))
@@ -211,7 +247,10 @@ class SyncEngine:
         ).fetchone()
         meta = json.loads(row[2] or "{}")
         if last_in is not None:
-            meta["last_inbound_meta"] = json.loads(last_in[1] or "{}")
+            # The answered message's own details (email: subject, references, reply_to) sit at the
+            # top level, as providers read them; the raw copy stays under last_inbound_meta.
+            inbound_meta = json.loads(last_in[1] or "{}")
+            meta = {**meta, **inbound_meta, "last_inbound_meta": inbound_meta}
         return OutgoingReply(
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
@@ -219,10 +258,15 @@ class SyncEngine:
         )
 
     async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
-        """An uncertain earlier attempt: find out whether it was posted. True when settled here."""
+        """An earlier attempt may have been posted: find out before sending again.
+
+        Idempotent platform: nothing to find out, resending with the same key is safe (False).
+        Lookup-capable: look for our post; found → recorded as sent (True), absent → resend (False).
+        Neither: mark ``unknown`` and let the user decide (True); guessing risks a double post.
+        """
         caps = run.provider.capabilities
         if caps.supports_idempotency:
-            return False  # resending with the same key is safe: the platform dedups
+            return False
         if not caps.can_lookup_sent:
             outbox.mark_unknown(self.db, item.key, "the platform cannot tell whether this reply was posted; "
                                 "check it there, then retry or confirm")
@@ -235,55 +279,74 @@ class SyncEngine:
 
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
         """Try to deliver one reply. Returns True when it left (or was found already posted)."""
-        sync = self.config.sync
+        attempted = False
         try:
             if (uncertain or item.attempts > 0) and await self._reconcile(run, item):
-                return outbox.get(self.db, item.key).state == "sent"
-            reply = self._outgoing(item)
-            outbox.mark_sending(self.db, item.key)
-            result = await run.provider.send(reply)
-        except UnknownDelivery as exc:
-            outbox.mark_unknown(self.db, item.key, str(exc))
-            return False
-        except RateLimited as exc:
-            self._fault(run, exc)
-            outbox.mark_retry(self.db, item.key, f"rate limited until {time.strftime('%H:%M:%S', time.localtime(exc.reset_at))}",
-                              exc.reset_at)
-            return False
-        except AuthError as exc:
-            self._fault(run, exc)
-            outbox.mark_retry(self.db, item.key, "waiting: re-login needed", self.db.now())
-            return False
-        except PermanentError as exc:
-            outbox.mark_failed(self.db, item.key, str(exc))
-            return False
-        except TransientError as exc:
-            reason = self._fault(run, exc)
-            attempts = (outbox.get(self.db, item.key).attempts) if outbox.get(self.db, item.key) else 1
-            if isinstance(exc, Offline):
-                outbox.mark_retry(self.db, item.key, f"offline; will send when back: {reason}", run.blocked_until)
-            elif attempts >= sync.send_retries:
-                outbox.mark_failed(self.db, item.key, f"{reason} (after {attempts} attempts)")
-            else:
-                outbox.mark_retry(self.db, item.key, reason, self.db.now() + backoff_delay(
-                    attempts, sync.retry_base, sync.retry_max))
-            return False
+                settled = outbox.get(self.db, item.key)
+                return settled is not None and settled.state == "sent"
+            fresh = outbox.mark_sending(self.db, item.key)
+            if fresh is None:
+                return False  # discarded or already handled since we read it
+            attempted = True
+            result = await run.provider.send(self._outgoing(fresh))
         except ProviderError as exc:
-            outbox.mark_failed(self.db, item.key, str(exc) or type(exc).__name__)
+            self._send_fault(run, item.key, exc, attempted)
+            return False
+        except Exception as exc:  # a provider bug: treat as uncertain, never leave the row 'sending'
+            log.exception("account %s: unexpected error sending %s", run.name, item.key)
+            self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
+                             attempted)
             return False
         outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
         run.failures = 0
         return True
 
+    def _send_fault(self, run: AccountRun, key: str, exc: ProviderError, attempted: bool) -> None:
+        """Record why a reply did not leave, and when it may try again.
+
+        ``attempted``: this call had marked the row sending, so a refusal (429, auth, offline) gives
+        the attempt back; a failure before that (a lookup) leaves the count alone.
+        """
+        sync = self.config.sync
+        now = self.db.now()
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, UnknownDelivery):
+            outbox.mark_unknown(self.db, key, reason)
+        elif isinstance(exc, RateLimited):
+            self._fault(run, exc)
+            outbox.mark_retry(self.db, key, f"rate limited until {_clock(exc.reset_at)}", exc.reset_at,
+                              refused=attempted)
+        elif isinstance(exc, AuthError):
+            self._fault(run, exc)
+            outbox.mark_retry(self.db, key, "waiting: re-login needed", now, refused=attempted)
+        elif isinstance(exc, Offline):
+            self._fault(run, exc)
+            outbox.mark_retry(self.db, key, f"offline; will send when back: {reason}", run.blocked_until,
+                              refused=attempted)
+        elif isinstance(exc, TransientError):
+            self._fault(run, exc)
+            current = outbox.get(self.db, key)
+            attempts = current.attempts if current else 1
+            if attempts >= sync.send_retries:
+                outbox.mark_failed(self.db, key, f"{reason} (after {attempts} attempts)")
+                self._status(run.name, "error", f"{self._attention(run.name)} (last: {reason})")
+            else:  # the reply's own backoff, never before the account's: a retry then would be wasted
+                retry_at = max(now + backoff_delay(attempts, sync.retry_base, sync.retry_max), run.blocked_until)
+                outbox.mark_retry(self.db, key, reason, retry_at)
+        else:  # PermanentError and anything else the platform said no to for good
+            outbox.mark_failed(self.db, key, reason)
+            self._status(run.name, "error", f"{self._attention(run.name)} (last: {reason})")
+
     async def drain(self, run: AccountRun, limit: int = 100) -> int:
+        """Send what is due, oldest first; stop at the first sign the account needs to wait."""
         sent = 0
-        while sent < limit and not run.stopped and self.db.now() >= run.blocked_until:
+        while sent < limit and self.can_call(run):
             batch = outbox.ready(self.db, run.name, limit=20)
             if not batch:
                 break
             progressed = False
             for item in batch:
-                if run.stopped or self.db.now() < run.blocked_until:
+                if not self.can_call(run):
                     break
                 if await self.send_one(run, item):
                     sent += 1
@@ -292,20 +355,33 @@ class SyncEngine:
                 break
         return sent
 
+    async def drain_outbox(self, limit: int = 1_000_000) -> int:
+        """Send everything due on every account now (no fetching); returns how many left.
+
+        A plain entry point for benchmarks and scripts: the outbox drained as the running engine would.
+        """
+        await self.reconcile_in_flight()
+        sent = 0
+        for run in self.accounts.values():
+            sent += await self.drain(run, limit=limit - sent)
+        return sent
+
     async def reconcile_in_flight(self) -> None:
-        """Replies left in 'sending' by a crash: settle each before anything else leaves."""
+        """Replies left in 'sending' by a crash: settle each before anything else in its thread leaves.
+
+        Each goes back to queued still counted as attempted, so it stays first in its conversation and
+        uncertain: on a platform that cannot tell, it becomes ``unknown`` here and now; otherwise the
+        next drain settles it before sending (same key again, or a lookup first), within rate limits.
+        """
         for item in outbox.in_flight(self.db):
             run = self.accounts.get(item.account)
             if run is None:
-                continue
-            try:
-                settled = await self._reconcile(run, item)
-            except ProviderError as exc:
-                self._fault(run, exc)
-                settled = False
-            if not settled and outbox.get(self.db, item.key).state == "sending":
-                outbox.mark_retry(self.db, item.key, "interrupted while sending; checking again",
-                                  self.db.now())
+                continue  # the account is gone from the config; leave the row for the user to see
+            outbox.mark_retry(self.db, item.key, "interrupted while sending; checking before resending",
+                              self.db.now())
+            caps = run.provider.capabilities
+            if not (caps.supports_idempotency or caps.can_lookup_sent):
+                await self._reconcile(run, item)  # needs no network: marks it unknown
 
     # ---- housekeeping -----------------------------------------------------------------------------
 
@@ -323,7 +399,8 @@ class SyncEngine:
         report = PassReport()
         await self.reconcile_in_flight()
         for run in self.accounts.values():
-            self._status(run.name, "syncing")
+            if self.can_call(run):
+                self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run)
             report.sent += await self.drain(run)
             state = self.db.conn.execute(
@@ -351,7 +428,14 @@ class SyncEngine:
                 log.exception("account %s: unexpected error", run.name)
                 self._fault(run, ProviderError(f"internal error: {type(exc).__name__}: {exc}"))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=0.25)
+                await asyncio.wait_for(self._stop.wait(), timeout=self._idle(run))
+
+    def _idle(self, run: AccountRun) -> float:
+        """Seconds to sleep: until the account's next wait ends, at most 0.25 s (new replies queued by
+        another process are noticed by polling)."""
+        now = self.db.now()
+        waits = [t - now for t in (run.next_fetch, run.blocked_until) if t > now and not run.stopped]
+        return min([IDLE, *waits]) if waits else IDLE
 
     async def _sweep_loop(self) -> None:
         while not self._stop.is_set():

@@ -12,8 +12,49 @@ from typing import Any
 
 from storage.db import DB_FILENAME, StorageError, open_database
 
+RESTORE_ADVICE = ("the file may be damaged: keep a copy, then restore from an export "
+                  "('replydesk import') into a fresh --data-dir")
 
-def check(data_dir: Path, repair: bool = False) -> dict[str, Any]:
+
+def probe(path: Path, timeout: float = 2.0) -> str | None:
+    """Why the database cannot be used right now (damaged, or locked by another process), or None.
+
+    Quick by design: it waits ``timeout`` seconds for the write lock, not the app's 30, so a hung
+    writer is reported instead of hanging the doctor too.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return (f"{path}: the database is locked: another process has held its write lock for over "
+                    f"{timeout:g} s ({_lock_holder(path.parent)}). Stop that process (find it with "
+                    f"'fuser {path}'), then run 'replydesk doctor' again; nothing was changed")
+        return f"{path}: cannot read the database ({exc}); {RESTORE_ADVICE}"
+    except sqlite3.DatabaseError as exc:
+        return f"{path}: damaged ({exc}); {RESTORE_ADVICE}"
+    finally:
+        conn.close()
+    return None
+
+
+def _lock_holder(data_dir: Path) -> str:
+    from replydesk.sync import EngineLock
+
+    lock = EngineLock(data_dir)
+    if not lock.held_by_other():
+        return "not a replydesk sync engine: none is running here"
+    try:
+        pid = lock.path.read_text().strip()
+    except OSError:
+        pid = "?"
+    return f"the sync engine, pid {pid}, may be hung"
+
+
+def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
+    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``."""
     findings: list[str] = []
     ok = True
     path = Path(data_dir) / DB_FILENAME
@@ -27,17 +68,19 @@ def check(data_dir: Path, repair: bool = False) -> dict[str, Any]:
             path.chmod(0o600)
         else:
             ok = False
+    problem = probe(path, timeout)
+    if problem is not None:
+        return {"ok": False, "findings": [*findings, problem]}
     try:
         db = open_database(Path(data_dir), create=False)
     except StorageError as exc:
-        return {"ok": False, "findings": [*findings, str(exc),
-                "the file may be damaged: keep a copy, then restore from an export "
-                "('replydesk import') into a fresh --data-dir"]}
+        return {"ok": False, "findings": [*findings, str(exc), RESTORE_ADVICE]}
+    db.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     try:
         result = [r[0] for r in db.conn.execute("PRAGMA integrity_check")]
         if result != ["ok"]:
             ok = False
-            findings.append("integrity check failed: " + "; ".join(result[:5]))
+            findings.append("integrity check failed: " + "; ".join(result[:5]) + "; " + RESTORE_ADVICE)
         else:
             findings.append("integrity check: ok")
         for table in ("messages_fts", "conversations_fts"):
@@ -54,6 +97,9 @@ def check(data_dir: Path, repair: bool = False) -> dict[str, Any]:
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
             findings.append("search indexes rebuilt")
+    except sqlite3.DatabaseError as exc:  # damage the checks themselves trip over
+        ok = False
+        findings.append(f"{path}: damaged ({exc}); {RESTORE_ADVICE}")
     finally:
         db.close()
     lock = Path(data_dir) / "engine.lock"

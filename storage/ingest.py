@@ -59,8 +59,17 @@ def _check(msg: IncomingMessage) -> str | None:
         return f"text is {type(msg.text).__name__}"
     if not isinstance(msg.created_at, int | float) or not math.isfinite(msg.created_at):
         return "bad timestamp"
-    if not isinstance(msg.contact.native_id, str) or not msg.contact.native_id:
+    if not isinstance(msg.platform, str) or not msg.platform:
+        return "missing platform"
+    contact = getattr(msg, "contact", None)
+    if not isinstance(getattr(contact, "native_id", None), str) or not contact.native_id:
         return "missing contact id"
+    for name, value in (("author", msg.author), ("subject", msg.subject), ("contact name", contact.name),
+                        ("contact handle", contact.handle)):
+        if not isinstance(value, str):
+            return f"{name} is {type(value).__name__}"
+    if msg.parent_native_id is not None and not isinstance(msg.parent_native_id, str):
+        return f"parent id is {type(msg.parent_native_id).__name__}"
     return None
 
 

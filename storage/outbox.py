@@ -5,6 +5,16 @@ undo window or a scheduled time) → ``sending`` (committed *before* the network
 (remote id recorded) or back to ``queued`` with a retry time, or ``failed`` (reason kept; blocks
 later replies in the same conversation) or ``unknown`` (the platform cannot tell us; the user decides).
 A row found in ``sending`` after a restart is an uncertain send: the engine reconciles it.
+
+``attempts`` counts the attempts that may have reached the platform: one the platform refused outright
+(429, 401/403, no network) is handed back with ``refused=True`` and does not count, so only a reply
+with attempts > 0 can have been posted without our knowing.
+
+Order: a reply waits for every earlier reply in its conversation that is still queued, sending,
+failed or unknown, except one scheduled for later (``--at`` or an undo window) that has not come due:
+a reply written for 10:00 does not hold back a "thanks!" written for now. Such a row is told from
+one waiting to retry by ``last_error``, which every retry sets and only a fresh (or user-retried,
+hence due) reply lacks.
 """
 
 from __future__ import annotations
@@ -92,9 +102,10 @@ def ready(db: Database, account: str | None = None, limit: int = 50) -> list[Out
     sql = (
         f"SELECT {_COLS} FROM outbox o WHERE o.state = 'queued' AND o.not_before <= ? "
         "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.conversation_id = o.conversation_id "
-        "  AND e.seq < o.seq AND e.state IN ('queued','sending','failed','unknown'))"
+        "  AND e.seq < o.seq AND e.state IN ('queued','sending','failed','unknown') "
+        "  AND NOT (e.state = 'queued' AND e.last_error IS NULL AND e.not_before > ?))"
     )
-    params: list = [now]
+    params: list = [now, now]
     if account is not None:
         sql += " AND o.account = ?"
         params.append(account)
@@ -125,11 +136,20 @@ def _set(db: Database, key: str, state: str, **cols: object) -> None:
     )
 
 
-def mark_sending(db: Database, key: str) -> None:
-    """Commit 'sending' before the network call: after a crash we know the send may have happened."""
+def mark_sending(db: Database, key: str) -> OutboxItem | None:
+    """Commit 'sending' before the network call: after a crash we know the send may have happened.
+
+    Only a still-queued reply moves; the row is returned as committed, so what leaves is the text as
+    it is now (an edit or a discard from the UI between the engine's read and this write wins).
+    None when the reply is no longer queued.
+    """
     with db.transaction():
+        item = get(db, key)
+        if item is None or item.state != "queued":
+            return None
         db.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE key=?", (key,))
         _set(db, key, "sending")
+        return get(db, key)
 
 
 def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
@@ -165,9 +185,16 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
         slastate.refresh(db, [item.conversation_id])
 
 
-def mark_retry(db: Database, key: str, error: str, retry_at: float) -> None:
-    """A transient failure: back to queued, not before ``retry_at``; the reason stays visible."""
+def mark_retry(db: Database, key: str, error: str, retry_at: float, *, refused: bool = False) -> None:
+    """A transient failure: back to queued, not before ``retry_at``; the reason stays visible.
+
+    ``refused``: the platform turned the request away before acting on it (429, auth, no network),
+    so the attempt ``mark_sending`` counted is taken back: it neither uses up a retry nor makes the
+    reply uncertain.
+    """
     with db.transaction():
+        if refused:
+            db.conn.execute("UPDATE outbox SET attempts = max(attempts - 1, 0) WHERE key=?", (key,))
         _set(db, key, "queued", last_error=error, not_before=retry_at)
 
 
@@ -188,7 +215,7 @@ def mark_unknown(db: Database, key: str, reason: str) -> None:
 
 
 def retry(db: Database, key: str, text: str | None = None) -> None:
-    """The user's answer to failed/unknown: send again now (optionally edited)."""
+    """The user's answer to failed/unknown (or "send now" for a queued one): send again, optionally edited."""
     with db.transaction():
         item = get(db, key)
         if item is None or item.state not in ("failed", "unknown", "queued"):
@@ -197,6 +224,10 @@ def retry(db: Database, key: str, text: str | None = None) -> None:
             text = clean_text(text)
             db.conn.execute("UPDATE outbox SET text=? WHERE key=?", (text, key))
             db.conn.execute("UPDATE messages SET text=? WHERE id=?", (text, item.message_id))
+        # 'unknown': the user checked the platform and it is not there, so it is no longer uncertain.
+        # 'failed': a fresh retry budget, but still possibly posted (a lookup-capable platform checks).
+        attempts = {"unknown": 0, "failed": min(item.attempts, 1)}.get(item.state, item.attempts)
+        db.conn.execute("UPDATE outbox SET attempts=? WHERE key=?", (attempts, key))
         _set(db, key, "queued", last_error=None, not_before=db.now())
 
 
