@@ -1,6 +1,6 @@
 """Search the cache: a small documented syntax on top of FTS5, and never raw FTS from the user.
 
-Syntax: plain words match message text, authors, customer names, subjects and tags (every word must
+Syntax: plain words match message text, customer names, subjects and tags (every word must
 match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text).
 Filters: ``from:NAME`` (message author or customer), ``tag:TAG``, ``platform:NAME``, ``account:NAME``,
 ``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``.
@@ -98,19 +98,26 @@ def message_hits_sql() -> str:
     return (
         "SELECT m.conversation_id, m.id, snippet(messages_fts, 0, '', '', '…', 12) "
         "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-        "WHERE messages_fts MATCH ? ORDER BY messages_fts.rank LIMIT ?"
+        "WHERE messages_fts MATCH ? ORDER BY messages_fts.rowid DESC LIMIT ?"
     )
 
 
 def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxFilter]:
-    """Hits (best first, one per conversation) and the inbox filter that shows exactly them."""
+    """Hits (newest first, one per conversation) and the inbox filter that shows exactly them.
+
+    Newest first rather than by bm25 rank: agents look for the recent conversation, and walking
+    the index backwards by rowid lets FTS5 stop at the limit instead of scoring every hit.
+    """
     q = parse(query)
     hits: dict[str, Hit] = {}
     match = fts_query(q.words)
     author_match = " OR ".join(fts_phrase(a) for a in q.authors if re.search(r"\w", a)) or None
     if match or author_match:
+        # Words match message text only: matching authors too made a word like "shop" hit every
+        # reply we ever sent (our author name). Authors are for from:, customers come from below.
         message_match = " AND ".join(
-            p for p in (match, f"author : ({author_match})" if author_match else None) if p
+            p for p in (f"text : ({match})" if match else None,
+                        f"author : ({author_match})" if author_match else None) if p
         )
         for conv_id, msg_id, snip in db.conn.execute(message_hits_sql(), (message_match, limit * 4)):
             hits.setdefault(conv_id, Hit(conv_id, msg_id, snip))
@@ -120,7 +127,7 @@ def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxF
         for conv_id, snip in db.conn.execute(
             "SELECT c.id, snippet(conversations_fts, -1, '', '', '…', 12) FROM conversations_fts "
             "JOIN conversations c ON c.rowid = conversations_fts.rowid "
-            "WHERE conversations_fts MATCH ? ORDER BY conversations_fts.rank LIMIT ?",
+            "WHERE conversations_fts MATCH ? ORDER BY conversations_fts.rowid DESC LIMIT ?",
             (conv_match, limit),
         ):
             hits.setdefault(conv_id, Hit(conv_id, None, snip))
