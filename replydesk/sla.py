@@ -356,6 +356,7 @@ class SlaEngine:
     def __init__(self, settings: SlaSettings) -> None:
         self.settings = settings
         self.calendars: dict[str, Calendar] = build_calendars(settings)
+        self._target_cache: dict[tuple[int, bool], dict[str, tuple[TargetSpec, int, float]]] = {}
 
     def timezone(self, calendar: str) -> str:
         """IANA zone of a calendar, for showing due times in calendar-local time ("UTC" for 24x7)."""
@@ -380,7 +381,15 @@ class SlaEngine:
         return None
 
     def _targets(self, policy: PolicySpec, attrs: ConvAttrs) -> dict[str, tuple[TargetSpec, int, float]]:
-        factor = policy.factor_for(attrs.escalated)
+        # Depends only on (policy, escalated): cached, as it runs for every conversation of a batch.
+        key = (id(policy), attrs.escalated)
+        cached = self._target_cache.get(key)
+        if cached is None:
+            cached = self._target_cache[key] = self._compute_targets(policy, attrs.escalated)
+        return cached
+
+    def _compute_targets(self, policy: PolicySpec, escalated: bool) -> dict[str, tuple[TargetSpec, int, float]]:
+        factor = policy.factor_for(escalated)
         out = {}
         for metric in METRICS:
             spec = policy.target(metric)
@@ -441,6 +450,14 @@ class SlaEngine:
         """Metric states at ``at``; only events with ``ev.at <= at`` count (replay with --at)."""
         policy, current, history, _ = self._compute(attrs, events, at)
         return SlaResult(policy=policy.name if policy else None, metrics=current, history=history, at=at)
+
+    def evaluate_with_transitions(
+        self, attrs: ConvAttrs, events: Sequence[SlaEvent], since: float, at: float
+    ) -> tuple[SlaResult, list[Transition]]:
+        """``evaluate`` and ``transitions(since, at)`` from one computation (the sync hot path)."""
+        policy, current, history, trans = self._compute(attrs, events, at)
+        result = SlaResult(policy=policy.name if policy else None, metrics=current, history=history, at=at)
+        return result, [tr for tr in trans if since < tr[0] <= at]
 
     def transitions(
         self, attrs: ConvAttrs, events: Sequence[SlaEvent], since: float, until: float

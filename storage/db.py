@@ -73,6 +73,20 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL. On a brand-new file the switch needs a moment alone with it, and SQLite
+    does not always wait for that on its own, so another connection opening the same new
+    workspace at the same instant is waited out here."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
+
+
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -112,7 +126,7 @@ def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float]
             _create_private(path)
     try:
         conn = _connect(path)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn, path)
     except sqlite3.DatabaseError as exc:

@@ -63,7 +63,8 @@ def refresh(db: Database, conv_ids: Iterable[str], now: float | None = None) -> 
     updates = []
     logged = []
     for conv_id, (attrs, events, checked_at) in load_inputs(db, ids).items():
-        result = engine.evaluate(attrs, events, now)
+        since = checked_at if checked_at is not None else float("-inf")
+        result, transitions = engine.evaluate_with_transitions(attrs, events, since, now)
         results[conv_id] = result
         due = result.due_at
         urgent = result.urgent()
@@ -72,8 +73,7 @@ def refresh(db: Database, conv_ids: Iterable[str], now: float | None = None) -> 
             result.policy, result.state, urgent.metric if urgent else None, due, warn_at,
             due if due is not None else NO_DUE, now, conv_id,
         ))
-        since = checked_at if checked_at is not None else float("-inf")
-        for at, kind, metric in engine.transitions(attrs, events, since, now):
+        for at, kind, metric in transitions:
             logged.append((conv_id, at, "sla", "system", json.dumps({"transition": kind, "metric": metric})))
     db.conn.executemany(
         "UPDATE conversations SET sla_policy=?, sla_state=?, sla_metric=?, sla_due_at=?, sla_warn_at=?, sort_due=?, "

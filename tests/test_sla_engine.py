@@ -659,3 +659,16 @@ def test_urgent_prefers_breached_then_earliest_due(engine) -> None:
     assert r.urgent().metric == "first_reply" and r.due_at == T("10:30") and r.state == "breached"
     r = engine.evaluate(COMMENT, [inb("10:00")], T("10:10"))
     assert r.urgent().metric == "first_reply" and r.due_at == T("10:30") and r.state == "ok"
+
+
+def test_evaluate_with_transitions_matches_the_two_calls():
+    from replydesk.slaconfig import SlaSettings
+
+    engine = SlaEngine(SlaSettings())
+    attrs = ConvAttrs(platform="x", kind="comment", tags=frozenset(), priority="normal", escalated=False,
+                      status="open")
+    events = [SlaEvent(0.0, "in"), SlaEvent(4000.0, "reply"), SlaEvent(5000.0, "in")]
+    result, trans = engine.evaluate_with_transitions(attrs, events, 100.0, 9000.0)
+    assert result.to_json() == engine.evaluate(attrs, events, 9000.0).to_json()
+    assert trans == engine.transitions(attrs, events, 100.0, 9000.0)
+    assert [t[1] for t in trans] == ["breach", "fulfil", "activate", "breach"]
