@@ -111,6 +111,7 @@ class AccountRun:
     blocked_until: float = 0.0  # backoff or rate-limit reset
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0
+    streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
 
 
 @dataclass
@@ -420,7 +421,7 @@ class SyncEngine:
         while not self._stop.is_set():
             now = self.db.now()
             try:
-                if not run.stopped and now >= run.next_fetch and now >= run.blocked_until:
+                if not run.stopped and not run.streaming and now >= run.next_fetch and now >= run.blocked_until:
                     await self.fetch_account(run)
                     run.next_fetch = self.db.now() + run.provider.poll_interval
                 await self.drain(run)
@@ -437,6 +438,35 @@ class SyncEngine:
         waits = [t - now for t in (run.next_fetch, run.blocked_until) if t > now and not run.stopped]
         return min([IDLE, *waits]) if waits else IDLE
 
+    async def _stream_loop(self, run: AccountRun) -> None:
+        """Push where the platform offers it (IMAP IDLE, Mastodon streaming, Telegram long polling).
+
+        Each streamed result is stored with its cursor like a polled one. While the stream is up,
+        polling pauses; when it drops, polling takes over at once and the stream is retried after
+        the account's backoff, so nothing arrives only through one path.
+        """
+        while not self._stop.is_set():
+            # Start after the first poll has stored its cursors (both would ask the platform at once).
+            if not run.stopped and run.next_fetch > 0 and self.db.now() >= run.blocked_until:
+                run.streaming = True
+                try:
+                    async for result in run.provider.stream():
+                        stats = ingest.ingest(self.db, run.name, [result])
+                        run.failures = 0
+                        self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
+                                     else "live", synced=True)
+                        if self._stop.is_set():
+                            break
+                except ProviderError as exc:
+                    self._fault(run, exc)
+                except Exception as exc:  # a provider bug must not end the stream silently
+                    log.exception("account %s: stream failed", run.name)
+                    self._fault(run, ProviderError(f"internal error in stream: {type(exc).__name__}: {exc}"))
+                finally:
+                    run.streaming = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
+
     async def _sweep_loop(self) -> None:
         while not self._stop.is_set():
             self.sweep()
@@ -448,6 +478,8 @@ class SyncEngine:
         self._stop = asyncio.Event()
         await self.reconcile_in_flight()
         tasks = [asyncio.create_task(self._account_loop(run)) for run in self.accounts.values()]
+        tasks += [asyncio.create_task(self._stream_loop(run)) for run in self.accounts.values()
+                  if run.provider.capabilities.streams]
         tasks.append(asyncio.create_task(self._sweep_loop()))
         try:
             await self._stop.wait()

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from http_fakes import FakeApi, json_response
 
+from http_fakes import FakeApi, json_response
 from providers import atproto
 from providers.base import AuthError, PermanentError, RateLimited, TransientError
 from providers.bluesky import BlueskyProvider

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, hostile_texts
 from replydesk.cli import build_parser, main
+from support import REPO, hostile_texts
 
 COMMANDS = ["demo", "sync", "export", "import", "search", "show", "reply", "note", "outbox", "tag", "untag",
             "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from replydesk.cli import main
 from replydesk.config import ConfigError, load_config
+from support import REPO
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from conftest import FIXED_NOW, make_workspace, sync_once
 from providers.base import Offline, RateLimited, TransientError
 from providers.demo import LANGUAGES, DemoProvider
 from replydesk.config import DemoFaults, demo_config
 from replydesk.model import OutgoingReply
 from replydesk.sync import EngineLock, SyncEngine
 from storage import outbox, queries
+from support import FIXED_NOW, make_workspace, sync_once
 
 
 def _provider(tmp_path, clock, **options):

@@ -8,10 +8,10 @@ from email import policy
 
 import pytest
 
-from conftest import sync_once
 from replydesk.config import Config
 from replydesk.workspace import Workspace
 from storage import outbox, queries
+from support import sync_once
 
 try:
     from tests.servers import make_mail, running_dovecot, running_smtp
@@ -107,3 +107,44 @@ def test_server_going_away_backs_off_and_recovers_without_doubles(tmp_path, serv
     assert sync_once(ws).fetched["shop-mail"] == 1
     db = ws.open_db()
     assert db.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+
+
+def test_idle_push_shows_new_mail_within_two_seconds(tmp_path, servers, monkeypatch):
+    """The running engine (not a single pass) picks up a delivered mail through IMAP IDLE."""
+    import asyncio
+    import time
+
+    from replydesk.sync import SyncEngine
+
+    dovecot, smtp = servers
+    monkeypatch.setenv("REPLYDESK_SECRET_SHOP_MAIL", "shop-pw")
+    ws = _workspace(tmp_path, dovecot, smtp)
+    ws.config.accounts[0].poll_interval = 600.0  # polling alone would take ten minutes
+    db = ws.open_db()
+    engine = SyncEngine(ws.config, db, ws.data_dir)
+    reader = ws.open_db()
+
+    def count() -> int:
+        return reader.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    async def scenario() -> float:
+        task = asyncio.create_task(engine.run())
+        try:
+            deadline = time.monotonic() + 10
+            while not engine.accounts["shop-mail"].streaming and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert engine.accounts["shop-mail"].streaming, "IDLE stream did not start"
+            await asyncio.to_thread(dovecot.deliver, "hello",
+                                    make_mail(subject="pushed", message_id="<push@c.example>"), "INBOX", ALICE)
+            sent = time.monotonic()
+            while count() == 0 and time.monotonic() - sent < 5:
+                await asyncio.sleep(0.05)
+            return time.monotonic() - sent
+        finally:
+            engine.stop()
+            await asyncio.wait_for(task, 10)
+
+    latency = asyncio.run(scenario())
+    assert count() == 1
+    print(f"IDLE push latency through the engine: {latency:.2f} s")
+    assert latency < 2.0

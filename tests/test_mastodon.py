@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
 
+from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
 from providers.base import AuthError, PermanentError, RateLimited, TransientError
 from providers.html_text import html_to_text
 from providers.mastodon import MastodonProvider, mastodon_length
@@ -410,11 +410,11 @@ async def test_streamed_mention_arrives_within_two_seconds(api: FakeApi, monkeyp
 
 async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api: FakeApi,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import Clock
     from providers import http
     from replydesk.config import Config, MastodonAccount
     from replydesk.workspace import Workspace
     from storage import outbox
+    from support import Clock
 
     recorded = find(cassette("test_notifications_mentions_only.yaml"), "GET", "notifications?types")
     api.route("GET", NOTIFICATIONS, lambda r: recorded.response() if "min_id" not in r.url.params

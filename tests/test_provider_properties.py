@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import hostile_texts
+from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
 from providers.bluesky import BlueskyProvider
 from providers.html_text import html_to_text
 from providers.mastodon import MastodonProvider
@@ -31,6 +30,7 @@ from replydesk.model import FetchResult
 from replydesk.sla import SlaEngine
 from storage import ingest
 from storage.db import Database, open_database
+from support import hostile_texts
 
 NOW = 1_795_428_000.0
 DELETE = object()

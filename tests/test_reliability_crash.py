@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from providers.demo import DemoRemote
 from replydesk.config import demo_config
 from replydesk.workspace import Workspace
 from storage import outbox
 from storage.db import open_database
+from support import REPO
 
 CONFIG = """\
 accounts:

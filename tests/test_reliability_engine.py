@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import FIXED_NOW, Clock, make_workspace, sync_once
 from providers.base import Capabilities, Provider
 from providers.demo import DemoProvider, DemoRemote
 from providers.http import (
@@ -35,6 +34,7 @@ from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply
 from replydesk.sync import SyncEngine, backoff_delay
 from storage import actions, ingest, outbox, queries, search
 from storage.db import Database
+from support import FIXED_NOW, Clock, make_workspace, sync_once
 
 Reply = Callable[[httpx.Request], httpx.Response]
 

@@ -9,9 +9,9 @@ import keyring
 import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
-from conftest import make_workspace, sync_once
 from replydesk import secrets
 from replydesk.cli import main
+from support import make_workspace, sync_once
 
 TOKEN = "sk-live-9f8e7d6c5b4a-very-secret"
 

@@ -7,13 +7,13 @@ import stat
 
 import pytest
 
-from conftest import FIXED_NOW, hostile_queries
 from replydesk.config import Config
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.sla import SlaEngine
 from storage import actions, ingest, outbox, queries, search
 from storage.db import DB_FILENAME, StorageError, open_database
 from storage.schema import SCHEMA_VERSION
+from support import FIXED_NOW, hostile_queries
 
 
 def _db(tmp_path, now=FIXED_NOW):

@@ -292,11 +292,11 @@ async def test_missing_token(bot: FakeBotApi) -> None:
 
 async def test_engine_turns_a_lost_answer_into_unknown_not_a_duplicate(tmp_path: Any, bot: FakeBotApi,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import Clock
     from providers import http
     from replydesk.config import Config, TelegramAccount
     from replydesk.workspace import Workspace
     from storage import outbox
+    from support import Clock
 
     monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
     real_client = http.make_client

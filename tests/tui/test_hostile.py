@@ -11,7 +11,6 @@ import re
 
 import pytest
 
-from conftest import FIXED, SHARED, fixed_clock, hostile_cases, settle
 from replydesk.config import demo_config
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.workspace import Workspace
@@ -19,6 +18,7 @@ from storage import actions, ingest
 from storage.actions import ActionError
 from tui.app import ReplydeskApp
 from tui.format import cell, term_len
+from tui_support import FIXED, SHARED, fixed_clock, hostile_cases, settle
 
 CASES = hostile_cases()
 pytestmark = pytest.mark.skipif(not CASES, reason=f"hostile samples not found in {SHARED} (../shared absent)")

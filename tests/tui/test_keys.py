@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from conftest import FIXED, fixed_clock, settle
 from storage import actions, outbox, queries
 from storage.queries import InboxFilter
 from tui.app import ReplydeskApp
 from tui.composer import Composer
 from tui.dialogs import PromptDialog
 from tui.help import HelpScreen
+from tui_support import FIXED, fixed_clock, settle
 
 SIZE = (120, 36)
 

@@ -6,8 +6,8 @@ SVGs in ``__snapshots__``.
 
 from __future__ import annotations
 
-from conftest import fixed_clock, settle
 from tui.app import ReplydeskApp
+from tui_support import fixed_clock, settle
 
 
 async def _ready(pilot) -> None:  # noqa: ANN001
