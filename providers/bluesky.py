@@ -115,8 +115,7 @@ class BlueskyProvider(Provider):
                  transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
         super().__init__(account, options, secret)
         self.clock = clock
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._clients = http.LazyClient(transport)
         self.xrpc = XrpcClient(account, str(options["handle"]), str(options.get("service") or "https://bsky.social"),
                                secret, self._http, http.RateGate(SERVICE, clock),
                                http.RateGate(SERVICE + " login", clock))
@@ -126,14 +125,10 @@ class BlueskyProvider(Provider):
         self._dids: dict[str, str] = {}
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = http.make_client(self._transport)
-        return self._client
+        return self._clients.get()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._clients.aclose()
 
     # ---- fetching ---------------------------------------------------------------------------------
 

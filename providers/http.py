@@ -263,6 +263,24 @@ def make_client(transport: httpx.AsyncBaseTransport | None = None, *, timeout: h
                              headers={"User-Agent": USER_AGENT, **(headers or {})})
 
 
+class LazyClient:
+    """One AsyncClient per provider, made on first use (tests pass a MockTransport) and closed once."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = make_client(self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 async def send_request(client: httpx.AsyncClient, request: httpx.Request, service: str, *,
                        stream: bool = False) -> httpx.Response:
     """Send, translating transport failures. Connect failures mean the request never left (``Offline``);

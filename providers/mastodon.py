@@ -100,8 +100,7 @@ class MastodonProvider(Provider):
             self.capabilities = dataclasses.replace(self.capabilities, max_length=int(self._configured_max))
         self.clock = clock
         self.gate = http.RateGate(SERVICE, clock)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._clients = http.LazyClient(transport)
         self._me: dict[str, str] | None = None
         self._instance_checked = False
         self._streaming_base: str | None = None
@@ -110,9 +109,7 @@ class MastodonProvider(Provider):
     # ---- plumbing ---------------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = http.make_client(self._transport)
-        return self._client
+        return self._clients.get()
 
     def _token(self) -> str:
         token = self._secret()
@@ -137,9 +134,7 @@ class MastodonProvider(Provider):
         return http.json_body(response, SERVICE), response
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._clients.aclose()
 
     async def me(self) -> dict[str, str]:
         """Our own account (id, acct): tells our posts from the customers' in a thread."""

@@ -121,22 +121,17 @@ class TelegramProvider(Provider):
         self.base = http.check_base_url(str(options.get("api_base") or DEFAULT_API))
         self.clock = clock
         self.gate = http.RateGate(SERVICE, clock)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._clients = http.LazyClient(transport)
         self._poll_lock = asyncio.Lock()  # Telegram answers 409 to a second concurrent getUpdates
         self._streaming = False
         self._offset: int | None = None
         http.install_log_redaction()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = http.make_client(self._transport)
-        return self._client
+        return self._clients.get()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._clients.aclose()
 
     # ---- the Bot API --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
+from textual.css.query import NoMatches
 from textual.keys import format_key
 from textual.timer import Timer
 from textual.widgets import Footer
@@ -288,7 +289,10 @@ class ReplydeskApp(App[int]):
 
     @on(ThreadLoaded)
     def _on_thread(self, event: ThreadLoaded) -> None:
-        if event.conv_id != self.inbox.cursor_id:
+        try:
+            if event.conv_id != self.inbox.cursor_id:
+                return
+        except NoMatches:  # a load finishing while the app shuts down
             return
         keep = getattr(event, "keep_scroll", False) and self._thread_for == event.conv_id
         self._thread_for = event.conv_id
