@@ -20,7 +20,6 @@ from textual.containers import Container, Vertical
 from textual.css.query import NoMatches
 from textual.keys import format_key
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from replydesk.safetext import one_line
 from replydesk.workspace import EngineThread, Workspace
@@ -36,6 +35,7 @@ from tui.dialogs import ChoiceDialog, EscalateDialog, PromptDialog, SnoozeDialog
 from tui.format import fill_template
 from tui.help import HelpScreen, binding_rows
 from tui.inbox import InboxList
+from tui.keybar import KeyBar
 from tui.messages import (
     ActionDone,
     DataChanged,
@@ -146,7 +146,7 @@ class ReplydeskApp(App[int]):
                 yield ThreadView(self.clock, self.tz, id="thread")
                 yield Composer(id="composer")
         yield StatusBar(id="status")
-        yield Footer(compact=True)
+        yield KeyBar(id="keys")
 
     def _main(self, kind: type[Any]) -> Any:
         """Widgets of the main screen, even while a dialog or the palette is on top."""

@@ -16,12 +16,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from replydesk.report import breaches_per_day, build_report, reply_times
 from replydesk.reporting import COLUMNS, GROUPINGS, collect
 from replydesk.sla import SlaEngine
+from tui.keybar import KeyBar
 
 if TYPE_CHECKING:
     from tui.app import ReplydeskApp
@@ -64,7 +65,7 @@ class ReportScreen(Screen[None]):
             with Horizontal(id="plots"):
                 yield PlotextPlot(id="plot-times")
                 yield PlotextPlot(id="plot-breaches")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.load()

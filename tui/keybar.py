@@ -1,0 +1,62 @@
+"""The key hints line at the bottom: one Text, repainted only when the shown keys change.
+
+Textual's Footer recomposes (unmounts and mounts a widget per key) on every focus change; that cost
+50-140 ms per enter/escape in bench/, far over a 16 ms frame. This shows the same information, the
+active bindings with ``show=True`` in the order they are declared, as a single line.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.screen import Screen
+from textual.widgets import Static
+
+
+class KeyBar(Static):
+    DEFAULT_CSS = """
+    KeyBar { dock: bottom; height: 1; background: $footer-background; color: $footer-foreground; }
+    KeyBar > .keybar--key { color: $footer-key-foreground; text-style: bold; }
+    """
+    COMPONENT_CLASSES = {"keybar--key"}
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self._shown: tuple[tuple[str, str], ...] = ()
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.call_after_refresh(self._bindings_changed, self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def on_resize(self) -> None:
+        self._paint()
+
+    def _bindings_changed(self, screen: Screen) -> None:
+        if not self.is_attached or screen is not self.screen:
+            return
+        shown: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for _node, binding, enabled, _tooltip in screen.active_bindings.values():
+            if not binding.show or not enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            shown.append((self.app.get_key_display(binding), binding.description))
+        if tuple(shown) != self._shown:
+            self._shown = tuple(shown)
+            self._paint()
+
+    def _paint(self) -> None:
+        key_style = self.get_component_rich_style("keybar--key", partial=True)
+        palette = Text.assemble(("^p", key_style), " palette")
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        room = max(self.size.width - palette.cell_len - 2, 0)
+        for key, description in self._shown:
+            part = Text.assemble((f" {key}", key_style), f" {description}")
+            if line.cell_len + part.cell_len > room:
+                break
+            line.append_text(part)
+        line.append(" " * max(room - line.cell_len + 1, 1))
+        line.append_text(palette)
+        self.update(line)
