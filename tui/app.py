@@ -449,12 +449,23 @@ class ReplydeskApp(App[int]):
 
     @on(Composer.Send)
     def _on_send(self, event: Composer.Send) -> None:
+        if event.later:
+            def chosen(at: float | None) -> None:
+                if at is None:  # cancelled: back to the composer, text intact
+                    self.composer.text_area.focus()
+                    return
+                self.composer.close()
+                self.inbox.focus()
+                self._send(event.conv_id, event.text, event.mode, at)
+
+            self.push_screen(SnoozeDialog(self.clock, self.tz, title="Send at"), chosen)
+            return
         self.composer.close()
         self.inbox.focus()
         self._send(event.conv_id, event.text, event.mode)
 
     @work(thread=True, group="write")
-    def _send(self, conv_id: str, text: str, mode: str) -> None:
+    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
@@ -462,9 +473,14 @@ class ReplydeskApp(App[int]):
                 self.post_message(ActionDone("Note added", 1))
                 return
             key = self.store.write(lambda db: outbox.queue_reply(
-                db, conv_id, text, private=mode == "private", delay=delay, actor=agent))
+                db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent))
         except EXPECTED as exc:
             self.post_message(ActionDone("Send", 1, str(exc)))
+            return
+        if at is not None:
+            from tui.format import clock_time
+
+            self.post_message(ActionDone(f"Reply scheduled for {clock_time(at, self.clock(), self.tz)}", 1))
             return
         self.post_message(ReplyQueued(key, conv_id, text, mode == "private", delay))
 

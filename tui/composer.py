@@ -31,6 +31,7 @@ class Composer(Vertical):
         Binding("escape", "close", "Close", id="composer.close"),
         Binding("ctrl+t", "toggle_private", "Public/private", id="composer.private"),
         Binding("ctrl+o", "saved_reply", "Saved reply", id="composer.saved"),
+        Binding("ctrl+l", "send_later", "Send later", id="composer.later"),
     ]
 
     DEFAULT_CSS = """
@@ -47,9 +48,9 @@ class Composer(Vertical):
     """
 
     class Send(Message):
-        def __init__(self, conv_id: str, text: str, mode: str) -> None:
+        def __init__(self, conv_id: str, text: str, mode: str, later: bool = False) -> None:
             super().__init__()
-            self.conv_id, self.text, self.mode = conv_id, text, mode
+            self.conv_id, self.text, self.mode, self.later = conv_id, text, mode, later
 
     class Closed(Message):
         def __init__(self, conv_id: str, text: str, mode: str) -> None:
@@ -168,7 +169,14 @@ class Composer(Vertical):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.is_open
 
-    def action_send(self) -> None:
+    def action_send_later(self) -> None:
+        """Like send, but the app asks when: the reply waits in the outbox until then."""
+        if self.mode == "note":
+            self.notify("Notes are not sent; nothing to schedule.", severity="warning")
+            return
+        self.action_send(later=True)
+
+    def action_send(self, later: bool = False) -> None:
         if self.row is None:
             return
         text = self.text
@@ -179,7 +187,7 @@ class Composer(Vertical):
             self.notify(f"Too long for {info(self.row.platform).label}: {graphemes(text)}/{self.limit}.",
                         severity="error")
             return
-        self.post_message(self.Send(self.row.id, text, self.mode))
+        self.post_message(self.Send(self.row.id, text, self.mode, later))
 
     def action_close(self) -> None:
         if self.row is not None:

@@ -118,13 +118,13 @@ class SnoozeDialog(_Dialog):
 
     DEFAULT_CSS = DIALOG_CSS.format(name="SnoozeDialog")
 
-    def __init__(self, clock: Callable[[], float], tz: str | None = None) -> None:
+    def __init__(self, clock: Callable[[], float], tz: str | None = None, title: str = "Snooze until") -> None:
         super().__init__()
-        self.clock, self.tz = clock, tz
+        self.clock, self.tz, self.title_text = clock, tz, title
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Snooze until", classes="title")
+            yield Label(self.title_text, classes="title")
             yield OptionList(*[Option(label, id=key) for key, label in self.PRESETS], id="presets")
             yield Input(placeholder="custom: 30m, 2h, 3d, 14:30, 2025-06-01 09:00", id="custom")
             yield Static("", id="snooze-error", classes="hint")

@@ -584,3 +584,21 @@ async def test_report_screen_shows_the_figures_of_the_cli(workspace, db) -> None
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, ReportScreen)
+
+
+async def test_send_later_from_the_composer_schedules_the_reply(workspace, db) -> None:  # noqa: ANN001
+    target = open_rows(db, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await type_text(pilot, "Your parcel leaves tomorrow")
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+        await pilot.press("down", "enter")  # the "4 hours" preset
+        await settle(pilot)
+        assert not app.composer.is_open
+    [item] = outbox.pending(db)
+    assert (item.conversation_id, item.text, item.state) == (target.id, "Your parcel leaves tomorrow", "queued")
+    assert item.not_before == FIXED + 4 * 3600
+    assert outbox.ready(db) == []  # it waits until then
