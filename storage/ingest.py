@@ -35,6 +35,14 @@ class IngestStats:
     conversations: set[str] = field(default_factory=set)
 
 
+_json_str = json.encoder.encode_basestring_ascii  # the C string encoder json.dumps itself uses
+
+
+def _json(value: dict) -> str:
+    """json.dumps for the hot path: most metadata is empty, and that needs no encoder at all."""
+    return json.dumps(value, default=str) if value else "{}"
+
+
 def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     """Text as received, made storable: lone surrogates replaced, absurd lengths cut visibly."""
     if not isinstance(value, str):
@@ -179,7 +187,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             inbound[-1].created_at if inbound else None,
             outbound[-1].created_at if outbound else None,
             int(last.direction == "in"), int(bool(inbound)),
-            json.dumps(_conv_meta(items)),
+            _json(_conv_meta(items)),
         ))
         if conv_id not in known:
             stats.new_conversations += 1
@@ -211,7 +219,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
              clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
-             "received" if m.direction == "in" else "sent", json.dumps(m.meta, default=str))
+             "received" if m.direction == "in" else "sent", _json(m.meta))
             for mid, m in fresh.items()
         ],
     )
@@ -220,7 +228,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         [
             (item_id(account, m.conversation_native_id), m.created_at,
              "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
-             "customer" if m.direction == "in" else "platform", json.dumps({"message": mid}))
+             "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
             for mid, m in fresh.items()
         ],
     )
