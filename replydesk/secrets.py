@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-
-import keyring
-import keyring.errors
-from keyring.backends.fail import Keyring as FailKeyring
+from typing import Any
 
 SERVICE = "replydesk"
+
+
+def _keyring() -> Any:
+    """keyring, imported on first use: discovering its backends costs start-up time the console
+    does not need until a provider asks for a secret."""
+    import keyring
+    import keyring.errors
+
+    return keyring
 
 
 class SecretError(Exception):
@@ -33,7 +39,9 @@ NO_BACKEND_HELP = (
 
 
 def backend_available() -> bool:
-    backend = keyring.get_keyring()
+    from keyring.backends.fail import Keyring as FailKeyring
+
+    backend = _keyring().get_keyring()
     return not isinstance(backend, FailKeyring) and getattr(backend, "priority", 1) > 0
 
 
@@ -42,6 +50,7 @@ def store(account: str, secret: str) -> None:
         raise SecretError("an empty secret was not stored")
     if not backend_available():
         raise SecretError(NO_BACKEND_HELP.format(env=env_name(account)))
+    keyring = _keyring()
     try:
         keyring.set_password(SERVICE, account, secret)
     except keyring.errors.KeyringError as exc:
@@ -55,6 +64,7 @@ def fetch(account: str) -> str | None:
         return value
     if not backend_available():
         return None
+    keyring = _keyring()
     try:
         return keyring.get_password(SERVICE, account)
     except keyring.errors.KeyringError:
@@ -62,6 +72,7 @@ def fetch(account: str) -> str | None:
 
 
 def delete(account: str) -> bool:
+    keyring = _keyring()
     try:
         keyring.delete_password(SERVICE, account)
     except keyring.errors.PasswordDeleteError:
