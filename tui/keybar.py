@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widget import Widget
 
 
-class KeyBar(Static):
+class KeyBar(Widget):
     DEFAULT_CSS = """
     KeyBar { dock: bottom; height: 1; background: $footer-background; color: $footer-foreground; }
     KeyBar > .keybar--key { color: $footer-key-foreground; text-style: bold; }
@@ -20,8 +20,12 @@ class KeyBar(Static):
     COMPONENT_CLASSES = {"keybar--key"}
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self._shown: tuple[tuple[str, str], ...] = ()
+        self._line = Text()
+
+    def render(self) -> Text:
+        return self._line
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -59,4 +63,5 @@ class KeyBar(Static):
             line.append_text(part)
         line.append(" " * max(room - line.cell_len + 1, 1))
         line.append_text(palette)
-        self.update(line)
+        self._line = line
+        self.refresh()  # a repaint of this one line; Static.update would lay out the whole screen
