@@ -207,7 +207,11 @@ class ReplydeskApp(App[int]):
 
     def _tick(self) -> None:
         """Once a second: countdowns on visible rows, a data_version probe, the SLA pane each minute."""
-        self.inbox.tick()
+        try:
+            inbox = self.inbox
+        except NoMatches:  # the timer fired while the app shuts down
+            return
+        inbox.tick()
         self._poll()
         if self.engine is not None and self.engine.error is not None and not self.engine_note:
             self.engine_note = f"sync stopped: {type(self.engine.error).__name__}"
@@ -229,7 +233,10 @@ class ReplydeskApp(App[int]):
         self._refresh_all()
 
     def _refresh_all(self) -> None:
-        self.inbox.reload()
+        try:
+            self.inbox.reload()
+        except NoMatches:  # data arrived while the app shuts down
+            return
         self._load_header()
         if self.inbox.cursor_id:
             self._load_thread(self.inbox.cursor_id, True)

@@ -19,6 +19,12 @@ from storage.db import Database
 from tui_support import FIXED, SEED, SHARED, fill_demo, fixed_clock, hostile_cases, make_config, settle  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def _colour_as_in_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots are taken in colour; a developer's or CI's NO_COLOR must not change them."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo-template")

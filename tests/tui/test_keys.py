@@ -602,3 +602,14 @@ async def test_send_later_from_the_composer_schedules_the_reply(workspace, db) -
     assert (item.conversation_id, item.text, item.state) == (target.id, "Your parcel leaves tomorrow", "queued")
     assert item.not_before == FIXED + 4 * 3600
     assert outbox.ready(db) == []  # it waits until then
+
+
+async def test_no_color_is_honoured(workspace, monkeypatch) -> None:  # noqa: ANN001
+    """NO_COLOR users still see state: breached rows carry '!' and warning rows '~'."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.no_color
+        lines = [app.inbox.render_line(y).text for y in range(5)]
+        assert any("!" in line for line in lines)
