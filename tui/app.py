@@ -150,6 +150,8 @@ class ReplydeskApp(App[int]):
 
     def _main(self, kind: type[Any]) -> Any:
         """Widgets of the main screen, even while a dialog or the palette is on top."""
+        if not self.screen_stack:  # shutting down: callers treat this like a missing widget
+            raise NoMatches(f"no screen for {kind.__name__}")
         return self.screen_stack[0].query_one(kind)
 
     @property

@@ -34,7 +34,7 @@ class HeaderBar(Static):
     """
 
     def show(self, view: str, shown: int, counts: Counts | None) -> None:
-        self.update(self.render_header(view, shown, counts))
+        self.update(self.render_header(view, shown, counts), layout=False)  # always one line
 
     @staticmethod
     def render_header(view: str, shown: int, counts: Counts | None) -> Text:
@@ -75,7 +75,7 @@ class StatusBar(Static):
 
     def show(self, accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
              now: float, tz: str | None = None) -> None:
-        self.update(self.render_status(accounts, queued, failed, engine_note, now, tz))
+        self.update(self.render_status(accounts, queued, failed, engine_note, now, tz), layout=False)
 
     @staticmethod
     def render_status(accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,

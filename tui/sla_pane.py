@@ -36,7 +36,12 @@ class SlaPane(Static):
     """
 
     def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
-        self.update(self.render_sla(row, sla, now))
+        text = self.render_sla(row, sla, now)
+        if text == getattr(self, "_shown", None):
+            return  # a refresh with nothing new must not cost a layout pass
+        self._shown = text
+        self.update(text, layout=text.plain.count("\n") != getattr(self, "_lines", -1))
+        self._lines = text.plain.count("\n")
 
     @staticmethod
     def render_sla(row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:

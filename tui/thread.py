@@ -64,6 +64,8 @@ class ThreadView(VerticalScroll, can_focus=True):
         same = keep_scroll and self.thread is not None and thread is not None and (
             self.thread.conversation.id == thread.conversation.id
         )
+        if same and thread == self.thread:
+            return  # a refresh with nothing new (another conversation changed): no re-render
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
