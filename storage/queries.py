@@ -266,8 +266,8 @@ def counts(db: Database) -> Counts:
     by: dict[str, dict[str, int]] = {}
     total = {"open": 0, "breached": 0, "warning": 0}
     for platform, state, n in db.conn.execute(
-        "SELECT platform, sla_state, count(*) FROM conversations WHERE status IN ('open','pending') "
-        "GROUP BY platform, sla_state"
+        "SELECT platform, sla_state, count(*) FROM conversations INDEXED BY conv_open_counts "
+        "WHERE status IN ('open','pending') GROUP BY platform, sla_state"
     ):
         slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
         slot["open"] += n

@@ -185,6 +185,17 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX contacts_lname ON contacts(lower(name))",
         "CREATE INDEX contacts_lhandle ON contacts(lower(handle))",
     ],
+    # 3: the header's counts per channel and SLA state, read on every data change, from the index
+    # alone (a scan of the table took 680 ms at 1M messages).
+    [
+        "CREATE INDEX conv_open_counts ON conversations(platform, sla_state) WHERE status IN ('open','pending')",
+        # The engine's once-a-second sweep looks for deadlines that just passed; indexing only the
+        # rows not yet marked breached (or still ok, for warnings) skips the thousands already past.
+        "DROP INDEX conv_due",
+        "DROP INDEX conv_warn",
+        "CREATE INDEX conv_due_pending ON conversations(sla_due_at) WHERE sla_state != 'breached'",
+        "CREATE INDEX conv_warn_ok ON conversations(sla_warn_at) WHERE sla_state = 'ok'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

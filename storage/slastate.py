@@ -101,8 +101,8 @@ def evaluate_at(db: Database, conv_id: str, at: float) -> SlaResult | None:
 def due_conversations(db: Database, now: float) -> list[str]:
     """Conversations whose stored deadline or warning time has passed but whose state lags behind."""
     rows = db.conn.execute(
-        "SELECT id FROM conversations WHERE (sla_due_at <= ? AND sla_state != 'breached') "
-        "OR (sla_warn_at <= ? AND sla_state = 'ok')",
+        "SELECT id FROM conversations INDEXED BY conv_due_pending WHERE sla_due_at <= ? AND sla_state != 'breached' "
+        "UNION SELECT id FROM conversations INDEXED BY conv_warn_ok WHERE sla_warn_at <= ? AND sla_state = 'ok'",
         (now, now),
     )
     return [r[0] for r in rows]
