@@ -443,3 +443,52 @@ async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api
         assert outbox.get(db, key).state == "sent" and outbox.get(db, key).remote_id == "990"
     finally:
         db.close()
+
+
+async def test_engine_stores_a_streamed_mention_within_two_seconds(tmp_path: Any, api: FakeApi,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running engine consumes the SSE stream: a mention is in the cache (not only parsed) in < 2 s."""
+    from providers import http
+    from replydesk.config import Config, MastodonAccount
+    from replydesk.workspace import Workspace
+    from support import Clock
+
+    stream_fixture(api)
+    api.route("GET", NOTIFICATIONS, lambda r: page([], None))
+    body = find(cassette("test_stream_user_direct.yaml"), "GET", "/api/v1/streaming/user").body
+    mention = body[body.index("event: notification"):]
+    mention = mention[: mention.index("\n\n") + 2]
+    pushed = asyncio.Event()
+
+    async def chunks():
+        yield b":thump\n\n"
+        await pushed.wait()
+        yield mention.encode()
+        await asyncio.sleep(30)
+
+    api.route("GET", "localhost:4000/api/v1/streaming/user/notification",
+              lambda r: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=chunks()))
+    monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
+    real_client = http.make_client
+    monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(api.transport, **kw))
+    account = MastodonAccount(provider="mastodon", name=ACCOUNT, instance=INSTANCE, poll_interval=600)
+    ws = Workspace(tmp_path, Config(accounts=[account]), Clock())
+    db = ws.open_db()
+    engine = ws.engine(db)
+    task = asyncio.create_task(engine.run())
+    try:
+        deadline = time.monotonic() + 5
+        while not engine.accounts[ACCOUNT].streaming and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert engine.accounts[ACCOUNT].streaming
+        pushed.set()
+        started = time.monotonic()
+        found = 0
+        while not found and time.monotonic() - started < 3:
+            await asyncio.sleep(0.02)
+            found = db.conn.execute("SELECT count(*) FROM messages WHERE native_id='117024236408130890'").fetchone()[0]
+        assert found == 1 and time.monotonic() - started < 2.0
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 5)
+        db.close()
