@@ -10,13 +10,9 @@ import pytest
 
 from replydesk.config import Config
 from replydesk.workspace import Workspace
+from servers import make_mail, running_dovecot, running_smtp
 from storage import outbox, queries
 from support import sync_once
-
-try:
-    from tests.servers import make_mail, running_dovecot, running_smtp
-except ModuleNotFoundError:  # tests/ is not a package
-    from servers import make_mail, running_dovecot, running_smtp  # type: ignore[no-redef]
 
 pytestmark = [
     pytest.mark.server,

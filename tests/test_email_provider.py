@@ -21,25 +21,7 @@ import pytest
 from providers.base import AuthError, TransientError
 from providers.email import EmailProvider
 from replydesk.model import FetchResult, IncomingMessage, OutgoingReply
-
-try:
-    from tests.servers import (
-        DovecotServer,
-        SmtpSink,
-        make_mail,
-        require_server,
-        running_dovecot,
-        running_smtp,
-    )
-except ModuleNotFoundError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from servers import (  # type: ignore[no-redef]
-        DovecotServer,
-        SmtpSink,
-        make_mail,
-        require_server,
-        running_dovecot,
-        running_smtp,
-    )
+from servers import DovecotServer, SmtpSink, make_mail, require_server, running_dovecot, running_smtp
 
 pytestmark = [
     pytest.mark.server,

@@ -107,23 +107,20 @@ class ReportScreen(Screen[None]):
         self._plot_times(event.minutes)
         self._plot_breaches(event.per_day)
 
-    def _plot_times(self, minutes: list[float]) -> None:
-        widget = self.query_one("#plot-times", PlotextPlot)
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("First reply time (minutes)")
-        if minutes:
-            plt.hist([min(m, 24 * 60) for m in minutes], bins=24)
+    def _plot(self, selector: str, title: str, draw: Any) -> None:
+        """Redraw one plot from scratch; ``draw(plt)`` adds the data (nothing when there is none)."""
+        widget = self.query_one(selector, PlotextPlot)
+        widget.plt.clear_data()
+        widget.plt.clear_figure()
+        widget.plt.title(title)
+        draw(widget.plt)
         widget.refresh()
 
+    def _plot_times(self, minutes: list[float]) -> None:
+        self._plot("#plot-times", "First reply time (minutes)",
+                   lambda plt: minutes and plt.hist([min(m, 24 * 60) for m in minutes], bins=24))
+
     def _plot_breaches(self, per_day: dict[str, int]) -> None:
-        widget = self.query_one("#plot-breaches", PlotextPlot)
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("Breaches per day")
-        if per_day:
-            days = list(per_day)[-14:]
-            plt.bar([d[5:] for d in days], [per_day[d] for d in days])
-        widget.refresh()
+        days = list(per_day)[-14:]
+        self._plot("#plot-breaches", "Breaches per day",
+                   lambda plt: days and plt.bar([d[5:] for d in days], [per_day[d] for d in days]))
