@@ -80,6 +80,9 @@ def test_console_in_tmux_shows_inbox_and_queues_a_reply(tmp_path: Path) -> None:
         finally:
             db.close()
         tm("send-keys", "-t", session, "q")
-        _wait_for(lambda: "Inbox (" not in screen(), timeout=10)
+        # q ends the app, and with it the tmux session: a vanished session counts as closed.
+        closed = _wait_for(lambda: subprocess.run([tmux, "has-session", "-t", session], capture_output=True,
+                                                  env=env).returncode != 0, timeout=10)
+        assert closed, f"q did not quit:\n{screen()}"
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
