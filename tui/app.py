@@ -148,6 +148,11 @@ class ReplydeskApp(App[int]):
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications carry names, tags and error text that may come from customers: never markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def _main(self, kind: type[Any]) -> Any:
         """Widgets of the main screen, even while a dialog or the palette is on top."""
         if not self.screen_stack:  # shutting down: callers treat this like a missing widget

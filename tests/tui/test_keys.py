@@ -613,3 +613,22 @@ async def test_no_color_is_honoured(workspace, monkeypatch) -> None:  # noqa: AN
         assert app.no_color
         lines = [app.inbox.render_line(y).text for y in range(5)]
         assert any("!" in line for line in lines)
+
+
+async def test_notifications_show_names_literally(workspace, db) -> None:  # noqa: ANN001
+    """An assignee or tag typed (or imported) as markup is shown as text, and cannot act."""
+    target = open_rows(db, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        await pilot.press("ctrl+u")
+        await type_text(pilot, "[@click=app.quit]boss[/]")
+        await pilot.press("enter")
+        await settle(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("[@click=app.quit]boss[/]" in m for m in messages)
+        assert all(not n.markup for n in app._notifications)
+        assert app.is_running
+    assert queries.get_row(db, target.id).assignee == "[@click=app.quit]boss[/]"
