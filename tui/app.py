@@ -128,6 +128,7 @@ class ReplydeskApp(App[int]):
         self.view_number = 1
         self.view_title = self.ui.views[0].name if self.ui.views else "Inbox"
         self.searching = False
+        self.reading = False
         self.last_action: tuple[str, str, dict[str, Any]] | None = None
         self.undo: dict[str, Any] | None = None
         self._header: HeaderLoaded | None = None
@@ -279,6 +280,8 @@ class ReplydeskApp(App[int]):
     def _on_cursor(self, event: InboxList.CursorMoved) -> None:
         if self._thread_timer is not None:
             self._thread_timer.stop()
+        if event.conv_id != self._thread_for:
+            self.set_reading(False)  # another conversation selected ('!', a view, a search)
         if event.conv_id is None:
             self._thread_for = None
             self.thread_view.clear()
@@ -314,9 +317,19 @@ class ReplydeskApp(App[int]):
         row = event.thread.conversation if event.thread else None
         self._main(SlaPane).show(row, event.sla, self.clock())
 
+    def set_reading(self, on: bool) -> None:
+        """Reading mode (enter / escape): the thread is highlighted and j/k/g/G/page keys scroll it,
+        while the focus stays on the list (see InboxList._reader for why)."""
+        if self.reading == on:
+            return
+        self.reading = on
+        self.thread_view.set_class(on, "-reading")
+        self.inbox.refresh_line(self.inbox.cursor_index)
+        self.refresh_bindings()
+
     @on(InboxList.Opened)
     def _on_opened(self, event: InboxList.Opened) -> None:
-        self.thread_view.focus()
+        self.set_reading(True)
         self._write("Read", lambda db: actions.mark_read(db, event.conv_id), 1, quiet=True)
 
     # ---- writes -------------------------------------------------------------------------------------
@@ -727,6 +740,8 @@ class ReplydeskApp(App[int]):
         """escape: leave the thread, then drop marks, then leave a search."""
         if self.composer.is_open:
             self.composer.action_close()
+        elif self.reading:
+            self.set_reading(False)
         elif self.thread_view.has_focus:
             self.inbox.focus()
         elif self.inbox.marked:

@@ -42,7 +42,7 @@ class ThreadView(VerticalScroll, can_focus=True):
         padding: 0 1;
         scrollbar-size-vertical: 1;
     }
-    ThreadView:focus { background: $surface-lighten-1; }
+    ThreadView:focus, ThreadView.-reading { background: $surface-lighten-1; }
     ThreadView > #thread-body { width: 1fr; }
     """
 

@@ -395,9 +395,20 @@ async def test_enter_opens_thread_and_marks_read(workspace, db) -> None:  # noqa
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
-        assert app.focused is app.thread_view
+        # Reading: the thread is highlighted and the movement keys scroll it, not the list.
+        assert app.reading and app.thread_view.has_class("-reading")
+        app.thread_view.scroll_end(animate=False)
+        await settle(pilot)
+        bottom = app.thread_view.scroll_y
+        await pilot.press("g", "j")
+        await settle(pilot)
+        assert app.inbox.cursor_id == target.id
+        assert app.thread_view.scroll_y == min(1, bottom)
         await pilot.press("escape")
-        assert app.focused is app.inbox
+        assert not app.reading and app.focused is app.inbox
+        await pilot.press("j")
+        await settle(pilot)
+        assert app.inbox.cursor_id != target.id  # back on the list, j moves the cursor
     assert not queries.get_row(db, target.id).unread
 
 
