@@ -55,7 +55,14 @@ def emit_json(obj: Any, out: Any = None) -> None:
 
 
 def say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """Every text line the CLI prints goes through here: ids, names and subjects can come from
+    customers or imported files, so control and bidi characters are made visible at this one sink."""
+    sys.stdout.write(visible(text) + "\n")
+
+
+def complain(text: str) -> None:
+    """Errors on stderr: they quote what the user or a file gave us, so the same rule applies."""
+    sys.stderr.write(visible(f"replydesk: {text}") + "\n")
 
 
 # ---- workspace ------------------------------------------------------------------------------------
@@ -134,7 +141,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError("no accounts configured: add one to the config (see config.example.yaml)")
     lock = EngineLock(ws.data_dir)
     if not lock.acquire():
-        print(f"replydesk: another replydesk is already syncing {ws.data_dir}", file=sys.stderr)
+        complain(f"another replydesk is already syncing {ws.data_dir}")
         return EXIT_ERROR
     try:
         engine = ws.engine(db)
@@ -414,13 +421,13 @@ def cmd_login(args: argparse.Namespace) -> int:
     }
     print(f"{args.account}: enter {hints.get(account.provider, 'the token')}", file=sys.stderr)
     if not secrets.backend_available():
-        print("replydesk: " + secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)), file=sys.stderr)
+        complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
         return EXIT_ERROR
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
     try:
         secrets.store(args.account, secret)
     except secrets.SecretError as exc:
-        print(f"replydesk: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_ERROR
     say(f"stored the secret for {args.account} in the system keyring")
     return EXIT_OK
@@ -622,13 +629,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_tui(args)
         return func(args)
     except UsageError as exc:
-        print(f"replydesk: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_USAGE
     except ConfigError as exc:
-        print(f"replydesk: bad config:\n{exc}", file=sys.stderr)
+        complain(f"bad config:\n{exc}")
         return EXIT_USAGE
     except (actions.ActionError, StorageError, secrets.SecretError) as exc:
-        print(f"replydesk: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -216,3 +216,23 @@ def test_hostile_customer_text_is_terminal_safe_in_cli_output(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path / "w"), "show", "h:0", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["messages"][0]["text"] == cases[0]["text"]
+
+
+def test_ids_and_errors_from_an_imported_file_are_terminal_safe(tmp_path, capsys):
+    """Conversation ids and kinds come from providers or files; text output never passes ESC or C1."""
+    record = {"id": "h:\x1b]0;owned\x07c1", "account": "h", "platform": "x\x9b31m", "kind": "dm",
+              "customer": {"id": "u", "name": "U"},
+              "messages": [{"id": "h:m1", "direction": "in", "author": "U", "text": "hi",
+                            "created_at": "2026-11-23T09:00:00Z"}]}
+    src = tmp_path / "r.jsonl"
+    src.write_text(json.dumps(record), encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 0
+    assert main(["--data-dir", str(tmp_path / "w"), "search", "hi"]) == 0
+    assert main(["--data-dir", str(tmp_path / "w"), "show", "c1"]) == 0
+    bad = dict(record, kind="tweet\x1b[2J")
+    src.write_text(json.dumps(bad), encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 2
+    out, err = capsys.readouterr()
+    assert "owned" in out  # the id is shown...
+    for stream in (out, err):
+        assert "\x1b" not in stream and "\x9b" not in stream and "\x07" not in stream  # ...but cannot act
