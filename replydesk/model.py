@@ -20,14 +20,6 @@ STATUSES: tuple[str, ...] = ("open", "pending", "snoozed", "resolved")
 DIRECTIONS: tuple[str, ...] = ("in", "out", "note")
 DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "failed", "unknown", "cancelled")
 
-PLATFORMS: tuple[str, ...] = (
-    "email", "x", "facebook", "instagram", "google", "whatsapp", "telegram", "mastodon", "bluesky",
-)
-
-
-def utcnow() -> dt.datetime:
-    """Aware UTC now; one function so tests and the demo can reason about 'now' in one place."""
-    return dt.datetime.now(dt.UTC)
 
 
 def to_epoch(value: dt.datetime) -> float:

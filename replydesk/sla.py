@@ -40,7 +40,7 @@ Decisions the issue leaves open, made here and relied upon by the tests:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -470,10 +470,3 @@ class SlaEngine:
         """
         _, _, _, trans = self._compute(attrs, events, until)
         return [tr for tr in trans if since < tr[0] <= until]
-
-
-def evaluate_many(
-    engine: SlaEngine, items: Iterable[tuple[ConvAttrs, Sequence[SlaEvent]]], at: float
-) -> list[SlaResult]:
-    """Convenience for sync batches and reports: one result per (attrs, events)."""
-    return [engine.evaluate(attrs, events, at) for attrs, events in items]

@@ -14,8 +14,6 @@ from storage import slastate
 from storage.db import Database
 from storage.ingest import TAG_SEP, clean_text, reindex_conversations
 
-PRIORITIES = ("low", "normal", "high", "urgent")
-
 
 class ActionError(ValueError):
     """A request that cannot apply (unknown conversation, bad value); the message says why."""
@@ -87,17 +85,6 @@ def assign(db: Database, conv_ids: Sequence[str], who: str | None, actor: str = 
         for conv_id in conv_ids:
             db.conn.execute("UPDATE conversations SET assignee=? WHERE id=?", (who, conv_id))
             _event(db, conv_id, "assign", actor, {"assignee": who})
-
-
-def set_priority(db: Database, conv_ids: Sequence[str], priority: str, actor: str = "me") -> None:
-    if priority not in PRIORITIES:
-        raise ActionError(f"priority must be one of {', '.join(PRIORITIES)}")
-    with db.transaction():
-        _require(db, conv_ids)
-        for conv_id in conv_ids:
-            db.conn.execute("UPDATE conversations SET priority=? WHERE id=?", (priority, conv_id))
-            _event(db, conv_id, "priority", actor, {"priority": priority})
-        slastate.refresh(db, conv_ids)
 
 
 def escalate(db: Database, conv_ids: Sequence[str], *, target: str = "helpdesk", reason: str = "",

@@ -21,8 +21,9 @@ from replydesk.model import (
     iso,
     parse_iso,
 )
+from replydesk.slaconfig import PRIORITIES
 from storage import slastate
-from storage.actions import PRIORITIES, _event, normalise_tag, reindex_conversations
+from storage.actions import _event, normalise_tag, reindex_conversations
 from storage.db import Database
 from storage.ingest import TAG_SEP, IngestStats, _ingest_one, ensure_account
 

@@ -252,12 +252,6 @@ def cancel(db: Database, key: str) -> OutboxItem:
     return item
 
 
-def next_wakeup(db: Database) -> float | None:
-    """When the next queued reply becomes due (for the engine's sleep)."""
-    r = db.conn.execute("SELECT min(not_before) FROM outbox WHERE state='queued'").fetchone()
-    return r[0]
-
-
 def as_json(item: OutboxItem) -> dict:
     return {
         "key": item.key, "conversation": item.conversation_id, "account": item.account,
@@ -265,4 +259,3 @@ def as_json(item: OutboxItem) -> dict:
         "error": item.last_error, "created_at": iso(item.created_at), "not_before": iso(item.not_before),
         "remote_id": item.remote_id,
     }
-
