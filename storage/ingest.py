@@ -204,13 +204,14 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                             THEN excluded.needs_reply ELSE conversations.needs_reply END,
              created_at = min(conversations.created_at, excluded.created_at),
              last_message_at = max(conversations.last_message_at, excluded.last_message_at),
-             last_inbound_at = max(coalesce(conversations.last_inbound_at, 0), coalesce(excluded.last_inbound_at, 0)),
-             last_outbound_at = max(coalesce(conversations.last_outbound_at, 0), coalesce(excluded.last_outbound_at, 0)),
+             last_inbound_at = coalesce(max(conversations.last_inbound_at, excluded.last_inbound_at),
+                                        conversations.last_inbound_at, excluded.last_inbound_at),
+             last_outbound_at = coalesce(max(conversations.last_outbound_at, excluded.last_outbound_at),
+                                         conversations.last_outbound_at, excluded.last_outbound_at),
              unread = max(conversations.unread, excluded.unread),
              meta = json_patch(conversations.meta, excluded.meta)""",
         conv_rows,
     )
-    _fix_zero_times(db, conv_ids)
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
@@ -254,18 +255,6 @@ def _conv_meta(items: list[tuple[str, IncomingMessage]]) -> dict:
             meta.update(reply_meta)
     return meta
 
-
-def _fix_zero_times(db: Database, conv_ids: Sequence[str]) -> None:
-    """The upsert's max(coalesce(…, 0)) leaves 0 for 'never'; store NULL so 'never' stays honest."""
-    for start in range(0, len(conv_ids), 500):
-        chunk = conv_ids[start : start + 500]
-        qs = ",".join("?" * len(chunk))
-        db.conn.execute(
-            f"UPDATE conversations SET last_inbound_at = nullif(last_inbound_at, 0), "
-            f"last_outbound_at = nullif(last_outbound_at, 0) WHERE id IN ({qs}) "
-            f"AND (last_inbound_at = 0 OR last_outbound_at = 0)",
-            chunk,
-        )
 
 
 def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> None:

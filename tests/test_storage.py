@@ -291,3 +291,14 @@ def test_two_connections_opening_a_new_workspace_at_once(tmp_path):
         t.join()
     assert errors == []
     assert _db(tmp_path).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_never_is_null_not_zero_and_times_only_move_forward(tmp_path):
+    db = _db(tmp_path)
+    ingest.ingest(db, "x", [FetchResult(messages=[_msg(1, at=FIXED_NOW - 500)], cursor={})])
+    row = db.conn.execute("SELECT last_inbound_at, last_outbound_at FROM conversations").fetchone()
+    assert tuple(row) == (FIXED_NOW - 500, None)  # never replied: NULL, not 0
+    ingest.ingest(db, "x", [FetchResult(messages=[_msg(2, at=FIXED_NOW - 900),  # an older one, late
+                                                  _msg(3, direction="out", at=FIXED_NOW - 100)], cursor={})])
+    row = db.conn.execute("SELECT last_inbound_at, last_outbound_at FROM conversations").fetchone()
+    assert tuple(row) == (FIXED_NOW - 500, FIXED_NOW - 100)
