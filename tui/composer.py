@@ -27,7 +27,9 @@ class Composer(Vertical):
     """Docked under the thread while open; hidden otherwise."""
 
     BINDINGS = [
-        Binding("ctrl+s,alt+enter", "send", "Send", id="composer.send", priority=True),
+        # Not a priority binding: it must queue behind the characters typed before it (a priority
+        # binding ran at once and sent a reply missing its last keystrokes).
+        Binding("ctrl+s,alt+enter", "send", "Send", id="composer.send"),
         Binding("escape", "close", "Close", id="composer.close"),
         Binding("ctrl+t", "toggle_private", "Public/private", id="composer.private"),
         Binding("ctrl+o", "saved_reply", "Saved reply", id="composer.saved"),

@@ -643,3 +643,21 @@ async def test_notifications_show_names_literally(workspace, db) -> None:  # noq
         assert all(not n.markup for n in app._notifications)
         assert app.is_running
     assert queries.get_row(db, target.id).assignee == "[@click=app.quit]boss[/]"
+
+
+async def test_send_pressed_right_after_typing_sends_every_character(workspace, db) -> None:  # noqa: ANN001
+    """Typing (or pasting over SSH) and ctrl+s in one burst: the reply is exactly what was typed."""
+    from textual import events
+
+    target = open_rows(db, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        for ch in "Thanks, checking":
+            app.post_message(events.Key(ch if ch != " " else "space", ch))
+        app.post_message(events.Key("ctrl+s", None))
+        await settle(pilot)
+    [item] = outbox.pending(db)
+    assert (item.conversation_id, item.text) == (target.id, "Thanks, checking")
