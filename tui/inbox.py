@@ -147,7 +147,7 @@ class InboxList(ScrollView, can_focus=True):
             rows: list[InboxRow] = []
             for page in range(first, last + 1):
                 rows.extend(queries.inbox_page(db, f, page * PAGE, PAGE))
-            return InboxReloaded(generation, total, index, first, rows)
+            return InboxReloaded(generation, total, index, first, rows, cursor_id)
 
         self.post_message(self.store.read(read))
 
@@ -164,19 +164,35 @@ class InboxList(ScrollView, can_focus=True):
                 self._pages[event.page + n // PAGE] = event.rows[n : n + PAGE]
             self.total = event.total
             self.virtual_size = Size(self.size.width, event.total)
-            if event.cursor_index is not None:
-                self.cursor_index = event.cursor_index
-                if self.loaded and event.cursor_index != old_index:
-                    self.scroll_to(y=self.scroll_offset.y + event.cursor_index - old_index, animate=False)
+            index, lost = event.cursor_index, False
+            if self.cursor_id != event.cursor_id:
+                # The user moved (or a selection was asked for) while this read ran: the read
+                # located an older cursor, so find the current one in what it read, or read again.
+                index = self._index_in(event, self.cursor_id)
+                if index is None:
+                    self._reload_again = lost = True
+                    index = self.cursor_index
+            if index is not None:
+                self.cursor_index = index
+                if self.loaded and index != old_index:
+                    self.scroll_to(y=self.scroll_offset.y + index - old_index, animate=False)
             else:
                 self.cursor_index = min(self.cursor_index, max(event.total - 1, 0))
             self.loaded = True
-            self._sync_cursor_id()
+            if not lost:
+                self._sync_cursor_id()
             self._scroll_cursor_into_view()
             self.refresh()
         if self._reload_again:
             self._reload_again = False
             self.reload()
+
+    @staticmethod
+    def _index_in(event: InboxReloaded, conv_id: str | None) -> int | None:
+        for n, row in enumerate(event.rows):
+            if row.id == conv_id:
+                return event.page * PAGE + n
+        return None
 
     def _row(self, index: int) -> InboxRow | None:
         page, offset = divmod(index, PAGE)

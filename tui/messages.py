@@ -31,6 +31,7 @@ class InboxReloaded(Message):
     cursor_index: int | None
     page: int
     rows: list[InboxRow]
+    cursor_id: str | None = None  # the conversation the reload was asked to find
 
 
 @dataclass

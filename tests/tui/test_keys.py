@@ -321,6 +321,23 @@ async def test_repeat_last_action(workspace, db) -> None:  # noqa: ANN001
     assert [queries.get_row(db, r.id).tags for r in rows] == [("vip",), ("vip",)]
 
 
+async def test_move_during_a_reload_is_kept(workspace, db) -> None:  # noqa: ANN001
+    """A reload started before a keypress must not put the cursor back where it was (after a tag,
+    pressing j at once used to land on the old row again when the reload finished late)."""
+    rows = open_rows(db, 4)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.inbox.reload()
+        app.inbox.action_cursor_down()
+        await settle(pilot)
+        assert app.inbox.cursor_id == rows[1].id
+        app.inbox.reload()
+        app.inbox.select_id(rows[3].id)
+        await settle(pilot)
+        assert app.inbox.cursor_id == rows[3].id and app.inbox.cursor_index == 3
+
+
 async def test_search_and_back(workspace, db) -> None:  # noqa: ANN001
     app = app_for(workspace)
     async with app.run_test(size=SIZE) as pilot:
