@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events, on, work
 from textual.binding import Binding
 from textual.cache import LRUCache
@@ -27,12 +27,15 @@ from textual.strip import Strip
 from replydesk.platforms import info
 from storage import queries
 from storage.queries import InboxFilter, InboxRow
-from tui.format import STATE_SYMBOL, cell, countdown
+from tui.format import STATE_SYMBOL, countdown, fit, one_line
 from tui.messages import InboxReloaded, PageLoaded
 from tui.store import Store
 
 PAGE = 100
 MAX_PAGES = 40
+NO_STYLE = Style()
+DIM = Style(dim=True)
+NOT_DIM = Style(dim=False)
 
 
 class InboxList(ScrollView, can_focus=True):
@@ -52,15 +55,18 @@ class InboxList(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "inbox--cursor", "inbox--cursor-blur", "inbox--unread", "inbox--read", "inbox--breached",
         "inbox--warning", "inbox--paused", "inbox--mark", "inbox--tags", "inbox--platform", "inbox--empty",
+        "inbox--track", "inbox--thumb",
     }
 
     DEFAULT_CSS = """
     InboxList {
         overflow-x: hidden;
         overflow-y: auto;
-        scrollbar-size-vertical: 1;
+        scrollbar-size-vertical: 0;
         background: $surface;
     }
+    InboxList > .inbox--track { background: $scrollbar-background; }
+    InboxList > .inbox--thumb { background: $scrollbar; }
     InboxList > .inbox--cursor { background: $accent 60%; }
     InboxList > .inbox--cursor-blur { background: $accent 25%; }
     InboxList > .inbox--unread { text-style: bold; }
@@ -107,6 +113,9 @@ class InboxList(ScrollView, can_focus=True):
         self._painted: dict[int, tuple[str, str]] = {}
         self._reload_running = False
         self._reload_again = False
+        self._base_style: Style | None = None
+        self._prerender_pending = False
+        self._composer_key_map: dict[str, str] | None = None
 
     # ---- data -----------------------------------------------------------------------------------
 
@@ -357,11 +366,30 @@ class InboxList(ScrollView, can_focus=True):
             event.prevent_default()
             focused.post_message(events.Key(event.key, event.character))
             return
-        active = self.screen.active_bindings.get(event.key)
-        if active is not None and active.enabled and active.binding.action in self.OPENS_COMPOSER:
+        action = self._composer_keys().get(event.key)
+        if action is not None:
             event.stop()
             event.prevent_default()
-            getattr(self.app, f"action_{active.binding.action}")()
+            getattr(self.app, f"action_{action}")()
+
+    def _composer_keys(self) -> dict[str, str]:
+        """Keys that open the composer now; kept until the bindings change, because computing the
+        screen's active bindings on every key cost a good part of a frame."""
+        if self._composer_key_map is None:
+            self._composer_key_map = {
+                key: active.binding.action for key, active in self.screen.active_bindings.items()
+                if active.enabled and active.binding.action in self.OPENS_COMPOSER
+            }
+        return self._composer_key_map
+
+    def _bindings_changed(self, _screen: object) -> None:
+        self._composer_key_map = None
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.total)
@@ -392,38 +420,122 @@ class InboxList(ScrollView, can_focus=True):
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(name, partial=True)
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style = None
+        self._strips.clear()
+
+    def _base(self) -> Style:
+        """The widget's own style (background), which every line carries; cached because
+        ``rich_style`` walks the ancestors each time and a page move paints 40 lines."""
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        return self._base_style
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
         index = int(self.scroll_offset.y) + y
-        base = self.rich_style
+        base = self._base()
         if not self.loaded or self.total == 0:
             if y == 0:
                 msg = "loading…" if not self.loaded else "nothing here: no conversations match this view"
-                text = cell(msg, width, self._style("inbox--empty"))
-                return Strip(list(text.render(self.app.console, end="")), width).apply_style(base)
+                return Strip([Segment(fit(msg, width), base + self._style("inbox--empty"))], width)
             return Strip.blank(width, base)
         if index >= self.total:
             return Strip.blank(width, base)
         row = self._row(index)
         if row is None:
-            text = cell("  …", width, self._style("inbox--empty"))
-            return Strip(list(text.render(self.app.console, end="")), width).apply_style(base)
+            return Strip([Segment(fit("  …", width), base + self._style("inbox--empty"))], width)
         shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, self.clock())
         self._painted[index] = shown
+        self._schedule_prerender()
+        return self._strip(index, row, width, shown, base, self._thumb(y))
+
+    def _thumb(self, y: int) -> bool | None:
+        """The scroll position in the last column of line ``y``: None when everything fits,
+        else whether the thumb is on this line.
+
+        The list draws its own one-column scrollbar instead of Textual's widget: that one
+        re-rendered its whole height on every scroll, 2-4 ms of a 16 ms frame; this is one cell
+        in each cached row strip (the wheel still scrolls; the bar is not dragged)."""
+        height = max(self.size.height, 1)
+        if self.total <= height:
+            return None
+        size = max(1, round(height * height / self.total))
+        start = round(self.scroll_offset.y / max(self.total - height, 1) * (height - size))
+        return start <= y < start + size
+
+    def _strip(self, index: int, row: InboxRow, width: int, shown: tuple[str, str], base: Style,
+               thumb: bool | None) -> Strip:
+        """The row's strip from the cache, rendered on a miss."""
         is_cursor = index == self.cursor_index
-        key = (row, width, is_cursor, is_cursor and self.has_focus and not getattr(self.app, "reading", False),
-               row.id in self.marked, shown)
+        active = is_cursor and self.has_focus and not getattr(self.app, "reading", False)
+        marked = row.id in self.marked
+        key = (row, width, is_cursor, active, marked, shown, thumb)
         strip = self._strips.get(key)
         if strip is None:
-            text = self.render_row(row, width, shown, is_cursor=is_cursor, marked=row.id in self.marked)
+            cursor = None
+            if is_cursor:
+                cursor = self._style("inbox--cursor" if active else "inbox--cursor-blur")
+            row_width = width if thumb is None else width - 1
+            segments = self.row_segments(row, row_width, shown, base=base, cursor=cursor, marked=marked)
+            if thumb is not None:
+                segments.append(Segment(" ", base + self._style("inbox--thumb" if thumb else "inbox--track")))
             # ``width`` is in terminal cells (see format.term_len), so the strip is not re-measured.
-            strip = Strip(list(text.render(self.app.console, end="")), width)
+            strip = Strip(segments, width)
             self._strips[key] = strip
-        return strip.apply_style(base)
+        return strip
 
-    def render_row(self, row: InboxRow, width: int, shown: tuple[str, str], *, is_cursor: bool,
-                   marked: bool) -> Text:
-        """One row as a Text of exactly ``width`` cells (customer text only via ``cell``)."""
+    # A page move paints a screenful of rows never seen: about 0.3 ms each, 12 ms for 40, most of a
+    # frame. So while the list is idle, the screens above and below, and the first and the last
+    # (g, G), are read and rendered ahead, a few rows per step, and those moves paint from the cache.
+    PRERENDER_STEP = 8
+
+    def _schedule_prerender(self) -> None:
+        if not self._prerender_pending and self.loaded:
+            self._prerender_pending = True
+            self.set_timer(0.05, self._prerender)
+
+    def _prerender(self) -> None:
+        self._prerender_pending = False
+        if not self.loaded or not self.total or not self.is_attached:
+            return
+        width = self.scrollable_content_region.width or self.size.width
+        height = max(self.size.height, 1)
+        top = int(self.scroll_offset.y)
+        now, base, done = self.clock(), self._base(), 0
+        thumb = False if self.total > height else None  # off screen now: most lines show the track
+        ahead = range(top + height, min(top + 2 * height, self.total))
+        behind = range(top - 1, max(top - height, 0) - 1, -1)
+        first = range(0, min(height, self.total))  # g
+        last = range(max(self.total - height, 0), self.total)  # G
+        for index in (*ahead, *behind, *first, *last):
+            page, offset = divmod(index, PAGE)
+            rows = self._pages.get(page)
+            if rows is None:
+                self._row(index)  # read that page too
+                continue
+            if offset >= len(rows):
+                continue
+            row = rows[offset]
+            shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, now)
+            key = (row, width, index == self.cursor_index, False, row.id in self.marked, shown, thumb)
+            if key in self._strips:
+                continue
+            self._strip(index, row, width, shown, base, thumb)
+            done += 1
+            if done >= self.PRERENDER_STEP:
+                self._prerender_pending = True
+                self.set_timer(0.005, self._prerender)  # let a key in between steps
+                return
+
+    def row_segments(self, row: InboxRow, width: int, shown: tuple[str, str], *, base: Style,
+                     cursor: Style | None, marked: bool) -> list[Segment]:
+        """One row as segments of exactly ``width`` cells; customer text only through ``fit``
+        (made one line and visible by ``one_line``), never parsed as markup.
+
+        Built as plain segments rather than a rich Text: a page move paints 40 new rows, and
+        assembling and rendering Text cost about 0.5 ms a row."""
         cd_text, state = shown
         wide = width >= 90
         cust_w = 16 if wide else 14 if width >= 64 else 12
@@ -432,33 +544,33 @@ class InboxList(ScrollView, can_focus=True):
         fixed = 1 + 1 + 4 + 1 + 1 + 8 + 1 + cust_w + 1 + (tags_w + 1 if tags_w else 0) + (who_w + 1 if who_w else 0)
         snip_w = max(width - fixed, 0)
         attention = row.needs_reply or row.unread
-        text_style = self._style("inbox--unread" if attention else "inbox--read")
+        style = self._style
+        text_style = style("inbox--unread" if attention else "inbox--read")
         cd_style = {
-            "breached": self._style("inbox--breached"), "warning": self._style("inbox--warning"),
-            "paused": self._style("inbox--paused"),
-        }.get(state, Style())
+            "breached": style("inbox--breached"), "warning": style("inbox--warning"),
+            "paused": style("inbox--paused"),
+        }.get(state, NO_STYLE)
         snippet = row.snippet
         if row.kind == "email" and row.subject:
             snippet = f"{row.subject} — {row.snippet}"
-        parts: list[Text] = [
-            cell("●" if marked else " ", 1, self._style("inbox--mark")),
-            cell("•" if attention else " ", 1, text_style),
-            cell(info(row.platform).short, 4, self._style("inbox--platform")),
-            Text(" "),
-            cell(STATE_SYMBOL.get(state, " "), 1, cd_style),
-            cell(cd_text, 8, cd_style, align="right"),
-            Text(" "),
-            cell(row.customer or row.handle or "?", cust_w, text_style),
-            Text(" "),
-            cell(snippet, snip_w, Style(dim=not attention)),
+        cells: list[tuple[str, Style]] = [
+            ("●" if marked else " ", style("inbox--mark")),
+            ("•" if attention else " ", text_style),
+            (fit(info(row.platform).short, 4), style("inbox--platform")),
+            (" ", NO_STYLE),
+            (STATE_SYMBOL.get(state, " "), cd_style),
+            (fit(cd_text, 8, align="right"), cd_style),
+            (" ", NO_STYLE),
+            (fit(one_line(row.customer or row.handle or "?"), cust_w), text_style),
+            (" ", NO_STYLE),
+            (fit(one_line(snippet or ""), snip_w), DIM if not attention else NOT_DIM),
         ]
         if tags_w:
-            parts += [Text(" "), cell(" ".join("#" + t for t in row.tags), tags_w, self._style("inbox--tags"))]
+            cells += [(" ", NO_STYLE), (fit(one_line(" ".join("#" + t for t in row.tags)), tags_w),
+                                        style("inbox--tags"))]
         if who_w:
             who = ("⇑" if row.escalated else "") + (row.assignee or "")
-            parts += [Text(" "), cell(who, who_w, text_style)]
-        line = Text.assemble(*parts, no_wrap=True, end="")
-        if is_cursor:
-            active = self.has_focus and not getattr(self.app, "reading", False)
-            line.stylize(self._style("inbox--cursor" if active else "inbox--cursor-blur"))
-        return line
+            cells += [(" ", NO_STYLE), (fit(one_line(who), who_w), text_style)]
+        if cursor is None:
+            return [Segment(text, base + part) for text, part in cells]
+        return [Segment(text, base + part + cursor) for text, part in cells]

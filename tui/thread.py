@@ -1,17 +1,23 @@
 """The thread view: one conversation's messages, delivery states, notes and the customer's history.
 
-Built as one ``rich.text.Text`` from the loaded ``Thread`` (never markup), inside a scrolling
-container, so a thousand-line message scrolls and a ``[@click=…]`` body is just text.
+Built as one ``rich.text.Text`` from the loaded ``Thread`` (never markup), wrapped once into strips
+and shown with the Line API: scrolling and the reading highlight repaint only cached lines, and a
+new thread is no relayout of the screen (a ``Static`` in a scroll container cost 10-20 ms a key).
+A thousand-line message scrolls, and a ``[@click=…]`` body is just text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from replydesk.platforms import info
 from storage.queries import MessageView, Thread
@@ -26,7 +32,7 @@ DELIVERY = {
 }
 
 
-class ThreadView(VerticalScroll, can_focus=True):
+class ThreadView(ScrollView, can_focus=True):
     """Scrollable transcript of the selected conversation."""
 
     BINDINGS = [
@@ -36,28 +42,37 @@ class ThreadView(VerticalScroll, can_focus=True):
         Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
     ]
 
+    COMPONENT_CLASSES = {"thread--reading"}
+
     DEFAULT_CSS = """
     ThreadView {
         background: $surface;
-        padding: 0 1;
+        overflow-x: hidden;
+        overflow-y: auto;
         scrollbar-size-vertical: 1;
     }
-    ThreadView:focus, ThreadView.-reading { background: $surface-lighten-1; }
-    ThreadView > #thread-body { width: 1fr; }
+    ThreadView > .thread--reading { background: $surface-lighten-1; }
     """
+
+    PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
     def __init__(self, clock: Callable[[], float], tz: str | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
         self.tz = tz
         self.thread: Thread | None = None
+        self.reading = False
+        self._text: Text = self.PLACEHOLDER
+        self._lines: list[Strip] = []
+        self._wrapped_at = -1
+        self._base_style: dict[bool, Style] = {}
+        self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
 
-    def compose(self):  # noqa: ANN201 - Textual's ComposeResult
-        yield Static(Text("Select a conversation", style="dim italic"), id="thread-body")
+    # ---- content ----------------------------------------------------------------------------------
 
     def clear(self) -> None:
         self.thread = None
-        self.query_one("#thread-body", Static).update(Text("Select a conversation", style="dim italic"))
+        self._set_text(self.PLACEHOLDER)
 
     def show(self, thread: Thread | None, *, keep_scroll: bool = False) -> None:
         """Render ``thread``; scroll to the newest message unless the reader scrolled up in this one."""
@@ -69,9 +84,91 @@ class ThreadView(VerticalScroll, can_focus=True):
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
-        self.query_one("#thread-body", Static).update(self.render_thread(thread))
+        self._set_text(self.render_thread(thread))
         if not same or was_at_bottom:
-            self.call_after_refresh(self.scroll_end, animate=False)
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        self.set_timer(0.1, self._prepaint)
+
+    def set_reading(self, on: bool) -> None:
+        """Highlight the pane while the movement keys scroll it: a repaint of cached lines, not a
+        CSS class (a class change restyles the widget and its children, several ms a key)."""
+        if self.reading != on:
+            self.reading = on
+            self.refresh()
+
+    def _set_text(self, text: Text) -> None:
+        self._text = text
+        self._wrap()
+        self.refresh()
+
+    def _text_width(self) -> int:
+        return max(self.scrollable_content_region.width - 2, 1)  # one column of margin each side
+
+    def _wrap(self) -> None:
+        """Wrap the text to the pane once; painting then only picks lines."""
+        width = self._text_width()
+        console = self.app.console
+        self._lines = [
+            Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
+            for line in self._text.wrap(console, width, overflow="fold", no_wrap=False)
+        ]
+        self._wrapped_at = width
+        self._painted.clear()
+        self.virtual_size = Size(width + 2, len(self._lines))
+
+    def on_resize(self) -> None:
+        if self._text_width() != self._wrapped_at:
+            self._wrap()
+            self.refresh()
+
+    # ---- painting ---------------------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style.clear()
+        self._painted.clear()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def _base(self, lit: bool) -> Style:
+        style = self._base_style.get(lit)
+        if style is None:
+            style = self.rich_style
+            if lit:
+                style += self.get_component_rich_style("thread--reading", partial=True)
+            self._base_style[lit] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        return self._line_strip(int(self.scroll_offset.y) + y, self.reading or self.has_focus)
+
+    def _line_strip(self, index: int, lit: bool) -> Strip:
+        base = self._base(lit)
+        width = self.scrollable_content_region.width
+        key = (index, base, width)
+        strip = self._painted.get(key)
+        if strip is None:
+            if index >= len(self._lines):
+                strip = Strip.blank(width, base)
+            else:
+                margin = Segment(" ")
+                line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
+                strip = line.adjust_cell_length(width).apply_style(base)
+            self._painted[key] = strip
+        return strip
+
+    def _prepaint(self) -> None:
+        """While idle, render the visible lines in the other highlight too, so enter and escape
+        paint from the cache."""
+        if not self.is_attached:
+            return
+        top, lit = int(self.scroll_offset.y), not (self.reading or self.has_focus)
+        for index in range(top, top + self.size.height):
+            self._line_strip(index, lit)
 
     def render_thread(self, thread: Thread | None) -> Text:
         if thread is None:

@@ -413,7 +413,7 @@ async def test_enter_opens_thread_and_marks_read(workspace, db) -> None:  # noqa
         await pilot.press("enter")
         await settle(pilot)
         # Reading: the thread is highlighted and the movement keys scroll it, not the list.
-        assert app.reading and app.thread_view.has_class("-reading")
+        assert app.reading and app.thread_view.reading
         app.thread_view.scroll_end(animate=False)
         await settle(pilot)
         bottom = app.thread_view.scroll_y
