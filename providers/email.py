@@ -58,6 +58,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 TLS_MODES = ("implicit", "starttls", "none")
 PAGE_SIZE = 100  # messages per FetchResult: one storage transaction each
 MAX_NEW_PER_FETCH = 2000  # per folder and call; the rest comes on the next poll
+DRAFT = "\\Draft"  # a copy in Sent not (yet) confirmed sent: see EmailProvider.send
 MAX_FLAG_REFRESH = 500
 PARTIAL_BYTES = 256 * 1024
 IDLE_REFRESH_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 min timeout
@@ -544,6 +545,8 @@ class EmailProvider(Provider):
             others = [(n, a) for n, a in (*p.to, *p.cc) if a != own]
             if folder == self.cfg.sent_folder and not (p.references or p.in_reply_to):
                 return None  # a new mail the shop wrote to someone: not a customer conversation
+            if folder == self.cfg.sent_folder and DRAFT in item.flags:
+                return None  # filed before SMTP and not confirmed: it may never have left
             cname, caddr = others[0] if others else ("", "")
         else:
             cname, caddr = p.from_name, p.from_addr
@@ -739,19 +742,41 @@ class EmailProvider(Provider):
         return msg
 
     async def send(self, reply: OutgoingReply) -> SendResult:
+        """File the reply in Sent flagged \\Draft, submit it over SMTP, then clear the flag.
+
+        Filing first closes the crash window of "sent, then copied": if the process dies after
+        SMTP accepted the mail, the copy is already in Sent, still flagged, and ``lookup_sent``
+        says "may have left" (the user decides) instead of not finding it and sending it again.
+        A definite SMTP refusal takes the copy back, so a retry starts clean.
+        """
         if self.cfg.smtp is None:
             raise PermanentError(f"email account {self.account!r} has no smtp settings")
         msg = self.build_reply(reply)
         raw = msg.as_bytes()
+        message_id = str(msg["Message-ID"])
         recipients = [a for _, a in email.utils.getaddresses([str(msg["To"])]) if a]
-        await asyncio.to_thread(self._smtp_send, raw, recipients)
+        folder = self.cfg.sent_folder
+        if folder:
+            await self._run_imap(lambda c: self._file_pending(c, folder, raw, message_id))
+        try:
+            await asyncio.to_thread(self._smtp_send, raw, recipients)
+        except UnknownDelivery:
+            raise  # the flagged copy stays: a later lookup reports it as uncertain
+        except ProviderError:
+            if folder:
+                try:
+                    await self._run_imap(lambda c: self._drop_pending(c, folder, message_id))
+                except ProviderError as exc:  # a retry will see the flagged copy and ask the user
+                    log.warning("%s: could not take back the unsent copy in %s: %s", self.account, folder, exc)
+            raise
         sent_at = time.time()
-        if self.cfg.sent_folder:
+        if folder:
             try:
-                await self._run_imap(lambda c: self._append_sent(c, raw, str(msg["Message-ID"])))
-            except ProviderError as exc:  # the mail is out; a missing Sent copy must not resend it
-                log.warning("%s: reply sent but not copied to %s: %s", self.account, self.cfg.sent_folder, exc)
-        return SendResult(remote_id=str(msg["Message-ID"]), sent_at=sent_at)
+                await self._run_imap(lambda c: self._settle_sent(c, folder, message_id))
+            except ProviderError as exc:  # the mail is out and recorded as sent; only the flag lingers
+                log.warning("%s: reply sent but its copy in %s is still flagged draft: %s",
+                            self.account, folder, exc)
+        return SendResult(remote_id=message_id, sent_at=sent_at)
 
     def _smtp_send(self, raw: bytes, recipients: list[str]) -> None:
         """Blocking SMTP submission with errors mapped for the outbox.
@@ -830,39 +855,69 @@ class EmailProvider(Provider):
                 raise _network_error(what, exc) from None
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
 
-    def _find_by_message_id(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> float | None:
-        """Blocking: the INTERNALDATE of the message with exactly this Message-ID, or None."""
-        typ, data = conn.select(quote_mailbox(folder), readonly=True)
+    def _sent_copies(self, conn: imaplib.IMAP4, folder: str, message_id: str, *,
+                     writable: bool = False) -> list[FetchedItem]:
+        """Blocking: the (not deleted) messages of ``folder`` with exactly this Message-ID."""
+        typ, data = conn.select(quote_mailbox(folder), readonly=not writable)
         if typ != "OK":
             raise PermanentError(f"IMAP folder {folder!r} cannot be opened: {data[0]!r}")
-        typ, data = conn.uid("SEARCH", "HEADER", "Message-ID", _quote_string(message_id))
+        typ, data = conn.uid("SEARCH", "UNDELETED", "HEADER", "Message-ID", _quote_string(message_id))
         if typ != "OK":
             raise TransientError(f"IMAP search in {folder!r} failed")
         uids = (data[0] or b"").split()
         if not uids:
-            return None
+            return []
         typ, data = conn.uid("FETCH", b",".join(uids).decode(),
-                             "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-        for item in parse_fetch(data).values():
-            if message_id.encode() in (item.body or b""):  # HEADER search is substring; be exact
-                return item.internaldate or time.time()
-        return None
+                             "(UID FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        if typ != "OK":
+            raise TransientError(f"IMAP fetch in {folder!r} failed")
+        # HEADER search matches substrings; be exact.
+        return [item for item in parse_fetch(data).values() if message_id.encode() in (item.body or b"")]
 
-    def _append_sent(self, conn: imaplib.IMAP4, raw: bytes, message_id: str) -> None:
-        folder = self.cfg.sent_folder
-        assert folder
-        if self._find_by_message_id(conn, folder, message_id) is not None:
-            return  # the server (e.g. Gmail) already filed it
-        typ, data = conn.append(quote_mailbox(folder), "(\\Seen)", imaplib.Time2Internaldate(time.time()), raw)
+    def _file_pending(self, conn: imaplib.IMAP4, folder: str, raw: bytes, message_id: str) -> None:
+        if self._sent_copies(conn, folder, message_id):
+            return  # filed by an earlier attempt (or by the server itself, as Gmail does)
+        typ, data = conn.append(quote_mailbox(folder), "(\\Seen \\Draft)",
+                                imaplib.Time2Internaldate(time.time()), raw)
         if typ != "OK":
             raise TransientError(f"IMAP APPEND to {folder!r} failed: {data[0]!r}")
 
+    def _settle_sent(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
+        drafts = [i.uid for i in self._sent_copies(conn, folder, message_id, writable=True) if DRAFT in i.flags]
+        if drafts:
+            typ, data = conn.uid("STORE", _uid_set(drafts), "-FLAGS.SILENT", "(\\Draft)")
+            if typ != "OK":
+                raise TransientError(f"IMAP STORE in {folder!r} failed: {data[0]!r}")
+
+    def _drop_pending(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
+        drafts = [i.uid for i in self._sent_copies(conn, folder, message_id, writable=True) if DRAFT in i.flags]
+        if not drafts:
+            return
+        typ, data = conn.uid("STORE", _uid_set(drafts), "+FLAGS.SILENT", "(\\Deleted)")
+        if typ != "OK":
+            raise TransientError(f"IMAP STORE in {folder!r} failed: {data[0]!r}")
+        if "UIDPLUS" in getattr(conn, "_replydesk_caps", set()):
+            conn.uid("EXPUNGE", _uid_set(drafts))  # only ours; without UIDPLUS it stays \\Deleted
+
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
-        """Look for our Message-ID (derived from the outbox key) in the Sent folder."""
+        """Look for our Message-ID (derived from the outbox key) in the Sent folder.
+
+        Not there: it never reached SMTP (the copy is filed first), so sending is safe. There
+        without \\Draft: it left. There still flagged: the attempt was cut off between filing
+        and confirming, so it may or may not have left: UnknownDelivery, the user decides."""
         folder = self.cfg.sent_folder
         if not folder:
             raise UnknownDelivery("no sent_folder configured, so a sent reply cannot be looked up")
         message_id = self.message_id_for(reply.key)
-        found = await self._run_imap(lambda c: self._find_by_message_id(c, folder, message_id))
-        return None if found is None else SendResult(remote_id=message_id, sent_at=found)
+        copies = await self._run_imap(lambda c: self._sent_copies(c, folder, message_id))
+        if not copies:
+            return None
+        settled = [c for c in copies if DRAFT not in c.flags]
+        if not settled:
+            raise UnknownDelivery(
+                f"the reply was being handed to the mail server when the attempt was cut off; it may have "
+                f"been delivered. Check the customer's thread, then retry or confirm (the copy in {folder} "
+                "is flagged draft)"
+            )
+        return SendResult(remote_id=message_id, sent_at=settled[0].internaldate or time.time())
 

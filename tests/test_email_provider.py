@@ -18,10 +18,18 @@ from typing import Any
 
 import pytest
 
-from providers.base import AuthError, TransientError
-from providers.email import EmailProvider
+from providers.base import AuthError, ProviderError, TransientError, UnknownDelivery
+from providers.email import EmailProvider, parse_fetch
 from replydesk.model import FetchResult, IncomingMessage, OutgoingReply
-from servers import DovecotServer, SmtpSink, make_mail, require_server, running_dovecot, running_smtp
+from servers import (
+    DovecotServer,
+    SmtpSink,
+    free_port,
+    make_mail,
+    require_server,
+    running_dovecot,
+    running_smtp,
+)
 
 pytestmark = [
     pytest.mark.server,
@@ -224,6 +232,69 @@ async def test_reply_arrives_threaded_and_joins_the_conversation(dovecot: Doveco
     assert (ours.native_id, ours.direction, ours.conversation_native_id) == (
         result.remote_id, "out", "<o1@shop.example>")
     assert ours.conversation_native_id == question.conversation_native_id
+
+
+def sent_flags(dovecot: DovecotServer) -> list[str]:
+    """Flags of each message in the shop's Sent folder, in UID order."""
+    with dovecot.imap("hello") as conn:
+        conn.select("Sent", readonly=True)
+        typ, data = conn.uid("FETCH", "1:*", "(UID FLAGS)")
+        return [] if data == [None] else [
+            " ".join(sorted(flag for flag in item.flags if flag != "\\Recent")) for item in parse_fetch(data).values()]
+
+
+def reply_to(question: IncomingMessage, key: str) -> OutgoingReply:
+    return OutgoingReply(
+        key=key, conversation_id="c1", conversation_native_id=question.conversation_native_id,
+        account="shop-mail", kind="email", private=True, text="On its way.", in_reply_to_native_id=question.native_id,
+        customer_handle=question.contact.handle, meta=question.meta,
+    )
+
+
+class Crash(BaseException):
+    """The process dying at this instant (not an error the provider could handle)."""
+
+
+async def test_crash_after_smtp_accepted_is_reported_uncertain_not_resent(dovecot: DovecotServer,
+                                                                           smtp: SmtpSink) -> None:
+    engine = Engine()
+    deliver(dovecot, make_mail(subject="Order 7", message_id="<q7@customer.example>"))
+    async with email_provider(dovecot, smtp, engine=engine) as p:
+        [question] = await engine.sync(p)
+        reply = reply_to(question, "01HZCRASH7")
+
+        def dies(*_: Any) -> None:
+            raise Crash
+
+        p._settle_sent = dies  # type: ignore[method-assign]  # killed right after SMTP said 250
+        with pytest.raises(Crash):
+            await p.send(reply)
+        assert len(dovecot.fetch_raw("alice")) == 1  # it did leave
+        assert sent_flags(dovecot) == ["\\Draft \\Seen"]  # filed before SMTP, never confirmed
+        # After the restart the outbox asks before resending: the answer is "maybe", never "no".
+        with pytest.raises(UnknownDelivery, match="may have been delivered"):
+            await p.lookup_sent(reply)
+        assert await engine.sync(p) == []  # an unconfirmed copy is not shown as a sent reply
+    assert len(dovecot.fetch_raw("alice")) == 1
+
+
+async def test_refused_send_takes_its_copy_back_so_the_retry_sends_once(dovecot: DovecotServer,
+                                                                        smtp: SmtpSink) -> None:
+    engine = Engine()
+    deliver(dovecot, make_mail(subject="Order 8", message_id="<q8@customer.example>"))
+    down = SmtpSink("127.0.0.1", free_port(), smtp.handler)  # nothing listens there
+    async with email_provider(dovecot, down, engine=engine) as p:
+        [question] = await engine.sync(p)
+        reply = reply_to(question, "01HZRETRY8")
+        with pytest.raises(ProviderError):
+            await p.send(reply)
+        assert sent_flags(dovecot) == []  # the unsent copy was taken back
+        assert await p.lookup_sent(reply) is None  # so the outbox knows a resend is safe
+    async with email_provider(dovecot, smtp, engine=engine) as p:
+        result = await p.send(reply)
+        assert (await p.lookup_sent(reply)).remote_id == result.remote_id
+    assert len(dovecot.fetch_raw("alice")) == 1
+    assert sent_flags(dovecot) == ["\\Seen"]  # one copy, confirmed
 
 
 async def test_uidvalidity_reset_resyncs_without_duplicates(dovecot: DovecotServer) -> None:
