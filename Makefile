@@ -19,7 +19,12 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $@
 
+# Byte-compile our sources where PYTHONDONTWRITEBYTECODE would leave them to be compiled at every
+# start (about 0.1 s of the console's start-up); incremental, so cheap when nothing changed.
+COMPILE := $(BIN)/python -m compileall -q replydesk storage providers tui bench >/dev/null
+
 demo: $(STAMP)
+	$(COMPILE)
 	$(BIN)/replydesk demo $(ARGS)
 
 test: $(TEST_STAMP)
@@ -29,9 +34,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 bench: $(TEST_STAMP)
+	$(COMPILE)
 	$(BIN)/python -m bench run $(ARGS)
 
 bench-quick: $(TEST_STAMP)
+	$(COMPILE)
 	$(BIN)/python -m bench run --quick $(ARGS)
 
 clean:

@@ -13,12 +13,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from replydesk.config import Config
 from replydesk.sla import SlaEngine
-from replydesk.sync import EngineLock, SyncEngine
 from storage import slastate
 from storage.db import Database, open_database
+
+if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
+    from replydesk.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class Workspace:
         return db
 
     def engine(self, db: Database) -> SyncEngine:
+        from replydesk.sync import SyncEngine
+
         return SyncEngine(self.config, db, self.data_dir, clock=self.clock)
 
 
@@ -48,6 +53,8 @@ class EngineThread:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
+        from replydesk.sync import EngineLock
+
         self.lock = EngineLock(workspace.data_dir)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

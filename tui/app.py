@@ -9,6 +9,7 @@ worker whether ``PRAGMA data_version`` moved (the engine or our writer committed
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,6 @@ from tui.commands import ReplydeskCommands
 from tui.composer import Composer
 from tui.dialogs import ChoiceDialog, EscalateDialog, PromptDialog, SnoozeDialog
 from tui.format import fill_template
-from tui.gc_pacing import GcPacer
 from tui.help import HelpScreen, binding_rows
 from tui.inbox import InboxList
 from tui.keybar import KeyBar
@@ -50,6 +50,7 @@ from tui.messages import (
     UrgentFound,
     ViewApplied,
 )
+from tui.pacing import GcPacer, prefer_ui_thread
 from tui.sla_pane import SlaPane
 from tui.store import Store
 from tui.thread import ThreadView
@@ -137,6 +138,7 @@ class ReplydeskApp(App[int]):
         self._thread_for: str | None = None
         self._minute = 0
         self.gc_pacer = GcPacer()
+        self._switch_interval = sys.getswitchinterval()
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -188,6 +190,7 @@ class ReplydeskApp(App[int]):
         self._poll()
         self.set_interval(1.0, self._tick)
         self.set_timer(0.5, self.gc_pacer.started)  # start-up's objects: modules, styles, widgets
+        self._switch_interval = prefer_ui_thread()
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
@@ -196,6 +199,7 @@ class ReplydeskApp(App[int]):
 
     async def on_unmount(self) -> None:
         self.gc_pacer.stopped()
+        sys.setswitchinterval(self._switch_interval)
         if self.engine is not None:
             import asyncio
 

@@ -8,7 +8,7 @@ import gc
 from rich.text import Text
 
 from tui.app import ReplydeskApp
-from tui.gc_pacing import EVERY, QUIET_FOR, GcPacer
+from tui.pacing import EVERY, QUIET_FOR, GcPacer
 from tui_support import fixed_clock, settle
 
 SIZE = (120, 36)
