@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from replydesk import __version__, secrets
-from replydesk.config import ConfigError, DemoFaults, default_data_dir, demo_config, load_config
+from replydesk.config import (
+    Config,
+    ConfigError,
+    DemoFaults,
+    default_config_path,
+    default_data_dir,
+    demo_config,
+    load_config,
+)
+from replydesk.config_watch import ConfigSource
 from replydesk.model import iso
 from replydesk.safetext import BIDI_CONTROLS, one_line, visible
 from replydesk.workspace import Workspace
@@ -69,19 +78,27 @@ def complain(text: str) -> None:
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
-    config, _ = load_config(Path(args.config) if args.config else None)
+    explicit = Path(args.config) if args.config else None
+    config, path = load_config(explicit)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    return Workspace(data_dir=data_dir, config=config)
+    watched = path or default_config_path()  # a config created while running is followed too
+    return Workspace(data_dir=data_dir, config=config,
+                     config_source=ConfigSource(watched, lambda: load_config(watched)[0]))
 
 
 def _demo_workspace(args: argparse.Namespace) -> Workspace:
     faults = parse_faults(args.faults) if getattr(args, "faults", None) else DemoFaults()
     base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
-    if args.config:
-        user, _ = load_config(Path(args.config))
-        base = user.model_copy(update={"accounts": base.accounts})
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
-    return Workspace(data_dir=data_dir, config=base)
+    if not args.config:
+        return Workspace(data_dir=data_dir, config=base)
+    path = Path(args.config)
+
+    def build() -> Config:
+        user, _ = load_config(path)
+        return user.model_copy(update={"accounts": base.accounts})
+
+    return Workspace(data_dir=data_dir, config=build(), config_source=ConfigSource(path, build))
 
 
 def parse_faults(spec: str) -> DemoFaults:
@@ -144,7 +161,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         complain(f"another replydesk is already syncing {ws.data_dir}")
         return EXIT_ERROR
     try:
-        engine = ws.engine(db)
+        engine = ws.engine(db, follow_config=not args.once)
         if args.once:
             report = asyncio.run(engine.run_once())
             if args.json:

@@ -36,7 +36,8 @@ from providers.base import (
     UnknownDelivery,
 )
 from replydesk import secrets
-from replydesk.config import Config
+from replydesk.config import Config, ConfigError
+from replydesk.config_watch import POLL_EVERY, ConfigChange
 from replydesk.model import OutgoingReply
 from storage import actions, ingest, outbox, slastate
 from storage.db import Database
@@ -124,9 +125,12 @@ class PassReport:
 class SyncEngine:
     def __init__(self, config: Config, db: Database, data_dir: Path, *,
                  secret_for: Callable[[str], Callable[[], str | None]] = secrets.getter,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 config_check: Callable[[], ConfigChange | None] | None = None) -> None:
         self.config = config
         self.db = db
+        self.config_check = config_check
+        self._config_checked = 0.0
         self.data_dir = Path(data_dir)
         self.accounts: dict[str, AccountRun] = {}
         for account in config.accounts:
@@ -467,8 +471,27 @@ class SyncEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
 
+    def follow_config(self) -> None:
+        """Every few seconds: put an edited SLA section in force and re-evaluate from the log."""
+        if self.config_check is None or time.monotonic() - self._config_checked < POLL_EVERY:
+            return
+        self._config_checked = time.monotonic()
+        try:
+            change = self.config_check()
+        except ConfigError as exc:
+            log.error("config edit not applied (the settings in force stay): %s", exc)
+            return
+        if change is None:
+            return
+        if change.sla_changed:
+            n = slastate.apply_policy_changes(self.db)
+            log.info("SLA policies changed: %d conversation(s) re-evaluated", n)
+        if change.on_restart:
+            log.warning("config changed in %s: applies when replydesk sync restarts", ", ".join(change.on_restart))
+
     async def _sweep_loop(self) -> None:
         while not self._stop.is_set():
+            self.follow_config()
             self.sweep()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)

@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from replydesk.config import Config
+from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
 from storage import slastate
 from storage.db import Database, open_database
@@ -31,6 +33,15 @@ class Workspace:
     data_dir: Path
     config: Config
     clock: Callable[[], float] | None = None
+    #: The config file, to follow edits while running (None: a config built in code, as in tests).
+    config_source: ConfigSource | None = None
+    _dbs: weakref.WeakSet[Database] = field(default_factory=weakref.WeakSet, init=False, repr=False)
+    _watcher: ConfigWatcher | None = field(default=None, init=False, repr=False)
+    _watch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.config_source is not None:  # the file as it is now is the baseline
+            self._watcher = ConfigWatcher(self.config_source, self.config)
 
     def open_db(self, create: bool = True) -> Database:
         """A new connection (one per thread: the UI reader, the engine writer, the CLI).
@@ -39,13 +50,34 @@ class Workspace:
         re-evaluated now, so the inbox order and states follow the edit at once.
         """
         db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+        self._dbs.add(db)
         slastate.apply_policy_changes(db)
         return db
 
-    def engine(self, db: Database) -> SyncEngine:
+    def check_config(self) -> ConfigChange | None:
+        """Follow an edit of the config file (call from a worker thread, every few seconds).
+
+        A changed SLA section is put in force on every connection of this workspace at once;
+        the caller then re-evaluates with ``slastate.apply_policy_changes`` on its writer.
+        Raises ``ConfigError`` for a broken edit (the settings in force stay).
+        """
+        if self._watcher is None:
+            return None
+        with self._watch_lock:
+            change = self._watcher.poll()
+            if change is not None and change.sla_changed:
+                self.config = self.config.model_copy(update={"sla": change.config.sla})
+                for db in list(self._dbs):
+                    db.sla = SlaEngine(change.config.sla)
+            return change
+
+    def engine(self, db: Database, *, follow_config: bool = False) -> SyncEngine:
+        """The sync engine on ``db``; ``follow_config``: it applies SLA edits itself (the sync
+        daemon; inside the console, the console does, to tell the user)."""
         from replydesk.sync import SyncEngine
 
-        return SyncEngine(self.config, db, self.data_dir, clock=self.clock)
+        return SyncEngine(self.config, db, self.data_dir, clock=self.clock,
+                          config_check=self.check_config if follow_config else None)
 
 
 class EngineThread:

@@ -24,7 +24,7 @@ class StorageError(Exception):
     """A database problem with a message a user can act on."""
 
 
-@dataclass
+@dataclass(eq=False)  # a connection is itself: compared and hashed by identity
 class Database:
     """A connection plus what every storage function needs: the SLA engine and a clock.
 

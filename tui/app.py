@@ -22,6 +22,7 @@ from textual.css.query import NoMatches
 from textual.keys import format_key
 from textual.timer import Timer
 
+from replydesk.config import ConfigError
 from replydesk.safetext import one_line
 from replydesk.workspace import EngineThread, Workspace
 from storage import actions, outbox, queries, slastate
@@ -39,6 +40,7 @@ from tui.inbox import InboxList
 from tui.keybar import KeyBar
 from tui.messages import (
     ActionDone,
+    ConfigReloaded,
     DataChanged,
     DraftLoaded,
     EngineStatus,
@@ -139,6 +141,7 @@ class ReplydeskApp(App[int]):
         self._minute = 0
         self.gc_pacer = GcPacer()
         self._switch_interval = sys.getswitchinterval()
+        self._config_ticks = 0
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -235,6 +238,9 @@ class ReplydeskApp(App[int]):
         inbox.tick()
         self._poll()
         self.gc_pacer.tick()
+        self._config_ticks += 1
+        if self._config_ticks % 2 == 0:
+            self._follow_config()
         if self.engine is not None and self.engine.error is not None and not self.engine_note:
             self.engine_note = f"sync stopped: {type(self.engine.error).__name__}"
             self._paint_status()
@@ -243,6 +249,33 @@ class ReplydeskApp(App[int]):
             self._minute = minute
             if self.inbox.cursor_id:
                 self._load_thread(self.inbox.cursor_id, True)
+
+    @work(thread=True, exclusive=True, group="config")
+    def _follow_config(self) -> None:
+        """An edit of the config file: SLA policies apply at once (re-evaluated from the event log
+        on this process's writer), the rest at the next start; a broken edit is reported."""
+        try:
+            change = self.workspace.check_config()
+        except ConfigError as exc:
+            self.post_message(ConfigReloaded(None, [], str(exc)))
+            return
+        if change is None:
+            return
+        n = self.store.write(slastate.apply_policy_changes) if change.sla_changed else None
+        self.post_message(ConfigReloaded(n, change.on_restart, None))
+
+    @on(ConfigReloaded)
+    def _on_config(self, event: ConfigReloaded) -> None:
+        if event.error:
+            self.notify(f"Config edit not applied (the settings in force stay): {event.error}",
+                        severity="error", timeout=10)
+            return
+        if event.reevaluated is not None:
+            self.notify(f"SLA policies updated: {event.reevaluated} conversation(s) re-evaluated", timeout=5)
+            self._refresh_all()
+        if event.on_restart:
+            self.notify(f"Config changed ({', '.join(event.on_restart)}): applies when replydesk restarts",
+                        severity="warning", timeout=8)
 
     @work(thread=True, exclusive=True, group="poll")
     def _poll(self) -> None:

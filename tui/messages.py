@@ -134,3 +134,12 @@ class TagsLoaded(Message):
 
     tags: list[str]
     purpose: str
+
+
+@dataclass
+class ConfigReloaded(Message):
+    """The config file was edited: what was applied, what waits for a restart, or why not."""
+
+    reevaluated: int | None  # conversations re-evaluated under new SLA policies (None: SLA unchanged)
+    on_restart: list[str]
+    error: str | None
