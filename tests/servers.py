@@ -26,6 +26,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -112,6 +113,9 @@ class DovecotServer:
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: (certificate chain, private key) PEM files: TLS on (STARTTLS on ``port``, implicit on ``tls_port``).
+    tls: tuple[Path, Path] | None = None
+    tls_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,7 @@ info_log_path = {self.log}
 instance_name = replydesk-test-{self.port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{self._ssl_settings()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -173,7 +177,9 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port if self.tls else 0}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -188,6 +194,12 @@ namespace inbox {{
 }}
 """
         )
+
+    def _ssl_settings(self) -> str:
+        if self.tls is None:
+            return "ssl = no"
+        cert, key = self.tls
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\nssl_min_protocol = TLSv1.2"
 
     def _write_passwd(self) -> None:
         lines = [f"{u}:{{PLAIN}}{p}::::::" for u, p in self.users.items()]
@@ -308,12 +320,13 @@ namespace inbox {{
 
 
 @contextlib.contextmanager
-def running_dovecot(users: dict[str, str] | None = None) -> Iterator[DovecotServer]:
+def running_dovecot(users: dict[str, str] | None = None, *,
+                    tls: tuple[Path, Path] | None = None) -> Iterator[DovecotServer]:
     require_server("dovecot", dovecot_available(), DOVECOT_HOW)
     # Not pytest's tmp_path: that lives under a 0700 dir Dovecot's unprivileged users cannot enter.
     root = Path(tempfile.mkdtemp(prefix="replydesk-dovecot-"))
     os.chmod(root, 0o755)
-    server = DovecotServer(root / "srv")
+    server = DovecotServer(root / "srv", tls=tls)
     for user, password in (users or {}).items():
         server.add_user(user, password)
     server.start()
@@ -362,8 +375,10 @@ class SmtpSink:
 
 
 @contextlib.contextmanager
-def running_smtp(dovecot: DovecotServer) -> Iterator[SmtpSink]:
-    """An SMTP server on loopback that requires AUTH (checked against the Dovecot users)."""
+def running_smtp(dovecot: DovecotServer, *, implicit_tls: ssl.SSLContext | None = None,
+                 starttls: ssl.SSLContext | None = None) -> Iterator[SmtpSink]:
+    """An SMTP server on loopback that requires AUTH (checked against the Dovecot users); with
+    ``implicit_tls`` it speaks TLS from the first byte, with ``starttls`` it requires STARTTLS."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -385,6 +400,9 @@ def running_smtp(dovecot: DovecotServer) -> Iterator[SmtpSink]:
             authenticator=authenticator,
             auth_require_tls=False,
             auth_required=True,
+            ssl_context=implicit_tls,
+            tls_context=starttls,
+            require_starttls=starttls is not None,
         )
         controller.start()
     try:
