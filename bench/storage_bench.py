@@ -6,6 +6,7 @@ Every figure is measured against its baseline in the same run, on the same machi
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import shutil
 import sqlite3
@@ -28,6 +29,8 @@ from storage.search import fts_phrase, fts_query, message_hits_sql, parse, searc
 
 #: Tables (and their order) the ingest path writes; the baseline inserts the same rows into them.
 INGEST_TABLES = ("accounts", "contacts", "conversations", "messages", "events", "sync_cursors")
+
+log = logging.getLogger(__name__)
 
 
 def _workdir(base: Path | None) -> Path:
@@ -289,6 +292,12 @@ async def _drain(ws: Workspace, n_replies: int) -> tuple[float, int]:
                 break
             sent += got
         elapsed = time.perf_counter() - t0
+        if sent < n_replies:  # say why in the figure's note rather than print a bare 0
+            states = db.conn.execute("SELECT state, count(*), max(last_error) FROM outbox GROUP BY state").fetchall()
+            status = db.conn.execute("SELECT state, detail FROM account_status").fetchall()
+            log.warning("outbox drain stopped at %d/%d: outbox %s; account %s; blocked %.1f s, stopped %s",
+                        sent, n_replies, [tuple(r) for r in states], [tuple(r) for r in status],
+                        run.blocked_until - db.now(), run.stopped)
         for run_ in engine.accounts.values():
             await run_.provider.aclose()
         return elapsed, sent

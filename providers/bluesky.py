@@ -414,7 +414,11 @@ class BlueskyProvider(Provider):
         return None
 
     def rkey(self, reply: OutgoingReply) -> str:
-        anchor = self._inbound(reply).get("indexed_at")
+        """A TID near when the reply was written (the outbox's time, the same on every retry); for
+        a reply without one, the time of the post it answers."""
+        anchor: Any = reply.created_at
+        if not (isinstance(anchor, int | float) and 1e9 < anchor < 1e11):
+            anchor = self._inbound(reply).get("indexed_at")
         anchor = float(anchor) if isinstance(anchor, int | float) and 1e9 < anchor < 1e11 else 1.7e9
         return atproto.rkey_for(reply.key, anchor)
 

@@ -111,6 +111,7 @@ class OutgoingReply:
     in_reply_to_native_id: str | None
     customer_handle: str
     meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float | None = None  # when the user wrote it (epoch); the same on every retry
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,6 +260,7 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             in_reply_to_native_id=last_in[0] if last_in else None, customer_handle=row[3], meta=meta,
+            created_at=item.created_at,
         )
 
     async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:

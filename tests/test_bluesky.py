@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -441,6 +442,25 @@ def public_reply(text: str = "Thanks! It ships today.", key: str = "key-1") -> O
                          account=ACCOUNT, kind="comment", private=False, text=text,
                          in_reply_to_native_id=inbound["uri"], customer_handle="@ann.bsky.social",
                          meta={"root_uri": root["uri"], "last_inbound_meta": inbound})
+
+
+def tid_seconds(rkey: str) -> float:
+    """The timestamp inside a TID record key (53 bits of microseconds above a 10-bit clock id)."""
+    value = 0
+    for ch in rkey:
+        value = value * 32 + "234567abcdefghijklmnopqrstuvwxyz".index(ch)
+    return (value >> 10) / 1_000_000
+
+
+def test_record_key_dates_from_when_the_reply_was_written(make: Any) -> None:
+    provider = make()
+    written = NOW + 3600  # queued an hour after the customer's post
+    reply = dataclasses.replace(public_reply(key="key-9"), created_at=written)
+    rkey = provider.rkey(reply)
+    assert TID_RE.match(rkey) and written < tid_seconds(rkey) < written + 2.5
+    assert provider.rkey(reply) == rkey  # every retry targets the same record
+    older = provider.rkey(public_reply(key="key-9"))  # no time given: anchored to the answered post
+    assert NOW - 60 < tid_seconds(older) < NOW - 60 + 2.5
 
 
 async def test_reply_record_refs_rkey_and_facets(fake: FakeBluesky, make: Any) -> None:
