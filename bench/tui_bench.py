@@ -175,6 +175,9 @@ async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0)
 
 
 async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Writer | None) -> dict[str, Any]:
+    import tui  # noqa: F401 - first, as the CLI does: it sets the console's frame rate before Textual loads
+
+    # isort: split
     from textual import events
 
     from replydesk.config import Config

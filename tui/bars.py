@@ -22,6 +22,14 @@ STATE_MARK = {"ok": "●", "idle": "○", "syncing": "↻", "backoff": "…", "r
               "auth_error": "✕"}
 
 
+def _update_if_changed(bar: Static, text: Text) -> None:
+    """Repaint a bar only when its text changed: the engine's writes refresh the counts every
+    second while syncing, and a repaint that changes nothing still costs a keypress its frame."""
+    if getattr(bar, "_shown_text", None) != text:
+        bar._shown_text = text  # type: ignore[attr-defined]
+        bar.update(text, layout=False)  # always one line
+
+
 class HeaderBar(Static):
     """Title, view, counts and a WeeChat-style hotlist of channels, most urgent first."""
 
@@ -34,7 +42,7 @@ class HeaderBar(Static):
     """
 
     def show(self, view: str, shown: int, counts: Counts | None) -> None:
-        self.update(self.render_header(view, shown, counts), layout=False)  # always one line
+        _update_if_changed(self, self.render_header(view, shown, counts))
 
     @staticmethod
     def render_header(view: str, shown: int, counts: Counts | None) -> Text:
@@ -75,7 +83,7 @@ class StatusBar(Static):
 
     def show(self, accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
              now: float, tz: str | None = None) -> None:
-        self.update(self.render_status(accounts, queued, failed, engine_note, now, tz), layout=False)
+        _update_if_changed(self, self.render_status(accounts, queued, failed, engine_note, now, tz))
 
     @staticmethod
     def render_status(accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,

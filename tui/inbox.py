@@ -165,7 +165,9 @@ class InboxList(ScrollView, can_focus=True):
         event.stop()
         self._reload_running = False
         if event.generation == self.generation:
-            old_index = self.cursor_index
+            old_index, old_total = self.cursor_index, self.total
+            top, height = int(self.scroll_offset.y), max(self.size.height, 1)
+            before = [self._cached_row(i) for i in range(top, top + height)]
             self._stale = dict(self._pages)
             self._pages.clear()
             self._painted.clear()
@@ -187,14 +189,28 @@ class InboxList(ScrollView, can_focus=True):
                     self.scroll_to(y=self.scroll_offset.y + index - old_index, animate=False)
             else:
                 self.cursor_index = min(self.cursor_index, max(event.total - 1, 0))
-            self.loaded = True
+            was_loaded, self.loaded = self.loaded, True
             if not lost:
                 self._sync_cursor_id()
             self._scroll_cursor_into_view()
-            self.refresh()
+            if was_loaded and self.cursor_index == old_index and self.total == old_total \
+                    and int(self.scroll_offset.y) == top:
+                # The usual case while syncing: the same screen with a few rows changed (or none).
+                # Repaint those lines only; a full repaint would cost the next keypress its frame.
+                for y, old_row in enumerate(before):
+                    if self._cached_row(top + y) != old_row:
+                        self.refresh_line(top + y)
+            else:
+                self.refresh()
         if self._reload_again:
             self._reload_again = False
             self.reload()
+
+    def _cached_row(self, index: int) -> InboxRow | None:
+        """The row at ``index`` if its page is in memory (no read is started)."""
+        page, offset = divmod(index, PAGE)
+        rows = self._pages.get(page)
+        return rows[offset] if rows is not None and offset < len(rows) else None
 
     @staticmethod
     def _index_in(event: InboxReloaded, conv_id: str | None) -> int | None:
