@@ -381,8 +381,10 @@ class SyncEngine:
         """
         for item in outbox.in_flight(self.db):
             run = self.accounts.get(item.account)
-            if run is None:
-                continue  # the account is gone from the config; leave the row for the user to see
+            if run is None:  # the account is gone from the config: nobody can find out here
+                outbox.mark_unknown(self.db, item.key, f"interrupted while sending, and account {item.account!r} "
+                                    "is no longer in the config: check on the platform, then retry or confirm")
+                continue
             outbox.mark_retry(self.db, item.key, "interrupted while sending; checking before resending",
                               self.db.now())
             caps = run.provider.capabilities

@@ -452,6 +452,20 @@ def test_demo_platform_never_ends_unknown(tmp_path: Path, clock: Clock) -> None:
     assert [e["key"] for e in DemoRemote(tmp_path).ledger()] == [key]
 
 
+def test_reply_cut_off_on_an_account_since_removed_asks_the_user(tmp_path: Path, clock: Clock) -> None:
+    ws = make_workspace(tmp_path, clock)
+    sync_once(ws)
+    db = ws.open_db()
+    conv = db.conn.execute("SELECT id FROM conversations LIMIT 1").fetchone()[0]
+    key = outbox.queue_reply(db, conv, "hello")
+    outbox.mark_sending(db, key)  # the process died mid-send; then the demo account left the config
+    empty = make_workspace(tmp_path, clock, config=Config())
+    asyncio.run(empty.engine(empty.open_db()).reconcile_in_flight())
+    item = outbox.get(db, key)
+    assert item.state == "unknown" and "no longer in the config" in item.last_error  # not 'sending' forever
+    assert DemoRemote(tmp_path).ledger() == []
+
+
 # ---- 8. send later -----------------------------------------------------------------------------------
 
 
