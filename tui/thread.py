@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.cells import cell_len
+from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -30,6 +32,25 @@ DELIVERY = {
     "failed": ("FAILED", "bold red"),
     "unknown": ("UNKNOWN — check the platform", "bold red"),
 }
+
+
+GUTTER = " ┃"
+
+
+def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
+    """Wrap to ``width``; a line that starts with a gutter (message bodies are indented, notes
+    carry a bar) keeps it on its continuation lines, so a long message reads as one block."""
+    out: list[Text] = []
+    for line in text.split("\n", allow_blank=True):
+        plain = line.plain
+        indent = len(plain) - len(plain.lstrip(GUTTER))
+        if 0 < indent <= width // 2 and cell_len(plain) > width:
+            prefix = line[:indent]
+            for piece in line[indent:].wrap(console, width - indent, overflow="fold", no_wrap=False):
+                out.append(Text.assemble(prefix, piece, end=""))
+        else:
+            out.extend(line.wrap(console, width, overflow="fold", no_wrap=False))
+    return out
 
 
 class ThreadView(ScrollView, can_focus=True):
@@ -110,7 +131,7 @@ class ThreadView(ScrollView, can_focus=True):
         console = self.app.console
         self._lines = [
             Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-            for line in self._text.wrap(console, width, overflow="fold", no_wrap=False)
+            for line in wrap_with_gutter(self._text, console, width)
         ]
         self._wrapped_at = width
         self._painted.clear()

@@ -76,3 +76,17 @@ def test_full_collections_wait_for_a_quiet_moment() -> None:
         assert pacer.tick() and pacer.collections == 2
     finally:
         gc.unfreeze()
+
+
+def test_wrapped_message_keeps_its_gutter() -> None:
+    from rich.console import Console
+
+    from tui.thread import wrap_with_gutter
+
+    text = Text("14:05  ← Ann\n  " + "word " * 30 + "\n  ┃ " + "note " * 20)
+    lines = [line.plain for line in wrap_with_gutter(text, Console(width=200), 40)]
+    body = [line for line in lines if "word" in line]
+    note = [line for line in lines if "note" in line]
+    assert len(body) > 2 and all(line.startswith("  word") for line in body)
+    assert len(note) > 1 and all(line.startswith("  ┃ note") for line in note)
+    assert all(len(line) <= 40 for line in lines)
