@@ -170,7 +170,6 @@ class InboxList(ScrollView, can_focus=True):
             before = [self._cached_row(i) for i in range(top, top + height)]
             self._stale = dict(self._pages)
             self._pages.clear()
-            self._painted.clear()
             for n in range(0, max(len(event.rows), 1), PAGE):
                 self._pages[event.page + n // PAGE] = event.rows[n : n + PAGE]
             self.total = event.total
@@ -197,10 +196,12 @@ class InboxList(ScrollView, can_focus=True):
                     and int(self.scroll_offset.y) == top:
                 # The usual case while syncing: the same screen with a few rows changed (or none).
                 # Repaint those lines only; a full repaint would cost the next keypress its frame.
+                # (Unchanged lines keep their painted countdowns, so the next tick skips them too.)
                 for y, old_row in enumerate(before):
                     if self._cached_row(top + y) != old_row:
                         self.refresh_line(top + y)
             else:
+                self._painted.clear()
                 self.refresh()
         if self._reload_again:
             self._reload_again = False
@@ -526,14 +527,10 @@ class InboxList(ScrollView, can_focus=True):
         first = range(0, min(height, self.total))  # g
         last = range(max(self.total - height, 0), self.total)  # G
         for index in (*ahead, *behind, *first, *last):
-            page, offset = divmod(index, PAGE)
-            rows = self._pages.get(page)
-            if rows is None:
-                self._row(index)  # read that page too
+            row = self._cached_row(index)
+            if row is None:
+                self._row(index)  # read its page (if there is one) for a later step
                 continue
-            if offset >= len(rows):
-                continue
-            row = rows[offset]
             shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, now)
             key = (row, width, index == self.cursor_index, False, row.id in self.marked, shown, thumb)
             if key in self._strips:

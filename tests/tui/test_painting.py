@@ -4,6 +4,8 @@ reading highlight, and the garbage-collection pacing that keeps long pauses out 
 from __future__ import annotations
 
 import gc
+import sys
+from typing import Any
 
 from rich.text import Text
 
@@ -17,7 +19,7 @@ SIZE = (120, 36)
 def thumb_lines(app: ReplydeskApp) -> list[int]:
     inbox = app.inbox
     thumb = inbox.get_component_rich_style("inbox--thumb", partial=True).bgcolor
-    return [y for y in range(inbox.size.height) if inbox.render_line(y)._segments[-1].style.bgcolor == thumb]
+    return [y for y in range(inbox.size.height) if list(inbox.render_line(y))[-1].style.bgcolor == thumb]
 
 
 async def test_list_shows_its_position_in_the_last_column(workspace) -> None:  # noqa: ANN001
@@ -49,13 +51,59 @@ async def test_thread_wraps_to_the_pane_and_highlights_while_reading(workspace) 
         lines = [view.render_line(y) for y in range(view.size.height)]
         assert all(line.cell_length == width for line in lines)
         assert sum(line.text.count("word") for line in lines) > 40  # wrapped, not cut at one line
-        idle = view.render_line(0)._segments[0].style.bgcolor
+        idle = list(view.render_line(0))[0].style.bgcolor
         await pilot.press("enter")
         await settle(pilot)
-        assert app.reading and view.render_line(0)._segments[0].style.bgcolor != idle
+        assert app.reading and list(view.render_line(0))[0].style.bgcolor != idle
         await pilot.press("escape")
         await settle(pilot)
-        assert view.render_line(0)._segments[0].style.bgcolor == idle
+        assert list(view.render_line(0))[0].style.bgcolor == idle
+
+
+async def test_a_page_move_paints_rows_rendered_ahead(workspace, monkeypatch) -> None:  # noqa: ANN001
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("pagedown")  # to the last line on screen
+        await settle(pilot)
+        await pilot.pause(0.4)  # idle: the next screen is rendered ahead
+        built: list[Any] = []
+        real = app.inbox.row_segments
+        monkeypatch.setattr(app.inbox, "row_segments", lambda row, *a, **k: built.append(row) or real(row, *a, **k))
+        inbox = app.inbox
+        top = int(inbox.scroll_offset.y)
+        await pilot.press("pagedown")  # a whole new screen
+        await pilot.pause()
+        new_top, height = int(inbox.scroll_offset.y), inbox.size.height
+        assert new_top >= top + height - 2
+        on_screen = {inbox._cached_row(i).id for i in range(new_top, new_top + height)}
+        # Built on the spot: the cursor row and the few lines the scroll thumb moved to, not the screen.
+        assert len([row for row in built if row.id in on_screen]) < height // 4
+
+
+async def test_a_background_change_repaints_only_the_changed_row(workspace, db, monkeypatch) -> None:  # noqa: ANN001
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        inbox = app.inbox
+        third = inbox._cached_row(2)
+        full, lines = [], []
+        monkeypatch.setattr(inbox, "refresh", lambda *a, **k: full.append(a))
+        monkeypatch.setattr(inbox, "refresh_line", lambda y: lines.append(y))
+        db.conn.execute("UPDATE conversations SET assignee='zoe' WHERE id=?", (third.id,))  # another writer
+        inbox.reload()
+        await settle(pilot)
+        assert inbox._cached_row(2).assignee == "zoe"
+        assert lines == [2] and full == []
+
+
+async def test_console_shortens_the_gil_switch_interval_while_it_runs(workspace) -> None:  # noqa: ANN001
+    before = sys.getswitchinterval()
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert sys.getswitchinterval() == 0.001
+    assert sys.getswitchinterval() == before
 
 
 def test_full_collections_wait_for_a_quiet_moment() -> None:
