@@ -22,15 +22,20 @@ STATE_MARK = {"ok": "●", "idle": "○", "syncing": "↻", "backoff": "…", "r
               "auth_error": "✕"}
 
 
-def _update_if_changed(bar: Static, text: Text) -> None:
-    """Repaint a bar only when its text changed: the engine's writes refresh the counts every
-    second while syncing, and a repaint that changes nothing still costs a keypress its frame."""
-    if getattr(bar, "_shown_text", None) != text:
-        bar._shown_text = text  # type: ignore[attr-defined]
-        bar.update(text, layout=False)  # always one line
+class _Bar(Static):
+    """A one-line bar that repaints only when its text changed: the engine's writes refresh the
+    counts every second while syncing, and a repaint that changes nothing still costs a keypress
+    its frame."""
+
+    _shown: Text | None = None
+
+    def show_text(self, text: Text) -> None:
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)  # always one line
 
 
-class HeaderBar(Static):
+class HeaderBar(_Bar):
     """Title, view, counts and a WeeChat-style hotlist of channels, most urgent first."""
 
     DEFAULT_CSS = """
@@ -42,7 +47,7 @@ class HeaderBar(Static):
     """
 
     def show(self, view: str, shown: int, counts: Counts | None) -> None:
-        _update_if_changed(self, self.render_header(view, shown, counts))
+        self.show_text(self.render_header(view, shown, counts))
 
     @staticmethod
     def render_header(view: str, shown: int, counts: Counts | None) -> Text:
@@ -70,7 +75,7 @@ class HeaderBar(Static):
         return t
 
 
-class StatusBar(Static):
+class StatusBar(_Bar):
     """Per-account sync state and queued replies; says plainly when replies are waiting offline."""
 
     DEFAULT_CSS = """
@@ -83,7 +88,7 @@ class StatusBar(Static):
 
     def show(self, accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
              now: float, tz: str | None = None) -> None:
-        _update_if_changed(self, self.render_status(accounts, queued, failed, engine_note, now, tz))
+        self.show_text(self.render_status(accounts, queued, failed, engine_note, now, tz))
 
     @staticmethod
     def render_status(accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
