@@ -882,22 +882,25 @@ class EmailProvider(Provider):
         if typ != "OK":
             raise TransientError(f"IMAP APPEND to {folder!r} failed: {data[0]!r}")
 
-    def _settle_sent(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
-        drafts = [i.uid for i in self._sent_copies(conn, folder, message_id, writable=True) if DRAFT in i.flags]
-        if drafts:
-            typ, data = conn.uid("STORE", _uid_set(drafts), "-FLAGS.SILENT", "(\\Draft)")
-            if typ != "OK":
-                raise TransientError(f"IMAP STORE in {folder!r} failed: {data[0]!r}")
+    def _pending_uids(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> str | None:
+        """The UID set of our still-flagged copies (folder selected for writing), or None."""
+        uids = [i.uid for i in self._sent_copies(conn, folder, message_id, writable=True) if DRAFT in i.flags]
+        return _uid_set(uids) if uids else None
 
-    def _drop_pending(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
-        drafts = [i.uid for i in self._sent_copies(conn, folder, message_id, writable=True) if DRAFT in i.flags]
-        if not drafts:
-            return
-        typ, data = conn.uid("STORE", _uid_set(drafts), "+FLAGS.SILENT", "(\\Deleted)")
+    def _store(self, conn: imaplib.IMAP4, folder: str, uids: str, change: str) -> None:
+        typ, data = conn.uid("STORE", uids, change)
         if typ != "OK":
             raise TransientError(f"IMAP STORE in {folder!r} failed: {data[0]!r}")
-        if "UIDPLUS" in getattr(conn, "_replydesk_caps", set()):
-            conn.uid("EXPUNGE", _uid_set(drafts))  # only ours; without UIDPLUS it stays \\Deleted
+
+    def _settle_sent(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
+        if uids := self._pending_uids(conn, folder, message_id):
+            self._store(conn, folder, uids, "-FLAGS.SILENT (\\Draft)")
+
+    def _drop_pending(self, conn: imaplib.IMAP4, folder: str, message_id: str) -> None:
+        if uids := self._pending_uids(conn, folder, message_id):
+            self._store(conn, folder, uids, "+FLAGS.SILENT (\\Deleted)")
+            if "UIDPLUS" in getattr(conn, "_replydesk_caps", set()):
+                conn.uid("EXPUNGE", uids)  # only ours; without UIDPLUS it stays \\Deleted
 
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
         """Look for our Message-ID (derived from the outbox key) in the Sent folder.
