@@ -41,6 +41,19 @@ DOVECOT_HOW = "apt-get install dovecot-imapd"
 LDA_CANDIDATES = ("/usr/lib/dovecot/dovecot-lda", "/usr/libexec/dovecot/dovecot-lda")
 
 
+#: The shop's and a customer's addresses in the mail tests, and the marks those tests carry.
+SHOP = "hello@shop.example"
+ALICE = "alice@customer.example"
+
+
+def mail_test_marks(timeout: int) -> list[pytest.MarkDecorator]:
+    return [
+        pytest.mark.server,
+        pytest.mark.timeout(timeout),
+        pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
+    ]
+
+
 def require_server(name: str, available: bool, how: str) -> None:
     """Skip (or fail under ``REPLYDESK_REQUIRE_SERVERS=1``) when a test server is missing."""
     if available:

@@ -10,18 +10,12 @@ import pytest
 
 from replydesk.config import Config
 from replydesk.workspace import Workspace
-from servers import make_mail, running_dovecot, running_smtp
+from servers import ALICE, SHOP, mail_test_marks, make_mail, running_dovecot, running_smtp
 from storage import outbox, queries
 from support import sync_once
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
-]
+pytestmark = mail_test_marks(90)
 
-SHOP = "hello@shop.example"
-ALICE = "alice@customer.example"
 
 
 def _workspace(tmp_path, dovecot, smtp, with_demo: bool = False) -> Workspace:

@@ -22,23 +22,20 @@ from providers.base import AuthError, ProviderError, TransientError, UnknownDeli
 from providers.email import EmailProvider, parse_fetch
 from replydesk.model import FetchResult, IncomingMessage, OutgoingReply
 from servers import (
+    ALICE,
+    SHOP,
     DovecotServer,
     SmtpSink,
     free_port,
+    mail_test_marks,
     make_mail,
     require_server,
     running_dovecot,
     running_smtp,
 )
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.timeout(60),
-    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
-]
+pytestmark = mail_test_marks(60)
 
-SHOP = "hello@shop.example"
-ALICE = "alice@customer.example"
 DAY = 86400.0
 T0 = 1_704_096_000.0  # 2024-01-01 08:00 UTC
 

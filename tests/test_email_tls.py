@@ -15,18 +15,12 @@ import pytest
 from providers.base import PermanentError
 from providers.email import EmailProvider
 from replydesk.model import OutgoingReply
-from servers import DovecotServer, make_mail, running_dovecot, running_smtp
+from servers import ALICE, SHOP, DovecotServer, mail_test_marks, make_mail, running_dovecot, running_smtp
 
 trustme = pytest.importorskip("trustme")
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.timeout(60),
-    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
-]
+pytestmark = mail_test_marks(60)
 
-SHOP = "hello@shop.example"
-ALICE = "alice@customer.example"
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,16 @@ async def type_text(pilot, text: str) -> None:  # noqa: ANN001
         await pilot.press(ch if ch != " " else "space")
 
 
+async def assign(pilot, who: str) -> None:  # noqa: ANN001
+    """``a``, replace the suggested assignee with ``who``, enter."""
+    await pilot.press("a")
+    await settle(pilot)
+    await pilot.press("ctrl+u")
+    await type_text(pilot, who)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
 async def select(pilot, conv_id: str) -> None:  # noqa: ANN001
     pilot.app.inbox.select_id(conv_id)
     await settle(pilot)
@@ -190,12 +200,7 @@ async def test_assign_and_mine_view(workspace, db) -> None:  # noqa: ANN001
         await pilot.press("3")  # view "Mine" = assignee:me
         await settle(pilot)
         assert app.inbox.total == 1 and app.inbox.cursor_id == target.id
-        await pilot.press("a")
-        await settle(pilot)
-        await pilot.press("ctrl+u")
-        await type_text(pilot, "alice")
-        await pilot.press("enter")
-        await settle(pilot)
+        await assign(pilot, "alice")
     assert queries.get_row(db, target.id).assignee == "alice"
     assert [e["assignee"] for e in events(db, target.id, "assign")] == ["me", "alice"]
 
@@ -649,12 +654,7 @@ async def test_notifications_show_names_literally(workspace, db) -> None:  # noq
     app = app_for(workspace)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("a")
-        await settle(pilot)
-        await pilot.press("ctrl+u")
-        await type_text(pilot, "[@click=app.quit]boss[/]")
-        await pilot.press("enter")
-        await settle(pilot)
+        await assign(pilot, "[@click=app.quit]boss[/]")
         messages = [n.message for n in app._notifications]
         assert any("[@click=app.quit]boss[/]" in m for m in messages)
         assert all(not n.markup for n in app._notifications)
