@@ -252,7 +252,12 @@ class InboxList(ScrollView, can_focus=True):
         while len(self._pages) > MAX_PAGES:
             self._pages.popitem(last=False)
         self._sync_cursor_id()
-        self.refresh()
+        # Repaint only the screen lines this page covers: most page loads are reads ahead for
+        # screens not shown (g, G, page moves), and a full repaint would cost a keypress its frame.
+        top, height = int(self.scroll_offset.y), max(self.size.height, 1)
+        start, end = event.page * PAGE, event.page * PAGE + len(event.rows)
+        for index in range(max(start, top), min(end, top + height)):
+            self.refresh_line(index)
 
     def _sync_cursor_id(self) -> None:
         row = self._row(self.cursor_index) if self.total else None
