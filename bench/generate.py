@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from providers.demo import CHANNELS, LANGUAGES, REVIEW_TEXTS
 from replydesk.config import Config
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.platforms import PLATFORMS
+from replydesk.providers.demo import CHANNELS, LANGUAGES, REVIEW_TEXTS
+from replydesk.storage import actions
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import ensure_account, ingest
 from replydesk.workspace import Workspace
-from storage import actions
-from storage.db import Database
-from storage.ingest import ensure_account, ingest
 
 #: Bump when the generated data changes shape, so stale caches are not reused.
 GEN_VERSION = 1

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from bench.generate import LANGUAGES, TAGS, Spec, account_names, pages
 from bench.report import Figure, median, percentile
-from providers.demo import DemoRemote
 from replydesk.config import Config, demo_config
 from replydesk.model import OutgoingReply
+from replydesk.providers.demo import DemoRemote
+from replydesk.storage import outbox, queries
+from replydesk.storage.db import Database, open_database
+from replydesk.storage.ingest import ensure_account, ingest
+from replydesk.storage.queries import InboxFilter
+from replydesk.storage.search import fts_phrase, fts_query, message_hits_sql, parse, search
 from replydesk.workspace import Workspace
-from storage import outbox, queries
-from storage.db import Database, open_database
-from storage.ingest import ensure_account, ingest
-from storage.queries import InboxFilter
-from storage.search import fts_phrase, fts_query, message_hits_sql, parse, search
 
 #: Tables (and their order) the ingest path writes; the baseline inserts the same rows into them.
 INGEST_TABLES = ("accounts", "contacts", "conversations", "messages", "events", "sync_cursors")

@@ -40,8 +40,8 @@ KEY_GAP = 0.25  # seconds between key presses
 def tui_available() -> str | None:
     """None when the TUI can be benchmarked, else why not."""
     try:
-        from tui.app import ReplydeskApp  # noqa: F401
-        from tui.inbox import InboxList  # noqa: F401
+        from replydesk.tui.app import ReplydeskApp  # noqa: F401
+        from replydesk.tui.inbox import InboxList  # noqa: F401
     except Exception as exc:  # the TUI is optional for the storage figures
         return f"tui not available: {type(exc).__name__}: {exc}"
     return None
@@ -101,9 +101,9 @@ class Writer:
 
     def run(self) -> None:
         from replydesk.config import Config
+        from replydesk.storage.ingest import ingest
         from replydesk.sync import EngineLock
         from replydesk.workspace import Workspace
-        from storage.ingest import ingest
 
         lock = EngineLock(self.data_dir)
         if not lock.acquire():
@@ -143,7 +143,7 @@ class Writer:
 def _install_hooks(marks: dict[str, Any]) -> None:
     from textual.screen import Screen
 
-    from tui.inbox import InboxList
+    from replydesk.tui.inbox import InboxList
 
     original_render = InboxList.render_line
     original_refresh = Screen._compositor_refresh
@@ -175,14 +175,14 @@ async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0)
 
 
 async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Writer | None) -> dict[str, Any]:
-    import tui  # noqa: F401 - first, as the CLI does: it sets the console's frame rate before Textual loads
+    from replydesk import tui  # noqa: F401 - first, as the CLI does: it sets the console's frame rate before Textual loads
 
     # isort: split
     from textual import events
 
     from replydesk.config import Config
+    from replydesk.tui.app import ReplydeskApp
     from replydesk.workspace import Workspace
-    from tui.app import ReplydeskApp
 
     marks: dict[str, Any] = {"frames": []}
     _install_hooks(marks)

@@ -9,15 +9,15 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from providers.base import Provider
+from replydesk.providers.base import Provider
 
 #: provider name in config -> "module:Class"
 REGISTRY: dict[str, str] = {
-    "demo": "providers.demo:DemoProvider",
-    "email": "providers.email:EmailProvider",
-    "mastodon": "providers.mastodon:MastodonProvider",
-    "bluesky": "providers.bluesky:BlueskyProvider",
-    "telegram": "providers.telegram:TelegramProvider",
+    "demo": "replydesk.providers.demo:DemoProvider",
+    "email": "replydesk.providers.email:EmailProvider",
+    "mastodon": "replydesk.providers.mastodon:MastodonProvider",
+    "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
+    "telegram": "replydesk.providers.telegram:TelegramProvider",
 }
 
 

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import regex
 
-from providers import http
-from providers.base import AuthError, PermanentError, ProviderError, SecretGetter
-from providers.html_text import bare_url
 from replydesk import secrets
+from replydesk.providers import http
+from replydesk.providers.base import AuthError, PermanentError, ProviderError, SecretGetter
+from replydesk.providers.html_text import bare_url
 
 log = logging.getLogger(__name__)
 

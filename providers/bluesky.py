@@ -25,9 +25,10 @@ from typing import Any
 
 import httpx
 
-from providers import atproto, http
-from providers.atproto import CHAT_PROXY, XrpcClient
-from providers.base import (
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso, parse_iso
+from replydesk.providers import atproto, http
+from replydesk.providers.atproto import CHAT_PROXY, XrpcClient
+from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
@@ -36,8 +37,7 @@ from providers.base import (
     RateLimited,
     SecretGetter,
 )
-from providers.http import BadItem
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso, parse_iso
+from replydesk.providers.http import BadItem
 
 log = logging.getLogger(__name__)
 

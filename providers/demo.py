@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.base import Capabilities, Offline, Provider, RateLimited, SecretGetter, TransientError
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers.base import (
+    Capabilities,
+    Offline,
+    Provider,
+    RateLimited,
+    SecretGetter,
+    TransientError,
+)
 
 LEDGER = "demo-ledger.jsonl"
 REMOTE_STATE = "demo-remote.json"

@@ -35,7 +35,8 @@ from email.policy import SMTP as SMTP_POLICY
 from hashlib import sha256
 from typing import Any, ClassVar, TypeVar
 
-from providers.base import (
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers.base import (
     AuthError,
     Capabilities,
     Offline,
@@ -46,9 +47,8 @@ from providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from providers.email_parse import SYNTHETIC_DOMAIN, ParsedMail, parse_message
-from providers.email_thread import ThreadIndex, reply_subject
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers.email_parse import SYNTHETIC_DOMAIN, ParsedMail, parse_message
+from replydesk.providers.email_thread import ThreadIndex, reply_subject
 
 log = logging.getLogger(__name__)
 

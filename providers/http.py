@@ -24,8 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError
 from replydesk.model import parse_iso
+from replydesk.providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError
 
 Clock = Callable[[], float]
 

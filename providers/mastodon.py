@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 import regex
 
-from providers import http
-from providers.base import (
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, parse_iso
+from replydesk.providers import http
+from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
@@ -37,9 +38,8 @@ from providers.base import (
     SecretGetter,
     TransientError,
 )
-from providers.html_text import html_to_text
-from providers.http import BadItem
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, parse_iso
+from replydesk.providers.html_text import html_to_text
+from replydesk.providers.http import BadItem
 
 log = logging.getLogger(__name__)
 

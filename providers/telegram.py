@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 
-from providers import http
-from providers.base import (
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers import http
+from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
@@ -31,8 +32,7 @@ from providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from providers.http import BadItem
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers.http import BadItem
 
 SERVICE = "telegram"
 DEFAULT_API = "https://api.telegram.org"

@@ -33,9 +33,9 @@ from replydesk.config import (
 from replydesk.config_watch import ConfigSource
 from replydesk.model import iso
 from replydesk.safetext import BIDI_CONTROLS, one_line, visible
+from replydesk.storage import actions, exchange, outbox, queries, search, slastate
+from replydesk.storage.db import Database, StorageError
 from replydesk.workspace import Workspace
-from storage import actions, exchange, outbox, queries, search, slastate
-from storage.db import Database, StorageError
 
 log = logging.getLogger("replydesk")
 
@@ -137,7 +137,7 @@ def _conv(db: Database, ref: str) -> str:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    from tui.app import run_tui
+    from replydesk.tui.app import run_tui
 
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     ws.data_dir.mkdir(parents=True, exist_ok=True)
@@ -496,7 +496,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from storage.doctor import check
+    from replydesk.storage.doctor import check
 
     ws = _workspace(args) if args.command != "demo" else _demo_workspace(args)
     report = check(ws.data_dir, repair=args.repair)

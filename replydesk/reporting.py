@@ -22,8 +22,8 @@ from replydesk.model import parse_iso
 from replydesk.report import ReportItem, build_report
 from replydesk.sla import SlaEngine
 from replydesk.slaconfig import SlaSettings, format_duration
-from storage import slastate
-from storage.db import Database
+from replydesk.storage import slastate
+from replydesk.storage.db import Database
 
 GROUPINGS = ("platform", "account", "assignee", "tag", "policy")
 

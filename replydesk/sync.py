@@ -25,8 +25,11 @@ from typing import Any
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-import providers
-from providers.base import (
+from replydesk import providers, secrets
+from replydesk.config import Config, ConfigError
+from replydesk.config_watch import POLL_EVERY, ConfigChange
+from replydesk.model import OutgoingReply
+from replydesk.providers.base import (
     AuthError,
     Offline,
     Provider,
@@ -35,12 +38,8 @@ from providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk import secrets
-from replydesk.config import Config, ConfigError
-from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import OutgoingReply
-from storage import actions, ingest, outbox, slastate
-from storage.db import Database
+from replydesk.storage import actions, ingest, outbox, slastate
+from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from replydesk.config import Config
 from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
-from storage import slastate
-from storage.db import Database, open_database
+from replydesk.storage import slastate
+from replydesk.storage.db import Database, open_database
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
     from replydesk.sync import SyncEngine

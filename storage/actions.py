@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterable, Sequence
 
 from replydesk.model import STATUSES
-from storage import slastate
-from storage.db import Database
-from storage.ingest import TAG_SEP, clean_text, reindex_conversations
+from replydesk.storage import slastate
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import TAG_SEP, clean_text, reindex_conversations
 
 
 class ActionError(ValueError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage.schema import MIGRATIONS, SCHEMA_VERSION
+from replydesk.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "replydesk.db"
 

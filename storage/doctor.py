@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from storage.db import DB_FILENAME, StorageError, open_database
+from replydesk.storage.db import DB_FILENAME, StorageError, open_database
 
 RESTORE_ADVICE = ("the file may be damaged: keep a copy, then restore from an export "
                   "('replydesk import') into a fresh --data-dir")
@@ -114,7 +114,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
 
 
 def _rebuild(db: Any, table: str) -> None:
-    from storage.ingest import reindex_conversations
+    from replydesk.storage.ingest import reindex_conversations
 
     with db.transaction():
         if table == "messages_fts":

@@ -22,10 +22,10 @@ from replydesk.model import (
     parse_iso,
 )
 from replydesk.slaconfig import PRIORITIES
-from storage import slastate
-from storage.actions import _event, normalise_tag, reindex_conversations
-from storage.db import Database
-from storage.ingest import TAG_SEP, IngestStats, _ingest_one, ensure_account
+from replydesk.storage import slastate
+from replydesk.storage.actions import _event, normalise_tag, reindex_conversations
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import TAG_SEP, IngestStats, _ingest_one, ensure_account
 
 
 class ImportError_(ValueError):

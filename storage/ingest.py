@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, FetchResult, IncomingMessage, item_id
-from storage import slastate
-from storage.db import Database
+from replydesk.storage import slastate
+from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 

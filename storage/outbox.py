@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 
 from replydesk.model import iso
-from storage import slastate
-from storage.actions import ActionError, _event, _require
-from storage.db import Database
-from storage.ingest import clean_text
+from replydesk.storage import slastate
+from replydesk.storage.actions import ActionError, _event, _require
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import clean_text
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from storage.db import Database
-from storage.ingest import TAG_SEP
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import TAG_SEP
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from replydesk.model import STATUSES
-from storage.db import Database
-from storage.queries import InboxFilter
+from replydesk.storage.db import Database
+from replydesk.storage.queries import InboxFilter
 
 FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from replydesk.sla import ConvAttrs, SlaEvent, SlaResult
-from storage.db import Database
-from storage.schema import NO_DUE
+from replydesk.storage.db import Database
+from replydesk.storage.schema import NO_DUE
 
 #: Event kinds the SLA engine reads; everything else in the log is skipped when loading.
 SLA_INPUT_KINDS = ("in", "reply", "status")

@@ -17,8 +17,8 @@ from bench import generate, storage_bench
 from bench.__main__ import main as bench_main
 from bench.report import CONTRACT_FIELDS, Figure, Reporter, percentile
 from replydesk.config import Config
+from replydesk.storage import queries, search
 from replydesk.workspace import Workspace
-from storage import queries, search
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from http_fakes import FakeApi, json_response
-from providers import atproto
-from providers.base import AuthError, PermanentError, RateLimited, TransientError
-from providers.bluesky import BlueskyProvider
 from replydesk import secrets
 from replydesk.model import OutgoingReply, iso
+from replydesk.providers import atproto
+from replydesk.providers.base import AuthError, PermanentError, RateLimited, TransientError
+from replydesk.providers.bluesky import BlueskyProvider
 
 ACCOUNT = "shop-bsky"
 HANDLE = "shop.bsky.social"

@@ -11,9 +11,9 @@ import pytest
 
 from replydesk.config import Config, ConfigError, load_config
 from replydesk.config_watch import ConfigSource
+from replydesk.storage import queries, slastate
 from replydesk.sync import SyncEngine
 from replydesk.workspace import Workspace
-from storage import queries, slastate
 from support import Clock, make_workspace, sync_once
 
 LAX = """

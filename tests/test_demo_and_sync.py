@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from providers.base import Offline, RateLimited, TransientError
-from providers.demo import LANGUAGES, DemoProvider
 from replydesk.config import DemoFaults, demo_config
 from replydesk.model import OutgoingReply
+from replydesk.providers.base import Offline, RateLimited, TransientError
+from replydesk.providers.demo import LANGUAGES, DemoProvider
+from replydesk.storage import outbox, queries
 from replydesk.sync import EngineLock, SyncEngine
-from storage import outbox, queries
 from support import FIXED_NOW, make_workspace, sync_once
 
 

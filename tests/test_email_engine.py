@@ -9,9 +9,9 @@ from email import policy
 import pytest
 
 from replydesk.config import Config
+from replydesk.storage import outbox, queries
 from replydesk.workspace import Workspace
 from servers import ALICE, SHOP, mail_test_marks, make_mail, running_dovecot, running_smtp
-from storage import outbox, queries
 from support import sync_once
 
 pytestmark = mail_test_marks(90)

@@ -10,9 +10,9 @@ import quopri
 
 import pytest
 
-from providers.email import imap_utf7, parse_fetch, parse_options
-from providers.email_parse import SYNTHETIC_DOMAIN, decode_bytes, parse_message, split_quoted
-from providers.email_thread import ThreadIndex, normalise_subject, reply_subject
+from replydesk.providers.email import imap_utf7, parse_fetch, parse_options
+from replydesk.providers.email_parse import SYNTHETIC_DOMAIN, decode_bytes, parse_message, split_quoted
+from replydesk.providers.email_thread import ThreadIndex, normalise_subject, reply_subject
 
 
 def mail(body: bytes, *, ctype: str = "text/plain; charset=utf-8", cte: str = "8bit",

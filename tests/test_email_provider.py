@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from providers.base import AuthError, ProviderError, TransientError, UnknownDelivery
-from providers.email import EmailProvider, parse_fetch
 from replydesk.model import FetchResult, IncomingMessage, OutgoingReply
+from replydesk.providers.base import AuthError, ProviderError, TransientError, UnknownDelivery
+from replydesk.providers.email import EmailProvider, parse_fetch
 from servers import (
     ALICE,
     SHOP,

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from providers.base import PermanentError
-from providers.email import EmailProvider
 from replydesk.model import OutgoingReply
+from replydesk.providers.base import PermanentError
+from replydesk.providers.email import EmailProvider
 from servers import ALICE, SHOP, DovecotServer, mail_test_marks, make_mail, running_dovecot, running_smtp
 
 trustme = pytest.importorskip("trustme")

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
-from providers.base import AuthError, PermanentError, RateLimited, TransientError
-from providers.html_text import html_to_text
-from providers.mastodon import MastodonProvider, mastodon_length
 from replydesk import secrets
 from replydesk.model import OutgoingReply
+from replydesk.providers.base import AuthError, PermanentError, RateLimited, TransientError
+from replydesk.providers.html_text import html_to_text
+from replydesk.providers.mastodon import MastodonProvider, mastodon_length
 
 pytestmark = needs_recordings
 
@@ -410,10 +410,10 @@ async def test_streamed_mention_arrives_within_two_seconds(api: FakeApi, monkeyp
 
 async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api: FakeApi,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from providers import http
     from replydesk.config import Config, MastodonAccount
+    from replydesk.providers import http
+    from replydesk.storage import outbox
     from replydesk.workspace import Workspace
-    from storage import outbox
     from support import Clock
 
     recorded = find(cassette("test_notifications_mentions_only.yaml"), "GET", "notifications?types")
@@ -448,8 +448,8 @@ async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api
 async def test_engine_stores_a_streamed_mention_within_two_seconds(tmp_path: Any, api: FakeApi,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The running engine consumes the SSE stream: a mention is in the cache (not only parsed) in < 2 s."""
-    from providers import http
     from replydesk.config import Config, MastodonAccount
+    from replydesk.providers import http
     from replydesk.workspace import Workspace
     from support import Clock
 

@@ -8,8 +8,8 @@ import logging
 import httpx
 import pytest
 
-from providers import http
-from providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError
+from replydesk.providers import http
+from replydesk.providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError
 
 NOW = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC
 

@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
-from providers.bluesky import BlueskyProvider
-from providers.html_text import html_to_text
-from providers.mastodon import MastodonProvider
-from providers.telegram import TelegramProvider
 from replydesk.config import Config
 from replydesk.model import FetchResult
+from replydesk.providers.bluesky import BlueskyProvider
+from replydesk.providers.html_text import html_to_text
+from replydesk.providers.mastodon import MastodonProvider
+from replydesk.providers.telegram import TelegramProvider
 from replydesk.sla import SlaEngine
-from storage import ingest
-from storage.db import Database, open_database
+from replydesk.storage import ingest
+from replydesk.storage.db import Database, open_database
 from support import hostile_texts
 
 NOW = 1_795_428_000.0

@@ -22,8 +22,8 @@ from replydesk import cli
 from replydesk.config import Config
 from replydesk.model import KINDS, Contact, FetchResult, IncomingMessage, item_id
 from replydesk.sla import SlaEngine
-from storage import ingest, search
-from storage.db import DB_FILENAME, open_database
+from replydesk.storage import ingest, search
+from replydesk.storage.db import DB_FILENAME, open_database
 from support import FIXED_NOW
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from providers.demo import DemoRemote
 from replydesk.config import demo_config
+from replydesk.providers.demo import DemoRemote
+from replydesk.storage import outbox
+from replydesk.storage.db import open_database
 from replydesk.workspace import Workspace
-from storage import outbox
-from storage.db import open_database
 from support import REPO
 
 CONFIG = """\

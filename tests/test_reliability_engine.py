@@ -17,9 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.base import Capabilities, Provider
-from providers.demo import DemoProvider, DemoRemote
-from providers.http import (
+from replydesk import cli
+from replydesk.config import Config, DemoAccount, DemoFaults, SyncSettings, demo_config
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.providers.base import Capabilities, Provider
+from replydesk.providers.demo import DemoProvider, DemoRemote
+from replydesk.providers.http import (
     RateGate,
     make_client,
     parse_reset,
@@ -28,12 +31,9 @@ from providers.http import (
     send_request,
     wait_until,
 )
-from replydesk import cli
-from replydesk.config import Config, DemoAccount, DemoFaults, SyncSettings, demo_config
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.storage import actions, ingest, outbox, queries, search
+from replydesk.storage.db import Database
 from replydesk.sync import SyncEngine, backoff_delay
-from storage import actions, ingest, outbox, queries, search
-from storage.db import Database
 from support import FIXED_NOW, Clock, make_workspace, sync_once
 
 Reply = Callable[[httpx.Request], httpx.Response]

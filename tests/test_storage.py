@@ -10,9 +10,9 @@ import pytest
 from replydesk.config import Config
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.sla import SlaEngine
-from storage import actions, ingest, outbox, queries, search
-from storage.db import DB_FILENAME, StorageError, open_database
-from storage.schema import SCHEMA_VERSION
+from replydesk.storage import actions, ingest, outbox, queries, search
+from replydesk.storage.db import DB_FILENAME, StorageError, open_database
+from replydesk.storage.schema import SCHEMA_VERSION
 from support import FIXED_NOW, hostile_queries
 
 

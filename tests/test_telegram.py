@@ -10,10 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError, UnknownDelivery
-from providers.telegram import ALLOWED_UPDATES, TelegramProvider, expand_text_links
 from replydesk import secrets
 from replydesk.model import OutgoingReply
+from replydesk.providers.base import (
+    AuthError,
+    Offline,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    UnknownDelivery,
+)
+from replydesk.providers.telegram import ALLOWED_UPDATES, TelegramProvider, expand_text_links
 
 ACCOUNT = "shop-telegram"
 TOKEN = "7012345678:AAFakeTokenForTestsOnly_abcdefghijk-XYZ"
@@ -292,10 +299,10 @@ async def test_missing_token(bot: FakeBotApi) -> None:
 
 async def test_engine_turns_a_lost_answer_into_unknown_not_a_duplicate(tmp_path: Any, bot: FakeBotApi,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from providers import http
     from replydesk.config import Config, TelegramAccount
+    from replydesk.providers import http
+    from replydesk.storage import outbox
     from replydesk.workspace import Workspace
-    from storage import outbox
     from support import Clock
 
     monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)

@@ -24,21 +24,20 @@ from textual.timer import Timer
 
 from replydesk.config import ConfigError
 from replydesk.safetext import one_line
-from replydesk.workspace import EngineThread, Workspace
-from storage import actions, outbox, queries, slastate
-from storage.actions import ActionError
-from storage.db import Database, StorageError
-from storage.queries import InboxFilter
-from storage.search import search
-from tui.bars import HeaderBar, StatusBar
-from tui.commands import ReplydeskCommands
-from tui.composer import Composer
-from tui.dialogs import ChoiceDialog, EscalateDialog, PromptDialog, SnoozeDialog
-from tui.format import fill_template
-from tui.help import HelpScreen, binding_rows
-from tui.inbox import InboxList
-from tui.keybar import KeyBar
-from tui.messages import (
+from replydesk.storage import actions, outbox, queries, slastate
+from replydesk.storage.actions import ActionError
+from replydesk.storage.db import Database, StorageError
+from replydesk.storage.queries import InboxFilter
+from replydesk.storage.search import search
+from replydesk.tui.bars import HeaderBar, StatusBar
+from replydesk.tui.commands import ReplydeskCommands
+from replydesk.tui.composer import Composer
+from replydesk.tui.dialogs import ChoiceDialog, EscalateDialog, PromptDialog, SnoozeDialog
+from replydesk.tui.format import fill_template
+from replydesk.tui.help import HelpScreen, binding_rows
+from replydesk.tui.inbox import InboxList
+from replydesk.tui.keybar import KeyBar
+from replydesk.tui.messages import (
     ActionDone,
     ConfigReloaded,
     DataChanged,
@@ -52,10 +51,11 @@ from tui.messages import (
     UrgentFound,
     ViewApplied,
 )
-from tui.pacing import GcPacer, prefer_ui_thread
-from tui.sla_pane import SlaPane
-from tui.store import Store
-from tui.thread import ThreadView
+from replydesk.tui.pacing import GcPacer, prefer_ui_thread
+from replydesk.tui.sla_pane import SlaPane
+from replydesk.tui.store import Store
+from replydesk.tui.thread import ThreadView
+from replydesk.workspace import EngineThread, Workspace
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, StorageError, sqlite3.Error, ValueError)
@@ -555,7 +555,7 @@ class ReplydeskApp(App[int]):
             self.post_message(ActionDone("Send", 1, str(exc)))
             return
         if at is not None:
-            from tui.format import clock_time
+            from replydesk.tui.format import clock_time
 
             self.post_message(ActionDone(f"Reply scheduled for {clock_time(at, self.clock(), self.tz)}", 1))
             return
@@ -699,7 +699,7 @@ class ReplydeskApp(App[int]):
 
         def done(until: float | None) -> None:
             if until is not None:
-                from tui.format import clock_time
+                from replydesk.tui.format import clock_time
 
                 self.apply("snooze", {"until": until}, f"Snoozed until {clock_time(until, self.clock(), self.tz)}")
 
@@ -800,7 +800,7 @@ class ReplydeskApp(App[int]):
             self.action_view(self.view_number)
 
     def action_report(self) -> None:
-        from tui.report_screen import ReportScreen
+        from replydesk.tui.report_screen import ReportScreen
 
         self.push_screen(ReportScreen())
 

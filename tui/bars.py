@@ -11,8 +11,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from replydesk.platforms import info
-from storage.queries import Counts
-from tui.format import clock_time, safe
+from replydesk.storage.queries import Counts
+from replydesk.tui.format import clock_time, safe
 
 STATE_STYLE = {
     "ok": "green", "idle": "dim", "syncing": "cyan", "backoff": "yellow", "rate_limited": "yellow",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from tui.app import ReplydeskApp
+    from replydesk.tui.app import ReplydeskApp
 
 #: (title, help, action) — the action strings are the app's ``action_*`` methods.
 ACTIONS: tuple[tuple[str, str, str], ...] = (

@@ -16,8 +16,8 @@ from textual.timer import Timer
 from textual.widgets import Static, TextArea
 
 from replydesk.platforms import can_reply_privately, info, reply_limit
-from storage.queries import InboxRow
-from tui.format import graphemes, safe
+from replydesk.storage.queries import InboxRow
+from replydesk.tui.format import graphemes, safe
 
 DRAFT_DEBOUNCE = 0.6
 MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}

@@ -20,7 +20,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.format import cell, safe, snooze_until
+from replydesk.tui.format import cell, safe, snooze_until
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}

@@ -25,11 +25,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
-from storage import queries
-from storage.queries import InboxFilter, InboxRow
-from tui.format import STATE_SYMBOL, countdown, fit, one_line
-from tui.messages import InboxReloaded, PageLoaded
-from tui.store import Store
+from replydesk.storage import queries
+from replydesk.storage.queries import InboxFilter, InboxRow
+from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.messages import InboxReloaded, PageLoaded
+from replydesk.tui.store import Store
 
 PAGE = 100
 MAX_PAGES = 40

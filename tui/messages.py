@@ -12,7 +12,7 @@ from typing import Any
 from textual.message import Message
 
 from replydesk.sla import SlaResult
-from storage.queries import Counts, InboxFilter, InboxRow, Thread
+from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
 
 
 @dataclass

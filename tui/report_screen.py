@@ -22,10 +22,10 @@ from textual_plotext import PlotextPlot
 from replydesk.report import breaches_per_day, build_report, reply_times
 from replydesk.reporting import COLUMNS, GROUPINGS, collect
 from replydesk.sla import SlaEngine
-from tui.keybar import KeyBar
+from replydesk.tui.keybar import KeyBar
 
 if TYPE_CHECKING:
-    from tui.app import ReplydeskApp
+    from replydesk.tui.app import ReplydeskApp
 
 
 class ReportReady(Message):

@@ -10,8 +10,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
-from storage.queries import InboxRow
-from tui.format import STATE_SYMBOL, duration, safe
+from replydesk.storage.queries import InboxRow
+from replydesk.tui.format import STATE_SYMBOL, duration, safe
 
 METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
 STATE_STYLE = {"breached": "bold red", "warning": "yellow", "paused": "dim", "ok": "green", "fulfilled": "dim green"}

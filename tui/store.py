@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from replydesk.storage.db import Database
 from replydesk.workspace import Workspace
-from storage.db import Database
 
 T = TypeVar("T")
 

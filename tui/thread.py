@@ -22,8 +22,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
-from storage.queries import MessageView, Thread
-from tui.format import cell, clock_time, safe
+from replydesk.storage.queries import MessageView, Thread
+from replydesk.tui.format import cell, clock_time, safe
 
 DELIVERY = {
     "queued": ("queued", "yellow"),

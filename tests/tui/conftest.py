@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from replydesk.storage.db import Database
 from replydesk.workspace import Workspace
-from storage.db import Database
 from tui_support import FIXED, SEED, SHARED, fill_demo, fixed_clock, hostile_cases, make_config, settle  # noqa: F401
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from replydesk.config import Config, load_config
 from replydesk.config_watch import ConfigSource
+from replydesk.storage import queries
+from replydesk.tui.app import ReplydeskApp
 from replydesk.workspace import Workspace
-from storage import queries
-from tui.app import ReplydeskApp
 from tui_support import fixed_clock, make_config, settle
 
 LAX = "sla:\n  policies:\n    - name: lax\n      first_reply: {target: 7d}\n      next_reply: {target: 7d}\n"

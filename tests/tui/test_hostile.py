@@ -13,11 +13,11 @@ import pytest
 
 from replydesk.config import demo_config
 from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.storage import actions, ingest
+from replydesk.storage.actions import ActionError
+from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.format import cell, term_len
 from replydesk.workspace import Workspace
-from storage import actions, ingest
-from storage.actions import ActionError
-from tui.app import ReplydeskApp
-from tui.format import cell, term_len
 from tui_support import FIXED, SHARED, fixed_clock, hostile_cases, settle
 
 CASES = hostile_cases()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from storage import actions, outbox, queries
-from storage.queries import InboxFilter
-from tui.app import ReplydeskApp
-from tui.composer import Composer
-from tui.dialogs import PromptDialog
-from tui.help import HelpScreen
+from replydesk.storage import actions, outbox, queries
+from replydesk.storage.queries import InboxFilter
+from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.composer import Composer
+from replydesk.tui.dialogs import PromptDialog
+from replydesk.tui.help import HelpScreen
 from tui_support import FIXED, fixed_clock, settle
 
 SIZE = (120, 36)
@@ -597,7 +597,7 @@ async def test_report_screen_shows_the_figures_of_the_cli(workspace, db) -> None
     from textual.widgets import DataTable
 
     from replydesk.reporting import make_report
-    from tui.report_screen import ReportScreen
+    from replydesk.tui.report_screen import ReportScreen
 
     expected = make_report(db, workspace.config.sla, None, FIXED, None)["groups"][0]
     app = app_for(workspace)

@@ -9,9 +9,9 @@ from typing import Any
 
 from rich.text import Text
 
-from tui.app import ReplydeskApp
-from tui.inbox import PAGE
-from tui.pacing import EVERY, QUIET_FOR, GcPacer
+from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.inbox import PAGE
+from replydesk.tui.pacing import EVERY, QUIET_FOR, GcPacer
 from tui_support import fixed_clock, settle
 
 SIZE = (120, 36)
@@ -137,7 +137,7 @@ def test_full_collections_wait_for_a_quiet_moment() -> None:
 def test_wrapped_message_keeps_its_gutter() -> None:
     from rich.console import Console
 
-    from tui.thread import wrap_with_gutter
+    from replydesk.tui.thread import wrap_with_gutter
 
     text = Text("14:05  ← Ann\n  " + "word " * 30 + "\n  ┃ " + "note " * 20)
     lines = [line.plain for line in wrap_with_gutter(text, Console(width=200), 40)]

@@ -6,7 +6,7 @@ SVGs in ``__snapshots__``.
 
 from __future__ import annotations
 
-from tui.app import ReplydeskApp
+from replydesk.tui.app import ReplydeskApp
 from tui_support import fixed_clock, settle
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import outbox
-from storage.db import open_database
+from replydesk.storage import outbox
+from replydesk.storage.db import open_database
 
 REPO = Path(__file__).resolve().parents[2]
 
