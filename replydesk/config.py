@@ -146,13 +146,15 @@ Account = Annotated[
 
 
 class SyncSettings(Strict):
-    poll_interval: Duration = 60.0
+    #: The fetch interval of every account that does not set its own; None keeps each provider's
+    #: own default (the demo 5 s, Telegram 1 s between long polls, Bluesky 30 s, Mastodon and email 60 s).
+    poll_interval: Duration | None = None
     send_retries: int = Field(5, ge=0, le=1000, description="attempts before a reply is marked failed")
     retry_base: Duration = 2.0
     retry_max: Duration = 300.0
 
     _dur = field_validator("poll_interval", "retry_base", "retry_max", mode="before")(
-        classmethod(lambda cls, v: _duration(v))
+        classmethod(lambda cls, v: None if v is None else _duration(v))
     )
 
 
