@@ -196,6 +196,20 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX conv_due_pending ON conversations(sla_due_at) WHERE sla_state != 'breached'",
         "CREATE INDEX conv_warn_ok ON conversations(sla_warn_at) WHERE sla_state = 'ok'",
     ],
+    # 4: a contact's name is the newest *real* name (by the message's created_at, not batch order);
+    # a stand-in (the handle, a bare id) never replaces a real one. name_rank: 2 real, 1 a stand-in
+    # made from the handle, 0 a bare id or nothing. Existing names are dated by their contact's
+    # newest message, the best estimate of when the name was last seen.
+    [
+        "ALTER TABLE contacts ADD COLUMN name_rank INTEGER NOT NULL DEFAULT 2",
+        "ALTER TABLE contacts ADD COLUMN name_at REAL",
+        "ALTER TABLE contacts ADD COLUMN handle_at REAL",
+        "UPDATE contacts SET name_rank = CASE WHEN name = '' OR name = native_id THEN 0 "
+        "WHEN ltrim(lower(name), '@') = ltrim(lower(handle), '@') THEN 1 ELSE 2 END",
+        "UPDATE contacts SET name_at = (SELECT max(c.last_message_at) FROM conversations c "
+        "WHERE c.contact_id = contacts.id)",
+        "UPDATE contacts SET handle_at = name_at",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
