@@ -23,7 +23,7 @@ from replydesk.model import (
 )
 from replydesk.slaconfig import PRIORITIES
 from replydesk.storage import slastate
-from replydesk.storage.actions import _event, normalise_tag, reindex_conversations
+from replydesk.storage.actions import _event, normalise_tag
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, IngestStats, _ingest_one, ensure_account
 
@@ -205,7 +205,6 @@ def _import_one(db: Database, r: dict, where: str, counts: dict[str, int]) -> No
         _event(db, conv_id, "escalate", "import", {"target": r.get("escalation_target")})
     if old[3] != TAG_SEP.join(tags):
         _event(db, conv_id, "tag", "import", {"tags": tags})
-    reindex_conversations(db, [conv_id])
     slastate.refresh(db, [conv_id])
     counts["conversations"] += 1
     counts["messages"] += stats.new_messages

@@ -230,7 +230,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     )
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
-    reindex_conversations(db, conv_ids)
+    # The conversation search rows follow by trigger (schema migration 5), renamed contacts included.
 
 
 def name_rank(contact: Contact) -> int:
@@ -344,7 +344,9 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
 
 
 def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:
-    """Rewrite the conversation-level search rows (customer, subject, tags)."""
+    """Rewrite the conversation-level search rows (customer, subject, tags).
+
+    Triggers keep these rows current on every write; this rebuilds them (``doctor --repair``)."""
     for start in range(0, len(conv_ids), 500):
         chunk = conv_ids[start : start + 500]
         qs = ",".join("?" * len(chunk))

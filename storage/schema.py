@@ -10,6 +10,11 @@ from __future__ import annotations
 # while the inbox index stays a plain ascending one.
 NO_DUE = 1e15
 
+# The conversation search row's customer column: the contact's name and handle (" " without one),
+# and its tags column: the tag list with the separator (\x1f) as a space.
+_CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
+_TAGS = "replace({t}, char(31), ' ')"
+
 MIGRATIONS: list[list[str]] = [
     # 1: the first schema
     [
@@ -209,6 +214,37 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE contacts SET name_at = (SELECT max(c.last_message_at) FROM conversations c "
         "WHERE c.contact_id = contacts.id)",
         "UPDATE contacts SET handle_at = name_at",
+    ],
+    # 5: the conversation search rows (customer, subject, tags) follow their conversation and its
+    # contact by trigger, whichever code writes them: a customer renamed by a later conversation was
+    # re-indexed only in the conversations touched afterwards, so search missed the older ones.
+    # The rebuild at the end repairs the stale rows such databases carry.
+    [
+        f"""CREATE TRIGGER conv_fts_ai AFTER INSERT ON conversations BEGIN
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            VALUES (new.rowid, {_CUSTOMER.format(id="new.contact_id")}, new.subject, {_TAGS.format(t="new.tags")});
+        END""",
+        f"""CREATE TRIGGER conv_fts_au AFTER UPDATE OF contact_id, subject, tags ON conversations
+            WHEN old.contact_id IS NOT new.contact_id OR old.subject IS NOT new.subject OR old.tags IS NOT new.tags
+        BEGIN
+            DELETE FROM conversations_fts WHERE rowid = old.rowid;
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            VALUES (new.rowid, {_CUSTOMER.format(id="new.contact_id")}, new.subject, {_TAGS.format(t="new.tags")});
+        END""",
+        """CREATE TRIGGER conv_fts_ad AFTER DELETE ON conversations BEGIN
+            DELETE FROM conversations_fts WHERE rowid = old.rowid;
+        END""",
+        f"""CREATE TRIGGER contact_fts_au AFTER UPDATE OF name, handle ON contacts
+            WHEN old.name IS NOT new.name OR old.handle IS NOT new.handle
+        BEGIN
+            DELETE FROM conversations_fts WHERE rowid IN (SELECT rowid FROM conversations WHERE contact_id = new.id);
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            SELECT rowid, new.name || ' ' || new.handle, subject, {_TAGS.format(t="tags")}
+            FROM conversations WHERE contact_id = new.id;
+        END""",
+        "DELETE FROM conversations_fts",
+        f"""INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            SELECT rowid, {_CUSTOMER.format(id="contact_id")}, subject, {_TAGS.format(t="tags")} FROM conversations""",
     ],
 ]
 

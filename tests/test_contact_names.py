@@ -166,3 +166,81 @@ def test_mastodon_newest_first_page_and_a_later_backfill(tmp_path, monkeypatch: 
     # Every conversation of the customer shows that name (the inbox joins the contact).
     rows = queries.inbox_page(db, queries.InboxFilter(statuses=None), 0, 10)
     assert len(rows) == 3 and {r.customer for r in rows} == {"Grace Okafor"}
+
+
+# ---- search stays consistent with what show displays when a customer is renamed -------------------------
+
+
+def _index_matches_contacts(db) -> bool:
+    """Every conversation's search row says exactly the customer, subject and tags it shows."""
+    stale = db.conn.execute(
+        "SELECT count(*) FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id "
+        "LEFT JOIN conversations_fts f ON f.rowid = c.rowid "
+        "WHERE f.customer IS NOT coalesce(p.name, '') || ' ' || coalesce(p.handle, '') "
+        "OR f.subject IS NOT c.subject OR f.tags IS NOT replace(c.tags, char(31), ' ')"
+    ).fetchone()[0]
+    rows = db.conn.execute("SELECT count(*) FROM conversations_fts").fetchone()[0]
+    return stale == 0 and rows == db.conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
+
+
+def _renamed_customer(db) -> None:
+    # Three older conversations as "Grace Wanjiru", then a new one after she renamed herself.
+    for n in range(3):
+        _ingest(db, _msg(n, "Grace Wanjiru", FIXED_NOW - 90_000 + n, conv=f"old{n}"))
+    _ingest(db, _msg(9, "Grace Okafor", FIXED_NOW - 60, conv="new"))
+
+
+def test_search_finds_every_conversation_of_a_renamed_customer(tmp_path) -> None:
+    from replydesk.storage import actions, search
+
+    db = _db(tmp_path)
+    _renamed_customer(db)
+    expected = {"acct:old0", "acct:old1", "acct:old2", "acct:new"}
+    for query in ("Okafor", "from:Okafor", "grace okafor"):
+        hits, f = search.search(db, query)
+        assert {h.conversation_id for h in hits} == expected, query
+        assert {r.id for r in queries.inbox_page(db, f, 0, 50)} == expected, query
+    # The old name is no longer the customer's: it only finds the messages that were written under it.
+    hits, _ = search.search(db, "Wanjiru")
+    assert hits == []
+    assert _index_matches_contacts(db)
+    # Tags and a later rename through any write path keep it so.
+    actions.tag(db, ["acct:old1"], ["refund"])
+    _ingest(db, _msg(10, "Grace O.", FIXED_NOW - 5, conv="new"))
+    assert _index_matches_contacts(db)
+    assert {h.conversation_id for h in search.search(db, "from:\"Grace O.\"")[0]} == expected
+    assert [h.conversation_id for h in search.search(db, "refund")[0]] == ["acct:old1"]
+
+
+def test_cli_search_and_show_agree_after_a_rename(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from replydesk.cli import main
+
+    db = _db(tmp_path)
+    _renamed_customer(db)
+    db.close()
+    assert main(["--data-dir", str(tmp_path), "search", "Okafor", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert sorted(r["id"] for r in results) == ["acct:new", "acct:old0", "acct:old1", "acct:old2"]
+    for r in results:
+        assert main(["--data-dir", str(tmp_path), "show", r["id"], "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["customer"]["name"] == "Grace Okafor"
+
+
+def test_the_migration_repairs_stale_search_rows(tmp_path) -> None:
+    """A database from before the triggers: the rename left the old conversations indexed under the
+    old name. Opening it with this version rebuilds the rows."""
+    from replydesk.storage import search
+
+    db = _db(tmp_path)
+    _renamed_customer(db)
+    db.conn.execute("UPDATE conversations_fts SET customer = 'Grace Wanjiru @grace' WHERE rowid IN "
+                    "(SELECT rowid FROM conversations WHERE id LIKE 'acct:old%')")
+    for trigger in ("conv_fts_ai", "conv_fts_au", "conv_fts_ad", "contact_fts_au"):
+        db.conn.execute(f"DROP TRIGGER {trigger}")
+    db.conn.execute("PRAGMA user_version = 4")
+    db.close()
+    db = _db(tmp_path)
+    assert _index_matches_contacts(db)
+    assert len(search.search(db, "Okafor")[0]) == 4
