@@ -25,7 +25,7 @@ from replydesk.slaconfig import PRIORITIES
 from replydesk.storage import slastate
 from replydesk.storage.actions import _event, normalise_tag
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import TAG_SEP, IngestStats, _ingest_one, ensure_account
+from replydesk.storage.ingest import TAG_SEP, IngestStats, _ingest_one, clean_text, ensure_account
 
 
 class ImportError_(ValueError):
@@ -185,12 +185,14 @@ def _import_one(db: Database, r: dict, where: str, counts: dict[str, int]) -> No
     old = db.conn.execute(
         "SELECT status, assignee, escalated, tags FROM conversations WHERE id=?", (conv_id,)
     ).fetchone()
+    assignee = r.get("assignee")
+    assignee = clean_text(assignee, 200).strip() or None if isinstance(assignee, str) else None  # as assign()
     escalated = bool(r.get("escalated", False))
     snoozed = r.get("snoozed_until")
     db.conn.execute(
         "UPDATE conversations SET status=?, assignee=?, priority=?, escalated=?, escalation_target=?, "
         "snoozed_until=?, tags=? WHERE id=?",
-        (status, r.get("assignee"), priority, int(escalated), r.get("escalation_target"),
+        (status, assignee, priority, int(escalated), r.get("escalation_target"),
          parse_iso(snoozed) if isinstance(snoozed, str) else None, TAG_SEP.join(tags), conv_id),
     )
     db.conn.execute("DELETE FROM conversation_tags WHERE conversation_id=?", (conv_id,))
@@ -199,8 +201,8 @@ def _import_one(db: Database, r: dict, where: str, counts: dict[str, int]) -> No
     # Record what the import changed, so the SLA replay sees the status history it can know.
     if old[0] != status:
         _event(db, conv_id, "status", "import", {"status": status, "from": old[0]})
-    if old[1] != r.get("assignee"):
-        _event(db, conv_id, "assign", "import", {"assignee": r.get("assignee")})
+    if old[1] != assignee:
+        _event(db, conv_id, "assign", "import", {"assignee": assignee})
     if bool(old[2]) != escalated and escalated:
         _event(db, conv_id, "escalate", "import", {"target": r.get("escalation_target")})
     if old[3] != TAG_SEP.join(tags):

@@ -8,11 +8,13 @@ cost of a page does not grow with the size of the cache.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP
+from replydesk.storage.schema import CELL_COLUMNS, DAY, NO_DUE, RANK_COLUMNS, rank_bucket
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -144,34 +146,94 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     return [_row(tuple(r)) for r in rows]
 
 
+def _counter_where(f: InboxFilter, columns: tuple[str, ...]) -> tuple[str, list[Any]] | None:
+    """The filter as a WHERE over a counter table with ``columns``, or None when it filters on
+    something the table does not keep (tags, search results, or columns left out of it)."""
+    if f.tags or f.conversation_ids is not None:
+        return None
+    wanted = {"status": f.statuses, "platform": f.platforms, "kind": f.kinds, "account": f.accounts,
+              "sla_state": f.sla_states}
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in wanted.items():
+        if values:
+            if column not in columns:
+                return None
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    for column, value in (("assignee", f.assignee), ("escalated", f.escalated), ("needs_reply", f.needs_reply)):
+        if value is not None:
+            if column not in columns:
+                return None
+            clauses.append(f"{column} = ?")
+            params.append(value if column == "assignee" else int(value))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 def inbox_count(db: Database, f: InboxFilter) -> int:
+    """How many conversations ``f`` shows. A sum over the maintained counters (migration 6): the
+    cost follows the number of column combinations, not the number of conversations. Tag views
+    count through the tag index, search results through their ids."""
+    counted = _counter_where(f, CELL_COLUMNS)
+    if counted is not None:
+        where, params = counted
+        return db.conn.execute(f"SELECT coalesce(sum(n), 0) FROM inbox_cells{where}", params).fetchone()[0]
     where, params = _where(f)
     return db.conn.execute(f"SELECT count(*) FROM conversations c{where}", params).fetchone()[0]
 
 
+_BEFORE = (
+    "(c.sort_due < ? OR (c.sort_due = ? AND (c.escalated > ? OR (c.escalated = ? AND "
+    "(c.last_message_at > ? OR (c.last_message_at = ? AND c.id < ?))))))"
+)
+
+
 def position_of(db: Database, f: InboxFilter, conv_id: str) -> int | None:
-    """Index of ``conv_id`` in the filtered inbox order, so the cursor can follow a conversation."""
+    """Index of ``conv_id`` in the filtered inbox order, so the cursor can follow a conversation.
+
+    With the views' usual filters: the conversations in the buckets before its own (inbox_ranks,
+    one row per day and filter combination) plus a walk of its own bucket, so the cost does not
+    follow its depth in the list. Other filters (platform, account, tag) walk the rows before it.
+    """
     row = db.conn.execute(
-        "SELECT sort_due, escalated, last_message_at FROM conversations WHERE id = ?", (conv_id,)
+        f"SELECT sort_due, escalated, last_message_at, {rank_bucket('conversations')} "
+        "FROM conversations WHERE id = ?", (conv_id,)
     ).fetchone()
     if row is None:
         return None
     where, params = _where(f)
-    due, esc, last = row
-    before = (
-        "(c.sort_due < ? OR (c.sort_due = ? AND (c.escalated > ? OR (c.escalated = ? AND "
-        "(c.last_message_at > ? OR (c.last_message_at = ? AND c.id < ?))))))"
-    )
+    due, esc, last, bucket = row
     glue = " AND " if where else " WHERE "
-    count = db.conn.execute(
-        f"SELECT count(*) FROM conversations c{where}{glue}{before}",
-        (*params, due, due, esc, esc, last, last, conv_id),
-    ).fetchone()[0]
     # Confirm the conversation is in this view at all.
-    inside = db.conn.execute(
-        f"SELECT 1 FROM conversations c{where}{glue}c.id = ?", (*params, conv_id)
-    ).fetchone()
-    return count if inside else None
+    if not db.conn.execute(f"SELECT 1 FROM conversations c{where}{glue}c.id = ?", (*params, conv_id)).fetchone():
+        return None
+    key = (due, due, esc, esc, last, last, conv_id)
+    ranked = _counter_where(f, RANK_COLUMNS)
+    if ranked is None:
+        return db.conn.execute(f"SELECT count(*) FROM conversations c{where}{glue}{_BEFORE}",
+                               (*params, *key)).fetchone()[0]
+    rank_where, rank_params = ranked
+    earlier = db.conn.execute(
+        f"SELECT coalesce(sum(n), 0) FROM inbox_ranks{rank_where}{' AND ' if rank_where else ' WHERE '}bucket < ?",
+        (*rank_params, bucket),
+    ).fetchone()[0]
+    # Its own bucket: an index range from the bucket's first key to the conversation's (the bounds
+    # are a little wide, so float rounding at a day's edge cannot lose a row; the bucket is checked
+    # exactly), walked in inbox order.
+    if due < NO_DUE:
+        start, start_params = "c.sort_due BETWEEN ? AND ?", [math.floor(due / DAY) * DAY - 1.0, due]
+    elif due == NO_DUE:
+        start = "c.sort_due = ? AND c.escalated = ? AND c.last_message_at BETWEEN ? AND ?"
+        start_params = [NO_DUE, esc, last, (math.floor(last / DAY) + 1) * DAY + 1.0]
+    else:
+        start, start_params = "c.sort_due BETWEEN ? AND ?", [NO_DUE, due]
+    hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    within = db.conn.execute(
+        f"SELECT count(*) FROM conversations c{hint}{where}{glue}{_BEFORE} AND {start} "
+        f"AND {rank_bucket('c')} = ?",
+        (*params, *key, *start_params, bucket),
+    ).fetchone()[0]
+    return earlier + within
 
 
 def get_row(db: Database, conv_id: str) -> InboxRow | None:
@@ -266,8 +328,8 @@ def counts(db: Database) -> Counts:
     by: dict[str, dict[str, int]] = {}
     total = {"open": 0, "breached": 0, "warning": 0}
     for platform, state, n in db.conn.execute(
-        "SELECT platform, sla_state, count(*) FROM conversations INDEXED BY conv_open_counts "
-        "WHERE status IN ('open','pending') GROUP BY platform, sla_state"
+        "SELECT platform, sla_state, sum(n) FROM inbox_cells WHERE status IN ('open','pending') "
+        "GROUP BY platform, sla_state"
     ):
         slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
         slot["open"] += n

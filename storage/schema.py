@@ -15,6 +15,79 @@ NO_DUE = 1e15
 _CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
 _TAGS = "replace({t}, char(31), ' ')"
 
+# ---- the inbox counters (migration 6) -----------------------------------------------------------
+
+#: Columns a view can filter on, in inbox_cells (assignee '' = unassigned) ...
+CELL_COLUMNS = ("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee")
+#: ... and the ones inbox_ranks keeps per bucket (the default views filter only on these).
+RANK_COLUMNS = ("status", "sla_state", "escalated", "needs_reply", "kind", "assignee")
+DAY = 86400
+#: Bucket groups above every day number: rows without a deadline (by escalated, then day of the last
+#: message, newest first), then rows whose deadline lies beyond NO_DUE (absurd dates), all in one.
+NO_DUE_BUCKETS = 1 << 50
+BEYOND_BUCKET = 1 << 60
+_DAY_CLAMP = 1 << 43
+
+
+def _floor_days(expr: str) -> str:
+    """floor(expr / DAY) in SQL (CAST truncates toward zero)."""
+    q = f"(({expr}) / {DAY}.0)"
+    return f"(CAST({q} AS INTEGER) - ({q} < CAST({q} AS INTEGER)))"
+
+
+def rank_bucket(row: str) -> str:
+    """The inbox-order bucket of a row, as SQL: monotone non-decreasing in ``queries.ORDER``."""
+    day = f"max(-{_DAY_CLAMP}, min({_DAY_CLAMP}, {_floor_days(f'{row}.last_message_at')}))"
+    return (f"(CASE WHEN {row}.sort_due < {NO_DUE!r} THEN {_floor_days(f'{row}.sort_due')} "
+            f"WHEN {row}.sort_due = {NO_DUE!r} THEN {NO_DUE_BUCKETS} + (1 - {row}.escalated) * {1 << 45} "
+            f"+ ({1 << 44} - {day}) ELSE {BEYOND_BUCKET} END)")
+
+
+def _value(row: str, col: str) -> str:
+    return f"coalesce({row}.assignee, '')" if col == "assignee" else f"{row}.{col}"
+
+
+def _cell_values(row: str) -> str:
+    return ", ".join(_value(row, c) for c in CELL_COLUMNS)
+
+
+def _rank_values(row: str) -> str:
+    return ", ".join(_value(row, c) for c in RANK_COLUMNS)
+
+
+def _changed(columns: str) -> str:
+    return " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns.split(", "))
+
+
+def _count_add(row: str) -> str:
+    return (f"INSERT INTO inbox_cells({_CELL_COLS}, n) VALUES ({_cell_values(row)}, 1) "
+            f"ON CONFLICT({_CELL_COLS}) DO UPDATE SET n = n + 1;")
+
+
+def _count_remove(row: str) -> str:
+    key = " AND ".join(f"{c} = {_value(row, c)}" for c in CELL_COLUMNS)
+    return f"UPDATE inbox_cells SET n = n - 1 WHERE {key}; DELETE FROM inbox_cells WHERE {key} AND n <= 0;"
+
+
+def _rank_add(row: str) -> str:
+    return (f"INSERT INTO inbox_ranks(bucket, {_RANK_COLS}, n) VALUES ({rank_bucket(row)}, {_rank_values(row)}, 1) "
+            f"ON CONFLICT(bucket, {_RANK_COLS}) DO UPDATE SET n = n + 1;")
+
+
+def _rank_remove(row: str) -> str:
+    key = f"bucket = {rank_bucket(row)} AND " + " AND ".join(f"{c} = {_value(row, c)}" for c in RANK_COLUMNS)
+    return f"UPDATE inbox_ranks SET n = n - 1 WHERE {key}; DELETE FROM inbox_ranks WHERE {key} AND n <= 0;"
+
+
+_CELL_COLS = ", ".join(CELL_COLUMNS)
+_RANK_COLS = ", ".join(RANK_COLUMNS)
+_CELL_SOURCE = _CELL_COLS
+_RANK_SOURCE = ", ".join(c for c in RANK_COLUMNS)
+_TYPES = {"escalated": "INTEGER", "needs_reply": "INTEGER"}
+_CELL_DDL = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in CELL_COLUMNS)
+_RANK_DDL = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in RANK_COLUMNS)
+
+
 MIGRATIONS: list[list[str]] = [
     # 1: the first schema
     [
@@ -245,6 +318,49 @@ MIGRATIONS: list[list[str]] = [
         "DELETE FROM conversations_fts",
         f"""INSERT INTO conversations_fts(rowid, customer, subject, tags)
             SELECT rowid, {_CUSTOMER.format(id="contact_id")}, subject, {_TAGS.format(t="tags")} FROM conversations""",
+    ],
+    # 6: counts that do not grow with the cache. inbox_count and position_of counted index entries
+    # (linear: x10 from 100k to 1M messages). Triggers keep two small tables of counts in step with
+    # conversations on every write path (ingest, actions, SLA sweeps, imports, policy re-evaluation):
+    # - inbox_cells: conversations per combination of the filterable columns (a few thousand at
+    #   most), so a view's count is a sum over the cells it selects;
+    # - inbox_ranks: conversations per day bucket of the inbox order (RANK_BUCKET, monotone in it)
+    #   and a few filter columns, so a position is the sum of the buckets before the conversation's
+    #   plus a walk of its own bucket only (see storage/counts.py).
+    # An empty assignee is unassigned (NULL), as actions.assign stores it; imports could write ''.
+    [
+        "UPDATE conversations SET assignee = NULL WHERE assignee = ''",
+        f"""CREATE TABLE inbox_cells (
+            {_CELL_DDL}, n INTEGER NOT NULL, PRIMARY KEY ({_CELL_COLS})
+        ) WITHOUT ROWID""",
+        f"""CREATE TABLE inbox_ranks (
+            bucket INTEGER NOT NULL, {_RANK_DDL}, n INTEGER NOT NULL, PRIMARY KEY (bucket, {_RANK_COLS})
+        ) WITHOUT ROWID""",
+        f"""INSERT INTO inbox_cells({_CELL_COLS}, n)
+            SELECT {_cell_values("c")}, count(*) FROM conversations c GROUP BY {_CELL_COLS}""",
+        f"""INSERT INTO inbox_ranks(bucket, {_RANK_COLS}, n)
+            SELECT {rank_bucket("c")}, {_rank_values("c")}, count(*) FROM conversations c
+            GROUP BY 1, {_RANK_COLS}""",
+        f"""CREATE TRIGGER inbox_counts_ai AFTER INSERT ON conversations BEGIN
+            {_count_add("new")}
+            {_rank_add("new")}
+        END""",
+        f"""CREATE TRIGGER inbox_counts_ad AFTER DELETE ON conversations BEGIN
+            {_count_remove("old")}
+            {_rank_remove("old")}
+        END""",
+        f"""CREATE TRIGGER inbox_cells_au AFTER UPDATE OF {_CELL_SOURCE} ON conversations
+            WHEN {_changed(_CELL_SOURCE)}
+        BEGIN
+            {_count_remove("old")}
+            {_count_add("new")}
+        END""",
+        f"""CREATE TRIGGER inbox_ranks_au AFTER UPDATE OF sort_due, last_message_at, {_RANK_SOURCE} ON conversations
+            WHEN {rank_bucket("old")} IS NOT {rank_bucket("new")} OR {_changed(_RANK_SOURCE)}
+        BEGIN
+            {_rank_remove("old")}
+            {_rank_add("new")}
+        END""",
     ],
 ]
 

@@ -228,19 +228,22 @@ def test_cli_search_and_show_agree_after_a_rename(tmp_path, capsys: pytest.Captu
         assert json.loads(capsys.readouterr().out)["customer"]["name"] == "Grace Okafor"
 
 
-def test_the_migration_repairs_stale_search_rows(tmp_path) -> None:
-    """A database from before the triggers: the rename left the old conversations indexed under the
-    old name. Opening it with this version rebuilds the rows."""
-    from replydesk.storage import search
+def test_the_migration_repairs_stale_search_rows(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database from before the triggers (schema 4) whose search rows are stale: opening it with
+    this version rebuilds them."""
+    from replydesk.storage import db as db_module
+    from replydesk.storage import schema, search
 
-    db = _db(tmp_path)
-    _renamed_customer(db)
-    db.conn.execute("UPDATE conversations_fts SET customer = 'Grace Wanjiru @grace' WHERE rowid IN "
-                    "(SELECT rowid FROM conversations WHERE id LIKE 'acct:old%')")
-    for trigger in ("conv_fts_ai", "conv_fts_au", "conv_fts_ad", "contact_fts_au"):
-        db.conn.execute(f"DROP TRIGGER {trigger}")
-    db.conn.execute("PRAGMA user_version = 4")
-    db.close()
+    with monkeypatch.context() as m:
+        m.setattr(db_module, "MIGRATIONS", schema.MIGRATIONS[:4])
+        m.setattr(db_module, "SCHEMA_VERSION", 4)
+        db = _db(tmp_path)
+        _renamed_customer(db)
+        db.conn.execute("DELETE FROM conversations_fts")
+        db.conn.execute("INSERT INTO conversations_fts(rowid, customer) SELECT rowid, 'Grace Wanjiru @grace' "
+                        "FROM conversations")
+        assert not _index_matches_contacts(db)
+        db.close()
     db = _db(tmp_path)
     assert _index_matches_contacts(db)
     assert len(search.search(db, "Okafor")[0]) == 4
