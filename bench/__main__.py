@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="measure every figure and print JSON lines plus a table")
     run.add_argument("--quick", action="store_true", help="10k messages, one run each: the CI smoke check")
-    run.add_argument("--sizes", type=_sizes, default=None, help="comma list of 10k,100k,1m (default 10k,100k,1m)")
+    run.add_argument("--sizes", type=_sizes, default=None, help="comma list of 10k,100k,1m,10m (default 10k,100k,1m; 10m only when asked for)")
     run.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported (default 3)")
     run.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
     run.add_argument("--no-tui", action="store_true", help="skip the TUI figures")
