@@ -362,6 +362,20 @@ MIGRATIONS: list[list[str]] = [
             {_rank_add("new")}
         END""",
     ],
+    # 7: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
+    # rerun of the same, unchanged file continues there. offset/line for JSON Lines, records for both.
+    [
+        """CREATE TABLE import_progress (
+            source TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            head TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            records INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
