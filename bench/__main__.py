@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--accounts", type=int, default=24)
     gen.add_argument("--seed", type=int, default=7)
 
+    whole = sub.add_parser("import-whole-file", help=argparse.SUPPRESS)  # the import figure's baseline
+    whole.add_argument("--data-dir", type=Path, required=True)
+    whole.add_argument("file", type=Path)
+
     probe = sub.add_parser("tui-probe", help=argparse.SUPPRESS)
     probe.add_argument("--data-dir", type=Path, required=True)
     probe.add_argument("--spawned-at", type=float, required=True)
@@ -70,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{spec.accounts} accounts in {time.perf_counter() - t0:.1f} s -> {args.data_dir}\n"
               f"open it with: replydesk --data-dir {args.data_dir}")
         return 0
+    if args.command == "import-whole-file":
+        from bench.import_bench import whole_file_main
+
+        return whole_file_main(args.data_dir, args.file)
     if args.command == "tui-probe":
         from bench.tui_bench import probe_main
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import generate, storage_bench, tui_bench
+from bench import generate, import_bench, storage_bench, tui_bench
 from bench.report import Figure, Reporter, percentile
 from replydesk.config import Config
 from replydesk.workspace import Workspace
@@ -129,6 +129,11 @@ class Runner:
                 self.r.add(fig)
         finally:
             db.close()
+        if n <= 1_000_000:  # the import goal is set at 1M; 10M would take an hour to export and import
+            for fig in self.timed("import", lambda: import_bench.bench_import(
+                    n, gen.data_dir, self.opts.cache_dir, spec.key, 1 if self.opts.quick or n >= 1_000_000 else runs,
+                    self.tmp)):
+                self.r.add(fig)
         self.tui(n, spec, gen.data_dir)
 
     # ---- TUI ----------------------------------------------------------------------------------------

@@ -50,8 +50,8 @@ from replydesk.storage.ingest import (
     ensure_account,
 )
 
-BATCH_RECORDS = 500
-BATCH_BYTES = 8 << 20
+BATCH_RECORDS = 2000  # conversations per transaction: large enough that commits cost little,
+BATCH_BYTES = 16 << 20  # small enough that memory stays flat (tens of MB) at any file size
 HEAD_BYTES = 64 << 10  # hashed to recognise the same file on a rerun
 MAX_DEPTH = 64  # records nest three levels; anything deeper than this is not one
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as the config allows
@@ -366,7 +366,7 @@ def _write(db: Database, batch: list[_Record], result: ImportResult) -> None:
         ids = [item_id(account, m.native_id) for m in messages]
         fresh = set(ids) - _existing(db, ids, "messages")
         stats = IngestStats()
-        _ingest_one(db, account, FetchResult(messages=messages, cursor={}), stats)
+        _ingest_one(db, account, FetchResult(messages=messages, cursor={}), stats, checked=True)
         result.messages += stats.new_messages
         updates = [(state, int(private), mid) for rec in batch if rec.account == account
                    for mid, (state, private) in rec.states.items() if mid in fresh]
