@@ -198,8 +198,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         records = exchange.export_records(db)
-        if args.format == "json":
-            out.write(_json_safe(json.dumps(list(records), ensure_ascii=False, indent=2)) + "\n")
+        if args.format == "json":  # one element at a time: an export of a million messages stays small
+            out.write("[")
+            for n, record in enumerate(records):
+                out.write(("," if n else "") + "\n" + _json_safe(json.dumps(record, ensure_ascii=False, indent=2)))
+            out.write("\n]\n")
         else:
             for record in records:
                 emit_json(record, out)

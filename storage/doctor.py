@@ -1,7 +1,8 @@
 """``replydesk doctor``: check a workspace database and repair what can be repaired safely.
 
-Safe repairs only: rebuilding the full-text indexes from the tables they index, and removing an
-engine lock file that no live process holds. Nothing here deletes customer data.
+Safe repairs only: rebuilding the full-text indexes and the inbox counters from the tables they
+derive from, and removing an engine lock file that no live process holds. Nothing here deletes
+customer data.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from replydesk.storage import schema
 from replydesk.storage.db import DB_FILENAME, StorageError, open_database
 
 RESTORE_ADVICE = ("the file may be damaged: keep a copy, then restore from an export "
@@ -93,6 +95,14 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
                     _rebuild(db, table)
                 else:
                     ok = False
+        if counters_consistent(db):
+            findings.append("inbox counters: ok")
+        elif repair:
+            rebuild_counters(db)
+            findings.append("inbox counters: did not match the conversations; rebuilt")
+        else:
+            ok = False
+            findings.append("inbox counters: do not match the conversations; run with --repair")
         if repair:
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
@@ -123,3 +133,32 @@ def _rebuild(db: Any, table: str) -> None:
             db.conn.execute("DELETE FROM conversations_fts")
             ids = [r[0] for r in db.conn.execute("SELECT id FROM conversations")]
             reindex_conversations(db, ids)
+
+
+_COUNTERS = (("inbox_cells", "", schema.CELL_COLUMNS), ("inbox_ranks", "bucket", schema.RANK_COLUMNS))
+
+
+def _fresh_counts(table: str, bucket: str, columns: tuple[str, ...]) -> str:
+    values = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in columns)
+    head = f"{schema.rank_bucket('c')}, " if bucket else ""
+    return (f"SELECT {head}{values}, count(*) FROM conversations c "
+            f"GROUP BY {'1, ' if bucket else ''}{', '.join(columns)}")
+
+
+def counters_consistent(db: Any) -> bool:
+    """The inbox counters (kept by trigger) equal a fresh count of the conversations."""
+    for table, bucket, columns in _COUNTERS:
+        cols = ", ".join(([bucket] if bucket else []) + list(columns))
+        kept = db.conn.execute(f"SELECT {cols}, n FROM {table} EXCEPT {_fresh_counts(table, bucket, columns)}")
+        fresh = db.conn.execute(f"{_fresh_counts(table, bucket, columns)} EXCEPT SELECT {cols}, n FROM {table}")
+        if kept.fetchone() is not None or fresh.fetchone() is not None:
+            return False
+    return True
+
+
+def rebuild_counters(db: Any) -> None:
+    with db.transaction():
+        for table, bucket, columns in _COUNTERS:
+            cols = ", ".join(([bucket] if bucket else []) + list(columns))
+            db.conn.execute(f"DELETE FROM {table}")
+            db.conn.execute(f"INSERT INTO {table}({cols}, n) {_fresh_counts(table, bucket, columns)}")
