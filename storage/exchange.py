@@ -11,9 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from replydesk.model import iso
-from replydesk.storage import importer, slastate
+from replydesk.storage import slastate
 from replydesk.storage.db import Database
-from replydesk.storage.importer import ImportError_  # noqa: F401 - the name callers catch
 from replydesk.storage.ingest import TAG_SEP
 
 
@@ -73,6 +72,8 @@ def _sla_json(result: Any, conv_id: str, now: float) -> dict[str, Any]:
 def import_records(db: Database, lines: Iterable[str], source: str = "<input>") -> dict[str, int]:
     """Import JSON Lines (or a JSON array) given as text; see ``storage.importer`` for the rules."""
     import io
+
+    from replydesk.storage import importer
 
     data = "".join(lines).encode("utf-8", "surrogatepass")
     return importer.import_stream(db, io.BufferedReader(io.BytesIO(data)), source).as_json()

@@ -47,7 +47,6 @@ from replydesk.storage.ingest import (
     _existing,
     _ingest_one,
     clean_text,
-    ensure_account,
 )
 
 BATCH_RECORDS = 2000  # conversations per transaction: large enough that commits cost little,
@@ -362,7 +361,9 @@ def _write(db: Database, batch: list[_Record], result: ImportResult) -> None:
     for rec in batch:
         platforms.setdefault(rec.account, rec.platform)
     for account, messages in by_account.items():
-        ensure_account(db, account, "import", platforms[account])
+        # A configured account keeps its provider; an account only the file knows is recorded as imported.
+        db.conn.execute("INSERT INTO accounts(name, provider, platform, created_at) VALUES (?,?,?,?) "
+                        "ON CONFLICT(name) DO NOTHING", (account, "import", platforms[account], db.now()))
         ids = [item_id(account, m.native_id) for m in messages]
         fresh = set(ids) - _existing(db, ids, "messages")
         stats = IngestStats()
