@@ -14,7 +14,14 @@ from typing import Any
 
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP
-from replydesk.storage.schema import CELL_COLUMNS, DAY, NO_DUE, RANK_COLUMNS, rank_bucket
+from replydesk.storage.schema import (
+    CELL_COLUMNS,
+    DAY,
+    NO_DUE,
+    NO_DUE_BUCKETS,
+    RANK_COLUMNS,
+    rank_bucket,
+)
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -138,12 +145,40 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     # The open views walk the partial index in inbox order. Named explicitly: without fresh
     # ANALYZE statistics the planner prefers conv_status_inbox and sorts every open row per page.
     hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    # Deep pages (the end of the list after G, a scroll far down) start the walk at the bucket of
+    # the inbox order that holds ``offset`` (inbox_ranks), not at the top of the list.
+    found = _bucket_holding(db, f, offset) if offset > WALK_BELOW else None
+    if found is not None:
+        bucket, before, low = found
+        where += f"{' AND ' if where else ' WHERE '}c.sort_due >= ? AND {rank_bucket('c')} >= ?"
+        params = [*params, low, bucket]
+        offset -= before
     rows = db.conn.execute(
         f"{_ROW_SQL} WHERE c.id IN (SELECT c.id FROM conversations c{hint}{where} ORDER BY {ORDER} LIMIT ? OFFSET ?) "
         f"ORDER BY {ORDER}",
         (*params, limit, offset),
     )
     return [_row(tuple(r)) for r in rows]
+
+
+def _bucket_holding(db: Database, f: InboxFilter, offset: int) -> tuple[int, int, float] | None:
+    """(bucket, rows of the view before it, lowest sort_due in it) for the row at ``offset``, or
+    None when the view's filter is not kept per bucket or the offset lies past its end."""
+    ranked = _counter_where(f, RANK_COLUMNS)
+    if ranked is None:
+        return None
+    rank_where, rank_params = ranked
+    before = 0
+    for bucket, n in db.conn.execute(
+        f"SELECT bucket, sum(n) FROM inbox_ranks{rank_where} GROUP BY bucket ORDER BY bucket", rank_params
+    ):
+        if before + n > offset:
+            # rows without a deadline (and beyond it) start at NO_DUE; a day a little low, so that
+            # float rounding at a day's edge loses no row (the bucket test is exact)
+            low = NO_DUE if bucket >= NO_DUE_BUCKETS else bucket * DAY - 1.0
+            return bucket, before, low
+        before += n
+    return None
 
 
 def _counter_where(f: InboxFilter, columns: tuple[str, ...]) -> tuple[str, list[Any]] | None:

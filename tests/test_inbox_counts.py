@@ -1,10 +1,10 @@
 """The maintained inbox counters agree with a plain COUNT after any sequence of writes.
 
-inbox_count and position_of read counters that triggers keep (schema migration 6). Every write
+inbox_count, position_of and deep inbox pages read counters that triggers keep (schema migration 6). Every write
 path goes through the real storage functions here: ingest, triage actions, status changes, the SLA
 sweep after the clock moves, imports, sent replies and a policy change re-evaluating everything.
-After each sequence, every view's count and every conversation's position must equal what a plain
-query over the conversations says, and the counter tables must equal a fresh GROUP BY.
+After each sequence, every view's count, every page and every conversation's position must equal
+what a plain query over the conversations says, and the counter tables must equal a fresh GROUP BY.
 """
 
 from __future__ import annotations
@@ -155,6 +155,8 @@ def check(db) -> None:
     for f in FILTERS:
         ids = _plain_ids(db, f)
         assert queries.inbox_count(db, f) == len(ids), f
+        for offset in range(0, len(ids) + 2, 3):  # pages anywhere, including past the end
+            assert [r.id for r in queries.inbox_page(db, f, offset, 4)] == ids[offset:offset + 4], (f, offset)
         where = {conv_id: n for n, conv_id in enumerate(ids)}
         for conv_id in all_ids:
             assert queries.position_of(db, f, conv_id) == where.get(conv_id), (f, conv_id)
