@@ -9,30 +9,34 @@ asking with a higher offset confirms (deletes) the previous batch on Telegram's 
 stored, with its cursor, before we ask again. A conversation is a chat, or a topic thread in a forum
 supergroup. Telegram has no idempotency and no way to find a sent message, so an uncertain send ends
 ``unknown`` (``lookup_sent`` raises ``UnknownDelivery``) and the agent decides.
+
+Length: the Bot API allows 4096 characters "after entities parsing", counted in UTF-16 code units
+(the unit of its entity offsets). We never set a parse mode, so nothing is parsed away: the text
+counts as written, an emoji outside the BMP as 2, a ZWJ family as the sum of its parts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import httpx
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
-from replydesk.providers import http
+from replydesk.options import AccountOptions, HttpsUrl
+from replydesk.platforms import Limit, PlatformFacts, utf16_units
+from replydesk.providers import http, payload
 from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
-    Provider,
-    RateLimited,
     SecretGetter,
     TransientError,
     UnknownDelivery,
 )
-from replydesk.providers.http import BadItem
+from replydesk.providers.payload import BadItem
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "telegram"
 DEFAULT_API = "https://api.telegram.org"
@@ -45,21 +49,21 @@ STREAM_POLL = 25  # seconds a push long poll waits
 MEDIA = ("photo", "video", "animation", "audio", "voice", "video_note", "document", "sticker", "location",
          "venue", "contact", "poll", "dice", "game", "story")
 
-
-def _int(obj: Any, key: str) -> int:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise BadItem(f"{key} missing or not an integer")
+_int = payload.integer
+_opt_str = payload.text
+utf16_len = utf16_units
 
 
-def _opt_str(obj: Any, key: str) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, str) else ""
+class TelegramOptions(AccountOptions):
+    """A Telegram bot (a token from @BotFather; works with Telegram Business connections)."""
+
+    provider: Literal["telegram"] = "telegram"
+    api_base: HttpsUrl = DEFAULT_API
+    """The Bot API server: Telegram's, or a self-hosted one."""
 
 
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+#: Chats only (a group message is answered in the chat): every reply counts against the message limit.
+FACTS = {"telegram": PlatformFacts("Telegram", "TG", None, Limit(MAX_TEXT, "utf16"))}
 
 
 def expand_text_links(text: str, entities: Any) -> str:
@@ -107,31 +111,29 @@ def _media_note(message: dict[str, Any]) -> str:
     return "[unsupported message]"
 
 
-class TelegramProvider(Provider):
+def _update_label(update: Any) -> str:
+    value = update.get("update_id") if isinstance(update, dict) else None
+    return f"update:{value}" if isinstance(value, int) and not isinstance(value, bool) else "update:?"
+
+
+class TelegramProvider(http.HttpProvider):
     platform = "telegram"
-    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=MAX_TEXT,
-                                supports_idempotency=False, can_lookup_sent=False, streams=True)
+    service = SERVICE
+    Options = TelegramOptions
+    FACTS = FACTS
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=False,
+                                can_lookup_sent=False, streams=True)
     #: fetch() long-polls for ``long_poll`` seconds, so a new message shows within about 2 s
     poll_interval = 1.0
     long_poll = 1
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
-                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(account, options, secret)
-        self.base = http.check_base_url(str(options.get("api_base") or DEFAULT_API))
-        self.clock = clock
-        self.gate = http.RateGate(SERVICE, clock)
-        self._clients = http.LazyClient(transport)
+    def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
+        super().__init__(account, options, secret, **wire)
+        self.base = http.check_base_url(self.options.api_base)
         self._poll_lock = asyncio.Lock()  # Telegram answers 409 to a second concurrent getUpdates
         self._streaming = False
         self._offset: int | None = None
-        http.install_log_redaction()
-
-    def _http(self) -> httpx.AsyncClient:
-        return self._clients.get()
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
+        http.install_log_redaction()  # the token is in every URL: mask httpx's request log from the start
 
     # ---- the Bot API --------------------------------------------------------------------------------
 
@@ -140,10 +142,8 @@ class TelegramProvider(Provider):
         token = self._secret()
         if not token:
             raise AuthError(f"telegram: no bot token stored for account {self.account!r}; run 'replydesk login'")
-        self.gate.check()
-        timeout = httpx.Timeout(connect=10.0, read=30.0 + wait, write=30.0, pool=10.0)
-        request = self._http().build_request("POST", f"{self.base}/bot{token}/{method}", json=payload, timeout=timeout)
-        response = await http.send_request(self._http(), request, SERVICE)
+        response = await self.request("POST", f"{self.base}/bot{token}/{method}", json=payload,
+                                      read_timeout=30.0 + wait, check=False)
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -157,15 +157,12 @@ class TelegramProvider(Provider):
         description = http.redact(_opt_str(body, "description").replace(token, "<redacted>"), 200)
         params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         suffix = f": {description}" if description else ""
-        if code == 429:
+        if code == 429:  # the shared gate: no request is spent until it ends, restarts included
             retry = params.get("retry_after")
-            now = self.clock()
+            reset = None
             if isinstance(retry, int | float) and not isinstance(retry, bool) and 0 <= retry < http.MAX_RATE_WAIT:
-                reset = now + float(retry)
-            else:
-                reset = http.wait_until(response.headers, now)
-            self.gate.blocked_until = max(self.gate.blocked_until, reset)
-            return RateLimited(f"telegram: rate limited until {http.fmt_time(reset)}", reset)
+                reset = self.clock() + float(retry)
+            return self.gate.limited(response, reset=reset)
         if code == 401:
             return AuthError("telegram: the bot token was refused (revoked or wrong); re-login needed")
         if code == 404 and _opt_str(body, "description") in ("", "Not Found"):
@@ -206,25 +203,16 @@ class TelegramProvider(Provider):
 
     def page(self, updates: list[Any], offset: int | None) -> FetchResult:
         """Map one getUpdates batch; the cursor moves past every update we saw, good or bad."""
-        messages: list[IncomingMessage] = []
-        rejected: list[tuple[str, str]] = []
-        newest = offset - 1 if offset is not None else None
-        for update in updates:
-            try:
-                update_id = _int(update, "update_id")
-            except BadItem as exc:
-                rejected.append(("update:?", str(exc)))
-                continue
-            newest = update_id if newest is None else max(newest, update_id)
-            try:
-                message = self._map(update)
-            except Exception as exc:  # a bad update never stops the others; the offset moves past it
-                rejected.append((f"update:{update_id}", http.reject_reason(exc)))
-                continue
-            if message is not None:
-                messages.append(message)
-        cursor = {"offset": newest + 1} if newest is not None else {}
+        ids = [u["update_id"] for u in updates if isinstance(u, dict) and isinstance(u.get("update_id"), int)
+               and not isinstance(u.get("update_id"), bool)]
+        messages, rejected = payload.map_each(updates, self._map_update, _update_label)
+        seen = [offset - 1, *ids] if offset is not None else ids
+        cursor = {"offset": max(seen) + 1} if seen else {}
         return FetchResult(messages, cursor, "updates", rejected)
+
+    def _map_update(self, update: Any) -> IncomingMessage | None:
+        _int(update, "update_id")
+        return self._map(update)
 
     def _map(self, update: dict[str, Any]) -> IncomingMessage | None:
         found = next(((update[key], edited) for key, edited in UPDATE_KINDS if key in update), None)
@@ -307,9 +295,10 @@ class TelegramProvider(Provider):
     # ---- sending ------------------------------------------------------------------------------------
 
     def compose(self, reply: OutgoingReply) -> dict[str, Any]:
-        """The sendMessage payload: plain text (never a parse_mode), threaded on the customer's message."""
+        """The sendMessage payload: plain text (never a parse_mode), threaded on the customer's message.
+        The chat comes from the conversation's details, the message to thread on from the answered one's."""
         meta = reply.meta if isinstance(reply.meta, dict) else {}
-        inbound = meta.get("last_inbound_meta") if isinstance(meta.get("last_inbound_meta"), dict) else {}
+        inbound = reply.answering_meta
         chat_id = meta.get("chat_id", inbound.get("chat_id"))
         if not isinstance(chat_id, int) or isinstance(chat_id, bool):
             head = reply.conversation_native_id.split(":", 1)[0]

@@ -24,7 +24,6 @@ from replydesk import __version__, secrets
 from replydesk.config import (
     Config,
     ConfigError,
-    DemoFaults,
     default_config_path,
     default_data_dir,
     demo_config,
@@ -87,7 +86,7 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 
 
 def _demo_workspace(args: argparse.Namespace) -> Workspace:
-    faults = parse_faults(args.faults) if getattr(args, "faults", None) else DemoFaults()
+    faults = parse_faults(args.faults) if getattr(args, "faults", None) else None
     base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
     if not args.config:
@@ -101,8 +100,11 @@ def _demo_workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(data_dir=data_dir, config=build(), config_source=ConfigSource(path, build))
 
 
-def parse_faults(spec: str) -> DemoFaults:
-    """``fail=0.3,latency=200ms,ratelimit=0.1,offline=1,lost_ack=0.2`` → validated fault settings."""
+def parse_faults(spec: str) -> Any:
+    """``fail=0.3,latency=200ms,ratelimit=0.1,offline=1,lost_ack=0.2`` → validated fault settings
+    (the demo provider's ``DemoFaults``)."""
+    from replydesk.providers.demo import DemoFaults
+
     values: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, sep, value = part.partition("=")

@@ -196,6 +196,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX conv_due_pending ON conversations(sla_due_at) WHERE sla_state != 'breached'",
         "CREATE INDEX conv_warn_ok ON conversations(sla_warn_at) WHERE sla_state = 'ok'",
     ],
+    # 4: the platform facts of each account (names, reply limits, how length is counted), written by
+    # the sync engine, including limits learned at run time; the console reads them from here.
+    [
+        "ALTER TABLE accounts ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

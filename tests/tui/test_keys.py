@@ -527,7 +527,8 @@ async def test_saved_reply_fills_customer(workspace, db) -> None:  # noqa: ANN00
         assert app.composer.text == f"Thank you {target.customer}, we're glad we could help!"
 
 
-async def test_grapheme_limit_blocks_overlong_reply(workspace, db) -> None:  # noqa: ANN001
+async def test_x_weighted_limit_blocks_overlong_reply(workspace, db) -> None:  # noqa: ANN001
+    """X weighs an emoji (a ZWJ family included) 2 of its 280: 140 families fill a post."""
     conv = db.conn.execute(
         "SELECT id FROM conversations WHERE platform='x' AND kind='mention' AND status='open' LIMIT 1"
     ).fetchone()[0]
@@ -537,10 +538,10 @@ async def test_grapheme_limit_blocks_overlong_reply(workspace, db) -> None:  # n
         await select(pilot, conv)
         await pilot.press("r")
         family = "👨\u200d👩\u200d👧\u200d👦"
-        app.composer.text_area.load_text(family * 280)
+        app.composer.text_area.load_text(family * 140)
         await settle(pilot)
         info = str(app.composer.query_one("#composer-info").render())
-        assert "280/280" in info  # a family emoji is one grapheme
+        assert "· X · 280/280" in info
         app.composer.text_area.insert("!")
         await pilot.press("ctrl+s")
         await settle(pilot)
