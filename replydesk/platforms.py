@@ -139,11 +139,12 @@ class Limit:
         return COUNTERS[self.counting](text)
 
     def measure(self, text: str) -> Measure:
-        """The binding measure: the byte cap when that one is exceeded, else the platform's count."""
+        """The measure closest to binding: the byte cap when the text uses more of it than of the
+        platform's own count (emoji-dense text on Bluesky), else the platform's count."""
         main = Measure(self.length(text), self.max, UNITS[self.counting])
-        if self.max_bytes and not main.over:
+        if self.max_bytes:
             used = utf8_bytes(text)
-            if used > self.max_bytes:
+            if not self.max or used * self.max > main.used * self.max_bytes:
                 return Measure(used, self.max_bytes, "bytes")
         return main
 

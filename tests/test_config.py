@@ -114,6 +114,112 @@ def test_bad_config_message_names_file_line_and_key(tmp_path, text, expected):
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            """
+            accounts:
+              - name: shop-mail
+                provider: email
+                address: hello@shop.example
+                imap:
+                  host: imap.shop.example
+                  tls: none
+            """,
+            ":7: accounts[0].imap: tls: none is only allowed for localhost, not imap.shop.example "
+            "(use implicit or starttls so the password is not sent in clear text)",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-mail
+                provider: email
+                address: hello@shop.example
+                imap: {host: imap.shop.example, folders: []}
+            """,
+            ":6: accounts[0].imap.folders: must be a list of folder names",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-mastodon
+                provider: mastodon
+                instance: https://mastodon.social
+                max_length: 0
+            """,
+            ":6: accounts[0].max_length: Input should be greater than or equal to 1",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-bluesky
+                provider: bluesky
+                service: https://bsky.social
+            """,
+            ":3: accounts[0].handle: missing required option",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-telegram
+                provider: telegram
+                api_base: http://api.telegram.org
+            """,
+            ":5: accounts[0].api_base: must be an https:// URL (plain http only for localhost)",
+        ),
+        (
+            """
+            accounts:
+              - name: demo
+                provider: demo
+                faults: {fail: 2}
+            """,
+            ":5: accounts[0].faults.fail: Input should be less than or equal to 1",
+        ),
+        (
+            """
+            accounts:
+              - name: demo
+                provider: demo
+              - name: nameless-provider
+                seed: 4
+            """,
+            ":5: accounts[1]: missing required option 'provider' (one of: demo, email, mastodon, bluesky, telegram)",
+        ),
+    ],
+    ids=["email-plain-remote", "email-no-folders", "mastodon-max-length", "bluesky-no-handle",
+         "telegram-http", "demo-fault-share", "no-provider"],
+)
+def test_a_providers_own_option_errors_name_file_line_and_key(tmp_path, text, expected):
+    """Each provider module validates its own options; the message still points into the file."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}{expected}"
+
+
+def test_provider_options_keep_their_types_and_defaults(tmp_path):
+    path = _write(tmp_path, """
+        accounts:
+          - name: shop-mail
+            provider: email
+            address: Hello@Shop.example
+            imap: {host: imap.shop.example, tls: starttls}
+            smtp: {host: smtp.shop.example}
+          - name: shop-mastodon
+            provider: mastodon
+            instance: https://mastodon.social/
+            poll_interval: 2m
+    """)
+    config, _ = load_config(path)
+    mail, mastodon = config.accounts
+    assert (mail.imap.port, mail.imap.user, mail.smtp.port, mail.address) == (143, "hello@shop.example", 465,
+                                                                              "hello@shop.example")
+    assert (mastodon.instance, mastodon.poll_interval, mastodon.max_length) == ("https://mastodon.social", 120.0, None)
+    assert type(mastodon).__module__ == "replydesk.providers.mastodon"
+
+
 def test_bad_config_exits_2_without_traceback(tmp_path, capsys):
     path = _write(tmp_path, "accounts:\n  - name: demo\n    provider: demo\n    seed: many\n")
     code = main(["--config", str(path), "config", "check"])

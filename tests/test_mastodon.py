@@ -447,6 +447,43 @@ async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api
         db.close()
 
 
+async def test_engine_stores_the_instances_own_limit_for_the_composer(tmp_path: Any, api: FakeApi,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance configured for 1000 characters: the engine learns it from /api/v2/instance and
+    stores it with the account, where the console reads it; the account's own max_length wins."""
+    from replydesk.config import Config
+    from replydesk.providers import http
+    from replydesk.providers.mastodon import MastodonOptions
+    from replydesk.storage import platform_facts
+    from replydesk.workspace import Workspace
+    from support import Clock
+
+    instance = find(cassette("test_stream_user_direct.yaml"), "GET", "/api/v2/instance").json()
+    instance["configuration"]["statuses"]["max_characters"] = 1000
+    api.route("GET", "/api/v2/instance", json_response(instance))
+    api.route("GET", NOTIFICATIONS, json_response([]))
+    monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
+    monkeypatch.setenv(secrets.env_name("capped"), TOKEN)
+    real_client = http.make_client
+    monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(api.transport, **kw))
+    accounts = [MastodonOptions(name=ACCOUNT, instance=INSTANCE), MastodonOptions(name="capped", instance=INSTANCE,
+                                                                                   max_length=300)]
+    ws = Workspace(tmp_path, Config(accounts=accounts), Clock())
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        before = {a: f.public.max for a, _, f in platform_facts.load(db)}
+        await engine.run_once()
+        after = {a: f for a, _, f in platform_facts.load(db)}
+    finally:
+        db.close()
+    assert before == {ACCOUNT: 500, "capped": 300}  # stored at start: the default, the account's own
+    assert after[ACCOUNT].public.max == 1000 and after[ACCOUNT].public.counting == "mastodon"
+    assert after["capped"].public.max == 300
+    assert after[ACCOUNT].limit("mention", False).fits("a" * 1000)
+    assert not after[ACCOUNT].limit("mention", False).fits("a" * 1001)
+
+
 async def test_engine_stores_a_streamed_mention_within_two_seconds(tmp_path: Any, api: FakeApi,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The running engine consumes the SSE stream: a mention is in the cache (not only parsed) in < 2 s."""

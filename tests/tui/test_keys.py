@@ -549,6 +549,43 @@ async def test_x_weighted_limit_blocks_overlong_reply(workspace, db) -> None:  #
     assert outbox.pending(db) == []
 
 
+async def test_composer_counts_with_the_accounts_stored_limit_and_the_platforms_unit(workspace, db) -> None:  # noqa: ANN001
+    """The composer reads the facts the engine stored: an instance's own limit (here 40, as a
+    Mastodon instance may report) and Telegram's UTF-16 units (an emoji outside the BMP is 2)."""
+    from replydesk import providers
+    from replydesk.storage import platform_facts
+
+    stored = {p: f for a, p, f in platform_facts.load(db) if a == "demo"}
+    assert stored["telegram"] == providers.platform_facts("telegram")  # the engine pass stored them
+    stored["mastodon"] = stored["mastodon"].with_limit(40, 40)
+    platform_facts.save(db, "demo", stored)
+
+    def first(platform: str) -> str:
+        return db.conn.execute("SELECT id FROM conversations WHERE platform=? AND status='open' LIMIT 1",
+                               (platform,)).fetchone()[0]
+
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, first("mastodon"))
+        await pilot.press("r")
+        app.composer.text_area.load_text("a" * 40)
+        await settle(pilot)
+        assert "· Mastodon · 40/40" in str(app.composer.query_one("#composer-info").render())
+        app.composer.text_area.insert("!")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.composer.is_open  # refused here, not by the platform later
+        await pilot.press("escape")
+        await settle(pilot)
+        await select(pilot, first("telegram"))
+        await pilot.press("r")
+        app.composer.text_area.load_text("😀" * 2048)
+        await settle(pilot)
+        assert "· Telegram · 4096/4096" in str(app.composer.query_one("#composer-info").render())
+    assert outbox.pending(db) == []
+
+
 async def test_selection_follows_conversation_on_new_writes(workspace, db) -> None:  # noqa: ANN001
     rows = open_rows(db, 4)
     app = app_for(workspace)
