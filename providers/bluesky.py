@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso
 from replydesk.options import AccountOptions, HttpsUrl
@@ -67,6 +67,8 @@ _time = payload.timestamp
 
 class BlueskyOptions(AccountOptions):
     """A Bluesky account: an app password (tick "Allow access to your direct messages" for DMs)."""
+
+    secret_hint: ClassVar[str] = "an app password (Settings → App passwords; tick 'Allow access to your direct messages')"
 
     provider: Literal["bluesky"] = "bluesky"
     handle: str

@@ -23,7 +23,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -73,6 +73,8 @@ class DemoFaults(Strict):
 
 class DemoOptions(AccountOptions):
     """The built-in demo platform: a simulated shop, no account needed."""
+
+    secret_hint: ClassVar[str] = "any text (the demo platform ignores it)"
 
     provider: Literal["demo"] = "demo"
     seed: int = 42

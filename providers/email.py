@@ -78,6 +78,8 @@ class SmtpServer(MailServer):
 class EmailOptions(AccountOptions):
     """A mailbox over IMAP and SMTP; the password goes in the keyring (``replydesk login``)."""
 
+    secret_hint: ClassVar[str] = "the mailbox password or an app password"
+
     provider: Literal["email"] = "email"
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     """The shop's email address: the From of replies, and how our own mail is told apart."""

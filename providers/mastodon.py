@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -55,6 +55,9 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 class MastodonOptions(AccountOptions):
     """A Mastodon account: an access token with read:notifications, read:statuses, write:statuses."""
+
+    secret_hint: ClassVar[str] = ("an access token with scopes read:notifications read:statuses write:statuses "
+                                  "(Preferences → Development → New application)")
 
     provider: Literal["mastodon"] = "mastodon"
     instance: HttpsUrl

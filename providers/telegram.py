@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
 from replydesk.options import AccountOptions, HttpsUrl
@@ -56,6 +56,8 @@ utf16_len = utf16_units
 
 class TelegramOptions(AccountOptions):
     """A Telegram bot (a token from @BotFather; works with Telegram Business connections)."""
+
+    secret_hint: ClassVar[str] = "the bot token from @BotFather"
 
     provider: Literal["telegram"] = "telegram"
     api_base: HttpsUrl = DEFAULT_API

@@ -430,15 +430,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     account = ws.config.account(args.account)
     if account is None:
         raise UsageError(f"no account {args.account!r} in the config")
-    hints = {
-        "email": "the mailbox password or an app password",
-        "mastodon": "an access token with scopes read:notifications read:statuses write:statuses "
-                    "(Preferences → Development → New application)",
-        "bluesky": "an app password (Settings → App passwords; tick 'Allow access to your direct messages')",
-        "telegram": "the bot token from @BotFather",
-        "demo": "any text (the demo platform ignores it)",
-    }
-    print(f"{args.account}: enter {hints.get(account.provider, 'the token')}", file=sys.stderr)
+    print(f"{args.account}: enter {account.secret_hint}", file=sys.stderr)
     if not secrets.backend_available():
         complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
         return EXIT_ERROR

@@ -8,7 +8,7 @@ rule that plain http (or a mail server without TLS) is only for this machine.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -58,6 +58,9 @@ class Strict(BaseModel):
 
 class AccountOptions(Strict):
     """What every account has; a provider module subclasses it with its own options."""
+
+    #: what ``replydesk login`` asks for
+    secret_hint: ClassVar[str] = "the token"
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     """The account's name: the keyring entry, the conversation ids and ``--account`` use it."""

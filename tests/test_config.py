@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from replydesk import providers
 from replydesk.cli import main
 from replydesk.config import ConfigError, load_config
 from support import REPO
@@ -20,10 +21,32 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_validates_and_documents_every_provider():
     config, _ = load_config(REPO / "config.example.yaml")
-    assert {a.provider for a in config.accounts} == {"demo", "email", "mastodon", "bluesky", "telegram"}
+    assert {a.provider for a in config.accounts} == set(providers.REGISTRY)
     assert [p.name for p in config.sla.policies] == ["public-social", "direct-messages", "email", "reviews"]
     assert "office" in config.sla.calendars
     assert len(config.ui.views) == 6
+
+
+def test_example_config_documents_every_option_of_every_provider():
+    """Each provider module's options (nested ones too) appear in config.example.yaml."""
+    import re
+
+    from pydantic import BaseModel
+
+    text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+
+    def fields(model: type[BaseModel]) -> set[str]:
+        names = set()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    names |= fields(arg)
+        return names
+
+    for name in providers.REGISTRY:
+        missing = sorted(f for f in fields(providers.options_model(name)) if not re.search(rf"\b{f}\b", text))
+        assert missing == [], f"{name}: {missing}"
 
 
 def test_missing_default_config_means_defaults(tmp_path):
@@ -185,7 +208,7 @@ def test_bad_config_message_names_file_line_and_key(tmp_path, text, expected):
               - name: nameless-provider
                 seed: 4
             """,
-            ":5: accounts[1]: missing required option 'provider' (one of: demo, email, mastodon, bluesky, telegram)",
+            f":5: accounts[1]: missing required option 'provider' (one of: {', '.join(providers.REGISTRY)})",
         ),
     ],
     ids=["email-plain-remote", "email-no-folders", "mastodon-max-length", "bluesky-no-handle",
