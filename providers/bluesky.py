@@ -39,7 +39,7 @@ from replydesk.providers.base import (
     RateLimited,
     SecretGetter,
 )
-from replydesk.providers.payload import BadItem
+from replydesk.providers.payload import BadItem, ident
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ POST = "app.bsky.feed.post"
 LOG_CREATE = "chat.bsky.convo.defs#logCreateMessage"
 NO_DM_ACCESS = ("this app password has no direct-message access; create one with 'Allow access to your "
                 "direct messages' to read and answer DMs")
-
-
-_str = payload.ident
-_time = payload.timestamp
 
 
 class BlueskyOptions(AccountOptions):
@@ -176,9 +172,9 @@ class BlueskyProvider(http.HttpProvider):
             rejected: list[tuple[str, str]] = []
             reached = False
             for item in items:
-                uri = _str(item, "uri", required=False) or "?"
+                uri = ident(item, "uri", required=False) or "?"
                 try:
-                    at = _time(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
+                    at = payload.timestamp(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
                 except BadItem as exc:
                     rejected.append((uri[:200], str(exc)))
                     continue
@@ -193,7 +189,7 @@ class BlueskyProvider(http.HttpProvider):
                     fresh.append(item)
             messages, rejected = await payload.map_items(
                 fresh, lambda item: self._notification_messages(item, me),
-                lambda item: _str(item, "uri", required=False) or "?", rejected)
+                lambda item: ident(item, "uri", required=False) or "?", rejected)
             next_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) else None
             first_sync_done = seen_at is None and page + 1 >= FIRST_SYNC_PAGES
             done = reached or not items or not next_cursor or next_cursor == page_cursor or first_sync_done
@@ -212,8 +208,8 @@ class BlueskyProvider(http.HttpProvider):
                       me: str, reason: str = "") -> IncomingMessage:
         if not isinstance(author, dict):
             raise BadItem("author missing or not an object")
-        did = _str(author, "did")
-        handle = _str(author, "handle", required=False) or did
+        did = ident(author, "did")
+        handle = ident(author, "handle", required=False) or did
         name = payload.text(author, "displayName")
         if not isinstance(record, dict):
             raise BadItem("record missing or not an object")
@@ -225,7 +221,7 @@ class BlueskyProvider(http.HttpProvider):
         if note:
             text = f"{text}\n{note}" if text else note
         try:
-            created_at = _time(record.get("createdAt"), "createdAt")
+            created_at = payload.timestamp(record.get("createdAt"), "createdAt")
         except BadItem:
             created_at = indexed_at
         reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
@@ -241,11 +237,11 @@ class BlueskyProvider(http.HttpProvider):
         )
 
     async def _notification_messages(self, item: dict[str, Any], me: str) -> list[IncomingMessage]:
-        uri, cid = _str(item, "uri"), _str(item, "cid")
+        uri, cid = ident(item, "uri"), ident(item, "cid")
         reason = item["reason"]
         kind = "comment" if reason == "reply" else "mention"
         message = self._post_message(uri, cid, item.get("author"), item.get("record"),
-                                     _time(item.get("indexedAt"), "indexedAt"), kind, me, reason)
+                                     payload.timestamp(item.get("indexedAt"), "indexedAt"), kind, me, reason)
         messages = [message]
         root = message.conversation_native_id
         if root != uri and root not in self._threads and message.parent_native_id \
@@ -272,8 +268,8 @@ class BlueskyProvider(http.HttpProvider):
                 break  # notFoundPost / blockedPost or the top of the thread
             post = node["post"]
             try:
-                at = _time(post.get("indexedAt"), "indexedAt")
-                out.append(self._post_message(_str(post, "uri"), _str(post, "cid"), post.get("author"),
+                at = payload.timestamp(post.get("indexedAt"), "indexedAt")
+                out.append(self._post_message(ident(post, "uri"), ident(post, "cid"), post.get("author"),
                                               post.get("record"), at, kind, me))
             except Exception:  # a damaged parent only costs context
                 pass
@@ -295,7 +291,7 @@ class BlueskyProvider(http.HttpProvider):
                 raise PermanentError("bluesky: getLog answered with an unexpected shape")
             created = [e for e in logs if isinstance(e, dict) and e.get("$type") == LOG_CREATE]
             messages, rejected = await payload.map_items(
-                created, lambda entry: self._chat_message(_str(entry, "convoId"), entry.get("message"), me),
+                created, lambda entry: self._chat_message(ident(entry, "convoId"), entry.get("message"), me),
                 lambda entry: f"chat:{str(entry.get('rev', '?'))[:100]}")
             new = data.get("cursor") if isinstance(data.get("cursor"), str) and data.get("cursor") else log_cursor
             yield FetchResult(messages, {"log": new, "ready": True}, "chat", rejected)
@@ -346,8 +342,8 @@ class BlueskyProvider(http.HttpProvider):
             raise BadItem("message missing or not an object")
         if "deletedMessageView" in str(item.get("$type", "")):
             return None
-        mid = _str(item, "id")
-        sender = _str(item.get("sender"), "did") if isinstance(item.get("sender"), dict) else ""
+        mid = ident(item, "id")
+        sender = ident(item.get("sender"), "did") if isinstance(item.get("sender"), dict) else ""
         if not sender:
             raise BadItem("sender.did missing")
         text = item.get("text")
@@ -357,11 +353,11 @@ class BlueskyProvider(http.HttpProvider):
         note = _embed_note(item.get("embed"))
         if note:
             text = f"{text}\n{note}" if text else note
-        sent_at = _time(item.get("sentAt"), "sentAt")
+        sent_at = payload.timestamp(item.get("sentAt"), "sentAt")
         members = await self._members(convo)
         other = next((m for m in members if m.get("did") != me and payload.is_identifier(m.get("did"))), None)
         other_did = other["did"] if other else (sender if sender != me else f"convo:{convo}")
-        handle = _str(other, "handle", required=False) if other else ""
+        handle = ident(other, "handle", required=False) if other else ""
         name = payload.text(other, "displayName") or handle
         return IncomingMessage(
             native_id=f"{convo}:{mid}", conversation_native_id=f"convo:{convo}", platform="bluesky", kind="dm",

@@ -33,7 +33,8 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.providers.payload import BadItem
+from replydesk.providers.payload import BadItem, integer
+from replydesk.providers.payload import text as text_of
 
 if TYPE_CHECKING:
     import httpx
@@ -49,9 +50,6 @@ STREAM_POLL = 25  # seconds a push long poll waits
 MEDIA = ("photo", "video", "animation", "audio", "voice", "video_note", "document", "sticker", "location",
          "venue", "contact", "poll", "dice", "game", "story")
 
-_int = payload.integer
-_opt_str = payload.text
-utf16_len = utf16_units
 
 
 class TelegramOptions(AccountOptions):
@@ -100,13 +98,13 @@ def _media_note(message: dict[str, Any]) -> str:
         if value is None:
             continue
         if kind == "sticker" and isinstance(value, dict):
-            return f"[sticker {_opt_str(value, 'emoji')}]".replace(" ]", "]")
+            return f"[sticker {text_of(value, 'emoji')}]".replace(" ]", "]")
         if kind == "document" and isinstance(value, dict):
-            return f"[document {_opt_str(value, 'file_name')}]".replace(" ]", "]")
+            return f"[document {text_of(value, 'file_name')}]".replace(" ]", "]")
         if kind == "poll" and isinstance(value, dict):
-            return f"[poll: {_opt_str(value, 'question')}]"
+            return f"[poll: {text_of(value, 'question')}]"
         if kind == "contact" and isinstance(value, dict):
-            return f"[contact: {_opt_str(value, 'first_name')} {_opt_str(value, 'phone_number')}]"
+            return f"[contact: {text_of(value, 'first_name')} {text_of(value, 'phone_number')}]"
         if kind == "location" and isinstance(value, dict):
             return f"[location: {value.get('latitude')}, {value.get('longitude')}]"
         return f"[{kind.replace('_', ' ')}]"
@@ -156,7 +154,7 @@ class TelegramProvider(http.HttpProvider):
 
     def _error(self, response: httpx.Response, body: dict[str, Any], token: str) -> Exception:
         code = body.get("error_code") if isinstance(body.get("error_code"), int) else response.status_code
-        description = http.redact(_opt_str(body, "description").replace(token, "<redacted>"), 200)
+        description = http.redact(text_of(body, "description").replace(token, "<redacted>"), 200)
         params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         suffix = f": {description}" if description else ""
         if code == 429:  # the shared gate: no request is spent until it ends, restarts included
@@ -167,7 +165,7 @@ class TelegramProvider(http.HttpProvider):
             return self.gate.limited(response, reset=reset)
         if code == 401:
             return AuthError("telegram: the bot token was refused (revoked or wrong); re-login needed")
-        if code == 404 and _opt_str(body, "description") in ("", "Not Found"):
+        if code == 404 and text_of(body, "description") in ("", "Not Found"):
             return AuthError("telegram: the Bot API does not know this token (HTTP 404); check the token and "
                              "api_base; re-login needed")
         if code == 409:
@@ -213,7 +211,7 @@ class TelegramProvider(http.HttpProvider):
         return FetchResult(messages, cursor, "updates", rejected)
 
     def _map_update(self, update: Any) -> IncomingMessage | None:
-        _int(update, "update_id")
+        integer(update, "update_id")
         return self._map(update)
 
     def _map(self, update: dict[str, Any]) -> IncomingMessage | None:
@@ -223,22 +221,22 @@ class TelegramProvider(http.HttpProvider):
         message, edited = found
         if not isinstance(message, dict):
             raise BadItem("message is not an object")
-        message_id = _int(message, "message_id")
+        message_id = integer(message, "message_id")
         chat = message.get("chat")
-        chat_id = _int(chat, "id")
-        date = _int(message, "date")
-        chat_type = _opt_str(chat, "type")
+        chat_id = integer(chat, "id")
+        date = integer(message, "date")
+        chat_type = text_of(chat, "type")
         sender = message.get("from") if isinstance(message.get("from"), dict) else None
         sender = sender or (message.get("sender_chat") if isinstance(message.get("sender_chat"), dict) else None)
         if sender is None and chat_type == "private":
             sender = chat
         if sender is None:
             raise BadItem("no sender (from/sender_chat) on a group message")
-        sender_id = _int(sender, "id")
-        name = " ".join(p for p in (_opt_str(sender, "first_name"), _opt_str(sender, "last_name")) if p) \
-            or _opt_str(sender, "title") or _opt_str(sender, "username") or str(sender_id)
-        username = _opt_str(sender, "username")
-        business = _opt_str(message, "business_connection_id")
+        sender_id = integer(sender, "id")
+        name = " ".join(p for p in (text_of(sender, "first_name"), text_of(sender, "last_name")) if p) \
+            or text_of(sender, "title") or text_of(sender, "username") or str(sender_id)
+        username = text_of(sender, "username")
+        business = text_of(message, "business_connection_id")
         thread = message.get("message_thread_id") if message.get("is_topic_message") is True else None
         thread = thread if isinstance(thread, int) and not isinstance(thread, bool) else None
         text = message.get("text")
@@ -264,20 +262,20 @@ class TelegramProvider(http.HttpProvider):
         customer = chat if outbound and isinstance(chat, dict) else sender
         customer_name = name
         if outbound:
-            customer_name = " ".join(p for p in (_opt_str(chat, "first_name"), _opt_str(chat, "last_name")) if p) \
-                or _opt_str(chat, "username") or str(chat_id)
-        customer_handle = _opt_str(customer, "username")
+            customer_name = " ".join(p for p in (text_of(chat, "first_name"), text_of(chat, "last_name")) if p) \
+                or text_of(chat, "username") or str(chat_id)
+        customer_handle = text_of(customer, "username")
         conversation = f"{chat_id}:{thread}" if thread is not None else str(chat_id)
         reply_meta = {"chat_id": chat_id, "chat_type": chat_type, "business_connection_id": business or None,
                       "message_thread_id": thread}
         return IncomingMessage(
             native_id=native, conversation_native_id=conversation, platform="telegram",
             kind="dm" if chat_type == "private" else "mention",
-            contact=Contact(native_id=str(_int(customer, "id")), name=customer_name,
+            contact=Contact(native_id=str(integer(customer, "id")), name=customer_name,
                             handle="@" + customer_handle if customer_handle else ""),
             text=text, created_at=created_at, direction="out" if outbound else "in",
             author=name if not outbound else (("@" + username) if username else name),
-            subject=_opt_str(chat, "title") if chat_type != "private" else "",
+            subject=text_of(chat, "title") if chat_type != "private" else "",
             parent_native_id=parent,
             meta={**reply_meta, "message_id": message_id, "conversation": reply_meta},
         )
@@ -327,13 +325,13 @@ class TelegramProvider(http.HttpProvider):
         text = reply.text
         if not text.strip():
             raise PermanentError("telegram: an empty message cannot be sent")
-        if utf16_len(text) > MAX_TEXT:
-            raise PermanentError(f"telegram: the message is {utf16_len(text)} characters; Telegram allows {MAX_TEXT}")
+        if utf16_units(text) > MAX_TEXT:
+            raise PermanentError(f"telegram: the message is {utf16_units(text)} characters; Telegram allows {MAX_TEXT}")
         payload = self.compose(reply)
         result = await self.call("sendMessage", payload)
         try:
-            message_id = _int(result, "message_id")
-            chat_id = _int(result.get("chat"), "id")
+            message_id = integer(result, "message_id")
+            chat_id = integer(result.get("chat"), "id")
         except BadItem:
             raise PermanentError("telegram: sendMessage answered without a message id") from None
         date = result.get("date")
