@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from replydesk import providers
 from replydesk.config import Config
 from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.platforms import PLATFORMS
 from replydesk.providers.demo import CHANNELS, LANGUAGES, REVIEW_TEXTS
-from replydesk.storage import actions
+from replydesk.storage import actions, platform_facts
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import ensure_account, ingest
 from replydesk.workspace import Workspace
@@ -91,6 +91,10 @@ class GenResult:
 def spec_for(size: str, accounts: int = 24) -> Spec:
     conversations, messages = SIZES[size.lower()]
     return Spec(conversations=conversations, messages=messages, accounts=accounts)
+
+
+#: every platform the console knows, in a fixed order (the generated workspaces depend on it)
+PLATFORMS = ("email", "x", "facebook", "instagram", "google", "whatsapp", "telegram", "mastodon", "bluesky")
 
 
 def account_names(spec: Spec) -> list[tuple[str, str]]:
@@ -248,6 +252,9 @@ def build(spec: Spec, data_dir: Path, *, progress: Callable[[str], None] | None 
         with db.transaction():
             for name, platform in account_names(spec):
                 ensure_account(db, name, "bench", platform)
+                facts = providers.platform_facts(platform)
+                if facts is not None:  # as the engine stores them: the console shows real names
+                    platform_facts.save(db, name, {platform: facts})
         done = 0
         last_note = started
         for account, page in pages(spec, now):

@@ -341,7 +341,7 @@ def _bare_accept(work: Path, n_replies: int) -> float:
     remote = DemoRemote(work)
     replies = [OutgoingReply(key=f"k{i:08d}", conversation_id=f"demo:c{i % 240}", conversation_native_id=f"c{i % 240}",
                              account="demo", kind="dm", private=False, text=f"Reply {i}: thanks, we're on it 🙂",
-                             in_reply_to_native_id=None, customer_handle="@someone") for i in range(n_replies)]
+                             customer_handle="@someone") for i in range(n_replies)]
     t0 = time.perf_counter()
     for reply in replies:
         remote.accept(reply, time.time())

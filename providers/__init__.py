@@ -1,6 +1,9 @@
-"""Platform adapters. ``create`` builds the provider for one configured account.
+"""The provider registry: one line per provider, and what the rest of replydesk asks of it.
 
-Imports are lazy so starting the app never pays for adapters the workspace does not use.
+A provider is one module (its account ``Options``, its platform ``FACTS``, its mappings and its
+provider class) plus one line in ``REGISTRY``. Modules are imported only when something needs them:
+the config imports the modules of the providers it names (cheap by contract, see ``base``), the
+sync engine builds the providers; the console imports none (it reads the facts from storage).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from replydesk.options import AccountOptions
+from replydesk.platforms import Limit, PlatformFacts
 from replydesk.providers.base import Provider
 
 #: provider name in config -> "module:Class"
@@ -18,6 +23,22 @@ REGISTRY: dict[str, str] = {
     "mastodon": "replydesk.providers.mastodon:MastodonProvider",
     "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
     "telegram": "replydesk.providers.telegram:TelegramProvider",
+}
+
+#: Platforms that only the demo simulates so far. Their facts wait here for their provider module:
+#: when one lands, its entry moves into that module's ``FACTS``. Where a platform documents
+#: "characters" without saying which, we count UTF-16 units (the largest plausible unit).
+FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
+    # posts: twitter-text's weighted 280; DMs: 10,000 characters
+    "x": PlatformFacts("X", "X", Limit(280, "x"), Limit(10_000, "utf16")),
+    # comments 8,000 characters; Messenger's Send API: 2,000 characters
+    "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16")),
+    # comments 2,200 characters; the Messaging API: text under 1,000 bytes of UTF-8
+    "instagram": PlatformFacts("Instagram", "IG", Limit(2_200, "utf16"), Limit(1_000, "utf8")),
+    # a review reply: at most 4,096 bytes; no private channel
+    "google": PlatformFacts("Google reviews", "GBP", Limit(4_096, "utf8"), None),
+    # a text message body: 4,096 characters; chats only
+    "whatsapp": PlatformFacts("WhatsApp", "WA", None, Limit(4_096, "utf16")),
 }
 
 
@@ -39,13 +60,26 @@ def provider_class(name: str) -> type[Provider]:
     return getattr(module, cls)
 
 
-def create(account: Any, data_dir: Path, secret: Any, clock: Any = None) -> Provider:
-    """Build the provider for a validated account config (``replydesk.config`` models).
+def options_model(name: str) -> type[AccountOptions]:
+    """The options model of provider ``name`` (``replydesk.config`` validates accounts with it)."""
+    return provider_class(name).Options
+
+
+def platform_facts(platform: str) -> PlatformFacts | None:
+    """The facts of ``platform`` from the provider that owns them, else from the table above."""
+    for name in REGISTRY:
+        facts = provider_class(name).FACTS.get(platform)
+        if facts is not None:
+            return facts
+    return FACTS_WITHOUT_PROVIDER.get(platform)
+
+
+def create(account: AccountOptions, data_dir: Path, secret: Any, clock: Any = None) -> Provider:
+    """Build the provider for a validated account (its provider module's ``Options``).
 
     ``clock`` reaches only the demo platform, whose simulated customers live on it (tests fix it).
     """
-    options = account.model_dump(exclude={"name", "provider"})
     cls = provider_class(account.provider)
     if account.provider == "demo":
-        return cls(account.name, options, secret, data_dir=data_dir, **({"clock": clock} if clock else {}))
-    return cls(account.name, options, secret)
+        return cls(account.name, account, secret, data_dir=data_dir, **({"clock": clock} if clock else {}))
+    return cls(account.name, account, secret)

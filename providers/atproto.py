@@ -17,15 +17,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import httpx
-import regex
+from typing import TYPE_CHECKING, Any
 
 from replydesk import secrets
 from replydesk.providers import http
 from replydesk.providers.base import AuthError, PermanentError, ProviderError, SecretGetter
-from replydesk.providers.html_text import bare_url
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -253,10 +252,6 @@ def rkey_for(key: str, anchor: float) -> str:
 # ---- rich text ------------------------------------------------------------------------------------
 
 
-def graphemes(text: str) -> int:
-    return len(regex.findall(r"\X", text))
-
-
 def _byte_offset(text: str, index: int) -> int:
     return len(text[:index].encode("utf-8", "surrogatepass"))
 
@@ -292,6 +287,8 @@ def expand_links(text: str, facets: Any) -> str:
     both. Malformed facets are ignored; the text itself is never lost."""
     if not isinstance(facets, list) or not facets:
         return text
+    from replydesk.providers.html_text import bare_url  # with the first facet, not with the config
+
     data = text.encode("utf-8", "surrogatepass")
     spans: list[tuple[int, int, str]] = []
     for facet in facets:

@@ -3,16 +3,24 @@
 A provider knows its platform's API and nothing of SQLite: it maps platform payloads to
 ``IncomingMessage`` at the edge, sends ``OutgoingReply`` and reports failures with the
 exception classes below, which the engine turns into backoff, rate-limit waits or a stopped account.
+
+A provider module is also where its platform is described: ``Options`` (the account's typed
+options, validated by ``replydesk.config``) and ``FACTS`` (names, reply limits and how length is
+counted, which the engine stores for the console). Importing a provider module must stay cheap
+(no httpx, no imaplib at import time: the config imports the modules of the providers it names,
+and the console reads the config at start-up); the wire loads when the provider is built.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from replydesk.model import FetchResult, OutgoingReply, SendResult
+from replydesk.options import AccountOptions
+from replydesk.platforms import PlatformFacts
 
 SecretGetter = Callable[[], str | None]
 
@@ -51,10 +59,10 @@ class UnknownDelivery(ProviderError):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
+    """What the engine may rely on when it sends (limits are platform facts: ``Provider.facts``)."""
+
     can_dm: bool = True
     can_reply_publicly: bool = True
-    max_length: int = 0  # graphemes; 0 = no limit
-    max_length_private: int = 0
     supports_idempotency: bool = False
     can_lookup_sent: bool = False  # can find our own post by key after an uncertain send
     streams: bool = False
@@ -64,13 +72,18 @@ class Provider(abc.ABC):
     """One account on one platform."""
 
     platform: ClassVar[str]
+    #: the account's typed options (a provider module's own subclass)
+    Options: ClassVar[type[AccountOptions]] = AccountOptions
+    #: the platform(s) this provider serves: names, reply limits, how length is counted
+    FACTS: ClassVar[dict[str, PlatformFacts]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: seconds between polls when the provider does not stream
     poll_interval: float = 30.0
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter) -> None:
+    def __init__(self, account: str, options: AccountOptions | Mapping[str, Any], secret: SecretGetter) -> None:
         self.account = account
-        self.options = options
+        self.options: Any = options if isinstance(options, AccountOptions) else \
+            self.Options.model_validate({"name": account, "provider": getattr(self, "platform", ""), **options})
         self._secret = secret
         #: Set by the sync engine: maps platform message ids we may already hold to the native id of
         #: the conversation they belong to (email threading across syncs). Providers stay DB-free.
@@ -98,6 +111,7 @@ class Provider(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""
 
-    def char_limit(self, private: bool) -> int:
-        caps = self.capabilities
-        return (caps.max_length_private or caps.max_length) if private else caps.max_length
+    def facts(self) -> dict[str, PlatformFacts]:
+        """The facts of the platform(s) this account serves as of now; the engine stores them for
+        the console (override where a limit is learned at run time, as Mastodon's instance limit)."""
+        return dict(self.FACTS)

@@ -14,30 +14,32 @@ Replies: ``com.atproto.repo.createRecord`` with a record key derived from the ou
 (``atproto.rkey_for``), so ``lookup_sent`` is a ``getRecord`` on that key and a retry can never make
 a second post. DMs (``sendMessage``) have no key; ``lookup_sent`` looks for our own message with the
 same text after the customer's last one.
+
+Length: the lexicons give a post 300 graphemes *and* 3000 bytes of UTF-8 (``maxGraphemes`` and
+``maxLength``), a DM 1000 graphemes and 10000 bytes; a reply must fit both (300 ZWJ family emoji are
+300 graphemes but 7500 bytes, and the PDS refuses them).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal
 
-import httpx
-
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso, parse_iso
-from replydesk.providers import atproto, http
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, iso
+from replydesk.options import AccountOptions, HttpsUrl
+from replydesk.platforms import Limit, PlatformFacts
+from replydesk.providers import atproto, http, payload
 from replydesk.providers.atproto import CHAT_PROXY, XrpcClient
 from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
-    Provider,
     ProviderError,
     RateLimited,
     SecretGetter,
 )
-from replydesk.providers.http import BadItem
+from replydesk.providers.payload import BadItem, ident
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ BOOTSTRAP_CONVOS = 50
 BOOTSTRAP_MESSAGES = 30
 POST_LIMIT = 300
 DM_LIMIT = 1000
+POST_LIMIT_BYTES = 3000
+DM_LIMIT_BYTES = 10000
 PARENT_HEIGHT = 30
 POST = "app.bsky.feed.post"
 LOG_CREATE = "chat.bsky.convo.defs#logCreateMessage"
@@ -57,27 +61,25 @@ NO_DM_ACCESS = ("this app password has no direct-message access; create one with
                 "direct messages' to read and answer DMs")
 
 
-def _str(obj: Any, key: str, *, required: bool = True) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if http.is_identifier(value):
-        return value
-    if required:
-        raise BadItem(f"{key} missing or not a valid string")
-    return ""
+class BlueskyOptions(AccountOptions):
+    """A Bluesky account: an app password (tick "Allow access to your direct messages" for DMs)."""
+
+    secret_hint: ClassVar[str] = "an app password (Settings → App passwords; tick 'Allow access to your direct messages')"
+
+    provider: Literal["bluesky"] = "bluesky"
+    handle: str
+    """The account's handle, e.g. shop.bsky.social."""
+    service: HttpsUrl = "https://bsky.social"
+    """Where to log in: Bluesky's entryway or your own PDS (http only for localhost)."""
 
 
-def _time(value: Any, what: str) -> float:
-    if not isinstance(value, str):
-        raise BadItem(f"{what} missing or not a string")
-    try:
-        return parse_iso(value)
-    except (ValueError, OverflowError):
-        raise BadItem(f"{what} is not an ISO time") from None
+FACTS = {"bluesky": PlatformFacts("Bluesky", "BS", Limit(POST_LIMIT, "graphemes", POST_LIMIT_BYTES),
+                                  Limit(DM_LIMIT, "graphemes", DM_LIMIT_BYTES))}
 
 
 def _ref(obj: Any) -> dict[str, str] | None:
     """A strong ref {uri, cid}, or None when it is not one."""
-    if isinstance(obj, dict) and http.is_identifier(obj.get("uri")) and http.is_identifier(obj.get("cid")) \
+    if isinstance(obj, dict) and payload.is_identifier(obj.get("uri")) and payload.is_identifier(obj.get("cid")) \
             and obj["uri"].startswith("at://"):
         return {"uri": obj["uri"], "cid": obj["cid"]}
     return None
@@ -104,79 +106,75 @@ def _embed_note(embed: Any) -> str:
     return ""
 
 
-class BlueskyProvider(Provider):
+def _check_length(text: str, limit: Limit | None, what: str, where: str) -> None:
+    measure = (limit or Limit()).measure(text)
+    if measure.over:
+        raise PermanentError(f"bluesky: {what} is {measure.used} {'bytes' if measure.unit == 'bytes' else 'graphemes'}; "
+                             f"{where} allow {measure.limit}")
+
+
+class BlueskyProvider(http.HttpProvider):
     platform = "bluesky"
-    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=POST_LIMIT,
-                                max_length_private=DM_LIMIT, supports_idempotency=False,
+    service = SERVICE
+    Options = BlueskyOptions
+    FACTS = FACTS
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=False,
                                 can_lookup_sent=True, streams=False)
     poll_interval = 30.0
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
-                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(account, options, secret)
-        self.clock = clock
-        self._clients = http.LazyClient(transport)
-        self.xrpc = XrpcClient(account, str(options["handle"]), str(options.get("service") or "https://bsky.social"),
-                               secret, self._http, http.RateGate(SERVICE, clock),
-                               http.RateGate(SERVICE + " login", clock))
+    def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
+        super().__init__(account, options, secret, **wire)
+        self.xrpc = XrpcClient(account, self.options.handle, self.options.service, secret, self.client,
+                               self.gate, http.RateGate(SERVICE + " login", self.clock))
         self.chat_enabled = True
         self._convos: dict[str, list[dict[str, Any]]] = {}  # convo id -> members
         self._threads: set[str] = set()  # thread roots whose parents we fetched this run
         self._dids: dict[str, str] = {}
 
-    def _http(self) -> httpx.AsyncClient:
-        return self._clients.get()
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
-
     # ---- fetching ---------------------------------------------------------------------------------
 
     async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
         session = await self.xrpc.session()
-        results = await self._notifications(cursors.get("notifications") or {}, session.did)
-        if self.chat_enabled:
-            try:
-                results.extend(await self._chat(cursors.get("chat") or {}, session.did))
-            except atproto.ScopeError:
-                self.chat_enabled = False
-                log.warning("bluesky %s: %s", self.account, NO_DM_ACCESS)
-                results.append(FetchResult([], cursors.get("chat") or {}, "chat", [("chat", NO_DM_ACCESS)]))
-            except ProviderError:
-                if not results or not any(r.messages for r in results):
-                    raise
-        return results
+        return await payload.keep_finished(payload.chain(
+            lambda: payload.keep_finished(self._notifications(cursors.get("notifications") or {}, session.did)),
+            lambda: self._chat_stream(cursors.get("chat") or {}, session.did),
+        ))
+
+    async def _chat_stream(self, cursor: dict[str, Any], me: str) -> list[FetchResult]:
+        """The chat walk; an app password without DM access turns chat off for this run (said once)."""
+        if not self.chat_enabled:
+            return []
+        try:
+            return await payload.keep_finished(self._chat(cursor, me))
+        except atproto.ScopeError:
+            self.chat_enabled = False
+            log.warning("bluesky %s: %s", self.account, NO_DM_ACCESS)
+            return [FetchResult([], cursor, "chat", [("chat", NO_DM_ACCESS)])]
 
     # notifications
 
-    async def _notifications(self, cursor: dict[str, Any], me: str) -> list[FetchResult]:
+    async def _notifications(self, cursor: dict[str, Any], me: str) -> AsyncIterator[FetchResult]:
         seen_at = cursor.get("seen_at") if isinstance(cursor.get("seen_at"), int | float) else None
         seen = set(cursor.get("seen_uris") or []) if isinstance(cursor.get("seen_uris"), list) else set()
         walk = cursor.get("walk") if isinstance(cursor.get("walk"), dict) else None
         page_cursor = walk.get("cursor") if walk else None
         top_at: float | None = walk.get("top_at") if walk else None
         top_uris: list[str] = list(walk.get("top_uris") or []) if walk else []
-        results: list[FetchResult] = []
         for page in range(MAX_PAGES):
             params: list[tuple[str, Any]] = [("limit", PAGE_LIMIT), *(("reasons", r) for r in REASONS)]
             if page_cursor:
                 params.append(("cursor", page_cursor))
-            try:
-                data = await self.xrpc.call("GET", "app.bsky.notification.listNotifications", params=params)
-            except ProviderError:
-                if results:
-                    return results
-                raise
+            data = await self.xrpc.call("GET", "app.bsky.notification.listNotifications", params=params)
             items = data.get("notifications") if isinstance(data, dict) else None
             if not isinstance(items, list):
                 raise PermanentError("bluesky: listNotifications answered with an unexpected shape")
-            messages: list[IncomingMessage] = []
+            fresh: list[dict[str, Any]] = []
             rejected: list[tuple[str, str]] = []
             reached = False
             for item in items:
-                uri = _str(item, "uri", required=False) or "?"
+                uri = ident(item, "uri", required=False) or "?"
                 try:
-                    at = _time(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
+                    at = payload.timestamp(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
                 except BadItem as exc:
                     rejected.append((uri[:200], str(exc)))
                     continue
@@ -187,14 +185,11 @@ class BlueskyProvider(Provider):
                     top_at, top_uris = at, [uri]
                 elif at == top_at:
                     top_uris.append(uri)
-                if item.get("reason") not in REASONS:
-                    continue
-                try:
-                    messages.extend(await self._notification_messages(item, me))
-                except ProviderError:
-                    raise
-                except Exception as exc:  # a bad item never stops the others
-                    rejected.append((uri[:200], http.reject_reason(exc)))
+                if item.get("reason") in REASONS:
+                    fresh.append(item)
+            messages, rejected = await payload.map_items(
+                fresh, lambda item: self._notification_messages(item, me),
+                lambda item: ident(item, "uri", required=False) or "?", rejected)
             next_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) else None
             first_sync_done = seen_at is None and page + 1 >= FIRST_SYNC_PAGES
             done = reached or not items or not next_cursor or next_cursor == page_cursor or first_sync_done
@@ -204,19 +199,18 @@ class BlueskyProvider(Provider):
             else:
                 new = {"seen_at": seen_at, "seen_uris": sorted(seen),
                        "walk": {"cursor": next_cursor, "top_at": top_at, "top_uris": top_uris}}
-            results.append(FetchResult(messages, new, "notifications", rejected))
+            yield FetchResult(messages, new, "notifications", rejected)
             if done:
                 break
             page_cursor = next_cursor
-        return results
 
     def _post_message(self, uri: str, cid: str, author: Any, record: Any, indexed_at: float, kind: str,
                       me: str, reason: str = "") -> IncomingMessage:
         if not isinstance(author, dict):
             raise BadItem("author missing or not an object")
-        did = _str(author, "did")
-        handle = _str(author, "handle", required=False) or did
-        name = author.get("displayName") if isinstance(author.get("displayName"), str) else ""
+        did = ident(author, "did")
+        handle = ident(author, "handle", required=False) or did
+        name = payload.text(author, "displayName")
         if not isinstance(record, dict):
             raise BadItem("record missing or not an object")
         text = record.get("text", "")
@@ -227,7 +221,7 @@ class BlueskyProvider(Provider):
         if note:
             text = f"{text}\n{note}" if text else note
         try:
-            created_at = _time(record.get("createdAt"), "createdAt")
+            created_at = payload.timestamp(record.get("createdAt"), "createdAt")
         except BadItem:
             created_at = indexed_at
         reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
@@ -243,11 +237,11 @@ class BlueskyProvider(Provider):
         )
 
     async def _notification_messages(self, item: dict[str, Any], me: str) -> list[IncomingMessage]:
-        uri, cid = _str(item, "uri"), _str(item, "cid")
+        uri, cid = ident(item, "uri"), ident(item, "cid")
         reason = item["reason"]
         kind = "comment" if reason == "reply" else "mention"
         message = self._post_message(uri, cid, item.get("author"), item.get("record"),
-                                     _time(item.get("indexedAt"), "indexedAt"), kind, me, reason)
+                                     payload.timestamp(item.get("indexedAt"), "indexedAt"), kind, me, reason)
         messages = [message]
         root = message.conversation_native_id
         if root != uri and root not in self._threads and message.parent_native_id \
@@ -274,8 +268,8 @@ class BlueskyProvider(Provider):
                 break  # notFoundPost / blockedPost or the top of the thread
             post = node["post"]
             try:
-                at = _time(post.get("indexedAt"), "indexedAt")
-                out.append(self._post_message(_str(post, "uri"), _str(post, "cid"), post.get("author"),
+                at = payload.timestamp(post.get("indexedAt"), "indexedAt")
+                out.append(self._post_message(ident(post, "uri"), ident(post, "cid"), post.get("author"),
                                               post.get("record"), at, kind, me))
             except Exception:  # a damaged parent only costs context
                 pass
@@ -284,43 +278,26 @@ class BlueskyProvider(Provider):
 
     # chat
 
-    async def _chat(self, cursor: dict[str, Any], me: str) -> list[FetchResult]:
+    async def _chat(self, cursor: dict[str, Any], me: str) -> AsyncIterator[FetchResult]:
         if not cursor.get("ready"):
-            return [await self._chat_bootstrap(me)]
+            yield await self._chat_bootstrap(me)
+            return
         log_cursor = cursor.get("log") if isinstance(cursor.get("log"), str) else ""
-        results: list[FetchResult] = []
         for _ in range(MAX_PAGES):
-            try:
-                data = await self.xrpc.call("GET", "chat.bsky.convo.getLog",
-                                            params={"cursor": log_cursor} if log_cursor else None, proxy=CHAT_PROXY)
-            except ProviderError:
-                if results:
-                    return results
-                raise
+            data = await self.xrpc.call("GET", "chat.bsky.convo.getLog",
+                                        params={"cursor": log_cursor} if log_cursor else None, proxy=CHAT_PROXY)
             logs = data.get("logs") if isinstance(data, dict) else None
             if not isinstance(logs, list):
                 raise PermanentError("bluesky: getLog answered with an unexpected shape")
-            messages: list[IncomingMessage] = []
-            rejected: list[tuple[str, str]] = []
-            for entry in logs:
-                if not isinstance(entry, dict) or entry.get("$type") != LOG_CREATE:
-                    continue
-                try:
-                    convo = _str(entry, "convoId")
-                    message = await self._chat_message(convo, entry.get("message"), me)
-                except ProviderError:
-                    raise
-                except Exception as exc:
-                    rejected.append((f"chat:{str(entry.get('rev', '?'))[:100]}", http.reject_reason(exc)))
-                    continue
-                if message is not None:
-                    messages.append(message)
+            created = [e for e in logs if isinstance(e, dict) and e.get("$type") == LOG_CREATE]
+            messages, rejected = await payload.map_items(
+                created, lambda entry: self._chat_message(ident(entry, "convoId"), entry.get("message"), me),
+                lambda entry: f"chat:{str(entry.get('rev', '?'))[:100]}")
             new = data.get("cursor") if isinstance(data.get("cursor"), str) and data.get("cursor") else log_cursor
-            results.append(FetchResult(messages, {"log": new, "ready": True}, "chat", rejected))
+            yield FetchResult(messages, {"log": new, "ready": True}, "chat", rejected)
             if not logs or new == log_cursor:
                 break
             log_cursor = new
-        return results
 
     async def _chat_bootstrap(self, me: str) -> FetchResult:
         """First sync: the log head first (so nothing after it is missed), then recent history."""
@@ -335,23 +312,16 @@ class BlueskyProvider(Provider):
             if not isinstance(convo, dict) or not isinstance(convo.get("id"), str):
                 rejected.append(("chat:convo", "conversation without an id"))
                 continue
-            members = convo.get("members")
-            self._convos[convo["id"]] = [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+            cid = convo["id"]
+            self._convos[cid] = [m for m in payload.items(convo, "members") if isinstance(m, dict)]
             if not isinstance(convo.get("lastMessage"), dict):
                 continue
             history = await self.xrpc.call("GET", "chat.bsky.convo.getMessages",
-                                           params={"convoId": convo["id"], "limit": BOOTSTRAP_MESSAGES},
-                                           proxy=CHAT_PROXY)
-            for item in history.get("messages", []) if isinstance(history, dict) else []:
-                try:
-                    message = await self._chat_message(convo["id"], item, me)
-                except ProviderError:
-                    raise
-                except Exception as exc:
-                    rejected.append((f"chat:{convo['id'][:60]}", http.reject_reason(exc)))
-                    continue
-                if message is not None:
-                    messages.append(message)
+                                           params={"convoId": cid, "limit": BOOTSTRAP_MESSAGES}, proxy=CHAT_PROXY)
+            found, _ = await payload.map_items(payload.items(history, "messages"),
+                                               lambda item, cid=cid: self._chat_message(cid, item, me),
+                                               lambda _, cid=cid: f"chat:{cid[:60]}", rejected)
+            messages.extend(found)
         return FetchResult(messages, {"log": head_cursor, "ready": True}, "chat", rejected)
 
     async def _members(self, convo: str) -> list[dict[str, Any]]:
@@ -372,8 +342,8 @@ class BlueskyProvider(Provider):
             raise BadItem("message missing or not an object")
         if "deletedMessageView" in str(item.get("$type", "")):
             return None
-        mid = _str(item, "id")
-        sender = _str(item.get("sender"), "did") if isinstance(item.get("sender"), dict) else ""
+        mid = ident(item, "id")
+        sender = ident(item.get("sender"), "did") if isinstance(item.get("sender"), dict) else ""
         if not sender:
             raise BadItem("sender.did missing")
         text = item.get("text")
@@ -383,12 +353,12 @@ class BlueskyProvider(Provider):
         note = _embed_note(item.get("embed"))
         if note:
             text = f"{text}\n{note}" if text else note
-        sent_at = _time(item.get("sentAt"), "sentAt")
+        sent_at = payload.timestamp(item.get("sentAt"), "sentAt")
         members = await self._members(convo)
-        other = next((m for m in members if m.get("did") != me and http.is_identifier(m.get("did"))), None)
+        other = next((m for m in members if m.get("did") != me and payload.is_identifier(m.get("did"))), None)
         other_did = other["did"] if other else (sender if sender != me else f"convo:{convo}")
-        handle = _str(other, "handle", required=False) if other else ""
-        name = (other.get("displayName") if other and isinstance(other.get("displayName"), str) else "") or handle
+        handle = ident(other, "handle", required=False) if other else ""
+        name = payload.text(other, "displayName") or handle
         return IncomingMessage(
             native_id=f"{convo}:{mid}", conversation_native_id=f"convo:{convo}", platform="bluesky", kind="dm",
             contact=Contact(native_id=other_did, name=name or other_did, handle="@" + handle if handle else ""),
@@ -401,8 +371,7 @@ class BlueskyProvider(Provider):
 
     @staticmethod
     def _inbound(reply: OutgoingReply) -> dict[str, Any]:
-        meta = reply.meta.get("last_inbound_meta") if isinstance(reply.meta, dict) else None
-        return meta if isinstance(meta, dict) else {}
+        return reply.answering_meta
 
     @staticmethod
     def _convo_id(reply: OutgoingReply) -> str | None:
@@ -462,9 +431,7 @@ class BlueskyProvider(Provider):
         convo = self._convo_id(reply)
         if convo:
             return await self._send_dm(reply, convo)
-        text = reply.text.strip()
-        if atproto.graphemes(text) > POST_LIMIT:
-            raise PermanentError(f"bluesky: the reply is {atproto.graphemes(text)} graphemes; posts allow {POST_LIMIT}")
+        _check_length(reply.text.strip(), FACTS["bluesky"].public, "the reply", "posts")
         body = await self.compose_post(reply, session.did)
         try:
             data = await self.xrpc.call("POST", "com.atproto.repo.createRecord", body=body)
@@ -480,8 +447,7 @@ class BlueskyProvider(Provider):
 
     async def _send_dm(self, reply: OutgoingReply, convo: str) -> SendResult:
         text = reply.text.strip()
-        if atproto.graphemes(text) > DM_LIMIT:
-            raise PermanentError(f"bluesky: the message is {atproto.graphemes(text)} graphemes; DMs allow {DM_LIMIT}")
+        _check_length(text, FACTS["bluesky"].private, "the message", "DMs")
         message: dict[str, Any] = {"text": text}
         facets = await atproto.make_facets(text, self._resolve_handle)
         if facets:
@@ -494,12 +460,7 @@ class BlueskyProvider(Provider):
         mid = data.get("id") if isinstance(data, dict) else None
         if not isinstance(mid, str):
             raise PermanentError("bluesky: sendMessage answered without a message id")
-        sent = data.get("sentAt")
-        try:
-            sent_at = parse_iso(sent) if isinstance(sent, str) else self.clock()
-        except ValueError:
-            sent_at = self.clock()
-        return SendResult(f"{convo}:{mid}", sent_at)
+        return SendResult(f"{convo}:{mid}", payload.timestamp_or(data.get("sentAt"), self.clock()))
 
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
         session = await self.xrpc.session()
@@ -517,12 +478,8 @@ class BlueskyProvider(Provider):
         uri = data.get("uri") if isinstance(data, dict) else None
         if not isinstance(uri, str):
             return None
-        value = data.get("value") if isinstance(data.get("value"), dict) else {}
-        try:
-            sent_at = parse_iso(value["createdAt"])
-        except (KeyError, TypeError, ValueError):
-            sent_at = self.clock()
-        return SendResult(uri, sent_at)
+        value = payload.mapping(data, "value", required=False)
+        return SendResult(uri, payload.timestamp_or(value.get("createdAt"), self.clock()))
 
     async def _lookup_dm(self, reply: OutgoingReply, convo: str, me: str) -> SendResult | None:
         """No key on DMs: our own message with the same text, sent after the customer's last one."""
@@ -537,8 +494,8 @@ class BlueskyProvider(Provider):
             if item["sender"].get("did") != me or item.get("text") != wanted or not isinstance(item.get("id"), str):
                 continue
             try:
-                sent_at = parse_iso(item["sentAt"])
-            except (KeyError, TypeError, ValueError):
+                sent_at = payload.timestamp(item.get("sentAt"), "sentAt")
+            except BadItem:
                 continue
             if after is None or sent_at >= after:
                 return SendResult(f"{convo}:{item['id']}", sent_at)

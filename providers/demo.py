@@ -23,9 +23,13 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     Capabilities,
     Offline,
@@ -44,6 +48,44 @@ CHANNELS: list[tuple[str, str]] = [
     ("instagram", "comment"), ("instagram", "dm"), ("google", "review"), ("whatsapp", "dm"),
     ("telegram", "dm"), ("mastodon", "mention"), ("bluesky", "mention"),
 ]
+
+
+
+class DemoFaults(Strict):
+    """Fault injection on the demo platform's remote side."""
+
+    fail: float = Field(0.0, ge=0, le=1)
+    """Share of requests answered with HTTP 503."""
+    latency: Duration = 0.0
+    """Seconds added to every request."""
+    ratelimit: float = Field(0.0, ge=0, le=1)
+    """Share of requests answered 429 + Retry-After."""
+    offline: bool = False
+    """The platform is unreachable."""
+    lost_ack: float = Field(0.0, ge=0, le=1)
+    """Share of accepted replies whose answer is lost."""
+    retry_after: Duration = 2.0
+    """How long a simulated 429 asks to wait (Retry-After)."""
+    crash_after_accept: float = Field(0.0, ge=0, le=1)
+    """Share of accepted replies after which the process is SIGKILLed before it hears the answer
+    (crash tests: the worst moment for exactly-once)."""
+
+
+class DemoOptions(AccountOptions):
+    """The built-in demo platform: a simulated shop, no account needed."""
+
+    secret_hint: ClassVar[str] = "any text (the demo platform ignores it)"
+
+    provider: Literal["demo"] = "demo"
+    seed: int = 42
+    """Same seed, same customers and messages."""
+    pace: Duration = 20.0
+    """Average seconds between new customer messages."""
+    backlog: int = Field(240, ge=0, le=100_000)
+    """Conversations already waiting when the workspace is created."""
+    faults: DemoFaults = DemoFaults()
+    """Fault injection on the platform's side, for demos and tests."""
+
 
 # (language, customer names, opening messages, follow-ups). Real scripts, so alignment and search
 # are exercised the way our users' customers write.
@@ -229,27 +271,37 @@ def _parse_line(line: bytes) -> dict[str, Any] | None:
 
 class DemoProvider(Provider):
     platform = "demo"
+    Options = DemoOptions
     capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=True,
                                 can_lookup_sent=True)
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
+    def __init__(self, account: str, options: DemoOptions | dict[str, Any], secret: SecretGetter, *,
                  data_dir: Path, clock=time.time) -> None:  # noqa: ANN001 - a zero-arg clock
         super().__init__(account, options, secret)
-        self.seed = int(options.get("seed", 42))
-        self.pace = max(float(options.get("pace", 20.0)), 0.05)
-        self.backlog = int(options.get("backlog", 240))
-        faults = options.get("faults") or {}
-        self.fail = float(faults.get("fail", 0.0))
-        self.latency = float(faults.get("latency", 0.0))
-        self.ratelimit = float(faults.get("ratelimit", 0.0))
-        self.offline = bool(faults.get("offline", False))
-        self.lost_ack = float(faults.get("lost_ack", 0.0))
-        self.retry_after = float(faults.get("retry_after", 2.0))
-        self.crash_after_accept = float(faults.get("crash_after_accept", 0.0))
-        self.poll_interval = float(options.get("poll_interval") or min(5.0, self.pace))
+        opts: DemoOptions = self.options
+        self.seed = opts.seed
+        self.pace = max(opts.pace, 0.05)
+        self.backlog = opts.backlog
+        faults = opts.faults
+        self.fail = faults.fail
+        self.latency = faults.latency
+        self.ratelimit = faults.ratelimit
+        self.offline = faults.offline
+        self.lost_ack = faults.lost_ack
+        self.retry_after = faults.retry_after
+        self.crash_after_accept = faults.crash_after_accept
+        self.poll_interval = float(opts.poll_interval or min(5.0, self.pace))
         self.remote = DemoRemote(data_dir)
         self.clock = clock
         self._faults = random.Random()  # faults are chance, not part of the seeded story
+
+    def facts(self) -> dict[str, PlatformFacts]:
+        """Every platform the shop is simulated on, with the facts of the real platform (its provider
+        module's, or the registry's for platforms that have no module yet)."""
+        from replydesk import providers
+
+        platforms = dict.fromkeys(platform for platform, _ in CHANNELS)
+        return {p: f for p in platforms if (f := providers.platform_facts(p)) is not None}
 
     # ---- the wire -------------------------------------------------------------------------------
 

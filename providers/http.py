@@ -6,12 +6,16 @@ status codes and httpx exceptions to ``TransientError``/``Offline``/``RateLimite
 ``RateLimit-*`` headers, and keeping URLs (Telegram puts its token in the path) out of every
 message we raise or log. Exceptions are raised ``from None`` so no httpx object (which carries the
 URL) ends up in a traceback chain.
+
+``HttpProvider`` is the base of every HTTP platform: it holds the lazily made client, the clock,
+the rate gate and ``aclose``, so a provider module states only its endpoints and mappings. httpx
+itself (~100 ms of imports) loads with the first client, not with this module: provider modules
+import this one, and the config imports the provider modules it names at start-up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
 import logging
 import math
@@ -19,19 +23,27 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
 from replydesk.model import parse_iso
-from replydesk.providers.base import AuthError, Offline, PermanentError, RateLimited, TransientError
+from replydesk.options import AccountOptions, is_local
+from replydesk.providers.base import (
+    AuthError,
+    Offline,
+    PermanentError,
+    Provider,
+    RateLimited,
+    SecretGetter,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 Clock = Callable[[], float]
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 USER_AGENT = "replydesk/0.1 (+https://github.com/replydesk)"
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: when a 429 carries no hint at all, wait this long rather than hammering the platform
 DEFAULT_RATE_WAIT = 60.0
 #: a Retry-After further out than this is treated as a typo on the platform side
@@ -39,25 +51,6 @@ MAX_RATE_WAIT = 24 * 3600.0
 
 _URL_RE = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+")
 _BOT_TOKEN_RE = re.compile(r"bot\d+:[A-Za-z0-9_-]{10,}")
-
-
-# ---- payload items ------------------------------------------------------------------------------
-
-
-class BadItem(ValueError):
-    """A platform item we cannot map; it goes to ``FetchResult.rejected`` with this reason."""
-
-
-def is_identifier(value: object) -> bool:
-    """A usable id/handle from a payload: a non-empty printable string of sane length (no controls,
-    no lone surrogates, which SQLite cannot even store)."""
-    return isinstance(value, str) and 0 < len(value) <= 2048 and value.isprintable()
-
-
-def reject_reason(exc: Exception) -> str:
-    """Why an item was rejected: our message for known problems, the exception type for the rest
-    (every item is untrusted: whatever is wrong with one, the others are still stored)."""
-    return str(exc) if isinstance(exc, BadItem) else f"unexpected payload shape ({type(exc).__name__})"
 
 
 # ---- redaction -----------------------------------------------------------------------------------
@@ -85,6 +78,8 @@ class _RedactingFilter(logging.Filter):
     """httpx logs every request URL at INFO; the Telegram token lives in that URL. Mask it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        import httpx  # only httpx logs through this filter, so it is loaded already
+
         if isinstance(record.args, tuple):
             record.args = tuple(_mask(a) if isinstance(a, str | httpx.URL) else a for a in record.args)
         if isinstance(record.msg, str):
@@ -110,7 +105,7 @@ def install_log_redaction() -> None:
 def check_base_url(url: str) -> str:
     """https, or plain http for loopback only (tests, self-hosters on the same machine)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_local(parts.hostname)):
         return url.rstrip("/")
     raise PermanentError(f"refusing a non-https URL for {parts.hostname or 'an unknown host'}")
 
@@ -157,6 +152,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -246,8 +243,10 @@ class RateGate:
             if reset is not None and reset > now:
                 self.blocked_until = max(self.blocked_until, reset)
 
-    def limited(self, response: httpx.Response, detail: str = "") -> RateLimited:
-        reset = wait_until(response.headers, self.clock())
+    def limited(self, response: httpx.Response, detail: str = "", reset: float | None = None) -> RateLimited:
+        """The error for a 429, remembered so no request is spent before it ends. ``reset``: the
+        platform said when in its body (Telegram's ``parameters.retry_after``), else the headers do."""
+        reset = reset if reset is not None else wait_until(response.headers, self.clock())
         self.blocked_until = max(self.blocked_until, reset)
         extra = f" ({detail})" if detail else ""
         return RateLimited(f"{self.service}: rate limited until {fmt_time(reset)}{extra}", reset)
@@ -256,11 +255,20 @@ class RateGate:
 # ---- requests and errors --------------------------------------------------------------------------
 
 
+def timeouts(read: float = 30.0) -> httpx.Timeout:
+    """Our timeouts, with a longer read for long polls and streams."""
+    import httpx
+
+    return httpx.Timeout(connect=10.0, read=read, write=30.0, pool=10.0)
+
+
 def make_client(transport: httpx.AsyncBaseTransport | None = None, *, timeout: httpx.Timeout | None = None,
                 headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """An AsyncClient with our timeouts; no redirects (a redirect could carry a token elsewhere)."""
-    return httpx.AsyncClient(transport=transport, timeout=timeout or DEFAULT_TIMEOUT, follow_redirects=False,
-                             headers={"User-Agent": USER_AGENT, **(headers or {})})
+    import httpx
+
+    return httpx.AsyncClient(transport=transport, timeout=timeout or timeouts(),
+                             follow_redirects=False, headers={"User-Agent": USER_AGENT, **(headers or {})})
 
 
 class LazyClient:
@@ -272,6 +280,7 @@ class LazyClient:
 
     def get(self) -> httpx.AsyncClient:
         if self._client is None:
+            install_log_redaction()  # before the first request is logged
             self._client = make_client(self._transport)
         return self._client
 
@@ -285,6 +294,8 @@ async def send_request(client: httpx.AsyncClient, request: httpx.Request, servic
                        stream: bool = False) -> httpx.Response:
     """Send, translating transport failures. Connect failures mean the request never left (``Offline``);
     anything after that may have reached the platform (``TransientError``: the outcome is uncertain)."""
+    import httpx
+
     try:
         return await client.send(request, stream=stream)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -378,3 +389,59 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
             last_id = value
     if data:
         yield SseEvent(event or "message", "\n".join(data), last_id)
+
+
+async def iter_lines(response: httpx.Response, service: str) -> AsyncIterator[str]:
+    """A streamed response's lines; a dropped connection becomes a TransientError without the URL."""
+    import httpx
+
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{service}: the stream was interrupted ({type(exc).__name__})") from None
+
+
+# ---- the provider base ----------------------------------------------------------------------------
+
+
+class HttpProvider(Provider):
+    """An account on an HTTP platform: one client (made on first use; tests pass a MockTransport),
+    the clock, the rate gate every request goes through, and ``aclose``.
+
+    A subclass sets ``service`` (the name in messages) and states its endpoints and mappings; its
+    requests go through ``request``, which spends nothing while the gate says wait and maps every
+    failure to our error classes.
+    """
+
+    service: ClassVar[str]
+
+    def __init__(self, account: str, options: AccountOptions | Mapping[str, Any], secret: SecretGetter, *,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Clock = time.time) -> None:
+        super().__init__(account, options, secret)
+        self.clock = clock
+        self.gate = RateGate(self.service, clock)
+        self._clients = LazyClient(transport)
+
+    def client(self) -> httpx.AsyncClient:
+        return self._clients.get()
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    async def request(self, method: str, url: str, *, params: Any = None, json: Any = None,
+                      headers: dict[str, str] | None = None, read_timeout: float | None = None,
+                      stream: bool = False, check: bool = True) -> httpx.Response:
+        """Send one request through the gate. ``check``: map a non-2xx status to our errors here
+        (a platform with its own error envelope, as Telegram's, maps it itself)."""
+        self.gate.check()
+        client = self.client()
+        extra = {"timeout": timeouts(read_timeout)} if read_timeout is not None else {}
+        request = client.build_request(method, url, params=params, json=json, headers=headers, **extra)
+        response = await send_request(client, request, self.service, stream=stream)
+        if check:
+            if stream and response.status_code >= 300:
+                await response.aread()
+                await response.aclose()
+            raise_for_status(response, self.service, self.gate)
+        return response

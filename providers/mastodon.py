@@ -11,35 +11,38 @@ A conversation is a thread: its native id is the id of the thread's root status,
 ``/api/v1/statuses/:id/context`` the first time a thread is seen (the ancestors come in too, so the
 agent sees the whole public thread), or through ``resolve_thread`` when we already hold the parent.
 Replies carry the outbox key as ``Idempotency-Key``: a repeated POST returns the first status.
+
+Length: Mastodon's own counter (``platforms.mastodon_length``: graphemes, a URL is 23, a remote
+mention counts its local part), against the instance's ``configuration.statuses.max_characters``
+(or the account's ``max_length``), which ``facts()`` hands to the engine for the composer.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
-import regex
+from pydantic import Field
 
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult, parse_iso
-from replydesk.providers import http
+from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.options import AccountOptions, HttpsUrl
+from replydesk.platforms import Limit, PlatformFacts, mastodon_length
+from replydesk.providers import http, payload
 from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
-    Provider,
     ProviderError,
     RateLimited,
     SecretGetter,
-    TransientError,
 )
-from replydesk.providers.html_text import html_to_text
-from replydesk.providers.http import BadItem
+from replydesk.providers.payload import BadItem, ident
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +50,35 @@ SERVICE = "mastodon"
 PAGE_LIMIT = 40  # the API's maximum for notifications and conversations
 MAX_PAGES = 10  # per stream and fetch; the rest comes on the next poll
 DEFAULT_MAX_CHARS = 500
-URL_WEIGHT = 23  # Mastodon counts every URL as 23 characters
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 
-_URL_RE = re.compile(r"https?://[^\s<>\"]+", re.I)
-_MENTION_RE = re.compile(r"(?<![\w/])@(\w+)@[\w.-]+\w", re.UNICODE)
+
+class MastodonOptions(AccountOptions):
+    """A Mastodon account: an access token with read:notifications, read:statuses, write:statuses."""
+
+    secret_hint: ClassVar[str] = ("an access token with scopes read:notifications read:statuses write:statuses "
+                                  "(Preferences → Development → New application)")
+
+    provider: Literal["mastodon"] = "mastodon"
+    instance: HttpsUrl
+    """The instance, e.g. https://mastodon.social (https; plain http only for localhost)."""
+    max_length: int | None = Field(None, ge=1)
+    """The post limit, if it differs from the one the instance reports (omit it to use the instance's)."""
 
 
-def _str(obj: dict[str, Any], key: str, *, required: bool = True) -> str:
-    value = obj.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if http.is_identifier(value):
-        return value
-    if required:
-        raise BadItem(f"{key} missing or not a valid string")
-    return ""
+FACTS = {"mastodon": PlatformFacts("Mastodon", "MA", Limit(DEFAULT_MAX_CHARS, "mastodon"),
+                                   Limit(DEFAULT_MAX_CHARS, "mastodon"))}
 
 
-def _dict(obj: Any, key: str) -> dict[str, Any]:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, dict):
-        raise BadItem(f"{key} missing or not an object")
-    return value
+def _html_to_text(content: str, mentions: dict[str, str]) -> str:
+    from replydesk.providers.html_text import html_to_text  # html.parser loads with the first post
+
+    return html_to_text(content, mentions)
+
+
+def _mentions(status: dict[str, Any]) -> dict[str, str]:
+    return {m["url"]: m["acct"] for m in payload.items(status, "mentions")
+            if isinstance(m, dict) and isinstance(m.get("url"), str) and isinstance(m.get("acct"), str)}
 
 
 def id_key(value: str) -> tuple[int, str]:
@@ -78,29 +87,19 @@ def id_key(value: str) -> tuple[int, str]:
     return (len(value), value)
 
 
-def mastodon_length(text: str) -> int:
-    """Characters as Mastodon counts them: every URL is 23, a remote mention counts only @user."""
-    text = _URL_RE.sub("x" * URL_WEIGHT, text)
-    text = _MENTION_RE.sub(lambda m: "@" + m.group(1), text)
-    return len(regex.findall(r"\X", text))
-
-
-class MastodonProvider(Provider):
+class MastodonProvider(http.HttpProvider):
     platform = "mastodon"
-    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=DEFAULT_MAX_CHARS,
-                                supports_idempotency=True, can_lookup_sent=True, streams=True)
+    service = SERVICE
+    Options = MastodonOptions
+    FACTS = FACTS
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=True,
+                                can_lookup_sent=True, streams=True)
     poll_interval = 60.0
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
-                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(account, options, secret)
-        self.base = http.check_base_url(str(options["instance"]))
-        self._configured_max = options.get("max_length")
-        if self._configured_max:
-            self.capabilities = dataclasses.replace(self.capabilities, max_length=int(self._configured_max))
-        self.clock = clock
-        self.gate = http.RateGate(SERVICE, clock)
-        self._clients = http.LazyClient(transport)
+    def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
+        super().__init__(account, options, secret, **wire)
+        self.base = http.check_base_url(self.options.instance)
+        self._instance_max: int | None = None
         self._me: dict[str, str] | None = None
         self._instance_checked = False
         self._streaming_base: str | None = None
@@ -108,8 +107,13 @@ class MastodonProvider(Provider):
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def _http(self) -> httpx.AsyncClient:
-        return self._clients.get()
+    @property
+    def max_chars(self) -> int:
+        """The post limit in force: the account's own setting, else the instance's, else 500."""
+        return self.options.max_length or self._instance_max or DEFAULT_MAX_CHARS
+
+    def facts(self) -> dict[str, PlatformFacts]:
+        return {"mastodon": FACTS["mastodon"].with_limit(self.max_chars, self.max_chars)}
 
     def _token(self) -> str:
         token = self._secret()
@@ -119,22 +123,14 @@ class MastodonProvider(Provider):
         return token
 
     async def _request(self, method: str, path: str, *, params: Any = None, json: Any = None,
-                       headers: dict[str, str] | None = None, base: str | None = None) -> httpx.Response:
-        self.gate.check()
-        request = self._http().build_request(
-            method, (base or self.base) + path, params=params, json=json,
-            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json", **(headers or {})},
-        )
-        response = await http.send_request(self._http(), request, SERVICE)
-        http.raise_for_status(response, SERVICE, self.gate)
-        return response
+                       headers: dict[str, str] | None = None) -> httpx.Response:
+        auth = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        return await self.request(method, self.base + path, params=params, json=json,
+                                  headers={**auth, **(headers or {})})
 
     async def _get_json(self, path: str, params: Any = None) -> tuple[Any, httpx.Response]:
         response = await self._request("GET", path, params=params)
         return http.json_body(response, SERVICE), response
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
 
     async def me(self) -> dict[str, str]:
         """Our own account (id, acct): tells our posts from the customers' in a thread."""
@@ -143,7 +139,8 @@ class MastodonProvider(Provider):
             if not isinstance(data, dict):
                 raise PermanentError("mastodon: verify_credentials answered with an unexpected shape")
             try:
-                self._me = {"id": _str(data, "id"), "acct": _str(data, "acct", required=False)}
+                self._me = {"id": ident(data, "id", numbers=True),
+                            "acct": ident(data, "acct", required=False, numbers=True)}
             except BadItem:
                 raise PermanentError("mastodon: verify_credentials has no account id") from None
         return self._me
@@ -162,9 +159,9 @@ class MastodonProvider(Provider):
         config = data.get("configuration") if isinstance(data, dict) else None
         config = config if isinstance(config, dict) else {}
         statuses = config.get("statuses") if isinstance(config.get("statuses"), dict) else {}
-        limit = statuses.get("max_characters")
-        if not self._configured_max and isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            self.capabilities = dataclasses.replace(self.capabilities, max_length=limit)
+        limit = payload.optional_int(statuses, "max_characters")
+        if limit is not None and 0 < limit <= 1_000_000:
+            self._instance_max = limit
         urls = config.get("urls") if isinstance(config.get("urls"), dict) else {}
         streaming = urls.get("streaming")
         if isinstance(streaming, str) and streaming:
@@ -178,60 +175,47 @@ class MastodonProvider(Provider):
 
     def _message(self, status: dict[str, Any], root: str, kind: str, me: dict[str, str]) -> IncomingMessage:
         """One status as a message. Raises BadItem when a field we need is missing or wrong."""
-        sid = _str(status, "id")
-        account = _dict(status, "account")
-        author_id = _str(account, "id")
-        acct = _str(account, "acct", required=False) or _str(account, "username", required=False) or author_id
-        name = account.get("display_name") if isinstance(account.get("display_name"), str) else ""
-        created = status.get("created_at")
-        if not isinstance(created, str):
-            raise BadItem("created_at missing or not a string")
-        try:
-            created_at = parse_iso(created)
-        except (ValueError, OverflowError):
-            raise BadItem("created_at is not an ISO time") from None
-        content = status.get("content")
-        if not isinstance(content, str):
-            raise BadItem("content missing or not a string")
-        mentions = {}
-        for mention in status.get("mentions") or []:
-            if isinstance(mention, dict) and isinstance(mention.get("url"), str) and isinstance(mention.get("acct"), str):
-                mentions[mention["url"]] = mention["acct"]
-        text = html_to_text(content, mentions)
-        spoiler = status.get("spoiler_text")
-        if isinstance(spoiler, str) and spoiler.strip():
-            text = f"CW: {spoiler.strip()}\n\n{text}"
-        for media in status.get("media_attachments") or []:
+        sid = ident(status, "id", numbers=True)
+        account = payload.mapping(status, "account")
+        author_id = ident(account, "id", numbers=True)
+        acct = ident(account, "acct", required=False) or ident(account, "username", required=False) or author_id
+        name = payload.text(account, "display_name")
+        created_at = payload.timestamp(status.get("created_at"), "created_at")
+        content = payload.text(status, "content", required=True)
+        text = _html_to_text(content, _mentions(status))
+        spoiler = payload.text(status, "spoiler_text").strip()
+        if spoiler:
+            text = f"CW: {spoiler}\n\n{text}"
+        for media in payload.items(status, "media_attachments"):
             if isinstance(media, dict):
-                label = media.get("description") if isinstance(media.get("description"), str) else ""
-                url = media.get("url") if isinstance(media.get("url"), str) else ""
-                kind_name = media.get("type") if isinstance(media.get("type"), str) else "attachment"
+                label = payload.text(media, "description")
+                url = payload.text(media, "url")
+                kind_name = payload.text(media, "type") or "attachment"
                 text += f"\n[{kind_name}{': ' + label if label else ''}] {url}".rstrip()
         visibility = status.get("visibility") if status.get("visibility") in VISIBILITIES else "public"
         parent = status.get("in_reply_to_id")
         outbound = author_id == me["id"]
         contact = Contact(native_id=author_id, name=name or acct, handle="@" + acct)
         if outbound:  # our own post: the customer is whom it addresses
-            other = next((m for m in status.get("mentions") or [] if isinstance(m, dict)
-                          and http.is_identifier(m.get("id")) and m["id"] != me["id"]
-                          and http.is_identifier(m.get("acct"))), None)
+            other = next((m for m in payload.items(status, "mentions") if isinstance(m, dict)
+                          and payload.is_identifier(m.get("id")) and m["id"] != me["id"]
+                          and payload.is_identifier(m.get("acct"))), None)
             if other:
                 contact = Contact(native_id=other["id"], name=other["acct"], handle="@" + other["acct"])
         return IncomingMessage(
             native_id=sid, conversation_native_id=root, platform="mastodon", kind=kind,
             contact=contact,
             text=text, created_at=created_at, direction="out" if outbound else "in", author=name or acct,
-            parent_native_id=str(parent) if isinstance(parent, str | int) and http.is_identifier(str(parent)) else None,
-            meta={"visibility": visibility, "acct": acct, "account_id": author_id,
-                  "url": status.get("url") if isinstance(status.get("url"), str) else "",
+            parent_native_id=str(parent) if isinstance(parent, str | int) and payload.is_identifier(str(parent)) else None,
+            meta={"visibility": visibility, "acct": acct, "account_id": author_id, "url": payload.text(status, "url"),
                   "conversation": {"root": root}},
         )
 
     async def _thread(self, status: dict[str, Any], me: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
         """The thread root of ``status`` and the other statuses to show with it (ancestors, replies)."""
-        sid = _str(status, "id")
+        sid = ident(status, "id", numbers=True)
         parent = status.get("in_reply_to_id")
-        if parent is not None and not http.is_identifier(str(parent)):
+        if parent is not None and not payload.is_identifier(str(parent)):
             raise BadItem("in_reply_to_id is not a valid id")
         if sid in self._roots:
             return self._roots[sid], []
@@ -252,7 +236,7 @@ class MastodonProvider(Provider):
             if isinstance(context, dict) else []
         descendants = [s for s in (context.get("descendants") or []) if isinstance(s, dict)] \
             if isinstance(context, dict) else []
-        root = ancestors[0]["id"] if ancestors and http.is_identifier(ancestors[0].get("id")) else parent
+        root = ancestors[0]["id"] if ancestors and payload.is_identifier(ancestors[0].get("id")) else parent
         for item in [*ancestors, *descendants]:
             if isinstance(item.get("id"), str):
                 self._roots[item["id"]] = root
@@ -269,50 +253,37 @@ class MastodonProvider(Provider):
             return "comment"  # someone answered one of our posts
         return "mention"
 
-    async def _map_status(self, status: Any, me: dict[str, str], rejected: list[tuple[str, str]],
-                          label: str) -> list[IncomingMessage]:
-        """A status plus its thread as messages; a bad status lands in ``rejected``."""
-        try:
-            if not isinstance(status, dict):
-                raise BadItem("status missing or not an object")
-            root, thread = await self._thread(status, me)
-            kind = self._kind(status, thread, root, me)
-            messages = [self._message(status, root, kind, me)]
-        except ProviderError:
-            raise
-        except Exception as exc:  # a bad item never stops the batch, whatever is wrong with it
-            rejected.append((label, http.reject_reason(exc)))
-            return []
-        for other in thread:
-            try:
-                messages.append(self._message(other, root, kind, me))
-            except Exception as exc:
-                rejected.append((str(other.get("id", "?"))[:100], f"thread status: {http.reject_reason(exc)}"))
-        return messages
+    async def _map_status(self, status: Any, me: dict[str, str], rejected: list[tuple[str, str]]
+                          ) -> list[IncomingMessage]:
+        """A status plus its thread as messages (raises for a bad status; a bad thread status lands
+        in ``rejected`` on its own and the rest are kept)."""
+        if not isinstance(status, dict):
+            raise BadItem("status missing or not an object")
+        root, thread = await self._thread(status, me)
+        kind = self._kind(status, thread, root, me)
+        messages = [self._message(status, root, kind, me)]
+        others, bad = await payload.map_items(thread, lambda s: self._message(s, root, kind, me),
+                                              lambda s: s.get("id", "?"))
+        rejected.extend((label, f"thread status: {reason}") for label, reason in bad)
+        return messages + others
 
     # ---- fetching ---------------------------------------------------------------------------------
 
     async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
         me = await self.me()
         await self._check_instance()
-        results: list[FetchResult] = []
-        for stream, path, mapper in (
-            ("mentions", "/api/v1/notifications", self._map_notifications),
-            ("direct", "/api/v1/conversations", self._map_conversations),
-        ):
-            cursor = cursors.get(stream) or {}
-            try:
-                results.extend(await self._pages(stream, path, cursor, mapper, me))
-            except ProviderError:
-                if results:  # keep what is already complete; the error shows again next poll
-                    break
-                raise
-        return results
+
+        def walk(stream: str, path: str, mapper: Any) -> Any:
+            return lambda: payload.keep_finished(self._pages(stream, path, cursors.get(stream) or {}, mapper, me))
+
+        return await payload.keep_finished(payload.chain(
+            walk("mentions", "/api/v1/notifications", self._map_notifications),
+            walk("direct", "/api/v1/conversations", self._map_conversations),
+        ))
 
     async def _pages(self, stream: str, path: str, cursor: dict[str, Any], mapper: Any,
-                     me: dict[str, str]) -> list[FetchResult]:
+                     me: dict[str, str]) -> AsyncIterator[FetchResult]:
         """Page forward from ``cursor["min_id"]``; each page is one result with its own cursor."""
-        results: list[FetchResult] = []
         min_id = cursor.get("min_id") if isinstance(cursor.get("min_id"), str) else None
         for _ in range(MAX_PAGES):
             params: list[tuple[str, str | int]] = [("limit", PAGE_LIMIT)]
@@ -320,18 +291,12 @@ class MastodonProvider(Provider):
                 params.append(("types[]", "mention"))
             if min_id:
                 params.append(("min_id", min_id))
-            try:
-                data, response = await self._get_json(path, params)
-            except ProviderError:
-                if results:
-                    return results
-                raise
+            data, response = await self._get_json(path, params)
             if not isinstance(data, list):
                 raise PermanentError(f"mastodon: {stream} answered with an unexpected shape")
             if not data:
                 break
-            rejected: list[tuple[str, str]] = []
-            messages = await mapper(data, me, rejected)
+            messages, rejected = await mapper(data, me)
             prev = http.parse_link_header(response.headers.get("link")).get("prev")
             newest = http.query_param(prev, "min_id") if prev else None
             if not newest:
@@ -343,34 +308,26 @@ class MastodonProvider(Provider):
                 newest = max(ids, key=id_key) if ids else min_id
             if min_id and newest and id_key(newest) <= id_key(min_id):
                 newest = min_id  # never move a cursor backwards
-            results.append(FetchResult(messages, {"min_id": newest} if newest else dict(cursor), stream, rejected))
+            yield FetchResult(messages, {"min_id": newest} if newest else dict(cursor), stream, rejected)
             if not min_id or len(data) < PAGE_LIMIT or newest == min_id:
                 break  # first sync takes the newest page only; a short page means we are at the top
             min_id = newest
-        return results
 
-    async def _map_notifications(self, data: list[Any], me: dict[str, str],
-                                 rejected: list[tuple[str, str]]) -> list[IncomingMessage]:
-        messages: list[IncomingMessage] = []
-        for item in data:
-            label = str(item.get("id", "?"))[:100] if isinstance(item, dict) else "?"
-            if not isinstance(item, dict) or item.get("type") not in (None, "mention"):
-                if not isinstance(item, dict):
-                    rejected.append((label, "notification is not an object"))
-                continue
-            messages.extend(await self._map_status(item.get("status"), me, rejected, label))
-        return messages
+    async def _map_batch(self, batch: list[Any], me: dict[str, str], status_of: Any,
+                         label: Any) -> tuple[list[IncomingMessage], list[tuple[str, str]]]:
+        rejected: list[tuple[str, str]] = []
+        return await payload.map_items(batch, lambda item: self._map_status(status_of(item), me, rejected),
+                                       label, rejected)
 
-    async def _map_conversations(self, data: list[Any], me: dict[str, str],
-                                 rejected: list[tuple[str, str]]) -> list[IncomingMessage]:
-        messages: list[IncomingMessage] = []
-        for item in data:
-            if not isinstance(item, dict):
-                rejected.append(("?", "conversation is not an object"))
-                continue
-            label = "conversation:" + str(item.get("id", "?"))[:100]
-            messages.extend(await self._map_status(item.get("last_status"), me, rejected, label))
-        return messages
+    async def _map_notifications(self, data: list[Any], me: dict[str, str]):  # noqa: ANN202
+        mentions = [item for item in data if not isinstance(item, dict) or item.get("type") in (None, "mention")]
+        return await self._map_batch(mentions, me, _notification_status,
+                                     lambda item: item.get("id", "?") if isinstance(item, dict) else "?")
+
+    async def _map_conversations(self, data: list[Any], me: dict[str, str]):  # noqa: ANN202
+        return await self._map_batch(data, me, _conversation_status,
+                                     lambda item: f"conversation:{str(item.get('id', '?'))[:100]}"
+                                     if isinstance(item, dict) else "?")
 
     # ---- push -------------------------------------------------------------------------------------
 
@@ -380,30 +337,24 @@ class MastodonProvider(Provider):
         me = await self.me()
         await self._check_instance()
         base = self._streaming_base or self.base
-        self.gate.check()
-        request = self._http().build_request(
-            "GET", base + "/api/v1/streaming/user/notification",
+        response = await self.request(
+            "GET", base + "/api/v1/streaming/user/notification", stream=True, read_timeout=90.0,
             headers={"Authorization": f"Bearer {self._token()}", "Accept": "text/event-stream"},
-            timeout=httpx.Timeout(connect=10.0, read=90.0, write=10.0, pool=10.0),
         )
-        response = await http.send_request(self._http(), request, SERVICE, stream=True)
         try:
-            if response.status_code >= 300:
-                await response.aread()
-            http.raise_for_status(response, SERVICE, self.gate)
-            async for event in http.iter_sse(_lines(response)):
+            async for event in http.iter_sse(http.iter_lines(response, SERVICE)):
                 if event.event != "notification":
                     continue
-                rejected: list[tuple[str, str]] = []
                 try:
-                    payload = json.loads(event.data)
+                    item = json.loads(event.data)
                 except ValueError:
                     yield FetchResult([], {}, "push", [("stream", "event data is not JSON")])
                     continue
-                if not isinstance(payload, dict) or payload.get("type") != "mention":
+                if not isinstance(item, dict) or item.get("type") != "mention":
                     continue
-                label = str(payload.get("id", "?"))[:100]
-                messages = await self._map_status(payload.get("status"), me, rejected, label)
+                label = str(item.get("id", "?"))[:100]
+                messages, rejected = await self._map_batch([item], me, _notification_status,
+                                                           lambda it: str(it.get("id", "?")))
                 yield FetchResult(messages, {"last_id": label}, "push", rejected)
         finally:
             await response.aclose()
@@ -412,8 +363,7 @@ class MastodonProvider(Provider):
 
     def compose(self, reply: OutgoingReply) -> dict[str, Any]:
         """The POST /api/v1/statuses body for ``reply`` (pure, so tests can check it directly)."""
-        inbound = reply.meta.get("last_inbound_meta") if isinstance(reply.meta, dict) else None
-        inbound = inbound if isinstance(inbound, dict) else {}
+        inbound = reply.answering_meta
         acct = inbound.get("acct") if isinstance(inbound.get("acct"), str) else ""
         acct = acct or reply.customer_handle.lstrip("@")
         text = reply.text.strip()
@@ -429,7 +379,7 @@ class MastodonProvider(Provider):
 
     async def send(self, reply: OutgoingReply) -> SendResult:
         body = self.compose(reply)
-        limit = self.capabilities.max_length or DEFAULT_MAX_CHARS
+        limit = self.max_chars
         length = mastodon_length(body["status"])
         if length > limit:
             raise PermanentError(f"mastodon: the reply is {length} characters; this instance allows {limit}")
@@ -438,15 +388,7 @@ class MastodonProvider(Provider):
         data = http.json_body(response, SERVICE)
         if not isinstance(data, dict) or not isinstance(data.get("id"), str | int):
             raise PermanentError("mastodon: the posted status came back without an id")
-        return SendResult(str(data["id"]), self._time(data.get("created_at")))
-
-    def _time(self, value: Any) -> float:
-        if isinstance(value, str):
-            try:
-                return parse_iso(value)
-            except ValueError:
-                pass
-        return self.clock()
+        return SendResult(str(data["id"]), payload.timestamp_or(data.get("created_at"), self.clock()))
 
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
         """Our own recent statuses answering the same status with the same text (used only past the
@@ -460,17 +402,18 @@ class MastodonProvider(Provider):
                 continue
             if reply.in_reply_to_native_id and str(status.get("in_reply_to_id")) != reply.in_reply_to_native_id:
                 continue
-            mentions = {m["url"]: m["acct"] for m in status.get("mentions") or []
-                        if isinstance(m, dict) and isinstance(m.get("url"), str) and isinstance(m.get("acct"), str)}
-            if " ".join(html_to_text(status["content"], mentions).split()) == wanted:
-                return SendResult(str(status["id"]), self._time(status.get("created_at")))
+            if " ".join(_html_to_text(status["content"], _mentions(status)).split()) == wanted:
+                return SendResult(str(status["id"]), payload.timestamp_or(status.get("created_at"), self.clock()))
         return None
 
 
-async def _lines(response: httpx.Response) -> AsyncIterator[str]:
-    """The stream's lines; a dropped connection becomes a TransientError without the URL."""
-    try:
-        async for line in response.aiter_lines():
-            yield line
-    except httpx.HTTPError as exc:
-        raise TransientError(f"mastodon: the stream was interrupted ({type(exc).__name__})") from None
+def _notification_status(item: Any) -> Any:
+    if not isinstance(item, dict):
+        raise BadItem("notification is not an object")
+    return item.get("status")
+
+
+def _conversation_status(item: Any) -> Any:
+    if not isinstance(item, dict):
+        raise BadItem("conversation is not an object")
+    return item.get("last_status")

@@ -9,30 +9,35 @@ asking with a higher offset confirms (deletes) the previous batch on Telegram's 
 stored, with its cursor, before we ask again. A conversation is a chat, or a topic thread in a forum
 supergroup. Telegram has no idempotency and no way to find a sent message, so an uncertain send ends
 ``unknown`` (``lookup_sent`` raises ``UnknownDelivery``) and the agent decides.
+
+Length: the Bot API allows 4096 characters "after entities parsing", counted in UTF-16 code units
+(the unit of its entity offsets). We never set a parse mode, so nothing is parsed away: the text
+counts as written, an emoji outside the BMP as 2, a ZWJ family as the sum of its parts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import httpx
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
-from replydesk.providers import http
+from replydesk.options import AccountOptions, HttpsUrl
+from replydesk.platforms import Limit, PlatformFacts, utf16_units
+from replydesk.providers import http, payload
 from replydesk.providers.base import (
     AuthError,
     Capabilities,
     PermanentError,
-    Provider,
-    RateLimited,
     SecretGetter,
     TransientError,
     UnknownDelivery,
 )
-from replydesk.providers.http import BadItem
+from replydesk.providers.payload import BadItem, integer
+from replydesk.providers.payload import text as text_of
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "telegram"
 DEFAULT_API = "https://api.telegram.org"
@@ -46,20 +51,19 @@ MEDIA = ("photo", "video", "animation", "audio", "voice", "video_note", "documen
          "venue", "contact", "poll", "dice", "game", "story")
 
 
-def _int(obj: Any, key: str) -> int:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise BadItem(f"{key} missing or not an integer")
+
+class TelegramOptions(AccountOptions):
+    """A Telegram bot (a token from @BotFather; works with Telegram Business connections)."""
+
+    secret_hint: ClassVar[str] = "the bot token from @BotFather"
+
+    provider: Literal["telegram"] = "telegram"
+    api_base: HttpsUrl = DEFAULT_API
+    """The Bot API server: Telegram's, or a self-hosted one."""
 
 
-def _opt_str(obj: Any, key: str) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, str) else ""
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+#: Chats only (a group message is answered in the chat): every reply counts against the message limit.
+FACTS = {"telegram": PlatformFacts("Telegram", "TG", None, Limit(MAX_TEXT, "utf16"))}
 
 
 def expand_text_links(text: str, entities: Any) -> str:
@@ -94,44 +98,42 @@ def _media_note(message: dict[str, Any]) -> str:
         if value is None:
             continue
         if kind == "sticker" and isinstance(value, dict):
-            return f"[sticker {_opt_str(value, 'emoji')}]".replace(" ]", "]")
+            return f"[sticker {text_of(value, 'emoji')}]".replace(" ]", "]")
         if kind == "document" and isinstance(value, dict):
-            return f"[document {_opt_str(value, 'file_name')}]".replace(" ]", "]")
+            return f"[document {text_of(value, 'file_name')}]".replace(" ]", "]")
         if kind == "poll" and isinstance(value, dict):
-            return f"[poll: {_opt_str(value, 'question')}]"
+            return f"[poll: {text_of(value, 'question')}]"
         if kind == "contact" and isinstance(value, dict):
-            return f"[contact: {_opt_str(value, 'first_name')} {_opt_str(value, 'phone_number')}]"
+            return f"[contact: {text_of(value, 'first_name')} {text_of(value, 'phone_number')}]"
         if kind == "location" and isinstance(value, dict):
             return f"[location: {value.get('latitude')}, {value.get('longitude')}]"
         return f"[{kind.replace('_', ' ')}]"
     return "[unsupported message]"
 
 
-class TelegramProvider(Provider):
+def _update_label(update: Any) -> str:
+    value = update.get("update_id") if isinstance(update, dict) else None
+    return f"update:{value}" if isinstance(value, int) and not isinstance(value, bool) else "update:?"
+
+
+class TelegramProvider(http.HttpProvider):
     platform = "telegram"
-    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, max_length=MAX_TEXT,
-                                supports_idempotency=False, can_lookup_sent=False, streams=True)
+    service = SERVICE
+    Options = TelegramOptions
+    FACTS = FACTS
+    capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=False,
+                                can_lookup_sent=False, streams=True)
     #: fetch() long-polls for ``long_poll`` seconds, so a new message shows within about 2 s
     poll_interval = 1.0
     long_poll = 1
 
-    def __init__(self, account: str, options: dict[str, Any], secret: SecretGetter, *,
-                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(account, options, secret)
-        self.base = http.check_base_url(str(options.get("api_base") or DEFAULT_API))
-        self.clock = clock
-        self.gate = http.RateGate(SERVICE, clock)
-        self._clients = http.LazyClient(transport)
+    def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
+        super().__init__(account, options, secret, **wire)
+        self.base = http.check_base_url(self.options.api_base)
         self._poll_lock = asyncio.Lock()  # Telegram answers 409 to a second concurrent getUpdates
         self._streaming = False
         self._offset: int | None = None
-        http.install_log_redaction()
-
-    def _http(self) -> httpx.AsyncClient:
-        return self._clients.get()
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
+        http.install_log_redaction()  # the token is in every URL: mask httpx's request log from the start
 
     # ---- the Bot API --------------------------------------------------------------------------------
 
@@ -140,10 +142,8 @@ class TelegramProvider(Provider):
         token = self._secret()
         if not token:
             raise AuthError(f"telegram: no bot token stored for account {self.account!r}; run 'replydesk login'")
-        self.gate.check()
-        timeout = httpx.Timeout(connect=10.0, read=30.0 + wait, write=30.0, pool=10.0)
-        request = self._http().build_request("POST", f"{self.base}/bot{token}/{method}", json=payload, timeout=timeout)
-        response = await http.send_request(self._http(), request, SERVICE)
+        response = await self.request("POST", f"{self.base}/bot{token}/{method}", json=payload,
+                                      read_timeout=30.0 + wait, check=False)
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -154,21 +154,18 @@ class TelegramProvider(Provider):
 
     def _error(self, response: httpx.Response, body: dict[str, Any], token: str) -> Exception:
         code = body.get("error_code") if isinstance(body.get("error_code"), int) else response.status_code
-        description = http.redact(_opt_str(body, "description").replace(token, "<redacted>"), 200)
+        description = http.redact(text_of(body, "description").replace(token, "<redacted>"), 200)
         params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         suffix = f": {description}" if description else ""
-        if code == 429:
+        if code == 429:  # the shared gate: no request is spent until it ends, restarts included
             retry = params.get("retry_after")
-            now = self.clock()
+            reset = None
             if isinstance(retry, int | float) and not isinstance(retry, bool) and 0 <= retry < http.MAX_RATE_WAIT:
-                reset = now + float(retry)
-            else:
-                reset = http.wait_until(response.headers, now)
-            self.gate.blocked_until = max(self.gate.blocked_until, reset)
-            return RateLimited(f"telegram: rate limited until {http.fmt_time(reset)}", reset)
+                reset = self.clock() + float(retry)
+            return self.gate.limited(response, reset=reset)
         if code == 401:
             return AuthError("telegram: the bot token was refused (revoked or wrong); re-login needed")
-        if code == 404 and _opt_str(body, "description") in ("", "Not Found"):
+        if code == 404 and text_of(body, "description") in ("", "Not Found"):
             return AuthError("telegram: the Bot API does not know this token (HTTP 404); check the token and "
                              "api_base; re-login needed")
         if code == 409:
@@ -206,25 +203,16 @@ class TelegramProvider(Provider):
 
     def page(self, updates: list[Any], offset: int | None) -> FetchResult:
         """Map one getUpdates batch; the cursor moves past every update we saw, good or bad."""
-        messages: list[IncomingMessage] = []
-        rejected: list[tuple[str, str]] = []
-        newest = offset - 1 if offset is not None else None
-        for update in updates:
-            try:
-                update_id = _int(update, "update_id")
-            except BadItem as exc:
-                rejected.append(("update:?", str(exc)))
-                continue
-            newest = update_id if newest is None else max(newest, update_id)
-            try:
-                message = self._map(update)
-            except Exception as exc:  # a bad update never stops the others; the offset moves past it
-                rejected.append((f"update:{update_id}", http.reject_reason(exc)))
-                continue
-            if message is not None:
-                messages.append(message)
-        cursor = {"offset": newest + 1} if newest is not None else {}
+        ids = [u["update_id"] for u in updates if isinstance(u, dict) and isinstance(u.get("update_id"), int)
+               and not isinstance(u.get("update_id"), bool)]
+        messages, rejected = payload.map_each(updates, self._map_update, _update_label)
+        seen = [offset - 1, *ids] if offset is not None else ids
+        cursor = {"offset": max(seen) + 1} if seen else {}
         return FetchResult(messages, cursor, "updates", rejected)
+
+    def _map_update(self, update: Any) -> IncomingMessage | None:
+        integer(update, "update_id")
+        return self._map(update)
 
     def _map(self, update: dict[str, Any]) -> IncomingMessage | None:
         found = next(((update[key], edited) for key, edited in UPDATE_KINDS if key in update), None)
@@ -233,22 +221,22 @@ class TelegramProvider(Provider):
         message, edited = found
         if not isinstance(message, dict):
             raise BadItem("message is not an object")
-        message_id = _int(message, "message_id")
+        message_id = integer(message, "message_id")
         chat = message.get("chat")
-        chat_id = _int(chat, "id")
-        date = _int(message, "date")
-        chat_type = _opt_str(chat, "type")
+        chat_id = integer(chat, "id")
+        date = integer(message, "date")
+        chat_type = text_of(chat, "type")
         sender = message.get("from") if isinstance(message.get("from"), dict) else None
         sender = sender or (message.get("sender_chat") if isinstance(message.get("sender_chat"), dict) else None)
         if sender is None and chat_type == "private":
             sender = chat
         if sender is None:
             raise BadItem("no sender (from/sender_chat) on a group message")
-        sender_id = _int(sender, "id")
-        name = " ".join(p for p in (_opt_str(sender, "first_name"), _opt_str(sender, "last_name")) if p) \
-            or _opt_str(sender, "title") or _opt_str(sender, "username") or str(sender_id)
-        username = _opt_str(sender, "username")
-        business = _opt_str(message, "business_connection_id")
+        sender_id = integer(sender, "id")
+        name = " ".join(p for p in (text_of(sender, "first_name"), text_of(sender, "last_name")) if p) \
+            or text_of(sender, "title") or text_of(sender, "username") or str(sender_id)
+        username = text_of(sender, "username")
+        business = text_of(message, "business_connection_id")
         thread = message.get("message_thread_id") if message.get("is_topic_message") is True else None
         thread = thread if isinstance(thread, int) and not isinstance(thread, bool) else None
         text = message.get("text")
@@ -274,20 +262,20 @@ class TelegramProvider(Provider):
         customer = chat if outbound and isinstance(chat, dict) else sender
         customer_name = name
         if outbound:
-            customer_name = " ".join(p for p in (_opt_str(chat, "first_name"), _opt_str(chat, "last_name")) if p) \
-                or _opt_str(chat, "username") or str(chat_id)
-        customer_handle = _opt_str(customer, "username")
+            customer_name = " ".join(p for p in (text_of(chat, "first_name"), text_of(chat, "last_name")) if p) \
+                or text_of(chat, "username") or str(chat_id)
+        customer_handle = text_of(customer, "username")
         conversation = f"{chat_id}:{thread}" if thread is not None else str(chat_id)
         reply_meta = {"chat_id": chat_id, "chat_type": chat_type, "business_connection_id": business or None,
                       "message_thread_id": thread}
         return IncomingMessage(
             native_id=native, conversation_native_id=conversation, platform="telegram",
             kind="dm" if chat_type == "private" else "mention",
-            contact=Contact(native_id=str(_int(customer, "id")), name=customer_name,
+            contact=Contact(native_id=str(integer(customer, "id")), name=customer_name,
                             handle="@" + customer_handle if customer_handle else ""),
             text=text, created_at=created_at, direction="out" if outbound else "in",
             author=name if not outbound else (("@" + username) if username else name),
-            subject=_opt_str(chat, "title") if chat_type != "private" else "",
+            subject=text_of(chat, "title") if chat_type != "private" else "",
             parent_native_id=parent,
             meta={**reply_meta, "message_id": message_id, "conversation": reply_meta},
         )
@@ -307,9 +295,10 @@ class TelegramProvider(Provider):
     # ---- sending ------------------------------------------------------------------------------------
 
     def compose(self, reply: OutgoingReply) -> dict[str, Any]:
-        """The sendMessage payload: plain text (never a parse_mode), threaded on the customer's message."""
+        """The sendMessage payload: plain text (never a parse_mode), threaded on the customer's message.
+        The chat comes from the conversation's details, the message to thread on from the answered one's."""
         meta = reply.meta if isinstance(reply.meta, dict) else {}
-        inbound = meta.get("last_inbound_meta") if isinstance(meta.get("last_inbound_meta"), dict) else {}
+        inbound = reply.answering_meta
         chat_id = meta.get("chat_id", inbound.get("chat_id"))
         if not isinstance(chat_id, int) or isinstance(chat_id, bool):
             head = reply.conversation_native_id.split(":", 1)[0]
@@ -336,13 +325,13 @@ class TelegramProvider(Provider):
         text = reply.text
         if not text.strip():
             raise PermanentError("telegram: an empty message cannot be sent")
-        if utf16_len(text) > MAX_TEXT:
-            raise PermanentError(f"telegram: the message is {utf16_len(text)} characters; Telegram allows {MAX_TEXT}")
+        if utf16_units(text) > MAX_TEXT:
+            raise PermanentError(f"telegram: the message is {utf16_units(text)} characters; Telegram allows {MAX_TEXT}")
         payload = self.compose(reply)
         result = await self.call("sendMessage", payload)
         try:
-            message_id = _int(result, "message_id")
-            chat_id = _int(result.get("chat"), "id")
+            message_id = integer(result, "message_id")
+            chat_id = integer(result.get("chat"), "id")
         except BadItem:
             raise PermanentError("telegram: sendMessage answered without a message id") from None
         date = result.get("date")

@@ -24,7 +24,6 @@ from replydesk import __version__, secrets
 from replydesk.config import (
     Config,
     ConfigError,
-    DemoFaults,
     default_config_path,
     default_data_dir,
     demo_config,
@@ -87,7 +86,7 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 
 
 def _demo_workspace(args: argparse.Namespace) -> Workspace:
-    faults = parse_faults(args.faults) if getattr(args, "faults", None) else DemoFaults()
+    faults = parse_faults(args.faults) if getattr(args, "faults", None) else None
     base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
     if not args.config:
@@ -101,8 +100,11 @@ def _demo_workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(data_dir=data_dir, config=build(), config_source=ConfigSource(path, build))
 
 
-def parse_faults(spec: str) -> DemoFaults:
-    """``fail=0.3,latency=200ms,ratelimit=0.1,offline=1,lost_ack=0.2`` → validated fault settings."""
+def parse_faults(spec: str) -> Any:
+    """``fail=0.3,latency=200ms,ratelimit=0.1,offline=1,lost_ack=0.2`` → validated fault settings
+    (the demo provider's ``DemoFaults``)."""
+    from replydesk.providers.demo import DemoFaults
+
     values: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, sep, value = part.partition("=")
@@ -462,15 +464,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     account = ws.config.account(args.account)
     if account is None:
         raise UsageError(f"no account {args.account!r} in the config")
-    hints = {
-        "email": "the mailbox password or an app password",
-        "mastodon": "an access token with scopes read:notifications read:statuses write:statuses "
-                    "(Preferences → Development → New application)",
-        "bluesky": "an app password (Settings → App passwords; tick 'Allow access to your direct messages')",
-        "telegram": "the bot token from @BotFather",
-        "demo": "any text (the demo platform ignores it)",
-    }
-    print(f"{args.account}: enter {hints.get(account.provider, 'the token')}", file=sys.stderr)
+    print(f"{args.account}: enter {account.secret_hint}", file=sys.stderr)
     if not secrets.backend_available():
         complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
         return EXIT_ERROR

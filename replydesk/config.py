@@ -1,20 +1,23 @@
 """config.yaml → validated, typed settings; every mistake reported with file, line and key.
 
-pydantic does the validation (types, unknown keys, per-provider options); this module maps its
-error locations back onto the YAML nodes so the message can say ``config.yaml:12: accounts[0].imap.port``.
+pydantic does the validation (types, unknown keys); each account is validated by the options model
+its provider module declares, found through the provider registry. This module maps the error
+locations back onto the YAML nodes so the message can say ``config.yaml:12: accounts[0].imap.port``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from platformdirs import user_config_path, user_data_path
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from replydesk.slaconfig import SlaSettings, parse_duration
+from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.slaconfig import SlaSettings
 
 APP = "replydesk"
 
@@ -23,139 +26,50 @@ class ConfigError(Exception):
     """A config problem a person can fix; the message names the file, line and key."""
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _account(value: Any) -> AccountOptions:
+    """An ``accounts:`` entry, validated by the options model of the provider it names.
+
+    The registry finds the model (importing only the providers the file names), so a new provider
+    needs no edit here; pydantic keeps the model's error locations under ``accounts[i]``.
+    """
+    from replydesk import providers  # the registry; provider modules load only when named
+
+    if isinstance(value, AccountOptions):  # built in code (the demo, tests): validated already
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("model_type", "Input should be a mapping of account options")
+    if "provider" not in value:
+        raise PydanticCustomError("missing_provider",
+                                  "missing required option 'provider' (one of: {expected})",
+                                  {"expected": ", ".join(providers.REGISTRY)})
+    name = value["provider"]
+    try:
+        model = providers.options_model(name) if isinstance(name, str) else None
+    except providers.ProviderUnavailable:
+        model = None
+    if model is None:
+        raise PydanticCustomError(
+            "union_tag_invalid",
+            "Input tag '{tag}' found using 'provider' does not match any of the expected tags: {expected}",
+            {"tag": name, "expected": ", ".join(repr(n) for n in providers.REGISTRY)},
+        )
+    return model.model_validate(value)
 
 
-def _duration(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        return float(parse_duration(value))
-    raise ValueError("expected a duration such as 30s, 5m, 1h")
-
-
-Duration = Annotated[float, Field(ge=0)]
-
-
-class DemoFaults(Strict):
-    """Fault injection on the demo platform's remote side."""
-
-    fail: float = Field(0.0, ge=0, le=1, description="share of requests answered with HTTP 503")
-    latency: float = Field(0.0, ge=0, description="seconds added to every request")
-    ratelimit: float = Field(0.0, ge=0, le=1, description="share of requests answered 429 + Retry-After")
-    offline: bool = Field(False, description="the platform is unreachable")
-    lost_ack: float = Field(0.0, ge=0, le=1, description="share of accepted replies whose answer is lost")
-    retry_after: float = Field(2.0, ge=0, description="how long a simulated 429 asks to wait (Retry-After)")
-    crash_after_accept: float = Field(
-        0.0, ge=0, le=1,
-        description="share of accepted replies after which the process is SIGKILLed before it hears the "
-                    "answer (crash tests: the worst moment for exactly-once)",
-    )
-
-    _dur = field_validator("latency", "retry_after", mode="before")(classmethod(lambda cls, v: _duration(v)))
-
-
-class AccountBase(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    poll_interval: Duration | None = None
-
-    _dur = field_validator("poll_interval", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _duration(v))
-    )
-
-
-class DemoAccount(AccountBase):
-    provider: Literal["demo"]
-    seed: int = 42
-    pace: Duration = 20.0  # average seconds between new customer messages
-    backlog: int = Field(240, ge=0, le=100_000)
-    faults: DemoFaults = DemoFaults()
-
-    _pace = field_validator("pace", mode="before")(classmethod(lambda cls, v: _duration(v)))
-
-
-class MailServer(Strict):
-    host: str
-    port: int = Field(ge=1, le=65535)
-    tls: Literal["implicit", "starttls", "none"] = "implicit"
-    user: str | None = None
-    timeout: float = Field(30.0, gt=0)
-    ca_file: str | None = None  # a CA bundle for a self-signed server certificate
-
-
-class ImapServer(MailServer):
-    folders: list[str] = ["INBOX"]
-    sent_folder: str | None = None
-    max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-
-
-class EmailAccount(AccountBase):
-    provider: Literal["email"]
-    address: str
-    display_name: str | None = None
-    imap: ImapServer
-    smtp: MailServer
-
-    @model_validator(mode="after")
-    def _plain_only_local(self) -> EmailAccount:
-        for server in (self.imap, self.smtp):
-            if server.tls == "none" and server.host not in ("localhost", "127.0.0.1", "::1"):
-                raise ValueError(f"tls: none is only allowed for localhost, not {server.host}")
-        return self
-
-
-def _https_or_local(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return url.rstrip("/")
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        return url.rstrip("/")
-    raise ValueError("must be an https:// URL (plain http only for localhost)")
-
-
-class MastodonAccount(AccountBase):
-    provider: Literal["mastodon"]
-    instance: str
-    max_length: int | None = Field(None, ge=1)
-
-    _url = field_validator("instance")(classmethod(lambda cls, v: _https_or_local(v)))
-
-
-class BlueskyAccount(AccountBase):
-    provider: Literal["bluesky"]
-    handle: str
-    service: str = "https://bsky.social"
-
-    _url = field_validator("service")(classmethod(lambda cls, v: _https_or_local(v)))
-
-
-class TelegramAccount(AccountBase):
-    provider: Literal["telegram"]
-    api_base: str = "https://api.telegram.org"
-
-    _url = field_validator("api_base")(classmethod(lambda cls, v: _https_or_local(v)))
-
-
-Account = Annotated[
-    DemoAccount | EmailAccount | MastodonAccount | BlueskyAccount | TelegramAccount,
-    Field(discriminator="provider"),
-]
+#: An account, typed as its provider module's own options (serialised with all of its fields).
+Account = Annotated[SerializeAsAny[AccountOptions], PlainValidator(_account)]
 
 
 class SyncSettings(Strict):
-    #: The fetch interval of every account that does not set its own; None keeps each provider's
-    #: own default (the demo 5 s, Telegram 1 s between long polls, Bluesky 30 s, Mastodon and email 60 s).
     poll_interval: Duration | None = None
-    send_retries: int = Field(5, ge=0, le=1000, description="attempts before a reply is marked failed")
+    """Fetch interval of every account that does not set its own; unset, each provider keeps its own
+    default (the demo 5 s, Telegram 1 s between long polls, Bluesky 30 s, Mastodon and email 60 s)."""
+    send_retries: int = Field(5, ge=0, le=1000)
+    """Attempts at a transient failure before a reply is marked failed."""
     retry_base: Duration = 2.0
+    """First retry delay; doubles each time, with jitter."""
     retry_max: Duration = 300.0
-
-    _dur = field_validator("poll_interval", "retry_base", "retry_max", mode="before")(
-        classmethod(lambda cls, v: None if v is None else _duration(v))
-    )
+    """Longest delay between retries."""
 
 
 class View(Strict):
@@ -165,7 +79,9 @@ class View(Strict):
 
 class UiSettings(Strict):
     agent: str = "me"
+    """Your name: ``assignee:me`` views, notes and the event log use it."""
     undo_seconds: Duration = 5.0
+    """How long a sent reply waits in the outbox so it can be taken back."""
     theme: str = "textual-dark"
     views: list[View] = [
         View(name="Inbox", query=""),
@@ -179,8 +95,6 @@ class UiSettings(Strict):
         "thanks": "Thank you {customer}, we're glad we could help!",
         "looking": "Hi {customer}, thanks for reaching out. We're looking into this and will get back to you shortly.",
     }
-
-    _dur = field_validator("undo_seconds", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
     @field_validator("views")
     @classmethod
@@ -206,7 +120,7 @@ class Config(Strict):
             seen.add(account.name)
         return self
 
-    def account(self, name: str) -> Any:
+    def account(self, name: str) -> AccountOptions | None:
         for account in self.accounts:
             if account.name == name:
                 return account
@@ -240,8 +154,6 @@ def _describe(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("demo", "email", "mastodon", "bluesky", "telegram") and out.endswith("]"):
-            continue  # the discriminator pydantic adds to the path
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
@@ -306,9 +218,12 @@ def load_config(path: Path | None, *, required: bool = False) -> tuple[Config, P
     return parse_config(text, path), path
 
 
-def demo_config(seed: int = 42, faults: DemoFaults | None = None, pace: float | None = None) -> Config:
-    """The built-in demo workspace: one demo account, shipped SLA defaults."""
-    account = DemoAccount(provider="demo", name="demo", seed=seed, faults=faults or DemoFaults())
+def demo_config(seed: int = 42, faults: Any = None, pace: float | None = None) -> Config:
+    """The built-in demo workspace: one demo account, shipped SLA defaults (``faults``: the demo
+    provider's ``DemoFaults``)."""
+    from replydesk.providers.demo import DemoFaults, DemoOptions
+
+    account = DemoOptions(name="demo", seed=seed, faults=faults or DemoFaults())
     if pace is not None:
         account = account.model_copy(update={"pace": pace})
     return Config(accounts=[account])

@@ -102,8 +102,23 @@ class FetchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AnsweredMessage:
+    """The customer's message a reply answers: its platform id and the details its provider stored
+    with it when it came in (``IncomingMessage.meta``: Mastodon's visibility and acct, Bluesky's
+    uri and cid, email's subject and references, Telegram's message id)."""
+
+    native_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingReply:
-    """A reply leaving the outbox, as a provider receives it."""
+    """A reply leaving the outbox, as a provider receives it.
+
+    Two kinds of platform detail travel with it, kept apart: ``meta`` is the conversation's (what
+    the provider put in ``IncomingMessage.meta["conversation"]``: a chat id, a thread root), and
+    ``answering`` the answered message's own (None when the conversation has no inbound message).
+    """
 
     key: str  # the idempotency key; stable across retries and restarts
     conversation_id: str
@@ -112,10 +127,20 @@ class OutgoingReply:
     kind: str  # conversation kind
     private: bool  # a DM/private answer rather than a public reply
     text: str
-    in_reply_to_native_id: str | None
     customer_handle: str
+    answering: AnsweredMessage | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: float | None = None  # when the user wrote it (epoch); the same on every retry
+
+    @property
+    def in_reply_to_native_id(self) -> str | None:
+        return self.answering.native_id if self.answering else None
+
+    @property
+    def answering_meta(self) -> dict[str, Any]:
+        """The answered message's details, or {} (never None, so providers can read keys)."""
+        meta = self.answering.meta if self.answering else None
+        return meta if isinstance(meta, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from replydesk import providers, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply
+from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
     Offline,
@@ -38,7 +39,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import actions, ingest, outbox, slastate
+from replydesk.storage import actions, ingest, outbox, platform_facts, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class AccountRun:
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
+    facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
 @dataclass
@@ -151,6 +153,7 @@ class SyncEngine:
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
+            self._publish_facts(self.accounts[account.name])
         self._restore_rate_limits()
         self._stop = asyncio.Event()
 
@@ -187,6 +190,14 @@ class SyncEngine:
         ).fetchall())
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
+
+    def _publish_facts(self, run: AccountRun) -> None:
+        """Store the account's platform facts for the console when they changed (at start, and when
+        a fetch taught the provider a limit, as a Mastodon instance's own maximum)."""
+        facts = run.provider.facts()
+        if facts != run.facts:
+            platform_facts.save(self.db, run.name, facts)
+            run.facts = facts
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
@@ -243,6 +254,7 @@ class SyncEngine:
             return 0
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
+        self._publish_facts(run)
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
         return stats.new_messages
 
@@ -260,16 +272,11 @@ class SyncEngine:
             (item.conversation_id,),
         ).fetchone()
         meta = json.loads(row[2] or "{}")
-        if last_in is not None:
-            # The answered message's own details (email: subject, references, reply_to) sit at the
-            # top level, as providers read them; the raw copy stays under last_inbound_meta.
-            inbound_meta = json.loads(last_in[1] or "{}")
-            meta = {**meta, **inbound_meta, "last_inbound_meta": inbound_meta}
+        answering = AnsweredMessage(last_in[0], json.loads(last_in[1] or "{}")) if last_in is not None else None
         return OutgoingReply(
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
-            in_reply_to_native_id=last_in[0] if last_in else None, customer_handle=row[3], meta=meta,
-            created_at=item.created_at,
+            customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
         )
 
     async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:

@@ -233,7 +233,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     )
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
-    # The conversation search rows follow by trigger (schema migration 5), renamed contacts included.
+    # The conversation search rows follow by trigger (schema migration 6), renamed contacts included.
 
 
 def name_rank(contact: Contact) -> int:

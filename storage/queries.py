@@ -206,7 +206,7 @@ def _counter_where(f: InboxFilter, columns: tuple[str, ...]) -> tuple[str, list[
 
 
 def inbox_count(db: Database, f: InboxFilter) -> int:
-    """How many conversations ``f`` shows. A sum over the maintained counters (migration 6): the
+    """How many conversations ``f`` shows. A sum over the maintained counters (migration 7): the
     cost follows the number of column combinations, not the number of conversations. Tag views
     count through the tag index, search results through their ids."""
     counted = _counter_where(f, CELL_COLUMNS)

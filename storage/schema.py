@@ -15,7 +15,7 @@ NO_DUE = 1e15
 _CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
 _TAGS = "replace({t}, char(31), ' ')"
 
-# ---- the inbox counters (migration 6) -----------------------------------------------------------
+# ---- the inbox counters (migration 7) -----------------------------------------------------------
 
 #: Columns a view can filter on, in inbox_cells (assignee '' = unassigned) ...
 CELL_COLUMNS = ("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee")
@@ -274,7 +274,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX conv_due_pending ON conversations(sla_due_at) WHERE sla_state != 'breached'",
         "CREATE INDEX conv_warn_ok ON conversations(sla_warn_at) WHERE sla_state = 'ok'",
     ],
-    # 4: a contact's name is the newest *real* name (by the message's created_at, not batch order);
+    # 4: the platform facts of each account (names, reply limits, how length is counted), written by
+    # the sync engine, including limits learned at run time; the console reads them from here.
+    [
+        "ALTER TABLE accounts ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'",
+    ],
+    # 5: a contact's name is the newest *real* name (by the message's created_at, not batch order);
     # a stand-in (the handle, a bare id) never replaces a real one. name_rank: 2 real, 1 a stand-in
     # made from the handle, 0 a bare id or nothing. Existing names are dated by their contact's
     # newest message, the best estimate of when the name was last seen.
@@ -288,7 +293,7 @@ MIGRATIONS: list[list[str]] = [
         "WHERE c.contact_id = contacts.id)",
         "UPDATE contacts SET handle_at = name_at",
     ],
-    # 5: the conversation search rows (customer, subject, tags) follow their conversation and its
+    # 6: the conversation search rows (customer, subject, tags) follow their conversation and its
     # contact by trigger, whichever code writes them: a customer renamed by a later conversation was
     # re-indexed only in the conversations touched afterwards, so search missed the older ones.
     # The rebuild at the end repairs the stale rows such databases carry.
@@ -319,14 +324,14 @@ MIGRATIONS: list[list[str]] = [
         f"""INSERT INTO conversations_fts(rowid, customer, subject, tags)
             SELECT rowid, {_CUSTOMER.format(id="contact_id")}, subject, {_TAGS.format(t="tags")} FROM conversations""",
     ],
-    # 6: counts that do not grow with the cache. inbox_count and position_of counted index entries
+    # 7: counts that do not grow with the cache. inbox_count and position_of counted index entries
     # (linear: x10 from 100k to 1M messages). Triggers keep two small tables of counts in step with
     # conversations on every write path (ingest, actions, SLA sweeps, imports, policy re-evaluation):
     # - inbox_cells: conversations per combination of the filterable columns (a few thousand at
     #   most), so a view's count is a sum over the cells it selects;
     # - inbox_ranks: conversations per day bucket of the inbox order (RANK_BUCKET, monotone in it)
     #   and a few filter columns, so a position is the sum of the buckets before the conversation's
-    #   plus a walk of its own bucket only (see storage/counts.py).
+    #   plus a walk of its own bucket only (see storage/queries.py).
     # An empty assignee is unassigned (NULL), as actions.assign stores it; imports could write ''.
     [
         "UPDATE conversations SET assignee = NULL WHERE assignee = ''",
@@ -362,7 +367,7 @@ MIGRATIONS: list[list[str]] = [
             {_rank_add("new")}
         END""",
     ],
-    # 7: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
+    # 8: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
     # rerun of the same, unchanged file continues there. offset/line for JSON Lines, records for both.
     [
         """CREATE TABLE import_progress (

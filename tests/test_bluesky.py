@@ -12,7 +12,7 @@ import pytest
 
 from http_fakes import FakeApi, json_response
 from replydesk import secrets
-from replydesk.model import OutgoingReply, iso
+from replydesk.model import AnsweredMessage, OutgoingReply, iso
 from replydesk.providers import atproto
 from replydesk.providers.base import AuthError, PermanentError, RateLimited, TransientError
 from replydesk.providers.bluesky import BlueskyProvider
@@ -440,8 +440,8 @@ def public_reply(text: str = "Thanks! It ships today.", key: str = "key-1") -> O
                "handle": "ann.bsky.social", "indexed_at": NOW - 60}
     return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:{root['uri']}", conversation_native_id=root["uri"],
                          account=ACCOUNT, kind="comment", private=False, text=text,
-                         in_reply_to_native_id=inbound["uri"], customer_handle="@ann.bsky.social",
-                         meta={"root_uri": root["uri"], "last_inbound_meta": inbound})
+                         customer_handle="@ann.bsky.social", answering=AnsweredMessage(inbound["uri"], inbound),
+                         meta={"root_uri": root["uri"]})
 
 
 def tid_seconds(rkey: str) -> float:
@@ -500,20 +500,26 @@ async def test_lookup_sent_reports_not_posted(fake: FakeBluesky, make: Any) -> N
     assert await make().lookup_sent(public_reply()) is None
 
 
-async def test_graphemes_limit(fake: FakeBluesky, make: Any) -> None:
+async def test_post_limit_is_300_graphemes_and_3000_bytes(fake: FakeBluesky, make: Any) -> None:
+    """app.bsky.feed.post: maxGraphemes 300 and maxLength 3000 (UTF-8 bytes); a family emoji is one
+    grapheme of 25 bytes, so 120 of them fill the byte cap long before the grapheme one."""
     family = "👨‍👩‍👧‍👦"
     provider = make()
-    await provider.send(public_reply(family * 300))
+    await provider.send(public_reply("é" * 300))  # 300 graphemes, 600 bytes
+    await provider.send(public_reply(family * 120, key="families"))  # 120 graphemes, 3000 bytes
     with pytest.raises(PermanentError, match="301 graphemes"):
-        await provider.send(public_reply(family * 301, key="other"))
-    assert len(fake.records) == 1
+        await provider.send(public_reply("é" * 301, key="long"))
+    with pytest.raises(PermanentError, match="3025 bytes; posts allow 3000"):
+        await provider.send(public_reply(family * 121, key="heavy"))
+    assert len(fake.records) == 2
 
 
 def dm_reply(text: str = "It ships today!", key: str = "dm-1") -> OutgoingReply:
     return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:convo:convo1", conversation_native_id="convo:convo1",
-                         account=ACCOUNT, kind="dm", private=True, text=text, in_reply_to_native_id="convo1:m1",
+                         account=ACCOUNT, kind="dm", private=True, text=text,
+                         answering=AnsweredMessage("convo1:m1", {"convo_id": "convo1", "sent_at": NOW - 600}),
                          customer_handle="@ann.bsky.social",
-                         meta={"convo_id": "convo1", "last_inbound_meta": {"convo_id": "convo1", "sent_at": NOW - 600}})
+                         meta={"convo_id": "convo1"})
 
 
 async def test_dm_reply_and_lookup(fake: FakeBluesky, make: Any) -> None:

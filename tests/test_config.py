@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from replydesk import providers
 from replydesk.cli import main
 from replydesk.config import ConfigError, load_config
 from support import REPO
@@ -20,10 +21,32 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_validates_and_documents_every_provider():
     config, _ = load_config(REPO / "config.example.yaml")
-    assert {a.provider for a in config.accounts} == {"demo", "email", "mastodon", "bluesky", "telegram"}
+    assert {a.provider for a in config.accounts} == set(providers.REGISTRY)
     assert [p.name for p in config.sla.policies] == ["public-social", "direct-messages", "email", "reviews"]
     assert "office" in config.sla.calendars
     assert len(config.ui.views) == 6
+
+
+def test_example_config_documents_every_option_of_every_provider():
+    """Each provider module's options (nested ones too) appear in config.example.yaml."""
+    import re
+
+    from pydantic import BaseModel
+
+    text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+
+    def fields(model: type[BaseModel]) -> set[str]:
+        names = set()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    names |= fields(arg)
+        return names
+
+    for name in providers.REGISTRY:
+        missing = sorted(f for f in fields(providers.options_model(name)) if not re.search(rf"\b{f}\b", text))
+        assert missing == [], f"{name}: {missing}"
 
 
 def test_missing_default_config_means_defaults(tmp_path):
@@ -112,6 +135,112 @@ def test_bad_config_message_names_file_line_and_key(tmp_path, text, expected):
     message = str(err.value)
     assert message.startswith(str(path))
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            """
+            accounts:
+              - name: shop-mail
+                provider: email
+                address: hello@shop.example
+                imap:
+                  host: imap.shop.example
+                  tls: none
+            """,
+            ":7: accounts[0].imap: tls: none is only allowed for localhost, not imap.shop.example "
+            "(use implicit or starttls so the password is not sent in clear text)",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-mail
+                provider: email
+                address: hello@shop.example
+                imap: {host: imap.shop.example, folders: []}
+            """,
+            ":6: accounts[0].imap.folders: must be a list of folder names",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-mastodon
+                provider: mastodon
+                instance: https://mastodon.social
+                max_length: 0
+            """,
+            ":6: accounts[0].max_length: Input should be greater than or equal to 1",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-bluesky
+                provider: bluesky
+                service: https://bsky.social
+            """,
+            ":3: accounts[0].handle: missing required option",
+        ),
+        (
+            """
+            accounts:
+              - name: shop-telegram
+                provider: telegram
+                api_base: http://api.telegram.org
+            """,
+            ":5: accounts[0].api_base: must be an https:// URL (plain http only for localhost)",
+        ),
+        (
+            """
+            accounts:
+              - name: demo
+                provider: demo
+                faults: {fail: 2}
+            """,
+            ":5: accounts[0].faults.fail: Input should be less than or equal to 1",
+        ),
+        (
+            """
+            accounts:
+              - name: demo
+                provider: demo
+              - name: nameless-provider
+                seed: 4
+            """,
+            f":5: accounts[1]: missing required option 'provider' (one of: {', '.join(providers.REGISTRY)})",
+        ),
+    ],
+    ids=["email-plain-remote", "email-no-folders", "mastodon-max-length", "bluesky-no-handle",
+         "telegram-http", "demo-fault-share", "no-provider"],
+)
+def test_a_providers_own_option_errors_name_file_line_and_key(tmp_path, text, expected):
+    """Each provider module validates its own options; the message still points into the file."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}{expected}"
+
+
+def test_provider_options_keep_their_types_and_defaults(tmp_path):
+    path = _write(tmp_path, """
+        accounts:
+          - name: shop-mail
+            provider: email
+            address: Hello@Shop.example
+            imap: {host: imap.shop.example, tls: starttls}
+            smtp: {host: smtp.shop.example}
+          - name: shop-mastodon
+            provider: mastodon
+            instance: https://mastodon.social/
+            poll_interval: 2m
+    """)
+    config, _ = load_config(path)
+    mail, mastodon = config.accounts
+    assert (mail.imap.port, mail.imap.user, mail.smtp.port, mail.address) == (143, "hello@shop.example", 465,
+                                                                              "hello@shop.example")
+    assert (mastodon.instance, mastodon.poll_interval, mastodon.max_length) == ("https://mastodon.social", 120.0, None)
+    assert type(mastodon).__module__ == "replydesk.providers.mastodon"
 
 
 def test_bad_config_exits_2_without_traceback(tmp_path, capsys):

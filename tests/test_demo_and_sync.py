@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from replydesk.config import DemoFaults, demo_config
+from replydesk.config import demo_config
 from replydesk.model import OutgoingReply
 from replydesk.providers.base import Offline, RateLimited, TransientError
-from replydesk.providers.demo import LANGUAGES, DemoProvider
+from replydesk.providers.demo import LANGUAGES, DemoFaults, DemoProvider
 from replydesk.storage import outbox, queries
 from replydesk.sync import EngineLock, SyncEngine
 from support import FIXED_NOW, make_workspace, sync_once
@@ -22,7 +22,7 @@ def _provider(tmp_path, clock, **options):
 
 def _reply(key: str, conv: str = "c1", text: str = "hello") -> OutgoingReply:
     return OutgoingReply(key=key, conversation_id=f"demo:{conv}", conversation_native_id=conv, account="demo",
-                         kind="dm", private=False, text=text, in_reply_to_native_id=None, customer_handle="@x")
+                         kind="dm", private=False, text=text, customer_handle="@x")
 
 
 def test_same_seed_same_customers(tmp_path, clock):
@@ -241,9 +241,10 @@ async def _count_fetches_while(engine: SyncEngine, clock, steps) -> list[int]:
 ])
 def test_sync_poll_interval_is_the_default_for_accounts_without_their_own(tmp_path, clock, sync_interval, own,
                                                                           expected):
-    from replydesk.config import Config, DemoAccount, SyncSettings
+    from replydesk.config import Config, SyncSettings
+    from replydesk.providers.demo import DemoOptions
 
-    account = DemoAccount(provider="demo", name="demo", backlog=3, pace=1e6, poll_interval=own)
+    account = DemoOptions(name="demo", backlog=3, pace=1e6, poll_interval=own)
     config = Config(accounts=[account], sync=SyncSettings(poll_interval=sync_interval))
     ws = make_workspace(tmp_path / "ws", clock, config=config)
     db = ws.open_db()

@@ -9,8 +9,10 @@ import base64
 import quopri
 
 import pytest
+from pydantic import ValidationError
 
-from replydesk.providers.email import imap_utf7, parse_fetch, parse_options
+from replydesk.providers.email import EmailOptions
+from replydesk.providers.email_imap import imap_utf7, parse_fetch
 from replydesk.providers.email_parse import SYNTHETIC_DOMAIN, decode_bytes, parse_message, split_quoted
 from replydesk.providers.email_thread import ThreadIndex, normalise_subject, reply_subject
 
@@ -258,15 +260,20 @@ def test_folder_names_use_modified_utf7() -> None:
 
 def _opts(**imap: object) -> dict[str, object]:
     base = {"host": "imap.shop.example", "port": 993, "tls": "implicit", "user": "hello@shop.example"}
-    return {"address": "hello@shop.example", "imap": {**base, **imap}}
+    return {"name": "shop-mail", "address": "Hello@shop.example", "imap": {**base, **imap}}
 
 
 def test_plain_text_connections_only_to_localhost() -> None:
-    with pytest.raises(ValueError, match="tls 'none' is only allowed for localhost"):
-        parse_options(_opts(tls="none"))
-    assert parse_options(_opts(tls="none", host="127.0.0.1", port=1143)).imap.port == 1143
-    with pytest.raises(ValueError, match="imap.tls must be one of"):
-        parse_options(_opts(tls="ssl"))
-    cfg = parse_options({**_opts(folders=["INBOX", "Support"], sent_folder="Sent"),
-                         "smtp": {"host": "smtp.shop.example", "tls": "starttls"}})
-    assert (cfg.folders, cfg.sent_folder, cfg.smtp and cfg.smtp.port) == (("INBOX", "Support"), "Sent", 587)
+    with pytest.raises(ValidationError, match="tls: none is only allowed for localhost"):
+        EmailOptions.model_validate(_opts(tls="none"))
+    assert EmailOptions.model_validate(_opts(tls="none", host="127.0.0.1", port=1143)).imap.port == 1143
+    with pytest.raises(ValidationError, match="implicit', 'starttls' or 'none'"):
+        EmailOptions.model_validate(_opts(tls="ssl"))
+
+
+def test_mail_server_defaults_follow_tls_and_the_address() -> None:
+    cfg = EmailOptions.model_validate({**_opts(folders=["INBOX", "Support", "INBOX"], sent_folder="Sent"),
+                                       "smtp": {"host": "smtp.shop.example", "tls": "starttls"}})
+    assert (cfg.imap.folders, cfg.imap.sent_folder) == (["INBOX", "Support"], "Sent")
+    assert cfg.smtp is not None and (cfg.smtp.port, cfg.smtp.user, cfg.address) == (587, "hello@shop.example",
+                                                                                     "hello@shop.example")

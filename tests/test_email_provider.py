@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from replydesk.model import FetchResult, IncomingMessage, OutgoingReply
+from replydesk.model import AnsweredMessage, FetchResult, IncomingMessage, OutgoingReply
 from replydesk.providers.base import AuthError, ProviderError, TransientError, UnknownDelivery
-from replydesk.providers.email import EmailProvider, parse_fetch
+from replydesk.providers.email import EmailProvider
+from replydesk.providers.email_imap import parse_fetch
 from servers import (
     ALICE,
     SHOP,
@@ -208,7 +209,7 @@ async def test_reply_arrives_threaded_and_joins_the_conversation(dovecot: Doveco
         reply = OutgoingReply(
             key="01HZXKEY42", conversation_id="c1", conversation_native_id=question.conversation_native_id,
             account="shop-mail", kind="email", private=True, text="It ships today. — Shop",
-            in_reply_to_native_id=question.native_id, customer_handle=question.contact.handle, meta=question.meta,
+            customer_handle=question.contact.handle, answering=AnsweredMessage(question.native_id, question.meta),
         )
         assert await p.lookup_sent(reply) is None  # not sent yet: safe to send
         result = await p.send(reply)
@@ -243,8 +244,8 @@ def sent_flags(dovecot: DovecotServer) -> list[str]:
 def reply_to(question: IncomingMessage, key: str) -> OutgoingReply:
     return OutgoingReply(
         key=key, conversation_id="c1", conversation_native_id=question.conversation_native_id,
-        account="shop-mail", kind="email", private=True, text="On its way.", in_reply_to_native_id=question.native_id,
-        customer_handle=question.contact.handle, meta=question.meta,
+        account="shop-mail", kind="email", private=True, text="On its way.",
+        customer_handle=question.contact.handle, answering=AnsweredMessage(question.native_id, question.meta),
     )
 
 
@@ -263,7 +264,7 @@ async def test_crash_after_smtp_accepted_is_reported_uncertain_not_resent(doveco
         def dies(*_: Any) -> None:
             raise Crash
 
-        p._settle_sent = dies  # type: ignore[method-assign]  # killed right after SMTP said 250
+        p.sender._settle_sent = dies  # type: ignore[method-assign]  # killed right after SMTP said 250
         with pytest.raises(Crash):
             await p.send(reply)
         assert len(dovecot.fetch_raw("alice")) == 1  # it did leave
@@ -362,16 +363,16 @@ async def test_server_gone_mid_sync_then_resumes_without_loss_or_doubles(dovecot
         assert len(await engine.sync(p)) == 3
         for i in range(3, 5):
             deliver(dovecot, make_mail(message_id=f"<g{i}@c>"))
-        real = p._fetch_bodies
+        real = p.mailbox._fetch_bodies
 
         def dies_before_bodies(conn: Any, uids: list[int]) -> Any:
             dovecot.stop()  # the server goes away after SELECT/SEARCH, before the messages come
             return real(conn, uids)
 
-        p._fetch_bodies = dies_before_bodies  # type: ignore[method-assign]
+        p.mailbox._fetch_bodies = dies_before_bodies  # type: ignore[method-assign]
         with pytest.raises(TransientError):
             await engine.sync(p)
-        p._fetch_bodies = real  # type: ignore[method-assign]
+        p.mailbox._fetch_bodies = real  # type: ignore[method-assign]
         with pytest.raises(TransientError):  # still down: the engine keeps backing off
             await engine.sync(p)
         dovecot.start()
@@ -386,8 +387,8 @@ async def test_wrong_password_asks_for_relogin(dovecot: DovecotServer, smtp: Smt
         with pytest.raises(AuthError, match="re-login needed") as imap_err:
             await p.fetch(None)
         reply = OutgoingReply(key="k1", conversation_id="c", conversation_native_id="<x@c>", account="shop-mail",
-                              kind="email", private=True, text="hi", in_reply_to_native_id="<x@c>",
-                              customer_handle=ALICE, meta={"subject": "x"})
+                              kind="email", private=True, text="hi",
+                              customer_handle=ALICE, answering=AnsweredMessage("<x@c>", {"subject": "x"}))
         with pytest.raises(AuthError, match="re-login needed") as smtp_err:
             await p.send(reply)
     assert "not-the-password" not in str(imap_err.value) + str(smtp_err.value)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from replydesk.model import OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply
 from replydesk.providers.base import PermanentError
 from replydesk.providers.email import EmailProvider
 from servers import ALICE, SHOP, DovecotServer, mail_test_marks, make_mail, running_dovecot, running_smtp
@@ -93,8 +93,8 @@ async def test_reply_is_sent_over_tls(dovecot: DovecotServer, pki: dict[str, Pat
             reply = OutgoingReply(
                 key=f"01HZTLS{smtp_tls.upper()}", conversation_id="c1",
                 conversation_native_id=question.conversation_native_id, account="shop-mail", kind="email",
-                private=True, text="Sent over TLS.", in_reply_to_native_id=question.native_id,
-                customer_handle=question.contact.handle, meta=question.meta,
+                private=True, text="Sent over TLS.",
+                customer_handle=question.contact.handle, answering=AnsweredMessage(question.native_id, question.meta),
             )
             sent = await p.send(reply)
             assert (await p.lookup_sent(reply)).remote_id == sent.remote_id

@@ -13,7 +13,7 @@ import pytest
 
 from http_fakes import FakeApi, cassette, find, json_response, needs_recordings
 from replydesk import secrets
-from replydesk.model import OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply
 from replydesk.providers.base import AuthError, PermanentError, RateLimited, TransientError
 from replydesk.providers.html_text import html_to_text
 from replydesk.providers.mastodon import MastodonProvider, mastodon_length
@@ -97,7 +97,7 @@ async def test_recorded_mentions(api: FakeApi, monkeypatch: pytest.MonkeyPatch) 
     request = api.requests("GET", NOTIFICATIONS)[0]
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.url.params.get_list("types[]") == ["mention"]
-    assert provider.char_limit(False) == 500  # from the recorded /api/v2/instance
+    assert provider.facts()["mastodon"].public.max == 500  # from the recorded /api/v2/instance
 
 
 async def test_recorded_conversations(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,9 +242,10 @@ def test_html_markup_in_text_stays_literal() -> None:
 def reply(text: str = "same!", *, key: str = "k-1", visibility: str = "public", private: bool = False,
           acct: str = "mastodonpy_test_2", to: str | None = "117020583245459824", kind: str = "mention") -> OutgoingReply:
     return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:{to}", conversation_native_id=to or "1",
-                         account=ACCOUNT, kind=kind, private=private, text=text, in_reply_to_native_id=to,
+                         account=ACCOUNT, kind=kind, private=private, text=text,
                          customer_handle="@" + acct,
-                         meta={"root": to, "last_inbound_meta": {"acct": acct, "visibility": visibility}})
+                         answering=AnsweredMessage(to, {"acct": acct, "visibility": visibility}) if to else None,
+                         meta={"root": to})
 
 
 async def test_recorded_reply(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -410,8 +411,9 @@ async def test_streamed_mention_arrives_within_two_seconds(api: FakeApi, monkeyp
 
 async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api: FakeApi,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from replydesk.config import Config, MastodonAccount
+    from replydesk.config import Config
     from replydesk.providers import http
+    from replydesk.providers.mastodon import MastodonOptions
     from replydesk.storage import outbox
     from replydesk.workspace import Workspace
     from support import Clock
@@ -424,7 +426,7 @@ async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api
     monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
     real_client = http.make_client
     monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(api.transport, **kw))
-    ws = Workspace(tmp_path, Config(accounts=[MastodonAccount(provider="mastodon", name=ACCOUNT, instance=INSTANCE)]),
+    ws = Workspace(tmp_path, Config(accounts=[MastodonOptions(name=ACCOUNT, instance=INSTANCE)]),
                    Clock())
     db = ws.open_db()
     try:
@@ -445,11 +447,49 @@ async def test_engine_ingests_and_replies_with_the_outbox_key(tmp_path: Any, api
         db.close()
 
 
+async def test_engine_stores_the_instances_own_limit_for_the_composer(tmp_path: Any, api: FakeApi,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance configured for 1000 characters: the engine learns it from /api/v2/instance and
+    stores it with the account, where the console reads it; the account's own max_length wins."""
+    from replydesk.config import Config
+    from replydesk.providers import http
+    from replydesk.providers.mastodon import MastodonOptions
+    from replydesk.storage import platform_facts
+    from replydesk.workspace import Workspace
+    from support import Clock
+
+    instance = find(cassette("test_stream_user_direct.yaml"), "GET", "/api/v2/instance").json()
+    instance["configuration"]["statuses"]["max_characters"] = 1000
+    api.route("GET", "/api/v2/instance", json_response(instance))
+    api.route("GET", NOTIFICATIONS, json_response([]))
+    monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
+    monkeypatch.setenv(secrets.env_name("capped"), TOKEN)
+    real_client = http.make_client
+    monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(api.transport, **kw))
+    accounts = [MastodonOptions(name=ACCOUNT, instance=INSTANCE), MastodonOptions(name="capped", instance=INSTANCE,
+                                                                                   max_length=300)]
+    ws = Workspace(tmp_path, Config(accounts=accounts), Clock())
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        before = {a: f.public.max for a, _, f in platform_facts.load(db)}
+        await engine.run_once()
+        after = {a: f for a, _, f in platform_facts.load(db)}
+    finally:
+        db.close()
+    assert before == {ACCOUNT: 500, "capped": 300}  # stored at start: the default, the account's own
+    assert after[ACCOUNT].public.max == 1000 and after[ACCOUNT].public.counting == "mastodon"
+    assert after["capped"].public.max == 300
+    assert after[ACCOUNT].limit("mention", False).fits("a" * 1000)
+    assert not after[ACCOUNT].limit("mention", False).fits("a" * 1001)
+
+
 async def test_engine_stores_a_streamed_mention_within_two_seconds(tmp_path: Any, api: FakeApi,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The running engine consumes the SSE stream: a mention is in the cache (not only parsed) in < 2 s."""
-    from replydesk.config import Config, MastodonAccount
+    from replydesk.config import Config
     from replydesk.providers import http
+    from replydesk.providers.mastodon import MastodonOptions
     from replydesk.workspace import Workspace
     from support import Clock
 
@@ -471,7 +511,7 @@ async def test_engine_stores_a_streamed_mention_within_two_seconds(tmp_path: Any
     monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
     real_client = http.make_client
     monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(api.transport, **kw))
-    account = MastodonAccount(provider="mastodon", name=ACCOUNT, instance=INSTANCE, poll_interval=600)
+    account = MastodonOptions(name=ACCOUNT, instance=INSTANCE, poll_interval=600)
     ws = Workspace(tmp_path, Config(accounts=[account]), Clock())
     db = ws.open_db()
     engine = ws.engine(db)

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from replydesk import cli
-from replydesk.config import Config, DemoAccount, DemoFaults, SyncSettings, demo_config
+from replydesk.config import Config, SyncSettings, demo_config
 from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
 from replydesk.providers.base import Capabilities, Provider
-from replydesk.providers.demo import DemoProvider, DemoRemote
+from replydesk.providers.demo import DemoFaults, DemoOptions, DemoProvider, DemoRemote
 from replydesk.providers.http import (
     RateGate,
     make_client,
@@ -139,8 +139,8 @@ class Rig:
         self.clock = clock
         self.dir = tmp_path / "ws"
         settings = SyncSettings(**{"send_retries": 4, "retry_base": 1.0, "retry_max": 60.0, **sync})
-        self.config = Config(accounts=[DemoAccount(provider="demo", name="shop", backlog=0),
-                                       DemoAccount(provider="demo", name="demo", backlog=5, pace=1e6)],
+        self.config = Config(accounts=[DemoOptions(name="shop", backlog=0),
+                                       DemoOptions(name="demo", backlog=5, pace=1e6)],
                              sync=settings)
         self.ws = make_workspace(self.dir, clock, config=self.config)
         self.db: Database = self.ws.open_db()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from replydesk import secrets
-from replydesk.model import OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply
 from replydesk.providers.base import (
     AuthError,
     Offline,
@@ -175,12 +175,13 @@ def test_text_links_are_made_visible() -> None:
 
 
 def reply(text: str = "[b]Thanks[/b] *not bold* <i>x</i>", *, key: str = "k1", private: bool = False,
-          meta: dict[str, Any] | None = None) -> OutgoingReply:
-    conv = {"chat_id": 222, "chat_type": "private", "business_connection_id": "bc-1", "message_thread_id": None}
-    meta = meta if meta is not None else {**conv, "last_inbound_meta": {**conv, "message_id": 2}}
+          conv: dict[str, Any] | None = None, message_id: int = 2) -> OutgoingReply:
+    """A reply as the engine builds it: the conversation's details in ``meta``, the answered message's
+    (the conversation's plus its message id, as ``_map`` stores them) in ``answering``."""
+    conv = conv or {"chat_id": 222, "chat_type": "private", "business_connection_id": "bc-1", "message_thread_id": None}
     return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:222", conversation_native_id="222", account=ACCOUNT,
-                         kind="dm", private=private, text=text, in_reply_to_native_id="222:2",
-                         customer_handle="@bo", meta=meta)
+                         kind="dm", private=private, text=text, customer_handle="@bo", meta=conv,
+                         answering=AnsweredMessage(f"{conv['chat_id']}:{message_id}", {**conv, "message_id": message_id}))
 
 
 async def test_send_message_plain_text_threaded_business(bot: FakeBotApi, provider: TelegramProvider) -> None:
@@ -194,11 +195,11 @@ async def test_send_message_plain_text_threaded_business(bot: FakeBotApi, provid
 
 async def test_topic_thread_and_private_answer_in_group(bot: FakeBotApi, provider: TelegramProvider) -> None:
     conv = {"chat_id": -100200, "chat_type": "supergroup", "business_connection_id": None, "message_thread_id": 77}
-    meta = {**conv, "last_inbound_meta": {**conv, "message_id": 4}}
-    await provider.send(reply("hi", meta=meta))
+    await provider.send(reply("hi", conv=conv, message_id=4))
     assert bot.sent[0]["message_thread_id"] == 77 and bot.sent[0]["chat_id"] == -100200
+    assert bot.sent[0]["reply_parameters"]["message_id"] == 4
     with pytest.raises(PermanentError, match="private"):
-        await provider.send(reply("secret", private=True, meta=meta))
+        await provider.send(reply("secret", private=True, conv=conv, message_id=4))
 
 
 async def test_too_long_is_refused_before_sending(bot: FakeBotApi, provider: TelegramProvider) -> None:
@@ -299,8 +300,9 @@ async def test_missing_token(bot: FakeBotApi) -> None:
 
 async def test_engine_turns_a_lost_answer_into_unknown_not_a_duplicate(tmp_path: Any, bot: FakeBotApi,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from replydesk.config import Config, TelegramAccount
+    from replydesk.config import Config
     from replydesk.providers import http
+    from replydesk.providers.telegram import TelegramOptions
     from replydesk.storage import outbox
     from replydesk.workspace import Workspace
     from support import Clock
@@ -309,7 +311,7 @@ async def test_engine_turns_a_lost_answer_into_unknown_not_a_duplicate(tmp_path:
     real_client = http.make_client
     monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(httpx.MockTransport(bot), **kw))
     clock = Clock()
-    ws = Workspace(tmp_path, Config(accounts=[TelegramAccount(provider="telegram", name=ACCOUNT, api_base=API)]),
+    ws = Workspace(tmp_path, Config(accounts=[TelegramOptions(name=ACCOUNT, api_base=API)]),
                    clock)
     db = ws.open_db()
     try:

@@ -491,10 +491,11 @@ class ReplydeskApp(App[int]):
         row = self._selected_row()
         if row is None:
             return
-        from replydesk.platforms import can_reply_privately, info
+        from replydesk.platforms import BOOK
 
-        if not can_reply_privately(row.platform, row.kind):
-            self.notify(f"No private reply on {info(row.platform).label} {row.kind}s; opening a normal reply.")
+        facts = BOOK.for_account(row.account, row.platform)
+        if not facts.can_reply_privately(row.kind):
+            self.notify(f"No private reply on {facts.label} {row.kind}s; opening a normal reply.")
         self._open_composer("private", row=row)
 
     def action_note(self) -> None:

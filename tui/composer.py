@@ -1,8 +1,10 @@
 """The composer: a TextArea for a reply, private message or internal note, with a live length count.
 
-Length is counted in graphemes (``regex`` ``\\X``), as platforms count: an emoji family or a
-Devanagari syllable is one. The composer never writes to the database itself; it posts ``Send``,
-``Closed`` and debounced ``DraftChanged`` messages and the app's workers do the SQL.
+Length is counted exactly as the platform will count it, against the account's real limit: the
+facts come from storage (``replydesk.platforms.BOOK``, which the engine fills, a Mastodon instance's
+own limit included), so a reply the composer lets through is not refused for its length later.
+The composer never writes to the database itself; it posts ``Send``, ``Closed`` and debounced
+``DraftChanged`` messages and the app's workers do the SQL.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static, TextArea
 
-from replydesk.platforms import can_reply_privately, info, reply_limit
+from replydesk.platforms import BOOK, NO_LIMIT, Limit, PlatformFacts
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import graphemes, safe
 
@@ -90,9 +92,18 @@ class Composer(Vertical):
     def text(self) -> str:
         return self.text_area.text
 
+    @property
+    def facts(self) -> PlatformFacts:
+        """The platform facts of the conversation's account (its own limit where it has one)."""
+        assert self.row is not None
+        return BOOK.for_account(self.row.account, self.row.platform)
+
+    def _can_reply_privately(self) -> bool:
+        return self.row is not None and self.facts.can_reply_privately(self.row.kind)
+
     def open(self, row: InboxRow, mode: str, text: str = "") -> None:
         """Show the composer for ``row``; ``private`` falls back to public where impossible."""
-        if mode == "private" and not can_reply_privately(row.platform, row.kind):
+        if mode == "private" and not BOOK.for_account(row.account, row.platform).can_reply_privately(row.kind):
             mode = "public"
         self.row, self.mode = row, mode
         self.set_class(mode == "note", "-note")
@@ -110,7 +121,7 @@ class Composer(Vertical):
         """Fill in a stored draft if the composer is still open on that conversation and empty."""
         if self.row is None or self.row.id != conv_id or self.mode == "note" or self.text.strip():
             return
-        if private and can_reply_privately(self.row.platform, self.row.kind):
+        if private and self._can_reply_privately():
             self.mode = "private"
         self._loading = True
         self.text_area.load_text(text)
@@ -129,26 +140,33 @@ class Composer(Vertical):
         self.text_area.focus()
 
     @property
-    def limit(self) -> int:
+    def limit_rule(self) -> Limit:
+        """The limit this reply counts against (none for a note, which is never sent)."""
         if self.row is None or self.mode == "note":
-            return 0
-        return reply_limit(self.row.platform, self.row.kind, self.mode == "private")
+            return NO_LIMIT
+        return self.facts.limit(self.row.kind, self.mode == "private")
+
+    @property
+    def limit(self) -> int:
+        return self.limit_rule.max
 
     def update_info(self) -> None:
         if self.row is None:
             return
-        count, limit = graphemes(self.text), self.limit
+        rule = self.limit_rule
+        measure = rule.measure(self.text) if rule.max or rule.max_bytes else None
         t = Text(no_wrap=True, overflow="ellipsis", end="")
         t.append(MODE_LABEL[self.mode], style="bold yellow" if self.mode == "note" else "bold")
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
-        t.append(f" · {info(self.row.platform).label} · ", style="dim")
-        if limit:
-            t.append(f"{count}/{limit}", style="bold red" if count > limit else "")
+        t.append(f" · {self.facts.label} · ", style="dim")
+        if measure is not None and measure.limit:
+            unit = " bytes" if measure.unit == "bytes" else ""
+            t.append(f"{measure.used}/{measure.limit}{unit}", style="bold red" if measure.over else "")
         else:
-            t.append(f"{count} chars", style="dim")
+            t.append(f"{graphemes(self.text)} chars", style="dim")
         t.append("  ctrl+s send · esc close", style="dim")
-        if self.mode != "note" and can_reply_privately(self.row.platform, self.row.kind):
+        if self.mode != "note" and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")
         if self.mode != "note":
             t.append(" · ctrl+o saved reply", style="dim")
@@ -185,9 +203,10 @@ class Composer(Vertical):
         if not text.strip():
             self.notify("Nothing to send: the message is empty.", severity="warning")
             return
-        if self.limit and graphemes(text) > self.limit:
-            self.notify(f"Too long for {info(self.row.platform).label}: {graphemes(text)}/{self.limit}.",
-                        severity="error")
+        measure = self.limit_rule.measure(text)
+        if measure.over:
+            unit = " bytes" if measure.unit == "bytes" else ""
+            self.notify(f"Too long for {self.facts.label}: {measure.used}/{measure.limit}{unit}.", severity="error")
             return
         self.post_message(self.Send(self.row.id, text, self.mode, later))
 
@@ -199,9 +218,8 @@ class Composer(Vertical):
     def action_toggle_private(self) -> None:
         if self.row is None or self.mode == "note":
             return
-        if not can_reply_privately(self.row.platform, self.row.kind):
-            self.notify(f"{info(self.row.platform).label} {self.row.kind}s have no private reply.",
-                        severity="warning")
+        if not self._can_reply_privately():
+            self.notify(f"{self.facts.label} {self.row.kind}s have no private reply.", severity="warning")
             return
         self.mode = "public" if self.mode == "private" else "private"
         self.update_info()

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from replydesk import platforms
+from replydesk.storage import platform_facts
 from replydesk.storage.db import Database
 from replydesk.workspace import Workspace
 
@@ -42,7 +44,14 @@ class Store:
         with self._read_lock:
             if self._reader is None:
                 self._reader = self.workspace.open_db()
+                self._learn_facts(self._reader)
             return fn(self._reader)
+
+    @staticmethod
+    def _learn_facts(db: Database) -> None:
+        """Put the workspace's platform facts (names, limits, counting) in the console's book: read
+        before the first rows are, so they paint with the right names, and again after each change."""
+        platforms.BOOK.replace(platform_facts.load(db))
 
     def write(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn`` on the writer connection (call from a thread worker only)."""
@@ -67,6 +76,7 @@ class Store:
             return None
         if version != self._version:
             self._version = version
+            self.read(self._learn_facts)  # the engine may have learned a limit
             return version
         return None
 

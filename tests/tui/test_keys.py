@@ -527,7 +527,8 @@ async def test_saved_reply_fills_customer(workspace, db) -> None:  # noqa: ANN00
         assert app.composer.text == f"Thank you {target.customer}, we're glad we could help!"
 
 
-async def test_grapheme_limit_blocks_overlong_reply(workspace, db) -> None:  # noqa: ANN001
+async def test_x_weighted_limit_blocks_overlong_reply(workspace, db) -> None:  # noqa: ANN001
+    """X weighs an emoji (a ZWJ family included) 2 of its 280: 140 families fill a post."""
     conv = db.conn.execute(
         "SELECT id FROM conversations WHERE platform='x' AND kind='mention' AND status='open' LIMIT 1"
     ).fetchone()[0]
@@ -537,14 +538,51 @@ async def test_grapheme_limit_blocks_overlong_reply(workspace, db) -> None:  # n
         await select(pilot, conv)
         await pilot.press("r")
         family = "👨\u200d👩\u200d👧\u200d👦"
-        app.composer.text_area.load_text(family * 280)
+        app.composer.text_area.load_text(family * 140)
         await settle(pilot)
         info = str(app.composer.query_one("#composer-info").render())
-        assert "280/280" in info  # a family emoji is one grapheme
+        assert "· X · 280/280" in info
         app.composer.text_area.insert("!")
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert app.composer.is_open
+    assert outbox.pending(db) == []
+
+
+async def test_composer_counts_with_the_accounts_stored_limit_and_the_platforms_unit(workspace, db) -> None:  # noqa: ANN001
+    """The composer reads the facts the engine stored: an instance's own limit (here 40, as a
+    Mastodon instance may report) and Telegram's UTF-16 units (an emoji outside the BMP is 2)."""
+    from replydesk import providers
+    from replydesk.storage import platform_facts
+
+    stored = {p: f for a, p, f in platform_facts.load(db) if a == "demo"}
+    assert stored["telegram"] == providers.platform_facts("telegram")  # the engine pass stored them
+    stored["mastodon"] = stored["mastodon"].with_limit(40, 40)
+    platform_facts.save(db, "demo", stored)
+
+    def first(platform: str) -> str:
+        return db.conn.execute("SELECT id FROM conversations WHERE platform=? AND status='open' LIMIT 1",
+                               (platform,)).fetchone()[0]
+
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, first("mastodon"))
+        await pilot.press("r")
+        app.composer.text_area.load_text("a" * 40)
+        await settle(pilot)
+        assert "· Mastodon · 40/40" in str(app.composer.query_one("#composer-info").render())
+        app.composer.text_area.insert("!")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.composer.is_open  # refused here, not by the platform later
+        await pilot.press("escape")
+        await settle(pilot)
+        await select(pilot, first("telegram"))
+        await pilot.press("r")
+        app.composer.text_area.load_text("😀" * 2048)
+        await settle(pilot)
+        assert "· Telegram · 4096/4096" in str(app.composer.query_one("#composer-info").render())
     assert outbox.pending(db) == []
 
 

@@ -1,0 +1,70 @@
+"""The building blocks of every account's options, shared by the config and the provider modules.
+
+Each provider module declares its own options model on ``AccountOptions`` (pydantic, a docstring per
+field); ``replydesk.config`` validates an ``accounts:`` entry with the model of the provider it
+names. What every platform needs the same way lives here once: strict models, durations, and the
+rule that plain http (or a mail server without TLS) is only for this machine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from replydesk.slaconfig import parse_duration
+
+#: The hosts a password or token may reach without TLS: this machine only.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_local(host: str | None) -> bool:
+    return (host or "").lower().strip("[]") in LOCAL_HOSTS
+
+
+def https_or_local(url: str) -> str:
+    """An API base URL: https, or plain http for this machine only (tests, self-hosters)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_local(parts.hostname)):
+        return url.rstrip("/")
+    raise ValueError("must be an https:// URL (plain http only for localhost)")
+
+
+def seconds(value: Any) -> Any:
+    """``30s``/``5m``/``1h`` or a plain number → seconds; anything else is left to the type check."""
+    if isinstance(value, str):
+        return float(parse_duration(value))
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h")
+    return value
+
+
+#: A duration option: ``90s``, ``30m``, ``4h`` or a number of seconds.
+Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0)]
+HttpsUrl = Annotated[str, BeforeValidator(lambda v: https_or_local(v) if isinstance(v, str) else v)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are mistakes (a typo must not be silently ignored).
+
+    Every field has a docstring (for the reader and for ``config.example.yaml``); pydantic is not
+    asked to read them (``use_attribute_docstrings`` parses the module's source with ``ast``: ~10 ms
+    of the console's start-up), since nothing shows them at run time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountOptions(Strict):
+    """What every account has; a provider module subclasses it with its own options."""
+
+    #: what ``replydesk login`` asks for
+    secret_hint: ClassVar[str] = "the token"
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """The account's name: the keyring entry, the conversation ids and ``--account`` use it."""
+    provider: str
+    """Which provider module serves the account (``demo``, ``email``, ``mastodon``, …)."""
+    poll_interval: Duration | None = None
+    """Seconds between fetches; default: the provider's own interval."""
