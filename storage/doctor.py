@@ -135,30 +135,40 @@ def _rebuild(db: Any, table: str) -> None:
             reindex_conversations(db, ids)
 
 
-_COUNTERS = (("inbox_cells", "", schema.CELL_COLUMNS), ("inbox_ranks", "bucket", schema.RANK_COLUMNS))
+def _fresh_counts() -> dict[str, str]:
+    """What each counter table must hold, counted afresh from the conversations."""
+    cells = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.CELL_COLUMNS)
+    ranks = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.RANK_COLUMNS)
+    levels = " UNION ALL ".join(
+        f"SELECT {level}, {schema.rank_parent('c', level)}, {schema.rank_bucket('c', width)}, {ranks}, count(*) "
+        f"FROM conversations c GROUP BY 2, 3, {', '.join(schema.RANK_COLUMNS)}"
+        for level, width in enumerate(schema.RANK_LEVELS)
+    )
+    return {
+        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {', '.join(schema.CELL_COLUMNS)}",
+        "inbox_ranks": f"SELECT * FROM ({levels})",  # a subquery: EXCEPT would bind to the first part
+    }
 
 
-def _fresh_counts(table: str, bucket: str, columns: tuple[str, ...]) -> str:
-    values = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in columns)
-    head = f"{schema.rank_bucket('c')}, " if bucket else ""
-    return (f"SELECT {head}{values}, count(*) FROM conversations c "
-            f"GROUP BY {'1, ' if bucket else ''}{', '.join(columns)}")
+def _kept(table: str) -> str:
+    head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+    columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
+    return f"SELECT {head}{', '.join(columns)}, n FROM {table}"
 
 
 def counters_consistent(db: Any) -> bool:
     """The inbox counters (kept by trigger) equal a fresh count of the conversations."""
-    for table, bucket, columns in _COUNTERS:
-        cols = ", ".join(([bucket] if bucket else []) + list(columns))
-        kept = db.conn.execute(f"SELECT {cols}, n FROM {table} EXCEPT {_fresh_counts(table, bucket, columns)}")
-        fresh = db.conn.execute(f"{_fresh_counts(table, bucket, columns)} EXCEPT SELECT {cols}, n FROM {table}")
-        if kept.fetchone() is not None or fresh.fetchone() is not None:
-            return False
+    for table, fresh in _fresh_counts().items():
+        for sql in (f"{_kept(table)} EXCEPT {fresh}", f"{fresh} EXCEPT {_kept(table)}"):
+            if db.conn.execute(sql).fetchone() is not None:
+                return False
     return True
 
 
 def rebuild_counters(db: Any) -> None:
     with db.transaction():
-        for table, bucket, columns in _COUNTERS:
-            cols = ", ".join(([bucket] if bucket else []) + list(columns))
+        for table, fresh in _fresh_counts().items():
+            head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+            columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
             db.conn.execute(f"DELETE FROM {table}")
-            db.conn.execute(f"INSERT INTO {table}({cols}, n) {_fresh_counts(table, bucket, columns)}")
+            db.conn.execute(f"INSERT INTO {table}({head}{', '.join(columns)}, n) {fresh}")
