@@ -471,19 +471,20 @@ def import_stream(db: Database, f: IO[bytes], source: str, *, path: Path | None 
                 progress(state.offset if fmt == "lines" else _tell(f), result)
         batch, marks, size = [], [], 0
 
-    for where, raw, mark in records:
-        try:
+    try:
+        for where, raw, mark in records:
             rec = prepare(raw, where, accounts)
-        except ImportError_:
-            flush()  # the records before the bad one are kept; a rerun of a fixed file redoes nothing
-            raise
-        accounts.add(rec.account)
-        rec.size = sum(len(m.text) for m in rec.messages) + 200
-        batch.append(rec)
-        marks.append(mark)
-        size += rec.size
-        if len(batch) >= batch_records or size >= batch_bytes:
-            _flush_checked(db, batch, flush)
+            accounts.add(rec.account)
+            rec.size = sum(len(m.text) for m in rec.messages) + 200
+            batch.append(rec)
+            marks.append(mark)
+            size += rec.size
+            if len(batch) >= batch_records or size >= batch_bytes:
+                _flush_checked(db, batch, flush)
+    except ImportError_:
+        # The records before the bad one are kept (a rerun of the fixed file redoes nothing).
+        _flush_checked(db, batch, flush)
+        raise
     _flush_checked(db, batch, flush)
     if result.conversations == 0 and state.records == 0:
         raise ImportError_(f"{source}: no records")

@@ -310,3 +310,11 @@ def test_json_and_quiet_modes_print_only_what_scripts_read(tmp_path: Path) -> No
     out, err = as_json.communicate(timeout=120)
     assert as_json.returncode == 0 and err == ""
     assert json.loads(out) == {"conversations": 3, "messages": 9, "resumed_after": 0}
+
+
+def test_the_records_before_a_bad_line_stay_imported(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(record(n)) + "\n" for n in range(3)) + "{broken\n" + json.dumps(record(9)) + "\n")
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 2
+    assert "a.jsonl:4: not valid JSON" in capsys.readouterr().err
+    assert sorted(c[0] for c in state_of(tmp_path / "w")["conversations"]) == ["shop:c0", "shop:c1", "shop:c2"]
