@@ -4,7 +4,7 @@ The subject is the real command in a subprocess (``replydesk --data-dir NEW impo
 streaming in committed batches. The baseline is the whole-file path import had before: read the
 whole file, parse every record, then write them all in one transaction (with the same record
 checks and writer, so the difference is the reading and committing). Both run as subprocesses,
-alternately, on the same export file; peak RSS is each process's own (``wait4``).
+alternately, on the same export file; peak RSS is each process's own (VmHWM at its exit).
 """
 
 from __future__ import annotations
@@ -43,17 +43,31 @@ def export_file(data_dir: Path, cache_dir: Path, key: str) -> Path:
     return path
 
 
-def _run(argv: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stderr) of one subprocess."""
+#: Runs a module as ``python -m`` would and writes the process's own peak RSS (VmHWM) at exit.
+#: Not getrusage: Linux hands a child the parent's high-water mark at exec, so a child of a big
+#: bench process would report the bench's memory, not its own.
+_PEAK = """
+import atexit, os, runpy, sys
+def _peak():
+    with open('/proc/self/status') as status, open(os.environ['BENCH_PEAK_FILE'], 'w') as out:
+        out.write(next(line.split()[1] for line in status if line.startswith('VmHWM:')))
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
+"""
+
+
+def _run(module: str, args: list[str], tmp: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of ``python -m module args`` in a subprocess."""
+    peak = tmp / "peak.txt"
+    peak.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, module, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env={**os.environ, "BENCH_PEAK_FILE": str(peak)})
     seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{argv[2:]} exited {proc.returncode}: {err[-500:]}")
-    return seconds, usage.ru_maxrss / 1024, err
+        raise RuntimeError(f"{module} {args[:2]} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-500:]}")
+    return seconds, int(peak.read_text()) / 1024
 
 
 def whole_file_main(data_dir: Path, source: Path) -> int:
@@ -87,14 +101,12 @@ def bench_import(size_messages: int, data_dir: Path, cache_dir: Path, key: str, 
             target = tmp / f"import-{who}"
             shutil.rmtree(target, ignore_errors=True)
             if who == 0:
-                s, mb, _ = _run([sys.executable, "-m", "replydesk.cli", "--data-dir", str(target), "import",
-                                 str(source), "--quiet"])
+                s, mb = _run("replydesk.cli", ["--data-dir", str(target), "import", str(source), "--quiet"], tmp)
                 ours_s.append(s)
                 ours_mb.append(mb)
                 imported = _count(target)
             else:
-                s, mb, _ = _run([sys.executable, "-m", "bench", "import-whole-file", "--data-dir", str(target),
-                                 str(source)])
+                s, mb = _run("bench", ["import-whole-file", "--data-dir", str(target), str(source)], tmp)
                 base_s.append(s)
                 base_mb.append(mb)
             shutil.rmtree(target, ignore_errors=True)
@@ -106,7 +118,7 @@ def bench_import(size_messages: int, data_dir: Path, cache_dir: Path, key: str, 
         Figure("import_rows_per_s", size_messages, imported / median(ours_s), "messages/s",
                imported / median(base_s), target=">= 0.9 ratio", ok=median(base_s) / median(ours_s) >= 0.9, note=note),
         Figure("import_peak_rss_mb", size_messages, median(ours_mb), "MB", median(base_mb), target="< 150 MB",
-               ok=median(ours_mb) < 150, note="peak RSS (wait4 ru_maxrss) of the import process; " + note),
+               ok=median(ours_mb) < 150, note="peak RSS (VmHWM) of the import process; " + note),
     ]
 
 
