@@ -31,11 +31,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from hashlib import sha256
 from typing import Any, ClassVar, TypeVar
 
-from replydesk.model import Contact, FetchResult, IncomingMessage, OutgoingReply, SendResult
+from replydesk.model import Contact, DeliveryFailure, FetchResult, IncomingMessage, OutgoingReply, SendResult
 from replydesk.providers.base import (
     AuthError,
     Capabilities,
@@ -47,6 +46,8 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
+from replydesk.providers.email_auto import outbox_keys
+from replydesk.providers.email_headers import REPLY_POLICY
 from replydesk.providers.email_parse import SYNTHETIC_DOMAIN, ParsedMail, parse_message
 from replydesk.providers.email_thread import ThreadIndex, reply_subject
 
@@ -524,7 +525,7 @@ class EmailProvider(Provider):
                 continue  # expunged meanwhile
             body = bodies.get(uid)
             item.body = body.body if body else None
-            parsed = parse_message(item.body or b"")
+            parsed = parse_message(item.body or b"", self.cfg.address)
             if item.body is None:
                 parsed.warnings.append("message body could not be fetched")
             if uid in big:
@@ -550,8 +551,10 @@ class EmailProvider(Provider):
             cname, caddr = others[0] if others else ("", "")
         else:
             cname, caddr = p.from_name, p.from_addr
+        # A bounce joins the thread of the message it returns (ours, usually).
+        returned = p.report.message_ids if p.report else []
         conv = self._threads.assign(
-            native_id, p.in_reply_to, p.references, p.subject, [caddr], self.resolve_thread
+            native_id, p.in_reply_to, [*returned, *p.references], p.subject, [caddr], self.resolve_thread
         )
         created = p.date or item.internaldate or time.time()
         if p.date is None:
@@ -573,8 +576,6 @@ class EmailProvider(Provider):
         }
         if item.modseq is not None:
             meta["modseq"] = item.modseq
-        if p.quoted:
-            meta["quoted"] = p.quoted
         if p.html_only:
             meta["html_only"] = True
         if p.warnings:
@@ -594,6 +595,12 @@ class EmailProvider(Provider):
             subject=p.subject,
             parent_native_id=p.in_reply_to or (p.references[-1] if p.references else None),
             meta=meta,
+            automatic=None if outgoing else p.automatic,
+            spans=tuple(p.spans),
+            delivery_failure=DeliveryFailure(
+                remote_ids=tuple(returned), reason=p.report.reason,
+                outbox_keys=outbox_keys(returned, own.rsplit("@", 1)[-1]),
+            ) if p.report and p.report.failed and not outgoing else None,
         )
 
     # -- stream (IDLE) ---------------------------------------------------------------------------
@@ -723,12 +730,12 @@ class EmailProvider(Provider):
         refs = [r for r in dict.fromkeys(refs) if not r.endswith(f"@{SYNTHETIC_DOMAIN}>")]
         if len(refs) > 20:  # RFC 5322 3.6.4: keep the root and the most recent ones
             refs = [refs[0], *refs[-19:]]
-        msg = EmailMessage(policy=SMTP_POLICY)
+        msg = EmailMessage(policy=REPLY_POLICY)  # Message-ID lists folded between ids, never encoded
         try:
             name = self.options.get("display_name")
             msg["From"] = email.utils.formataddr((name, self.cfg.address)) if name else self.cfg.address
             msg["To"] = to
-            msg["Subject"] = reply_subject(str(meta.get("subject") or ""))
+            msg["Subject"] = reply_subject(str(meta.get("subject") or ""))  # "" when the customer gave none
             msg["Date"] = email.utils.formatdate(localtime=False)
             msg["Message-ID"] = self.message_id_for(reply.key)
             if parent:

@@ -38,7 +38,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import actions, ingest, outbox, slastate
+from replydesk.storage import actions, ingest, outbox, queries, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -244,21 +244,17 @@ class SyncEngine:
             "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
             (item.conversation_id,),
         ).fetchone()
-        last_in = self.db.conn.execute(
-            "SELECT native_id, meta FROM messages WHERE conversation_id=? AND direction='in' "
-            "ORDER BY created_at DESC LIMIT 1",
-            (item.conversation_id,),
-        ).fetchone()
+        last_in = queries.reply_target(self.db, item.conversation_id)  # a person's, not a robot's
         meta = json.loads(row[2] or "{}")
         if last_in is not None:
             # The answered message's own details (email: subject, references, reply_to) sit at the
             # top level, as providers read them; the raw copy stays under last_inbound_meta.
-            inbound_meta = json.loads(last_in[1] or "{}")
+            inbound_meta = last_in.meta
             meta = {**meta, **inbound_meta, "last_inbound_meta": inbound_meta}
         return OutgoingReply(
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
-            in_reply_to_native_id=last_in[0] if last_in else None, customer_handle=row[3], meta=meta,
+            in_reply_to_native_id=last_in.native_id if last_in else None, customer_handle=row[3], meta=meta,
             created_at=item.created_at,
         )
 

@@ -196,6 +196,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX conv_due_pending ON conversations(sla_due_at) WHERE sla_state != 'breached'",
         "CREATE INDEX conv_warn_ok ON conversations(sla_warn_at) WHERE sla_state = 'ok'",
     ],
+    # 4: messages no person wrote (bounces, auto-replies, bulk mail): the reason, NULL for people.
+    # Set by providers (IncomingMessage.automatic) and later by rules; such a message starts no
+    # SLA clock and a reply to it asks first.
+    [
+        "ALTER TABLE messages ADD COLUMN automatic TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
