@@ -120,9 +120,11 @@ def test_a_bounce_marks_our_reply_failed_and_starts_no_clock(ws, servers, bounce
 
 
 def test_after_a_bounce_the_next_reply_still_goes_to_the_customer(ws, servers):
+    """Office 365 threads its NDR under our reply (In-Reply-To): the next reply must still answer
+    the customer, not postmaster@."""
     dovecot, _ = servers
     conv_id, _, our_id = answered_conversation(ws, dovecot)
-    dovecot.deliver("hello", corpus("bounce-postfix.eml", our_id), sender="")
+    dovecot.deliver("hello", corpus("bounce-office365.eml", our_id), sender="")
     sync_once(ws)
     db = ws.open_db()
     outbox.queue_reply(db, conv_id, "Sorry, here is the tracking link again.")  # no question asked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -260,10 +261,8 @@ def test_recorded_post_html_reads_as_plain_text_with_every_link_visible() -> Non
                         contents += _recorded_contents(json.loads(line))
                     except ValueError:
                         continue
-                    try:
+                    with contextlib.suppress(ValueError, AttributeError, TypeError):  # SSE: JSON in JSON
                         contents += _recorded_contents(json.loads(json.loads(line).get("payload", "null")))
-                    except (ValueError, AttributeError, TypeError):
-                        pass
     assert len(contents) >= 5
     for content in contents:
         text = html_to_text(content)
