@@ -215,25 +215,31 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     known = _existing(db, conv_ids, "conversations")
     conv_rows = []
     robots_only: list[str] = []
+    any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
         first, last = items[0][1], items[-1][1]
         # Automatic messages (bounces, auto-replies) neither ask for a reply nor count as the
         # customer's latest word; only a batch of nothing else leaves needs_reply as it was.
-        people = [m for _, m in items if not _automatic(m)] or [m for _, m in items]
-        if all(_automatic(m) for _, m in items):
-            robots_only.append(conv_id)
-        inbound = [m for m in people if m.direction == "in" and not _automatic(m)]
+        people = [m for _, m in items]
+        if any_robot and any(_automatic(m) for m in people):
+            people = [m for m in people if not _automatic(m)]
+            if not people:  # nothing but robots in this batch
+                robots_only.append(conv_id)
+                people = [m for _, m in items]
+        inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
         customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
             item_id(account, customer.contact.native_id),
             clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
-            _snippet(visible_text(last.text, _spans(last, last.text))), first.created_at, last.created_at,
+            _snippet(visible_text(last.text, _spans(last, last.text)) if last.spans else last.text),
+            first.created_at, last.created_at,
             inbound[-1].created_at if inbound else None,
             outbound[-1].created_at if outbound else None,
-            int(people[-1].direction == "in" and not _automatic(people[-1])), int(any(m.direction == "in" for _, m in items)),
+            int(people[-1].direction == "in" and not (any_robot and _automatic(people[-1]))),
+            int(any(m.direction == "in" for _, m in items)),
             _json(_conv_meta(items)),
         ))
         if conv_id not in known:
@@ -273,17 +279,23 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
              clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
-             "received" if m.direction == "in" else "sent", _json(_meta(m)), _automatic(m))
+             "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
+             _automatic(m) if m.automatic else None)
             for mid, m in fresh.items()
         ],
     )
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [_event_row(mid, m, account) for mid, m in fresh.items()],
+        [_event_row(mid, m, account) if m.automatic else
+         (item_id(account, m.conversation_native_id), m.created_at,
+          "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
+          "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
+         for mid, m in fresh.items()],
     )
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
-    _record_delivery_failures(db, account, fresh)
+    if any(m.delivery_failure is not None for m in fresh.values()):
+        _record_delivery_failures(db, account, fresh)
     reindex_conversations(db, conv_ids)
 
 
