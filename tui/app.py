@@ -578,7 +578,7 @@ class ReplydeskApp(App[int]):
             elif event.row is not None:  # back to the draft, text intact
                 self._open_composer(event.mode, event.text, row=event.row)
 
-        self.push_screen(ChoiceDialog(f"Only automatic mail here ({event.reason}). Reply anyway?",
+        self.push_screen(ChoiceDialog(f"Only automatic mail here ({one_line(event.reason)}). Reply anyway?",
                                       [("send", "queue the reply anyway"), ("back", "back to the draft")]), chosen)
 
     def action_toggle_quoted(self) -> None:

@@ -163,3 +163,23 @@ async def test_a_bounced_reply_says_not_delivered(workspace, db) -> None:  # noq
         text = thread_text(app)
     assert "NOT DELIVERED" in text and "not delivered: 550 5.1.1" in text
     assert "⚙ automatic · bounce: 550 5.1.1" in text
+
+
+async def test_a_hostile_reason_reaches_the_screen_only_as_visible_symbols(workspace, db) -> None:  # noqa: ANN001
+    """A bounce's Diagnostic-Code is remote-server text: escape sequences must not reach the terminal."""
+    msg = IncomingMessage(
+        native_id="<evil-ndr@x>", conversation_native_id="<evil>", platform="email", kind="email",
+        contact=Contact(native_id="mailer-daemon@x", name="MAILER-DAEMON", handle="mailer-daemon@x"),
+        text="undeliverable", created_at=FIXED - 60, automatic="bounce: 550 \x1b]8;;https://evil.example\x07click\u202e",
+    )
+    ingest.ingest(db, "shop-mail", [FetchResult(messages=[msg], cursor={}, stream="test")])
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await show(pilot, "shop-mail:<evil>")
+        text = thread_text(app)
+        await pilot.press("r", "x", "ctrl+s")
+        await settle(pilot)
+        title = app.screen.title_text
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "␛" in text
+    assert "\x1b" not in title and "␛" in title
