@@ -300,7 +300,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
     text = sys.stdin.read() if args.text == "-" else args.text
-    key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent)
+    try:
+        key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
+                                 to_automatic=args.force)
+    except outbox.AutomaticRecipient as exc:
+        complain(f"{exc}: use --force to send it anyway")
+        return EXIT_ERROR
     item = outbox.get(db, key)
     if args.json:
         emit_json(outbox.as_json(item))
@@ -562,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, help="the reply text, or - to read standard input")
     p.add_argument("--private", action="store_true", help="answer privately where the platform allows")
     p.add_argument("--at", metavar="WHEN", help="send later: 2h, 'tomorrow 9:00', ISO 8601")
+    p.add_argument("--force", action="store_true",
+                   help="queue it even when the conversation holds only automatic mail (a bounce, an "
+                        "out-of-office reply, a newsletter): without it such a reply is refused, exit 1")
 
     p = add("note", cmd_note, "add an internal note (never sent)")
     p.add_argument("conversation")

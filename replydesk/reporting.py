@@ -22,7 +22,7 @@ from replydesk.model import parse_iso
 from replydesk.report import ReportItem, build_report
 from replydesk.sla import SlaEngine
 from replydesk.slaconfig import SlaSettings, format_duration
-from replydesk.storage import slastate
+from replydesk.storage import queries, slastate
 from replydesk.storage.db import Database
 
 GROUPINGS = ("platform", "account", "assignee", "tag", "policy")
@@ -54,9 +54,13 @@ def collect(db: Database, engine: SlaEngine, since: float | None, until: float,
         params.append(since)
     rows = db.conn.execute(sql, params).fetchall()
     inputs = slastate.load_inputs(db, [r[0] for r in rows])
+    # Conversations no customer wrote in (only bounces, auto-replies, bulk mail) are not counted;
+    # only those without a customer's "in" event need the look.
+    robots = queries.robots_only(db, [c for c, (_, evs, _) in inputs.items()
+                                      if not any(e.kind == "in" for e in evs)])
     items: list[ReportItem] = []
     for conv_id, account, platform, assignee, tags in rows:
-        if conv_id not in inputs:
+        if conv_id not in inputs or conv_id in robots:
             continue
         attrs, events, _ = inputs[conv_id]
         events = [e for e in events if e.at <= until]

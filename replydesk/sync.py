@@ -39,7 +39,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import actions, ingest, outbox, platform_facts, slastate
+from replydesk.storage import actions, ingest, outbox, platform_facts, queries, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -256,13 +256,9 @@ class SyncEngine:
             "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
             (item.conversation_id,),
         ).fetchone()
-        last_in = self.db.conn.execute(
-            "SELECT native_id, meta FROM messages WHERE conversation_id=? AND direction='in' "
-            "ORDER BY created_at DESC LIMIT 1",
-            (item.conversation_id,),
-        ).fetchone()
+        last_in = queries.reply_target(self.db, item.conversation_id)  # a person's, not a robot's
         meta = json.loads(row[2] or "{}")
-        answering = AnsweredMessage(last_in[0], json.loads(last_in[1] or "{}")) if last_in is not None else None
+        answering = AnsweredMessage(last_in.native_id, last_in.meta) if last_in is not None else None
         return OutgoingReply(
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,

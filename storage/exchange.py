@@ -57,9 +57,9 @@ def export_record(db: Database, conv_id: str, now: float) -> dict[str, Any] | No
     sla = slastate.evaluate_at(db, conv_id, now)
     messages = [
         {"id": m[0], "direction": m[1], "author": m[2], "text": m[3], "created_at": iso(m[4]), "state": m[5],
-         "private": bool(m[6]), **({"error": m[7]} if m[7] else {})}
+         "private": bool(m[6]), **({"error": m[7]} if m[7] else {}), **({"automatic": m[8]} if m[8] else {})}
         for m in db.conn.execute(
-            "SELECT id, direction, author, text, created_at, state, private, error FROM messages "
+            "SELECT id, direction, author, text, created_at, state, private, error, automatic FROM messages "
             "WHERE conversation_id=? AND state != 'cancelled' ORDER BY created_at, rowid",
             (conv_id,),
         )
@@ -164,6 +164,7 @@ def _import_one(db: Database, r: dict, where: str, counts: dict[str, int]) -> No
             native_id=_native(_need(m, "id", str, mw), account), conversation_native_id=conv_native,
             platform=platform, kind=kind, contact=contact, text=_need(m, "text", str, mw), created_at=created,
             direction=direction, author=str(m.get("author") or ""), subject=str(r.get("subject") or ""),
+            automatic=m["automatic"] if isinstance(m.get("automatic"), str) and m["automatic"] else None,
         ))
     stats = IngestStats()
     _ingest_one(db, account, FetchResult(messages=incoming, cursor={}), stats)

@@ -27,6 +27,7 @@ from replydesk.storage import slastate
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import clean_text
+from replydesk.storage.queries import reply_target
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")
@@ -56,9 +57,22 @@ def _item(r: tuple) -> OutboxItem:
     return OutboxItem(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11])
 
 
+class AutomaticRecipient(ActionError):
+    """The reply would answer a message no person wrote (a bounce, an out-of-office reply)."""
+
+    def __init__(self, conv_id: str, reason: str) -> None:
+        super().__init__(f"{conv_id}: the message a reply would answer is automatic ({reason}); "
+                         "the reply was not queued")
+        self.reason = reason
+
+
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
-                at: float | None = None, actor: str = "me") -> str:
-    """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time."""
+                at: float | None = None, actor: str = "me", to_automatic: bool = False) -> str:
+    """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
+
+    A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
+    newsletter) would go to a robot: it raises ``AutomaticRecipient`` unless ``to_automatic`` says
+    the user confirmed it (the console asks; the CLI wants ``--force``)."""
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -67,6 +81,9 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
     not_before = max(now + delay, at or 0.0)
     with db.transaction():
         _require(db, [conv_id])
+        target = reply_target(db, conv_id)
+        if target is not None and target.automatic and not to_automatic:
+            raise AutomaticRecipient(conv_id, target.automatic)
         account = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
         msg_id = f"{account}:out:{key}"
         seq = db.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]

@@ -193,6 +193,17 @@ class MessageView:
     attempts: int
     not_before: float | None
     meta: dict = field(default_factory=dict)
+    automatic: str | None = None  # why no person wrote it (bounce, auto-reply, ...), or None
+
+    @property
+    def spans(self) -> list[tuple[int, int, str]]:
+        """Quoted history / signature / inline-context ranges of ``text`` (see model.SPAN_KINDS).
+        Messages stored before the ranges existed kept their quote apart, in ``meta["quoted"]``."""
+        spans = self.meta.get("spans") if isinstance(self.meta, dict) else None
+        if isinstance(spans, list):
+            return [(int(s[0]), int(s[1]), str(s[2])) for s in spans
+                    if isinstance(s, list | tuple) and len(s) == 3]
+        return []
 
 
 @dataclass(frozen=True)
@@ -216,11 +227,11 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
         MessageView(
             id=r[0], direction=r[1], author=r[2], text=r[3], created_at=r[4], state=r[5], error=r[6],
             private=bool(r[7]), outbox_key=r[8], attempts=r[9] or 0, not_before=r[10],
-            meta=json.loads(r[11] or "{}"),
+            meta=json.loads(r[11] or "{}"), automatic=r[12],
         )
         for r in db.conn.execute(
             "SELECT m.id, m.direction, m.author, m.text, m.created_at, m.state, "
-            "coalesce(o.last_error, m.error), m.private, o.key, o.attempts, o.not_before, m.meta "
+            "coalesce(o.last_error, m.error), m.private, o.key, o.attempts, o.not_before, m.meta, m.automatic "
             "FROM messages m LEFT JOIN outbox o ON o.message_id = m.id "
             "WHERE m.conversation_id = ? AND m.state != 'cancelled' ORDER BY m.created_at, m.rowid",
             (conv_id,),
@@ -230,6 +241,41 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
         escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"),
     )
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """The inbound message a reply answers: the newest one a person wrote, else the newest."""
+
+    native_id: str
+    meta: dict
+    automatic: str | None  # set when only automatic messages came in: replying goes to a robot
+
+
+def reply_target(db: Database, conv_id: str) -> ReplyTarget | None:
+    """What a reply to ``conv_id`` answers. An out-of-office or a bounce that came after the
+    customer's mail must not become the reply's recipient (the mailer daemon, the robot)."""
+    row = db.conn.execute(
+        "SELECT native_id, meta, automatic FROM messages WHERE conversation_id=? AND direction='in' "
+        "ORDER BY automatic IS NOT NULL, created_at DESC, rowid DESC LIMIT 1",
+        (conv_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return ReplyTarget(native_id=row[0], meta=json.loads(row[1] or "{}"), automatic=row[2])
+
+
+def robots_only(db: Database, conv_ids: list[str]) -> set[str]:
+    """Those of ``conv_ids`` whose inbound mail is all automatic (a newsletter, a stray bounce):
+    no customer is in them, so reports leave them out."""
+    found: set[str] = set()
+    for start in range(0, len(conv_ids), 500):
+        chunk = conv_ids[start:start + 500]
+        qs = ",".join("?" * len(chunk))
+        found.update(r[0] for r in db.conn.execute(
+            f"SELECT conversation_id FROM messages WHERE conversation_id IN ({qs}) AND direction='in' "
+            "GROUP BY conversation_id HAVING count(automatic) = count(*)", chunk))
+    return found
 
 
 def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20) -> list[InboxRow]:

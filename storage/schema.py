@@ -201,6 +201,12 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE accounts ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'",
     ],
+    # 5: messages no person wrote (bounces, auto-replies, bulk mail): the reason, NULL for people.
+    # Set by providers (IncomingMessage.automatic) and later by rules; such a message starts no
+    # SLA clock and a reply to it asks first.
+    [
+        "ALTER TABLE messages ADD COLUMN automatic TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -46,6 +46,7 @@ from replydesk.tui.messages import (
     HeaderLoaded,
     ReplyCancelled,
     ReplyQueued,
+    ReplyToRobot,
     TagsLoaded,
     ThreadLoaded,
     UrgentFound,
@@ -95,6 +96,7 @@ class ReplydeskApp(App[int]):
         Binding("full_stop", "repeat", "Repeat", id="repeat", show=False),
         Binding("u,ctrl+z", "undo_send", "Undo send", id="undo_send", show=False),
         Binding("escape", "back", "Back", id="back", show=False),
+        Binding("z", "toggle_quoted", "Quoted text", id="toggle_quoted", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+r", "report", "Report", id="report", show=False),
         Binding("q", "quit", "Quit", id="quit"),
@@ -182,6 +184,7 @@ class ReplydeskApp(App[int]):
     def on_mount(self) -> None:
         if self.workspace.config.keymap:
             self.set_keymap(self.workspace.config.keymap)
+            self.thread_view.unfold_key = self.workspace.config.keymap.get("toggle_quoted", "z").split(",")[0]
         self.inbox.focus()
         self.watch(self.inbox, "total", lambda _: self._paint_header(), init=False)
         self._paint_header()
@@ -543,7 +546,7 @@ class ReplydeskApp(App[int]):
         self._send(event.conv_id, event.text, event.mode)
 
     @work(thread=True, group="write")
-    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None) -> None:
+    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
@@ -551,7 +554,12 @@ class ReplydeskApp(App[int]):
                 self.post_message(ActionDone("Note added", 1))
                 return
             key = self.store.write(lambda db: outbox.queue_reply(
-                db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent))
+                db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
+                to_automatic=to_robot))
+        except outbox.AutomaticRecipient as exc:  # ask first (see _ask_before_replying_to_robot)
+            row = self.store.read(lambda db: queries.get_row(db, conv_id))
+            self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
+            return
         except EXPECTED as exc:
             self.post_message(ActionDone("Send", 1, str(exc)))
             return
@@ -561,6 +569,21 @@ class ReplydeskApp(App[int]):
             self.post_message(ActionDone(f"Reply scheduled for {clock_time(at, self.clock(), self.tz)}", 1))
             return
         self.post_message(ReplyQueued(key, conv_id, text, mode == "private", delay))
+
+    @on(ReplyToRobot)
+    def _ask_before_replying_to_robot(self, event: ReplyToRobot) -> None:
+        """Only automatic mail came in (a bounce, an out-of-office, a newsletter): confirm first."""
+        def chosen(answer: str | None) -> None:
+            if answer == "send":
+                self._send(event.conv_id, event.text, event.mode, event.at, to_robot=True)
+            elif event.row is not None:  # back to the draft, text intact
+                self._open_composer(event.mode, event.text, row=event.row)
+
+        self.push_screen(ChoiceDialog(f"Only automatic mail here ({one_line(event.reason)}). Reply anyway?",
+                                      [("send", "queue the reply anyway"), ("back", "back to the draft")]), chosen)
+
+    def action_toggle_quoted(self) -> None:
+        self.thread_view.toggle_folds()
 
     @on(ReplyQueued)
     def _on_queued(self, event: ReplyQueued) -> None:

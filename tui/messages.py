@@ -98,6 +98,18 @@ class ActionDone(Message):
 
 
 @dataclass
+class ReplyToRobot(Message):
+    """A reply was held back: the conversation holds only automatic mail; the user decides."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    reason: str
+    row: InboxRow | None
+
+
+@dataclass
 class ReplyQueued(Message):
     """A reply is in the outbox; ``undo_seconds`` is the window before it may leave."""
 

@@ -4,6 +4,11 @@ Built as one ``rich.text.Text`` from the loaded ``Thread`` (never markup), wrapp
 and shown with the Line API: scrolling and the reading highlight repaint only cached lines, and a
 new thread is no relayout of the screen (a ``Static`` in a scroll container cost 10-20 ms a key).
 A thousand-line message scrolls, and a ``[@click=…]`` body is just text.
+
+A message shows its new words first: quoted history and signatures (``MessageView.spans``) fold
+into one dim line each until the unfold key (``toggle_quoted``, z) shows them; quoted lines the
+customer answered inline stay, dimmed, in order with the answers. Messages no person wrote
+(bounces, auto-replies) carry an "automatic" mark with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +40,56 @@ DELIVERY = {
 
 
 GUTTER = " ┃"
+#: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
+CONTEXT_LINES = 6
+FOLD_NAMES = {"quote": "quoted text", "signature": "signature"}
+
+
+def body_pieces(m: MessageView, unfolded: bool) -> list[tuple[str, str]]:
+    """A message body as (kind, text) pieces in order: ``new``, ``context`` (dim), ``folded`` (a
+    one-line placeholder) or, unfolded, ``quote``/``signature`` (dim). Pure: tested on its own."""
+    text, spans = m.text, sorted(m.spans)
+    legacy = m.meta.get("quoted") if isinstance(m.meta, dict) else None
+    if not spans and isinstance(legacy, str) and legacy:  # stored before spans existed
+        spans = [(len(text) + 2, len(text) + 2 + len(legacy), "quote")]
+        text = f"{text}\n\n{legacy}"
+    pieces: list[tuple[str, str]] = []
+    pos = 0
+    hidden: list[tuple[str, str]] = []  # consecutive folded spans become one placeholder
+
+    def flush_hidden() -> None:
+        if hidden:
+            names = " and ".join(dict.fromkeys(FOLD_NAMES[k] for k, _ in hidden))
+            lines = sum(len(t.strip("\n").split("\n")) for _, t in hidden)
+            pieces.append(("folded", f"{names} · {lines} line{'s' if lines != 1 else ''}"))
+            hidden.clear()
+
+    for start, end, kind in spans:
+        start, end = max(start, pos), min(end, len(text))
+        if start >= end:
+            continue
+        before = text[pos:start]
+        if before.strip():
+            flush_hidden()
+            pieces.append(("new", before.strip("\n")))
+        chunk = text[start:end]
+        if kind == "context" or unfolded:
+            flush_hidden()
+            lines = chunk.strip("\n").split("\n")
+            if kind == "context" and not unfolded and len(lines) > CONTEXT_LINES:
+                hidden.append(("quote", "\n".join(lines[:-3])))
+                flush_hidden()
+                lines = lines[-3:]
+            pieces.append((kind, "\n".join(lines)))
+        else:
+            hidden.append((kind, chunk))
+        pos = end
+    rest = text[pos:]
+    if rest.strip() or not pieces and not hidden:
+        flush_hidden()
+        pieces.append(("new", rest.strip("\n")))
+    flush_hidden()
+    return pieces
 
 
 def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
@@ -82,6 +137,8 @@ class ThreadView(ScrollView, can_focus=True):
         self.clock = clock
         self.tz = tz
         self.thread: Thread | None = None
+        self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
+        self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
         self.reading = False
         self._text: Text = self.PLACEHOLDER
         self._lines: list[Strip] = []
@@ -102,6 +159,9 @@ class ThreadView(ScrollView, can_focus=True):
         )
         if same and thread == self.thread:
             return  # a refresh with nothing new (another conversation changed): no re-render
+        if not same and (thread is None or self.thread is None
+                         or thread.conversation.id != self.thread.conversation.id):
+            self.unfolded = False  # another conversation opens folded
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
@@ -109,6 +169,14 @@ class ThreadView(ScrollView, can_focus=True):
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def toggle_folds(self) -> None:
+        """Show or hide quoted history and signatures in this conversation, keeping the place."""
+        self.unfolded = not self.unfolded
+        if self.thread is not None:
+            top = self.scroll_y
+            self._set_text(self.render_thread(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def set_reading(self, on: bool) -> None:
         """Highlight the pane while the movement keys scroll it: a repaint of cached lines, not a
@@ -244,7 +312,11 @@ class ThreadView(ScrollView, can_focus=True):
         body_style = ""
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
-            t.append_text(safe(m.author or "customer", "bold"))
+            t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if m.automatic:
+                t.append("  ⚙ automatic", style="bold magenta")
+                t.append(" · ", style="dim")
+                t.append_text(safe(m.automatic, "magenta"))
             gutter = "  "
         elif m.direction == "note":
             t.append(f"{when}  ✎ internal note by ", style="italic yellow")
@@ -255,7 +327,8 @@ class ThreadView(ScrollView, can_focus=True):
             t.append_text(safe(m.author or "me", "bold cyan"))
             if m.private:
                 t.append("  (private)", style="magenta")
-            label, style = DELIVERY.get(m.state, (m.state, "dim"))
+            bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
+            label, style = ("NOT DELIVERED", "bold red") if bounced else DELIVERY.get(m.state, (m.state, "dim"))
             t.append("  [", style="dim")
             t.append(label, style=style)
             if m.state == "queued" and m.not_before and m.not_before > now:
@@ -264,11 +337,18 @@ class ThreadView(ScrollView, can_focus=True):
             if m.error:
                 t.append("\n  reason: ", style="red")
                 t.append_text(safe(m.error, "red"))
-            if m.state in ("failed", "unknown") and m.outbox_key:
+            if bounced:
+                t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
-        body = safe(m.text, body_style)
-        for line in body.split("\n", allow_blank=True):
-            t.append("\n" + gutter, style="yellow" if m.direction == "note" else "")
-            t.append_text(line)
+        for kind, piece in body_pieces(m, self.unfolded):
+            if kind == "folded":
+                t.append("\n" + gutter)
+                t.append(f"▸ {piece} ({self.unfold_key} shows)", style="dim italic")
+                continue
+            style = body_style if kind == "new" else "dim"
+            for line in safe(piece, style).split("\n", allow_blank=True):
+                t.append("\n" + gutter, style="yellow" if m.direction == "note" else "")
+                t.append_text(line)
         return t
