@@ -124,6 +124,43 @@ def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
     return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
 
 
+def needing_attention(db: Database, account: str) -> dict[str, int]:
+    """How many of the account's replies wait for the user (``failed``, ``unknown``), by state."""
+    return dict(db.conn.execute(
+        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+        (account,),
+    ).fetchall())
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a reply answers, as stored: the conversation's row and its newest inbound message.
+
+    ``conversation`` is (native_id, kind, meta JSON, customer handle); ``last_inbound`` is
+    (native_id, meta JSON) or None. The engine assembles the provider's ``OutgoingReply`` from them.
+    """
+
+    conversation: tuple[str, str, str | None, str]
+    last_inbound: tuple[str, str | None] | None
+
+
+def reply_context(db: Database, conv_id: str) -> ReplyContext:
+    """The stored rows a reply to ``conv_id`` is built from (see ``ReplyContext``)."""
+    row = db.conn.execute(
+        "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
+        "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
+        (conv_id,),
+    ).fetchone()
+    if row is None:
+        raise ActionError(f"no conversation {conv_id}")
+    last_in = db.conn.execute(
+        "SELECT native_id, meta FROM messages WHERE conversation_id=? AND direction='in' "
+        "ORDER BY created_at DESC LIMIT 1",
+        (conv_id,),
+    ).fetchone()
+    return ReplyContext(tuple(row), tuple(last_in) if last_in is not None else None)
+
+
 def _set(db: Database, key: str, state: str, **cols: object) -> None:
     sets = ", ".join(f"{c}=?" for c in cols)
     db.conn.execute(

@@ -8,7 +8,6 @@ worker whether ``PRAGMA data_version`` moved (the engine or our writer committed
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from replydesk.config import ConfigError
 from replydesk.safetext import one_line
 from replydesk.storage import actions, outbox, queries, slastate
 from replydesk.storage.actions import ActionError
-from replydesk.storage.db import Database, StorageError
+from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
 from replydesk.storage.search import search
 from replydesk.tui.bars import HeaderBar, StatusBar
@@ -58,7 +57,7 @@ from replydesk.tui.thread import ThreadView
 from replydesk.workspace import EngineThread, Workspace
 
 #: Errors an action can end with that the user should read rather than a traceback.
-EXPECTED = (ActionError, StorageError, sqlite3.Error, ValueError)
+EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
 SEARCH_HELP = "words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved…"
 CONTEXT_NAMES = {"InboxList": "inbox", "ThreadView": "thread", "Composer": "composer",
                  "ReplydeskApp": "everywhere", "Screen": "screen"}
@@ -635,8 +634,7 @@ class ReplydeskApp(App[int]):
             if purpose == "tag":
                 return queries.all_tags(db)
             if purpose == "assign":
-                return sorted({r[0] for r in db.conn.execute(
-                    "SELECT DISTINCT assignee FROM conversations WHERE assignee IS NOT NULL LIMIT 200")})
+                return queries.assignees(db)
             tags: set[str] = set()
             for conv_id in ids:
                 row = queries.get_row(db, conv_id)
