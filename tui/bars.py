@@ -87,12 +87,12 @@ class StatusBar(_Bar):
     """
 
     def show(self, accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
-             now: float, tz: str | None = None) -> None:
-        self.show_text(self.render_status(accounts, queued, failed, engine_note, now, tz))
+             now: float, tz: str | None = None, *, problem: str | None = None) -> None:
+        self.show_text(self.render_status(accounts, queued, failed, engine_note, now, tz, problem=problem))
 
     @staticmethod
     def render_status(accounts: list[dict[str, Any]], queued: int, failed: int, engine_note: str,
-                      now: float, tz: str | None = None) -> Text:
+                      now: float, tz: str | None = None, *, problem: str | None = None) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis", end="")
         offline = not accounts or all(a["state"] in ("offline", "auth_error") for a in accounts)
         for a in accounts:
@@ -108,6 +108,10 @@ class StatusBar(_Bar):
             if a.get("detail") and state not in ("ok", "idle", "syncing"):
                 t.append(": ")
                 t.append_text(safe(str(a["detail"])[:60], "dim"))
+        if problem:  # a read or write that failed: first after the accounts, so it is never cut off
+            t.append("  │ ", style="dim")
+            t.append("⚠ ", style="bold red")
+            t.append_text(safe(problem[:80], "bold red"))
         t.append("  │ ", style="dim")
         t.append(f"{queued} repl{'y' if queued == 1 else 'ies'} queued", style="yellow" if queued else "dim")
         if failed:
