@@ -161,10 +161,21 @@ class View(Strict):
     query: str = ""  # the search syntax (README): "is:breached", "assignee:me", "kind:review"
 
 
+#: Textual's built-in themes (a test keeps this list equal to Textual's), named here so that the
+#: config is checked without importing Textual. Light ones: textual-light, catppuccin-latte,
+#: solarized-light, rose-pine-dawn, atom-one-light, ansi-light (the terminal's own colours).
+THEMES = (
+    "textual-dark", "textual-light", "nord", "gruvbox", "catppuccin-mocha", "catppuccin-frappe",
+    "catppuccin-macchiato", "catppuccin-latte", "dracula", "tokyo-night", "monokai", "flexoki",
+    "solarized-light", "solarized-dark", "rose-pine", "rose-pine-moon", "rose-pine-dawn", "atom-one-dark",
+    "atom-one-light", "ansi-dark", "ansi-light",
+)
+
+
 class UiSettings(Strict):
     agent: str = "me"
     undo_seconds: Duration = 5.0
-    theme: str = "textual-dark"
+    theme: str = Field("textual-dark", description="the console's colours: one of THEMES")
     views: list[View] = [
         View(name="Inbox", query=""),
         View(name="Breached", query="is:breached"),
@@ -179,6 +190,13 @@ class UiSettings(Strict):
     }
 
     _dur = field_validator("undo_seconds", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("theme")
+    @classmethod
+    def _known_theme(cls, v: str) -> str:
+        if v not in THEMES:
+            raise ValueError(f"unknown theme {v!r}; choose one of: {', '.join(THEMES)}")
+        return v
 
     @field_validator("views")
     @classmethod

@@ -58,6 +58,7 @@ class ReplydeskApp(App[int]):
         self.clock: Callable[[], float] = clock or workspace.clock or time.time
         self.start_engine = start_engine
         self.tz = _workspace_tz(workspace)
+        self.theme = workspace.config.ui.theme  # before the first frame: no flash of the default
         self.store = Store(workspace)
         self.engine: EngineThread | None = None
         #: Worker groups whose last run failed -> what the status bar says (see ``tui.workers``).

@@ -18,6 +18,7 @@ from textual.widgets import Static, TextArea
 from replydesk.platforms import can_reply_privately, info, reply_limit
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import graphemes, safe
+from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 DRAFT_DEBOUNCE = 0.6
 MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}
@@ -36,6 +37,7 @@ class Composer(Vertical):
         Binding("ctrl+l", "send_later", "Send later", id="composer.later"),
     ]
 
+    COMPONENT_CLASSES = ROLE_CLASSES
     DEFAULT_CSS = """
     Composer {
         height: auto;
@@ -47,7 +49,7 @@ class Composer(Vertical):
     Composer > TextArea, Composer > TextArea:focus { height: 5; border: none; padding: 0 1; }
     Composer.-note > TextArea { background: $warning 10%; }
     Composer > #composer-info { height: 1; padding: 0 1; }
-    """
+    """ + role_css("Composer")
 
     class Send(Message):
         def __init__(self, conv_id: str, text: str, mode: str, later: bool = False) -> None:
@@ -73,6 +75,10 @@ class Composer(Vertical):
         self.mode = "public"
         self._draft_timer: Timer | None = None
         self._loading = False
+        self.palette = Palette(self)
+
+    def on_mount(self) -> None:
+        follow_theme(self, self.update_info)
 
     def compose(self) -> ComposeResult:
         yield Static(id="composer-info")
@@ -139,12 +145,12 @@ class Composer(Vertical):
             return
         count, limit = graphemes(self.text), self.limit
         t = Text(no_wrap=True, overflow="ellipsis", end="")
-        t.append(MODE_LABEL[self.mode], style="bold yellow" if self.mode == "note" else "bold")
+        t.append(MODE_LABEL[self.mode], style=self.palette("warning", "bold") if self.mode == "note" else "bold")
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
         t.append(f" · {info(self.row.platform).label} · ", style="dim")
         if limit:
-            t.append(f"{count}/{limit}", style="bold red" if count > limit else "")
+            t.append(f"{count}/{limit}", style=self.palette("error") if count > limit else "")
         else:
             t.append(f"{count} chars", style="dim")
         t.append("  ctrl+s send · esc close", style="dim")

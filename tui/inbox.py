@@ -73,12 +73,12 @@ class InboxList(ScrollView, can_focus=True):
     InboxList > .inbox--cursor-blur { background: $accent 25%; }
     InboxList > .inbox--unread { text-style: bold; }
     InboxList > .inbox--read { color: $text-muted; }
-    InboxList > .inbox--breached { color: $error; text-style: bold; }
-    InboxList > .inbox--warning { color: $warning; }
+    InboxList > .inbox--breached { color: $text-error; text-style: bold; }
+    InboxList > .inbox--warning { color: $text-warning; }
     InboxList > .inbox--paused { color: $text-muted; }
-    InboxList > .inbox--mark { color: $secondary; text-style: bold; }
-    InboxList > .inbox--tags { color: $accent; }
-    InboxList > .inbox--platform { color: $primary; }
+    InboxList > .inbox--mark { color: $text-secondary; text-style: bold; }
+    InboxList > .inbox--tags { color: $text-accent; }
+    InboxList > .inbox--platform { color: $text-primary; }
     InboxList > .inbox--empty { color: $text-muted; text-style: italic; }
     """
 
