@@ -1,7 +1,7 @@
 """One message class per event that a thread worker reports back to the UI (harlequin's pattern).
 
-Workers never touch widgets: they run SQL on their own connection and ``post_message`` one of
-these; only the handlers (on the event loop) update the screen.
+Workers never touch widgets: they call storage functions on the ``Store``'s connections and
+``post_message`` one of these; only the handlers (on the event loop) update the screen.
 """
 
 from __future__ import annotations
