@@ -153,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from replydesk.sync import EngineLock
+    from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
     if not ws.config.accounts:

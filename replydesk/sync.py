@@ -1,8 +1,9 @@
 """The sync engine: fetch from every account, drain the outbox, keep SLA state current.
 
-One engine writes a workspace at a time (``EngineLock``: an flock that dies with its process, so a
-crash never leaves it stuck). The engine runs on its own asyncio loop with its own connection, so it
-never blocks the UI; the UI reads with its own connection and notices writes via ``data_version``.
+One engine writes a workspace at a time (``storage.lock.EngineLock``: an flock that dies with its
+process, so a crash never leaves it stuck). The engine runs on its own asyncio loop with its own
+connection, so it never blocks the UI; the UI reads with its own connection and notices writes via
+``data_version``. The engine holds no SQL: it decides, and ``replydesk.storage`` stores and answers.
 
 Failure handling, per account: transient faults back off exponentially with jitter (tenacity's
 ``wait_exponential_jitter``), rate limits wait until their reset without spending requests, auth
@@ -13,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,54 +38,16 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import actions, ingest, outbox, platform_facts, queries, slastate
+from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "engine.lock"
 IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an account
 
 
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-class EngineLock:
-    """The single-writer lease: held while the engine runs; released by the OS if the process dies."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / LOCK_FILE
-        self._fh: Any = None
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the lease
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            return False
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return True
-
-    def held_by_other(self) -> bool:
-        if self._fh is not None:
-            return False
-        if self.acquire():
-            self.release()
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -149,35 +110,21 @@ class SyncEngine:
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
-        now = self.db.now()
-        for name, until in self.db.conn.execute(
-            "SELECT account, until FROM account_status WHERE state='rate_limited' AND until > ?", (now,)
-        ):
+        for name, until in accounts.rate_limits_in_force(self.db, self.db.now()).items():
             if name in self.accounts:
-                self.accounts[name].blocked_until = float(until)
+                self.accounts[name].blocked_until = until
 
     # ---- status -----------------------------------------------------------------------------------
 
     def _status(self, account: str, state: str, detail: str = "", until: float | None = None,
                 synced: bool = False) -> None:
-        now = self.db.now()
         if state == "ok":
             detail = "; ".join(filter(None, (detail, self._attention(account))))
-        with self.db.transaction():
-            self.db.conn.execute(
-                "INSERT INTO account_status(account, state, detail, last_sync, until, updated_at) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT(account) DO UPDATE SET state=excluded.state, "
-                "detail=excluded.detail, until=excluded.until, updated_at=excluded.updated_at, "
-                "last_sync=coalesce(excluded.last_sync, account_status.last_sync)",
-                (account, state, detail[:300], now if synced else None, until, now),
-            )
+        accounts.set_status(self.db, account, state, detail, until=until, synced=synced)
 
     def _attention(self, account: str) -> str:
         """Replies that need the user, for the status bar: the account may be fine, they are not."""
-        counts = dict(self.db.conn.execute(
-            "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
-            (account,),
-        ).fetchall())
+        counts = outbox.needing_attention(self.db, account)
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
 
@@ -195,15 +142,7 @@ class SyncEngine:
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
-            for native in native_ids:
-                row = self.db.conn.execute(
-                    "SELECT c.native_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-                    "WHERE m.account = ? AND m.native_id = ?",
-                    (account, native),
-                ).fetchone()
-                if row:
-                    return row[0]
-            return None
+            return queries.conversation_of_message(self.db, account, native_ids)
 
         return resolve
 
@@ -251,12 +190,8 @@ class SyncEngine:
     # ---- sending ----------------------------------------------------------------------------------
 
     def _outgoing(self, item: outbox.OutboxItem) -> OutgoingReply:
-        row = self.db.conn.execute(
-            "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
-            "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
-            (item.conversation_id,),
-        ).fetchone()
-        last_in = queries.reply_target(self.db, item.conversation_id)  # a person's, not a robot's
+        stored = outbox.reply_context(self.db, item.conversation_id)
+        row, last_in = stored.conversation, stored.last_inbound
         meta = json.loads(row[2] or "{}")
         answering = AnsweredMessage(last_in.native_id, last_in.meta) if last_in is not None else None
         return OutgoingReply(
@@ -413,12 +348,10 @@ class SyncEngine:
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run)
             report.sent += await self.drain(run)
-            state = self.db.conn.execute(
-                "SELECT state, detail FROM account_status WHERE account=?", (run.name,)
-            ).fetchone()
-            if state and state[0] not in ("ok", "syncing"):
-                report.errors[run.name] = f"{state[0]}: {state[1]}"
-            elif state and state[0] == "syncing":
+            status = accounts.status_of(self.db, run.name)
+            if status and status.state not in ("ok", "syncing"):
+                report.errors[run.name] = f"{status.state}: {status.detail}"
+            elif status and status.state == "syncing":
                 self._status(run.name, "ok", synced=True)
         self.sweep()
         return report

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from replydesk.storage.db import DB_FILENAME, StorageError, open_database
+from replydesk.storage.lock import LOCK_FILE, EngineLock
 
 RESTORE_ADVICE = ("the file may be damaged: keep a copy, then restore from an export "
                   "('replydesk import') into a fresh --data-dir")
@@ -41,16 +42,10 @@ def probe(path: Path, timeout: float = 2.0) -> str | None:
 
 
 def _lock_holder(data_dir: Path) -> str:
-    from replydesk.sync import EngineLock
-
     lock = EngineLock(data_dir)
     if not lock.held_by_other():
         return "not a replydesk sync engine: none is running here"
-    try:
-        pid = lock.path.read_text().strip()
-    except OSError:
-        pid = "?"
-    return f"the sync engine, pid {pid}, may be hung"
+    return f"the sync engine, pid {lock.holder_pid()}, may be hung"
 
 
 def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
@@ -102,10 +97,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
         findings.append(f"{path}: damaged ({exc}); {RESTORE_ADVICE}")
     finally:
         db.close()
-    lock = Path(data_dir) / "engine.lock"
-    if lock.exists():
-        from replydesk.sync import EngineLock
-
+    if (Path(data_dir) / LOCK_FILE).exists():
         if EngineLock(Path(data_dir)).held_by_other():
             findings.append("a sync engine is running on this workspace (lock held by a live process)")
         else:

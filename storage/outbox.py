@@ -27,7 +27,7 @@ from replydesk.storage import slastate
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import clean_text
-from replydesk.storage.queries import reply_target
+from replydesk.storage.queries import ReplyTarget, reply_target
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")
@@ -139,6 +139,39 @@ def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
         sql += " AND account=?"
         params = (account,)
     return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
+
+
+def needing_attention(db: Database, account: str) -> dict[str, int]:
+    """How many of the account's replies wait for the user (``failed``, ``unknown``), by state."""
+    return dict(db.conn.execute(
+        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+        (account,),
+    ).fetchall())
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a reply answers, as stored: the conversation's row and the message it answers.
+
+    ``conversation`` is (native_id, kind, meta JSON, customer handle); ``last_inbound`` is the
+    customer's newest message (never a robot's, see ``queries.reply_target``) or None. The engine
+    assembles the provider's ``OutgoingReply`` from them.
+    """
+
+    conversation: tuple[str, str, str | None, str]
+    last_inbound: ReplyTarget | None
+
+
+def reply_context(db: Database, conv_id: str) -> ReplyContext:
+    """The stored rows a reply to ``conv_id`` is built from (see ``ReplyContext``)."""
+    row = db.conn.execute(
+        "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
+        "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
+        (conv_id,),
+    ).fetchone()
+    if row is None:
+        raise ActionError(f"no conversation {conv_id}")
+    return ReplyContext(tuple(row), reply_target(db, conv_id))
 
 
 def _set(db: Database, key: str, state: str, **cols: object) -> None:

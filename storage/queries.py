@@ -8,6 +8,7 @@ cost of a page does not grow with the size of the cache.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -328,6 +329,12 @@ def all_tags(db: Database) -> list[str]:
     return [r[0] for r in db.conn.execute("SELECT DISTINCT tag FROM conversation_tags ORDER BY tag")]
 
 
+def assignees(db: Database, limit: int = 200) -> list[str]:
+    """Everyone a conversation is assigned to, for completion in the assign dialog."""
+    return sorted(r[0] for r in db.conn.execute(
+        "SELECT DISTINCT assignee FROM conversations WHERE assignee IS NOT NULL LIMIT ?", (limit,)))
+
+
 def account_states(db: Database) -> list[dict[str, Any]]:
     return [
         dict(r) for r in db.conn.execute(
@@ -352,3 +359,42 @@ def resolve_conversation(db: Database, ref: str) -> str | None:
         (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),),
     ).fetchall()
     return rows[0][0] if len(rows) == 1 else None
+
+
+def conversation_of_message(db: Database, account: str, native_ids: Iterable[str]) -> str | None:
+    """The native id of the conversation holding the first of ``native_ids`` we have stored.
+
+    A provider threads a new item under the conversation of the message it answers (an email's
+    ``In-Reply-To``/``References``, tried newest first); this answers from the cache.
+    """
+    for native in native_ids:
+        row = db.conn.execute(
+            "SELECT c.native_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE m.account = ? AND m.native_id = ?",
+            (account, native),
+        ).fetchone()
+        if row:
+            return row[0]
+    return None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A conversation as the report groups it."""
+
+    id: str
+    account: str
+    platform: str
+    assignee: str | None
+    tags: list[str]
+
+
+def conversations_started(db: Database, since: float | None, until: float) -> list[ReportRow]:
+    """Conversations created inside the window (``since`` None: from the beginning), for reports."""
+    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ?"
+    params: list[Any] = [until]
+    if since is not None:
+        sql += " AND created_at >= ?"
+        params.append(since)
+    return [ReportRow(r[0], r[1], r[2], r[3], [t for t in (r[4] or "").split(TAG_SEP) if t])
+            for r in db.conn.execute(sql, params)]

@@ -223,7 +223,7 @@ def _freshness(db, within: float) -> float | None:
 
 def test_one_writer_between_tui_engine_and_daemon_and_takeover_after_kill(tmp_path: Path) -> None:
     from replydesk.config import load_config
-    from replydesk.sync import EngineLock
+    from replydesk.storage.lock import EngineLock
     from replydesk.workspace import EngineThread
 
     data = tmp_path / "ws"

@@ -29,13 +29,15 @@ from textual.strip import Strip
 from replydesk.platforms import info
 from replydesk.storage.queries import MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
+#: Delivery state of our reply -> (label, colour role): the label says it without colour too.
 DELIVERY = {
-    "queued": ("queued", "yellow"),
-    "sending": ("sending…", "yellow"),
-    "sent": ("sent ✓", "green"),
-    "failed": ("FAILED", "bold red"),
-    "unknown": ("UNKNOWN — check the platform", "bold red"),
+    "queued": ("queued", "warning"),
+    "sending": ("sending…", "warning"),
+    "sent": ("sent ✓", "success"),
+    "failed": ("FAILED", "error"),
+    "unknown": ("UNKNOWN — check the platform", "error"),
 }
 
 
@@ -118,7 +120,7 @@ class ThreadView(ScrollView, can_focus=True):
         Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
     ]
 
-    COMPONENT_CLASSES = {"thread--reading"}
+    COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
 
     DEFAULT_CSS = """
     ThreadView {
@@ -128,7 +130,7 @@ class ThreadView(ScrollView, can_focus=True):
         scrollbar-size-vertical: 1;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
-    """
+    """ + role_css("ThreadView")
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
@@ -145,6 +147,15 @@ class ThreadView(ScrollView, can_focus=True):
         self._wrapped_at = -1
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
+        self.palette = Palette(self)
+
+    def on_mount(self) -> None:
+        follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        """Another theme: the transcript was built with the old one's colours."""
+        if self.thread is not None:
+            self._set_text(self.render_thread(self.thread))
 
     # ---- content ----------------------------------------------------------------------------------
 
@@ -273,8 +284,9 @@ class ThreadView(ScrollView, can_focus=True):
         if c.assignee:
             out.append("  · assigned ")
             out.append_text(safe(c.assignee))
+        role = self.palette
         if c.escalated:
-            out.append("  ⇑ escalated", style="bold magenta")
+            out.append("  ⇑ escalated", style=role("special", "bold"))
             if thread.escalation_target:
                 out.append(" → ")
                 out.append_text(safe(thread.escalation_target))
@@ -284,7 +296,7 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
         if c.tags:
             out.append("\n")
-            out.append_text(safe("  ".join("#" + t for t in c.tags), "cyan"))
+            out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
             out.append("\nSubject: ", style="dim")
             out.append_text(safe(c.subject, "bold"))
@@ -308,35 +320,39 @@ class ThreadView(ScrollView, can_focus=True):
     def render_message(self, m: MessageView, now: float) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
         t = Text()
+        role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
             t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
             if m.automatic:
-                t.append("  ⚙ automatic", style="bold magenta")
+                t.append("  ⚙ automatic", style=role("special", "bold"))
                 t.append(" · ", style="dim")
-                t.append_text(safe(m.automatic, "magenta"))
+                t.append_text(safe(m.automatic, role("special")))
             gutter = "  "
         elif m.direction == "note":
-            t.append(f"{when}  ✎ internal note by ", style="italic yellow")
-            t.append_text(safe(m.author or "me", "italic yellow"))
+            t.append(f"{when}  ✎ internal note by ", style=role("warning", "italic"))
+            t.append_text(safe(m.author or "me", role("warning", "italic")))
             gutter, body_style = "  ┃ ", "italic"
         else:
             t.append(f"{when}  → ", style="dim")
-            t.append_text(safe(m.author or "me", "bold cyan"))
+            t.append_text(safe(m.author or "me", role("accent", "bold")))
             if m.private:
-                t.append("  (private)", style="magenta")
+                t.append("  (private)", style=role("special"))
             bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
-            label, style = ("NOT DELIVERED", "bold red") if bounced else DELIVERY.get(m.state, (m.state, "dim"))
+            if bounced:
+                label, state_role = "NOT DELIVERED", "error"
+            else:
+                label, state_role = DELIVERY.get(m.state, (m.state, None))
             t.append("  [", style="dim")
-            t.append(label, style=style)
+            t.append(label, style=role(state_role) if state_role else "dim")
             if m.state == "queued" and m.not_before and m.not_before > now:
                 t.append(f" · leaves in {int(m.not_before - now) + 1}s", style="dim")
             t.append("]", style="dim")
             if m.error:
-                t.append("\n  reason: ", style="red")
-                t.append_text(safe(m.error, "red"))
+                t.append("\n  reason: ", style=role("error", "not bold"))
+                t.append_text(safe(m.error, role("error", "not bold")))
             if bounced:
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
             elif m.state in ("failed", "unknown") and m.outbox_key:
@@ -349,6 +365,6 @@ class ThreadView(ScrollView, can_focus=True):
                 continue
             style = body_style if kind == "new" else "dim"
             for line in safe(piece, style).split("\n", allow_blank=True):
-                t.append("\n" + gutter, style="yellow" if m.direction == "note" else "")
+                t.append("\n" + gutter, style=role("warning") if m.direction == "note" else "")
                 t.append_text(line)
         return t
