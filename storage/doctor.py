@@ -97,6 +97,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
             findings.append("search indexes rebuilt")
+        findings.extend(_spend_findings(db))
     except sqlite3.DatabaseError as exc:  # damage the checks themselves trip over
         ok = False
         findings.append(f"{path}: damaged ({exc}); {RESTORE_ADVICE}")
@@ -111,6 +112,20 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
         else:
             findings.append("engine lock: free")
     return {"ok": ok, "findings": findings}
+
+
+def _spend_findings(db: Any) -> list[str]:
+    """Each metered account's month (X): spent, the month at this pace, and whether the budget lasts."""
+    from replydesk.storage import spend
+
+    out = []
+    for account in spend.metered_accounts(db):
+        s = spend.summary(db, account)
+        budget = f" of a ${s.budget:,.2f} budget" if s.budget is not None else " (no budget set)"
+        line = (f"{account}: estimated spend ${s.spent:,.2f}{budget} this month ({s.month}, UTC); "
+                f"at the current pace ${s.projected:,.2f} by the month's end")
+        out.append(line + (f"; warning: {s.warning()}" if s.warning() else ""))
+    return out
 
 
 def _rebuild(db: Any, table: str) -> None:

@@ -332,10 +332,21 @@ def account_states(db: Database) -> list[dict[str, Any]]:
     return [
         dict(r) for r in db.conn.execute(
             "SELECT a.name AS account, a.platform, coalesce(s.state, 'idle') AS state, "
-            "coalesce(s.detail, '') AS detail, s.last_sync, s.until FROM accounts a "
+            "coalesce(s.detail, '') AS detail, s.last_sync, s.until, coalesce(s.note, '') AS note FROM accounts a "
             "LEFT JOIN account_status s ON s.account = a.name ORDER BY a.name"
         )
     ]
+
+
+def set_note(db: Database, account: str, note: str) -> None:
+    """The account's standing note for the status bar (push or polling, spend, waits per endpoint),
+    shown whatever its state; written only when it changed (an unchanged write costs a commit)."""
+    note = note[:200]
+    row = db.conn.execute("SELECT note FROM account_status WHERE account=?", (account,)).fetchone()
+    if row is None or row[0] == note:
+        return
+    with db.transaction():
+        db.conn.execute("UPDATE account_status SET note=? WHERE account=?", (note, account))
 
 
 def draft(db: Database, conv_id: str) -> tuple[str, bool] | None:
