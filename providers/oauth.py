@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -168,6 +167,8 @@ class LoopbackReceiver:
     """
 
     def __init__(self, port: int = 0, path: str = CALLBACK_PATH) -> None:
+        from http.server import BaseHTTPRequestHandler, HTTPServer  # only a login listens
+
         self.path = path
         self.urls: queue.Queue[str] = queue.Queue()
         receiver = self

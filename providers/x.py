@@ -213,7 +213,7 @@ class XProvider(http.HttpProvider):
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
-    def gate(self, endpoint: str) -> http.RateGate:
+    def endpoint_gate(self, endpoint: str) -> http.RateGate:
         if endpoint not in self.gates:
             self.gates[endpoint] = http.RateGate(f"{SERVICE} {endpoint}", self.clock)
         return self.gates[endpoint]
@@ -221,7 +221,7 @@ class XProvider(http.HttpProvider):
     async def _call(self, method: str, endpoint: str, path: str, *, params: Any = None, json_body: Any = None,
                     stream: bool = False, read_timeout: float | None = None) -> httpx.Response:
         """One request through the endpoint's gate, with a fresh token; a 401 refreshes once."""
-        gate = self.gate(endpoint)
+        gate = self.endpoint_gate(endpoint)
         gate.check()
         client = self.client()
         extra = {"timeout": http.timeouts(read_timeout)} if read_timeout is not None else {}
@@ -418,7 +418,7 @@ class XProvider(http.HttpProvider):
         for stream, endpoint in (("mentions", "mentions"), ("dms", "dm_events")):
             until = (cursors.get(stream) or {}).get("blocked_until")
             if isinstance(until, int | float) and until > self.clock():  # a wait a previous run was told
-                gate = self.gate(endpoint)
+                gate = self.endpoint_gate(endpoint)
                 gate.blocked_until = max(gate.blocked_until, float(until))
         me = await self.me()
         dm_cursor = cursors.get("dms") or {}

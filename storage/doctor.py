@@ -7,6 +7,7 @@ engine lock file that no live process holds. Nothing here deletes customer data.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,10 @@ def _lock_holder(data_dir: Path) -> str:
     return f"the sync engine, pid {pid}, may be hung"
 
 
-def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
-    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``."""
+def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
+          clock: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``.
+    ``clock``: what "this month" is for the spend figures (tests fix it)."""
     findings: list[str] = []
     ok = True
     path = Path(data_dir) / DB_FILENAME
@@ -72,7 +75,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
     if problem is not None:
         return {"ok": False, "findings": [*findings, problem]}
     try:
-        db = open_database(Path(data_dir), create=False)
+        db = open_database(Path(data_dir), create=False, clock=clock)
     except StorageError as exc:
         return {"ok": False, "findings": [*findings, str(exc), RESTORE_ADVICE]}
     db.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
