@@ -424,12 +424,13 @@ def _read_lines(lines: Callable[[], str], into: queue.Queue[tuple[str, str]]) ->
 
 
 async def login(app: OAuthApp, store: TokenStore, *, say: Callable[[str], None], open_browser: bool = True,
-                port: int = 0, read_line: Callable[[], str] | None = sys.stdin.readline,
+                port: int = 0, paste: bool = True, read_line: Callable[[], str] | None = None,
                 transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time,
                 timeout: float = LOGIN_TIMEOUT) -> TokenSet:
     """The whole login: URL, browser (if any), loopback or pasted redirect, code exchange, keyring.
 
-    ``read_line`` reads what the user pastes (None: loopback only). Returns the stored token set.
+    ``paste``: also take the redirected URL typed or pasted on ``read_line`` (default: standard input).
+    Returns the stored token set.
     """
     verifier, challenge = pkce_pair()
     state = random_tokens.token_urlsafe(24)
@@ -445,8 +446,9 @@ async def login(app: OAuthApp, store: TokenStore, *, say: Callable[[str], None],
                 say("(opened in your browser)")
         say(f"Waiting for the redirect to {receiver.redirect_uri} … Working over SSH? After you "
             "approve, copy the address your browser shows (it may say it cannot connect) and paste it here.")
-        if read_line is not None:
-            threading.Thread(target=_read_lines, args=(read_line, answers), daemon=True).start()
+        if paste:
+            threading.Thread(target=_read_lines, args=(read_line or sys.stdin.readline, answers),
+                             daemon=True).start()
 
         def forward() -> None:
             with contextlib.suppress(queue.Empty):

@@ -561,7 +561,7 @@ class XProvider(http.HttpProvider):
             response = await self._call("GET", "activity/stream", "/2/activity/stream", stream=True,
                                         read_timeout=90.0, params={"backfill_minutes": BACKFILL_MINUTES})
         except PermanentError as exc:  # 403/404: this app's access has no Activity API
-            self.mode = "polling (Activity API not available to this app)"
+            self.mode = "polling (no Activity API access)"
             log.info("x %s: %s", self.account, exc)
             await asyncio.sleep(STREAM_RETRY)
             return
@@ -571,7 +571,7 @@ class XProvider(http.HttpProvider):
             return
         self._stream_live = True
         self._stream_covers = self.clock() - self._dm_polled_at <= BACKFILL_MINUTES * 60
-        self.mode = "live: DMs pushed, mentions polled"
+        self.mode = "DMs live, mentions polled"
         try:
             async for line in http.iter_lines(response, SERVICE):
                 if not line.strip():

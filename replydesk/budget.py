@@ -54,7 +54,7 @@ def poll_interval(base: float, options: MeteredOptions, spend: SpendSummary) -> 
     if cost and remaining is not None and remaining > 0:
         affordable = (spend.end - now) * cost / remaining  # spacing that makes the rest last
         if affordable > interval:
-            interval, why = affordable, "slowed to fit the budget"
+            interval, why = affordable, "budget"
     if in_quiet_hours(options.quiet_hours, options.timezone, now) and options.quiet_poll_interval > interval:
         interval, why = options.quiet_poll_interval, "quiet hours"
     return interval, why
@@ -63,7 +63,7 @@ def poll_interval(base: float, options: MeteredOptions, spend: SpendSummary) -> 
 def describe(seconds: float) -> str:
     """``45s``, ``2m``, ``1h 30m``: an interval for the status bar."""
     seconds = int(round(seconds))
-    if seconds < 90:
+    if seconds < 60 or (seconds < 90 and seconds % 60):
         return f"{seconds}s"
     minutes = seconds // 60
     if minutes < 90:

@@ -217,7 +217,7 @@ class SyncEngine:
         interval, why = budget.poll_interval(run.provider.poll_interval, options,
                                              spend.summary(self.db, run.name))
         # once the budget is spent the spend line says so (and that replies still send)
-        run.pace_note = "" if "paused" in why else f"polls every {budget.describe(interval)}" + (
+        run.pace_note = "" if "paused" in why else f"every {budget.describe(interval)}" + (
             f" ({why})" if why else "")
         return interval
 
@@ -227,7 +227,7 @@ class SyncEngine:
         parts = [run.provider.status_note()]
         if self._metered(run) is not None:
             summary = spend.summary(self.db, run.name)
-            parts += [run.pace_note, ("⚠ " if summary.warning() else "") + summary.text()]
+            parts += [run.pace_note, summary.text()]
         queries.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:

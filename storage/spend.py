@@ -115,10 +115,14 @@ class SpendSummary:
         return self.poll_spend / self.polls if self.polls >= 3 else None
 
     def text(self) -> str:
-        """One line for the status bar: ``$3.20 of $25 · pace $11.40`` (plus a warning)."""
-        budget = f" of ${self.budget:,.2f}" if self.budget is not None else ""
-        line = f"${self.spent:,.2f}{budget} · pace ${self.projected:,.2f}"
-        return f"{line} · {self.warning()}" if self.warning() else line
+        """The status bar's few words: ``$3.20/$25.00, pace $11.40``, then ``⚠ runs out 24 Nov`` or
+        ``⚠ budget spent: polling paused, replies still send`` when it will not last."""
+        budget = f"/${self.budget:,.2f}" if self.budget is not None else ""
+        line = f"${self.spent:,.2f}{budget}, pace ${self.projected:,.2f}"
+        if self.exhausted:
+            return line + " ⚠ budget spent: polling paused, replies still send"
+        out = self.runs_out_at
+        return line + (f" ⚠ runs out {dt.datetime.fromtimestamp(out, dt.UTC):%d %b}" if out is not None else "")
 
     def warning(self) -> str:
         if self.exhausted:

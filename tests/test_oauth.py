@@ -67,7 +67,7 @@ class Browser:
 def run_login(server: AuthServer, *, follow: bool, clock: Clock) -> tuple[oauth.TokenSet, Browser]:
     browser = Browser(follow)
     tokens = asyncio.run(oauth.login(app_for(server), oauth.TokenStore(ACCOUNT), say=browser.say,
-                                     open_browser=False, read_line=None if follow else browser.read_line,
+                                     open_browser=False, paste=not follow, read_line=browser.read_line,
                                      clock=clock, timeout=30))
     return tokens, browser
 
@@ -184,3 +184,44 @@ def test_tokens_never_print(server, file_keyring, clock):
     tokens, _ = run_login(server, follow=True, clock=clock)
     assert tokens.access_token not in repr(tokens) and tokens.refresh_token not in repr(tokens)
     assert "secret" not in repr(oauth.OAuthApp("x", "a", "b", "id", (), client_secret="secret"))
+
+
+def test_replydesk_login_drives_the_flow_with_the_url_pasted(server, file_keyring, tmp_path, monkeypatch, capsys):
+    """``replydesk login shop-x --no-browser``: the URL on stderr, the redirected address on stdin."""
+    from replydesk import cli
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+accounts:
+  - name: shop-x
+    provider: x
+    client_id: client-1
+    callback_port: 0
+    authorize_url: {server.base_url}/authorize
+    token_url: {server.base_url}/token
+""", encoding="utf-8")
+    browser = Browser(follow=False)
+
+    class Terminal:  # what the user sees (stderr) and types (stdin)
+        def write(self, text: str) -> int:
+            browser.say(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+        def readline(self) -> str:
+            return browser.read_line()
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert cli.main(["--config", str(config), "login", "shop-x", "--no-browser"]) == 0
+    stored = oauth.TokenStore("shop-x").load()
+    assert stored is not None and stored.access_token in server.access_tokens
+    assert "logged in" in capsys.readouterr().out
+    printed = "".join(browser.printed)
+    assert "scope=tweet.read+users.read+tweet.write+dm.read+dm.write+offline.access" in printed
+    assert "paste it here" in printed and stored.access_token not in printed

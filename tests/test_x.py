@@ -352,9 +352,15 @@ def test_spend_is_stored_kept_across_restarts_and_starts_again_next_month(tmp_pa
     assert month.spent == pytest.approx(20 * 0.005 + 2 * 0.010)  # 20 posts, the customer and our own user
     assert month.budget == 0.5 and month.polls == 1
     note = {s["account"]: s for s in queries.account_states(db)}["shop-x"]["note"]
-    assert "$0.12 of $0.50" in note and "polls every" in note
+    assert "$0.12/$0.50, pace" in note and "every 1m" in note
     # a restart reads the same month
     assert spend.summary(ws.open_db(), "shop-x").spent == pytest.approx(month.spent)
+    # the rest of the month at that pace would not fit: the poller spaces its polls out
+    from replydesk.model import Usage
+
+    spend.record(db, "shop-x", [Usage("post:read", 60, 0.3), Usage(spend.POLLS, 2, 0.0)])
+    assert engine._next_poll_in(engine.accounts["shop-x"]) > 3600
+    assert "(budget)" in engine.accounts["shop-x"].pace_note
     # and December starts from nothing
     clock.now = spend.month_bounds(clock.now)[1] + 60
     assert spend.summary(db, "shop-x").spent == 0 and spend.summary(db, "shop-x").month == "2026-12"
@@ -392,7 +398,7 @@ def test_the_poller_slows_as_the_spend_nears_the_budget():
     plenty = budget.poll_interval(base, options(monthly_budget_usd=100), month(1.0, 100, polls=1000))
     assert plenty == (base, "")  # $0.001 a poll, $99 left for 7.6 days: every minute is affordable
     tight, why = budget.poll_interval(base, options(monthly_budget_usd=10), month(9.0, 10, polls=1000))
-    assert tight > 600 and why == "slowed to fit the budget"  # $1 left buys 111 polls in 7.6 days
+    assert tight > 600 and why == "budget"  # $1 left buys 111 polls in 7.6 days
     tighter, _ = budget.poll_interval(base, options(monthly_budget_usd=10), month(9.9, 10, polls=1000))
     assert tighter > 5 * tight
     done, why = budget.poll_interval(base, options(monthly_budget_usd=10), month(10.0, 10, polls=1000))
@@ -434,7 +440,7 @@ async def test_dms_pushed_by_the_activity_stream_move_the_dm_cursor(api, clock):
     pushed = []
     async for result in p.stream():
         pushed.append(result)
-        assert "live" in p.status_note()
+        assert "DMs live" in p.status_note()
         await p.fetch({})  # polling goes on for mentions; DMs come by push
     assert len(api.requests("GET", "/2/dm_events")) == 1 and len(api.requests("GET", MENTIONS)) == 2
     (result,) = pushed
@@ -450,4 +456,12 @@ async def test_without_activity_api_access_the_account_says_it_polls(api, clock,
     api.route("GET", "/2/activity/subscriptions", json_response({"title": "Forbidden"}, 403))
     p = provider(api, clock)
     assert [r async for r in p.stream()] == []
-    assert p.status_note() == "polling (Activity API not available to this app)"
+    assert p.status_note() == "polling (no Activity API access)"
+
+    from replydesk.tui.bars import StatusBar
+
+    note = "DMs live, mentions polled · every 1m · $9.00/$10.00, pace $40.00 ⚠ runs out 25 Nov"
+    bar = StatusBar.render_status([{"account": "shop-x", "platform": "x", "state": "ok", "detail": "",
+                                    "last_sync": FIXED_NOW, "until": None, "note": note}], 0, 0, "", FIXED_NOW)
+    assert note in bar.plain  # the note shows in the ok state too, the warning in yellow
+    assert any(span.style == "yellow" for span in bar.spans)

@@ -110,7 +110,7 @@ class StatusBar(_Bar):
                 t.append_text(safe(str(a["detail"])[:60], "dim"))
             if a.get("note"):  # push or polling, spend, waits per endpoint (X): shown in every state
                 t.append(" · ", style="dim")
-                t.append_text(safe(str(a["note"])[:90], "yellow" if "⚠" in str(a["note"]) else "dim"))
+                t.append_text(safe(str(a["note"])[:100], "yellow" if "⚠" in str(a["note"]) else "dim"))
         t.append("  │ ", style="dim")
         t.append(f"{queued} repl{'y' if queued == 1 else 'ies'} queued", style="yellow" if queued else "dim")
         if failed:
