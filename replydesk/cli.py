@@ -496,7 +496,7 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     for a in ws.config.accounts:
         s = states.get(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
-                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")),
+                     "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
                      "secret": "n/a" if a.provider == "demo" else
                      ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
     if args.json:
@@ -506,7 +506,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
     for r in rows:
         say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
+            + (f" · {one_line(r['note'])}" if r["note"] else ""))
     return EXIT_OK
 
 

@@ -61,7 +61,10 @@ class Browser:
             self.pasted.put("  " + answer.headers["location"] + "  \n")
 
     def read_line(self) -> str:
-        return self.pasted.get(timeout=30)
+        try:
+            return self.pasted.get(timeout=30)
+        except queue.Empty:
+            return ""  # the user typed nothing more: end of input
 
 
 def run_login(server: AuthServer, *, follow: bool, clock: Clock) -> tuple[oauth.TokenSet, Browser]:

@@ -465,3 +465,44 @@ async def test_without_activity_api_access_the_account_says_it_polls(api, clock,
                                     "last_sync": FIXED_NOW, "until": None, "note": note}], 0, 0, "", FIXED_NOW)
     assert note in bar.plain  # the note shows in the ok state too, the warning in yellow
     assert any(span.style == "yellow" for span in bar.spans)
+
+
+async def test_the_engine_keeps_polling_mentions_while_dms_come_live(tmp_path, clock, api):
+    """X's stream carries DMs only: while it is up the engine still polls mentions, not DMs."""
+    event = dm_events()[1]
+    release = asyncio.Event()
+
+    async def activity() -> Any:
+        yield (json.dumps({"data": {"event_type": "dm.received", "payload": event,
+                                    "includes": {"users": [CUSTOMER]}}}) + "\n").encode()
+        await release.wait()  # the connection stays open until the test is done
+
+    api.route("GET", "/2/activity/subscriptions", json_response({"data": []}))
+    api.route("POST", "/2/activity/subscriptions", json_response({"data": {"id": "s1"}}))
+    api.route("GET", "/2/activity/stream", lambda request: httpx.Response(200, content=activity()))
+    api.route("GET", MENTIONS, page([]))
+    ws = x_workspace(tmp_path, clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    wire(engine, api, clock)
+
+    async def until(condition: Any) -> None:
+        for _ in range(400):  # a generous cap; each look waits for the engine's next step
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the engine never got there")
+
+    task = asyncio.create_task(engine.run())
+    try:
+        await until(lambda: db.conn.execute("SELECT count(*) FROM messages WHERE account='shop-x'").fetchone()[0])
+        assert engine.accounts["shop-x"].streaming
+        clock.advance(61)
+        await until(lambda: len(api.requests("GET", MENTIONS)) >= 2)
+        assert len(api.requests("GET", "/2/dm_events")) == 1  # only the first poll, before the stream was up
+        note = {s["account"]: s for s in queries.account_states(db)}["shop-x"]["note"]
+        assert note.startswith("DMs live, mentions polled")
+    finally:
+        release.set()
+        engine.stop()
+        await task
