@@ -180,3 +180,14 @@ class OutgoingReply:
 class SendResult:
     remote_id: str
     sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a metered platform charges for one kind of resource (X: "post read", "DM create"): how
+    many units a request used and their estimated price. Providers report it, storage adds it up
+    per account and month, the engine paces polling by it."""
+
+    resource: str
+    units: int
+    usd: float

@@ -207,6 +207,27 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE messages ADD COLUMN automatic TEXT",
     ],
+    # 6: what metered platforms (X's pay-per-use API) cost: units and estimated dollars per account,
+    # calendar month (UTC) and resource, with the polls that spent them; each account's monthly
+    # budget as the engine last had it (so `doctor` can compare without the config); and a status
+    # note per account (push or polling, spend, waits per endpoint) the status bar shows always.
+    [
+        """CREATE TABLE spend (
+            account TEXT NOT NULL,
+            month TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            units INTEGER NOT NULL DEFAULT 0,
+            usd REAL NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, month, resource)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE spend_budgets (
+            account TEXT PRIMARY KEY,
+            monthly_usd REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "ALTER TABLE account_status ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
