@@ -102,7 +102,7 @@ class Writer:
     def run(self) -> None:
         from replydesk.config import Config
         from replydesk.storage.ingest import ingest
-        from replydesk.sync import EngineLock
+        from replydesk.storage.lock import EngineLock
         from replydesk.workspace import Workspace
 
         lock = EngineLock(self.data_dir)

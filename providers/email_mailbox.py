@@ -17,8 +17,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.model import Contact, DeliveryFailure, FetchResult, IncomingMessage
 from replydesk.providers.base import PermanentError, TransientError
+from replydesk.providers.email_auto import outbox_keys
 from replydesk.providers.email_imap import (
     DRAFT,
     IDLE_READ_TIMEOUT,
@@ -177,7 +178,7 @@ class MailboxSync:
                 continue  # expunged meanwhile
             body = bodies.get(uid)
             item.body = body.body if body else None
-            parsed = parse_message(item.body or b"")
+            parsed = parse_message(item.body or b"", self.cfg.address)
             if item.body is None:
                 parsed.warnings.append("message body could not be fetched")
             if uid in big:
@@ -203,8 +204,10 @@ class MailboxSync:
             cname, caddr = others[0] if others else ("", "")
         else:
             cname, caddr = p.from_name, p.from_addr
+        # A bounce joins the thread of the message it returns (ours, usually).
+        returned = p.report.message_ids if p.report else []
         conv = self._threads.assign(
-            native_id, p.in_reply_to, p.references, p.subject, [caddr], self.resolve_thread
+            native_id, p.in_reply_to, [*returned, *p.references], p.subject, [caddr], self.resolve_thread
         )
         created = p.date or item.internaldate or time.time()
         if p.date is None:
@@ -226,8 +229,6 @@ class MailboxSync:
         }
         if item.modseq is not None:
             meta["modseq"] = item.modseq
-        if p.quoted:
-            meta["quoted"] = p.quoted
         if p.html_only:
             meta["html_only"] = True
         if p.warnings:
@@ -247,6 +248,12 @@ class MailboxSync:
             subject=p.subject,
             parent_native_id=p.in_reply_to or (p.references[-1] if p.references else None),
             meta=meta,
+            automatic=None if outgoing else p.automatic,
+            spans=tuple(p.spans),
+            delivery_failure=DeliveryFailure(
+                remote_ids=tuple(returned), reason=p.report.reason,
+                outbox_keys=outbox_keys(returned, own.rsplit("@", 1)[-1]),
+            ) if p.report and p.report.failed and not outgoing else None,
         )
 
     # -- stream (IDLE) ---------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 Mail in the wild is mislabelled, truncated and creatively encoded, and one bad message must not
 stop a sync. So every step here catches its own failures, keeps what it could read and records a
-human-readable warning instead. Stdlib ``email`` with ``policy.default`` does the MIME work;
-``html2text`` turns HTML-only mail into readable text.
+human-readable warning instead. Stdlib ``email`` with ``policy.default`` does the MIME work; headers
+are capped and decoded in one pass (``email_headers``: a hostile header costs its bytes, not their
+square); ``html_text`` turns HTML-only mail into readable text (the converter every platform uses);
+``email_quotes`` marks quoted history and signatures (nothing is cut: the text is kept whole);
+``email_auto`` recognises bounces, auto-replies and bulk mail.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from email import policy
-from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from typing import Any
 
-import html2text
+from replydesk.providers.email_auto import DeliveryReport, automatic_reason, delivery_report
+from replydesk.providers.email_headers import cap_header_block, decode_header
+from replydesk.providers.email_quotes import Span, quote_spans
+from replydesk.providers.html_text import html_to_text
 
 #: Labels mail clients use that Python either lacks or decodes too strictly. Browsers (WHATWG) make
 #: the same substitutions: ISO-8859-1 text is nearly always really Windows-1252, and so on.
@@ -69,16 +74,22 @@ class ParsedMail:
     cc: list[tuple[str, str]] = field(default_factory=list)
     reply_to: str = ""
     date: float | None = None
-    text: str = ""
-    quoted: str = ""
+    text: str = ""  # the whole body as received (HTML converted), quotes and signature included
+    spans: list[Span] = field(default_factory=list)  # quoted history, signature: see email_quotes
     html_only: bool = False
     attachments: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    automatic: str | None = None  # why no person wrote it (bounce, auto-reply, bulk), see email_auto
+    report: DeliveryReport | None = None  # a bounce's account of the message it returns
 
     def synthetic_id(self) -> str:
-        """A stable stand-in for a missing Message-ID: same content, same id, across resyncs."""
+        """A stable stand-in for a missing Message-ID: same content, same id, across resyncs.
+
+        Hashes the text split the way earlier versions split it, so mail stored by them keeps its
+        id when it is fetched again (a flag change re-reads the body)."""
+        new, quoted = split_quoted(self.text)
         h = hashlib.sha256()
-        for part in (self.from_addr, self.subject, str(self.date), self.text, self.quoted):
+        for part in (self.from_addr, self.subject, str(self.date), new, quoted):
             h.update(part.encode("utf-8", "replace") + b"\0")
         return f"<{h.hexdigest()[:32]}@{SYNTHETIC_DOMAIN}>"
 
@@ -123,15 +134,8 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
     return data.decode(name, "replace"), f"invalid bytes for charset {label!r} replaced"
 
 
-def _fix_8bit(value: str) -> str:
-    """Raw 8-bit header bytes arrive surrogate-escaped; decode them as UTF-8, else Windows-1252."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
-        return value
-    raw = value.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", "replace")
+def _has_8bit(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
 def _raw_header(msg: Message, name: str) -> str | None:
@@ -141,49 +145,50 @@ def _raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
-def header_text(msg: Message, name: str, warnings: list[str]) -> str:
-    """The decoded (RFC 2047) text of a header, or '' — falling back to a manual decode."""
+def header_text(msg: Message, name: str, warnings: list[str], fallbacks: tuple[str | None, ...] = ()) -> str:
+    """The decoded text of a header, or ''. Raw 8-bit bytes are read with ``fallbacks`` (the
+    body's charsets) before detection; see ``email_headers.decode_header``."""
     raw = _raw_header(msg, name)
-    if raw is not None and any("\udc80" <= ch <= "\udcff" for ch in raw):
-        return " ".join(_fix_8bit(raw).split())  # unencoded 8-bit header: decode the bytes ourselves
+    if raw is None:
+        return ""
     try:
-        value = msg.get(name)
-        if value is None:
-            return ""
-        text = _fix_8bit(str(value))
-    except Exception as exc:  # the header parser has known crashes on hostile input
-        raw = _raw_header(msg, name) or ""
-        try:
-            text = str(make_header(decode_header(raw)))
-        except Exception:
-            text = raw
-        text = _fix_8bit(text)
+        return decode_header(raw, fallbacks, warnings, name)
+    except Exception as exc:  # noqa: BLE001 - never let one header stop the message
         warnings.append(f"unreadable {name} header ({type(exc).__name__})")
-    return " ".join(text.split())
+        return " ".join(raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace").split())
 
 
-def _addresses(msg: Message, name: str, warnings: list[str]) -> list[tuple[str, str]]:
+#: Address headers up to this size (and with few encoded words) go through the stdlib's full
+#: parser, which handles quoting best; anything bigger takes the linear path.
+_SMALL_ADDRESS_HEADER = 4096
+
+
+def _addresses(msg: Message, name: str, warnings: list[str],
+               fallbacks: tuple[str | None, ...] = ()) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    try:
-        header = msg.get(name)
-        if header is None:
-            return out
-        for addr in getattr(header, "addresses", ()):
-            spec = (addr.addr_spec or "").strip()
-            if spec and spec != "<>":
-                out.append((_fix_8bit(addr.display_name or ""), _fix_8bit(spec).lower()))
-        if out:
-            return out
-    except Exception:
-        pass
-    raw = _raw_header(msg, name) or ""
-    for display, spec in email.utils.getaddresses([_fix_8bit(raw)]):
+    raw = _raw_header(msg, name)
+    if raw is None:
+        return out
+    if len(raw) <= _SMALL_ADDRESS_HEADER and raw.count("=?") <= 32 and not _has_8bit(raw):
+        try:
+            header = msg.get(name)
+            for addr in getattr(header, "addresses", ()):
+                spec = (addr.addr_spec or "").strip()
+                if spec and spec != "<>":
+                    out.append((addr.display_name or "", spec.lower()))
+            if out:
+                return out
+        except Exception:  # noqa: BLE001 - the stdlib parser has known crashes on hostile input
+            pass
+    unfolded = " ".join(raw.split())
+    for display, spec in email.utils.getaddresses([unfolded]):
         if "@" in spec:
             with contextlib.suppress(Exception):
-                display = str(make_header(decode_header(display)))
+                display = decode_header(display, fallbacks)
+            spec = decode_header(spec, fallbacks)
             out.append((display, spec.strip().lower()))
     if not out and raw.strip():
-        warnings.append(f"could not read the {name} address {raw.strip()[:80]!r}")
+        warnings.append(f"could not read the {name} address {unfolded[:80]!r}")
     return out
 
 
@@ -199,18 +204,6 @@ def _ids(msg: Message, name: str) -> list[str]:
 
 # --------------------------------------------------------------------------------------------
 # bodies
-
-
-def html_to_text(html: str) -> str:
-    conv = html2text.HTML2Text()
-    conv.body_width = 0  # the TUI wraps; hard wraps would break it
-    conv.ignore_images = True
-    conv.ignore_emphasis = True
-    conv.unicode_snob = True
-    conv.single_line_break = False
-    text = conv.handle(html)
-    text = "\n".join(line.rstrip() for line in text.replace("\xa0", " ").splitlines())
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 def _part_text(part: Message, warnings: list[str]) -> str:
@@ -238,7 +231,9 @@ def _filename(part: Message) -> str | None:
         name = part.get_filename()
     except Exception:
         name = None
-    return _fix_8bit(name) if name else None
+    if name and _has_8bit(name):
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return name or None
 
 
 def _is_attachment(part: Message) -> bool:
@@ -259,7 +254,8 @@ def _attachment_info(part: Message) -> dict[str, Any]:
     if not name and ctype == "message/rfc822":
         inner = part.get_payload()
         sub = inner[0] if isinstance(inner, list) and inner else None
-        name = (str(sub.get("Subject", "")) if sub is not None else "") or "message"
+        subject = _raw_header(sub, "Subject") if isinstance(sub, Message) else None
+        name = (decode_header(subject) if subject else "") or "message"
         name = f"{name}.eml"
     try:
         if ctype == "message/rfc822":
@@ -296,7 +292,7 @@ def _is_explicit_attachment(part: Message) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# quoted history
+# the split earlier versions made (synthetic ids depend on it)
 
 _ATTRIBUTION_END = re.compile(
     r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef|escreveu|skrev|kirjoitti|napisał|"
@@ -324,7 +320,8 @@ def _is_quote(line: str) -> bool:
 
 
 def split_quoted(text: str) -> tuple[str, str]:
-    """Split a reply into (what is new, the quoted history). Inline answers are left whole."""
+    """The split earlier versions stored: (what is new, the quoted history). Kept only because
+    synthetic Message-IDs hash it; the thread uses ``email_quotes.quote_spans``."""
     lines = text.split("\n")
     n = len(lines)
     cut: int | None = None
@@ -364,10 +361,14 @@ def split_quoted(text: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_message(raw: bytes) -> ParsedMail:
-    """Parse one message. Always returns; problems end up in ``warnings``."""
+def parse_message(raw: bytes, own_address: str = "") -> ParsedMail:
+    """Parse one message. Always returns; problems end up in ``warnings``.
+
+    ``own_address`` is the shop's: mail relayed by its own group is not taken for list mail."""
     out = ParsedMail()
     w = out.warnings
+    raw, capped = cap_header_block(raw)
+    w.extend(capped)
     try:
         msg = email.message_from_bytes(raw, policy=policy.default)
     except Exception as exc:  # pragma: no cover - the feed parser is very forgiving
@@ -375,7 +376,11 @@ def parse_message(raw: bytes) -> ParsedMail:
         out.text, _ = decode_bytes(raw, None)
         return out
 
-    out.subject = header_text(msg, "Subject", w)
+    body, is_html = _pick_body(msg)
+    # Unlabelled 8-bit header bytes are most likely in the charset the same client gave the body.
+    fallbacks = tuple(dict.fromkeys(c for c in _charsets(msg, body) if c))
+
+    out.subject = header_text(msg, "Subject", w, fallbacks)
     ids = _ids(msg, "Message-ID")
     out.message_id = ids[0] if ids else None
     if out.message_id is None:
@@ -384,14 +389,15 @@ def parse_message(raw: bytes) -> ParsedMail:
     out.in_reply_to = irt[-1] if irt else None
     out.references = list(dict.fromkeys(_ids(msg, "References")))
 
-    senders = _addresses(msg, "From", w) or _addresses(msg, "Sender", w) or _addresses(msg, "Return-Path", w)
+    senders = (_addresses(msg, "From", w, fallbacks) or _addresses(msg, "Sender", w, fallbacks)
+               or _addresses(msg, "Return-Path", w, fallbacks))
     if senders:
         out.from_name, out.from_addr = senders[0]
     else:
         w.append("no sender address")
-    out.to = _addresses(msg, "To", w)
-    out.cc = _addresses(msg, "Cc", w)
-    reply_to = _addresses(msg, "Reply-To", w)
+    out.to = _addresses(msg, "To", w, fallbacks)
+    out.cc = _addresses(msg, "Cc", w, fallbacks)
+    reply_to = _addresses(msg, "Reply-To", w, fallbacks)
     out.reply_to = reply_to[0][1] if reply_to else ""
 
     raw_date = _raw_header(msg, "Date")
@@ -407,17 +413,12 @@ def parse_message(raw: bytes) -> ParsedMail:
     for defect in getattr(msg, "defects", [])[:5]:
         w.append(f"MIME defect: {type(defect).__name__}")
 
-    body, is_html = _pick_body(msg)
     text = ""
     if body is not None:
         text = _part_text(body, w)
         if is_html:
             out.html_only = True
-            try:
-                text = html_to_text(text)
-            except Exception as exc:
-                w.append(f"could not convert HTML ({type(exc).__name__})")
-                text = re.sub(r"<[^>]+>", " ", text)
+            text = html_to_text(text)
     elif not msg.is_multipart():
         text = _part_text(msg, w)
     try:
@@ -428,8 +429,26 @@ def parse_message(raw: bytes) -> ParsedMail:
                 out.attachments.append(_attachment_info(part))
     except Exception as exc:
         w.append(f"could not list attachments ({type(exc).__name__})")
-    out.text, out.quoted = split_quoted(text.strip("\n"))
+    out.text = text.strip("\n")
+    out.spans = quote_spans(out.text)
+    try:
+        out.report = delivery_report(msg)
+        out.automatic = automatic_reason(msg, own_address, out.report)
+    except Exception as exc:  # noqa: BLE001 - a hostile report part must not stop the message
+        w.append(f"could not read the delivery report ({type(exc).__name__})")
     return out
+
+
+def _charsets(msg: Message, body: Message | None) -> list[str | None]:
+    """The declared charsets of the body, then of the other text parts."""
+    found: list[str | None] = []
+    for part in ([body] if body is not None else []) + [p for p in _leaves(msg) if p is not body]:
+        try:
+            if part.get_content_maintype() == "text":
+                found.append(part.get_content_charset())
+        except Exception:  # noqa: BLE001
+            continue
+    return found
 
 
 def _leaves(part: Message) -> Any:

@@ -18,12 +18,12 @@ import smtplib
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from replydesk.model import OutgoingReply, SendResult
 from replydesk.providers.base import AuthError, PermanentError, ProviderError, TransientError, UnknownDelivery
+from replydesk.providers.email_headers import REPLY_POLICY
 from replydesk.providers.email_imap import (
     DRAFT,
     FetchedItem,
@@ -78,12 +78,12 @@ class MailSender:
         refs = [r for r in dict.fromkeys(refs) if not r.endswith(f"@{SYNTHETIC_DOMAIN}>")]
         if len(refs) > 20:  # RFC 5322 3.6.4: keep the root and the most recent ones
             refs = [refs[0], *refs[-19:]]
-        msg = EmailMessage(policy=SMTP_POLICY)
+        msg = EmailMessage(policy=REPLY_POLICY)  # Message-ID lists folded between ids, never encoded
         try:
             name = self.cfg.display_name
             msg["From"] = email.utils.formataddr((name, self.cfg.address)) if name else self.cfg.address
             msg["To"] = to
-            msg["Subject"] = reply_subject(str(meta.get("subject") or ""))
+            msg["Subject"] = reply_subject(str(meta.get("subject") or ""))  # "" when the customer gave none
             msg["Date"] = email.utils.formatdate(localtime=False)
             msg["Message-ID"] = self.message_id_for(reply.key)
             if parent:

@@ -34,9 +34,12 @@ def strip_reply_prefixes(subject: str) -> str:
 
 
 def reply_subject(subject: str) -> str:
-    """The subject of our answer: exactly one 'Re: ' in front, however many the customer had."""
+    """The subject of our answer: exactly one 'Re: ' in front, however many the customer had.
+
+    No subject stays no subject: a bare "Re:" says nothing, and inventing one from the message's
+    first words would split the thread in clients that thread by subject (Gmail)."""
     base = strip_reply_prefixes(subject)
-    return f"Re: {base}" if base else "Re:"
+    return f"Re: {base}" if base else ""
 
 
 def normalise_subject(subject: str) -> str:

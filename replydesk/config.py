@@ -77,12 +77,24 @@ class View(Strict):
     query: str = ""  # the search syntax (README): "is:breached", "assignee:me", "kind:review"
 
 
+#: Textual's built-in themes (a test keeps this list equal to Textual's), named here so that the
+#: config is checked without importing Textual. Light ones: textual-light, catppuccin-latte,
+#: solarized-light, rose-pine-dawn, atom-one-light, ansi-light (the terminal's own colours).
+THEMES = (
+    "textual-dark", "textual-light", "nord", "gruvbox", "catppuccin-mocha", "catppuccin-frappe",
+    "catppuccin-macchiato", "catppuccin-latte", "dracula", "tokyo-night", "monokai", "flexoki",
+    "solarized-light", "solarized-dark", "rose-pine", "rose-pine-moon", "rose-pine-dawn", "atom-one-dark",
+    "atom-one-light", "ansi-dark", "ansi-light",
+)
+
+
 class UiSettings(Strict):
     agent: str = "me"
     """Your name: ``assignee:me`` views, notes and the event log use it."""
     undo_seconds: Duration = 5.0
     """How long a sent reply waits in the outbox so it can be taken back."""
     theme: str = "textual-dark"
+    """The console's colours: one of ``THEMES`` (light ones included)."""
     views: list[View] = [
         View(name="Inbox", query=""),
         View(name="Breached", query="is:breached"),
@@ -95,6 +107,13 @@ class UiSettings(Strict):
         "thanks": "Thank you {customer}, we're glad we could help!",
         "looking": "Hi {customer}, thanks for reaching out. We're looking into this and will get back to you shortly.",
     }
+
+    @field_validator("theme")
+    @classmethod
+    def _known_theme(cls, v: str) -> str:
+        if v not in THEMES:
+            raise ValueError(f"unknown theme {v!r}; choose one of: {', '.join(THEMES)}")
+        return v
 
     @field_validator("views")
     @classmethod

@@ -20,6 +20,14 @@ STATUSES: tuple[str, ...] = ("open", "pending", "snoozed", "resolved")
 DIRECTIONS: tuple[str, ...] = ("in", "out", "note")
 DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "failed", "unknown", "cancelled")
 
+#: What kind of robot wrote an automatic message: the first word of its reason ("bounce: 550 5.1.1 ...").
+#: bounce: a delivery failure; delay: a delivery delay notice; auto-reply: out of office, "we got
+#: your message"; bulk: newsletters, list and other bulk mail; receipt: a read receipt;
+#: automatic: any other machine-made message.
+AUTOMATIC_KINDS: tuple[str, ...] = ("bounce", "delay", "auto-reply", "bulk", "receipt", "automatic")
+#: Kinds of character range a provider may mark in a message's text (see ``IncomingMessage.spans``).
+SPAN_KINDS: tuple[str, ...] = ("quote", "context", "signature")
+
 
 
 def to_epoch(value: dt.datetime) -> float:
@@ -65,6 +73,26 @@ class Contact:
     name_is_fallback: bool = False
 
 
+def automatic_kind(reason: str | None) -> str | None:
+    """The kind word of an automatic message's reason (``"bounce: ..."`` -> ``"bounce"``)."""
+    if not reason:
+        return None
+    kind = reason.split(":", 1)[0].strip().lower()
+    return kind if kind in AUTOMATIC_KINDS else "automatic"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """A platform's word that one of our own sent messages did not arrive (an email bounce).
+
+    ``remote_ids`` are the platform ids of the failed message (email: its Message-ID) and
+    ``outbox_keys`` the outbox keys the platform could read back; either is enough to match."""
+
+    remote_ids: tuple[str, ...]
+    reason: str
+    outbox_keys: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """One message as a provider saw it on the platform, already mapped to plain text.
@@ -85,6 +113,15 @@ class IncomingMessage:
     subject: str = ""
     parent_native_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # platform bits a reply needs later
+    #: Why no person wrote this (``"kind: evidence"``, kinds in AUTOMATIC_KINDS), or None. An
+    #: automatic message is shown but starts no SLA clock, counts in no report, wakes nothing,
+    #: and a reply to it asks first.
+    automatic: str | None = None
+    #: (start, end, kind) character ranges of ``text`` that are not the author's new words (kinds in
+    #: SPAN_KINDS): the thread folds quoted history and signatures, and dims inline context.
+    spans: tuple[tuple[int, int, str], ...] = ()
+    #: Set when this message reports that one of our own messages was not delivered.
+    delivery_failure: DeliveryFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +184,14 @@ class OutgoingReply:
 class SendResult:
     remote_id: str
     sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a metered platform charges for one kind of resource (X: "post read", "DM create"): how
+    many units a request used and their estimated price. Providers report it, storage adds it up
+    per account and month, the engine paces polling by it."""
+
+    resource: str
+    units: int
+    usd: float

@@ -22,7 +22,7 @@ from replydesk.model import parse_iso
 from replydesk.report import ReportItem, build_report
 from replydesk.sla import SlaEngine
 from replydesk.slaconfig import SlaSettings, format_duration
-from replydesk.storage import slastate
+from replydesk.storage import queries, slastate
 from replydesk.storage.db import Database
 
 GROUPINGS = ("platform", "account", "assignee", "tag", "policy")
@@ -47,28 +47,27 @@ def load_policy_file(path: Path) -> SlaSettings:
 def collect(db: Database, engine: SlaEngine, since: float | None, until: float,
             by: str | None) -> list[ReportItem]:
     """One item per (group key, conversation) for conversations that started inside the window."""
-    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ?"
-    params: list[Any] = [until]
-    if since is not None:
-        sql += " AND created_at >= ?"
-        params.append(since)
-    rows = db.conn.execute(sql, params).fetchall()
-    inputs = slastate.load_inputs(db, [r[0] for r in rows])
+    rows = queries.conversations_started(db, since, until)
+    inputs = slastate.load_inputs(db, [r.id for r in rows])
+    # Conversations no customer wrote in (only bounces, auto-replies, bulk mail) are not counted;
+    # only those without a customer's "in" event need the look.
+    robots = queries.robots_only(db, [c for c, (_, evs, _) in inputs.items()
+                                      if not any(e.kind == "in" for e in evs)])
     items: list[ReportItem] = []
-    for conv_id, account, platform, assignee, tags in rows:
-        if conv_id not in inputs:
+    for row in rows:
+        if row.id not in inputs or row.id in robots:
             continue
-        attrs, events, _ = inputs[conv_id]
+        attrs, events, _ = inputs[row.id]
         events = [e for e in events if e.at <= until]
         result = engine.evaluate(attrs, events, until)
         if by in (None, "platform"):
-            keys = [platform]
+            keys = [row.platform]
         elif by == "account":
-            keys = [account]
+            keys = [row.account]
         elif by == "assignee":
-            keys = [assignee or "(unassigned)"]
+            keys = [row.assignee or "(unassigned)"]
         elif by == "tag":
-            keys = [t for t in tags.split("\x1f") if t] or ["(untagged)"]
+            keys = row.tags or ["(untagged)"]
         else:
             keys = [result.policy or "(no policy)"]
         items.extend((key, attrs, events, result) for key in keys)

@@ -1,8 +1,9 @@
 """The sync engine: fetch from every account, drain the outbox, keep SLA state current.
 
-One engine writes a workspace at a time (``EngineLock``: an flock that dies with its process, so a
-crash never leaves it stuck). The engine runs on its own asyncio loop with its own connection, so it
-never blocks the UI; the UI reads with its own connection and notices writes via ``data_version``.
+One engine writes a workspace at a time (``storage.lock.EngineLock``: an flock that dies with its
+process, so a crash never leaves it stuck). The engine runs on its own asyncio loop with its own
+connection, so it never blocks the UI; the UI reads with its own connection and notices writes via
+``data_version``. The engine holds no SQL: it decides, and ``replydesk.storage`` stores and answers.
 
 Failure handling, per account: transient faults back off exponentially with jitter (tenacity's
 ``wait_exponential_jitter``), rate limits wait until their reset without spending requests, auth
@@ -13,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from replydesk import providers, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply, Usage
+from replydesk.options import MeteredOptions
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
@@ -39,54 +39,16 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import actions, ingest, outbox, platform_facts, slastate
+from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate, spend
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "engine.lock"
 IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an account
 
 
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-class EngineLock:
-    """The single-writer lease: held while the engine runs; released by the OS if the process dies."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / LOCK_FILE
-        self._fh: Any = None
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the lease
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            return False
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return True
-
-    def held_by_other(self) -> bool:
-        if self._fh is not None:
-            return False
-        if self.acquire():
-            self.release()
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
@@ -122,6 +84,8 @@ class AccountRun:
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
+    stream_blocked_until: float = 0.0  # a partial stream's own backoff (polling goes on meanwhile)
+    pace_note: str = ""  # how often a metered account polls now, and why
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -154,40 +118,28 @@ class SyncEngine:
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
             self._publish_facts(self.accounts[account.name])
+            if isinstance(account, MeteredOptions):
+                spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
         self._stop = asyncio.Event()
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
-        now = self.db.now()
-        for name, until in self.db.conn.execute(
-            "SELECT account, until FROM account_status WHERE state='rate_limited' AND until > ?", (now,)
-        ):
+        for name, until in accounts.rate_limits_in_force(self.db, self.db.now()).items():
             if name in self.accounts:
-                self.accounts[name].blocked_until = float(until)
+                self.accounts[name].blocked_until = until
 
     # ---- status -----------------------------------------------------------------------------------
 
     def _status(self, account: str, state: str, detail: str = "", until: float | None = None,
                 synced: bool = False) -> None:
-        now = self.db.now()
         if state == "ok":
             detail = "; ".join(filter(None, (detail, self._attention(account))))
-        with self.db.transaction():
-            self.db.conn.execute(
-                "INSERT INTO account_status(account, state, detail, last_sync, until, updated_at) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT(account) DO UPDATE SET state=excluded.state, "
-                "detail=excluded.detail, until=excluded.until, updated_at=excluded.updated_at, "
-                "last_sync=coalesce(excluded.last_sync, account_status.last_sync)",
-                (account, state, detail[:300], now if synced else None, until, now),
-            )
+        accounts.set_status(self.db, account, state, detail, until=until, synced=synced)
 
     def _attention(self, account: str) -> str:
         """Replies that need the user, for the status bar: the account may be fine, they are not."""
-        counts = dict(self.db.conn.execute(
-            "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
-            (account,),
-        ).fetchall())
+        counts = outbox.needing_attention(self.db, account)
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
 
@@ -199,21 +151,49 @@ class SyncEngine:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
 
+    # ---- metered platforms ------------------------------------------------------------------------
+
+    @staticmethod
+    def _metered(run: AccountRun) -> MeteredOptions | None:
+        options = run.provider.options
+        return options if isinstance(options, MeteredOptions) else None
+
+    def _record_usage(self, run: AccountRun, *extra: Usage) -> None:
+        """What the provider's requests cost since the last look, into this month's spend."""
+        usage = [*run.provider.take_usage(), *extra]
+        if usage:
+            spend.record(self.db, run.name, usage)
+
+    def _next_poll_in(self, run: AccountRun) -> float:
+        """The account's own interval, or for a metered one what its budget and quiet hours allow."""
+        options = self._metered(run)
+        if options is None:
+            return run.provider.poll_interval
+        from replydesk import budget
+
+        interval, why = budget.poll_interval(run.provider.poll_interval, options,
+                                             spend.summary(self.db, run.name))
+        # once the budget is spent the spend line says so (and that replies still send)
+        run.pace_note = "" if "paused" in why else f"every {budget.describe(interval)}" + (
+            f" ({why})" if why else "")
+        return interval
+
+    def _publish_note(self, run: AccountRun) -> None:
+        """The status bar's standing note: the provider's (push or polling, waits per endpoint), the
+        pace, and for a metered account the month's spend with a warning when it will not last."""
+        parts = [run.provider.status_note()]
+        if self._metered(run) is not None:
+            summary = spend.summary(self.db, run.name)
+            parts += [run.pace_note, summary.text()]
+        accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
+
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
         return not run.stopped and self.db.now() >= run.blocked_until
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
-            for native in native_ids:
-                row = self.db.conn.execute(
-                    "SELECT c.native_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-                    "WHERE m.account = ? AND m.native_id = ?",
-                    (account, native),
-                ).fetchone()
-                if row:
-                    return row[0]
-            return None
+            return queries.conversation_of_message(self.db, account, native_ids)
 
         return resolve
 
@@ -252,6 +232,8 @@ class SyncEngine:
         except ProviderError as exc:
             self._fault(run, exc)
             return 0
+        finally:  # what the requests cost counts whether or not the fetch finished
+            self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
         self._publish_facts(run)
@@ -261,18 +243,10 @@ class SyncEngine:
     # ---- sending ----------------------------------------------------------------------------------
 
     def _outgoing(self, item: outbox.OutboxItem) -> OutgoingReply:
-        row = self.db.conn.execute(
-            "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
-            "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
-            (item.conversation_id,),
-        ).fetchone()
-        last_in = self.db.conn.execute(
-            "SELECT native_id, meta FROM messages WHERE conversation_id=? AND direction='in' "
-            "ORDER BY created_at DESC LIMIT 1",
-            (item.conversation_id,),
-        ).fetchone()
+        stored = outbox.reply_context(self.db, item.conversation_id)
+        row, last_in = stored.conversation, stored.last_inbound
         meta = json.loads(row[2] or "{}")
-        answering = AnsweredMessage(last_in[0], json.loads(last_in[1] or "{}")) if last_in is not None else None
+        answering = AnsweredMessage(last_in.native_id, last_in.meta) if last_in is not None else None
         return OutgoingReply(
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
@@ -319,6 +293,8 @@ class SyncEngine:
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
             return False
+        finally:  # a metered platform's reply or lookup costs too: never blocked, always counted
+            self._record_usage(run)
         outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
         run.failures = 0
         return True
@@ -427,12 +403,13 @@ class SyncEngine:
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run)
             report.sent += await self.drain(run)
-            state = self.db.conn.execute(
-                "SELECT state, detail FROM account_status WHERE account=?", (run.name,)
-            ).fetchone()
-            if state and state[0] not in ("ok", "syncing"):
-                report.errors[run.name] = f"{state[0]}: {state[1]}"
-            elif state and state[0] == "syncing":
+            if self._metered(run) is not None:
+                self._next_poll_in(run)
+            self._publish_note(run)
+            status = accounts.status_of(self.db, run.name)
+            if status and status.state not in ("ok", "syncing"):
+                report.errors[run.name] = f"{status.state}: {status.detail}"
+            elif status and status.state == "syncing":
                 self._status(run.name, "ok", synced=True)
         self.sweep()
         return report
@@ -444,9 +421,11 @@ class SyncEngine:
         while not self._stop.is_set():
             now = self.db.now()
             try:
-                if not run.stopped and not run.streaming and now >= run.next_fetch and now >= run.blocked_until:
+                paused = run.streaming and run.provider.stream_replaces_polling
+                if not run.stopped and not paused and now >= run.next_fetch and now >= run.blocked_until:
                     await self.fetch_account(run)
-                    run.next_fetch = self.db.now() + run.provider.poll_interval
+                    run.next_fetch = self.db.now() + self._next_poll_in(run)
+                    self._publish_note(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)
@@ -468,25 +447,38 @@ class SyncEngine:
         polling pauses; when it drops, polling takes over at once and the stream is retried after
         the account's backoff, so nothing arrives only through one path.
         """
+        partial = not run.provider.stream_replaces_polling
         while not self._stop.is_set():
             # Start after the first poll has stored its cursors (both would ask the platform at once).
-            if not run.stopped and run.next_fetch > 0 and self.db.now() >= run.blocked_until:
+            now = self.db.now()
+            if not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
+                    and now >= run.stream_blocked_until:
                 run.streaming = True
                 try:
                     async for result in run.provider.stream():
                         stats = ingest.ingest(self.db, run.name, [result])
+                        self._record_usage(run)
                         run.failures = 0
                         self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
                                      else "live", synced=True)
+                        self._publish_note(run)
                         if self._stop.is_set():
                             break
                 except ProviderError as exc:
-                    self._fault(run, exc)
+                    self._record_usage(run)
+                    if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
+                        run.stream_blocked_until = self.db.now() + backoff_delay(
+                            2, self.config.sync.retry_base, self.config.sync.retry_max)
+                        log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
+                    else:
+                        self._fault(run, exc)
                 except Exception as exc:  # a provider bug must not end the stream silently
                     log.exception("account %s: stream failed", run.name)
                     self._fault(run, ProviderError(f"internal error in stream: {type(exc).__name__}: {exc}"))
                 finally:
                     run.streaming = False
+                    if partial:
+                        self._publish_note(run)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
 

@@ -21,6 +21,7 @@ from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
 from replydesk.storage import slastate
 from replydesk.storage.db import Database, open_database
+from replydesk.storage.lock import EngineLock
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
     from replydesk.sync import SyncEngine
@@ -85,8 +86,6 @@ class EngineThread:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        from replydesk.sync import EngineLock
-
         self.lock = EngineLock(workspace.data_dir)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

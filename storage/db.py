@@ -24,6 +24,11 @@ class StorageError(Exception):
     """A database problem with a message a user can act on."""
 
 
+#: What a storage call can fail with that a caller should report rather than crash on: our own
+#: errors, and SQLite's (locked, full disk, damage). Callers need not import sqlite3 for it.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, sqlite3.Error)
+
+
 @dataclass(eq=False)  # a connection is itself: compared and hashed by identity
 class Database:
     """A connection plus what every storage function needs: the SLA engine and a clock.
@@ -54,6 +59,14 @@ class Database:
             raise
         else:
             self.conn.commit()
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits.
+
+        Per connection and cheap (no I/O beyond the WAL index), so a reader can poll it about once
+        a second to notice the engine's writes without a file watcher.
+        """
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         self.conn.close()

@@ -8,11 +8,13 @@ customer data.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from replydesk.storage import schema
 from replydesk.storage.db import DB_FILENAME, StorageError, open_database
+from replydesk.storage.lock import LOCK_FILE, EngineLock
 
 RESTORE_ADVICE = ("the file may be damaged: keep a copy, then restore from an export "
                   "('replydesk import') into a fresh --data-dir")
@@ -43,20 +45,16 @@ def probe(path: Path, timeout: float = 2.0) -> str | None:
 
 
 def _lock_holder(data_dir: Path) -> str:
-    from replydesk.sync import EngineLock
-
     lock = EngineLock(data_dir)
     if not lock.held_by_other():
         return "not a replydesk sync engine: none is running here"
-    try:
-        pid = lock.path.read_text().strip()
-    except OSError:
-        pid = "?"
-    return f"the sync engine, pid {pid}, may be hung"
+    return f"the sync engine, pid {lock.holder_pid()}, may be hung"
 
 
-def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
-    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``."""
+def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
+          clock: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``.
+    ``clock``: what "this month" is for the spend figures (tests fix it)."""
     findings: list[str] = []
     ok = True
     path = Path(data_dir) / DB_FILENAME
@@ -74,7 +72,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
     if problem is not None:
         return {"ok": False, "findings": [*findings, problem]}
     try:
-        db = open_database(Path(data_dir), create=False)
+        db = open_database(Path(data_dir), create=False, clock=clock)
     except StorageError as exc:
         return {"ok": False, "findings": [*findings, str(exc), RESTORE_ADVICE]}
     db.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -107,20 +105,32 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
             findings.append("search indexes rebuilt")
+        findings.extend(_spend_findings(db))
     except sqlite3.DatabaseError as exc:  # damage the checks themselves trip over
         ok = False
         findings.append(f"{path}: damaged ({exc}); {RESTORE_ADVICE}")
     finally:
         db.close()
-    lock = Path(data_dir) / "engine.lock"
-    if lock.exists():
-        from replydesk.sync import EngineLock
-
+    if (Path(data_dir) / LOCK_FILE).exists():
         if EngineLock(Path(data_dir)).held_by_other():
             findings.append("a sync engine is running on this workspace (lock held by a live process)")
         else:
             findings.append("engine lock: free")
     return {"ok": ok, "findings": findings}
+
+
+def _spend_findings(db: Any) -> list[str]:
+    """Each metered account's month (X): spent, the month at this pace, and whether the budget lasts."""
+    from replydesk.storage import spend
+
+    out = []
+    for account in spend.metered_accounts(db):
+        s = spend.summary(db, account)
+        budget = f" of a ${s.budget:,.2f} budget" if s.budget is not None else " (no budget set)"
+        line = (f"{account}: estimated spend ${s.spent:,.2f}{budget} this month ({s.month}, UTC); "
+                f"at the current pace ${s.projected:,.2f} by the month's end")
+        out.append(line + (f"; warning: {s.warning()}" if s.warning() else ""))
+    return out
 
 
 def _rebuild(db: Any, table: str) -> None:

@@ -41,9 +41,9 @@ def export_record(db: Database, conv_id: str, now: float) -> dict[str, Any] | No
     sla = slastate.evaluate_at(db, conv_id, now)
     messages = [
         {"id": m[0], "direction": m[1], "author": m[2], "text": m[3], "created_at": iso(m[4]), "state": m[5],
-         "private": bool(m[6]), **({"error": m[7]} if m[7] else {})}
+         "private": bool(m[6]), **({"error": m[7]} if m[7] else {}), **({"automatic": m[8]} if m[8] else {})}
         for m in db.conn.execute(
-            "SELECT id, direction, author, text, created_at, state, private, error FROM messages "
+            "SELECT id, direction, author, text, created_at, state, private, error, automatic FROM messages "
             "WHERE conversation_id=? AND state != 'cancelled' ORDER BY created_at, rowid",
             (conv_id,),
         )

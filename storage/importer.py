@@ -220,6 +220,7 @@ def prepare(r: Any, where: str, accounts: set[str]) -> _Record:
             native_id=native, conversation_native_id=conv_native, platform=platform, kind=kind, contact=contact,
             text=clean_text(m["text"]), created_at=_time(m.get("created_at"), mw, "created_at"),
             direction=direction, author=_text(m.get("author"), mw, "author", limit=500) or "", subject=subject,
+            automatic=_text(m.get("automatic"), mw, "automatic", limit=200),  # a robot's reason, as exported
         )
         reason = _check(msg)
         if reason is not None:

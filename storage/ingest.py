@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from replydesk.model import DIRECTIONS, KINDS, Contact, FetchResult, IncomingMessage, item_id
+from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 
@@ -78,7 +78,48 @@ def _check(msg: IncomingMessage) -> str | None:
             return f"{name} is {type(value).__name__}"
     if msg.parent_native_id is not None and not isinstance(msg.parent_native_id, str):
         return f"parent id is {type(msg.parent_native_id).__name__}"
+    if msg.automatic is not None and not isinstance(msg.automatic, str):
+        return f"automatic reason is {type(msg.automatic).__name__}"
     return None
+
+
+def _automatic(msg: IncomingMessage) -> str | None:
+    """The stored reason: only inbound messages can be automatic (our own replies never are)."""
+    if msg.direction != "in" or not msg.automatic:
+        return None
+    return clean_text(msg.automatic, 300)
+
+
+def _spans(msg: IncomingMessage, text: str) -> list[list]:
+    """Well-formed quote/signature ranges inside the stored text (providers are fallible)."""
+    out = []
+    for span in msg.spans or ():
+        try:
+            start, end, kind = int(span[0]), int(span[1]), str(span[2])
+        except (TypeError, ValueError, IndexError):
+            continue
+        end = min(end, len(text))
+        if kind in SPAN_KINDS and 0 <= start < end:
+            out.append([start, end, kind])
+    return out
+
+
+def _meta(msg: IncomingMessage) -> dict:
+    spans = _spans(msg, msg.text)
+    return {**msg.meta, "spans": spans} if spans else msg.meta
+
+
+def visible_text(text: str, spans: Sequence[Sequence]) -> str:
+    """``text`` without its folded ranges (quoted history and signatures), for snippets."""
+    pieces: list[str] = []
+    pos = 0
+    for start, end, kind in sorted(tuple(s) for s in spans):
+        if kind == "context":
+            continue
+        pieces.append(text[pos:start])
+        pos = max(pos, end)
+    pieces.append(text[pos:])
+    return re.sub(r"\n{3,}", "\n\n", "".join(pieces)).strip()
 
 
 def ensure_account(db: Database, name: str, provider: str, platform: str) -> None:
@@ -171,25 +212,40 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     conv_ids = list(convs)
     known = _existing(db, conv_ids, "conversations")
     conv_rows = []
+    robots_only: list[str] = []
+    any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
         first, last = items[0][1], items[-1][1]
-        inbound = [m for _, m in items if m.direction == "in"]
+        # Automatic messages (bounces, auto-replies) neither ask for a reply nor count as the
+        # customer's latest word; only a batch of nothing else leaves needs_reply as it was.
+        people = [m for _, m in items]
+        if any_robot and any(_automatic(m) for m in people):
+            people = [m for m in people if not _automatic(m)]
+            if not people:  # nothing but robots in this batch
+                robots_only.append(conv_id)
+                people = [m for _, m in items]
+        inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
-        customer = next((m for _, m in items if m.direction == "in"), first)
+        customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
             item_id(account, customer.contact.native_id),
             clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
-            _snippet(last.text), first.created_at, last.created_at,
+            _snippet(visible_text(last.text, _spans(last, last.text)) if last.spans else last.text),
+            first.created_at, last.created_at,
             inbound[-1].created_at if inbound else None,
             outbound[-1].created_at if outbound else None,
-            int(last.direction == "in"), int(bool(inbound)),
+            int(people[-1].direction == "in" and not (any_robot and _automatic(people[-1]))),
+            int(any(m.direction == "in" for _, m in items)),
             _json(_conv_meta(items)),
         ))
         if conv_id not in known:
             stats.new_conversations += 1
         stats.conversations.add(conv_id)
+    kept = {r[0]: r[1] for r in db.conn.execute(
+        f"SELECT id, needs_reply FROM conversations WHERE id IN ({','.join('?' * len(robots_only))})",
+        robots_only)} if robots_only else {}
     db.conn.executemany(
         """INSERT INTO conversations(id, account, platform, kind, native_id, contact_id, subject, snippet,
                created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta)
@@ -210,30 +266,35 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
              meta = json_patch(conversations.meta, excluded.meta)""",
         conv_rows,
     )
+    if kept:  # a bounce or an out-of-office reply does not change whether a person awaits an answer
+        db.conn.executemany("UPDATE conversations SET needs_reply=? WHERE id=?",
+                            [(needs, conv_id) for conv_id, needs in kept.items()])
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
-        "parent_id, state, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
              clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
-             "received" if m.direction == "in" else "sent", _json(m.meta))
+             "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
+             _automatic(m) if m.automatic else None)
             for mid, m in fresh.items()
         ],
     )
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [
-            (item_id(account, m.conversation_native_id), m.created_at,
-             "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
-             "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
-            for mid, m in fresh.items()
-        ],
+        [_event_row(mid, m, account) if m.automatic else
+         (item_id(account, m.conversation_native_id), m.created_at,
+          "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
+          "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
+         for mid, m in fresh.items()],
     )
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
-    # The conversation search rows follow by trigger (schema migration 6), renamed contacts included.
+    if any(m.delivery_failure is not None for m in fresh.values()):
+        _record_delivery_failures(db, account, fresh)
+    # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
 
 
 def name_rank(contact: Contact) -> int:
@@ -307,6 +368,54 @@ ON CONFLICT(id) DO UPDATE SET
 """
 
 
+def _event_row(mid: str, m: IncomingMessage, account: str) -> tuple:
+    """The log row of a new message. An automatic one is logged as ``automatic``, a kind the SLA
+    engine and the reports do not read: it neither starts nor restarts a clock."""
+    data = '{"message": ' + _json_str(mid) + "}"
+    reason = _automatic(m)
+    if reason:
+        kind, actor, data = "automatic", "robot", json.dumps({"message": mid, "reason": reason})
+    elif m.direction == "in":
+        kind, actor = "in", "customer"
+    else:
+        kind, actor = ("reply" if m.direction == "out" else "note"), "platform"
+    return (item_id(account, m.conversation_native_id), m.created_at, kind, actor, data)
+
+
+def _record_delivery_failures(db: Database, account: str, fresh: dict[str, IncomingMessage]) -> None:
+    """A bounce of one of our replies marks that reply failed to deliver, with the report's reason.
+
+    Matched by the platform id of our sent message (email: its Message-ID) or by its outbox key;
+    the outbox row of a reply that was in doubt (``unknown``) learns that it did leave and failed."""
+    for mid, m in fresh.items():
+        failure = m.delivery_failure
+        if failure is None:
+            continue
+        ids = [i for i in failure.remote_ids if isinstance(i, str)][:50]
+        keys = [k for k in failure.outbox_keys if isinstance(k, str)][:50]
+        reason = clean_text(f"not delivered: {failure.reason}", 500)
+        qi, qk = ",".join("?" * len(ids)) or "NULL", ",".join("?" * len(keys)) or "NULL"
+        rows = db.conn.execute(
+            f"SELECT id, conversation_id FROM messages WHERE account=? AND direction='out' AND ("
+            f"native_id IN ({qi}) OR id IN (SELECT message_id FROM outbox WHERE key IN ({qk})))",
+            (account, *ids, *keys),
+        ).fetchall()
+        for message_id, conv_id in rows:
+            db.conn.execute(
+                "UPDATE messages SET state='failed', error=?, meta=json_set(meta, '$.bounced_by', ?) WHERE id=?",
+                (reason, mid, message_id),
+            )
+            db.conn.execute(
+                "UPDATE outbox SET state='failed', last_error=?, updated_at=? WHERE message_id=? AND state='unknown'",
+                (reason, db.now(), message_id),
+            )
+            db.conn.execute(
+                "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+                (conv_id, m.created_at, "bounced", "robot",
+                 json.dumps({"message": message_id, "report": mid, "reason": reason})),
+            )
+
+
 def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:
     return replace(msg, text=text)
 
@@ -332,7 +441,8 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
     for conv_id, items in convs.items():
         if conv_id not in known:
             continue
-        latest_in = max((m.created_at for _, m in items if m.direction == "in"), default=None)
+        latest_in = max((m.created_at for _, m in items if m.direction == "in" and not _automatic(m)),
+                        default=None)
         if latest_in is None:
             continue
         row = db.conn.execute("SELECT status FROM conversations WHERE id=?", (conv_id,)).fetchone()

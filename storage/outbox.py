@@ -27,6 +27,7 @@ from replydesk.storage import slastate
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import clean_text
+from replydesk.storage.queries import ReplyTarget, reply_target
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")
@@ -56,9 +57,22 @@ def _item(r: tuple) -> OutboxItem:
     return OutboxItem(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11])
 
 
+class AutomaticRecipient(ActionError):
+    """The reply would answer a message no person wrote (a bounce, an out-of-office reply)."""
+
+    def __init__(self, conv_id: str, reason: str) -> None:
+        super().__init__(f"{conv_id}: the message a reply would answer is automatic ({reason}); "
+                         "the reply was not queued")
+        self.reason = reason
+
+
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
-                at: float | None = None, actor: str = "me") -> str:
-    """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time."""
+                at: float | None = None, actor: str = "me", to_automatic: bool = False) -> str:
+    """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
+
+    A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
+    newsletter) would go to a robot: it raises ``AutomaticRecipient`` unless ``to_automatic`` says
+    the user confirmed it (the console asks; the CLI wants ``--force``)."""
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -67,6 +81,9 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
     not_before = max(now + delay, at or 0.0)
     with db.transaction():
         _require(db, [conv_id])
+        target = reply_target(db, conv_id)
+        if target is not None and target.automatic and not to_automatic:
+            raise AutomaticRecipient(conv_id, target.automatic)
         account = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
         msg_id = f"{account}:out:{key}"
         seq = db.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
@@ -122,6 +139,39 @@ def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
         sql += " AND account=?"
         params = (account,)
     return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
+
+
+def needing_attention(db: Database, account: str) -> dict[str, int]:
+    """How many of the account's replies wait for the user (``failed``, ``unknown``), by state."""
+    return dict(db.conn.execute(
+        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+        (account,),
+    ).fetchall())
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What a reply answers, as stored: the conversation's row and the message it answers.
+
+    ``conversation`` is (native_id, kind, meta JSON, customer handle); ``last_inbound`` is the
+    customer's newest message (never a robot's, see ``queries.reply_target``) or None. The engine
+    assembles the provider's ``OutgoingReply`` from them.
+    """
+
+    conversation: tuple[str, str, str | None, str]
+    last_inbound: ReplyTarget | None
+
+
+def reply_context(db: Database, conv_id: str) -> ReplyContext:
+    """The stored rows a reply to ``conv_id`` is built from (see ``ReplyContext``)."""
+    row = db.conn.execute(
+        "SELECT c.native_id, c.kind, c.meta, coalesce(p.handle, '') FROM conversations c "
+        "LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id = ?",
+        (conv_id,),
+    ).fetchone()
+    if row is None:
+        raise ActionError(f"no conversation {conv_id}")
+    return ReplyContext(tuple(row), reply_target(db, conv_id))
 
 
 def _set(db: Database, key: str, state: str, **cols: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -222,7 +223,7 @@ def _sql_where(clauses: list[str]) -> str:
 
 
 def inbox_count(db: Database, f: InboxFilter) -> int:
-    """How many conversations ``f`` shows. A sum over the maintained counters (migration 7): the
+    """How many conversations ``f`` shows. A sum over the maintained counters (migration 9): the
     cost follows the number of column combinations, not the number of conversations. Tag views
     count through the tag index, search results through their ids."""
     counted = _counter_where(f, CELL_COLUMNS)
@@ -317,6 +318,17 @@ class MessageView:
     attempts: int
     not_before: float | None
     meta: dict = field(default_factory=dict)
+    automatic: str | None = None  # why no person wrote it (bounce, auto-reply, ...), or None
+
+    @property
+    def spans(self) -> list[tuple[int, int, str]]:
+        """Quoted history / signature / inline-context ranges of ``text`` (see model.SPAN_KINDS).
+        Messages stored before the ranges existed kept their quote apart, in ``meta["quoted"]``."""
+        spans = self.meta.get("spans") if isinstance(self.meta, dict) else None
+        if isinstance(spans, list):
+            return [(int(s[0]), int(s[1]), str(s[2])) for s in spans
+                    if isinstance(s, list | tuple) and len(s) == 3]
+        return []
 
 
 @dataclass(frozen=True)
@@ -340,11 +352,11 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
         MessageView(
             id=r[0], direction=r[1], author=r[2], text=r[3], created_at=r[4], state=r[5], error=r[6],
             private=bool(r[7]), outbox_key=r[8], attempts=r[9] or 0, not_before=r[10],
-            meta=json.loads(r[11] or "{}"),
+            meta=json.loads(r[11] or "{}"), automatic=r[12],
         )
         for r in db.conn.execute(
             "SELECT m.id, m.direction, m.author, m.text, m.created_at, m.state, "
-            "coalesce(o.last_error, m.error), m.private, o.key, o.attempts, o.not_before, m.meta "
+            "coalesce(o.last_error, m.error), m.private, o.key, o.attempts, o.not_before, m.meta, m.automatic "
             "FROM messages m LEFT JOIN outbox o ON o.message_id = m.id "
             "WHERE m.conversation_id = ? AND m.state != 'cancelled' ORDER BY m.created_at, m.rowid",
             (conv_id,),
@@ -354,6 +366,41 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
         escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"),
     )
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """The inbound message a reply answers: the newest one a person wrote, else the newest."""
+
+    native_id: str
+    meta: dict
+    automatic: str | None  # set when only automatic messages came in: replying goes to a robot
+
+
+def reply_target(db: Database, conv_id: str) -> ReplyTarget | None:
+    """What a reply to ``conv_id`` answers. An out-of-office or a bounce that came after the
+    customer's mail must not become the reply's recipient (the mailer daemon, the robot)."""
+    row = db.conn.execute(
+        "SELECT native_id, meta, automatic FROM messages WHERE conversation_id=? AND direction='in' "
+        "ORDER BY automatic IS NOT NULL, created_at DESC, rowid DESC LIMIT 1",
+        (conv_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return ReplyTarget(native_id=row[0], meta=json.loads(row[1] or "{}"), automatic=row[2])
+
+
+def robots_only(db: Database, conv_ids: list[str]) -> set[str]:
+    """Those of ``conv_ids`` whose inbound mail is all automatic (a newsletter, a stray bounce):
+    no customer is in them, so reports leave them out."""
+    found: set[str] = set()
+    for start in range(0, len(conv_ids), 500):
+        chunk = conv_ids[start:start + 500]
+        qs = ",".join("?" * len(chunk))
+        found.update(r[0] for r in db.conn.execute(
+            f"SELECT conversation_id FROM messages WHERE conversation_id IN ({qs}) AND direction='in' "
+            "GROUP BY conversation_id HAVING count(automatic) = count(*)", chunk))
+    return found
 
 
 def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20) -> list[InboxRow]:
@@ -406,11 +453,17 @@ def all_tags(db: Database) -> list[str]:
     return [r[0] for r in db.conn.execute("SELECT DISTINCT tag FROM conversation_tags ORDER BY tag")]
 
 
+def assignees(db: Database, limit: int = 200) -> list[str]:
+    """Everyone a conversation is assigned to, for completion in the assign dialog."""
+    return sorted(r[0] for r in db.conn.execute(
+        "SELECT DISTINCT assignee FROM conversations WHERE assignee IS NOT NULL LIMIT ?", (limit,)))
+
+
 def account_states(db: Database) -> list[dict[str, Any]]:
     return [
         dict(r) for r in db.conn.execute(
             "SELECT a.name AS account, a.platform, coalesce(s.state, 'idle') AS state, "
-            "coalesce(s.detail, '') AS detail, s.last_sync, s.until FROM accounts a "
+            "coalesce(s.detail, '') AS detail, s.last_sync, s.until, coalesce(s.note, '') AS note FROM accounts a "
             "LEFT JOIN account_status s ON s.account = a.name ORDER BY a.name"
         )
     ]
@@ -430,3 +483,42 @@ def resolve_conversation(db: Database, ref: str) -> str | None:
         (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"),),
     ).fetchall()
     return rows[0][0] if len(rows) == 1 else None
+
+
+def conversation_of_message(db: Database, account: str, native_ids: Iterable[str]) -> str | None:
+    """The native id of the conversation holding the first of ``native_ids`` we have stored.
+
+    A provider threads a new item under the conversation of the message it answers (an email's
+    ``In-Reply-To``/``References``, tried newest first); this answers from the cache.
+    """
+    for native in native_ids:
+        row = db.conn.execute(
+            "SELECT c.native_id FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE m.account = ? AND m.native_id = ?",
+            (account, native),
+        ).fetchone()
+        if row:
+            return row[0]
+    return None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A conversation as the report groups it."""
+
+    id: str
+    account: str
+    platform: str
+    assignee: str | None
+    tags: list[str]
+
+
+def conversations_started(db: Database, since: float | None, until: float) -> list[ReportRow]:
+    """Conversations created inside the window (``since`` None: from the beginning), for reports."""
+    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ?"
+    params: list[Any] = [until]
+    if since is not None:
+        sql += " AND created_at >= ?"
+        params.append(since)
+    return [ReportRow(r[0], r[1], r[2], r[3], [t for t in (r[4] or "").split(TAG_SEP) if t])
+            for r in db.conn.execute(sql, params)]

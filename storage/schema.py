@@ -15,7 +15,7 @@ NO_DUE = 1e15
 _CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
 _TAGS = "replace({t}, char(31), ' ')"
 
-# ---- the inbox counters (migration 7) -----------------------------------------------------------
+# ---- the inbox counters (migration 9) -----------------------------------------------------------
 
 #: Columns a view can filter on, in inbox_cells (assignee '' = unassigned) ...
 CELL_COLUMNS = ("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee")
@@ -326,7 +326,34 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE accounts ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'",
     ],
-    # 5: a contact's name is the newest *real* name (by the message's created_at, not batch order);
+    # 5: messages no person wrote (bounces, auto-replies, bulk mail): the reason, NULL for people.
+    # Set by providers (IncomingMessage.automatic) and later by rules; such a message starts no
+    # SLA clock and a reply to it asks first.
+    [
+        "ALTER TABLE messages ADD COLUMN automatic TEXT",
+    ],
+    # 6: what metered platforms (X's pay-per-use API) cost: units and estimated dollars per account,
+    # calendar month (UTC) and resource, with the polls that spent them; each account's monthly
+    # budget as the engine last had it (so `doctor` can compare without the config); and a status
+    # note per account (push or polling, spend, waits per endpoint) the status bar shows always.
+    [
+        """CREATE TABLE spend (
+            account TEXT NOT NULL,
+            month TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            units INTEGER NOT NULL DEFAULT 0,
+            usd REAL NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, month, resource)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE spend_budgets (
+            account TEXT PRIMARY KEY,
+            monthly_usd REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "ALTER TABLE account_status ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ],
+    # 7: a contact's name is the newest *real* name (by the message's created_at, not batch order);
     # a stand-in (the handle, a bare id) never replaces a real one. name_rank: 2 real, 1 a stand-in
     # made from the handle, 0 a bare id or nothing. Existing names are dated by their contact's
     # newest message, the best estimate of when the name was last seen.
@@ -340,7 +367,7 @@ MIGRATIONS: list[list[str]] = [
         "WHERE c.contact_id = contacts.id)",
         "UPDATE contacts SET handle_at = name_at",
     ],
-    # 6: the conversation search rows (customer, subject, tags) follow their conversation and its
+    # 8: the conversation search rows (customer, subject, tags) follow their conversation and its
     # contact by trigger, whichever code writes them: a customer renamed by a later conversation was
     # re-indexed only in the conversations touched afterwards, so search missed the older ones.
     # The rebuild at the end repairs the stale rows such databases carry.
@@ -371,7 +398,7 @@ MIGRATIONS: list[list[str]] = [
         f"""INSERT INTO conversations_fts(rowid, customer, subject, tags)
             SELECT rowid, {_CUSTOMER.format(id="contact_id")}, subject, {_TAGS.format(t="tags")} FROM conversations""",
     ],
-    # 7: counts that do not grow with the cache. inbox_count and position_of counted index entries
+    # 9: counts that do not grow with the cache. inbox_count and position_of counted index entries
     # (linear: x10 from 100k to 1M messages). Triggers keep two small tables of counts in step with
     # conversations on every write path (ingest, actions, SLA sweeps, imports, policy re-evaluation):
     # - inbox_cells: conversations per combination of the filterable columns (a few thousand at
@@ -409,7 +436,7 @@ MIGRATIONS: list[list[str]] = [
         END""",
         *_rank_update_triggers(),
     ],
-    # 8: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
+    # 10: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
     # rerun of the same, unchanged file continues there. offset/line for JSON Lines, records for both.
     [
         """CREATE TABLE import_progress (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -117,6 +118,14 @@ def test_missing_default_config_means_defaults(tmp_path):
             "unknown calendar 'nowhere'",
         ),
         (
+            """
+            ui:
+              agent: me
+              theme: solarised
+            """,
+            ":4: ui.theme: unknown theme 'solarised'; choose one of: textual-dark, textual-light",
+        ),
+        (
             "accounts: [\n  - oops",
             ":2: not valid YAML",
         ),
@@ -126,7 +135,7 @@ def test_missing_default_config_means_defaults(tmp_path):
         ),
     ],
     ids=["unknown-key", "wrong-type", "bad-duration", "missing-option", "http-url", "unknown-provider",
-         "unknown-calendar", "broken-yaml", "not-a-mapping"],
+         "unknown-calendar", "unknown-theme", "broken-yaml", "not-a-mapping"],
 )
 def test_bad_config_message_names_file_line_and_key(tmp_path, text, expected):
     path = _write(tmp_path, text)
@@ -262,3 +271,11 @@ def test_config_check_prints_summary(capsys):
 def test_explicit_missing_config_is_an_error(tmp_path, capsys):
     assert main(["--config", str(tmp_path / "nope.yaml"), "accounts"]) == 2
     assert "no such config file" in capsys.readouterr().err
+
+
+def test_example_config_lists_every_theme():
+    from replydesk.config import THEMES
+
+    text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    comment = text[text.index("  # The console's colours"):text.index("  theme: textual-dark")]
+    assert [t for t in THEMES if t not in re.findall(r"[a-z0-9-]+", comment)] == []

@@ -229,14 +229,14 @@ def test_cli_search_and_show_agree_after_a_rename(tmp_path, capsys: pytest.Captu
 
 
 def test_the_migration_repairs_stale_search_rows(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A database from before the triggers (schema 5) whose search rows are stale: opening it with
+    """A database from before the triggers (schema 7) whose search rows are stale: opening it with
     this version rebuilds them."""
     from replydesk.storage import db as db_module
     from replydesk.storage import schema, search
 
     with monkeypatch.context() as m:
-        m.setattr(db_module, "MIGRATIONS", schema.MIGRATIONS[:5])
-        m.setattr(db_module, "SCHEMA_VERSION", 5)
+        m.setattr(db_module, "MIGRATIONS", schema.MIGRATIONS[:7])
+        m.setattr(db_module, "SCHEMA_VERSION", 7)
         db = _db(tmp_path)
         _renamed_customer(db)
         db.conn.execute("DELETE FROM conversations_fts")

@@ -12,7 +12,8 @@ from replydesk.model import OutgoingReply
 from replydesk.providers.base import Offline, RateLimited, TransientError
 from replydesk.providers.demo import LANGUAGES, DemoFaults, DemoProvider
 from replydesk.storage import outbox, queries
-from replydesk.sync import EngineLock, SyncEngine
+from replydesk.storage.lock import EngineLock
+from replydesk.sync import SyncEngine
 from support import FIXED_NOW, make_workspace, sync_once
 
 

@@ -113,7 +113,7 @@ def test_html_only_becomes_readable_text() -> None:
             b"<p>Where is order&nbsp;#42?</p><ul><li>Blue mug</li><li>Red mug</li></ul></body></html>")
     parsed = parse_message(mail(html, ctype="text/html; charset=utf-8"))
     assert parsed.html_only is True
-    assert parsed.text == "Hello team,\n\nWhere is order #42?\n\n  * Blue mug\n  * Red mug"
+    assert parsed.text == "Hello team,\n\nWhere is order #42?\n\n• Blue mug\n• Red mug"
 
 
 def test_attachments_listed_with_name_type_and_size() -> None:
@@ -138,7 +138,7 @@ def test_attachments_listed_with_name_type_and_size() -> None:
     ]
 
 
-# -- quoted history ----------------------------------------------------------------------------
+# -- quoted history (the corpus cases are in test_mail_corpus.py) -------------------------------
 
 @pytest.mark.parametrize(
     "quote",
@@ -152,20 +152,33 @@ def test_attachments_listed_with_name_type_and_size() -> None:
         "> Thanks for your order.\n> Shop",
     ],
 )
-def test_quoted_history_is_folded(quote: str) -> None:
-    new, quoted = split_quoted(f"Yes, please send it.\n\nBest, Ana\n\n{quote}\n")
-    assert new == "Yes, please send it.\n\nBest, Ana"
-    assert quoted == quote.strip()
+def test_quoted_history_is_marked_not_cut(quote: str) -> None:
+    text = f"Yes, please send it.\n\nBest, Ana\n\n{quote}"
+    parsed = parse_message(mail(text.encode()))
+    assert parsed.text == text  # stored whole: search and export see every word
+    [(start, end, kind)] = parsed.spans
+    assert (text[start:end], kind) == (quote, "quote")
 
 
-def test_inline_answers_are_not_folded() -> None:
+def test_inline_answers_stay_in_order_with_their_context() -> None:
     text = "> Which colour?\nBlue.\n> Which size?\nLarge."
-    assert split_quoted(text) == (text, "")
+    parsed = parse_message(mail(text.encode()))
+    assert parsed.text == text
+    assert [(text[s:e], k) for s, e, k in parsed.spans] == [("> Which colour?", "context"),
+                                                           ("> Which size?", "context")]
 
 
 def test_a_message_that_is_only_a_quote_keeps_its_text() -> None:
     text = "> forwarded words\n> more"
-    assert split_quoted(text) == (text, "")
+    assert parse_message(mail(text.encode())).spans == []
+
+
+def test_synthetic_ids_stay_what_earlier_versions_stored() -> None:
+    """Mail without a Message-ID is keyed by a hash of its text as earlier versions split it; a
+    flag change re-reads the body, and a different hash would store the message twice."""
+    parsed = parse_message(b"From: a@example.com\r\nSubject: s\r\n\r\nYes.\r\n\r\nOn Mon, Bob wrote:\r\n> hi\r\n")
+    assert split_quoted(parsed.text) == ("Yes.", "On Mon, Bob wrote:\n> hi")
+    assert parsed.synthetic_id() == "<bbb9fe82e02feda74757dcbfbf164a20@synthesized.replydesk.invalid>"  # as 0.1 did
 
 
 # -- malformed input ---------------------------------------------------------------------------
@@ -218,7 +231,7 @@ def test_threading_headers_are_read_even_when_sloppy() -> None:
     ("subject", "expected"),
     [("Order 42", "Re: Order 42"), ("Re: Order 42", "Re: Order 42"), ("RE: re: Order 42", "Re: Order 42"),
      ("AW: Bestellung", "Re: Bestellung"), ("SV: Re[2]: Ordre", "Re: Ordre"), ("Fwd: Order", "Re: Fwd: Order"),
-     ("", "Re:")],
+     ("", "")],  # no subject stays none, never a bare "Re:"
 )
 def test_reply_subject_has_exactly_one_re(subject: str, expected: str) -> None:
     assert reply_subject(subject) == expected

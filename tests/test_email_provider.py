@@ -162,7 +162,7 @@ async def test_html_only_mail_reads_as_text(dovecot: DovecotServer) -> None:
     deliver(dovecot, raw)
     async with email_provider(dovecot) as p:
         [m] = (await p.fetch(None))[0].messages
-    assert m.text == "I love the new [mug](https://shop.example/mug)!\n\nCan I get it in green?"
+    assert m.text == "I love the new mug (https://shop.example/mug)!\n\nCan I get it in green?"  # no Markdown
     assert m.meta["html_only"] is True
 
 

@@ -1,6 +1,6 @@
 """The maintained inbox counters agree with a plain COUNT after any sequence of writes.
 
-inbox_count, position_of and deep inbox pages read counters that triggers keep (schema migration 7). Every write
+inbox_count, position_of and deep inbox pages read counters that triggers keep (schema migration 9). Every write
 path goes through the real storage functions here: ingest, triage actions, status changes, the SLA
 sweep after the clock moves, imports, sent replies and a policy change re-evaluating everything.
 After each sequence, every view's count, every page and every conversation's position must equal

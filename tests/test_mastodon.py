@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -230,6 +231,55 @@ def test_html_to_text_keeps_links_visible_and_mentions_as_acct() -> None:
     text = html_to_text(content, {"https://x.example/@ann": "ann@x.example"})
     assert text == ("@ann@x.example see https://shop.example/track/123456789 or our site (https://evil.example/)"
                     "\n\nLine one\nline two & #coffee")
+
+
+RECORDED_CASSETTES = ("test_conversations.yaml", "test_notifications_mentions_only.yaml",
+                      "test_notifications_types.yaml", "test_status_reply.yaml", "test_stream_user_direct.yaml")
+
+
+def _recorded_contents(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["content"]] if isinstance(node.get("content"), str) and "<" in node["content"] else []
+        return found + [c for value in node.values() for c in _recorded_contents(value)]
+    if isinstance(node, list):
+        return [c for value in node for c in _recorded_contents(value)]
+    return []
+
+
+def test_recorded_post_html_reads_as_plain_text_with_every_link_visible() -> None:
+    """The one converter on every post of the recorded traffic: no tag, no Markdown, and each link
+    that is not a mention or hashtag has its target in the text."""
+    import re
+
+    contents = []
+    for name in RECORDED_CASSETTES:
+        for interaction in cassette(name):
+            for line in interaction.body.splitlines() or [""]:
+                line = line.removeprefix("data:").strip()
+                if line.startswith(("{", "[")):
+                    try:
+                        contents += _recorded_contents(json.loads(line))
+                    except ValueError:
+                        continue
+                    with contextlib.suppress(ValueError, AttributeError, TypeError):  # SSE: JSON in JSON
+                        contents += _recorded_contents(json.loads(json.loads(line).get("payload", "null")))
+    assert len(contents) >= 5
+    for content in contents:
+        text = html_to_text(content)
+        assert "<" not in text.replace("<3", "") and "](" not in text and "&amp;" not in text, content
+        for href, klass in re.findall(r'<a href="([^"]+)"(?: class="([^"]*)")?', content):
+            if "mention" not in (klass or "") and "hashtag" not in (klass or ""):
+                assert href in text, (href, text)
+
+
+def test_rich_federated_post_html_has_no_markdown_residue() -> None:
+    """Pleroma/Akkoma and Misskey servers federate lists, quotes, headings and images."""
+    content = ('<h2>Order problem</h2><p>Two things:</p><ul><li>the <strong>lid</strong> is cracked</li>'
+               '<li>see <a href="https://photos.example/1">this photo</a></li></ul>'
+               '<blockquote><p>Ships in 24h</p></blockquote><p><img src="x.png" alt="the box"> thanks</p>')
+    assert html_to_text(content) == ("Order problem\n\nTwo things:\n\n• the lid is cracked\n"
+                                     "• see this photo (https://photos.example/1)\n\n> Ships in 24h\n\n"
+                                     "[image: the box] thanks")
 
 
 def test_html_markup_in_text_stays_literal() -> None:

@@ -302,3 +302,30 @@ def test_never_is_null_not_zero_and_times_only_move_forward(tmp_path):
                                                   _msg(3, direction="out", at=FIXED_NOW - 100)], cursor={})])
     row = db.conn.execute("SELECT last_inbound_at, last_outbound_at FROM conversations").fetchone()
     assert tuple(row) == (FIXED_NOW - 500, FIXED_NOW - 100)
+
+
+def test_engine_state_survives_in_the_database(tmp_path):
+    """What the engine learnt about an account (state, a rate limit's end) is there for the next one."""
+    from replydesk.storage import accounts
+
+    db = _db(tmp_path)
+    with db.transaction():
+        ingest.ensure_account(db, "tg", "telegram", "telegram")
+    accounts.set_status(db, "tg", "ok", "2 new", synced=True)
+    accounts.set_status(db, "tg", "rate_limited", "429", until=FIXED_NOW + 60)
+    accounts.set_status(db, "mail", "rate_limited", "old", until=FIXED_NOW - 1)
+    assert accounts.status_of(db, "tg") == accounts.AccountStatus("rate_limited", "429")
+    assert accounts.status_of(db, "nobody") is None
+    assert accounts.rate_limits_in_force(db, FIXED_NOW) == {"tg": FIXED_NOW + 60}  # a wait that ended is gone
+    [tg] = queries.account_states(db)
+    assert tg["last_sync"] == FIXED_NOW  # a later non-sync state keeps the last good sync time
+
+
+def test_report_rows_come_with_their_tags_inside_the_window(tmp_path):
+    db = _db(tmp_path)
+    ingest.ingest(db, "tg", [FetchResult(messages=[_msg(1, "a", at=FIXED_NOW - 7200), _msg(2, "b", at=FIXED_NOW - 60)],
+                                         cursor={})])
+    actions.tag(db, ["tg:a"], ["vip", "refund"])
+    rows = {r.id: r for r in queries.conversations_started(db, None, FIXED_NOW)}
+    assert sorted(rows["tg:a"].tags) == ["refund", "vip"] and rows["tg:b"].tags == []
+    assert [r.id for r in queries.conversations_started(db, FIXED_NOW - 3600, FIXED_NOW)] == ["tg:b"]

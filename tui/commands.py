@@ -1,7 +1,8 @@
 """The command palette (ctrl+p) offers every action, every view and every saved reply.
 
 The palette lists the same action names the key bindings run, so a user who forgot a key (or
-remapped it) can always find the action by name.
+remapped it) can always find the action by name. It belongs to the main screen (its ``COMMANDS``)
+and runs the actions there.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from replydesk.tui.app import ReplydeskApp
+    from replydesk.tui.main_screen import MainScreen
 
-#: (title, help, action) — the action strings are the app's ``action_*`` methods.
+#: (title, help, action) — the action strings are the main screen's ``action_*`` methods.
 ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Open conversation", "read the selected conversation", "open"),
     ("Reply", "public reply (or the platform's only kind)", "reply"),
@@ -35,7 +36,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Clear marks", "unmark every conversation", "clear_marks"),
     ("Report", "response times, breaches and first-contact resolution, with plots", "report"),
     ("Help", "every key binding in this context", "help"),
-    ("Quit", "leave replydesk (the outbox keeps queued replies)", "quit"),
+    ("Quit", "leave replydesk (the outbox keeps queued replies)", "app.quit"),
 )
 
 
@@ -43,25 +44,28 @@ class ReplydeskCommands(Provider):
     """Actions, views (``view N``) and saved replies, matched fuzzily by title."""
 
     @property
-    def _app(self) -> ReplydeskApp:
-        return self.app  # type: ignore[return-value]
+    def _main(self) -> MainScreen:
+        return self.screen  # type: ignore[return-value] - the screen the palette was opened on
 
     def _entries(self) -> list[tuple[str, str, str]]:
         entries = list(ACTIONS)
-        for number, view in enumerate(self._app.workspace.config.ui.views, start=1):
+        for number, view in enumerate(self._main.ui.views, start=1):
             entries.append((f"View {number}: {view.name}", view.query or "all open conversations",
                             f"view({number})"))
-        for name in self._app.workspace.config.ui.saved_replies:
+        for name in self._main.ui.saved_replies:
             entries.append((f"Saved reply: {name}", "open the composer with this reply", f"saved_reply({name!r})"))
         return entries
 
+    def _run(self, action: str) -> partial:
+        return partial(self.app.run_action, action, self._main)
+
     async def discover(self) -> Hits:
         for title, help_text, action in self._entries():
-            yield DiscoveryHit(title, partial(self._app.run_action, action), help=help_text)
+            yield DiscoveryHit(title, self._run(action), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, action in self._entries():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self._app.run_action, action), help=help_text)
+                yield Hit(score, matcher.highlight(title), self._run(action), help=help_text)

@@ -20,6 +20,7 @@ from textual.widgets import Static, TextArea
 from replydesk.platforms import BOOK, NO_LIMIT, Limit, PlatformFacts
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import graphemes, safe
+from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 DRAFT_DEBOUNCE = 0.6
 MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}
@@ -38,6 +39,7 @@ class Composer(Vertical):
         Binding("ctrl+l", "send_later", "Send later", id="composer.later"),
     ]
 
+    COMPONENT_CLASSES = ROLE_CLASSES
     DEFAULT_CSS = """
     Composer {
         height: auto;
@@ -49,7 +51,7 @@ class Composer(Vertical):
     Composer > TextArea, Composer > TextArea:focus { height: 5; border: none; padding: 0 1; }
     Composer.-note > TextArea { background: $warning 10%; }
     Composer > #composer-info { height: 1; padding: 0 1; }
-    """
+    """ + role_css("Composer")
 
     class Send(Message):
         def __init__(self, conv_id: str, text: str, mode: str, later: bool = False) -> None:
@@ -75,6 +77,10 @@ class Composer(Vertical):
         self.mode = "public"
         self._draft_timer: Timer | None = None
         self._loading = False
+        self.palette = Palette(self)
+
+    def on_mount(self) -> None:
+        follow_theme(self, self.update_info)
 
     def compose(self) -> ComposeResult:
         yield Static(id="composer-info")
@@ -156,13 +162,13 @@ class Composer(Vertical):
         rule = self.limit_rule
         measure = rule.measure(self.text) if rule.max or rule.max_bytes else None
         t = Text(no_wrap=True, overflow="ellipsis", end="")
-        t.append(MODE_LABEL[self.mode], style="bold yellow" if self.mode == "note" else "bold")
+        t.append(MODE_LABEL[self.mode], style=self.palette("warning", "bold") if self.mode == "note" else "bold")
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
         t.append(f" · {self.facts.label} · ", style="dim")
         if measure is not None and measure.limit:
             unit = " bytes" if measure.unit == "bytes" else ""
-            t.append(f"{measure.used}/{measure.limit}{unit}", style="bold red" if measure.over else "")
+            t.append(f"{measure.used}/{measure.limit}{unit}", style=self.palette("error") if measure.over else "")
         else:
             t.append(f"{graphemes(self.text)} chars", style="dim")
         t.append("  ctrl+s send · esc close", style="dim")

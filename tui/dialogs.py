@@ -21,6 +21,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from replydesk.tui.format import cell, safe, snooze_until
+from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
@@ -36,6 +37,11 @@ DIALOG_CSS = """
 
 class _Dialog(ModalScreen[Any]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    COMPONENT_CLASSES = ROLE_CLASSES
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.palette = Palette(self)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -116,7 +122,7 @@ class SnoozeDialog(_Dialog):
 
     PRESETS = (("1h", "1 hour"), ("4h", "4 hours"), ("tomorrow", "tomorrow 9:00"), ("custom", "custom…"))
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="SnoozeDialog")
+    DEFAULT_CSS = DIALOG_CSS.format(name="SnoozeDialog") + role_css("SnoozeDialog")
 
     def __init__(self, clock: Callable[[], float], tz: str | None = None, title: str = "Snooze until") -> None:
         super().__init__()
@@ -144,7 +150,7 @@ class SnoozeDialog(_Dialog):
         try:
             self.dismiss(snooze_until(event.value, self.clock(), self.tz))
         except ValueError as exc:
-            self.query_one("#snooze-error", Static).update(Text(str(exc), style="red"))
+            self.query_one("#snooze-error", Static).update(Text(str(exc), style=self.palette("error")))
 
 
 class ChoiceDialog(_Dialog):

@@ -14,6 +14,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
+
 
 def binding_rows(active: dict[str, ActiveBinding], app_format_key) -> list[tuple[str, str, str, str]]:  # noqa: ANN001
     """(context, keys, description, binding id) grouped by binding, in declaration order."""
@@ -37,6 +39,7 @@ class HelpScreen(ModalScreen[None]):
     """A modal table of bindings; escape, q or ? closes it."""
 
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+    COMPONENT_CLASSES = ROLE_CLASSES
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -44,7 +47,7 @@ class HelpScreen(ModalScreen[None]):
         width: 90; max-width: 98%; height: 90%;
         border: thick $accent; background: $surface; padding: 0 1;
     }
-    """
+    """ + role_css("HelpScreen")
 
     def __init__(self, rows: list[tuple[str, str, str, str]], context: str) -> None:
         super().__init__()
@@ -53,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         table = Table(title=f"Keys — {self.context}", expand=True, show_edge=False, header_style="bold")
         table.add_column("where", style="dim", no_wrap=True)
-        table.add_column("keys", style="bold cyan", no_wrap=True)
+        table.add_column("keys", style=Palette(self)("accent", "bold"), no_wrap=True)
         table.add_column("does")
         table.add_column("keymap id", style="dim", no_wrap=True)
         for context, keys, description, ident in self.rows:

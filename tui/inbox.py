@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
-from textual import events, on, work
+from textual import events, on
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import Worker, WorkerState
 
 from replydesk.platforms import info
 from replydesk.storage import queries
@@ -30,6 +31,7 @@ from replydesk.storage.queries import InboxFilter, InboxRow
 from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
+from replydesk.tui.workers import background
 
 PAGE = 100
 MAX_PAGES = 40
@@ -71,12 +73,12 @@ class InboxList(ScrollView, can_focus=True):
     InboxList > .inbox--cursor-blur { background: $accent 25%; }
     InboxList > .inbox--unread { text-style: bold; }
     InboxList > .inbox--read { color: $text-muted; }
-    InboxList > .inbox--breached { color: $error; text-style: bold; }
-    InboxList > .inbox--warning { color: $warning; }
+    InboxList > .inbox--breached { color: $text-error; text-style: bold; }
+    InboxList > .inbox--warning { color: $text-warning; }
     InboxList > .inbox--paused { color: $text-muted; }
-    InboxList > .inbox--mark { color: $secondary; text-style: bold; }
-    InboxList > .inbox--tags { color: $accent; }
-    InboxList > .inbox--platform { color: $primary; }
+    InboxList > .inbox--mark { color: $text-secondary; text-style: bold; }
+    InboxList > .inbox--tags { color: $text-accent; }
+    InboxList > .inbox--platform { color: $text-primary; }
     InboxList > .inbox--empty { color: $text-muted; text-style: italic; }
     """
 
@@ -115,7 +117,8 @@ class InboxList(ScrollView, can_focus=True):
         self._reload_again = False
         self._base_style: Style | None = None
         self._prerender_pending = False
-        self._composer_key_map: dict[str, str] | None = None
+        self._composer_key_map: dict[str, tuple[Any, str]] | None = None
+        self.reading_into: Any = None  # the thread view while reading (enter), else None
 
     # ---- data -----------------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class InboxList(ScrollView, can_focus=True):
         self._reload(self.generation, self.filter, self.cursor_id, self.cursor_index, top,
                      max(self.size.height, 1))
 
-    @work(thread=True, group="inbox-reload")
+    @background("reading the inbox", group="inbox-reload")
     def _reload(self, generation: int, f: InboxFilter, cursor_id: str | None, cursor_index: int,
                 top: int, height: int) -> None:
         def read(db: queries.Database) -> InboxReloaded:
@@ -237,7 +240,7 @@ class InboxList(ScrollView, can_focus=True):
     def _load_page(self, generation: int, page: int) -> None:
         self._fetch_page(generation, self.filter, page)
 
-    @work(thread=True, group="inbox-page")
+    @background("reading the inbox", group="inbox-page")
     def _fetch_page(self, generation: int, f: InboxFilter, page: int) -> None:
         rows = self.store.read(lambda db: queries.inbox_page(db, f, page * PAGE, PAGE))
         self.post_message(PageLoaded(generation, page, rows))
@@ -258,6 +261,19 @@ class InboxList(ScrollView, can_focus=True):
         start, end = event.page * PAGE, event.page * PAGE + len(event.rows)
         for index in range(max(start, top), min(end, top + height)):
             self.refresh_line(index)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A read that failed (reported by ``tui.workers``) must not wedge the list: the next
+        reload runs again, and pages are asked for again when painted."""
+        if event.state is not WorkerState.ERROR:
+            return
+        if event.worker.group == "inbox-reload":
+            self._reload_running = False
+            if self._reload_again:
+                self._reload_again = False
+                self.reload()
+        elif event.worker.group == "inbox-page":
+            self._wanted.clear()
 
     def _sync_cursor_id(self) -> None:
         row = self._row(self.cursor_index) if self.total else None
@@ -315,8 +331,13 @@ class InboxList(ScrollView, can_focus=True):
         """While reading, "open" has nothing to do: hide it from the key bar."""
         return None if action == "open" and self._reader() else True
 
+    def read_into(self, view: Any) -> None:
+        """Reading mode on (the thread ``view`` the movement keys scroll) or off (None)."""
+        self.reading_into = view
+        self.refresh_line(self.cursor_index)
+
     def _reader(self) -> Any:
-        return self.app.thread_view if getattr(self.app, "reading", False) else None
+        return self.reading_into
 
     def action_cursor_down(self) -> None:
         if reader := self._reader():
@@ -388,18 +409,20 @@ class InboxList(ScrollView, can_focus=True):
             event.prevent_default()
             focused.post_message(events.Key(event.key, event.character))
             return
-        action = self._composer_keys().get(event.key)
-        if action is not None:
+        bound = self._composer_keys().get(event.key)
+        if bound is not None:
             event.stop()
             event.prevent_default()
-            getattr(self.app, f"action_{action}")()
+            node, action = bound
+            getattr(node, f"action_{action}")()
 
-    def _composer_keys(self) -> dict[str, str]:
-        """Keys that open the composer now; kept until the bindings change, because computing the
-        screen's active bindings on every key cost a good part of a frame."""
+    def _composer_keys(self) -> dict[str, tuple[Any, str]]:
+        """Keys that open the composer now, with the node whose action they run; kept until the
+        bindings change, because computing the screen's active bindings on every key cost a good
+        part of a frame."""
         if self._composer_key_map is None:
             self._composer_key_map = {
-                key: active.binding.action for key, active in self.screen.active_bindings.items()
+                key: (active.node, active.binding.action) for key, active in self.screen.active_bindings.items()
                 if active.enabled and active.binding.action in self.OPENS_COMPOSER
             }
         return self._composer_key_map
@@ -491,7 +514,7 @@ class InboxList(ScrollView, can_focus=True):
                thumb: bool | None) -> Strip:
         """The row's strip from the cache, rendered on a miss."""
         is_cursor = index == self.cursor_index
-        active = is_cursor and self.has_focus and not getattr(self.app, "reading", False)
+        active = is_cursor and self.has_focus and self.reading_into is None
         marked = row.id in self.marked
         key = (row, width, is_cursor, active, marked, shown, thumb)
         strip = self._strips.get(key)

@@ -1,7 +1,7 @@
 """One message class per event that a thread worker reports back to the UI (harlequin's pattern).
 
-Workers never touch widgets: they run SQL on their own connection and ``post_message`` one of
-these; only the handlers (on the event loop) update the screen.
+Workers never touch widgets: they call storage functions on the ``Store``'s connections and
+``post_message`` one of these; only the handlers (on the event loop) update the screen.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class ThreadLoaded(Message):
     conv_id: str
     thread: Thread | None
     sla: SlaResult | None
+    keep_scroll: bool = False  # a refresh of the same conversation: the reader's scroll stays
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ViewApplied(Message):
     title: str
     filter: InboxFilter
     hits: int | None
+    is_search: bool = False  # a search (escape goes back to the view) rather than a saved view
 
 
 @dataclass
@@ -95,6 +97,20 @@ class ActionDone(Message):
     label: str
     count: int
     error: str | None = None
+    quiet: bool = False  # no notification (drafts, marking read)
+    clear_marks: bool = False  # a bulk action on the marked conversations: the marks go
+
+
+@dataclass
+class ReplyToRobot(Message):
+    """A reply was held back: the conversation holds only automatic mail; the user decides."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    reason: str
+    row: InboxRow | None
 
 
 @dataclass
@@ -143,3 +159,19 @@ class ConfigReloaded(Message):
     reevaluated: int | None  # conversations re-evaluated under new SLA policies (None: SLA unchanged)
     on_restart: list[str]
     error: str | None
+
+
+@dataclass
+class WorkerFailed(Message):
+    """A worker raised an error it did not handle: the status bar says so and the console stays up."""
+
+    what: str  # what the user misses, e.g. "reading the thread"
+    group: str  # the worker group, so a later success of the same work clears the note
+    error: str  # the error's type and message, one line
+
+
+@dataclass
+class WorkerRecovered(Message):
+    """A worker of a group that had failed succeeded again."""
+
+    group: str

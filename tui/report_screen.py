@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -23,6 +22,7 @@ from replydesk.report import breaches_per_day, build_report, reply_times
 from replydesk.reporting import COLUMNS, GROUPINGS, collect
 from replydesk.sla import SlaEngine
 from replydesk.tui.keybar import KeyBar
+from replydesk.tui.workers import background
 
 if TYPE_CHECKING:
     from replydesk.tui.app import ReplydeskApp
@@ -76,7 +76,7 @@ class ReportScreen(Screen[None]):
         self.query_one("#report-title", Static).update(Text("Response-time report · computing…"))
         self.load()
 
-    @work(thread=True, exclusive=True, group="report")
+    @background("computing the report", group="report", exclusive=True)
     def load(self) -> None:
         app = self.rd_app
         by = self.by

@@ -6,15 +6,19 @@ left and the pause reason, from ``slastate.evaluate_at`` run in a worker at the 
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import STATE_SYMBOL, duration, safe
+from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
-STATE_STYLE = {"breached": "bold red", "warning": "yellow", "paused": "dim", "ok": "green", "fulfilled": "dim green"}
+#: SLA state -> (colour role, extra attributes); paused is dim, without a colour of its own.
+STATE_ROLE = {"breached": ("error", ""), "warning": ("warning", ""), "paused": (None, "dim"), "ok": ("success", ""),
+              "fulfilled": ("success", "dim")}
 
 
 def _left(seconds: float | None) -> str:
@@ -26,6 +30,7 @@ def _left(seconds: float | None) -> str:
 class SlaPane(Static):
     """SLA metrics for the conversation under the cursor."""
 
+    COMPONENT_CLASSES = ROLE_CLASSES
     DEFAULT_CSS = """
     SlaPane {
         background: $panel;
@@ -33,9 +38,26 @@ class SlaPane(Static):
         height: auto;
         max-height: 6;
     }
-    """
+    """ + role_css("SlaPane")
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.palette = Palette(self)
+        self._args: tuple[InboxRow | None, SlaResult | None, float] | None = None
+
+    def on_mount(self) -> None:
+        follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        if self._args is not None:
+            self.show(*self._args)
+
+    def state_style(self, state: str) -> Style | str:
+        role, extra = STATE_ROLE.get(state, (None, ""))
+        return self.palette(role, extra) if role else extra
 
     def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
+        self._args = (row, sla, now)
         text = self.render_sla(row, sla, now)
         if text == getattr(self, "_shown", None):
             return  # a refresh with nothing new must not cost a layout pass
@@ -43,24 +65,22 @@ class SlaPane(Static):
         self.update(text, layout=text.plain.count("\n") != getattr(self, "_lines", -1))
         self._lines = text.plain.count("\n")
 
-    @staticmethod
-    def render_sla(row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
+    def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
         if row is None:
             return Text("SLA: nothing selected", style="dim")
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             return Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
                                  (duration(age) + " ago", ""))
-        out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", STATE_STYLE.get(sla.state, "")))
+        out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", self.state_style(sla.state)))
         metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
         for m in metrics:
             out.append("\n")
-            out.append_text(SlaPane.metric_line(m))
+            out.append_text(self.metric_line(m))
         return out
 
-    @staticmethod
-    def metric_line(m: MetricState) -> Text:
-        style = STATE_STYLE.get(m.state, "")
+    def metric_line(self, m: MetricState) -> Text:
+        style = self.state_style(m.state)
         t = Text.assemble(
             (STATE_SYMBOL.get(m.state, " ") + " ", style),
             (f"{METRIC_LABEL.get(m.metric, m.metric):<11}", "bold"),

@@ -61,16 +61,10 @@ class Store:
             return fn(self._writer)
 
     def changed(self) -> int | None:
-        """The new ``PRAGMA data_version`` if another connection committed since the last call.
-
-        The pragma is per-connection and cheap (no I/O beyond the WAL index), so polling it about
-        once a second notices the engine's writes — and our own writer's — without a file watcher.
-        """
-
-        def probe(db: Database) -> int:
-            return db.conn.execute("PRAGMA data_version").fetchone()[0]
-
-        version = self.read(probe)
+        """The new data version (``Database.data_version``) if another connection committed since
+        the last call: polled about once a second, it notices the engine's writes — and our own
+        writer's — without a file watcher."""
+        version = self.read(Database.data_version)
         if self._version is None:
             self._version = version
             return None

@@ -4,6 +4,11 @@ Built as one ``rich.text.Text`` from the loaded ``Thread`` (never markup), wrapp
 and shown with the Line API: scrolling and the reading highlight repaint only cached lines, and a
 new thread is no relayout of the screen (a ``Static`` in a scroll container cost 10-20 ms a key).
 A thousand-line message scrolls, and a ``[@click=…]`` body is just text.
+
+A message shows its new words first: quoted history and signatures (``MessageView.spans``) fold
+into one dim line each until the unfold key (``toggle_quoted``, z) shows them; quoted lines the
+customer answered inline stay, dimmed, in order with the answers. Messages no person wrote
+(bounces, auto-replies) carry an "automatic" mark with the reason.
 """
 
 from __future__ import annotations
@@ -24,17 +29,69 @@ from textual.strip import Strip
 from replydesk.platforms import info
 from replydesk.storage.queries import MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
+#: Delivery state of our reply -> (label, colour role): the label says it without colour too.
 DELIVERY = {
-    "queued": ("queued", "yellow"),
-    "sending": ("sending…", "yellow"),
-    "sent": ("sent ✓", "green"),
-    "failed": ("FAILED", "bold red"),
-    "unknown": ("UNKNOWN — check the platform", "bold red"),
+    "queued": ("queued", "warning"),
+    "sending": ("sending…", "warning"),
+    "sent": ("sent ✓", "success"),
+    "failed": ("FAILED", "error"),
+    "unknown": ("UNKNOWN — check the platform", "error"),
 }
 
 
 GUTTER = " ┃"
+#: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
+CONTEXT_LINES = 6
+FOLD_NAMES = {"quote": "quoted text", "signature": "signature"}
+
+
+def body_pieces(m: MessageView, unfolded: bool) -> list[tuple[str, str]]:
+    """A message body as (kind, text) pieces in order: ``new``, ``context`` (dim), ``folded`` (a
+    one-line placeholder) or, unfolded, ``quote``/``signature`` (dim). Pure: tested on its own."""
+    text, spans = m.text, sorted(m.spans)
+    legacy = m.meta.get("quoted") if isinstance(m.meta, dict) else None
+    if not spans and isinstance(legacy, str) and legacy:  # stored before spans existed
+        spans = [(len(text) + 2, len(text) + 2 + len(legacy), "quote")]
+        text = f"{text}\n\n{legacy}"
+    pieces: list[tuple[str, str]] = []
+    pos = 0
+    hidden: list[tuple[str, str]] = []  # consecutive folded spans become one placeholder
+
+    def flush_hidden() -> None:
+        if hidden:
+            names = " and ".join(dict.fromkeys(FOLD_NAMES[k] for k, _ in hidden))
+            lines = sum(len(t.strip("\n").split("\n")) for _, t in hidden)
+            pieces.append(("folded", f"{names} · {lines} line{'s' if lines != 1 else ''}"))
+            hidden.clear()
+
+    for start, end, kind in spans:
+        start, end = max(start, pos), min(end, len(text))
+        if start >= end:
+            continue
+        before = text[pos:start]
+        if before.strip():
+            flush_hidden()
+            pieces.append(("new", before.strip("\n")))
+        chunk = text[start:end]
+        if kind == "context" or unfolded:
+            flush_hidden()
+            lines = chunk.strip("\n").split("\n")
+            if kind == "context" and not unfolded and len(lines) > CONTEXT_LINES:
+                hidden.append(("quote", "\n".join(lines[:-3])))
+                flush_hidden()
+                lines = lines[-3:]
+            pieces.append((kind, "\n".join(lines)))
+        else:
+            hidden.append((kind, chunk))
+        pos = end
+    rest = text[pos:]
+    if rest.strip() or not pieces and not hidden:
+        flush_hidden()
+        pieces.append(("new", rest.strip("\n")))
+    flush_hidden()
+    return pieces
 
 
 def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
@@ -63,7 +120,7 @@ class ThreadView(ScrollView, can_focus=True):
         Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
     ]
 
-    COMPONENT_CLASSES = {"thread--reading"}
+    COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
 
     DEFAULT_CSS = """
     ThreadView {
@@ -73,7 +130,7 @@ class ThreadView(ScrollView, can_focus=True):
         scrollbar-size-vertical: 1;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
-    """
+    """ + role_css("ThreadView")
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
@@ -82,12 +139,23 @@ class ThreadView(ScrollView, can_focus=True):
         self.clock = clock
         self.tz = tz
         self.thread: Thread | None = None
+        self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
+        self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
         self.reading = False
         self._text: Text = self.PLACEHOLDER
         self._lines: list[Strip] = []
         self._wrapped_at = -1
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
+        self.palette = Palette(self)
+
+    def on_mount(self) -> None:
+        follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        """Another theme: the transcript was built with the old one's colours."""
+        if self.thread is not None:
+            self._set_text(self.render_thread(self.thread))
 
     # ---- content ----------------------------------------------------------------------------------
 
@@ -102,6 +170,9 @@ class ThreadView(ScrollView, can_focus=True):
         )
         if same and thread == self.thread:
             return  # a refresh with nothing new (another conversation changed): no re-render
+        if not same and (thread is None or self.thread is None
+                         or thread.conversation.id != self.thread.conversation.id):
+            self.unfolded = False  # another conversation opens folded
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
@@ -109,6 +180,14 @@ class ThreadView(ScrollView, can_focus=True):
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def toggle_folds(self) -> None:
+        """Show or hide quoted history and signatures in this conversation, keeping the place."""
+        self.unfolded = not self.unfolded
+        if self.thread is not None:
+            top = self.scroll_y
+            self._set_text(self.render_thread(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def set_reading(self, on: bool) -> None:
         """Highlight the pane while the movement keys scroll it: a repaint of cached lines, not a
@@ -205,8 +284,9 @@ class ThreadView(ScrollView, can_focus=True):
         if c.assignee:
             out.append("  · assigned ")
             out.append_text(safe(c.assignee))
+        role = self.palette
         if c.escalated:
-            out.append("  ⇑ escalated", style="bold magenta")
+            out.append("  ⇑ escalated", style=role("special", "bold"))
             if thread.escalation_target:
                 out.append(" → ")
                 out.append_text(safe(thread.escalation_target))
@@ -216,7 +296,7 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
         if c.tags:
             out.append("\n")
-            out.append_text(safe("  ".join("#" + t for t in c.tags), "cyan"))
+            out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
             out.append("\nSubject: ", style="dim")
             out.append_text(safe(c.subject, "bold"))
@@ -240,35 +320,51 @@ class ThreadView(ScrollView, can_focus=True):
     def render_message(self, m: MessageView, now: float) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
         t = Text()
+        role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
-            t.append_text(safe(m.author or "customer", "bold"))
+            t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if m.automatic:
+                t.append("  ⚙ automatic", style=role("special", "bold"))
+                t.append(" · ", style="dim")
+                t.append_text(safe(m.automatic, role("special")))
             gutter = "  "
         elif m.direction == "note":
-            t.append(f"{when}  ✎ internal note by ", style="italic yellow")
-            t.append_text(safe(m.author or "me", "italic yellow"))
+            t.append(f"{when}  ✎ internal note by ", style=role("warning", "italic"))
+            t.append_text(safe(m.author or "me", role("warning", "italic")))
             gutter, body_style = "  ┃ ", "italic"
         else:
             t.append(f"{when}  → ", style="dim")
-            t.append_text(safe(m.author or "me", "bold cyan"))
+            t.append_text(safe(m.author or "me", role("accent", "bold")))
             if m.private:
-                t.append("  (private)", style="magenta")
-            label, style = DELIVERY.get(m.state, (m.state, "dim"))
+                t.append("  (private)", style=role("special"))
+            bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
+            if bounced:
+                label, state_role = "NOT DELIVERED", "error"
+            else:
+                label, state_role = DELIVERY.get(m.state, (m.state, None))
             t.append("  [", style="dim")
-            t.append(label, style=style)
+            t.append(label, style=role(state_role) if state_role else "dim")
             if m.state == "queued" and m.not_before and m.not_before > now:
                 t.append(f" · leaves in {int(m.not_before - now) + 1}s", style="dim")
             t.append("]", style="dim")
             if m.error:
-                t.append("\n  reason: ", style="red")
-                t.append_text(safe(m.error, "red"))
-            if m.state in ("failed", "unknown") and m.outbox_key:
+                t.append("\n  reason: ", style=role("error", "not bold"))
+                t.append_text(safe(m.error, role("error", "not bold")))
+            if bounced:
+                t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
-        body = safe(m.text, body_style)
-        for line in body.split("\n", allow_blank=True):
-            t.append("\n" + gutter, style="yellow" if m.direction == "note" else "")
-            t.append_text(line)
+        for kind, piece in body_pieces(m, self.unfolded):
+            if kind == "folded":
+                t.append("\n" + gutter)
+                t.append(f"▸ {piece} ({self.unfold_key} shows)", style="dim italic")
+                continue
+            style = body_style if kind == "new" else "dim"
+            for line in safe(piece, style).split("\n", allow_blank=True):
+                t.append("\n" + gutter, style=role("warning") if m.direction == "note" else "")
+                t.append_text(line)
         return t

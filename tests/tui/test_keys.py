@@ -353,12 +353,12 @@ async def test_search_and_back(workspace, db) -> None:  # noqa: ANN001
         await type_text(pilot, "platform:x")
         await pilot.press("enter")
         await settle(pilot)
-        assert app.searching and 0 < app.inbox.total < everything
+        assert app.main.searching and 0 < app.inbox.total < everything
         assert app.inbox.current.platform == "x"
         assert app.inbox.total == queries.inbox_count(db, InboxFilter(statuses=None, platforms=("x",)))
         await pilot.press("escape")
         await settle(pilot)
-        assert not app.searching and app.inbox.total == everything
+        assert not app.main.searching and app.inbox.total == everything
 
 
 async def test_search_words_and_hostile_queries(workspace) -> None:  # noqa: ANN001
@@ -381,7 +381,7 @@ async def test_views_by_number(workspace, db) -> None:  # noqa: ANN001
         await settle(pilot)
         await pilot.press("2")  # Breached
         await settle(pilot)
-        assert app.view_title == "Breached"
+        assert app.main.view_title == "Breached"
         breached = db.conn.execute("SELECT count(*) FROM conversations WHERE sla_state='breached'").fetchone()[0]
         assert app.inbox.total == breached and app.inbox.current.sla_state == "breached"
         await pilot.press("4")  # Reviews
@@ -389,7 +389,7 @@ async def test_views_by_number(workspace, db) -> None:  # noqa: ANN001
         assert app.inbox.current.kind == "review"
         await pilot.press("9")  # not configured: a message, no change
         await settle(pilot)
-        assert app.view_title == "Reviews"
+        assert app.main.view_title == "Reviews"
 
 
 async def test_most_urgent_jump(workspace, db) -> None:  # noqa: ANN001
@@ -406,7 +406,7 @@ async def test_most_urgent_jump(workspace, db) -> None:  # noqa: ANN001
         await settle(pilot)
         await pilot.press("exclamation_mark")
         await settle(pilot)
-        assert app.inbox.cursor_id == urgent.id and app.view_title == "Inbox"
+        assert app.inbox.cursor_id == urgent.id and app.main.view_title == "Inbox"
 
 
 async def test_enter_opens_thread_and_marks_read(workspace, db) -> None:  # noqa: ANN001
@@ -418,7 +418,7 @@ async def test_enter_opens_thread_and_marks_read(workspace, db) -> None:  # noqa
         await pilot.press("enter")
         await settle(pilot)
         # Reading: the thread is highlighted and the movement keys scroll it, not the list.
-        assert app.reading and app.thread_view.reading
+        assert app.main.reading and app.thread_view.reading
         app.thread_view.scroll_end(animate=False)
         await settle(pilot)
         bottom = app.thread_view.scroll_y
@@ -427,7 +427,7 @@ async def test_enter_opens_thread_and_marks_read(workspace, db) -> None:  # noqa
         assert app.inbox.cursor_id == target.id
         assert app.thread_view.scroll_y == min(1, bottom)
         await pilot.press("escape")
-        assert not app.reading and app.focused is app.inbox
+        assert not app.main.reading and app.focused is app.inbox
         await pilot.press("j")
         await settle(pilot)
         assert app.inbox.cursor_id != target.id  # back on the list, j moves the cursor
@@ -446,7 +446,7 @@ async def test_help_lists_bindings_of_context(workspace) -> None:  # noqa: ANN00
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("r")  # in the composer "?" is text, so ask for help as the palette does
-        app.action_help()
+        app.main.action_help()
         await settle(pilot)
         ids = {row[3] for row in app.screen.rows}
         assert "composer.send" in ids and app.screen.context == "composer"

@@ -55,7 +55,7 @@ async def test_thread_wraps_to_the_pane_and_highlights_while_reading(workspace) 
         idle = list(view.render_line(0))[0].style.bgcolor
         await pilot.press("enter")
         await settle(pilot)
-        assert app.reading and list(view.render_line(0))[0].style.bgcolor != idle
+        assert app.main.reading and list(view.render_line(0))[0].style.bgcolor != idle
         await pilot.press("escape")
         await settle(pilot)
         assert list(view.render_line(0))[0].style.bgcolor == idle

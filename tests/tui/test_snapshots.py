@@ -35,3 +35,9 @@ def test_composer_open_160x48(workspace, snap_compare) -> None:  # noqa: ANN001
 
     app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
     assert snap_compare(app, terminal_size=(160, 48), run_before=compose)
+
+
+def test_main_screen_light_theme_120x36(make_workspace, snap_compare) -> None:  # noqa: ANN001
+    """ui.theme: a light theme, every state coloured from its variables (see test_themes.py)."""
+    app = ReplydeskApp(make_workspace(theme="catppuccin-latte"), start_engine=False, clock=fixed_clock)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=_ready)

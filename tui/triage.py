@@ -1,0 +1,34 @@
+"""Triage as a table: each action the keys (and ``.``, repeat) apply to the selection, and its write.
+
+One row per action instead of a chain of ifs: adding an action is one line here plus its key.
+No Textual here; the main screen runs the returned write in a worker through ``Store.write``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from replydesk.storage import actions
+from replydesk.storage.db import Database
+
+#: (database, conversation ids, the dialog's answer, the acting agent) -> the write.
+Step = Callable[[Database, Sequence[str], Mapping[str, Any], str], None]
+
+TRIAGE: dict[str, Step] = {
+    "tag": lambda db, ids, p, actor: actions.tag(db, ids, p["tags"], actor=actor),
+    "untag": lambda db, ids, p, actor: actions.untag(db, ids, p["tags"], actor=actor),
+    "assign": lambda db, ids, p, actor: actions.assign(db, ids, p["who"], actor=actor),
+    "escalate": lambda db, ids, p, actor: actions.escalate(db, ids, target=p["target"], reason=p["reason"],
+                                                          note=p["note"], actor=actor),
+    "resolve": lambda db, ids, p, actor: actions.resolve(db, ids, actor=actor),
+    "reopen": lambda db, ids, p, actor: actions.reopen(db, ids, actor=actor),
+    "snooze": lambda db, ids, p, actor: actions.snooze(db, ids, p["until"], actor=actor),
+}
+
+
+def triage_write(name: str, ids: Sequence[str], params: Mapping[str, Any], actor: str) -> Callable[[Database], None]:
+    """The write of triage action ``name`` on ``ids``; a name not in ``TRIAGE`` is a bug (KeyError)."""
+    step = TRIAGE[name]
+    ids, params = list(ids), dict(params)
+    return lambda db: step(db, ids, params, actor)
