@@ -318,3 +318,15 @@ def test_the_records_before_a_bad_line_stay_imported(tmp_path: Path, capsys) -> 
     assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 2
     assert "a.jsonl:4: not valid JSON" in capsys.readouterr().err
     assert sorted(c[0] for c in state_of(tmp_path / "w")["conversations"]) == ["shop:c0", "shop:c1", "shop:c2"]
+
+
+def test_a_robots_message_keeps_its_reason_through_export_and_import(tmp_path: Path, capsys) -> None:
+    r = record(4)
+    r["messages"][0]["automatic"] = "auto-reply: Auto-Submitted: auto-replied"
+    src = write_jsonl(tmp_path / "a.jsonl", [r])
+    assert main(["--data-dir", str(tmp_path / "w"), "import", str(src)]) == 0
+    capsys.readouterr()
+    assert main(["--data-dir", str(tmp_path / "w"), "export"]) == 0
+    (out,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out["messages"][0]["automatic"] == "auto-reply: Auto-Submitted: auto-replied"
+    assert "automatic" not in out["messages"][1]
