@@ -6,37 +6,76 @@ document (or JSON Lines for ``export``); text output makes customer text termina
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import getpass
-import json
-import logging
 import os
-import re
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-from replydesk import __version__, secrets
-from replydesk.config import (
-    Config,
-    ConfigError,
-    default_config_path,
-    default_data_dir,
-    demo_config,
-    load_config,
-)
-from replydesk.config_watch import ConfigSource
-from replydesk.model import iso
-from replydesk.safetext import BIDI_CONTROLS, one_line, visible
-from replydesk.storage import actions, exchange, outbox, queries, search, slastate
-from replydesk.storage.db import Database, StorageError
-from replydesk.workspace import Workspace
+from replydesk import __version__
 
-log = logging.getLogger("replydesk")
+TYPE_CHECKING = False  # not typing's: importing typing is a millisecond of every start
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from replydesk import secrets
+    from replydesk.config import Config
+    from replydesk.storage import actions, exchange, outbox, queries, search, slastate
+    from replydesk.storage.db import Database
+    from replydesk.workspace import Workspace
+
+# Start-up: a command imports what it uses and nothing else. ``--version`` needs nothing, ``--help``
+# argparse, and the read commands (search, show, outbox) the storage functions (no pydantic, yaml,
+# Textual, httpx or provider): the modules below load on first use, each where a command needs it.
+
+
+class _OnFirstUse:
+    """A module imported the first time one of its names is used."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+# The command bodies use these names as modules (the imports under TYPE_CHECKING say which).
+actions: Any = _OnFirstUse("replydesk.storage.actions")
+exchange: Any = _OnFirstUse("replydesk.storage.exchange")
+outbox: Any = _OnFirstUse("replydesk.storage.outbox")
+queries: Any = _OnFirstUse("replydesk.storage.queries")
+search: Any = _OnFirstUse("replydesk.storage.search")
+slastate: Any = _OnFirstUse("replydesk.storage.slastate")
+secrets: Any = _OnFirstUse("replydesk.secrets")
+
+
+def visible(text: str) -> str:
+    from replydesk.safetext import visible as made_visible
+
+    return made_visible(text)
+
+
+def one_line(text: str) -> str:
+    from replydesk.safetext import one_line as flattened
+
+    return flattened(text)
+
+
+def iso(ts: float | None) -> str | None:
+    from replydesk.model import iso as to_iso
+
+    return to_iso(ts)
+
+
+def _raised(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """Exception classes of ``module`` to catch, if it was imported: if not, none was raised."""
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, name) for name in names) if loaded is not None else ()
+
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -48,16 +87,19 @@ class UsageError(Exception):
 # ---- output ---------------------------------------------------------------------------------------
 
 
-_JSON_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]")
-
-
 def _json_safe(text: str) -> str:
     """json.dumps leaves DEL, C1 controls and bidi marks raw with ensure_ascii=False: escape them
     as \\uXXXX too, so JSON on a terminal cannot act on it while scripts still get the exact text."""
-    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    import re  # re caches the compiled pattern
+
+    from replydesk.safetext import BIDI_CONTROLS
+
+    return re.sub("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def emit_json(obj: Any, out: Any = None) -> None:
+    import json
+
     out = out or sys.stdout
     out.write(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None)) + "\n")
 
@@ -77,15 +119,30 @@ def complain(text: str) -> None:
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
+    from pathlib import Path
+
+    from replydesk.config import load_config
+    from replydesk.config_watch import ConfigSource
+    from replydesk.paths import config_digest, default_config_path, default_data_dir
+    from replydesk.workspace import Workspace
+
     explicit = Path(args.config) if args.config else None
+    digest = config_digest(explicit)  # of the bytes before they are read: an edit in between shows later
     config, path = load_config(explicit)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     watched = path or default_config_path()  # a config created while running is followed too
-    return Workspace(data_dir=data_dir, config=config,
+    return Workspace(data_dir=data_dir, config=config, config_digest=digest,
                      config_source=ConfigSource(watched, lambda: load_config(watched)[0]))
 
 
 def _demo_workspace(args: argparse.Namespace) -> Workspace:
+    from pathlib import Path
+
+    from replydesk.config import demo_config, load_config
+    from replydesk.config_watch import ConfigSource
+    from replydesk.paths import default_data_dir
+    from replydesk.workspace import Workspace
+
     faults = parse_faults(args.faults) if getattr(args, "faults", None) else None
     base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
@@ -128,6 +185,39 @@ def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Dat
     return ws, ws.open_db(create=create)
 
 
+def _open_to_read(args: argparse.Namespace, *, sla: bool = False, create: bool = False) -> Database:
+    """The workspace for a command that only reads it (search, show, the outbox list).
+
+    When the workspace last validated this very config file (same path and bytes, and its SLA
+    policies are the ones in force) it remembers the validated SLA settings, and this opens the
+    database alone: no config machinery (pydantic, yaml), which would be most of the command's
+    time. Otherwise (an edited, new or broken config, no workspace yet) it is ``_open``: the
+    config is validated, errors are reported and a policy edit is applied, as for any command.
+    """
+    import contextlib
+    from pathlib import Path
+
+    from replydesk.paths import config_digest, default_data_dir
+    from replydesk.storage import remembered
+    from replydesk.storage.db import StorageError, open_database
+
+    digest = config_digest(Path(args.config) if args.config else None)
+    if digest is not None:
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        with contextlib.suppress(StorageError):
+            db = open_database(data_dir, create=False)
+            settings = remembered.recall(db, digest)
+            if settings is not None:
+                if sla:
+                    from replydesk.sla import SlaEngine
+                    from replydesk.slaspec import SettingsData
+
+                    db.sla = SlaEngine(SettingsData.from_json(settings))
+                return db
+            db.close()
+    return _open(args, create=create)[1]
+
+
 def _conv(db: Database, ref: str) -> str:
     conv_id = queries.resolve_conversation(db, ref)
     if conv_id is None:
@@ -153,6 +243,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
     from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
@@ -184,6 +276,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _run_forever(engine: Any) -> int:
+    import asyncio
+    import signal
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,6 +291,8 @@ def _run_forever(engine: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
     _, db = _open(args, create=False)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
@@ -239,6 +336,8 @@ class _ImportProgress:
     """A progress bar on a terminal's stderr (rich, which Textual brings anyway); nothing otherwise."""
 
     def __init__(self, source: str) -> None:
+        import contextlib
+
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
         total = None
@@ -274,7 +373,7 @@ def _row_json(row: queries.InboxRow) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    _, db = _open(args, create=False)
+    db = _open_to_read(args)
     hits, f = search.search(db, args.query, limit=args.limit)
     rows = queries.inbox_page(db, f, 0, args.limit)
     by_id = {h.conversation_id: h for h in hits}
@@ -296,7 +395,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _, db = _open(args, create=False)
+    db = _open_to_read(args, sla=True)
     conv_id = _conv(db, args.conversation)
     record = exchange.export_record(db, conv_id, db.now())
     if args.json:
@@ -357,7 +456,8 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    _, db = _open(args)
+    reading = not (args.retry or args.discard or args.confirm_sent)
+    db = _open_to_read(args, create=True) if reading else _open(args)[1]
     if args.retry:
         outbox.retry(db, args.retry)
         say(f"reply {args.retry} queued again")
@@ -382,11 +482,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bulk(fn: Callable[..., None], label: str) -> Callable[[argparse.Namespace], int]:
+def _bulk(action: str, label: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         ws, db = _open(args)
         ids = [_conv(db, ref) for ref in args.conversations]
-        fn(db, ids, actor=ws.config.ui.agent)
+        getattr(actions, action)(db, ids, actor=ws.config.ui.agent)
         say(f"{label} {len(ids)} conversation(s)")
         return EXIT_OK
 
@@ -465,6 +565,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
     ws = _workspace(args)
     account = ws.config.account(args.account)
     if account is None:
@@ -488,6 +590,9 @@ def cmd_login(args: argparse.Namespace) -> int:
 def _login_oauth(args: argparse.Namespace, account: Any) -> int:
     """OAuth 2.0 with PKCE (X): the browser approves, the redirect or a pasted URL brings the code,
     the tokens go to the keyring. Over SSH the URL is printed and the redirected address pasted."""
+    import asyncio
+    import getpass
+
     from replydesk.providers import oauth
 
     if not secrets.backend_available():
@@ -520,6 +625,10 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from replydesk.storage.db import StorageError
+
     ws = _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
@@ -546,6 +655,10 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from replydesk.config import load_config
+
     config, path = load_config(Path(args.config) if args.config else None)
     summary = {
         "file": str(path) if path else None,
@@ -582,17 +695,73 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # ---- argument parsing -----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _NotBuilt:
+    """Stands in for the parser of a command that is not being run: building all 23 costs 3 ms
+    of the start-up of the one that is (``build_parser(only=...)``); its definition is skipped."""
+
+    def __getattr__(self, name: str) -> Callable[..., _NotBuilt]:
+        return lambda *args, **kwargs: self
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it ($COLUMNS, stdout, else 80)."""
+    try:
+        if int(os.environ.get("COLUMNS", "0")) > 0:
+            return int(os.environ["COLUMNS"])
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+#: The top-level options and whether each takes a value (argparse also accepts unique prefixes).
+_TOP_OPTIONS = {"--data-dir": True, "--config": True, "--version": False, "--help": False}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, as argparse will find it, or None when that is not plain (the
+    console, a mistake, an unusual spelling): then every command's parser is built."""
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+        option, has_value, _ = arg.partition("=")
+        known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
+        if len(known) != 1 or known[0] == "--help":  # -h too: the top-level help lists every command
+            return None
+        if _TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None:
+            return None
+    return None
+
+
+#: Every command, in the order ``--help`` lists them.
+COMMANDS = ("demo", "sync", "export", "import", "search", "show", "reply", "note", "outbox", "tag", "untag",
+            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",
+            "doctor")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, just that command's parser (the one being run)."""
+    import argparse
+
+    class Formatter(argparse.HelpFormatter):
+        """argparse's, told the width: its own lookup imports shutil (and bz2, lzma) at every start."""
+
+        def __init__(self, prog: str, **kwargs: Any) -> None:
+            super().__init__(prog, **{"width": _columns() - 2, **kwargs})
+
+    common = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
     common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="workspace directory (env REPLYDESK_HOME; default: the user data dir)")
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="config file (default: config.yaml in the user config dir)")
-    jsonopt = argparse.ArgumentParser(add_help=False)
+    jsonopt = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
     jsonopt.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     parser = argparse.ArgumentParser(
-        prog="replydesk", parents=[common],
+        prog="replydesk", parents=[common], formatter_class=Formatter,
         description="Answer customers from every platform in one terminal console. "
                     "With no command, opens the console on the configured workspace.",
         epilog="Exit codes: 0 success, 2 bad usage or config, 1 other errors. "
@@ -603,9 +772,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_: bool = False,
-            **kw: Any) -> argparse.ArgumentParser:
+            **kw: Any) -> Any:
+        if only is not None and name != only:
+            return _NotBuilt()
         p = sub.add_parser(name, parents=[common, jsonopt] if json_ else [common], help=help_,
-                           description=help_, **kw)
+                           description=help_, formatter_class=Formatter, **kw)
         p.set_defaults(func=fn)
         return p
 
@@ -670,8 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (shown in the thread)")
     p.add_argument("--target", default="helpdesk", help="where to (default: helpdesk)")
 
-    for name, fn, verb in (("resolve", actions.resolve, "resolved"), ("reopen", actions.reopen, "reopened")):
-        p = add(name, _bulk(fn, verb), f"mark conversations {verb}")
+    for name, verb in (("resolve", "resolved"), ("reopen", "reopened")):
+        p = add(name, _bulk(name, verb), f"mark conversations {verb}")
         p.add_argument("conversations", nargs="+", metavar="CONVERSATION")
 
     p = add("snooze", cmd_snooze, "snooze a conversation until a time")
@@ -702,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     p.set_defaults(config_parser=p)
     c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
-                        description="validate the config and print a summary")
+                        description="validate the config and print a summary", formatter_class=Formatter)
     c.set_defaults(func=cmd_config_check)
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
@@ -711,10 +882,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # scripts and completions ask this in loops: no parser needed
+        sys.stdout.write(f"replydesk {__version__}\n")
+        return EXIT_OK
+    parser = build_parser(only=command_in(argv))
+    args = parser.parse_args(argv)  # --help prints and exits here, before logging is set up
+    import logging
+
     logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     for name in ("data_dir", "config"):
         if not hasattr(args, name):
             setattr(args, name, None)
@@ -727,15 +904,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         complain(str(exc))
         return EXIT_USAGE
-    except ConfigError as exc:
+    except _raised("replydesk.config", "ConfigError") as exc:
         complain(f"bad config:\n{exc}")
         return EXIT_USAGE
-    except (actions.ActionError, StorageError, secrets.SecretError) as exc:
+    except (_raised("replydesk.storage.actions", "ActionError") + _raised("replydesk.storage.db", "StorageError")
+            + _raised("replydesk.secrets", "SecretError")) as exc:
         complain(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        import contextlib
+
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return EXIT_OK

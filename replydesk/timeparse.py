@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from replydesk.slaconfig import parse_duration
+from replydesk.slaspec import parse_duration
 
 _DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?$")

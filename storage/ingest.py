@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, replace
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
+from replydesk.storage.schema import TAG_SEP
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 100_000  # characters; longer texts are cut with a visible marker
 SNIPPET = 160
-TAG_SEP = "\x1f"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import TAG_SEP
 from replydesk.storage.schema import (
     CELL_COLUMNS,
     NO_DUE,
     NO_DUE_BUCKETS,
     RANK_COLUMNS,
     RANK_LEVELS,
+    TAG_SEP,
     rank_bucket,
 )
 

@@ -24,11 +24,12 @@ PACKAGES = {"replydesk": "replydesk", "storage": "replydesk.storage", "providers
             "tui": "replydesk.tui"}
 
 #: Pure functions and data: nothing but the standard library and each other.
-PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaconfig", "replydesk.bizcal",
-                       "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms"})
+PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaspec", "replydesk.slaconfig",
+                       "replydesk.bizcal", "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms"})
 #: The config modules (``config.py`` and ``slaconfig.py``, its ``sla:`` section) validate YAML.
-#: ``options.py`` holds the base every provider's account options build on.
-CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options"})
+#: ``options.py`` holds the base every provider's account options build on; ``paths.py`` where the
+#: config and the workspace live (platformdirs), light enough for the read commands.
+CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options", "replydesk.paths"})
 CONFIG_LIBS = frozenset({"pydantic", "pydantic_core", "yaml", "platformdirs"})
 #: The SQL statements a module outside storage must not run itself.
 SQL_CALLS = frozenset({"execute", "executemany", "executescript"})
@@ -60,7 +61,7 @@ LAYERS: tuple[Layer, ...] = (
           "and the provider registry (each account is validated by its provider's options; provider modules are "
           "cheap to import by contract: their wire libraries load with the first request)",
           tuple(sorted(CONFIG_MODULES)), PURE_CORE | CONFIG_MODULES | {"replydesk.providers"}, CONFIG_LIBS),
-    Layer("pure core", "model, sla, bizcal, timeparse, safetext and platforms import only the standard library, "
+    Layer("pure core", "model, sla, slaspec, bizcal, timeparse, safetext and platforms import only the standard library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),
     Layer("storage", "storage imports only the pure core, storage, database libraries and ijson (the import "
