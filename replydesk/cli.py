@@ -888,10 +888,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     parser = build_parser(only=command_in(argv))
     args = parser.parse_args(argv)  # --help prints and exits here, before logging is set up
-    import logging
+    if os.environ.get("REPLYDESK_LOG") or getattr(args, "func", None) not in (cmd_search, cmd_show, cmd_outbox):
+        import logging  # the read commands log nothing: 2 ms of their start-up spared
 
-    logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
+                            format="%(levelname)s %(name)s: %(message)s")
     for name in ("data_dir", "config"):
         if not hasattr(args, name):
             setattr(args, name, None)
