@@ -143,10 +143,27 @@ class Writer:
 def _install_hooks(marks: dict[str, Any]) -> None:
     from textual.screen import Screen
 
+    from replydesk.storage import queries
     from replydesk.tui.inbox import InboxList
+    from replydesk.tui.sla_pane import SlaPane
+    from replydesk.tui.thread import ThreadView
 
     original_render = InboxList.render_line
     original_refresh = Screen._compositor_refresh
+    original_thread_show, original_sla_show = ThreadView.show, SlaPane.show
+    original_read = queries.thread
+
+    def thread_show(self: ThreadView, thread: Any, **kwargs: Any) -> None:
+        original_thread_show(self, thread, **kwargs)
+        marks["thread_shown"] = (thread.conversation.id if thread is not None else None, time.perf_counter())
+
+    def sla_show(self: SlaPane, row: Any, *args: Any) -> None:
+        original_sla_show(self, row, *args)
+        marks["sla_shown"] = (row.id if row is not None else None, time.perf_counter())
+
+    def read_thread(db: Any, conv_id: str, *args: Any, **kwargs: Any) -> Any:
+        marks["thread_reads"].append((conv_id, time.perf_counter()))
+        return original_read(db, conv_id, *args, **kwargs)
 
     def render_line(self: InboxList, y: int):  # noqa: ANN202 - Textual's Strip
         strip = original_render(self, y)
@@ -162,6 +179,22 @@ def _install_hooks(marks: dict[str, Any]) -> None:
 
     InboxList.render_line = render_line  # type: ignore[method-assign]
     Screen._compositor_refresh = compositor_refresh  # type: ignore[method-assign]
+    ThreadView.show = thread_show  # type: ignore[method-assign]
+    SlaPane.show = sla_show  # type: ignore[method-assign]
+    queries.thread = read_thread
+
+
+async def _settled(marks: dict[str, Any], inbox: Any, after: float, timeout: float = 3.0) -> float | None:
+    """The end of the first frame after ``after`` in which the thread and the SLA pane show the
+    conversation under the cursor (the screen has settled), or None."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        want = inbox.cursor_id
+        thread, sla = marks.get("thread_shown", (None, 0.0)), marks.get("sla_shown", (None, 0.0))
+        if want is not None and thread[0] == want and sla[0] == want:
+            return await _next_frame(marks, max(after, thread[1], sla[1]), timeout)
+        await asyncio.sleep(0.0005)
+    return None
 
 
 async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0) -> float | None:
@@ -184,7 +217,7 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
     from replydesk.tui.app import ReplydeskApp
     from replydesk.workspace import Workspace
 
-    marks: dict[str, Any] = {"frames": []}
+    marks: dict[str, Any] = {"frames": [], "thread_reads": []}
     _install_hooks(marks)
     app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=False)
     result: dict[str, Any] = {}
@@ -201,6 +234,8 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
             await asyncio.sleep(0.3)
         latencies: list[float] = []
         per_key: dict[str, list[float]] = {}
+        settled_ms: list[float] = []
+        per_key_settled: dict[str, list[float]] = {}
         jump_rows_ms = None
         driver = app._driver
         assert driver is not None
@@ -215,6 +250,11 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
                 ms = (frame - t0) * 1000
                 latencies.append(ms)
                 per_key.setdefault(key, []).append(ms)
+            settled = await _settled(marks, inbox, t0)
+            if settled is not None:
+                ms = (settled - t0) * 1000
+                settled_ms.append(ms)
+                per_key_settled.setdefault(key, []).append(ms)
             if key == "G" and inbox.total:
                 # How long until the rows at the bottom of the list (a page not yet read) are painted.
                 wait_until = time.perf_counter() + 5
@@ -226,6 +266,10 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
             await asyncio.sleep(KEY_GAP)  # a brisk typist: the debounced thread load of the last key has landed
         result["key_ms"] = latencies
         result["per_key_ms"] = per_key
+        result["settled_ms"] = settled_ms
+        result["per_key_settled_ms"] = per_key_settled
+        if keys and inbox.total > 40:
+            result["burst"] = await _burst(marks, app, inbox)
         result["jump_last_rows_ms"] = jump_rows_ms
         result["keys_without_frame"] = len(keys) - len(latencies)
         if writer is not None:
@@ -236,6 +280,42 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
         await pilot.pause(0.5)
     result["rss_mb"] = vm_hwm_mb()
     return result
+
+
+BURST = 12  # keys
+BURST_GAP = 0.033  # seconds: a held key at 30 repeats per second
+
+
+async def _burst(marks: dict[str, Any], app: Any, inbox: Any) -> dict[str, Any]:
+    """Hold j for a dozen rows (key repeat): how many thread reads it costs, how many of those were
+    for rows the cursor only passed, and how long the screen takes to settle after the last key."""
+    from textual import events
+
+    driver = app._driver
+    await asyncio.sleep(KEY_GAP)
+    start_reads = len(marks["thread_reads"])
+    t_first = time.perf_counter()
+    passed: list[str] = []
+    for _ in range(BURST):
+        event = events.Key("j", "j")
+        event.set_sender(app)
+        driver.send_message(event)
+        await asyncio.sleep(BURST_GAP)
+        if inbox.cursor_id:
+            passed.append(inbox.cursor_id)
+    t_last = time.perf_counter() - BURST_GAP
+    settled = await _settled(marks, inbox, t_last)
+    await asyncio.sleep(0.5)  # what is read ahead once the key is let go
+    reads = marks["thread_reads"][start_reads:]
+    during = [c for c, at in reads if at <= (settled or t_last)]
+    shown = set(passed)
+    return {
+        "keys": BURST, "gap_ms": BURST_GAP * 1000, "reads_during": len(during),
+        "reads_of_rows_not_passed": sum(1 for c in during if c not in shown),
+        "reads_after": len(reads) - len(during),
+        "settled_after_last_key_ms": round((settled - t_last) * 1000, 2) if settled else None,
+        "burst_s": round(time.perf_counter() - t_first, 3),
+    }
 
 
 def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_page: int,

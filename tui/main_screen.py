@@ -19,11 +19,10 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.keys import format_key
 from textual.screen import Screen
-from textual.timer import Timer
 
 from replydesk.config import UiSettings
 from replydesk.safetext import one_line
-from replydesk.storage import actions, outbox, queries, slastate
+from replydesk.storage import actions, outbox, queries
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -121,7 +120,6 @@ class MainScreen(Screen[None]):
         self.last_action: tuple[str, str, dict[str, Any]] | None = None
         self.undo: dict[str, Any] | None = None
         self._header: HeaderLoaded | None = None
-        self._thread_timer: Timer | None = None
         self._thread_for: str | None = None
         self._minute = 0
 
@@ -133,7 +131,7 @@ class MainScreen(Screen[None]):
             yield InboxList(self.store, self.clock, id="inbox")
             with Vertical(id="right"):
                 yield SlaPane(id="sla")
-                yield ThreadView(self.clock, self.tz, id="thread")
+                yield ThreadView(self.clock, self.tz, store=self.store, id="thread")
                 yield Composer(id="composer")
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
@@ -169,7 +167,7 @@ class MainScreen(Screen[None]):
         if minute != self._minute:
             self._minute = minute
             if self.inbox.cursor_id:
-                self._load_thread(self.inbox.cursor_id, True)
+                self._reread_thread(self.inbox.cursor_id)
 
     def set_engine_note(self, note: str) -> None:
         self.engine_note = note
@@ -185,7 +183,7 @@ class MainScreen(Screen[None]):
         self.inbox.reload()
         self._load_header()
         if self.inbox.cursor_id:
-            self._load_thread(self.inbox.cursor_id, True)
+            self._reread_thread(self.inbox.cursor_id)
 
     # ---- header and status ------------------------------------------------------------------------
 
@@ -218,8 +216,6 @@ class MainScreen(Screen[None]):
 
     @on(InboxList.CursorMoved)
     def _on_cursor(self, event: InboxList.CursorMoved) -> None:
-        if self._thread_timer is not None:
-            self._thread_timer.stop()
         if event.conv_id != self._thread_for:
             self.set_reading(False)  # another conversation selected ('!', a view, a search)
         if event.conv_id is None:
@@ -227,30 +223,29 @@ class MainScreen(Screen[None]):
             self.thread_view.clear()
             self.query_one(SlaPane).show(None, None, self.clock())
             return
-        conv_id = event.conv_id
-        # A short debounce: holding j does not start a thread read per row.
-        self._thread_timer = self.set_timer(0.05, lambda: self._load_thread(conv_id, False))
+        # Shown in this frame when it was read ahead; the thread view reads what is missing (the
+        # selected conversation first) without waiting for the keys to stop.
+        hit = self.thread_view.follow(event.conv_id, self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
+        if hit is not None:
+            self._show_thread(hit.conv_id, hit.thread, hit.sla, keep_scroll=False)
 
-    @background("reading the thread", group="thread", exclusive=True)
-    def _load_thread(self, conv_id: str, keep_scroll: bool) -> None:
-        now = self.clock()
-
-        def read(db: Database) -> ThreadLoaded:
-            t = queries.thread(db, conv_id)
-            sla = slastate.evaluate_at(db, conv_id, now) if t else None
-            return ThreadLoaded(conv_id, t, sla, keep_scroll)
-
-        self.post_message(self.store.read(read))
+    def _reread_thread(self, conv_id: str) -> None:
+        """Data or the minute changed: read the selected conversation again (the reader's scroll
+        stays), through the thread view's reading, which keeps the reads in order."""
+        self.store.threads.drop(conv_id)
+        self.thread_view.follow(conv_id, self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
 
     @on(ThreadLoaded)
     def _on_thread(self, event: ThreadLoaded) -> None:
-        if event.conv_id != self.inbox.cursor_id:
-            return
-        keep = event.keep_scroll and self._thread_for == event.conv_id
-        self._thread_for = event.conv_id
-        self.thread_view.show(event.thread, keep_scroll=keep)
-        row = event.thread.conversation if event.thread else None
-        self.query_one(SlaPane).show(row, event.sla, self.clock())
+        if event.conv_id == self.inbox.cursor_id:
+            self._show_thread(event.conv_id, event.thread, event.sla, keep_scroll=event.keep_scroll)
+
+    def _show_thread(self, conv_id: str, thread: Any, sla: Any, *, keep_scroll: bool) -> None:
+        keep = keep_scroll and self._thread_for == conv_id
+        self._thread_for = conv_id
+        self.thread_view.show(thread, keep_scroll=keep)
+        row = thread.conversation if thread else None
+        self.query_one(SlaPane).show(row, sla, self.clock())
 
     def set_reading(self, on: bool) -> None:
         """Reading mode (enter / escape): the thread is highlighted and j/k/g/G/page keys scroll it,

@@ -5,6 +5,12 @@ and shown with the Line API: scrolling and the reading highlight repaint only ca
 new thread is no relayout of the screen (a ``Static`` in a scroll container cost 10-20 ms a key).
 A thousand-line message scrolls, and a ``[@click=…]`` body is just text.
 
+Moving onto a conversation shows it in the same frame as the list's highlight when it was read
+ahead: while the cursor rests (and while a key is held), a worker reads the conversations around
+it, those the cursor is heading for first (``follow``), and the transcripts are wrapped ahead on
+the event loop; so reading down a list with ``j`` never shows the previous conversation for a
+moment, and a burst of keys reads each conversation it passes once, none it skips.
+
 A message shows its new words first: quoted history and signatures (``MessageView.spans``) fold
 into one dim line each until the unfold key (``toggle_quoted``, z) shows them; quoted lines the
 customer answered inline stay, dimmed, in order with the answers. Messages no person wrote
@@ -13,7 +19,9 @@ customer answered inline stay, dimmed, in order with the answers. Messages no pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -25,11 +33,17 @@ from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import Worker, WorkerState
 
 from replydesk.platforms import info
 from replydesk.storage.queries import MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.messages import ThreadLoaded
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.workers import background
+
+if TYPE_CHECKING:
+    from replydesk.tui.store import Store, ThreadRead
 
 #: Delivery state of our reply -> (label, colour role): the label says it without colour too.
 DELIVERY = {
@@ -134,10 +148,21 @@ class ThreadView(ScrollView, can_focus=True):
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
-    def __init__(self, clock: Callable[[], float], tz: str | None = None, *, id: str | None = None) -> None:
+    def __init__(self, clock: Callable[[], float], tz: str | None = None, *, store: Store | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
         self.tz = tz
+        self.store = store
+        # Reading ahead: the conversations wanted, the selected one first (replaced by the UI thread,
+        # read by the worker), and whether the worker runs (under the lock, so none is lost).
+        self._plan: tuple[str, ...] = ()
+        self._ahead_lock = threading.Lock()
+        self._ahead_running = False
+        # Transcripts wrapped ahead: conversation id -> (thread, layout key, text, lines).
+        self._prepared: LRUCache[str, tuple[Thread, tuple, Text, list[Strip]]] = LRUCache(24)
+        self._to_prepare: list[str] = []
+        self._preparing = False
         self.thread: Thread | None = None
         self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
         self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
@@ -176,7 +201,14 @@ class ThreadView(ScrollView, can_focus=True):
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
-        self._set_text(self.render_thread(thread))
+        prepared = self._prepared.get(thread.conversation.id) if thread is not None else None
+        if prepared is not None and prepared[0] == thread and prepared[1] == self._layout_key():
+            self._text, self._lines, self._wrapped_at = prepared[2], prepared[3], self._text_width()
+            self._painted.clear()
+            self.virtual_size = Size(self._wrapped_at + 2, len(self._lines))
+            self.refresh()
+        else:
+            self._set_text(self.render_thread(thread))
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
@@ -207,14 +239,95 @@ class ThreadView(ScrollView, can_focus=True):
     def _wrap(self) -> None:
         """Wrap the text to the pane once; painting then only picks lines."""
         width = self._text_width()
-        console = self.app.console
-        self._lines = [
-            Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-            for line in wrap_with_gutter(self._text, console, width)
-        ]
+        self._lines = self._wrapped(self._text, width)
         self._wrapped_at = width
         self._painted.clear()
         self.virtual_size = Size(width + 2, len(self._lines))
+
+    def _wrapped(self, text: Text, width: int) -> list[Strip]:
+        console = self.app.console
+        return [
+            Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
+            for line in wrap_with_gutter(text, console, width)
+        ]
+
+    # ---- following the cursor, reading ahead -----------------------------------------------------
+
+    #: How far ahead the worker reads: rows in the direction the cursor last moved, and behind it.
+    AHEAD, BEHIND = 4, 2
+
+    def follow(self, conv_id: str, around: Sequence[str | None]) -> ThreadRead | None:
+        """The cursor is on ``conv_id``: its read if one is cached (the caller shows it now),
+        and the worker told to read it (when missing or possibly out of date) and ``around`` (the
+        rows to read ahead, nearest first) while the cursor rests or moves on."""
+        if self.store is None:
+            return None
+        self._plan = tuple(dict.fromkeys(c for c in (conv_id, *around) if c))
+        with self._ahead_lock:
+            if not self._ahead_running:
+                self._ahead_running = True
+                self._read_ahead()
+        return self.store.threads.get(conv_id)
+
+    @background("reading the thread", group="thread-ahead")
+    def _read_ahead(self) -> None:
+        """Read, one at a time, the first conversation of the plan that is not fresh in the cache
+        (the plan is looked at again after each read: the cursor may have moved on)."""
+        assert self.store is not None
+        while True:
+            with self._ahead_lock:
+                now, plan = self.clock(), self._plan
+                todo = next((c for n, c in enumerate(plan)
+                             if not self.store.threads.fresh(c, now, written_since=n > 0)), None)
+                if todo is None or not self.is_attached:
+                    self._ahead_running = False
+                    return
+            read = self.store.read_thread(todo, now)
+            self.post_message(ThreadLoaded(read.conv_id, read.thread, read.sla, keep_scroll=True))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "thread-ahead" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            with self._ahead_lock:  # a failed read must not stop the reading ahead for good
+                self._ahead_running = False
+
+    def on_thread_loaded(self, event: ThreadLoaded) -> None:
+        """A read arrived (it goes on to the screen, which shows the selected one): wrap the
+        others' transcripts while idle, so moving onto them paints from the cache."""
+        if event.thread is not None and (self.thread is None or event.conv_id != self.thread.conversation.id):
+            if event.conv_id not in self._to_prepare:
+                self._to_prepare.append(event.conv_id)
+            if not self._preparing:
+                self._preparing = True
+                self.set_timer(0.005, self._prepare_one)
+
+    def _layout_key(self) -> tuple:
+        """What a wrapped transcript depends on besides the thread: width, folds, the minute (times
+        are shown relative to today), the styles."""
+        return (self._text_width(), self.unfolded, int(self.clock() // 60), self._base(False))
+
+    def _prepare_one(self) -> None:
+        """Wrap one transcript read ahead, then let a key in before the next."""
+        self._preparing = False
+        if self.store is None or not self.is_attached:
+            return
+        while self._to_prepare:
+            conv_id = self._to_prepare.pop(0)
+            read = self.store.threads.get(conv_id)
+            if read is None or read.thread is None or (self.thread is not None and conv_id == self.thread.conversation.id):
+                continue
+            was_unfolded, self.unfolded = self.unfolded, False  # another conversation opens folded
+            try:
+                key = self._layout_key()
+                done = self._prepared.get(conv_id)
+                if done is None or done[0] != read.thread or done[1] != key:
+                    text = self.render_thread(read.thread)
+                    self._prepared[conv_id] = (read.thread, key, text, self._wrapped(text, key[0]))
+            finally:
+                self.unfolded = was_unfolded
+            if self._to_prepare:
+                self._preparing = True
+                self.set_timer(0.005, self._prepare_one)
+            return
 
     def on_resize(self) -> None:
         if self._text_width() != self._wrapped_at:
@@ -227,6 +340,7 @@ class ThreadView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._base_style.clear()
         self._painted.clear()
+        self._prepared.clear()
 
     def on_focus(self) -> None:
         self.refresh()
