@@ -277,7 +277,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m), 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
              "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
              _automatic(m) if m.automatic else None)
@@ -345,6 +345,13 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
                 (conv_id, m.created_at, "bounced", "robot",
                  json.dumps({"message": message_id, "report": mid, "reason": reason})),
             )
+
+
+def _customer_name(m: IncomingMessage) -> str:
+    """The author of a message the platform gave no author: the customer for what came in, never
+    for our own messages (those show as ours; crediting them to the contact made our earlier
+    replies read as the customer's)."""
+    return (m.contact.name or m.contact.handle) if m.direction == "in" else ""
 
 
 def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:
