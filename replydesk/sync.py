@@ -24,10 +24,10 @@ from typing import Any
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from replydesk import providers, secrets
+from replydesk import providers, push, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingAction, OutgoingReply
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
@@ -38,7 +38,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate
+from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, pushes, queries, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,13 @@ class SyncEngine:
 
     def _publish_facts(self, run: AccountRun) -> None:
         """Store the account's platform facts for the console when they changed (at start, and when
-        a fetch taught the provider a limit, as a Mastodon instance's own maximum)."""
-        facts = run.provider.facts()
+        a fetch taught the provider a limit, as a Mastodon instance's own maximum). They carry the
+        actions the account can perform, so the console offers only those: ``mark_read`` only where
+        the account's ``mark_read`` option asks for read receipts on the platform."""
+        actions = set(run.provider.capabilities.actions)
+        if not getattr(run.provider.options, "mark_read", False):
+            actions.discard("mark_read")
+        facts = {p: f.with_actions(actions) for p, f in run.provider.facts().items()}
         if facts != run.facts:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
@@ -187,6 +192,17 @@ class SyncEngine:
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
         return stats.new_messages
 
+    def ingest_pushed(self, run: AccountRun) -> int:
+        """Bodies a webhook receiver stored for this account (``replydesk.push``), through the same
+        ingest path as a fetch; returns the number of new messages. Needs no network, so it runs
+        while the account backs off too."""
+        if not run.provider.capabilities.accepts_push or not pushes.has_pending(self.db, run.name):
+            return 0
+        stats = push.ingest_pending(self.db, run.provider)
+        if stats.new_messages:
+            self._status(run.name, "ok", f"{stats.new_messages} new by push", synced=True)
+        return stats.new_messages
+
     # ---- sending ----------------------------------------------------------------------------------
 
     def _outgoing(self, item: outbox.OutboxItem) -> OutgoingReply:
@@ -198,40 +214,81 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
+            send_as=item.send_as,
         )
 
-    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
-        """An earlier attempt may have been posted: find out before sending again.
+    def _action(self, item: outbox.OutboxItem) -> OutgoingAction:
+        """The provider's view of an outbox action (the conversation's details, the frozen payload)."""
+        row = outbox.reply_context(self.db, item.conversation_id).conversation
+        return OutgoingAction(
+            key=item.key, kind=item.action, account=item.account, conversation_id=item.conversation_id,
+            conversation_native_id=row[0], conversation_kind=row[1], payload=dict(item.payload),
+            meta=json.loads(row[2] or "{}"), created_at=item.created_at,
+        )
 
-        Idempotent platform: nothing to find out, resending with the same key is safe (False).
-        Lookup-capable: look for our post; found → recorded as sent (True), absent → resend (False).
-        Neither: mark ``unknown`` and let the user decide (True); guessing risks a double post.
+    def _settles_itself(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """A repeat of an uncertain attempt is harmless: the platform dedupes the key (or the action
+        changes nothing twice), so there is nothing to find out first."""
+        if item.is_reply:
+            return run.provider.capabilities.supports_idempotency
+        return run.provider.repeatable(item.action)
+
+    def _can_look(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        return run.provider.capabilities.can_lookup_sent
+
+    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """An earlier attempt may have been posted (or done): find out before trying again.
+
+        Idempotent: nothing to find out, repeating with the same key is safe (False).
+        Lookup-capable: look for our post (or ticket); found → recorded as done (True), absent →
+        try again (False). Neither: mark ``unknown`` and let the user decide (True); guessing risks
+        a double post or a second ticket.
         """
-        caps = run.provider.capabilities
-        if caps.supports_idempotency:
+        if self._settles_itself(run, item):
             return False
-        if not caps.can_lookup_sent:
-            outbox.mark_unknown(self.db, item.key, "the platform cannot tell whether this reply was posted; "
+        what = "reply was posted" if item.is_reply else f"{item.action.replace('_', ' ')} happened"
+        if not self._can_look(run, item):
+            outbox.mark_unknown(self.db, item.key, f"the platform cannot tell whether this {what}; "
                                 "check it there, then retry or confirm")
             return True
-        found = await run.provider.lookup_sent(self._outgoing(item))
-        if found is not None:
-            outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+        if item.is_reply:
+            found = await run.provider.lookup_sent(self._outgoing(item))
+            if found is not None:
+                outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+                return True
+            return False
+        done = await run.provider.lookup_performed(self._action(item))
+        if done is not None:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
             return True
         return False
 
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
-        """Try to deliver one reply. Returns True when it left (or was found already posted)."""
+        """Try to deliver one reply (or perform one action). True when it left (or was found done).
+
+        A reply whose reply window closed while it waited (offline for a day, a send-later time)
+        fails here with the platform's rule and the choices left, instead of being refused there."""
         attempted = False
         try:
             if (uncertain or item.attempts > 0) and await self._reconcile(run, item):
                 settled = outbox.get(self.db, item.key)
                 return settled is not None and settled.state == "sent"
+            refusal = outbox.window_refusal(self.db, item)
+            if refusal is not None:
+                outbox.mark_failed(self.db, item.key, refusal)
+                return False
+            if not item.is_reply and item.action not in run.provider.capabilities.actions:
+                outbox.mark_failed(self.db, item.key, f"account {run.name} cannot "
+                                   f"{item.action.replace('_', ' ')} (its provider does not offer it)")
+                return False
             fresh = outbox.mark_sending(self.db, item.key)
             if fresh is None:
                 return False  # discarded or already handled since we read it
             attempted = True
-            result = await run.provider.send(self._outgoing(fresh))
+            if fresh.is_reply:
+                result = await run.provider.send(self._outgoing(fresh))
+            else:
+                done = await run.provider.perform(self._action(fresh))
         except ProviderError as exc:
             self._send_fault(run, item.key, exc, attempted)
             return False
@@ -240,7 +297,10 @@ class SyncEngine:
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
             return False
-        outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        if fresh.is_reply:
+            outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        else:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
         run.failures = 0
         return True
 
@@ -324,8 +384,7 @@ class SyncEngine:
                 continue
             outbox.mark_retry(self.db, item.key, "interrupted while sending; checking before resending",
                               self.db.now())
-            caps = run.provider.capabilities
-            if not (caps.supports_idempotency or caps.can_lookup_sent):
+            if not (self._settles_itself(run, item) or self._can_look(run, item)):
                 await self._reconcile(run, item)  # needs no network: marks it unknown
 
     # ---- housekeeping -----------------------------------------------------------------------------
@@ -346,7 +405,7 @@ class SyncEngine:
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")
-            report.fetched[run.name] = await self.fetch_account(run)
+            report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
             report.sent += await self.drain(run)
             status = accounts.status_of(self.db, run.name)
             if status and status.state not in ("ok", "syncing"):
@@ -366,6 +425,7 @@ class SyncEngine:
                 if not run.stopped and not run.streaming and now >= run.next_fetch and now >= run.blocked_until:
                     await self.fetch_account(run)
                     run.next_fetch = self.db.now() + run.provider.poll_interval
+                self.ingest_pushed(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)
