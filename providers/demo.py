@@ -336,11 +336,15 @@ WINDOWED = ("whatsapp", "facebook", "instagram")
 
 
 def _event(m: IncomingMessage) -> dict[str, Any]:
-    """One message as the demo's webhook body carries it."""
-    return {"conversation": m.conversation_native_id, "platform": m.platform, "kind": m.kind,
-            "sender": {"id": m.contact.native_id, "name": m.contact.name, "handle": m.contact.handle,
-                       "vip": m.contact.vip},
-            "message": {"mid": m.native_id, "text": m.text, "timestamp": m.created_at, "subject": m.subject}}
+    """One message as the demo's webhook body carries it; the shop's own messages (answered from the
+    platform's app) come as echoes, as WhatsApp's coexistence echoes do."""
+    event = {"conversation": m.conversation_native_id, "platform": m.platform, "kind": m.kind,
+             "sender": {"id": m.contact.native_id, "name": m.contact.name, "handle": m.contact.handle,
+                        "vip": m.contact.vip},
+             "message": {"mid": m.native_id, "text": m.text, "timestamp": m.created_at, "subject": m.subject}}
+    if m.direction == "out":
+        event["message"]["is_echo"] = True
+    return event
 
 
 def _from_event(event: Any) -> IncomingMessage:
@@ -355,11 +359,12 @@ def _from_event(event: Any) -> IncomingMessage:
     name = sender.get("name") if isinstance(sender.get("name"), str) else ""
     handle = sender.get("handle") if isinstance(sender.get("handle"), str) else ""
     subject = message.get("subject") if isinstance(message.get("subject"), str) else ""
+    echo = message.get("is_echo") is True  # the shop's own message
     return IncomingMessage(
         native_id=message["mid"], conversation_native_id=event["conversation"], platform=event["platform"],
         kind=event["kind"], contact=Contact(sender["id"], name, handle, sender.get("vip") is True), text=text,
-        created_at=float(at), author=name, subject=subject,
-        meta={"at": float(at)} if event["platform"] in WINDOWED else {},
+        created_at=float(at), direction="out" if echo else "in", author="Shop" if echo else name, subject=subject,
+        meta={"at": float(at)} if event["platform"] in WINDOWED and not echo else {},
     )
 
 
