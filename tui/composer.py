@@ -194,16 +194,16 @@ class Composer(Vertical):
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
         t.append(f" · {self.facts.label} · ", style="dim")
+        verdict = self.window()
+        if verdict is not None:  # before the count: on a narrow pane it must not be the part cut off
+            note, role = short(verdict, self.clock())
+            t.append(note, style=self.palette(role) if role else "")
+            t.append(" · ", style="dim")
         if measure is not None and measure.limit:
             unit = " bytes" if measure.unit == "bytes" else ""
             t.append(f"{measure.used}/{measure.limit}{unit}", style=self.palette("error") if measure.over else "")
         else:
             t.append(f"{graphemes(self.text)} chars", style="dim")
-        verdict = self.window()
-        if verdict is not None:
-            note, role = short(verdict, self.clock())
-            t.append(" · ", style="dim")
-            t.append(note, style=self.palette(role) if role else "")
         t.append("  ctrl+s send · esc close", style="dim")
         if self.mode not in UNSENT and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")

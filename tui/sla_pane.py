@@ -69,21 +69,23 @@ class SlaPane(Static):
     def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
         if row is None:
             return Text("SLA: nothing selected", style="dim")
+        window = self.window_line(row, now)  # second: when a reply may go at all is read first
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
                                 (duration(age) + " ago", ""))
-        else:
-            out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"),
-                                (f" · {sla.state}", self.state_style(sla.state)))
-            metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
-            for m in metrics:
+            if window is not None:
                 out.append("\n")
-                out.append_text(self.metric_line(m))
-        window = self.window_line(row, now)
+                out.append_text(window)
+            return out
+        out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", self.state_style(sla.state)))
         if window is not None:
             out.append("\n")
             out.append_text(window)
+        metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
+        for m in metrics:
+            out.append("\n")
+            out.append_text(self.metric_line(m))
         return out
 
     def window_line(self, row: InboxRow, now: float) -> Text | None:
@@ -94,7 +96,7 @@ class SlaPane(Static):
             return None
         label, detail, role = found
         return Text.assemble(("  Reply window", "bold"), (f" {label}", self.palette(role) if role else ""),
-                             (f" · {detail}", "dim"))
+                             (f" · {detail}", ""))
 
     def metric_line(self, m: MetricState) -> Text:
         style = self.state_style(m.state)

@@ -23,6 +23,14 @@ def verdict_for(row: InboxRow, mode: str, now: float, send_as: str | None = None
     return check(row.reply_windows, now, private=private, send_as=send_as, platform=label)
 
 
+#: What is left once a window closed, in a few words (the full sentence is the rule's ``after``).
+LEFT_AFTER = {"template": "templates only", "public": "public answer only"}
+
+
+def left_after(verdict: Verdict) -> str:
+    return LEFT_AFTER.get(verdict.window.after_choice or "", "nothing until they write")
+
+
 def short(verdict: Verdict, now: float) -> tuple[str, str | None]:
     """(text, colour role) for the composer's info line: the countdown, or what is left."""
     if verdict.allowed and verdict.until is not None:
@@ -31,12 +39,12 @@ def short(verdict: Verdict, now: float) -> tuple[str, str | None]:
     timed = [(c, u) for c, u in verdict.choices if u is not None]
     if timed:
         choice, until = timed[0]
-        return f"window closed · {choice.replace('_', '-')} tag {span(until - now)} left", "warning"
-    return f"window closed · {verdict.window.after}", "error"
+        return f"window closed: {choice.replace('_', '-')} tag {span(until - now)} left", "warning"
+    return f"window closed: {left_after(verdict)}", "error"
 
 
 def pane_line(row: InboxRow, now: float) -> tuple[str, str, str | None] | None:
-    """(label, detail, colour role) for the SLA pane, or None where no window applies. A DM is
+    """(state, detail, colour role) for the SLA pane, or None where no window applies. A DM is
     counted as a private reply would be; a comment as a public one, unless only a private window
     exists (then the private-reply window is what is counted down)."""
     if not row.reply_windows:
@@ -45,18 +53,17 @@ def pane_line(row: InboxRow, now: float) -> tuple[str, str, str | None] | None:
     verdict = verdict_for(row, "private" if private else "public", now)
     if verdict is None:
         return None
-    name = verdict.window.name
     if verdict.allowed and verdict.until is not None:
         left = verdict.until - now
-        what = "private replies" if verdict.window.private_only else "replies"
-        return (f"{span(left)} left", f"{name}: {what} until then, after that {verdict.window.after}",
-                "warning" if left < 3600 else "success")
+        then = f"then {left_after(verdict)}"
+        detail = f"private replies; {then}" if verdict.window.private_only else then
+        return f"{span(left)} left", detail, "warning" if left < 3600 else "success"
     timed = [(c, u) for c, u in verdict.choices if u is not None]
     closed = f"closed {span(now - (verdict.until or verdict.window.since))} ago"
     if timed:
         choice, until = timed[0]
-        return closed, f"{name}; {CHOICES.get(choice, choice)}: {span(until - now)} left", "warning"
-    return closed, f"{name}; {verdict.window.after}", "error"
+        return closed, f"{choice.replace('_', '-')} tag {span(until - now)} left", "warning"
+    return closed, left_after(verdict), "error"
 
 
 def dialog_items(verdict: Verdict, now: float) -> list[tuple[str, str]]:
