@@ -126,6 +126,8 @@ class SyncEngine:
         """Replies that need the user, for the status bar: the account may be fine, they are not."""
         counts = outbox.needing_attention(self.db, account)
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
+        others = outbox.needing_attention(self.db, account, replies=False)
+        parts += [f"{n} action{'' if n == 1 else 's'} {state}" for state, n in sorted(others.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
 
     def _publish_facts(self, run: AccountRun) -> None:

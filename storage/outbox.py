@@ -300,10 +300,12 @@ def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
     return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
 
 
-def needing_attention(db: Database, account: str) -> dict[str, int]:
-    """How many of the account's replies wait for the user (``failed``, ``unknown``), by state."""
+def needing_attention(db: Database, account: str, *, replies: bool = True) -> dict[str, int]:
+    """How many of the account's replies (``replies=False``: its other actions) wait for the user
+    (``failed``, ``unknown``), by state."""
     return dict(db.conn.execute(
-        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') "
+        f"AND action {'=' if replies else '!='} 'reply' GROUP BY state",
         (account,),
     ).fetchall())
 

@@ -324,3 +324,18 @@ def test_sigkill_between_ticket_and_record_never_makes_a_second_ticket(tmp_path:
         assert item.remote_id == next(t["id"] for t in tickets if t["key"] == key)
     db.close()
 
+
+
+def test_the_console_learns_what_each_account_can_do_and_read_receipts_wait_for_the_option(tmp_path: Path) -> None:
+    from replydesk.storage import platform_facts
+
+    for on in (False, True):
+        shop = Shop(tmp_path / f"ws-{on}", mark_read=on)
+        try:
+            shop.run()
+            stored = {(a, p): f.actions for a, p, f in platform_facts.load(shop.db)}
+            assert stored[("demo", "whatsapp")] == (("delete_reply", "edit_reply", "mark_read") if on
+                                                    else ("delete_reply", "edit_reply"))
+            assert stored[("desk", "demo-helpdesk")] == ("create_ticket",)
+        finally:
+            shop.db.close()
