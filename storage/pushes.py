@@ -18,7 +18,7 @@ from typing import Any
 
 from replydesk.model import FetchResult, iso
 from replydesk.storage import ingest
-from replydesk.storage.db import Database
+from replydesk.storage.db import Database, StorageError
 
 #: The largest body kept (Meta's webhook bodies are far smaller; a bigger one is refused, not cut).
 MAX_BODY = 4 * 1024 * 1024
@@ -52,6 +52,8 @@ def store(db: Database, account: str, dedupe_key: str, body: bytes, headers: Map
         raise TypeError("a pushed body is bytes, as received")
     if len(body) > MAX_BODY:
         raise BodyTooLarge(f"the body is {len(body)} bytes; at most {MAX_BODY} are kept")
+    if db.conn.in_transaction:  # its own commit is the acknowledgement: never one joined to another
+        raise StorageError("a pushed body is stored in a transaction of its own")
     now = db.now()
     kept = json.dumps({str(k).lower(): str(v)[:1000] for k, v in headers.items()}, ensure_ascii=False)
     db.conn.execute("PRAGMA synchronous = FULL")

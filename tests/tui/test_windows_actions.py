@@ -35,7 +35,9 @@ async def select(pilot, conv_id: str) -> None:  # noqa: ANN001
     for _ in range(500):  # a bound, not a duration: each round waits for the app to go idle
         await settle(pilot)
         thread = pilot.app.thread_view.thread
-        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
+        if pilot.app.inbox.cursor_id != conv_id:  # a reload that started before ours moved it back
+            pilot.app.inbox.select_id(conv_id)
+        elif thread is not None and thread.conversation.id == conv_id:
             return
         await pilot.pause(0.01)
     raise AssertionError(f"{conv_id} was never shown")
