@@ -217,7 +217,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     known = _existing(db, conv_ids, "conversations")
     conv_rows = []
     robots_only: list[str] = []
-    customer_wrote: list[str] = []  # conversations whose reply windows count from a new message
+    customer_wrote: list[tuple[str, str, str]] = []  # (id, platform, kind): windows count from a new message
     any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
@@ -233,7 +233,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
         if inbound:
-            customer_wrote.append(conv_id)
+            customer_wrote.append((conv_id, first.platform, first.kind))
         customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
@@ -277,7 +277,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         db.conn.executemany("UPDATE conversations SET needs_reply=? WHERE id=?",
                             [(needs, conv_id) for conv_id, needs in kept.items()])
     if customer_wrote:
-        reply_windows.refresh(db, account, customer_wrote)
+        reply_windows.customer_wrote(db, account, customer_wrote)
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "

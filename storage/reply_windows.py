@@ -52,6 +52,16 @@ def refresh(db: Database, account: str, conv_ids: Sequence[str] | None = None) -
     return len(updates)
 
 
+def customer_wrote(db: Database, account: str, convs: Sequence[tuple[str, str, str]]) -> int:
+    """Ingest's call: the customer wrote in these (id, platform, kind) conversations. Only those a
+    rule binds are read back and recomputed (one look at the account's facts otherwise)."""
+    facts = platform_facts.for_account(db, account)
+    if not _has_rules(facts):
+        return 0
+    bound = [c for c, platform, kind in convs if platform in facts and facts[platform].window_rules(kind)]
+    return refresh(db, account, bound) if bound else 0
+
+
 def windows_of(db: Database, conv_id: str) -> tuple[str, list[Window]]:
     """(the platform's label, the conversation's windows) as stored."""
     row = db.conn.execute("SELECT account, platform, reply_window FROM conversations WHERE id=?",
