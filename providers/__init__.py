@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "mastodon": "replydesk.providers.mastodon:MastodonProvider",
     "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
     "telegram": "replydesk.providers.telegram:TelegramProvider",
+    "x": "replydesk.providers.x:XProvider",
     "demo-helpdesk": "replydesk.providers.demo_helpdesk:DemoHelpdesk",
 }
 
@@ -44,8 +45,6 @@ _PRIVATE_REPLY = WindowRule("7-day window for private replies", ("comment",), (W
 #: when one lands, its entry moves into that module's ``FACTS``. Where a platform documents
 #: "characters" without saying which, we count UTF-16 units (the largest plausible unit).
 FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
-    # posts: twitter-text's weighted 280; DMs: 10,000 characters
-    "x": PlatformFacts("X", "X", Limit(280, "x"), Limit(10_000, "utf16")),
     # comments 8,000 characters; Messenger's Send API: 2,000 characters
     "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16"),
                               (_MESSENGER_DM, _PRIVATE_REPLY)),

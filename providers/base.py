@@ -39,6 +39,7 @@ from replydesk.model import (
     OutgoingAction,
     OutgoingReply,
     SendResult,
+    Usage,
 )
 from replydesk.options import AccountOptions
 from replydesk.platforms import PlatformFacts
@@ -109,6 +110,9 @@ class Provider(abc.ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: seconds between polls when the provider does not stream
     poll_interval: float = 30.0
+    #: whether a live ``stream()`` carries everything a poll would (the engine pauses polling while it
+    #: is up); False where the push covers only part (X's Activity API pushes DMs, not mentions)
+    stream_replaces_polling: ClassVar[bool] = True
 
     def __init__(self, account: str, options: AccountOptions | Mapping[str, Any], secret: SecretGetter) -> None:
         self.account = account
@@ -179,6 +183,15 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""
+
+    def take_usage(self) -> list[Usage]:
+        """What the requests since the last call cost, for a platform that charges per use (the
+        engine records it per month and paces polling by it); handed over once, then forgotten."""
+        return []
+
+    def status_note(self) -> str:
+        """A standing note for the status bar (push or polling, waits per endpoint); '' for none."""
+        return ""
 
     def facts(self) -> dict[str, PlatformFacts]:
         """The facts of the platform(s) this account serves as of now; the engine stores them for

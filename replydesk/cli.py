@@ -480,6 +480,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     account = ws.config.account(args.account)
     if account is None:
         raise UsageError(f"no account {args.account!r} in the config")
+    if hasattr(account, "oauth_app"):
+        return _login_oauth(args, account)
     print(f"{args.account}: enter {account.secret_hint}", file=sys.stderr)
     if not secrets.backend_available():
         complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
@@ -494,6 +496,40 @@ def cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _login_oauth(args: argparse.Namespace, account: Any) -> int:
+    """OAuth 2.0 with PKCE (X): the browser approves, the redirect or a pasted URL brings the code,
+    the tokens go to the keyring. Over SSH the URL is printed and the redirected address pasted."""
+    from replydesk.providers import oauth
+
+    if not secrets.backend_available():
+        complain("OAuth tokens are renewed as they are used, so they need a keyring: "
+                 + secrets.NO_BACKEND_HELP.format(env="(no environment variable will do here)"))
+        return EXIT_ERROR
+    if getattr(account, "confidential", False):
+        print(f"{args.account}: enter the app's OAuth 2.0 Client Secret", file=sys.stderr)
+        client_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+        secrets.store(args.account + oauth.CLIENT_SECRET_SUFFIX, client_secret)
+
+    def tell(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(oauth.login(account.oauth_app(), oauth.TokenStore(args.account), say=tell,
+                                open_browser=not args.no_browser, port=getattr(account, "callback_port", 0)))
+    except oauth.OAuthError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    except Exception as exc:  # the token endpoint's errors (ProviderError) name the reason
+        from replydesk.providers.base import ProviderError
+
+        if not isinstance(exc, ProviderError):
+            raise
+        complain(str(exc))
+        return EXIT_ERROR
+    say(f"logged in: the {account.provider} tokens for {args.account} are in the system keyring")
+    return EXIT_OK
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     states: dict[str, dict] = {}
@@ -505,8 +541,9 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     for a in ws.config.accounts:
         s = states.get(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
-                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else ("set" if secrets.fetch(a.name) else "missing")})
+                     "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
+                     "secret": "n/a" if a.provider == "demo" else
+                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
     if args.json:
         emit_json(rows)
         return EXIT_OK
@@ -514,7 +551,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
     for r in rows:
         say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
+            + (f" · {one_line(r['note'])}" if r["note"] else ""))
     return EXIT_OK
 
 
@@ -674,8 +712,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
-    p = add("login", cmd_login, "store an account's token or password in the system keyring")
+    p = add("login", cmd_login, "store an account's token or password in the system keyring "
+            "(X: log in with OAuth in the browser)")
     p.add_argument("account")
+    p.add_argument("--no-browser", action="store_true",
+                   help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
 

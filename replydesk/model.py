@@ -228,3 +228,14 @@ class ActionResult:
     remote_id: str
     done_at: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a metered platform charges for one kind of resource (X: "post read", "DM create"): how
+    many units a request used and their estimated price. Providers report it, storage adds it up
+    per account and month, the engine paces polling by it."""
+
+    resource: str
+    units: int
+    usd: float

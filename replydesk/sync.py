@@ -27,7 +27,8 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from replydesk import providers, push, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingAction, OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingAction, OutgoingReply, Usage
+from replydesk.options import MeteredOptions
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
@@ -38,7 +39,17 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, pushes, queries, slastate
+from replydesk.storage import (
+    accounts,
+    actions,
+    ingest,
+    outbox,
+    platform_facts,
+    pushes,
+    queries,
+    slastate,
+    spend,
+)
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -74,6 +85,8 @@ class AccountRun:
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
+    stream_blocked_until: float = 0.0  # a partial stream's own backoff (polling goes on meanwhile)
+    pace_note: str = ""  # how often a metered account polls now, and why
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -105,6 +118,8 @@ class SyncEngine:
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
             self._publish_facts(self.accounts[account.name])
+            if isinstance(account, MeteredOptions):
+                spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
         self._stop = asyncio.Event()
 
@@ -142,6 +157,42 @@ class SyncEngine:
         if facts != run.facts:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
+
+    # ---- metered platforms ------------------------------------------------------------------------
+
+    @staticmethod
+    def _metered(run: AccountRun) -> MeteredOptions | None:
+        options = run.provider.options
+        return options if isinstance(options, MeteredOptions) else None
+
+    def _record_usage(self, run: AccountRun, *extra: Usage) -> None:
+        """What the provider's requests cost since the last look, into this month's spend."""
+        usage = [*run.provider.take_usage(), *extra]
+        if usage:
+            spend.record(self.db, run.name, usage)
+
+    def _next_poll_in(self, run: AccountRun) -> float:
+        """The account's own interval, or for a metered one what its budget and quiet hours allow."""
+        options = self._metered(run)
+        if options is None:
+            return run.provider.poll_interval
+        from replydesk import budget
+
+        interval, why = budget.poll_interval(run.provider.poll_interval, options,
+                                             spend.summary(self.db, run.name))
+        # once the budget is spent the spend line says so (and that replies still send)
+        run.pace_note = "" if "paused" in why else f"every {budget.describe(interval)}" + (
+            f" ({why})" if why else "")
+        return interval
+
+    def _publish_note(self, run: AccountRun) -> None:
+        """The status bar's standing note: the provider's (push or polling, waits per endpoint), the
+        pace, and for a metered account the month's spend with a warning when it will not last."""
+        parts = [run.provider.status_note()]
+        if self._metered(run) is not None:
+            summary = spend.summary(self.db, run.name)
+            parts += [run.pace_note, summary.text()]
+        accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
@@ -188,6 +239,8 @@ class SyncEngine:
         except ProviderError as exc:
             self._fault(run, exc)
             return 0
+        finally:  # what the requests cost counts whether or not the fetch finished
+            self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
         self._publish_facts(run)
@@ -299,6 +352,8 @@ class SyncEngine:
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
             return False
+        finally:  # a metered platform's reply or lookup costs too: never blocked, always counted
+            self._record_usage(run)
         if fresh.is_reply:
             outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
         else:
@@ -409,6 +464,9 @@ class SyncEngine:
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
             report.sent += await self.drain(run)
+            if self._metered(run) is not None:
+                self._next_poll_in(run)
+            self._publish_note(run)
             status = accounts.status_of(self.db, run.name)
             if status and status.state not in ("ok", "syncing"):
                 report.errors[run.name] = f"{status.state}: {status.detail}"
@@ -424,9 +482,11 @@ class SyncEngine:
         while not self._stop.is_set():
             now = self.db.now()
             try:
-                if not run.stopped and not run.streaming and now >= run.next_fetch and now >= run.blocked_until:
+                paused = run.streaming and run.provider.stream_replaces_polling
+                if not run.stopped and not paused and now >= run.next_fetch and now >= run.blocked_until:
                     await self.fetch_account(run)
-                    run.next_fetch = self.db.now() + run.provider.poll_interval
+                    run.next_fetch = self.db.now() + self._next_poll_in(run)
+                    self._publish_note(run)
                 self.ingest_pushed(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
@@ -449,25 +509,38 @@ class SyncEngine:
         polling pauses; when it drops, polling takes over at once and the stream is retried after
         the account's backoff, so nothing arrives only through one path.
         """
+        partial = not run.provider.stream_replaces_polling
         while not self._stop.is_set():
             # Start after the first poll has stored its cursors (both would ask the platform at once).
-            if not run.stopped and run.next_fetch > 0 and self.db.now() >= run.blocked_until:
+            now = self.db.now()
+            if not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
+                    and now >= run.stream_blocked_until:
                 run.streaming = True
                 try:
                     async for result in run.provider.stream():
                         stats = ingest.ingest(self.db, run.name, [result])
+                        self._record_usage(run)
                         run.failures = 0
                         self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
                                      else "live", synced=True)
+                        self._publish_note(run)
                         if self._stop.is_set():
                             break
                 except ProviderError as exc:
-                    self._fault(run, exc)
+                    self._record_usage(run)
+                    if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
+                        run.stream_blocked_until = self.db.now() + backoff_delay(
+                            2, self.config.sync.retry_base, self.config.sync.retry_max)
+                        log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
+                    else:
+                        self._fault(run, exc)
                 except Exception as exc:  # a provider bug must not end the stream silently
                     log.exception("account %s: stream failed", run.name)
                     self._fault(run, ProviderError(f"internal error in stream: {type(exc).__name__}: {exc}"))
                 finally:
                     run.streaming = False
+                    if partial:
+                        self._publish_note(run)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
 

@@ -7,6 +7,7 @@ engine lock file that no live process holds. Nothing here deletes customer data.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,10 @@ def _lock_holder(data_dir: Path) -> str:
     return f"the sync engine, pid {lock.holder_pid()}, may be hung"
 
 
-def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
-    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``."""
+def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
+          clock: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``.
+    ``clock``: what "this month" is for the spend figures (tests fix it)."""
     findings: list[str] = []
     ok = True
     path = Path(data_dir) / DB_FILENAME
@@ -67,7 +70,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
     if problem is not None:
         return {"ok": False, "findings": [*findings, problem]}
     try:
-        db = open_database(Path(data_dir), create=False)
+        db = open_database(Path(data_dir), create=False, clock=clock)
     except StorageError as exc:
         return {"ok": False, "findings": [*findings, str(exc), RESTORE_ADVICE]}
     db.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -92,6 +95,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
             findings.append("search indexes rebuilt")
+        findings.extend(_spend_findings(db))
         findings.extend(_pushed(db))
     except sqlite3.DatabaseError as exc:  # damage the checks themselves trip over
         ok = False
@@ -120,6 +124,20 @@ def _pushed(db: Any) -> list[str]:
     for bad in summary["unmappable"]:
         lines.append(f"  unmappable webhook body {bad['id']} ({bad['account']}, {bad['received_at']}): {bad['reason']}")
     return lines
+
+
+def _spend_findings(db: Any) -> list[str]:
+    """Each metered account's month (X): spent, the month at this pace, and whether the budget lasts."""
+    from replydesk.storage import spend
+
+    out = []
+    for account in spend.metered_accounts(db):
+        s = spend.summary(db, account)
+        budget = f" of a ${s.budget:,.2f} budget" if s.budget is not None else " (no budget set)"
+        line = (f"{account}: estimated spend ${s.spent:,.2f}{budget} this month ({s.month}, UTC); "
+                f"at the current pace ${s.projected:,.2f} by the month's end")
+        out.append(line + (f"; warning: {s.warning()}" if s.warning() else ""))
+    return out
 
 
 def _rebuild(db: Any, table: str) -> None:

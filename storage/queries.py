@@ -404,7 +404,7 @@ def account_states(db: Database) -> list[dict[str, Any]]:
     return [
         dict(r) for r in db.conn.execute(
             "SELECT a.name AS account, a.platform, coalesce(s.state, 'idle') AS state, "
-            "coalesce(s.detail, '') AS detail, s.last_sync, s.until FROM accounts a "
+            "coalesce(s.detail, '') AS detail, s.last_sync, s.until, coalesce(s.note, '') AS note FROM accounts a "
             "LEFT JOIN account_status s ON s.account = a.name ORDER BY a.name"
         )
     ]

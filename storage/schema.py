@@ -207,7 +207,28 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE messages ADD COLUMN automatic TEXT",
     ],
-    # 6: the outbox carries actions besides replies (mark read, edit or delete our reply, create a
+    # 6: what metered platforms (X's pay-per-use API) cost: units and estimated dollars per account,
+    # calendar month (UTC) and resource, with the polls that spent them; each account's monthly
+    # budget as the engine last had it (so `doctor` can compare without the config); and a status
+    # note per account (push or polling, spend, waits per endpoint) the status bar shows always.
+    [
+        """CREATE TABLE spend (
+            account TEXT NOT NULL,
+            month TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            units INTEGER NOT NULL DEFAULT 0,
+            usd REAL NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, month, resource)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE spend_budgets (
+            account TEXT PRIMARY KEY,
+            monthly_usd REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "ALTER TABLE account_status ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ],
+    # 7: the outbox carries actions besides replies (mark read, edit or delete our reply, create a
     # ticket): the kind, what the user asked for, and what the platform answered. Existing rows are
     # replies ('reply', no payload), so they keep their meaning and their place in line.
     [
@@ -215,12 +236,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE outbox ADD COLUMN payload TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE outbox ADD COLUMN result TEXT NOT NULL DEFAULT '{}'",
     ],
-    # 7: a conversation's reply windows (WhatsApp's 24 hours, Messenger's human-agent tag for 7 days):
+    # 8: a conversation's reply windows (WhatsApp's 24 hours, Messenger's human-agent tag for 7 days):
     # a JSON list of absolute times, recomputed on each inbound message; NULL where none applies.
     [
         "ALTER TABLE conversations ADD COLUMN reply_window TEXT",
     ],
-    # 8: pushed payloads (webhook bodies), committed as received before anything parses them, then
+    # 9: pushed payloads (webhook bodies), committed as received before anything parses them, then
     # ingested through the normal path; one row per (account, dedupe key), so a redelivered or
     # replayed body is stored once. state: received | ingested | unmappable (with the reason).
     [

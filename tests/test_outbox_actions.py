@@ -86,10 +86,11 @@ def test_the_migration_keeps_every_queued_reply_as_a_reply(tmp_path: Path) -> No
     path = tmp_path / "old"
     path.mkdir()
     conn = sqlite3.connect(path / DB_FILENAME, isolation_level=None)
-    for statements in MIGRATIONS[:5]:
+    before = next(i for i, m in enumerate(MIGRATIONS) if any("ADD COLUMN action" in q for q in m))
+    for statements in MIGRATIONS[:before]:
         for statement in statements:
             conn.execute(statement)
-    conn.execute("PRAGMA user_version = 5")
+    conn.execute(f"PRAGMA user_version = {before}")
     conn.execute("INSERT INTO conversations(id, account, platform, kind, native_id, created_at, last_message_at) "
                  "VALUES ('demo:c1', 'demo', 'x', 'dm', 'c1', 1, 1)")
     conn.execute("INSERT INTO messages(id, conversation_id, account, native_id, direction, text, created_at, state) "
