@@ -29,15 +29,20 @@ def customer_writes(db, platform: str, conv: str, ago: float, kind: str = "dm") 
 
 
 async def select(pilot, conv_id: str) -> None:  # noqa: ANN001
-    """Put the cursor on ``conv_id`` and wait until its thread (and SLA pane) is shown: the thread
-    read starts after a short debounce, so settling alone may come before it."""
-    pilot.app.inbox.select_id(conv_id)
-    for _ in range(500):  # a bound, not a duration: each round waits for the app to go idle
+    """Move the cursor to ``conv_id`` and wait until its thread (and SLA pane) is shown. By index,
+    as the keys move it: the thread is read when the cursor moves, after a short debounce."""
+    db = pilot.app.workspace.open_db()
+    try:
+        index = queries.position_of(db, queries.InboxFilter(), conv_id)
+    finally:
+        db.close()
+    assert index is not None, f"{conv_id} is not in the inbox"
+    for attempt in range(500):  # a bound, not a duration: each round waits for the app to go idle
+        if attempt % 50 == 0 and pilot.app.inbox.cursor_id != conv_id:
+            pilot.app.inbox.move_to(index)
         await settle(pilot)
         thread = pilot.app.thread_view.thread
-        if pilot.app.inbox.cursor_id != conv_id:  # a reload that started before ours moved it back
-            pilot.app.inbox.select_id(conv_id)
-        elif thread is not None and thread.conversation.id == conv_id:
+        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
             return
         await pilot.pause(0.01)
     raise AssertionError(f"{conv_id} was never shown")
