@@ -82,7 +82,7 @@ def config_home(work: Path, config: Path) -> dict[str, str]:
 def _wall(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
     """(milliseconds, bytes written to stdout) of one whole process."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
     ms = (time.perf_counter() - t0) * 1000
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-400:]}")
