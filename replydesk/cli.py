@@ -766,12 +766,12 @@ _TOP_OPTIONS = {"--data-dir": True, "--config": True, "--version": False, "--hel
 
 
 def command_in(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` runs, as argparse will find it, or None when that is not plain (the
-    console, a mistake, an unusual spelling): then every command's parser is built."""
+    """The word argparse will take for the command, or None when that is not plain (the console,
+    an unusual spelling): then every command's parser is built."""
     args = iter(argv)
     for arg in args:
         if not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+            return arg
         option, has_value, _ = arg.partition("=")
         known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
         if len(known) != 1 or known[0] == "--help":  # -h too: the top-level help lists every command
@@ -779,12 +779,6 @@ def command_in(argv: Sequence[str]) -> str | None:
         if _TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None:
             return None
     return None
-
-
-#: Every command, in the order ``--help`` lists them.
-COMMANDS = ("demo", "sync", "export", "import", "search", "show", "reply", "note", "outbox", "tag", "untag",
-            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",
-            "doctor")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -816,10 +810,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"replydesk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    built: list[str] = []
+
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_: bool = False,
             **kw: Any) -> Any:
         if only is not None and name != only:
             return _NotBuilt()
+        built.append(name)
         p = sub.add_parser(name, parents=[common, jsonopt] if json_ else [common], help=help_,
                            description=help_, formatter_class=Formatter, **kw)
         p.set_defaults(func=fn)
@@ -936,6 +933,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+    if only is not None and not built:  # not a command: the whole line, so argparse lists them all
+        return build_parser()
     return parser
 
 
