@@ -292,16 +292,20 @@ class InboxList(ScrollView, can_focus=True):
         """The row under the cursor, if its page is loaded."""
         return self._row(self.cursor_index) if self.total else None
 
-    def ids_around(self, ahead: int, behind: int) -> list[str | None]:
-        """Conversations near the cursor, nearest first, from the rows in memory (nothing is read):
-        ``ahead`` rows the way the cursor last moved and ``behind`` the other way, then where the
-        page keys, ``g`` and ``G`` would go."""
+    def ids_around(self, ahead: int, behind: int) -> tuple[list[str], list[str]]:
+        """Conversations around the cursor, from the rows in memory (nothing is read): near, nearest
+        first (``ahead`` rows the way the cursor last moved, ``behind`` the other way), and far
+        (where the page keys, ``g`` and ``G`` would go)."""
         step, here = self._direction, self.cursor_index
         page = max(self.size.height - 1, 1)
-        indexes = [here + step * n for n in range(1, ahead + 1)] + [here - step * n for n in range(1, behind + 1)]
-        indexes += [here + page, here - page, 0, self.total - 1]
-        rows = (self._cached_row(i) for i in indexes if 0 <= i < self.total and i != here)
-        return [row.id for row in rows if row is not None]
+        near = [here + step * n for n in range(1, ahead + 1)] + [here - step * n for n in range(1, behind + 1)]
+        far = [here + page, here - page, 0, self.total - 1]
+
+        def ids(indexes: list[int]) -> list[str]:
+            rows = (self._cached_row(i) for i in indexes if 0 <= i < self.total and i != here)
+            return [row.id for row in rows if row is not None]
+
+        return ids(near), ids(far)
 
     def targets(self) -> list[str]:
         """Marked conversations, or the one under the cursor: what an action applies to."""

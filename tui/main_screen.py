@@ -124,7 +124,7 @@ class MainScreen(Screen[None]):
         self.undo: dict[str, Any] | None = None
         self._header: HeaderLoaded | None = None
         self._thread_for: str | None = None
-        self._minute = 0
+        self._minute = int(clock() // 60)  # the thread read at start is this minute's
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ class MainScreen(Screen[None]):
             return
         # Shown in this frame when it was read ahead; the thread view reads what is missing (the
         # selected conversation first) without waiting for the keys to stop.
-        hit = self.thread_view.follow(event.conv_id, self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
+        hit = self.thread_view.follow(event.conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
         if hit is not None:
             self._show_thread(hit.conv_id, hit.thread, hit.sla, keep_scroll=False)
 
@@ -238,7 +238,7 @@ class MainScreen(Screen[None]):
         """Data or the minute changed: read the selected conversation again (the reader's scroll
         stays), through the thread view's reading, which keeps the reads in order."""
         self.store.threads.drop(conv_id)
-        self.thread_view.follow(conv_id, self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
+        self.thread_view.follow(conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
 
     @on(ThreadLoaded)
     def _on_thread(self, event: ThreadLoaded) -> None:

@@ -136,10 +136,12 @@ class Store:
         with self._write_lock:
             if self._writer is None:
                 self._writer = self.workspace.open_db()
+            before = self._writer.conn.total_changes
             try:
                 return fn(self._writer)
             finally:
-                self.threads.written()
+                if self._writer.conn.total_changes != before:
+                    self.threads.written()
 
     def changed(self) -> int | None:
         """The new data version (``Database.data_version``) if another connection committed since

@@ -33,6 +33,7 @@ from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from replydesk.platforms import info
@@ -141,7 +142,7 @@ class ThreadView(ScrollView, can_focus=True):
     ThreadView {
         background: $surface;
         overflow-x: hidden;
-        overflow-y: auto;
+        overflow-y: scroll;
         scrollbar-size-vertical: 1;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
@@ -160,8 +161,9 @@ class ThreadView(ScrollView, can_focus=True):
         self._plan: tuple[str, ...] = ()
         self._ahead_lock = threading.Lock()
         self._ahead_running = False
-        # Transcripts wrapped ahead: conversation id -> (thread, layout key, text, lines).
-        self._prepared: LRUCache[str, tuple[Thread, tuple, Text, list[Strip]]] = LRUCache(24)
+        self._rest_timer: Timer | None = None
+        # Transcripts wrapped ahead: conversation id -> (thread, layout key, text, lines, width).
+        self._prepared: LRUCache[str, tuple[Thread, tuple, Text, list[Strip], int]] = LRUCache(24)
         self._to_prepare: list[str] = []
         self._preparing = False
         self.thread: Thread | None = None
@@ -171,6 +173,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._text: Text = self.PLACEHOLDER
         self._lines: list[Strip] = []
         self._wrapped_at = -1
+        self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self.palette = Palette(self)
@@ -204,9 +207,10 @@ class ThreadView(ScrollView, can_focus=True):
         self.thread = thread
         prepared = self._prepared.get(thread.conversation.id) if thread is not None else None
         if prepared is not None and prepared[0] == thread and prepared[1] == self._layout_key():
-            self._text, self._lines, self._wrapped_at = prepared[2], prepared[3], self._text_width()
+            _, _, self._text, self._lines, self._wrapped_at = prepared
+            self._rendered_at = self.size.width  # part of the layout key
             self._painted.clear()
-            self.virtual_size = Size(self._wrapped_at + 2, len(self._lines))
+            self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
             self.refresh()
         else:
             self._set_text(self.render_thread(thread))
@@ -231,6 +235,7 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _set_text(self, text: Text) -> None:
         self._text = text
+        self._rendered_at = self.size.width
         self._wrap()
         self.refresh()
 
@@ -239,11 +244,37 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _wrap(self) -> None:
         """Wrap the text to the pane once; painting then only picks lines."""
-        width = self._text_width()
-        self._lines = self._wrapped(self._text, width)
+        self._lines, width = self._wrapped_for_pane(self._text)
         self._wrapped_at = width
         self._painted.clear()
-        self.virtual_size = Size(width + 2, len(self._lines))
+        self._set_virtual_size(Size(width + 2, len(self._lines)))
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """A new transcript's length, without a layout of the whole screen when the scroll bar
+        stays as it is (shown or not): Textual lays out every widget on a ``virtual_size``
+        change, 5-40 ms of the frame that shows the conversation, though this pane keeps its
+        place and size. The scroll bar's own thumb is updated (Textual 8.2.8's ``_scroll_update``)."""
+        height, overflow = self.container_size.height, self.styles.overflow_y
+        toggles = overflow == "auto" and (size.height > height) != self.show_vertical_scrollbar
+        if not height or overflow not in ("auto", "scroll") or toggles:
+            self.virtual_size = size  # the bar comes or goes: the content's width changes, lay out
+            return
+        self.set_reactive(ThreadView.virtual_size, size)
+        self._scroll_update(size)
+
+    def _wrapped_for_pane(self, text: Text) -> tuple[list[Strip], int]:
+        """The text wrapped to the width it will have: the pane's, less the scroll bar when it is
+        longer than the pane (Textual shows the bar then), so showing it never wraps it twice."""
+        full, height = self.container_size.width, self.container_size.height
+        if not full:  # not laid out yet
+            return self._wrapped(text, self._text_width()), self._text_width()
+        width = max(full - 2, 1)
+        lines = self._wrapped(text, width)
+        bar = self.styles.scrollbar_size_vertical
+        if bar and self.styles.overflow_y in ("auto", "scroll") and (len(lines) > height or self.styles.overflow_y == "scroll"):
+            width = max(full - bar - 2, 1)
+            lines = self._wrapped(text, width)
+        return lines, width
 
     def _wrapped(self, text: Text, width: int) -> list[Strip]:
         console = self.app.console
@@ -256,19 +287,41 @@ class ThreadView(ScrollView, can_focus=True):
 
     #: How far ahead the worker reads: rows in the direction the cursor last moved, and behind it.
     AHEAD, BEHIND = 4, 2
+    #: Seconds the cursor rests before the rows a page or the list's ends away are read too.
+    RESTS = 0.2
 
-    def follow(self, conv_id: str, around: Sequence[str | None]) -> ThreadRead | None:
+    def follow(self, conv_id: str, near: Sequence[str], far: Sequence[str] = ()) -> ThreadRead | None:
         """The cursor is on ``conv_id``: its read if one is cached (the caller shows it now),
-        and the worker told to read it (when missing or possibly out of date) and ``around`` (the
-        rows to read ahead, nearest first) while the cursor rests or moves on."""
+        and the worker told to read it (when missing or possibly out of date) and ``near`` (the
+        rows to read ahead, nearest first) as the cursor rests or moves on; ``far`` (a page away,
+        the first, the last) once it has rested, so a held key does not read rows it never shows."""
         if self.store is None:
             return None
-        self._plan = tuple(dict.fromkeys(c for c in (conv_id, *around) if c))
+        self._plan = plan = tuple(dict.fromkeys((conv_id, *near)))
+        if self._rest_timer is not None:
+            self._rest_timer.stop()
+        if far:
+            self._rest_timer = self.set_timer(self.RESTS, lambda: self._read_also(plan, far))
+        urgent = not self.store.threads.fresh(conv_id, self.clock())
         with self._ahead_lock:
             if not self._ahead_running:
                 self._ahead_running = True
-                self._read_ahead()
+                # The selected one missing: read it now. Else read ahead once this key's frame is
+                # painted: the worker's Python (rows, the SLA engine) would share the GIL with it.
+                if urgent:
+                    self._read_ahead()
+                else:
+                    self.app.call_after_refresh(self._read_ahead)
         return self.store.threads.get(conv_id)
+
+    def _read_also(self, plan: tuple[str, ...], far: Sequence[str]) -> None:
+        """The cursor rested on the plan's conversation: read the far rows as well."""
+        if self._plan is plan:
+            self._plan = tuple(dict.fromkeys((*plan, *far)))
+            with self._ahead_lock:
+                if not self._ahead_running:
+                    self._ahead_running = True
+                    self._read_ahead()
 
     @background("reading the thread", group="thread-ahead")
     def _read_ahead(self) -> None:
@@ -302,9 +355,11 @@ class ThreadView(ScrollView, can_focus=True):
                 self.set_timer(0.005, self._prepare_one)
 
     def _layout_key(self) -> tuple:
-        """What a wrapped transcript depends on besides the thread: width, folds, the minute (times
-        are shown relative to today), the styles."""
-        return (self._text_width(), self.unfolded, int(self.clock() // 60), self._base(False))
+        """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
+        minute (times are shown relative to today), the styles. Not the height: the SLA pane above
+        grows and shrinks with each conversation, and the height only decides the scroll bar
+        (``_wrapped_for_pane``; a wrong guess is wrapped again on the resize)."""
+        return (self.container_size.width, self.size.width, self.unfolded, int(self.clock() // 60), self._base(False))
 
     def _prepare_one(self) -> None:
         """Wrap one transcript read ahead, then let a key in before the next."""
@@ -322,7 +377,7 @@ class ThreadView(ScrollView, can_focus=True):
                 done = self._prepared.get(conv_id)
                 if done is None or done[0] != read.thread or done[1] != key:
                     text = self.render_thread(read.thread)
-                    self._prepared[conv_id] = (read.thread, key, text, self._wrapped(text, key[0]))
+                    self._prepared[conv_id] = (read.thread, key, text, *self._wrapped_for_pane(text))
             finally:
                 self.unfolded = was_unfolded
             if self._to_prepare:
@@ -331,7 +386,11 @@ class ThreadView(ScrollView, can_focus=True):
             return
 
     def on_resize(self) -> None:
-        if self._text_width() != self._wrapped_at:
+        """Another width: the rows of the customer's other conversations are cut to the pane's
+        width when the transcript is built, so it is built again; else it is wrapped again."""
+        if self.thread is not None and self.size.width != self._rendered_at:
+            self._set_text(self.render_thread(self.thread))
+        elif self._text_width() != self._wrapped_at:
             self._wrap()
             self.refresh()
 
