@@ -156,6 +156,7 @@ def _install_hooks(marks: dict[str, Any]) -> None:
     def thread_show(self: ThreadView, thread: Any, **kwargs: Any) -> None:
         original_thread_show(self, thread, **kwargs)
         marks["thread_shown"] = (thread.conversation.id if thread is not None else None, time.perf_counter())
+        marks["shown"].append(marks["thread_shown"])
 
     def sla_show(self: SlaPane, row: Any, *args: Any) -> None:
         original_sla_show(self, row, *args)
@@ -217,7 +218,7 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
     from replydesk.tui.app import ReplydeskApp
     from replydesk.workspace import Workspace
 
-    marks: dict[str, Any] = {"frames": [], "thread_reads": []}
+    marks: dict[str, Any] = {"frames": [], "thread_reads": [], "shown": []}
     _install_hooks(marks)
     app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=False)
     result: dict[str, Any] = {}
@@ -293,7 +294,7 @@ async def _burst(marks: dict[str, Any], app: Any, inbox: Any) -> dict[str, Any]:
 
     driver = app._driver
     await asyncio.sleep(KEY_GAP)
-    start_reads = len(marks["thread_reads"])
+    start_reads, start_shown = len(marks["thread_reads"]), len(marks["shown"])
     t_first = time.perf_counter()
     passed: list[str] = []
     for _ in range(BURST):
@@ -307,11 +308,12 @@ async def _burst(marks: dict[str, Any], app: Any, inbox: Any) -> dict[str, Any]:
     settled = await _settled(marks, inbox, t_last)
     await asyncio.sleep(0.5)  # what is read ahead once the key is let go
     reads = marks["thread_reads"][start_reads:]
-    during = [c for c, at in reads if at <= (settled or t_last)]
-    shown = set(passed)
+    end = settled or t_last
+    during = [c for c, at in reads if at <= end]
+    shown = {c for c, at in marks["shown"][start_shown:] if at <= end}
     return {
-        "keys": BURST, "gap_ms": BURST_GAP * 1000, "reads_during": len(during),
-        "reads_of_rows_not_passed": sum(1 for c in during if c not in shown),
+        "keys": BURST, "gap_ms": BURST_GAP * 1000, "rows_passed": len(set(passed)), "reads_during": len(during),
+        "reads_never_shown": sum(1 for c in during if c not in shown),
         "reads_after": len(reads) - len(during),
         "settled_after_last_key_ms": round((settled - t_last) * 1000, 2) if settled else None,
         "burst_s": round(time.perf_counter() - t_first, 3),
@@ -444,3 +446,119 @@ def tmux_first_rows(data_dir: Path, config: Path, timeout: float = 60) -> dict[s
     finally:
         _tmux("kill-session", "-t", session, check=False)
     return {"first_rows_s": seen, "rss_mb": rss, "screen_tail": None if seen else screen[-400:]}
+
+
+# ---- keys in a real terminal: first change and settled screen, from tmux's own output stream -------
+
+TMUX_KEYS = ["j"] * 10 + ["k"] * 4 + ["NPage", "PPage", "G", "g", "j", "j"]
+QUIET = 0.3  # seconds without output that end a key's screen changes
+
+
+class _ControlClient:
+    """A tmux control-mode client on a session: keys go in as commands, and every byte the program
+    writes to its terminal comes back as an ``%output`` line, stamped on arrival."""
+
+    def __init__(self, session: str) -> None:
+        self.proc = subprocess.Popen(["tmux", "-L", TMUX_SOCKET, "-C", "attach-session", "-t", session],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.outputs: list[float] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(b"%output "):
+                self.outputs.append(time.perf_counter())
+
+    def send(self, session: str, key: str) -> float:
+        assert self.proc.stdin is not None
+        t0 = time.perf_counter()
+        self.proc.stdin.write(f"send-keys -t {session} {key}\n".encode())
+        self.proc.stdin.flush()
+        return t0
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def changes_after(self, t0: float, timeout: float = 5.0) -> tuple[float | None, float | None]:
+        """(first output, last output before a quiet spell) after ``t0``, in ms from ``t0``."""
+        deadline = t0 + timeout
+        while time.perf_counter() < deadline:
+            after = [t for t in self.outputs if t > t0]
+            if after and time.perf_counter() - after[-1] >= QUIET:
+                return (after[0] - t0) * 1000, (after[-1] - t0) * 1000
+            time.sleep(0.005)
+        after = [t for t in self.outputs if t > t0]
+        return ((after[0] - t0) * 1000, (after[-1] - t0) * 1000) if after else (None, None)
+
+
+def tmux_session(cmd: str, markers: list[str], timeout: float = 120) -> tuple[str, float | None, str]:
+    """Start ``cmd`` in a 120x40 tmux pane: (session, seconds until a marker showed, last screen)."""
+    session = f"b{time.monotonic_ns()}"
+    t0 = time.time()
+    _tmux("new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
+    screen = ""
+    while time.time() - t0 < timeout:
+        screen = _tmux("capture-pane", "-p", "-t", session, check=False).stdout
+        if any(marker in screen for marker in markers):
+            return session, time.time() - t0, screen
+        time.sleep(0.01)
+    return session, None, screen
+
+
+def tmux_keys(cmd: str, markers: list[str], keys: list[str] = TMUX_KEYS, quit_key: str = "q",
+              timeout: float = 120) -> dict[str, Any]:
+    """Start ``cmd`` in tmux, wait for its first rows, then press ``keys`` one at a time: per key
+    the time to the terminal's first change and to its last before the screen went quiet."""
+    session, seen, screen = tmux_session(cmd, markers, timeout)
+    result: dict[str, Any] = {"first_rows_s": seen, "first_ms": [], "settled_ms": [], "per_key": {}}
+    try:
+        if seen is None:
+            result["screen_tail"] = screen[-400:]
+            return result
+        time.sleep(1.5)  # start-up settles (the first thread, reads ahead, counts)
+        client = _ControlClient(session)
+        try:
+            time.sleep(0.3)
+            for key in keys:
+                first, last = client.changes_after(client.send(session, key))
+                if first is not None:
+                    result["first_ms"].append(first)
+                    result["settled_ms"].append(last)
+                    result["per_key"].setdefault(key, []).append((round(first, 2), round(last, 2)))
+                time.sleep(0.1)
+        finally:
+            client.close()
+        pid = _pane_pid(session)
+        result["rss_mb"] = vm_hwm_mb(pid) if pid else None
+        _tmux("send-keys", "-t", session, quit_key, check=False)
+        time.sleep(0.3)
+    finally:
+        _tmux("kill-session", "-t", session, check=False)
+    return result
+
+
+def replydesk_command(data_dir: Path, config: Path) -> str:
+    exe = Path(sys.executable).with_name("replydesk")
+    return f"exec {exe} --data-dir {data_dir} --config {config}"
+
+
+def neomutt_command(maildir: Path, work: Path, header_cache: Path | None) -> str:
+    """neomutt on the maildir, with a config of its own (nothing of the user's); ``header_cache``
+    None: every message file is read at start, as on a first open."""
+    rc = work / "neomuttrc"
+    rc.write_text(
+        "set mbox_type=Maildir\n"
+        f'set folder="{maildir}"\nset spoolfile="{maildir}/inbox"\n'
+        f'set header_cache="{header_cache or ""}"\n'
+        "set sort=date-received\nset mail_check=0\nset timeout=0\nset sleep_time=0\nset mark_old=no\n"
+        "set quit=yes\nset help=no\nset wait_key=no\nset read_inc=0\n",
+        encoding="utf-8",
+    )
+    return f"exec neomutt -n -F {rc} -f {maildir}/inbox"
