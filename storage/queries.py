@@ -35,6 +35,10 @@ class InboxFilter:
     sla_states: tuple[str, ...] = ()
     needs_reply: bool | None = None
     conversation_ids: tuple[str, ...] | None = None  # search results
+    #: False: the inbox (conversations addressed to us); True: the Listening view (posts a listening
+    #: query found, not yet answered); None: both. ``listening_queries`` narrows the view to queries.
+    listening: bool | None = False
+    listening_queries: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> InboxFilter:
         return replace(self, **changes)
@@ -63,12 +67,13 @@ class InboxRow:
     sla_due_at: float | None
     sla_warn_at: float | None
     last_message_at: float
+    listening: str | None = None  # the query that found it, while it waits in the Listening view
 
 
 _ROW_SQL = (
     "SELECT c.id, c.account, c.platform, c.kind, coalesce(p.name, ''), coalesce(p.handle, ''), c.subject, "
     "c.snippet, c.status, c.assignee, c.priority, c.escalated, c.tags, c.needs_reply, c.unread, "
-    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at "
+    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at, c.listening "
     "FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
 )
 
@@ -79,7 +84,7 @@ def _row(r: tuple) -> InboxRow:
         snippet=r[7], status=r[8], assignee=r[9], priority=r[10], escalated=bool(r[11]),
         tags=tuple(t for t in r[12].split(TAG_SEP) if t), needs_reply=bool(r[13]), unread=bool(r[14]),
         vip=bool(r[15]), sla_state=r[16], sla_metric=r[17], sla_due_at=r[18], sla_warn_at=r[19],
-        last_message_at=r[20],
+        last_message_at=r[20], listening=r[21],
     )
 
 
@@ -120,6 +125,13 @@ def _where(f: InboxFilter) -> tuple[str, list[Any]]:
     if f.needs_reply is not None:
         clauses.append("c.needs_reply = ?")
         params.append(int(f.needs_reply))
+    # Literal too, for the partial indexes: the inbox's leave listening rows out, conv_listening has only them.
+    if f.listening is False:
+        clauses.append("c.listening IS NULL")
+    elif f.listening is True:
+        clauses.append("c.listening IS NOT NULL")
+    if f.listening_queries:
+        among("c.listening", f.listening_queries)
     if f.conversation_ids is not None:
         if not f.conversation_ids:
             clauses.append("0")
@@ -129,6 +141,14 @@ def _where(f: InboxFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _index_hint(f: InboxFilter) -> str:
+    if f.listening is True:
+        return " INDEXED BY conv_listening"
+    if f.listening is False and tuple(sorted(f.statuses or ())) == OPEN_STATUSES:
+        return " INDEXED BY conv_open_inbox"
+    return ""
+
+
 def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[InboxRow]:
     """One page in inbox order. The page's ids are picked on the conversations index alone and
     only those rows are joined to their contacts, so the cost is the walk to ``offset``, not a
@@ -136,7 +156,7 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     where, params = _where(f)
     # The open views walk the partial index in inbox order. Named explicitly: without fresh
     # ANALYZE statistics the planner prefers conv_status_inbox and sorts every open row per page.
-    hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    hint = _index_hint(f)
     rows = db.conn.execute(
         f"{_ROW_SQL} WHERE c.id IN (SELECT c.id FROM conversations c{hint}{where} ORDER BY {ORDER} LIMIT ? OFFSET ?) "
         f"ORDER BY {ORDER}",
@@ -314,7 +334,7 @@ def counts(db: Database) -> Counts:
     total = {"open": 0, "breached": 0, "warning": 0}
     for platform, state, n in db.conn.execute(
         "SELECT platform, sla_state, count(*) FROM conversations INDEXED BY conv_open_counts "
-        "WHERE status IN ('open','pending') GROUP BY platform, sla_state"
+        "WHERE status IN ('open','pending') AND listening IS NULL GROUP BY platform, sla_state"
     ):
         slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
         slot["open"] += n
@@ -390,8 +410,9 @@ class ReportRow:
 
 
 def conversations_started(db: Database, since: float | None, until: float) -> list[ReportRow]:
-    """Conversations created inside the window (``since`` None: from the beginning), for reports."""
-    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ?"
+    """Conversations created inside the window (``since`` None: from the beginning), for reports.
+    Listening matches nobody answered are not the business's conversations yet: they are left out."""
+    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ? AND listening IS NULL"
     params: list[Any] = [until]
     if since is not None:
         sql += " AND created_at >= ?"

@@ -228,6 +228,30 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "ALTER TABLE account_status ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ],
+    # 7: listening (posts found by a search, not addressed to us). ``listening`` holds the name of the
+    # query that found the conversation while it waits in the Listening view, NULL for the inbox's own
+    # (and once it joined the inbox). The inbox's partial indexes leave listening rows out (views and
+    # header counts must not walk them), and the Listening view gets its own. A reply, however it is
+    # recorded (sent from the outbox, confirmed, or our own post fetched), joins the conversation to
+    # the inbox: the trigger clears the marker and logs why, so no path can forget it.
+    [
+        "ALTER TABLE conversations ADD COLUMN listening TEXT",
+        "DROP INDEX conv_open_inbox",
+        "CREATE INDEX conv_open_inbox ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE status IN ('open','pending') AND listening IS NULL",
+        "DROP INDEX conv_open_counts",
+        "CREATE INDEX conv_open_counts ON conversations(platform, sla_state) "
+        "WHERE status IN ('open','pending') AND listening IS NULL",
+        "CREATE INDEX conv_listening ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE listening IS NOT NULL",
+        """CREATE TRIGGER listening_answered AFTER INSERT ON events
+           WHEN new.kind = 'reply' BEGIN
+             INSERT INTO events(conversation_id, at, kind, actor, data)
+               SELECT id, new.at, 'joined', 'system', json_object('listening', listening, 'why', 'answered')
+               FROM conversations WHERE id = new.conversation_id AND listening IS NOT NULL;
+             UPDATE conversations SET listening = NULL WHERE id = new.conversation_id AND listening IS NOT NULL;
+           END""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

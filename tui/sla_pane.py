@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import STATE_SYMBOL, duration, safe
+from replydesk.tui.format import STATE_SYMBOL, duration, one_line, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
@@ -68,6 +68,9 @@ class SlaPane(Static):
     def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
         if row is None:
             return Text("SLA: nothing selected", style="dim")
+        if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
+            return Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe(one_line(row.listening), "bold"),
+                                 (" · no SLA clock · a reply joins it to the inbox", "dim"))
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             return Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
