@@ -180,6 +180,8 @@ class Listener:
         return stats.new_messages
 
     def _describe(self, run: AccountRun, state: ListenState, why: str) -> str:
+        if why.startswith("paused"):
+            return f"listening {why}"
         n = len(state.queries)
         text = f"listening {n} quer{'y' if n == 1 else 'ies'}"
         soonest = min(state.next_at.values(), default=None)
