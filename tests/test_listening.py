@@ -296,3 +296,17 @@ def test_the_inbox_views_walk_their_own_indexes(db: Database):
         assert index in plan(sql, tuple(params)) and "TEMP B-TREE" not in plan(sql, tuple(params))
     queries.counts(db)  # INDEXED BY: raises if the index cannot serve the query
     queries.inbox_page(db, LISTENING, 0, 10)
+
+
+def test_an_export_and_import_keep_a_match_waiting(db: Database, tmp_path: Path, clock: Clock):
+    from replydesk.storage.exchange import export_records, import_records
+
+    ingest.ingest(db, ACCOUNT, [listened(post(1, "Duka la Amani?", ago=7200))])
+    ingest.ingest(db, ACCOUNT, [mentioned(post(2, "@shop hi", ago=600))])
+    records = {r["id"]: r for r in export_records(db)}
+    assert records[conv(1)]["listening"] == "brand" and records[conv(2)]["listening"] is None
+    other = Workspace(tmp_path / "other", Config(), clock=clock).open_db()
+    import_records(other, [json.dumps(r) + "\n" for r in records.values()])
+    assert row(other, 1)["listening"] == "brand" and row(other, 1)["sla_state"] == "none"
+    assert row(other, 2)["listening"] is None and row(other, 2)["sla_state"] == "ok"
+    other.close()
