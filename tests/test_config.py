@@ -267,6 +267,7 @@ def test_config_check_prints_summary(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert '"sla_policies": ["public-social", "direct-messages", "email", "reviews"]' in out
+    assert '"listening": ["brand"]' in out
 
 
 def test_explicit_missing_config_is_an_error(tmp_path, capsys):

@@ -310,3 +310,17 @@ def test_an_export_and_import_keep_a_match_waiting(db: Database, tmp_path: Path,
     assert row(other, 1)["listening"] == "brand" and row(other, 1)["sla_state"] == "none"
     assert row(other, 2)["listening"] is None and row(other, 2)["sla_state"] == "ok"
     other.close()
+
+
+def test_an_edited_listening_section_applies_at_the_next_start(tmp_path: Path):
+    from replydesk.config import parse_config
+    from replydesk.config_watch import ConfigSource, ConfigWatcher
+
+    path = tmp_path / "config.yaml"
+    accounts = "accounts:\n  - {name: shop-mastodon, provider: mastodon, instance: https://mastodon.social}\n"
+    path.write_text(accounts, encoding="utf-8")
+    source = ConfigSource(path, lambda: parse_config(path.read_text(encoding="utf-8"), path))
+    watcher = ConfigWatcher(source, source.build())
+    path.write_text(accounts + "listening:\n  - {name: brand, hashtags: [dukalaamani]}\n", encoding="utf-8")
+    change = watcher.poll()
+    assert change is not None and change.on_restart == ["listening"] and not change.sla_changed
