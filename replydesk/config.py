@@ -110,7 +110,7 @@ class UiSettings(Strict):
         View(name="Reviews", query="kind:review"),
         View(name="Escalated", query="is:escalated"),
         View(name="Resolved", query="is:resolved"),
-        View(name="Listening", query="is:listening"),
+        View(name="Listening", query="is:listening is:open is:pending"),  # dismissed (resolved) ones leave
     ]
     saved_replies: dict[str, str] = {
         "thanks": "Thank you {customer}, we're glad we could help!",

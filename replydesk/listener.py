@@ -167,11 +167,16 @@ class Listener:
                    for r in results]
         stats = ingest.ingest(self.db, run.name, results)
         state.failures = 0
+        # a search that waits for its own endpoint's reset (X) says so in its cursor
+        waits = {r.stream: float(r.cursor["blocked_until"]) for r in results
+                 if isinstance(r.cursor.get("blocked_until"), int | float) and r.cursor["blocked_until"] > now}
         why = ""
         for query in due:
             interval, why = self._paced(run, state, query)
-            state.next_at[query.name] = now + interval
+            state.next_at[query.name] = max(now + interval, waits.get(query.stream, 0.0))
         state.note = self._describe(run, state, why)
+        if waits:
+            state.note += f", waits until {_clock(max(waits.values()))} (rate limit)"
         if stats.listened and self.on_matches is not None:
             try:
                 self.on_matches(self.db, stats.listened)

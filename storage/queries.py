@@ -327,6 +327,7 @@ class Counts:
     breached: int
     warning: int
     by_platform: dict[str, dict[str, int]]  # platform -> {"open", "breached", "warning"}
+    listening: int = 0  # matches waiting in the Listening view (not in the other figures)
 
 
 def counts(db: Database) -> Counts:
@@ -342,7 +343,11 @@ def counts(db: Database) -> Counts:
         if state in ("breached", "warning"):
             slot[state] += n
             total[state] += n
-    return Counts(open=total["open"], breached=total["breached"], warning=total["warning"], by_platform=by)
+    waiting = db.conn.execute(
+        "SELECT count(*) FROM conversations INDEXED BY conv_listening_open "
+        "WHERE status IN ('open','pending') AND listening IS NOT NULL").fetchone()[0]
+    return Counts(open=total["open"], breached=total["breached"], warning=total["warning"], by_platform=by,
+                  listening=waiting)
 
 
 def all_tags(db: Database) -> list[str]:

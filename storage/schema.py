@@ -244,6 +244,9 @@ MIGRATIONS: list[list[str]] = [
         "WHERE status IN ('open','pending') AND listening IS NULL",
         "CREATE INDEX conv_listening ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
         "WHERE listening IS NOT NULL",
+        # the header's count of matches waiting, from the index alone
+        "CREATE INDEX conv_listening_open ON conversations(listening) "
+        "WHERE status IN ('open','pending') AND listening IS NOT NULL",
         """CREATE TRIGGER listening_answered AFTER INSERT ON events
            WHEN new.kind = 'reply' BEGIN
              INSERT INTO events(conversation_id, at, kind, actor, data)

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from replydesk.config import Config, ConfigError, load_config
+from replydesk.config import Config, ConfigError, UiSettings, load_config
 from replydesk.listening import ListeningQuery, for_platform
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.reporting import make_report
 from replydesk.slaconfig import SlaSettings
-from replydesk.storage import ingest, outbox, queries
+from replydesk.storage import actions, ingest, outbox, queries
 from replydesk.storage.db import Database
 from replydesk.storage.queries import InboxFilter
 from replydesk.storage.search import search
@@ -191,7 +191,9 @@ def test_a_match_waits_in_the_listening_view_without_a_clock(db: Database):
                           "status": "open"}
     assert [k for k, _ in events(db, 1)] == ["listened"]
     assert [(m.conversation_id, m.query, m.waiting) for m in stats.listened] == [(conv(1), "brand", True)]
-    assert ids(db, InboxFilter()) == [] and queries.counts(db).open == 0  # not in the inbox, not counted
+    counts = queries.counts(db)
+    assert ids(db, InboxFilter()) == [] and counts.open == 0 and counts.by_platform == {}  # not the inbox's
+    assert counts.listening == 1
     assert ids(db, LISTENING) == [conv(1)] and queries.get_row(db, conv(1)).listening == "brand"
     assert ids(db, InboxFilter(listening=True, listening_queries=("other",))) == []
     assert report_ids(db) == 0  # nobody answered: not the business's conversation yet
@@ -208,6 +210,10 @@ def test_search_finds_matches_only_when_asked(db: Database):
         hits, f = search(db, query)
         assert ids(db, f) == [conv(1)], query
     assert ids(db, search(db, "listening:other")[1]) == []
+    view = UiSettings().views[-1]
+    assert view.name == "Listening" and ids(db, search(db, view.query)[1]) == [conv(1)]
+    actions.resolve(db, [conv(1)])  # dismissed: it leaves the view, and stays out of the inbox
+    assert ids(db, search(db, view.query)[1]) == [] and ids(db, InboxFilter(statuses=None)) == [conv(2)]
 
 
 def test_a_post_the_inbox_has_stays_one_inbox_conversation(db: Database):

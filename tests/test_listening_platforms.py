@@ -578,3 +578,22 @@ def test_x_listening_slows_as_its_share_runs_low(tmp_path, clock, xapi):
     asyncio.run(engine.run_once())
     assert len(xapi.requests("GET", RECENT)) == 2 and len(xapi.requests("GET", X_MENTIONS)) == 2
     db.close()
+
+
+def test_an_x_search_wait_holds_listening_alone(tmp_path, clock, xapi):
+    reset = int(clock.now + 900)
+    xapi.route("GET", RECENT, json_response({"title": "Too Many Requests"}, 429,
+                                            {"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)}))
+    xapi.route("GET", X_MENTIONS, x_page([]))
+    ws = x_workspace(tmp_path, clock, accounts="listening:\n  - {name: brand, terms: [Duka la Amani], interval: 1m}")
+    db = ws.open_db()
+    engine = ws.engine(db)
+    x_wire(engine, xapi, clock)
+    asyncio.run(engine.run_once())
+    state = queries.account_states(db)[0]
+    assert state["state"] == "ok" and "(rate limit)" in state["note"] and "waits until" in state["note"]
+    assert engine.listening.state["shop-x"].next_at["brand"] == reset
+    clock.advance(120)
+    asyncio.run(engine.run_once())  # mentions go on; the search waits for its own window
+    assert len(xapi.requests("GET", RECENT)) == 1 and len(xapi.requests("GET", X_MENTIONS)) == 2
+    db.close()

@@ -11,6 +11,7 @@ from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.storage import ingest, queries
 from replydesk.storage.queries import InboxFilter
 from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.bars import HeaderBar
 from replydesk.tui.format import LISTENING_SYMBOL, term_len
 from replydesk.tui.sla_pane import SlaPane
 from tui_support import FIXED, SHARED, fixed_clock, hostile_cases, settle
@@ -36,6 +37,8 @@ async def test_matches_wait_in_the_listening_view_and_render_safely(workspace, d
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         assert app.inbox.total == inbox_total  # the inbox: none of them
+        header = app.screen.query_one(HeaderBar)._shown.plain
+        assert f"{LISTENING_SYMBOL} listening {len(CASES)}" in header
         await pilot.press("7")
         await settle(pilot)
         assert app.screen.view_title == "Listening" and app.inbox.total == len(CASES)
