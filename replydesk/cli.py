@@ -200,8 +200,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         records = exchange.export_records(db)
-        if args.format == "json":
-            out.write(_json_safe(json.dumps(list(records), ensure_ascii=False, indent=2)) + "\n")
+        if args.format == "json":  # one element at a time: an export of a million messages stays small
+            out.write("[")
+            for n, record in enumerate(records):
+                out.write(("," if n else "") + "\n" + _json_safe(json.dumps(record, ensure_ascii=False, indent=2)))
+            out.write("\n]\n")
         else:
             for record in records:
                 emit_json(record, out)
@@ -212,21 +215,52 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from replydesk.storage import importer
+
     _, db = _open(args)
-    source = args.file
+    show = None if (args.json or args.quiet or not sys.stderr.isatty()) else _ImportProgress(args.file)
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {source}: {exc}") from None
-    try:
-        counts = exchange.import_records(db, [text], source=source)
-    except exchange.ImportError_ as exc:
+        result = importer.import_file(db, args.file, progress=show.update if show else None)
+    except importer.ImportError_ as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if show:
+            show.close()
     if args.json:
-        emit_json(counts)
-    else:
-        say(f"imported {counts['conversations']} conversation(s), {counts['messages']} new message(s)")
+        emit_json(result.as_json())
+    elif not args.quiet:
+        resumed = (f" (continued after {result.resumed_after:,} record(s) an interrupted run had imported)"
+                   if result.resumed_after else "")
+        say(f"imported {result.conversations:,} conversation(s), {result.messages:,} new message(s){resumed}")
     return EXIT_OK
+
+
+class _ImportProgress:
+    """A progress bar on a terminal's stderr (rich, which Textual brings anyway); nothing otherwise."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        total = None
+        with contextlib.suppress(OSError):
+            total = os.stat(source).st_size if source != "-" else None
+        self.bar = Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
+                            TimeRemainingColumn(), transient=True, console=_stderr_console())
+        self.task = self.bar.add_task("", total=total)
+        self.bar.start()
+
+    def update(self, done: int, result: Any) -> None:
+        self.bar.update(self.task, completed=done,
+                        description=f"{result.conversations:,} conversations, {result.messages:,} messages")
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _row_json(row: queries.InboxRow) -> dict[str, Any]:
@@ -593,8 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
 
-    p = add("import", cmd_import, "import conversations in the export shape (idempotent)", json_=True)
+    p = add("import", cmd_import, "import conversations in the export shape (idempotent; an interrupted "
+            "import of a file continues where it stopped when run again)", json_=True)
     p.add_argument("file", help="a .jsonl or .json file, or - for standard input")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success (no progress, no summary)")
 
     p = add("search", cmd_search, "search the cache (see the syntax below)", json_=True)
     p.add_argument("query")

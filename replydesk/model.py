@@ -67,6 +67,10 @@ class Contact:
     name: str
     handle: str = ""
     vip: bool = False
+    #: The provider had no real name and put a stand-in in ``name`` (the handle, an address, an id).
+    #: Storage never lets a stand-in replace a real name; it also recognises the usual stand-ins
+    #: (empty, the native id, the handle) without this flag.
+    name_is_fallback: bool = False
 
 
 def automatic_kind(reason: str | None) -> str | None:

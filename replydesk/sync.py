@@ -64,6 +64,15 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return min(float(wait(state)), maximum)
 
 
+def poll_interval(account: Any, config: Config) -> float | None:
+    """The account's own ``poll_interval``, else ``sync.poll_interval``, else None (the provider's own)."""
+    if account.poll_interval:
+        return float(account.poll_interval)
+    if config.sync.poll_interval:
+        return float(config.sync.poll_interval)
+    return None
+
+
 @dataclass
 class AccountRun:
     """In-memory state of one account in this engine."""
@@ -100,8 +109,9 @@ class SyncEngine:
         self.accounts: dict[str, AccountRun] = {}
         for account in config.accounts:
             provider = providers.create(account, self.data_dir, secret_for(account.name), clock=clock)
-            if account.poll_interval:
-                provider.poll_interval = account.poll_interval
+            interval = poll_interval(account, config)
+            if interval is not None:
+                provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():

@@ -1,7 +1,8 @@
 """``replydesk doctor``: check a workspace database and repair what can be repaired safely.
 
-Safe repairs only: rebuilding the full-text indexes from the tables they index, and removing an
-engine lock file that no live process holds. Nothing here deletes customer data.
+Safe repairs only: rebuilding the full-text indexes and the inbox counters from the tables they
+derive from, and removing an engine lock file that no live process holds. Nothing here deletes
+customer data.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from replydesk.storage import schema
 from replydesk.storage.db import DB_FILENAME, StorageError, open_database
 from replydesk.storage.lock import LOCK_FILE, EngineLock
 
@@ -91,6 +93,14 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
                     _rebuild(db, table)
                 else:
                     ok = False
+        if counters_consistent(db):
+            findings.append("inbox counters: ok")
+        elif repair:
+            rebuild_counters(db)
+            findings.append("inbox counters: did not match the conversations; rebuilt")
+        else:
+            ok = False
+            findings.append("inbox counters: do not match the conversations; run with --repair")
         if repair:
             _rebuild(db, "messages_fts")
             _rebuild(db, "conversations_fts")
@@ -133,3 +143,44 @@ def _rebuild(db: Any, table: str) -> None:
             db.conn.execute("DELETE FROM conversations_fts")
             ids = [r[0] for r in db.conn.execute("SELECT id FROM conversations")]
             reindex_conversations(db, ids)
+
+
+def _fresh_counts() -> dict[str, str]:
+    """What each counter table must hold, counted afresh from the conversations."""
+    cells = ", ".join(schema.counter_value("c", col) for col in schema.CELL_COLUMNS)
+    ranks = ", ".join(schema.counter_value("c", col) for col in schema.RANK_COLUMNS)
+    by_cell = ", ".join(str(i + 1) for i in range(len(schema.CELL_COLUMNS)))  # by the kept values
+    by_rank = ", ".join(str(i + 4) for i in range(len(schema.RANK_COLUMNS)))
+    levels = " UNION ALL ".join(
+        f"SELECT {level}, {schema.rank_parent('c', level)}, {schema.rank_bucket('c', width)}, {ranks}, count(*) "
+        f"FROM conversations c GROUP BY 2, 3, {by_rank}"
+        for level, width in enumerate(schema.RANK_LEVELS)
+    )
+    return {
+        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {by_cell}",
+        "inbox_ranks": f"SELECT * FROM ({levels})",  # a subquery: EXCEPT would bind to the first part
+    }
+
+
+def _kept(table: str) -> str:
+    head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+    columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
+    return f"SELECT {head}{', '.join(columns)}, n FROM {table}"
+
+
+def counters_consistent(db: Any) -> bool:
+    """The inbox counters (kept by trigger) equal a fresh count of the conversations."""
+    for table, fresh in _fresh_counts().items():
+        for sql in (f"{_kept(table)} EXCEPT {fresh}", f"{fresh} EXCEPT {_kept(table)}"):
+            if db.conn.execute(sql).fetchone() is not None:
+                return False
+    return True
+
+
+def rebuild_counters(db: Any) -> None:
+    with db.transaction():
+        for table, fresh in _fresh_counts().items():
+            head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+            columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
+            db.conn.execute(f"DELETE FROM {table}")
+            db.conn.execute(f"INSERT INTO {table}({head}{', '.join(columns)}, n) {fresh}")
