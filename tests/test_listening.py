@@ -330,3 +330,32 @@ def test_an_edited_listening_section_applies_at_the_next_start(tmp_path: Path):
     path.write_text(accounts + "listening:\n  - {name: brand, hashtags: [dukalaamani]}\n", encoding="utf-8")
     change = watcher.poll()
     assert change is not None and change.on_restart == ["listening"] and not change.sla_changed
+
+
+def test_a_workspace_of_the_previous_schema_upgrades_with_its_counters_intact(tmp_path: Path, clock: Clock):
+    """Migration 11 rebuilds the inbox counters with the listening flag from the conversations there."""
+    from unittest import mock
+
+    from replydesk.storage import db as db_module
+    from replydesk.storage import doctor, schema
+    from replydesk.storage.db import open_database
+
+    with mock.patch.object(db_module, "SCHEMA_VERSION", schema.SCHEMA_VERSION - 1):
+        old = open_database(tmp_path / "ws", clock=clock)
+        with old.transaction():
+            for n in range(30):
+                old.conn.execute(
+                    "INSERT INTO conversations(id, account, platform, kind, native_id, created_at, last_message_at, "
+                    "status, sort_due, sla_state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (conv(n), ACCOUNT, "mastodon", "mention", str(n), FIXED_NOW - n * 3600, FIXED_NOW - n * 3600,
+                     ("open", "pending", "resolved")[n % 3], FIXED_NOW + n * 60, ("ok", "breached")[n % 2]))
+        assert old.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION - 1
+        old.close()
+    db = open_database(tmp_path / "ws", clock=clock)
+    assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert doctor.counters_consistent(db)
+    assert queries.inbox_count(db, InboxFilter()) == 20 and queries.counts(db).breached == 10
+    ingest.ingest(db, ACCOUNT, [listened(post(100, "Duka la Amani?"))])
+    assert queries.inbox_count(db, InboxFilter()) == 20 and queries.inbox_count(db, LISTENING) == 1
+    assert doctor.counters_consistent(db)
+    db.close()
