@@ -133,10 +133,22 @@ class UiSettings(Strict):
         return v
 
 
+class EscalationTarget(Strict):
+    account: str | None = None
+    """A helpdesk account (``provider: demo-helpdesk``; later Zendesk): escalating to this target
+    also creates a ticket there, through the outbox. Without it the target is only a label."""
+
+
+class EscalationSettings(Strict):
+    targets: dict[str, EscalationTarget] = {}
+    """Escalation targets by name (what ``e`` and ``replydesk escalate --target`` offer)."""
+
+
 class Config(Strict):
     accounts: list[Account] = []
     sync: SyncSettings = SyncSettings()
     sla: SlaSettings = SlaSettings()
+    escalation: EscalationSettings = EscalationSettings()
     keymap: dict[str, str] = {}
     ui: UiSettings = UiSettings()
     listening: list[ListeningQuery] = []
@@ -153,7 +165,15 @@ class Config(Strict):
             if account.name in seen:
                 raise ValueError(f"two accounts are named {account.name!r}")
             seen.add(account.name)
+        for name, target in self.escalation.targets.items():
+            if target.account is not None and target.account not in seen:
+                raise ValueError(f"escalation target {name!r}: no account named {target.account!r}")
         return self
+
+    def ticket_account(self, target: str) -> str | None:
+        """The helpdesk account an escalation to ``target`` creates a ticket in, if any."""
+        found = self.escalation.targets.get(target)
+        return found.account if found is not None else None
 
     def account(self, name: str) -> AccountOptions | None:
         for account in self.accounts:

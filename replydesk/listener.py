@@ -163,13 +163,13 @@ class Listener:
         finally:  # what the searches cost counts whether or not they finished
             self.engine._record_usage(run, *([Usage(spend.LISTEN_POLLS, len(due), 0.0)] if metered else []))
         streams = {q.stream for q in due}
-        results = [dataclasses.replace(r, cursor={**r.cursor, "polled_at": now}) if r.stream in streams else r
-                   for r in results]
+        results = [dataclasses.replace(r, cursor={**(r.cursor or {}), "polled_at": now}) if r.stream in streams
+                   else r for r in results]
         stats = ingest.ingest(self.db, run.name, results)
         state.failures = 0
         # a search that waits for its own endpoint's reset (X) says so in its cursor
-        waits = {r.stream: float(r.cursor["blocked_until"]) for r in results
-                 if isinstance(r.cursor.get("blocked_until"), int | float) and r.cursor["blocked_until"] > now}
+        waits = {r.stream: float(r.cursor["blocked_until"]) for r in results if isinstance(r.cursor, dict)
+                 and isinstance(r.cursor.get("blocked_until"), int | float) and r.cursor["blocked_until"] > now}
         why = ""
         for query in due:
             interval, why = self._paced(run, state, query)

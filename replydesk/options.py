@@ -68,6 +68,9 @@ class AccountOptions(Strict):
     """Which provider module serves the account (``demo``, ``email``, ``mastodon``, …)."""
     poll_interval: Duration | None = None
     """Seconds between fetches; default: the provider's own interval."""
+    mark_read: bool = False
+    """Mark a conversation read on the platform when you open it (the customer may see a read
+    receipt), through the outbox; only where the provider can (the demo so far)."""
 
 
 def _quiet_hours(value: Any) -> Any:

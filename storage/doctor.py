@@ -106,6 +106,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
             _rebuild(db, "conversations_fts")
             findings.append("search indexes rebuilt")
         findings.extend(_spend_findings(db))
+        findings.extend(_pushed(db))
     except sqlite3.DatabaseError as exc:  # damage the checks themselves trip over
         ok = False
         findings.append(f"{path}: damaged ({exc}); {RESTORE_ADVICE}")
@@ -117,6 +118,22 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
         else:
             findings.append("engine lock: free")
     return {"ok": ok, "findings": findings}
+
+
+def _pushed(db: Any) -> list[str]:
+    """Webhook bodies: when the last came, what waits, and every one we could not map (kept, with why)."""
+    from replydesk.storage import pushes
+
+    summary = pushes.summary(db)
+    counts = summary["counts"]
+    if not any(counts.values()):
+        return []
+    lines = [f"webhooks: {counts['ingested']} ingested, {counts['received']} waiting, {counts['unmappable']} "
+             f"unmappable; last received {summary['last_received_at']}"
+             + (f"; {summary['redeliveries']} redeliveries stored once" if summary["redeliveries"] else "")]
+    for bad in summary["unmappable"]:
+        lines.append(f"  unmappable webhook body {bad['id']} ({bad['account']}, {bad['received_at']}): {bad['reason']}")
+    return lines
 
 
 def _spend_findings(db: Any) -> list[str]:

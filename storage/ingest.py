@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
-from replydesk.storage import slastate
+from replydesk.storage import reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     with db.transaction():
         for result in results:
             _ingest_one(db, account, result, stats)
+            if result.cursor is None:  # a pushed payload: no cursor to advance
+                continue
             db.conn.execute(
                 "INSERT INTO sync_cursors(account, stream, cursor, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
@@ -264,6 +266,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         waiting -= {c for c in waiting if any(m.direction == "out" for _, m in convs[c])}
     conv_rows = []
     robots_only: list[str] = []
+    customer_wrote: list[tuple[str, str, str]] = []  # (id, platform, kind): windows count from a new message
     any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
@@ -278,6 +281,8 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 people = [m for _, m in items]
         inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
+        if inbound:
+            customer_wrote.append((conv_id, first.platform, first.kind))
         customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
@@ -322,13 +327,15 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     if kept:  # a bounce or an out-of-office reply does not change whether a person awaits an answer
         db.conn.executemany("UPDATE conversations SET needs_reply=? WHERE id=?",
                             [(needs, conv_id) for conv_id, needs in kept.items()])
+    if customer_wrote:
+        reply_windows.customer_wrote(db, account, customer_wrote)
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m), 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
              "received" if m.direction == "in" else "sent",
              _json({**(_meta(m) if m.spans else m.meta), "listening": query} if query
@@ -516,6 +523,13 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
                 (conv_id, m.created_at, "bounced", "robot",
                  json.dumps({"message": message_id, "report": mid, "reason": reason})),
             )
+
+
+def _customer_name(m: IncomingMessage) -> str:
+    """The author of a message the platform gave no author: the customer for what came in, never
+    for our own messages (those show as ours; crediting them to the contact made our earlier
+    replies read as the customer's)."""
+    return (m.contact.name or m.contact.handle) if m.direction == "in" else ""
 
 
 def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:

@@ -23,6 +23,8 @@ from replydesk.storage.schema import (
     RANK_LEVELS,
     rank_bucket,
 )
+from replydesk.windows import Window
+from replydesk.windows import parse as parse_windows
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -76,15 +78,27 @@ class InboxRow:
     sla_due_at: float | None
     sla_warn_at: float | None
     last_message_at: float
+    #: When the platform lets us answer (``replydesk.windows``: WhatsApp's 24 hours, then templates);
+    #: empty where no window applies. The composer and the SLA pane count it down.
+    reply_windows: tuple[Window, ...] = ()
     listening: str | None = None  # the query that found it, while it waits in the Listening view
 
 
 _ROW_SQL = (
     "SELECT c.id, c.account, c.platform, c.kind, coalesce(p.name, ''), coalesce(p.handle, ''), c.subject, "
     "c.snippet, c.status, c.assignee, c.priority, c.escalated, c.tags, c.needs_reply, c.unread, "
-    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at, c.listening "
-    "FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
+    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at, "
+    "c.reply_window, c.listening FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
 )
+
+
+def _windows(raw: str | None) -> tuple[Window, ...]:
+    if not raw:
+        return ()
+    try:
+        return tuple(parse_windows(json.loads(raw)))
+    except ValueError:
+        return ()
 
 
 def _row(r: tuple) -> InboxRow:
@@ -93,7 +107,7 @@ def _row(r: tuple) -> InboxRow:
         snippet=r[7], status=r[8], assignee=r[9], priority=r[10], escalated=bool(r[11]),
         tags=tuple(t for t in r[12].split(TAG_SEP) if t), needs_reply=bool(r[13]), unread=bool(r[14]),
         vip=bool(r[15]), sla_state=r[16], sla_metric=r[17], sla_due_at=r[18], sla_warn_at=r[19],
-        last_message_at=r[20], listening=r[21],
+        last_message_at=r[20], reply_windows=_windows(r[21]), listening=r[22],
     )
 
 
@@ -355,6 +369,48 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class ActionView:
+    """An outbox action on the conversation other than a reply (a ticket, an edit, a delete, a read
+    mark), as the thread shows it."""
+
+    key: str
+    action: str
+    account: str
+    state: str
+    error: str | None
+    created_at: float
+    updated_at: float
+    summary: str
+    result: dict = field(default_factory=dict)
+
+
+def action_summary(action: str, account: str, text: str, payload: dict, result: dict, remote_id: str | None) -> str:
+    """One line for what an outbox row does (``replydesk outbox``, the thread)."""
+    if action == "reply":
+        return text
+    if action == "edit_reply":
+        return f"edit our reply to: {text}"
+    if action == "delete_reply":
+        quote = payload.get("quote")
+        return "delete our reply" + (f": {quote}" if isinstance(quote, str) and quote else "")
+    if action == "mark_read":
+        return "mark read on the platform"
+    if action == "create_ticket":
+        ticket = result.get("id") or remote_id
+        subject = payload.get("subject") if isinstance(payload.get("subject"), str) else ""
+        return f"ticket in {account}" + (f" #{ticket}" if ticket else "") + (f": {subject}" if subject else "")
+    return action
+
+
+def _json_dict(raw: str | None) -> dict:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
 class Thread:
     conversation: InboxRow
     messages: list[MessageView]
@@ -362,6 +418,7 @@ class Thread:
     escalation_target: str | None
     snoozed_until: float | None
     meta: dict
+    actions: list[ActionView] = field(default_factory=list)
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
@@ -385,9 +442,17 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
             (conv_id,),
         )
     ]
+    acts = []
+    for r in db.conn.execute(
+            "SELECT key, action, account, state, last_error, created_at, updated_at, text, payload, result, "
+            "remote_id FROM outbox WHERE conversation_id=? AND action != 'reply' AND state != 'cancelled' "
+            "ORDER BY seq", (conv_id,)):
+        payload, result = _json_dict(r[8]), _json_dict(r[9])
+        acts.append(ActionView(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                               action_summary(r[1], r[2], r[7], payload, result, r[10]), result))
     return Thread(
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
-        escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"),
+        escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"), actions=acts,
     )
 
 

@@ -490,7 +490,40 @@ MIGRATIONS: list[list[str]] = [
             updated_at REAL NOT NULL
         )""",
     ],
-    # 11: listening (posts found by a search, not addressed to us). ``listening`` holds the name of the
+    # 11: the outbox carries actions besides replies (mark read, edit or delete our reply, create a
+    # ticket): the kind, what the user asked for, and what the platform answered. Existing rows are
+    # replies ('reply', no payload), so they keep their meaning and their place in line.
+    [
+        "ALTER TABLE outbox ADD COLUMN action TEXT NOT NULL DEFAULT 'reply'",
+        "ALTER TABLE outbox ADD COLUMN payload TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE outbox ADD COLUMN result TEXT NOT NULL DEFAULT '{}'",
+    ],
+    # 12: a conversation's reply windows (WhatsApp's 24 hours, Messenger's human-agent tag for 7 days):
+    # a JSON list of absolute times, recomputed on each inbound message; NULL where none applies.
+    [
+        "ALTER TABLE conversations ADD COLUMN reply_window TEXT",
+    ],
+    # 13: pushed payloads (webhook bodies), committed as received before anything parses them, then
+    # ingested through the normal path; one row per (account, dedupe key), so a redelivered or
+    # replayed body is stored once. state: received | ingested | unmappable (with the reason).
+    [
+        """CREATE TABLE pushed_bodies (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            headers TEXT NOT NULL DEFAULT '{}',
+            body BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'received',
+            reason TEXT,
+            items INTEGER NOT NULL DEFAULT 0,
+            deliveries INTEGER NOT NULL DEFAULT 1,
+            updated_at REAL NOT NULL,
+            UNIQUE (account, dedupe_key)
+        )""",
+        "CREATE INDEX pushed_pending ON pushed_bodies(account, id) WHERE state = 'received'",
+    ],
+    # 14: listening (posts found by a search, not addressed to us). ``listening`` holds the name of the
     # query that found the conversation while it waits in the Listening view, NULL for the inbox's own
     # (and once it joined the inbox). The inbox's partial indexes leave listening rows out (views must
     # not walk them), and the Listening view gets its own. The inbox counters (migration 9) gain the

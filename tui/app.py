@@ -146,9 +146,9 @@ class ReplydeskApp(App[int]):
         """Once a second: the main screen's countdowns, a data_version probe, the config file."""
         try:
             main = self.main
-        except NoMatches:  # the timer fired while the app shuts down
+            main.tick()
+        except NoMatches:  # the timer fired while the app shuts down (the screen or its widgets gone)
             return
-        main.tick()
         self._poll()
         self.gc_pacer.tick()
         self._config_ticks += 1

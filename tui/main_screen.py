@@ -41,6 +41,7 @@ from replydesk.tui.messages import (
     DraftLoaded,
     HeaderLoaded,
     ReplyCancelled,
+    ReplyOutsideWindow,
     ReplyQueued,
     ReplyToRobot,
     TagsLoaded,
@@ -52,7 +53,9 @@ from replydesk.tui.sla_pane import SlaPane
 from replydesk.tui.store import Store
 from replydesk.tui.thread import ThreadView
 from replydesk.tui.triage import triage_write
+from replydesk.tui.window_text import dialog_items
 from replydesk.tui.workers import background
+from replydesk.windows import Verdict
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
@@ -135,7 +138,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="right"):
                 yield SlaPane(id="sla")
                 yield ThreadView(self.clock, self.tz, id="thread")
-                yield Composer(id="composer")
+                yield Composer(clock=self.clock, id="composer")
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
@@ -166,6 +169,8 @@ class MainScreen(Screen[None]):
     def tick(self) -> None:
         """Once a second (the app's timer): countdowns on visible rows, the SLA pane each minute."""
         self.inbox.tick()
+        if self.composer.is_open:  # the reply window's countdown
+            self.composer.update_info()
         minute = int(self.clock() // 60)
         if minute != self._minute:
             self._minute = minute
@@ -193,8 +198,8 @@ class MainScreen(Screen[None]):
     @background("reading the counts", group="header", exclusive=True)
     def _load_header(self) -> None:
         def read(db: Database) -> HeaderLoaded:
-            waiting = outbox.pending(db, ("queued", "sending"))
-            failed = outbox.pending(db, ("failed", "unknown"))
+            waiting = [i for i in outbox.pending(db, ("queued", "sending")) if i.is_reply]
+            failed = outbox.pending(db, ("failed", "unknown"))  # replies and other actions alike
             return HeaderLoaded(queries.counts(db), queries.account_states(db), len(waiting), len(failed))
 
         self.post_message(self.store.read(read))
@@ -276,8 +281,25 @@ class MainScreen(Screen[None]):
     @on(InboxList.Opened)
     def _on_opened(self, event: InboxList.Opened) -> None:
         self.set_reading(True)
+        row = self.inbox.current
+        # Read receipts on the platform, where the account asks for them (its facts then list the
+        # action): queued in the outbox with the local mark, never sent from here.
+        on_platform = row is not None and row.id == event.conv_id and row.unread and \
+            "mark_read" in self._facts(row).actions
+
+        def mark(db: Database) -> None:
+            actions.mark_read(db, event.conv_id)
+            if on_platform:
+                outbox.queue_action(db, event.conv_id, "mark_read", actor=self.agent)
+
         # After the frame: the write's worker thread would otherwise share the GIL with the repaint.
-        self.after_frame(self._write, "Read", lambda db: actions.mark_read(db, event.conv_id), 1, quiet=True)
+        self.after_frame(self._write, "Read", mark, 1, quiet=True)
+
+    @staticmethod
+    def _facts(row: queries.InboxRow) -> Any:
+        from replydesk.platforms import BOOK
+
+        return BOOK.for_account(row.account, row.platform)
 
     # ---- writes -------------------------------------------------------------------------------------
 
@@ -401,6 +423,12 @@ class MainScreen(Screen[None]):
 
     @on(Composer.Send)
     def _on_send(self, event: Composer.Send) -> None:
+        if event.mode == "edit":
+            self.composer.close()
+            self.inbox.focus()
+            self._queue_action("Edit queued", event.conv_id, "edit_reply",
+                               {"message_id": event.editing, "text": event.text})
+            return
         if event.later:
             def chosen(at: float | None) -> None:
                 if at is None:  # cancelled: back to the composer, text intact
@@ -417,7 +445,8 @@ class MainScreen(Screen[None]):
         self._send(event.conv_id, event.text, event.mode)
 
     @background("queueing the reply", group="write")
-    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False) -> None:
+    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
+              send_as: str | None = None) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
@@ -426,10 +455,14 @@ class MainScreen(Screen[None]):
                 return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
-                to_automatic=to_robot))
+                to_automatic=to_robot, send_as=send_as))
         except outbox.AutomaticRecipient as exc:  # ask first (see _ask_before_replying_to_robot)
             row = self.store.read(lambda db: queries.get_row(db, conv_id))
             self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
+            return
+        except outbox.OutsideReplyWindow as exc:  # the window closed (or will, before it leaves)
+            row = self.store.read(lambda db: queries.get_row(db, conv_id))
+            self.post_message(ReplyOutsideWindow(conv_id, text, mode, at, exc.verdict, row))
             return
         except EXPECTED as exc:
             self.post_message(ActionDone("Send", 1, str(exc)))
@@ -450,6 +483,89 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(ChoiceDialog(f"Only automatic mail here ({one_line(event.reason)}). Reply anyway?",
                                           [("send", "queue the reply anyway"), ("back", "back to the draft")]), chosen)
+
+    @on(Composer.WindowClosed)
+    def _on_window_closed(self, event: Composer.WindowClosed) -> None:
+        """Send outside the reply window: the composer stays open under the platform's choices."""
+        self._offer_window_choices(event.conv_id, event.text, event.mode, None, event.verdict, None)
+
+    @on(ReplyOutsideWindow)
+    def _on_outside_window(self, event: ReplyOutsideWindow) -> None:
+        self._offer_window_choices(event.conv_id, event.text, event.mode, event.at, event.verdict, event.row)
+
+    def _offer_window_choices(self, conv_id: str, text: str, mode: str, at: float | None, verdict: Verdict,
+                              row: queries.InboxRow | None) -> None:
+        """Say why the reply cannot leave and offer what the platform still allows: the human-agent
+        tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
+        def chosen(answer: str | None) -> None:
+            if answer == "public":
+                if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
+                    self.composer.mode = "public"
+                    self.composer.update_info()
+                    self.composer.text_area.focus()
+                    self.notify("Now a public answer to the comment: ctrl+s sends it.", timeout=4)
+                elif row is not None:
+                    self._open_composer("public", text, row=row)
+                return
+            if answer and answer != "back":
+                self.composer.close()
+                self.inbox.focus()
+                self._send(conv_id, text, mode, at, send_as=answer)
+                return
+            if self.composer.is_open:
+                self.composer.text_area.focus()
+            elif row is not None:  # back to the draft, text intact
+                self._open_composer(mode, text, row=row)
+
+        reason = verdict.reason[:1].upper() + verdict.reason[1:]
+        self.app.push_screen(ChoiceDialog(f"Not sent: {one_line(reason)}.", dialog_items(verdict, self.clock())),
+                             chosen)
+
+    # ---- actions on our own replies (edit, delete) ----------------------------------------------------
+
+    def _our_last_reply(self, what: str) -> tuple[queries.InboxRow, queries.MessageView] | None:
+        """The selected conversation and our newest reply in it that reached the platform, from the
+        thread on screen (no read needed), if the account can ``what`` it."""
+        row = self._selected_row()
+        if row is None:
+            return None
+        action = f"{what}_reply"
+        if action not in self._facts(row).actions:
+            self.notify(f"{row.account} cannot {what} replies on {self._facts(row).label}.", severity="warning")
+            return None
+        thread = self.thread_view.thread
+        if thread is None or thread.conversation.id != row.id:
+            self.notify("The thread is still loading; try again.", severity="warning")
+            return None
+        ours = [m for m in thread.messages if m.direction == "out" and m.state == "sent"]
+        if not ours:
+            self.notify("No reply of ours has reached the platform here.", severity="warning")
+            return None
+        return row, ours[-1]
+
+    def action_edit_reply(self) -> None:
+        found = self._our_last_reply("edit")
+        if found is not None:
+            row, message = found
+            self.composer.open(row, "edit", message.text, editing=message.id)
+
+    def action_delete_reply(self) -> None:
+        found = self._our_last_reply("delete")
+        if found is None:
+            return
+        row, message = found
+
+        def chosen(answer: str | None) -> None:
+            if answer == "delete":
+                self._queue_action("Delete queued", row.id, "delete_reply", {"message_id": message.id})
+
+        self.app.push_screen(ChoiceDialog(f"Delete our reply on {self._facts(row).label}: "
+                                          f"{one_line(message.text)[:60]}?",
+                                          [("delete", "delete it on the platform"), ("back", "keep it")]), chosen)
+
+    def _queue_action(self, label: str, conv_id: str, kind: str, payload: dict[str, Any]) -> None:
+        agent = self.agent
+        self._write(label, lambda db: outbox.queue_action(db, conv_id, kind, payload, actor=agent), 1)
 
     def action_toggle_quoted(self) -> None:
         self.thread_view.toggle_folds()
@@ -573,11 +689,15 @@ class MainScreen(Screen[None]):
         if not self._targets():
             return
 
+        config = self.app.workspace.config
+
         def done(value: dict[str, str] | None) -> None:
             if value:
-                self.apply("escalate", value, f"Escalated to {one_line(value['target'])}")
+                desk = config.ticket_account(value["target"])
+                label = f"Escalated to {one_line(value['target'])}" + (f"; ticket queued for {desk}" if desk else "")
+                self.apply("escalate", {**value, "ticket_account": desk}, label)
 
-        self.app.push_screen(EscalateDialog(), done)
+        self.app.push_screen(EscalateDialog(targets=list(config.escalation.targets)), done)
 
     def action_resolve(self) -> None:
         self.apply("resolve", {}, "Resolved")

@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
-from replydesk.storage.queries import MessageView, Thread
+from replydesk.storage.queries import ActionView, MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
@@ -38,6 +38,7 @@ DELIVERY = {
     "sent": ("sent ✓", "success"),
     "failed": ("FAILED", "error"),
     "unknown": ("UNKNOWN — check the platform", "error"),
+    "deleted": ("deleted on the platform", None),
 }
 
 
@@ -312,10 +313,39 @@ class ThreadView(ScrollView, can_focus=True):
             if len(thread.history) > 3:
                 out.append(f"\n  … and {len(thread.history) - 3} more", style="dim")
         out.append("\n")
-        for m in thread.messages:
+        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for.
+        # A read mark shows only when it needs the user: it is routine otherwise.
+        shown = [a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")]
+        entries: list[tuple[float, int, MessageView | ActionView]] = [(m.created_at, 0, m) for m in thread.messages]
+        entries += [(a.created_at, 1, a) for a in shown]
+        for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1])):
             out.append("\n")
-            out.append_text(self.render_message(m, now))
+            out.append_text(self.render_action(entry, now) if isinstance(entry, ActionView)
+                            else self.render_message(entry, now))
         return out
+
+    def render_action(self, a: ActionView, now: float) -> Text:
+        """One outbox action: what it does, where it stands (the label says it without colour)."""
+        role = self.palette
+        t = Text()
+        t.append(f"{clock_time(a.created_at, now, self.tz)}  ⚙ ", style="dim")
+        t.append_text(safe(a.summary, "bold"))
+        label, state_role = DELIVERY.get(a.state, (a.state, None))
+        if a.state == "sent":
+            label = "done ✓"
+        t.append("  [", style="dim")
+        t.append(label, style=role(state_role) if state_role else "dim")
+        t.append("]", style="dim")
+        url = a.result.get("url") if isinstance(a.result.get("url"), str) else ""
+        if url:
+            t.append("\n  ")
+            t.append_text(safe(url, "dim"))
+        if a.error:
+            t.append("\n  reason: ", style=role("error", "not bold"))
+            t.append_text(safe(a.error, role("error", "not bold")))
+        if a.state in ("failed", "unknown"):
+            t.append(f"\n  retry key: {a.key}", style="dim")
+        return t
 
     def render_message(self, m: MessageView, now: float) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
@@ -340,6 +370,8 @@ class ThreadView(ScrollView, can_focus=True):
             t.append_text(safe(m.author or "me", role("accent", "bold")))
             if m.private:
                 t.append("  (private)", style=role("special"))
+            if isinstance(m.meta, dict) and m.meta.get("edited_at"):
+                t.append("  (edited)", style="dim")
             bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
             if bounced:
                 label, state_role = "NOT DELIVERED", "error"
