@@ -359,3 +359,11 @@ def test_a_workspace_of_the_previous_schema_upgrades_with_its_counters_intact(tm
     assert queries.inbox_count(db, InboxFilter()) == 20 and queries.inbox_count(db, LISTENING) == 1
     assert doctor.counters_consistent(db)
     db.close()
+
+
+def test_a_pushed_mention_joins_a_listened_conversation_like_a_polled_one(db: Database):
+    """A webhook or stream push (a result that advances no cursor) is an inbox stream too."""
+    ingest.ingest(db, ACCOUNT, [listened(post(1, "@shop Duka la Amani lost my order", ago=7200))])
+    pushed = FetchResult([post(1, "@shop Duka la Amani lost my order", ago=7200)], None, "push")
+    stats = ingest.ingest(db, ACCOUNT, [pushed])
+    assert stats.joined == {conv(1)} and row(db, 1)["listening"] is None and row(db, 1)["sla_state"] == "breached"
