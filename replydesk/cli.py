@@ -599,6 +599,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -608,6 +609,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     return EXIT_OK
 
 
