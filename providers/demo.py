@@ -85,6 +85,9 @@ class DemoOptions(AccountOptions):
     """Conversations already waiting when the workspace is created."""
     faults: DemoFaults = DemoFaults()
     """Fault injection on the platform's side, for demos and tests."""
+    remote: str | None = None
+    """Where the simulated platform keeps its side (clock anchor, ledger); default: the workspace.
+    Team engines on one machine share one, as they would share a real platform."""
 
 
 # (language, customer names, opening messages, follow-ups). Real scripts, so alignment and search
@@ -291,7 +294,7 @@ class DemoProvider(Provider):
         self.retry_after = faults.retry_after
         self.crash_after_accept = faults.crash_after_accept
         self.poll_interval = float(opts.poll_interval or min(5.0, self.pace))
-        self.remote = DemoRemote(data_dir)
+        self.remote = DemoRemote(Path(opts.remote).expanduser() if opts.remote else data_dir)
         self.clock = clock
         self._faults = random.Random()  # faults are chance, not part of the seeded story
 

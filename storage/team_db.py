@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 import psycopg
 from psycopg import sql
 
+from replydesk.storage.db import StorageError
 from replydesk.storage.team_schema import (
     EVENTS_CHANNEL,
     FUNCTIONS,
@@ -31,7 +32,7 @@ from replydesk.storage.team_schema import (
 )
 
 
-class TeamError(Exception):
+class TeamError(StorageError):
     """A team database problem with a message a person can act on (never a secret in it)."""
 
 

@@ -126,7 +126,7 @@ class ReplydeskApp(App[int]):
     @background("starting the sync engine", group="engine")
     def _start_engine(self) -> None:
         self.store.open()
-        if not self.workspace.config.accounts:
+        if not self.workspace.syncs:
             self.post_message(EngineStatus(False, "offline review: no accounts configured"))
             return
         engine = EngineThread(self.workspace)
