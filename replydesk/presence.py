@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +27,18 @@ class Doing:
 
 
 NOTHING = Doing(None, None)
+#: The console announces from worker threads: one write at a time (take it to check what is newest).
+WRITING = threading.Lock()
 
 
 def announce(data_dir: Path, conversation: str | None, activity: str | None) -> None:
-    """Record what the console shows now (None, None: nothing); atomic, so a reader never sees half."""
+    """Record what the console shows now (None, None: nothing); atomic, so a reader never sees half.
+    Call with ``WRITING`` held."""
     path = Path(data_dir) / FILE
     body = json.dumps({"conversation": conversation, "activity": activity if activity in ACTIVITIES else None,
                        "pid": os.getpid()})
     tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    with suppress(OSError):  # presence is best effort: a read-only or full disk must not stop the console
+    with suppress(OSError):  # best effort: a read-only or full disk must not stop the console
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(body)
