@@ -279,6 +279,7 @@ def retry(db: Database, key: str, text: str | None = None) -> None:
         attempts = {"unknown": 0, "failed": min(item.attempts, 1)}.get(item.state, item.attempts)
         db.conn.execute("UPDATE outbox SET attempts=? WHERE key=?", (attempts, key))
         _set(db, key, "queued", last_error=None, not_before=db.now())
+        _event(db, item.conversation_id, "retry", "me", {"key": key})  # a team hears of it from the log
 
 
 def confirm_sent(db: Database, key: str) -> None:
