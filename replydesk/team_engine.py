@@ -71,6 +71,13 @@ class TeamEngine(SyncEngine):
         """Only the accounts this engine leads: another engine may be sending the others right now."""
         await super().reconcile_in_flight(self.led if accounts is None else accounts)
 
+    async def drain(self, run: AccountRun, limit: int = 100) -> int:
+        """A reply another engine left ``sending`` (its claim reached this replica after the take-over)
+        is settled like one of ours interrupted by a crash, before anything else in its thread leaves."""
+        if run.name in self.led and outbox.in_flight(self.db, run.name):
+            await super().reconcile_in_flight([run.name])
+        return await super().drain(run, limit)
+
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
         if not self._claim(item):
             return False
@@ -81,7 +88,8 @@ class TeamEngine(SyncEngine):
         if self.coord is None or item.account not in self.led:
             return False
         try:
-            outcome = team_db.claim(self.coord, item.key, item.attempts)
+            outcome = team_db.claim(self.coord, item.key, item.attempts,
+                                    f"{self.link.replica}:claim:{item.key}:{item.attempts + 1}")
         except team_db.TEAM_ERRORS as exc:
             self._lose_all(str(team_db.explain(exc, self.url)))
             return False

@@ -342,8 +342,8 @@ def renew(conn: psycopg.Connection, accounts: Iterable[str]) -> set[str]:
     return {r[0] for r in conn.execute("SELECT replydesk.renew(%s)", (list(accounts),))}
 
 
-def claim(conn: psycopg.Connection, key: str, seen_attempts: int) -> dict[str, Any]:
-    return conn.execute("SELECT replydesk.claim(%s, %s)", (key, seen_attempts)).fetchone()[0]
+def claim(conn: psycopg.Connection, key: str, seen_attempts: int, command_id: str | None = None) -> dict[str, Any]:
+    return conn.execute("SELECT replydesk.claim(%s, %s, %s)", (key, seen_attempts, command_id)).fetchone()[0]
 
 
 def set_account_status(conn: psycopg.Connection, account: str, state: str, detail: str,

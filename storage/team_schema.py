@@ -469,7 +469,9 @@ FUNCTIONS: list[str] = [
     # The leading engine claims a reply before the network call (committed 'sending'). A reply another
     # engine left 'sending' is taken over only by the account's leader, and only once that leader has
     # seen the interrupted attempt (``p_seen``), so it went through its own reconciliation first.
-    f"""CREATE OR REPLACE FUNCTION replydesk.claim(p_key text, p_seen integer) RETURNS jsonb
+    # ``p_id``: the claim's command id, so the claiming replica knows the event for its own echo.
+    "DROP FUNCTION IF EXISTS replydesk.claim(text, integer)",
+    f"""CREATE OR REPLACE FUNCTION replydesk.claim(p_key text, p_seen integer, p_id text) RETURNS jsonb
        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
        DECLARE me replydesk.agents%ROWTYPE; o replydesk.outbox%ROWTYPE; s bigint;
        BEGIN
@@ -488,7 +490,7 @@ FUNCTIONS: list[str] = [
           WHERE key = p_key RETURNING * INTO o;
          UPDATE replydesk.messages SET state = 'sending', error = NULL WHERE id = o.message_id;
          PERFORM replydesk._log(me.name, 'outbox', o.conversation_id,
-                                jsonb_build_object('kind', 'outbox', 'key', p_key, 'state', 'sending'),
+                                jsonb_build_object('kind', 'outbox', 'key', p_key, 'state', 'sending', 'id', p_id),
                                 jsonb_build_object('outbox', to_jsonb(o)), s);
          RETURN jsonb_build_object('ok', true, 'attempts', o.attempts, 'seq', s);
        END $$""",
@@ -563,6 +565,6 @@ GRANTS: list[str] = [
     "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA replydesk FROM PUBLIC",
     "GRANT EXECUTE ON FUNCTION replydesk.submit(jsonb), replydesk.heartbeat(text, text, double precision), "
     "replydesk.leave() TO {agents}, {engines}",
-    "GRANT EXECUTE ON FUNCTION replydesk.claim(text, integer), replydesk.lead(text), replydesk.renew(text[]), "
+    "GRANT EXECUTE ON FUNCTION replydesk.claim(text, integer, text), replydesk.lead(text), replydesk.renew(text[]), "
     "replydesk.set_account_status(text, text, text, double precision, double precision) TO {engines}",
 ]

@@ -258,7 +258,7 @@ def test_an_agent_cannot_write_as_another_or_touch_the_tables(team: Team, joined
                           "UPDATE replydesk.conversations SET assignee = 'ben'",
                           "DELETE FROM replydesk.events",
                           "SELECT replydesk._set(NULL, '{}')",
-                          "SELECT replydesk.claim('k', 0)"):
+                          "SELECT replydesk.claim('k', 0, NULL)"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
         # a note claiming another author is recorded as the session's agent
@@ -308,10 +308,14 @@ def test_only_the_leader_claims_and_a_takeover_waits_for_the_interrupted_attempt
     try:
         assert team_db.lead(a, "demo") is True and team_db.lead(b, "demo") is False
         assert team_db.claim(b, key, 0)["reason"] == "leader"
-        assert team_db.claim(a, key, 0) == {"ok": True, "attempts": 1, "seq": team_db.head(a)}
+        assert team_db.claim(a, key, 0, "a:claim:1") == {"ok": True, "attempts": 1, "seq": team_db.head(a)}
         a.close()  # the leader dies mid-send: its lock goes with its session
         assert team_db.lead(b, "demo") is True
         assert team_db.claim(b, key, 0)["reason"] == "state"  # b has not seen the interrupted attempt yet
-        assert team_db.claim(b, key, 1)["ok"] is True  # having seen (and settled) it, b takes over
+        assert team_db.claim(b, key, 1, "b:claim:2")["ok"] is True  # having seen (and settled) it, b takes over
+        with team.admin() as conn:  # each claim is an event of the claiming engine, with its id
+            claims = conn.execute("SELECT agent, command_id FROM replydesk.events WHERE kind = 'outbox' "
+                                  "ORDER BY seq").fetchall()
+        assert claims == [("engine-a", "a:claim:1"), ("engine-b", "b:claim:2")]
     finally:
         b.close()
