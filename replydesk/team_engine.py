@@ -95,6 +95,9 @@ class TeamEngine(SyncEngine):
             return False
         if not outcome.get("ok"):
             log.info("reply %s not claimed: %s", item.key, outcome.get("detail"))
+            row = outcome.get("outbox")
+            if isinstance(row, dict) and row.get("state") in ("sent", "failed", "unknown", "cancelled"):
+                team_local.adopt_outbox_row(self.db, row)  # the team is ahead: never wait behind it
             return False
         return True
 

@@ -210,7 +210,9 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
         if item is None or item.state == "sent":
             return
         new_id = f"{item.account}:{remote_id}"
-        clash = db.conn.execute("SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
+        # (not our own row: a reply recorded sent once keeps its new id if it is ever recorded again)
+        clash = new_id != item.message_id and db.conn.execute(
+            "SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
         if clash:  # the platform's copy arrived by sync first: keep it, drop our placeholder
             db.conn.execute("DELETE FROM messages WHERE id=?", (item.message_id,))
             db.conn.execute("UPDATE messages SET state='sent' WHERE id=?", (new_id,))

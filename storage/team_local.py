@@ -555,7 +555,7 @@ def _apply_outbox_row(db: Database, row: dict[str, Any], *, at: float) -> None:
     """Take the team's delivery state of one reply (sent renames the message as the engine did)."""
     key = row.get("key")
     local = outbox.get(db, key) if isinstance(key, str) else None
-    if local is None or local.state == row.get("state") == "sent":
+    if local is None or local.state == "sent":  # sent is a fact: nothing moves it back
         return
     state = row.get("state")
     if state == "sent":
@@ -570,6 +570,13 @@ def _apply_outbox_row(db: Database, row: dict[str, Any], *, at: float) -> None:
     if state in ("failed", "unknown") and local.state != state:
         _event(db, local.conversation_id, "send_failed" if state == "failed" else "send_unknown", "team",
                {"key": key, "error": row.get("last_error")}, at=at)
+
+
+def adopt_outbox_row(db: Database, row: dict[str, Any]) -> None:
+    """Take the team's state of a reply that this replica holds otherwise (an engine's claim found the
+    team ahead: sent or settled by another engine while this one missed an event)."""
+    with applying(db):
+        _apply_outbox_row(db, row, at=db.now())
 
 
 def _set_state(db: Database, conv_id: str, state: dict[str, Any], *, agent: str, at: float,

@@ -361,11 +361,18 @@ FUNCTIONS: list[str] = [
        BEGIN
          SELECT * INTO o FROM replydesk.outbox WHERE key = cmd->>'key' FOR UPDATE;
          IF NOT FOUND THEN RETURN replydesk._reject('missing', format('no reply %s in the team outbox', cmd->>'key')); END IF;
+         IF st = 'sent' AND o.state = 'sent' THEN  -- two engines learnt the same fact
+           RETURN jsonb_build_object('ok', true, 'duplicate', true);
+         END IF;
+         -- An engine moves only a reply it claimed last: a stale engine (killed mid-send, back later)
+         -- cannot put back to waiting a reply another engine has taken over. "Sent" is a fact: any
+         -- engine may record it, and nothing moves a sent reply again.
          allowed := (st = 'cancelled' AND o.state IN ('queued', 'failed', 'unknown'))
            OR (st = 'queued' AND NOT eng AND o.state IN ('queued', 'failed', 'unknown'))
-           OR (st = 'queued' AND eng AND o.state IN ('queued', 'sending'))
-           OR (st IN ('failed', 'unknown') AND eng AND o.state IN ('queued', 'sending'))
-           OR (st = 'sent' AND o.state <> 'sent' AND o.state <> 'cancelled' AND (eng OR o.state = 'unknown'));
+           OR (st = 'queued' AND eng AND o.state = 'sending' AND o.claimed_by = me.name)
+           OR (st IN ('failed', 'unknown') AND eng AND o.state IN ('queued', 'sending')
+               AND o.claimed_by IS NOT DISTINCT FROM me.name)
+           OR (st = 'sent' AND o.state <> 'cancelled' AND (eng OR o.state = 'unknown'));
          IF NOT coalesce(allowed, false) THEN
            RETURN replydesk._reject('state', format('the reply is %s: it cannot become %s', o.state, st),
                                     jsonb_build_object('outbox', to_jsonb(o)));

@@ -25,10 +25,18 @@ from typing import Any
 
 import pytest
 
-from replydesk.storage import actions, outbox, queries, team_db, team_local
+from replydesk.storage import actions, outbox, queries, team_local
 from replydesk.storage.db import Database, open_database
 from support import REPO
-from team_support import Team, cache_state, differences, engine_config, ledger_by_conversation, read_ledger, team_state
+from team_support import (
+    Team,
+    cache_state,
+    differences,
+    engine_config,
+    ledger_by_conversation,
+    read_ledger,
+    team_state,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -157,7 +165,19 @@ def settled(cluster: Cluster) -> bool | str:
         head = conn.execute("SELECT coalesce(max(seq), 0) FROM replydesk.events").fetchone()[0]
         waiting = conn.execute("SELECT count(*) FROM replydesk.outbox WHERE state IN ('queued', 'sending')").fetchone()[0]
     if waiting:
-        return f"{waiting} replies still queued or sending at the team"
+        with cluster.team.admin() as conn:
+            stuck = conn.execute("SELECT key, conversation_id, state, attempts, claimed_by FROM replydesk.outbox "
+                                 "WHERE state IN ('queued', 'sending') ORDER BY seq LIMIT 3").fetchall()
+        local = {}
+        for name in ENGINES:
+            db = open_database(cluster.dir(name))
+            try:
+                local[name] = [tuple(r) for r in db.conn.execute(
+                    "SELECT key, state, attempts, last_error FROM outbox WHERE conversation_id = ? ORDER BY seq",
+                    (stuck[0][1],))] if stuck else []
+            finally:
+                db.close()
+        return f"{waiting} replies still queued or sending at the team, first {stuck}; in the engines {local}"
     for name in (*AGENTS, *ENGINES):
         db = open_database(cluster.dir(name))
         try:
@@ -169,6 +189,19 @@ def settled(cluster: Cluster) -> bool | str:
     return True
 
 
+def explain(cluster: Cluster, name: str, referee: dict[str, Any]) -> str:
+    """For a failure: the replies whose message differs, as this cache and the team have them."""
+    db = open_database(cluster.dir(name))
+    try:
+        rows = [tuple(r) for r in db.conn.execute(
+            "SELECT o.key, o.state, o.attempts, o.message_id, o.remote_id, m.id, m.state FROM outbox o "
+            "LEFT JOIN messages m ON m.id = o.message_id WHERE o.state != 'failed' ORDER BY o.seq")]
+    finally:
+        db.close()
+    odd = [r for r in rows if r[0] in referee["outbox"] and (r[5] is None or r[5] not in referee["messages"])]
+    return f"\nreplies in {name}'s cache whose message the team lacks: {odd[:5]}"
+
+
 def check_invariants(cluster: Cluster, actor: Actor) -> dict[str, int]:
     referee = team_state(cluster.team)
     for name in (*AGENTS, *ENGINES):
@@ -177,7 +210,7 @@ def check_invariants(cluster: Cluster, actor: Actor) -> dict[str, int]:
             diff = differences(cache_state(db), referee)
         finally:
             db.close()
-        assert not diff, f"{name}'s cache differs from the team:\n" + "\n".join(diff[:15])
+        assert not diff, f"{name}'s cache differs from the team:\n" + "\n".join(diff[:15]) + explain(cluster, name, referee)
     # Nothing lost: every note is in the team; every reply is either in the team outbox or was refused
     # (a collision) and says so in its author's cache.
     assert set(actor.notes) <= set(referee["messages"])
@@ -202,7 +235,7 @@ def check_invariants(cluster: Cluster, actor: Actor) -> dict[str, int]:
     assert set(sent) == set(referee["outbox"]), "a reply the team accepted did not leave"
     assert set(posted) == set(sent)
     queued_order: dict[str, list[str]] = defaultdict(list)
-    for key, (conv, _, seq) in sorted(referee["outbox"].items(), key=lambda kv: kv[1][2]):
+    for key, (conv, _, _seq) in sorted(referee["outbox"].items(), key=lambda kv: kv[1][2]):
         queued_order[conv.split(":", 1)[1]].append(key)
     assert ledger_by_conversation(ledger) == dict(queued_order), "replies to a conversation left out of order"
     return {"replies": len(actor.replies), "sent": len(sent), "refused": refused, "notes": len(actor.notes)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -309,8 +310,11 @@ def test_only_the_leader_claims_and_a_takeover_waits_for_the_interrupted_attempt
         assert team_db.lead(a, "demo") is True and team_db.lead(b, "demo") is False
         assert team_db.claim(b, key, 0)["reason"] == "leader"
         assert team_db.claim(a, key, 0, "a:claim:1") == {"ok": True, "attempts": 1, "seq": team_db.head(a)}
-        a.close()  # the leader dies mid-send: its lock goes with its session
-        assert team_db.lead(b, "demo") is True
+        a.close()  # the leader dies mid-send: its lock goes with its session (once the server sees it gone)
+        deadline = time.monotonic() + 20
+        while not team_db.lead(b, "demo"):
+            assert time.monotonic() < deadline, "the lock did not go with the leader's session"
+            time.sleep(0.02)
         assert team_db.claim(b, key, 0)["reason"] == "state"  # b has not seen the interrupted attempt yet
         assert team_db.claim(b, key, 1, "b:claim:2")["ok"] is True  # having seen (and settled) it, b takes over
         with team.admin() as conn:  # each claim is an event of the claiming engine, with its id
