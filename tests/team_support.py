@@ -44,7 +44,8 @@ class Team:
     @classmethod
     def create(cls, pg: PgServer) -> Team:
         team = cls(pg, pg.create_database())
-        assert main(["team", "init", team.owner_url()]) == 0
+        with redirect_stdout(io.StringIO()):
+            assert main(["team", "init", team.owner_url()]) == 0
         return team
 
     def owner_url(self) -> str:
