@@ -44,7 +44,8 @@ LIVE_EVERY = 5.0
 HEARTBEAT = 20.0
 PRESENCE_TTL = 60.0
 PUSH_BATCH = 200
-PULL_BATCH = 2000
+PULL_BATCH = 2000  # events a transaction while catching up (a first pull, back from offline)
+LIVE_BATCH = 200  # while in step: small transactions, so a console in the same process keeps its frames
 RETRY_MAX = 30.0
 
 
@@ -216,7 +217,7 @@ class TeamSync:
                 self.heartbeat()
                 last_beat = now
             if pull_now:
-                self.pull()
+                self.pull(LIVE_BATCH)
                 last_pull = now
             if live_now:
                 self.refresh_live()
@@ -283,11 +284,11 @@ class TeamSync:
 
     # ---- pull -------------------------------------------------------------------------------------
 
-    def pull(self) -> team_local.ApplyReport:
+    def pull(self, batch: int = PULL_BATCH) -> team_local.ApplyReport:
         total = team_local.ApplyReport()
         head = None
         while True:
-            events = team_db.pull(self.work, team_local.cursor(self.db), PULL_BATCH)
+            events = team_db.pull(self.work, team_local.cursor(self.db), batch)
             if not events:
                 break
             report = team_local.apply_events(self.db, events, self.link, leads=self.leads())
@@ -296,8 +297,9 @@ class TeamSync:
             if self.progress is not None:
                 head = head if head is not None and head >= events[-1].seq else team_db.head(self.work)
                 self.progress(events[-1].seq, head)
-            if len(events) < PULL_BATCH:
+            if len(events) < batch:
                 break
+            time.sleep(0)  # let another thread (a console's frame) in between batches
         return total
 
     # ---- presence and live state ------------------------------------------------------------------

@@ -323,3 +323,18 @@ def test_only_the_leader_claims_and_a_takeover_waits_for_the_interrupted_attempt
         assert claims == [("engine-a", "a:claim:1"), ("engine-b", "b:claim:2")]
     finally:
         b.close()
+
+
+def test_join_keeps_the_password_in_the_keyring_and_the_engine_reads_it_there(
+        team: Team, joined: dict[str, Path], tmp_path: Path, file_keyring, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv(team.secret_env("ben")[0])  # no environment fallback: only the keyring has it
+    where = tmp_path / "ben2"
+    code, out, err = run_cli("team", "join", team.url("ben"), "--agent", "ben", "--data-dir", str(where),
+                             stdin=team.passwords["ben"] + "\n")
+    assert code == 0, err
+    assert "password stored in the system keyring" in out
+    url, _ = team_db.TeamUrl.parse(team.url("ben"))
+    assert file_keyring.get_password("replydesk", url.secret_name()) == team.passwords["ben"]
+    link = json.loads((where / "team.json").read_text())
+    assert team.passwords["ben"] not in (where / "team.json").read_text() and link["agent"] == "ben"
+    assert sync(where).cursor == sync(joined["ana"]).head  # the local engine connects with the stored one
