@@ -292,6 +292,8 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
                     me: Link) -> PushReport:
     """After a push: move the pointer, and undo each refused change with the team's value (told)."""
     report = PushReport()
+    if not changes and last <= pushed(db):  # nothing new (a console's read mark, an SLA tick): no write
+        return report
     with applying(db):
         for change, outcome in zip(changes, outcomes, strict=True):
             if outcome.get("ok"):
