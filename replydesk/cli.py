@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # not typing's: importing typing is a millisecond of ever
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Any
 
     from replydesk import secrets
@@ -218,6 +219,22 @@ def _open_to_read(args: argparse.Namespace, *, sla: bool = False, create: bool =
     return _open(args, create=create)[1]
 
 
+def default_data_dir() -> Path:
+    from replydesk.paths import default_data_dir as data_dir
+
+    return data_dir()
+
+
+def _joined(args: argparse.Namespace) -> bool:
+    """Whether the workspace is joined to a team (a file in it): looked at before the team
+    commands' module is imported, so a solo workspace's commands never load it."""
+    from pathlib import Path
+
+    from replydesk import teamlink
+
+    return (Path(args.data_dir) if args.data_dir else default_data_dir()).joinpath(teamlink.FILE).exists()
+
+
 def _conv(db: Database, ref: str) -> str:
     conv_id = queries.resolve_conversation(db, ref)
     if conv_id is None:
@@ -248,7 +265,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
-    if not ws.config.accounts:
+    if not ws.syncs:
         raise UsageError("no accounts configured: add one to the config (see config.example.yaml)")
     lock = EngineLock(ws.data_dir)
     if not lock.acquire():
@@ -258,6 +275,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         engine = ws.engine(db, follow_config=not args.once)
         if args.once:
             report = asyncio.run(engine.run_once())
+            if ws.team is not None:  # a joined workspace: one push and pull with the team
+                _say_team_pass(report, args.json)
+                return EXIT_OK
             if args.json:
                 emit_json({"fetched": report.fetched, "sent": report.sent, "errors": report.errors})
             else:
@@ -273,6 +293,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         lock.release()
         db.close()
+
+
+def _say_team_pass(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json({"pushed": report.pushed, "refused": report.refused, "pulled": report.pulled,
+                   "cursor": report.cursor, "head": report.head})
+        return
+    say(f"pushed {report.pushed} change(s), pulled {report.pulled} event(s); at {report.cursor} of {report.head}")
+    for text in report.refused:
+        complain(text)
 
 
 def _run_forever(engine: Any) -> int:
@@ -712,6 +742,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -721,6 +752,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     return EXIT_OK
 
 
@@ -933,6 +966,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+    if only is None or only in ("serve", "team"):  # their module is not imported for the others
+        from replydesk import cli_team
+
+        cli_team.register(sub, common, jsonopt, add, EXIT_USAGE)
     if only is not None and not built:  # not a command: the whole line, so argparse lists them all
         return build_parser()
     return parser
@@ -958,7 +995,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             args.command = None
             return cmd_tui(args)
-        return func(args)
+        code = func(args)
+        if code == EXIT_OK and _joined(args):
+            from replydesk import cli_team
+
+            if args.command in cli_team.WRITES:
+                code = cli_team.after_write(args) or code
+        return code
     except UsageError as exc:
         complain(str(exc))
         return EXIT_USAGE

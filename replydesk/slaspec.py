@@ -184,6 +184,7 @@ class MatchData:
     tags: tuple[str, ...] | None = None
     priority: tuple[str, ...] | None = None
     escalated: bool | None = None
+    listening: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class SettingsData(SettingsRules):
                 name=p["name"],
                 match=MatchData(platform=_names(m.get("platform")), kind=_names(m.get("kind")),
                                 tags=_names(m.get("tags")), priority=_names(m.get("priority")),
-                                escalated=m.get("escalated")),
+                                escalated=m.get("escalated"), listening=m.get("listening")),
                 first_reply=target(p.get("first_reply")), next_reply=target(p.get("next_reply")),
                 resolution=target(p.get("resolution")), pause_when=tuple(p.get("pause_when") or ()),
                 escalated_factor=p.get("escalated_factor"),

@@ -28,9 +28,11 @@ PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaspec", 
                        "replydesk.bizcal", "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms",
                        "replydesk.windows"})
 #: The config modules (``config.py`` and ``slaconfig.py``, its ``sla:`` section) validate YAML.
-#: ``options.py`` holds the base every provider's account options build on; ``paths.py`` where the
-#: config and the workspace live (platformdirs), light enough for the read commands.
-CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options", "replydesk.paths"})
+#: ``options.py`` holds the base every provider's account options build on, ``listening.py`` the
+#: ``listening:`` queries providers run; ``paths.py`` where the config and the workspace live
+#: (platformdirs), light enough for the read commands.
+CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options", "replydesk.listening",
+                            "replydesk.paths"})
 CONFIG_LIBS = frozenset({"pydantic", "pydantic_core", "yaml", "platformdirs"})
 #: The SQL statements a module outside storage must not run itself.
 SQL_CALLS = frozenset({"execute", "executemany", "executescript"})
@@ -73,7 +75,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("providers", "a provider imports the pure core, the keyring (secrets), other provider modules and "
           "its HTTP/parsing libraries; never storage or the console",
           ("replydesk.providers.",), PURE_CORE | {"replydesk.providers.", "replydesk.providers", "replydesk.secrets",
-                                                  "replydesk.options"},
+                                                  "replydesk.options", "replydesk.listening"},
           frozenset({"httpx", "regex", "chardet", "pydantic"}), frozenset({"sqlite3"})),
     Layer("console", "the console (tui/) never imports a provider, the sync engine, httpx or sqlite3: it reads and "
           "writes through storage functions in workers",

@@ -83,10 +83,10 @@ def test_light_commands_load_no_wire(tmp_path: Path, command: list[str]) -> None
 # ---- the light commands: what each one loads ------------------------------------------------------
 
 #: What no read command and no --help/--version may load: the console, the config machinery, the
-#: wire, the event loop, the keyring.
+#: wire, the event loop, the keyring, team mode (its engine, its PostgreSQL client) in a solo workspace.
 NOT_FOR_READS = ("textual", "rich", "pydantic", "pydantic_core", "yaml", "httpx", "asyncio", "keyring",
                  "replydesk.config", "replydesk.slaconfig", "replydesk.workspace", "replydesk.sync",
-                 "replydesk.tui", "replydesk.providers")
+                 "replydesk.tui", "replydesk.providers", "replydesk.team", "replydesk.storage.team_db", "psycopg")
 
 RUN = textwrap.dedent("""
     import json, sys
@@ -140,7 +140,7 @@ def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str])
     for argv in (["search", "order", "--json"], ["show", conv, "--json"], ["outbox", "--json"], ["show", conv]):
         code, out, loaded = _run("--data-dir", str(data_dir), "--config", str(config), *argv)
         assert code == 0 and out, argv
-        assert _heavy(loaded) == [], argv
+        assert _heavy(loaded) == [] and "replydesk.cli_team" not in loaded, argv  # the team commands' module too
 
 
 def test_the_remembered_settings_show_what_the_validated_config_shows(read_ws: tuple[Path, Path, str]) -> None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from replydesk import platforms
 from replydesk.sla import SlaResult
-from replydesk.storage import platform_facts, queries, slastate
+from replydesk.storage import activity, platform_facts, queries, slastate
 from replydesk.storage.db import Database
 from replydesk.storage.queries import Thread
 from replydesk.workspace import Workspace
@@ -31,6 +31,7 @@ class ThreadRead:
     thread: Thread | None
     sla: SlaResult | None
     at: float
+    mark: int | None = None  # where its messages stood (``activity.thread_mark``), for the collision check
 
 
 class ThreadCache:
@@ -125,7 +126,7 @@ class Store:
         def read(db: Database) -> ThreadRead:
             thread = queries.thread(db, conv_id)
             sla = slastate.evaluate_at(db, conv_id, now) if thread else None
-            return ThreadRead(conv_id, thread, sla, now)
+            return ThreadRead(conv_id, thread, sla, now, activity.thread_mark(db, conv_id) if thread else None)
 
         got = self.read(read)
         self.threads.put(got, generation)
@@ -136,11 +137,11 @@ class Store:
         with self._write_lock:
             if self._writer is None:
                 self._writer = self.workspace.open_db()
-            before = self._writer.conn.total_changes
+            before = self._writer.changes()
             try:
                 return fn(self._writer)
             finally:
-                if self._writer.conn.total_changes != before:
+                if self._writer.changes() != before:
                     self.threads.written()
 
     def changed(self) -> int | None:

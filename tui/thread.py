@@ -177,6 +177,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self.palette = Palette(self)
+        #: Other agents in this conversation now (a team's presence), shown under the header.
+        self.presence: tuple[tuple[str, str], ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -217,6 +219,17 @@ class ThreadView(ScrollView, can_focus=True):
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
+        """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
+        shown = tuple((str(getattr(p, "agent", "")), str(getattr(p, "activity", ""))) for p in items)
+        if shown == self.presence:
+            return
+        self.presence = shown
+        if repaint and self.thread is not None:
+            top = self.scroll_y
+            self._set_text(self.render_thread(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
         """Show or hide quoted history and signatures in this conversation, keeping the place."""
@@ -337,7 +350,7 @@ class ThreadView(ScrollView, can_focus=True):
                     self._ahead_running = False
                     return
             read = self.store.read_thread(todo, now)
-            self.post_message(ThreadLoaded(read.conv_id, read.thread, read.sla, keep_scroll=True))
+            self.post_message(ThreadLoaded(read.conv_id, read.thread, read.sla, keep_scroll=True, mark=read.mark))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "thread-ahead" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
@@ -356,10 +369,12 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _layout_key(self) -> tuple:
         """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
-        minute (times are shown relative to today), the styles. Not the height: the SLA pane above
+        minute (times are shown relative to today), the styles, who else is in it (a team's
+        presence; those wrapped ahead are wrapped without). Not the height: the SLA pane above
         grows and shrinks with each conversation, and the height only decides the scroll bar
         (``_wrapped_for_pane``; a wrong guess is wrapped again on the resize)."""
-        return (self.container_size.width, self.size.width, self.unfolded, int(self.clock() // 60), self._base(False))
+        return (self.container_size.width, self.size.width, self.unfolded, int(self.clock() // 60), self._base(False),
+                self.presence)
 
     def _prepare_one(self) -> None:
         """Wrap one transcript read ahead, then let a key in before the next."""
@@ -371,7 +386,9 @@ class ThreadView(ScrollView, can_focus=True):
             read = self.store.threads.get(conv_id)
             if read is None or read.thread is None or (self.thread is not None and conv_id == self.thread.conversation.id):
                 continue
-            was_unfolded, self.unfolded = self.unfolded, False  # another conversation opens folded
+            # Another conversation opens folded; its presence is not known here (shown on arrival).
+            was_unfolded, self.unfolded = self.unfolded, False
+            was_presence, self.presence = self.presence, ()
             try:
                 key = self._layout_key()
                 done = self._prepared.get(conv_id)
@@ -379,7 +396,7 @@ class ThreadView(ScrollView, can_focus=True):
                     text = self.render_thread(read.thread)
                     self._prepared[conv_id] = (read.thread, key, text, *self._wrapped_for_pane(text))
             finally:
-                self.unfolded = was_unfolded
+                self.unfolded, self.presence = was_unfolded, was_presence
             if self._to_prepare:
                 self._preparing = True
                 self.set_timer(0.005, self._prepare_one)
@@ -468,6 +485,14 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        if self.presence:
+            out.append("\n")
+            for i, (agent, doing) in enumerate(self.presence):
+                out.append("  " if i else "")
+                out.append("✎ " if doing in ("replying", "noting") else "◉ ", style=role("warning", "bold"))
+                out.append_text(safe(agent, role("warning", "bold")))
+                out.append({"replying": " is replying…", "noting": " is writing a note…"}.get(doing, " is viewing"),
+                           style=role("warning"))
         if c.tags:
             out.append("\n")
             out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
