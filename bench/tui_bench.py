@@ -451,6 +451,7 @@ def tmux_first_rows(data_dir: Path, config: Path, timeout: float = 60) -> dict[s
 
 # ---- keys in a real terminal: first change and settled screen, from tmux's own output stream -------
 
+NEOMUTT_MARKERS = ["Msgs:"]  # its status line, once the index is read
 TMUX_KEYS = ["j"] * 10 + ["k"] * 4 + ["NPage", "PPage", "G", "g", "j", "j"]
 QUIET = 0.3  # seconds without output that end a key's screen changes
 
