@@ -7,8 +7,8 @@ last validated it without loading the config machinery (pydantic, yaml), see ``r
 
 from __future__ import annotations
 
-import hashlib
 import os
+import zlib
 from pathlib import Path
 
 APP = "replydesk"
@@ -41,6 +41,7 @@ def config_digest(explicit: Path | None) -> str | None:
         data = None
     except OSError:
         return None
-    h = hashlib.sha256(f"{path.resolve()}\0".encode())
-    h.update(b"absent" if data is None else b"file\0" + data)
-    return h.hexdigest()[:32]
+    # Two checksums and the length, not a cryptographic hash: this tells an edit from no edit of the
+    # user's own file, and hashlib (OpenSSL) would be a fifth of a read command's imports.
+    blob = f"{path.resolve()}\0".encode() + (b"absent" if data is None else b"file\0" + data)
+    return f"{len(blob):x}-{zlib.crc32(blob):08x}-{zlib.adler32(blob):08x}"

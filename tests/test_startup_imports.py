@@ -141,6 +141,7 @@ def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str])
         code, out, loaded = _run("--data-dir", str(data_dir), "--config", str(config), *argv)
         assert code == 0 and out, argv
         assert _heavy(loaded) == [] and "replydesk.cli_team" not in loaded, argv  # the team commands' module too
+        assert "hashlib" not in loaded, argv  # OpenSSL's load: the config digest is two checksums
 
 
 def test_the_remembered_settings_show_what_the_validated_config_shows(read_ws: tuple[Path, Path, str]) -> None:
