@@ -216,9 +216,25 @@ def parse_config(text: str, path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections (accounts:, sla:, …)")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path, root)) from None
+    _check_keymap(config.keymap, path, root)
+    return config
+
+
+def _check_keymap(keymap: dict[str, str], path: Path, root: yaml.Node | None) -> None:
+    """Unknown binding ids and keys two bindings would share are errors (``replydesk.keys``)."""
+    from replydesk.keys import check_keymap
+
+    problems = check_keymap(keymap)
+    if problems:
+        lines = []
+        for ident, problem in problems:
+            node = _node_at(root, ("keymap", ident))
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: keymap.{ident}: {problem}")
+        raise ConfigError("\n".join(lines))
 
 
 def load_config(path: Path | None, *, required: bool = False) -> tuple[Config, Path | None]:

@@ -31,12 +31,12 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("Jump to most urgent", "the conversation closest to (or past) its SLA", "most_urgent"),
     ("Search", "search the cache (words, from:, tag:, platform:, is:)", "search"),
     ("Repeat last action", "apply the last action again to the selection", "repeat"),
-    ("Undo send", "take back the reply just sent, during its undo window", "undo_send"),
+    ("Undo send", "take back the reply just sent, during its undo window", "undo"),
     ("Mark for bulk", "toggle the mark on the selected conversation", "mark"),
     ("Clear marks", "unmark every conversation", "clear_marks"),
     ("Report", "response times, breaches and first-contact resolution, with plots", "report"),
     ("Help", "every key binding in this context", "help"),
-    ("Quit", "leave replydesk (the outbox keeps queued replies)", "app.quit"),
+    ("Quit", "leave replydesk (the outbox keeps queued replies)", "quit"),
 )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
@@ -20,6 +19,7 @@ from textual.widgets import Static, TextArea
 from replydesk.platforms import BOOK, NO_LIMIT, Limit, PlatformFacts
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import graphemes, safe
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 DRAFT_DEBOUNCE = 0.6
@@ -29,15 +29,9 @@ MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal n
 class Composer(Vertical):
     """Docked under the thread while open; hidden otherwise."""
 
-    BINDINGS = [
-        # Not a priority binding: it must queue behind the characters typed before it (a priority
-        # binding ran at once and sent a reply missing its last keystrokes).
-        Binding("ctrl+s,alt+enter", "send", "Send", id="composer.send"),
-        Binding("escape", "close", "Close", id="composer.close"),
-        Binding("ctrl+t", "toggle_private", "Public/private", id="composer.private"),
-        Binding("ctrl+o", "saved_reply", "Saved reply", id="composer.saved"),
-        Binding("ctrl+l", "send_later", "Send later", id="composer.later"),
-    ]
+    # Not priority bindings: send must queue behind the characters typed before it (a priority
+    # binding ran at once and sent a reply missing its last keystrokes).
+    BINDINGS = bindings("composer")
 
     COMPONENT_CLASSES = ROLE_CLASSES
     DEFAULT_CSS = """

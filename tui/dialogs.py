@@ -13,7 +13,6 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
@@ -21,6 +20,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from replydesk.tui.format import cell, safe, snooze_until
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
 
 DIALOG_CSS = """
@@ -36,7 +36,7 @@ DIALOG_CSS = """
 
 
 class _Dialog(ModalScreen[Any]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    BINDINGS = bindings("dialog")
     COMPONENT_CLASSES = ROLE_CLASSES
 
     def __init__(self) -> None:

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
 
 
@@ -38,7 +39,7 @@ def binding_rows(active: dict[str, ActiveBinding], app_format_key) -> list[tuple
 class HelpScreen(ModalScreen[None]):
     """A modal table of bindings; escape, q or ? closes it."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close", id="help.close")]
+    BINDINGS = bindings("help")
     COMPONENT_CLASSES = ROLE_CLASSES
 
     DEFAULT_CSS = """

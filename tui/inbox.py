@@ -16,7 +16,6 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
-from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -29,6 +28,7 @@ from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
 from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
 from replydesk.tui.workers import background
@@ -43,16 +43,7 @@ NOT_DIM = Style(dim=False)
 class InboxList(ScrollView, can_focus=True):
     """Conversations of the current view, most urgent first, one line each."""
 
-    BINDINGS = [
-        Binding("j,down", "cursor_down", "Down", id="inbox.down", show=False),
-        Binding("k,up", "cursor_up", "Up", id="inbox.up", show=False),
-        Binding("g,home", "first", "First", id="inbox.first", show=False),
-        Binding("G,end", "last", "Last", id="inbox.last", show=False),
-        Binding("pagedown,ctrl+f", "page_down", "Page down", id="inbox.page_down", show=False),
-        Binding("pageup,ctrl+b", "page_up", "Page up", id="inbox.page_up", show=False),
-        Binding("enter", "open", "Open", id="inbox.open"),
-        Binding("space", "mark", "Mark", id="inbox.mark", show=False),
-    ]
+    BINDINGS = bindings("inbox")
 
     COMPONENT_CLASSES = {
         "inbox--cursor", "inbox--cursor-blur", "inbox--unread", "inbox--read", "inbox--breached",

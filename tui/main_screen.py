@@ -15,7 +15,6 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.keys import format_key
 from textual.screen import Screen
@@ -36,6 +35,7 @@ from replydesk.tui.format import clock_time, fill_template
 from replydesk.tui.help import HelpScreen, binding_rows
 from replydesk.tui.inbox import InboxList
 from replydesk.tui.keybar import KeyBar
+from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import (
     ActionDone,
     DraftLoaded,
@@ -69,28 +69,7 @@ class MainScreen(Screen[None]):
 
     # On the screen, not the app: a dialog or the palette on top has its own bindings, so these
     # single-letter keys cannot fire there.
-    BINDINGS = [
-        Binding("r", "reply", "Reply", id="reply"),
-        Binding("R", "reply_private", "Private reply", id="reply_private", show=False),
-        Binding("n", "note", "Note", id="note", show=False),
-        Binding("t", "tag", "Tag", id="tag"),
-        Binding("T", "untag", "Untag", id="untag", show=False),
-        Binding("a", "assign", "Assign", id="assign", show=False),
-        Binding("e", "escalate", "Escalate", id="escalate"),
-        Binding("x", "resolve", "Resolve", id="resolve"),
-        Binding("o", "reopen", "Reopen", id="reopen", show=False),
-        Binding("s", "snooze", "Snooze", id="snooze"),
-        Binding("exclamation_mark", "most_urgent", "Most urgent", id="most_urgent", show=False),
-        Binding("slash", "search", "Search", id="search"),
-        Binding("full_stop", "repeat", "Repeat", id="repeat", show=False),
-        Binding("u,ctrl+z", "undo_send", "Undo send", id="undo_send", show=False),
-        Binding("escape", "back", "Back", id="back", show=False),
-        Binding("z", "toggle_quoted", "Quoted text", id="toggle_quoted", show=False),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("ctrl+r", "report", "Report", id="report", show=False),
-        Binding("q", "app.quit", "Quit", id="quit"),
-        *[Binding(str(n), f"view({n})", f"View {n}", id=f"view_{n}", show=False) for n in range(1, 10)],
-    ]
+    BINDINGS = bindings("main")
 
     DEFAULT_CSS = """
     MainScreen #body { height: 1fr; }
@@ -464,7 +443,7 @@ class MainScreen(Screen[None]):
             self.notify("Reply queued.", timeout=2)
         self.refresh_all()
 
-    def action_undo_send(self) -> None:
+    def action_undo(self) -> None:
         if self.undo is None or time.monotonic() > self.undo["until"]:
             self.undo = None
             self.notify("Nothing to undo: the reply has left (or there was none).", severity="warning")
@@ -685,6 +664,9 @@ class MainScreen(Screen[None]):
             self.inbox.clear_marks()
         elif self.searching:
             self.action_view(self.view_number)
+
+    def action_quit(self) -> None:
+        self.app.exit()
 
     def action_report(self) -> None:
         from replydesk.tui.report_screen import ReportScreen

@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -29,6 +28,7 @@ from textual.strip import Strip
 from replydesk.platforms import info
 from replydesk.storage.queries import MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 #: Delivery state of our reply -> (label, colour role): the label says it without colour too.
@@ -113,12 +113,7 @@ def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
 class ThreadView(ScrollView, can_focus=True):
     """Scrollable transcript of the selected conversation."""
 
-    BINDINGS = [
-        Binding("j,down", "scroll_down", "Scroll", id="thread.down", show=False),
-        Binding("k,up", "scroll_up", "Scroll", id="thread.up", show=False),
-        Binding("g,home", "scroll_home", "Top", id="thread.top", show=False),
-        Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
-    ]
+    BINDINGS = bindings("thread")
 
     COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
 
