@@ -44,6 +44,7 @@ CONTEXTS: dict[str, str] = {
     "composer": "composer",
     "outbox": "outbox screen",
     "card": "customer card",
+    "report": "report screen",
     "dialog": "dialogs",
     "help": "help",
 }
@@ -55,6 +56,7 @@ ACTIVE_TOGETHER: dict[str, tuple[str, ...]] = {
     "composer": ("composer", "main"),
     "outbox": ("outbox",),
     "card": ("card",),
+    "report": ("report",),
     "dialog": ("dialog",),
     "help": ("help",),
 }
@@ -136,6 +138,10 @@ BINDINGS: tuple[KeySpec, ...] = (
     KeySpec("card.merge", "m", "merge", "Merge with another contact", "card", show=True),
     KeySpec("card.split", "s", "split", "Split the selected contact off", "card", show=True),
     KeySpec("card.close", "escape,q", "close", "Close", "card", show=True),
+    # The report screen.
+    KeySpec("report.group", "b", "cycle_grouping", "Group by platform, account, assignee, tag, policy", "report",
+            show=True),
+    KeySpec("report.back", "escape,q", "app.pop_screen", "Back", "report", show=True),
     # Dialogs and help.
     KeySpec("dialog.cancel", "escape", "cancel", "Cancel", "dialog"),
     KeySpec("help.close", "escape,q,question_mark", "close", "Close", "help"),

@@ -207,6 +207,22 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE messages ADD COLUMN automatic TEXT",
     ],
+    # 6: one customer across platforms. Platforms share no identity, so an agent links contacts that
+    # are the same person (merge) and can take one out again (split); a contact listed here belongs
+    # to exactly its ``person``'s group, and name/handle guessing no longer applies to it. A person
+    # (the id of one of its contacts) carries the agent's note.
+    [
+        """CREATE TABLE contact_links (
+            contact_id TEXT PRIMARY KEY REFERENCES contacts(id),
+            person TEXT NOT NULL
+        )""",
+        "CREATE INDEX contact_links_person ON contact_links(person)",
+        """CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            note TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,30 +9,37 @@ other second, whether the config file was edited. Workers that fail unexpectedly
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import events, on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from replydesk.config import ConfigError
+from replydesk.platforms import info
+from replydesk.safetext import one_line
 from replydesk.storage import slastate
+from replydesk.storage.deadlines import upcoming
+from replydesk.tui.alerts import Alerts
 from replydesk.tui.composer import Composer
 from replydesk.tui.inbox import InboxList
 from replydesk.tui.main_screen import MainScreen
 from replydesk.tui.messages import (
     ConfigReloaded,
     DataChanged,
+    DeadlinesLoaded,
     EngineStatus,
     WorkerFailed,
     WorkerRecovered,
 )
 from replydesk.tui.pacing import GcPacer, prefer_ui_thread
 from replydesk.tui.store import Store
+from replydesk.tui.terminal import desktop_notification, write_sequence
 from replydesk.tui.thread import ThreadView
 from replydesk.tui.workers import background
 from replydesk.workspace import EngineThread, Workspace
@@ -66,10 +73,19 @@ class ReplydeskApp(App[int]):
         self.gc_pacer = GcPacer()
         self._switch_interval = sys.getswitchinterval()
         self._config_ticks = 0
+        self.alerts = Alerts(self.clock())
 
     def get_default_screen(self) -> Screen:
         note = "starting sync…" if self.start_engine else "sync off"
-        return MainScreen(self.store, self.workspace.config.ui, self.clock, self.tz, engine_note=note)
+        return MainScreen(self.store, self.workspace.config.ui, self.clock, self.tz, engine_note=note,
+                          has_accounts=bool(self.workspace.config.accounts))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette entries, less the ones ours already hold (Quit is ours: it asks
+        when replies wait) and the keys panel (``?`` is the help for this console)."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
 
     @property
     def main(self) -> MainScreen:
@@ -103,6 +119,7 @@ class ReplydeskApp(App[int]):
         if self.start_engine:
             self._start_engine()
         self._poll()
+        self._load_deadlines()
         self.set_interval(1.0, self._tick)
         self.set_timer(0.5, self.gc_pacer.started)  # start-up's objects: modules, styles, widgets
         self._switch_interval = prefer_ui_thread()
@@ -110,7 +127,26 @@ class ReplydeskApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
             self.gc_pacer.input()
+            if not event.is_forwarded and await self._split_alt(event):
+                return
         await super().on_event(event)
+
+    async def _split_alt(self, event: events.Key) -> bool:
+        """Escape then a key, typed quickly (a vim user's ``Esc j``), reaches us as one alt+key:
+        the terminal (or tmux, whose escape-time is longer) sends them together. Where no binding
+        takes that alt+key, it is handled as escape, then the key."""
+        key = event.key
+        if not key.startswith("alt+") or key in self.screen.active_bindings:
+            return False
+        rest = key[4:]
+        if not rest or "+" in rest.replace("shift+", ""):
+            return False
+        rest = rest[-1].upper() if rest.startswith("shift+") and len(rest) == 7 else rest
+        char = rest if len(rest) == 1 else None
+        await super().on_event(events.Key("escape", "\x1b"))
+        # The key follows once escape has been handled (it may have closed the composer or a dialog).
+        self.call_after_refresh(self.post_message, events.Key(rest, char))
+        return True
 
     async def on_unmount(self) -> None:
         self.gc_pacer.stopped()
@@ -149,11 +185,14 @@ class ReplydeskApp(App[int]):
         except NoMatches:  # the timer fired while the app shuts down
             return
         main.tick()
+        self._alert()
         self._poll()
         self.gc_pacer.tick()
         self._config_ticks += 1
         if self._config_ticks % 2 == 0:
             self._follow_config()
+        if self._config_ticks % 60 == 0:
+            self._load_deadlines()
         if self.engine is not None and self.engine.error is not None and not main.engine_note:
             main.set_engine_note(f"sync stopped: {type(self.engine.error).__name__}")
 
@@ -193,6 +232,40 @@ class ReplydeskApp(App[int]):
     @on(DataChanged)
     def _on_data_changed(self, _: DataChanged) -> None:
         self._refresh_main()
+        self._load_deadlines()
+
+    # ---- alerts -----------------------------------------------------------------------------------
+
+    @background("reading the next deadlines", group="deadlines", exclusive=True)
+    def _load_deadlines(self) -> None:
+        since = self.alerts.since
+        self.post_message(DeadlinesLoaded(self.store.read(lambda db: upcoming(db, since))))
+
+    @on(DeadlinesLoaded)
+    def _on_deadlines(self, event: DeadlinesLoaded) -> None:
+        self.alerts.update(event.deadlines)
+
+    def _alert(self) -> None:
+        """Once a second: conversations whose warning or breach time just passed (``ui.alerts``)."""
+        settings = self.workspace.config.ui.alerts
+        found = self.alerts.due(self.clock())
+        if not found:
+            return
+        for alert in found[:5]:
+            d = alert.deadline
+            what = "breached its SLA" if alert.state == "breached" else "is close to breaching its SLA"
+            metric = f" ({d.metric.replace('_', ' ')})" if d.metric else ""
+            text = f"{one_line(d.customer) or 'A customer'} on {info(d.platform).label} {what}{metric}"
+            if settings.notify:
+                self.notify(text, title="SLA breached" if alert.state == "breached" else "SLA warning",
+                            severity="error" if alert.state == "breached" else "warning", timeout=8)
+            if settings.desktop != "off":
+                write_sequence(self, desktop_notification(settings.desktop, "replydesk", text,
+                                                          in_tmux=bool(os.environ.get("TMUX"))))
+        if len(found) > 5 and settings.notify:
+            self.notify(f"… and {len(found) - 5} more", severity="warning", timeout=8)
+        if settings.bell:
+            self.bell()
 
     def _refresh_main(self) -> None:
         try:
