@@ -18,7 +18,7 @@ from typing import Any
 from textual import events, on
 from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from replydesk.config import ConfigError
 from replydesk.platforms import info
@@ -27,6 +27,7 @@ from replydesk.storage import slastate
 from replydesk.storage.deadlines import upcoming
 from replydesk.tui.alerts import Alerts
 from replydesk.tui.composer import Composer
+from replydesk.tui.contrast import ContrastFilter
 from replydesk.tui.inbox import InboxList
 from replydesk.tui.main_screen import MainScreen
 from replydesk.tui.messages import (
@@ -61,6 +62,8 @@ class ReplydeskApp(App[int]):
     def __init__(self, workspace: Workspace, *, start_engine: bool = True,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__()
+        # Last of the line filters: every text segment reads at WCAG AA in any theme and colour mode.
+        self._filters.append(ContrastFilter())
         self.workspace = workspace
         self.clock: Callable[[], float] = clock or workspace.clock or time.time
         self.start_engine = start_engine
@@ -143,9 +146,17 @@ class ReplydeskApp(App[int]):
             return False
         rest = rest[-1].upper() if rest.startswith("shift+") and len(rest) == 7 else rest
         char = rest if len(rest) == 1 else None
-        await super().on_event(events.Key("escape", "\x1b"))
-        # The key follows once escape has been handled (it may have closed the composer or a dialog).
-        self.call_after_refresh(self.post_message, events.Key(rest, char))
+        if isinstance(self.screen, ModalScreen):
+            # A dialog: escape dismisses it, and the key is for the screen below once it is gone.
+            await super().on_event(events.Key("escape", "\x1b"))
+            self.call_after_refresh(self.post_message, events.Key(rest, char))
+            return True
+        # The main screen: escape's binding runs now (leaving the thread, closing the composer,
+        # which hands the focus back to the list at once), then the key goes where escape left the
+        # focus, ahead of any key typed after it.
+        if not await self._check_bindings("escape"):
+            await super().on_event(events.Key("escape", "\x1b"))
+        await super().on_event(events.Key(rest, char))
         return True
 
     async def on_unmount(self) -> None:

@@ -221,6 +221,11 @@ class Composer(Vertical):
             self._draft_timer.stop()
             self._draft_timer = None
         self.remove_class("-open")
+        # The focus leaves with us, now: a key typed right after escape is for the list, not for
+        # a hidden text area (the screen's handler of Closed comes a message later).
+        if self.screen.focused is not None and self in self.screen.focused.ancestors_with_self:
+            inbox = self.screen.query("#inbox")
+            self.screen.set_focus(inbox.first() if inbox else None)
 
     def insert(self, text: str) -> None:
         self.text_area.insert(text)

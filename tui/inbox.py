@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from rich.color import Color, ColorTriplet
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
@@ -28,6 +29,7 @@ from replydesk.keys import BY_ID, COUNTED
 from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
+from replydesk.tui.contrast import readable_background
 from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
 from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import InboxReloaded, PageLoaded
@@ -110,6 +112,7 @@ class InboxList(ScrollView, can_focus=True):
         self._reload_running = False
         self._reload_again = False
         self._base_style: Style | None = None
+        self._cursor_styles: dict[str, Style] = {}
         self._prerender_pending = False
         self._composer_key_map: dict[str, tuple[Any, str]] | None = None
         self.reading_into: Any = None  # the thread view while reading (enter), else None
@@ -556,11 +559,32 @@ class InboxList(ScrollView, can_focus=True):
                 self.refresh_line(index)
 
     def _style(self, name: str) -> Style:
+        if name in ("inbox--cursor", "inbox--cursor-blur"):
+            return self._cursor_style(name)
         return self.get_component_rich_style(name, partial=True)
+
+    def _cursor_style(self, name: str) -> Style:
+        """The selected row's background: the accent over the list's background as the CSS says
+        (60% focused, 25% not), made a tone on which text can read (``contrast``); the text on it is
+        then raised to AA by the app's contrast filter, tags and states included."""
+        cached = self._cursor_styles.get(name)
+        if cached is None:
+            css = self.get_component_rich_style(name, partial=True)
+            base = self._base().bgcolor
+            if css.bgcolor is None or base is None or css.bgcolor.triplet is None or base.triplet is None:
+                cached = css
+            else:
+                share = 0.6 if name == "inbox--cursor" else 0.25
+                accent, under = css.bgcolor.triplet, base.triplet
+                mixed = ColorTriplet(*(round(u + (a - u) * share) for a, u in zip(accent, under, strict=True)))
+                cached = css + Style(bgcolor=Color.from_triplet(readable_background(mixed)), dim=False)
+            self._cursor_styles[name] = cached
+        return cached
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._base_style = None
+        self._cursor_styles.clear()
         self._strips.clear()
 
     def _base(self) -> Style:

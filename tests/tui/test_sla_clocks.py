@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from replydesk.storage import actions, queries
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.format import countdown, duration
 from replydesk.tui.sla_pane import SlaPane
@@ -50,3 +51,67 @@ def test_countdown_states() -> None:
     assert countdown("breached", None, None, now) == ("", "missed")
     assert countdown("ok", now, None, now) == ("0m", "breached")
     assert countdown("ok", now + 600, now + 300, now) == ("10m", "ok")
+
+
+def pane_lines(app: ReplydeskApp) -> list[str]:
+    """The SLA pane as it is on screen (from the compositor), one string per line."""
+    pane = app.main.query_one(SlaPane)
+    region = pane.region
+    lines = app.screen._compositor.render_strips()
+    return [lines[y].crop(region.x, region.right).text.rstrip() for y in range(region.y, region.bottom)]
+
+
+async def test_the_sla_pane_fits_its_lines_at_120_columns(workspace, db) -> None:  # noqa: ANN001
+    """At 120x30 the pane clipped its own lines: 'left -2d 23h' wrapped and the last metric fell
+    off the bottom. Every metric now has one whole line, with its time left."""
+    app = app_for(workspace)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.pause(0.1)
+        await settle(pilot)
+        row = app.inbox.current
+        sla = app.main.query_one(SlaPane)._args[1]
+        metrics = [m for m in sla.metrics if m.active or m.state == "breached"]
+        assert len(metrics) >= 2
+        lines = pane_lines(app)
+        for m in metrics:
+            label = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}[m.metric]
+            line = next((x for x in lines if label in x), None)
+            assert line is not None, (label, lines)
+            assert "left" in line or "met" in line, line
+            assert not line.endswith("…"), line
+        assert row is not None
+
+
+async def test_an_empty_view_clears_the_sla_pane_and_thread(workspace, db) -> None:  # noqa: ANN001
+    """An empty view kept showing the previous conversation's SLA pane."""
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(0.1)
+        await settle(pilot)
+        assert "SLA " in str(app.main.query_one(SlaPane).render()) and app.thread_view.thread is not None
+        await pilot.press("5")  # Escalated: nothing is escalated in the demo
+        await settle(pilot)
+        assert app.inbox.total == 0
+        assert str(app.main.query_one(SlaPane).render()) == "SLA: nothing selected"
+        assert app.thread_view.thread is None
+
+
+async def test_reopening_an_open_conversation_changes_and_logs_nothing(workspace, db) -> None:  # noqa: ANN001
+    """o on an open conversation said "Reopened" and logged a status event."""
+    conv_id = queries.inbox_page(db, queries.InboxFilter(), 0, 1)[0].id
+    before = db.conn.execute("SELECT count(*) FROM events WHERE conversation_id=? AND kind='status'",
+                             (conv_id,)).fetchone()[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("o")
+        await settle(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("already open" in m for m in messages), messages
+        assert not any(m.startswith("Reopened") for m in messages), messages
+    after = db.conn.execute("SELECT count(*) FROM events WHERE conversation_id=? AND kind='status'",
+                            (conv_id,)).fetchone()[0]
+    assert after == before
+    assert actions.reopen(db, [conv_id]) == []  # the storage call says it changed nothing
