@@ -34,7 +34,7 @@ def _require(db: Database, conv_ids: Sequence[str]) -> None:
 
 
 def normalise_tag(tag: str) -> str:
-    tag = " ".join(clean_text(tag, 100).split()).strip().lower()
+    tag = " ".join(clean_text(tag).split()).strip().lower()
     if not tag:
         raise ActionError("a tag cannot be empty")
     return tag
@@ -80,7 +80,7 @@ def untag(db: Database, conv_ids: Sequence[str], tags: Iterable[str], actor: str
 
 
 def assign(db: Database, conv_ids: Sequence[str], who: str | None, actor: str = "me") -> None:
-    who = clean_text(who, 200).strip() or None if who is not None else None
+    who = clean_text(who).strip() or None if who is not None else None
     with db.transaction():
         _require(db, conv_ids)
         for conv_id in conv_ids:

@@ -20,7 +20,10 @@ from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 100_000  # characters; longer texts are cut with a visible marker
+#: The one limit for every text field (message, name, handle, subject, tag, author): stored as
+#: received up to here; a longer one keeps this much and says how much was left out. Lists and
+#: headers shorten for display only.
+MAX_TEXT = 100_000
 SNIPPET = 160
 TAG_SEP = "\x1f"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -87,7 +90,7 @@ def _automatic(msg: IncomingMessage) -> str | None:
     """The stored reason: only inbound messages can be automatic (our own replies never are)."""
     if msg.direction != "in" or not msg.automatic:
         return None
-    return clean_text(msg.automatic, 300)
+    return clean_text(msg.automatic)
 
 
 def _spans(msg: IncomingMessage, text: str) -> list[list]:
@@ -206,7 +209,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         "vip=max(contacts.vip, excluded.vip)",
         [
             (cid, account, platform, c.native_id,
-             clean_text(c.name or c.handle or c.native_id, 500), clean_text(c.handle or "", 500), int(c.vip))
+             clean_text(c.name or c.handle or c.native_id), clean_text(c.handle or ""), int(c.vip))
             for cid, (c, platform) in contacts.items()
         ],
     )
@@ -233,7 +236,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
             item_id(account, customer.contact.native_id),
-            clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
+            clean_text(next((m.subject for _, m in items if m.subject), "")),
             _snippet(visible_text(last.text, _spans(last, last.text)) if last.spans else last.text),
             first.created_at, last.created_at,
             inbound[-1].created_at if inbound else None,
@@ -277,7 +280,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
+             clean_text(m.author or m.contact.name or m.contact.handle), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
              "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
              _automatic(m) if m.automatic else None)
@@ -324,7 +327,7 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
             continue
         ids = [i for i in failure.remote_ids if isinstance(i, str)][:50]
         keys = [k for k in failure.outbox_keys if isinstance(k, str)][:50]
-        reason = clean_text(f"not delivered: {failure.reason}", 500)
+        reason = clean_text(f"not delivered: {failure.reason}")
         qi, qk = ",".join("?" * len(ids)) or "NULL", ",".join("?" * len(keys)) or "NULL"
         rows = db.conn.execute(
             f"SELECT id, conversation_id FROM messages WHERE account=? AND direction='out' AND ("

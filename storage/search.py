@@ -14,10 +14,11 @@ like a mistyped filter (``status:open``, ``is:brached``).
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass, field
 
 from replydesk.model import STATUSES
-from replydesk.storage.db import Database
+from replydesk.storage.db import Database, StorageError
 from replydesk.storage.queries import InboxFilter
 
 FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
@@ -155,7 +156,26 @@ def message_hits_sql() -> str:
     )
 
 
+class SearchIndexDamaged(StorageError):
+    """The full-text index cannot be read; what ``replydesk doctor`` would say, and the repair."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"the search index is damaged ({error}); 'replydesk doctor' checks it and "
+                         "'replydesk doctor --repair' rebuilds it from the messages (nothing is lost)")
+
+
 def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxFilter]:
+    """See :func:`_search`; a damaged full-text index raises ``SearchIndexDamaged`` (a message the
+    console and the CLI show as it is) instead of SQLite's error."""
+    try:
+        return _search(db, query, limit)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise SearchIndexDamaged(exc) from exc
+
+
+def _search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxFilter]:
     """Hits (newest first, one per conversation) and the inbox filter that shows exactly them.
 
     Newest first rather than by bm25 rank: agents look for the recent conversation, and walking
