@@ -123,7 +123,8 @@ BINDINGS: tuple[KeySpec, ...] = (
     KeySpec("composer.private", "ctrl+t", "toggle_private", "Public / private", "composer"),
     KeySpec("composer.saved", "ctrl+o", "saved_reply", "Saved reply", "composer"),
     KeySpec("composer.later", "ctrl+l", "send_later", "Send later", "composer"),
-    KeySpec("composer.quote", "ctrl+g", "quote", "Quote the message answered", "composer"),
+    KeySpec("composer.quote", "ctrl+g", "quote", "Quote the message (the one [ ] selected, else the one answered)",
+            "composer"),
     # The outbox screen.
     KeySpec("outbox.edit", "e,enter", "edit", "Edit (back into the composer)", "outbox", show=True),
     KeySpec("outbox.discard", "d", "discard", "Discard", "outbox", show=True),
@@ -234,13 +235,22 @@ def check_keymap(keymap: Mapping[str, str]) -> list[tuple[str, str]]:
     return problems
 
 
+#: How README and the help show key names that stand for one character.
+_SHOWN = {"slash": "/", "full_stop": ".", "exclamation_mark": "!", "question_mark": "?", "comma": ",",
+          "left_square_bracket": "[", "right_square_bracket": "]"}
+
+
+def shown_key(key: str) -> str:
+    return _SHOWN.get(key, key)
+
+
 def markdown_table() -> str:
-    """README's key table (a test keeps README equal to it)."""
+    """README's key table (a test keeps README equal to it; ``python -m replydesk.keys`` prints it)."""
     lines = ["| where | keys | does | id |", "|---|---|---|---|"]
     for spec in BINDINGS:
         if spec.id.startswith("view_") and spec.id != "view_1":
             continue
-        keys = " ".join(f"`{k}`" for k in split_keys(spec.keys))
+        keys = " ".join(f"`{shown_key(k)}`" for k in split_keys(spec.keys))
         ident, what = f"`{spec.id}`", spec.description
         if spec.id == "view_1":
             keys, ident, what = "`1`-`9`", "`view_1`-`view_9`", "Saved views 1-9"

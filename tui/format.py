@@ -8,6 +8,7 @@ text goes through :func:`safe` / :func:`cell`, which apply ``replydesk.safetext`
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 from functools import lru_cache
@@ -135,7 +136,7 @@ def leaves(at: float, now: float, tz: str | None = None) -> str:
     ``at 14:05 (in 29m)`` for a scheduled one, counting down as the clock moves."""
     left = at - now
     if left < 60:
-        return f"in {max(int(left) + 1, 1)}s"
+        return f"in {max(math.ceil(left), 1)}s"
     return f"at {clock_time(at, now, tz)} (in {duration(left)})"
 
 

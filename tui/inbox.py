@@ -9,6 +9,7 @@ cursor's new index comes from ``position_of``, so the selection stays on the sam
 
 from __future__ import annotations
 
+import textwrap
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -599,9 +600,10 @@ class InboxList(ScrollView, can_focus=True):
         index = int(self.scroll_offset.y) + y
         base = self._base()
         if not self.loaded or self.total == 0:
-            if y == 0:
-                msg = "loading…" if not self.loaded else self.empty_hint()
-                return Strip([Segment(fit(msg, width), base + self._style("inbox--empty"))], width)
+            msg = "loading…" if not self.loaded else self.empty_hint()
+            lines = textwrap.wrap(msg, max(width - 2, 10)) or [""]
+            if y < len(lines):  # the hint wraps: at 80 columns it is several lines
+                return Strip([Segment(fit(lines[y], width), base + self._style("inbox--empty"))], width)
             return Strip.blank(width, base)
         if index >= self.total:
             return Strip.blank(width, base)

@@ -208,8 +208,9 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
     def paint_status(self) -> None:
         h = self._header
         note = self.engine_note
-        if self.inbox.count_prefix:
-            note = f"count {self.inbox.count_prefix}… (then j k space x t … or a view's digit)"
+        inboxes = self.query(InboxList)  # none yet while the screen composes
+        if inboxes and inboxes.first().count_prefix:
+            note = f"count {inboxes.first().count_prefix}… (then j k space x t …)"
         self.query_one(StatusBar).show(h.accounts if h else [], h.queued if h else 0, h.failed if h else 0,
                                        note, self.clock(), self.tz, problem=self.problem)
 
