@@ -14,6 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from replydesk.keys import BY_ID
 from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
 
@@ -32,7 +33,9 @@ def binding_rows(active: dict[str, ActiveBinding], app_format_key) -> list[tuple
     rows = []
     for ident, keys in grouped.items():
         context, b = info[ident]
-        rows.append((context, " ".join(dict.fromkeys(keys)), b.description or b.action, b.id or ""))
+        spec = BY_ID.get(b.id or "")
+        does = spec.description + (" · takes a count" if spec.count else "") if spec else b.description or b.action
+        rows.append((context, " ".join(dict.fromkeys(keys)), does, b.id or ""))
     return rows
 
 

@@ -251,6 +251,12 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self.thread_view.show(event.thread, keep_scroll=keep)
         row = event.thread.conversation if event.thread else None
         self.query_one(SlaPane).show(row, event.sla, self.clock())
+        composer = self.composer
+        if composer.is_open and composer.row is not None and composer.row.id == event.conv_id:
+            # The composer opened before the thread was read ('j' then 'r' at once): now it knows.
+            answered = self.answered_message()
+            if answered is not None and answered != composer.answering:
+                composer.set_answering(answered)
 
     @on(ThreadView.NewMessages)
     def _on_new_messages(self, event: ThreadView.NewMessages) -> None:

@@ -384,7 +384,7 @@ class ThreadView(ScrollView, can_focus=True):
         if thread.history:
             out.append("\n")
             out.append(f"Also from this customer ({len(thread.history)}):", style="bold")
-            out.append("  c: customer card · click: open", style="dim")
+            out.append("  c: customer card", style="dim")
             for h in thread.history[:3]:
                 link = Style(meta={"open_conversation": h.id})
                 out.append("\n  ", style=link)

@@ -596,8 +596,11 @@ async def test_selection_follows_conversation_on_new_writes(workspace, db) -> No
         assert app.inbox.cursor_id == rows[3].id
         # Another process (the engine, the CLI) resolves two conversations above the cursor.
         actions.resolve(db, [rows[0].id, rows[1].id])
-        await pilot.pause(1.3)  # the data_version poll runs every second
-        await settle(pilot)
+        for _ in range(100):  # the data_version poll runs every second: wait for it, not for a time
+            if app.inbox.total == queries.inbox_count(db, InboxFilter()):
+                break
+            await pilot.pause(0.1)
+            await settle(pilot)
         assert app.inbox.cursor_id == rows[3].id and app.inbox.cursor_index == 1
 
 
