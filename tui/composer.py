@@ -187,7 +187,8 @@ class Composer(Vertical):
                                style="dim italic"))
             return
         width = max(self.size.width - 2, 20)
-        head = Text("↳ ", style="bold", no_wrap=True, overflow="ellipsis", end="")
+        head = Text(no_wrap=True, overflow="ellipsis", end="")
+        head.append("↳ ", style="bold")
         head.append(clock_time(m.created_at, self.clock(), self.tz) + " ")
         author = cell(m.author or "customer", 24, "bold")
         author.rstrip()
