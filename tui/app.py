@@ -77,6 +77,7 @@ class ReplydeskApp(App[int]):
         self._switch_interval = sys.getswitchinterval()
         self._config_ticks = 0
         self.alerts = Alerts(self.clock())
+        self._deadlines_read_at = -10  # the tick count of the last read of the next deadlines
 
     def get_default_screen(self) -> Screen:
         note = "starting sync…" if self.start_engine else "sync off"
@@ -243,12 +244,16 @@ class ReplydeskApp(App[int]):
     @on(DataChanged)
     def _on_data_changed(self, _: DataChanged) -> None:
         self._refresh_main()
-        self._load_deadlines()
+        # New deadlines at most every 5 s: while syncing the data changes every second, and a
+        # conversation's warning comes minutes after it arrives.
+        if self._config_ticks - self._deadlines_read_at >= 5:
+            self._load_deadlines()
 
     # ---- alerts -----------------------------------------------------------------------------------
 
     @background("reading the next deadlines", group="deadlines", exclusive=True)
     def _load_deadlines(self) -> None:
+        self._deadlines_read_at = self._config_ticks
         since = self.alerts.since
         self.post_message(DeadlinesLoaded(self.store.read(lambda db: upcoming(db, since))))
 

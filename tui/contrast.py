@@ -110,8 +110,12 @@ class ContrastFilter(LineFilter):
     def apply(self, segments: list[Segment], background: TextualColor) -> list[Segment]:
         base = background.rich_color.triplet if background is not None and background.a else None
         out = []
-        for text, style, control in segments:
-            if style is not None and not control and text.strip():
-                style = readable_style(style, base)
-            out.append(Segment(text, style, control))
+        append, adjust = out.append, readable_style
+        for segment in segments:
+            text, style, control = segment
+            if style is not None and not control and text and not text.isspace():
+                better = adjust(style, base)
+                if better is not style:
+                    segment = Segment(text, better, control)
+            append(segment)
         return out
