@@ -40,7 +40,6 @@ from replydesk.tui.messages import (
 )
 from replydesk.tui.pacing import GcPacer, prefer_ui_thread
 from replydesk.tui.store import Store
-from replydesk.tui.terminal import desktop_notification, write_sequence
 from replydesk.tui.thread import ThreadView
 from replydesk.tui.workers import background
 from replydesk.workspace import EngineThread, Workspace
@@ -276,8 +275,10 @@ class ReplydeskApp(App[int]):
                 self.notify(text, title="SLA breached" if alert.state == "breached" else "SLA warning",
                             severity="error" if alert.state == "breached" else "warning", timeout=8)
             if settings.desktop != "off":
-                write_sequence(self, desktop_notification(settings.desktop, "replydesk", text,
-                                                          in_tmux=bool(os.environ.get("TMUX"))))
+                from replydesk.tui import terminal
+
+                terminal.write_sequence(self, terminal.desktop_notification(
+                    settings.desktop, "replydesk", text, in_tmux=bool(os.environ.get("TMUX"))))
         if len(found) > 5 and settings.notify:
             self.notify(f"… and {len(found) - 5} more", severity="warning", timeout=8)
         if settings.bell:

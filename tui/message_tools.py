@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 
 from replydesk.safetext import one_line, visible
 from replydesk.tui.dialogs import ChoiceDialog
-from replydesk.tui.links import attachments, find_links
-from replydesk.tui.terminal import OpenError, check_url, open_with_system
 from replydesk.tui.workers import background
 
 if TYPE_CHECKING:
@@ -67,6 +65,9 @@ class MessageToolsMixin(_Base):
     # ---- links and attachments ----------------------------------------------------------------------
 
     def action_links(self) -> None:
+        from replydesk.tui.links import find_links
+        from replydesk.tui.terminal import check_url
+
         m = self._message()
         if m is None:
             return
@@ -81,6 +82,9 @@ class MessageToolsMixin(_Base):
                                           empty="no links in this message", wide=True), chosen)
 
     def action_attachments(self) -> None:
+        from replydesk.tui.links import attachments
+        from replydesk.tui.terminal import check_url
+
         m = self._message()
         if m is None:
             return
@@ -105,6 +109,8 @@ class MessageToolsMixin(_Base):
                                           empty="no attachments in this message", wide=True), chosen)
 
     def _open(self, check, target) -> None:  # noqa: ANN001 - a URL check or identity, a str or Path
+        from replydesk.tui.terminal import OpenError
+
         try:
             checked = check(target)
         except OpenError as exc:
@@ -114,6 +120,8 @@ class MessageToolsMixin(_Base):
 
     @background("opening", group="open")
     def _run_opener(self, target: str | Path) -> None:
+        from replydesk.tui.terminal import OpenError, open_with_system
+
         try:
             open_with_system(target)
         except OpenError as exc:

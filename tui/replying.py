@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from replydesk.safetext import one_line
 from replydesk.storage import actions, outbox, queries
 from replydesk.storage.db import Database
-from replydesk.storage.outbox_list import leaving_soon, scheduled
 from replydesk.tui.composer import Composer
 from replydesk.tui.dialogs import ChoiceDialog, SnoozeDialog
 from replydesk.tui.format import clock_time, fill_template, leaves
@@ -266,6 +265,8 @@ class ReplyingMixin(_Base):
 
     @background("checking the outbox", group="quit", exclusive=True)
     def _check_quit(self) -> None:
+        from replydesk.storage.outbox_list import leaving_soon, scheduled
+
         now = self.clock()
         soon, later = self.store.read(lambda db: (leaving_soon(db, now, LEAVING_NOW), scheduled(db, now, LEAVING_NOW)))
         self.post_message(QuitChecked([i.key for i in soon], min((i.not_before for i in later), default=None),

@@ -42,7 +42,7 @@ async def test_a_conversation_reaching_warning_or_breach_alerts_once(make_worksp
         (FIXED,)).fetchone()
     clock = Clock(FIXED)
     sent: list[str] = []
-    monkeypatch.setattr("replydesk.tui.app.write_sequence", lambda app, seq: sent.append(seq))
+    monkeypatch.setattr("replydesk.tui.terminal.write_sequence", lambda app, seq: sent.append(seq))
     app = app_for(ws, clock)
     bells: list[int] = []
     app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
