@@ -135,6 +135,8 @@ BINDINGS: tuple[KeySpec, ...] = (
     # The customer card.
     KeySpec("card.open", "enter", "open", "Open the conversation", "card", show=True),
     KeySpec("card.vip", "v", "vip", "VIP on / off", "card", show=True),
+    KeySpec("card.name", "e", "name", "Edit the customer's name (the team's; platforms keep theirs)", "card",
+            show=True),
     KeySpec("card.note", "n", "note", "Edit the note", "card", show=True),
     KeySpec("card.merge", "m", "merge", "Merge with another contact", "card", show=True),
     KeySpec("card.split", "s", "split", "Split the selected contact off", "card", show=True),

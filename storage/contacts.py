@@ -33,6 +33,7 @@ class Card:
     person: str
     contacts: list[ContactInfo]
     note: str
+    name: str = ""  # what the team calls the customer ("" : the platforms' names)
 
     @property
     def vip(self) -> bool:
@@ -84,8 +85,8 @@ def card(db: Database, contact_id: str) -> Card | None:
         f"SELECT {_COLS} FROM contacts c LEFT JOIN contact_links l ON l.contact_id = c.id WHERE c.id IN ({marks})",
         ids)}
     person = _person(db, contact_id) or contact_id
-    note = db.conn.execute("SELECT note FROM people WHERE id=?", (person,)).fetchone()
-    return Card(person, [rows[i] for i in ids if i in rows], note[0] if note else "")
+    row = db.conn.execute("SELECT note, name FROM people WHERE id=?", (person,)).fetchone()
+    return Card(person, [rows[i] for i in ids if i in rows], row[0] if row else "", row[1] if row else "")
 
 
 def find(db: Database, text: str, limit: int = 20) -> list[ContactInfo]:
@@ -163,6 +164,15 @@ def set_note(db: Database, person: str, note: str) -> None:
             "INSERT INTO people(id, note, updated_at) VALUES (?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET note=excluded.note, updated_at=excluded.updated_at",
             (person, note, db.now()))
+
+
+def set_name(db: Database, person: str, name: str) -> None:
+    """The team's name for the customer (the platforms' names are kept as they send them)."""
+    with db.transaction():
+        db.conn.execute(
+            "INSERT INTO people(id, name, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, updated_at=excluded.updated_at",
+            (person, name, db.now()))
 
 
 def _log(db: Database, contact_ids: Sequence[str], kind: str, actor: str, data: dict) -> None:

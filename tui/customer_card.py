@@ -94,7 +94,13 @@ class CustomerCard(Screen[str | None]):
             head.append("No customer is recorded for this conversation.", style="dim")
         else:
             names = list(dict.fromkeys(c.name or c.handle for c in card.contacts))
-            head.append_text(safe_line(" / ".join(names), "bold"))
+            if card.name:
+                head.append_text(safe_line(card.name, "bold"))
+                head.append("  (on the platforms: ", style="dim")
+                head.append_text(safe_line(" / ".join(names), "dim"))
+                head.append(")", style="dim")
+            else:
+                head.append_text(safe_line(" / ".join(names), "bold"))
             if card.vip:
                 head.append("  ★ VIP", style=self.palette("special", "bold"))
             head.append(f"  · {len(card.contacts)} contact{'s' if len(card.contacts) != 1 else ''}"
@@ -103,16 +109,22 @@ class CustomerCard(Screen[str | None]):
             head.append_text(safe_line(card.note) if card.note else Text("(none; n adds one)", style="dim"))
         self.query_one("#card-head", Static).update(head)
         table = self.query_one("#card-contacts", DataTable)
+        contact_row = table.cursor_row
         table.clear()
         for c in card.contacts if card else []:
             table.add_row(info(c.platform).label, cell(c.account, 14), cell(c.name, 24), cell(c.handle, 24),
                           "merged" if c.linked else "same name", key=c.id)
+        if card and card.contacts:
+            table.move_cursor(row=min(contact_row or 0, len(card.contacts) - 1))
         convs = self.query_one("#card-conversations", DataTable)
+        conv_row = convs.cursor_row  # a repaint (after VIP, a note, a merge) keeps the place
         convs.clear()
         for r in self.conversations:
             mark = "▶ " if r.id == self.conv_id else ""
             convs.add_row(info(r.platform).short, r.status, clock_time(r.last_message_at, now, self.tz),
                           r.sla_state, cell(mark + (r.subject or r.snippet), 48), key=r.id)
+        if self.conversations:
+            convs.move_cursor(row=min(conv_row or 0, len(self.conversations) - 1))
 
     # ---- actions ------------------------------------------------------------------------------------
 
@@ -133,6 +145,19 @@ class CustomerCard(Screen[str | None]):
             return
         ids, vip = [c.id for c in self.card.contacts], not self.card.vip
         self._write("VIP on" if vip else "VIP off", lambda db: contacts.set_vip(db, ids, vip))
+
+    def action_name(self) -> None:
+        if self.card is None:
+            return
+        person = self.card.person
+        current = self.card.name or (self.card.contacts[0].name if self.card.contacts else "")
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                self._write("Name saved", lambda db: contacts.set_name(db, person, value.strip()))
+
+        self.app.push_screen(PromptDialog("The customer's name (for the team)", value=current,
+                                          hint="enter saves · empty: the platforms' names"), done)
 
     def action_note(self) -> None:
         if self.card is None:

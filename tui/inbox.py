@@ -162,7 +162,7 @@ class InboxList(ScrollView, can_focus=True):
             rows: list[InboxRow] = []
             for page in range(first, last + 1):
                 rows.extend(queries.inbox_page(db, f, page * PAGE, PAGE))
-            return InboxReloaded(generation, total, index, first, rows, cursor_id)
+            return InboxReloaded(generation, total, index, first, rows, cursor_id, cursor_index)
 
         self.post_message(self.store.read(read))
 
@@ -181,7 +181,11 @@ class InboxList(ScrollView, can_focus=True):
             self.total = event.total
             self.virtual_size = Size(self.size.width, event.total)
             index, lost = event.cursor_index, False
-            if self.cursor_id != event.cursor_id:
+            if self.cursor_id == event.cursor_id and self.cursor_index != event.asked_index:
+                # The user moved onto a row whose page is not read yet (its id is not known), so
+                # the id is the old one: keep the place moved to; that page's read follows.
+                index = self.cursor_index
+            elif self.cursor_id != event.cursor_id:
                 # The user moved (or a selection was asked for) while this read ran: the read
                 # located an older cursor, so find the current one in what it read, or read again.
                 index = self._index_in(event, self.cursor_id)

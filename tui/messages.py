@@ -32,6 +32,7 @@ class InboxReloaded(Message):
     page: int
     rows: list[InboxRow]
     cursor_id: str | None = None  # the conversation the reload was asked to find
+    asked_index: int = 0  # where the cursor was when the reload was asked for
 
 
 @dataclass

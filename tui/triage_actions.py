@@ -129,7 +129,13 @@ class TriageMixin(_Base):
             self.push_undo(TriageUndo(event.label, event.undo, event.count))
 
     def action_undo(self) -> None:
-        """u: take back the last thing done: a reply still queued, or a triage action."""
+        """u: take back the last thing done: a reply still queued, or a triage action. On a queued
+        reply selected in the thread ([ ]), take back that one."""
+        selected = self.thread_view.current_message() if self.thread_view.selected is not None else None
+        if selected is not None and selected.direction == "out" and selected.state == "queued" \
+                and selected.outbox_key and self.inbox.cursor_id:
+            self.undo_reply(selected.outbox_key, self.inbox.cursor_id)
+            return
         item = self.undo_stack.pop()
         if isinstance(item, ReplyUndo):
             self.undo_reply(item.key, item.conv_id)

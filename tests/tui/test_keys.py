@@ -343,6 +343,21 @@ async def test_move_during_a_reload_is_kept(workspace, db) -> None:  # noqa: ANN
         assert app.inbox.cursor_id == rows[3].id and app.inbox.cursor_index == 3
 
 
+async def test_a_jump_to_a_page_not_read_yet_survives_a_reload(workspace, db) -> None:  # noqa: ANN001
+    """A reload asked before the cursor jumped to a row whose page was not read (its id not yet
+    known) put the cursor back on the old row when it landed (a conversation opened from the
+    customer card was lost this way)."""
+    far = 150  # page 1: neither the first screens nor the last, which are read ahead
+    target = queries.inbox_page(db, InboxFilter(), far, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.inbox.reload()
+        app.inbox.move_to(far)
+        await settle(pilot)
+        assert app.inbox.cursor_index == far and app.inbox.cursor_id == target.id
+
+
 async def test_search_and_back(workspace, db) -> None:  # noqa: ANN001
     app = app_for(workspace)
     async with app.run_test(size=SIZE) as pilot:

@@ -136,6 +136,18 @@ async def test_the_customer_card_opens_conversations_and_edits_the_customer(work
             await pilot.pause(0.05)
             await settle(pilot)
         assert card.card.vip and card.card.note == "calls after 5pm"
+        await pilot.press("e")
+        await settle(pilot)
+        app.screen.query_one("Input").value = "Mr B. (wholesale)"
+        await pilot.press("enter")
+        await settle(pilot)
+        for _ in range(50):
+            if card.card.name == "Mr B. (wholesale)":
+                break
+            await pilot.pause(0.05)
+            await settle(pilot)
+        assert card.card.name == "Mr B. (wholesale)"
+        assert "Mr B. (wholesale)" in str(card.query_one("#card-head").render())
         target = next(r for r in card.conversations if r.id != row.id)
         index = card.conversations.index(target)
         for _ in range(index):

@@ -59,3 +59,28 @@ async def test_u_takes_back_a_reply_still_queued_after_its_window(workspace, db)
         assert app.composer.is_open and app.composer.text == "See you tomorrow"
         assert any("It was scheduled for 11:30" in m for m in notes(app)), notes(app)
     assert outbox.get(db, key).state == "cancelled"
+
+
+async def test_u_on_a_queued_reply_selected_in_the_thread_takes_back_that_one(workspace, db) -> None:  # noqa: ANN001
+    """From the thread: select a scheduled reply with [ and take it back with u, though it is
+    not the newest."""
+    row = first_row(db)
+    older = outbox.queue_reply(db, row.id, "the first one", at=FIXED + 3600)
+    newer = outbox.queue_reply(db, row.id, "the second one", at=FIXED + 7200)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(0.1)
+        await settle(pilot)
+        await pilot.press("left_square_bracket", "left_square_bracket")  # newest inbound, then back
+        await settle(pilot)
+        selected = app.thread_view.current_message()
+        while selected is not None and selected.outbox_key not in (older, newer):
+            await pilot.press("right_square_bracket")
+            await settle(pilot)
+            selected = app.thread_view.current_message()
+        assert selected.outbox_key == older
+        await pilot.press("u")
+        await settle(pilot)
+        assert app.composer.is_open and app.composer.text == "the first one"
+    assert outbox.get(db, older).state == "cancelled" and outbox.get(db, newer).state == "queued"

@@ -65,3 +65,16 @@ async def test_a_mistyped_filter_is_said(workspace) -> None:  # noqa: ANN001
         await search_for(pilot, "status:open")
         warnings = [n.message for n in app._notifications if n.severity == "warning"]
         assert any("unknown filter status:" in w and "did you mean is:?" in w for w in warnings), warnings
+
+
+async def test_search_on_a_damaged_index_says_how_to_repair(workspace, db) -> None:  # noqa: ANN001
+    """The console said only that the search failed; now it says what doctor says (the CLI too)."""
+    db.conn.execute("UPDATE messages_fts_data SET block = CAST(printf('%.*c', length(block), 'x') AS BLOB) "
+                    "WHERE id > 10")
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await search_for(pilot, "order")
+        errors = [n.message for n in app._notifications if n.severity == "error"]
+        assert any("search index is damaged" in e and "replydesk doctor --repair" in e for e in errors), errors
+        assert app.is_running
