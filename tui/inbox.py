@@ -460,6 +460,9 @@ class InboxList(ScrollView, can_focus=True):
             first = not self.count_prefix
             self._count_at = event.time
             self.count_prefix += key
+            started = self._count_at
+            # The status line's "count 5…" goes when the count can no longer come.
+            self.set_timer(self.count_timeout, lambda: self._expire_count(started))
             if first:
                 self._count_saved = self.screen.view_state()  # type: ignore[attr-defined]
             else:  # a second digit is no view key: 12j
@@ -485,6 +488,11 @@ class InboxList(ScrollView, can_focus=True):
         else:
             self.screen.run_counted(spec.action, count)  # type: ignore[attr-defined]
         return True
+
+    def _expire_count(self, started: float) -> None:
+        if self.count_prefix and self._count_at == started:
+            self.count_prefix, self._count_saved = "", None
+            self.screen.paint_status()  # type: ignore[attr-defined]
 
     def save_state(self) -> tuple[Any, ...]:
         """What the list shows now, to come back to without a read (a count after a digit)."""
