@@ -195,7 +195,10 @@ class ReplydeskApp(App[int]):
             main = self.main
         except NoMatches:  # the timer fired while the app shuts down
             return
-        main.tick()
+        try:
+            main.tick()
+        except NoMatches:  # the main screen's widgets are not there (composing, or shutting down)
+            return
         self._alert()
         self._poll()
         self.gc_pacer.tick()
@@ -286,10 +289,9 @@ class ReplydeskApp(App[int]):
 
     def _refresh_main(self) -> None:
         try:
-            main = self.main
-        except NoMatches:  # data arrived while the app shuts down
+            self.main.refresh_all()
+        except NoMatches:  # data arrived while the app starts or shuts down
             return
-        main.refresh_all()
 
     # ---- worker failures --------------------------------------------------------------------------
 
