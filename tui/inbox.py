@@ -433,7 +433,7 @@ class InboxList(ScrollView, can_focus=True):
             event.prevent_default()
             focused.post_message(events.Key(event.key, event.character))
             return
-        if self._count_key(event):
+        if await self._count_key(event):
             return
         bound = self._composer_keys().get(event.key)
         if bound is not None:
@@ -448,7 +448,7 @@ class InboxList(ScrollView, can_focus=True):
     # user was on comes back (its rows, cursor and scroll as they were) and the key runs that many
     # times. Any other key, or one that comes later, ends the count: the digit was a view key.
 
-    def _count_key(self, event: events.Key) -> bool:
+    async def _count_key(self, event: events.Key) -> bool:
         """Handle ``event`` as part of a count; True when it was used up here."""
         key = event.key
         if self.count_prefix and event.time - self._count_at > self.count_timeout:
@@ -463,13 +463,18 @@ class InboxList(ScrollView, can_focus=True):
             started = self._count_at
             # The status line's "count 5…" goes when the count can no longer come.
             self.set_timer(self.count_timeout, lambda: self._expire_count(started))
+            event.stop()
+            event.prevent_default()
+            self.screen.paint_status()  # type: ignore[attr-defined]
             if first:
                 self._count_saved = self.screen.view_state()  # type: ignore[attr-defined]
-            else:  # a second digit is no view key: 12j
-                event.stop()
-                event.prevent_default()
-            self.screen.paint_status()  # type: ignore[attr-defined]
-            return not first
+                # The view key's own binding runs here, now, not when the key has bubbled up to
+                # the app: a key typed right after it ("5j" in one burst) is already queued here
+                # and must find the view switched, to switch it back.
+                active = self.screen.active_bindings.get(key)
+                if active is not None:
+                    await self.app.run_action(active.binding.action, active.node)
+            return True
         if not self.count_prefix:
             return False
         count, saved = int(self.count_prefix), self._count_saved

@@ -106,3 +106,21 @@ def test_no_color_header_counts_read_on_their_bar(console_factory) -> None:
     assert measured >= 5, runs  # the header's runs carry colours to judge
     breached = next(r for r in runs if r[0].startswith("! breached"))
     assert breached[3], "breached is bold without colour"
+
+
+def test_a_count_before_j_moves_that_many_rows_beside_the_view_keys(console_factory, tmp_path) -> None:  # noqa: ANN001
+    """5j typed at once: 5 is also view 5's key; the view comes back and the cursor moves five rows
+    (x then resolves the sixth row, not the first, nor a row of view 5)."""
+    console = console_factory((120, 30))
+    console.wait_for_inbox()
+    db = open_database(tmp_path / "demo", create=False)
+    try:
+        sixth = queries.inbox_page(db, queries.InboxFilter(), 5, 1)[0].id
+        console.keys("5", "j")
+        assert console.wait_until(lambda s: s.startswith(" replydesk  Inbox (")), console.screen()
+        console.keys("x")
+        resolved = wait_for(lambda: [r[0] for r in db.conn.execute(
+            "SELECT id FROM conversations WHERE status='resolved'")])
+        assert resolved == [sixth], resolved
+    finally:
+        db.close()
