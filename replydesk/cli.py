@@ -200,8 +200,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         records = exchange.export_records(db)
-        if args.format == "json":
-            out.write(_json_safe(json.dumps(list(records), ensure_ascii=False, indent=2)) + "\n")
+        if args.format == "json":  # one element at a time: an export of a million messages stays small
+            out.write("[")
+            for n, record in enumerate(records):
+                out.write(("," if n else "") + "\n" + _json_safe(json.dumps(record, ensure_ascii=False, indent=2)))
+            out.write("\n]\n")
         else:
             for record in records:
                 emit_json(record, out)
@@ -212,21 +215,52 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from replydesk.storage import importer
+
     _, db = _open(args)
-    source = args.file
+    show = None if (args.json or args.quiet or not sys.stderr.isatty()) else _ImportProgress(args.file)
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {source}: {exc}") from None
-    try:
-        counts = exchange.import_records(db, [text], source=source)
-    except exchange.ImportError_ as exc:
+        result = importer.import_file(db, args.file, progress=show.update if show else None)
+    except importer.ImportError_ as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if show:
+            show.close()
     if args.json:
-        emit_json(counts)
-    else:
-        say(f"imported {counts['conversations']} conversation(s), {counts['messages']} new message(s)")
+        emit_json(result.as_json())
+    elif not args.quiet:
+        resumed = (f" (continued after {result.resumed_after:,} record(s) an interrupted run had imported)"
+                   if result.resumed_after else "")
+        say(f"imported {result.conversations:,} conversation(s), {result.messages:,} new message(s){resumed}")
     return EXIT_OK
+
+
+class _ImportProgress:
+    """A progress bar on a terminal's stderr (rich, which Textual brings anyway); nothing otherwise."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        total = None
+        with contextlib.suppress(OSError):
+            total = os.stat(source).st_size if source != "-" else None
+        self.bar = Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
+                            TimeRemainingColumn(), transient=True, console=_stderr_console())
+        self.task = self.bar.add_task("", total=total)
+        self.bar.start()
+
+    def update(self, done: int, result: Any) -> None:
+        self.bar.update(self.task, completed=done,
+                        description=f"{result.conversations:,} conversations, {result.messages:,} messages")
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _row_json(row: queries.InboxRow) -> dict[str, Any]:
@@ -308,9 +342,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
         raise UsageError("--text is empty: a reply needs words")
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
-                                 to_automatic=args.force)
+                                 to_automatic=args.force, send_as=args.send_as)
     except outbox.AutomaticRecipient as exc:
         complain(f"{exc}: use --force to send it anyway")
+        return EXIT_ERROR
+    except outbox.OutsideReplyWindow as exc:
+        complain(str(exc) + "".join(_window_hints(exc.verdict.choices)))
         return EXIT_ERROR
     item = outbox.get(db, key)
     if args.json:
@@ -318,6 +355,41 @@ def cmd_reply(args: argparse.Namespace) -> int:
     else:
         when = f" (leaves at {iso(item.not_before)})" if at else ""
         say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
+    return EXIT_OK
+
+
+def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
+    """What the CLI can do about a closed reply window: the choices as options."""
+    from replydesk.windows import HUMAN_AGENT
+
+    hints = []
+    for choice, _ in choices:
+        if choice == HUMAN_AGENT:
+            hints.append(f"\n  to send it with the human-agent tag: add --send-as {HUMAN_AGENT}")
+        elif choice == "public":
+            hints.append("\n  to answer the comment publicly instead: leave out --private")
+    return hints
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    """Mark read on the platform, edit or delete our own reply: queued in the outbox like a reply."""
+    ws, db = _open(args)
+    conv_id = _conv(db, args.conversation)
+    payload: dict[str, Any] = {}
+    if args.message:
+        payload["message_id"] = args.message
+    if args.action == "edit_reply":
+        if args.text is None:
+            raise UsageError("edit_reply needs --text (the reply's new text)")
+        payload["text"] = sys.stdin.read() if args.text == "-" else args.text
+    elif args.text is not None:
+        raise UsageError(f"--text is for edit_reply, not {args.action}")
+    key = outbox.queue_action(db, conv_id, args.action, payload, actor=ws.config.ui.agent)
+    item = outbox.get(db, key)
+    if args.json:
+        emit_json(outbox.as_json(item))
+    else:
+        say(f"queued {args.action} {key} on {conv_id} ({one_line(item.summary())[:60]}); the sync engine does it")
     return EXIT_OK
 
 
@@ -352,7 +424,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         say("outbox empty: every reply has left")
     for i in items:
         err = f" — {one_line(i.last_error)}" if i.last_error else ""
-        say(f"{i.key}  {i.state:<8} {i.conversation_id}  {one_line(i.text)[:50]}{err}")
+        kind = "" if i.is_reply else f"[{i.action}] "
+        say(f"{i.key}  {i.state:<8} {i.conversation_id}  {kind}{one_line(i.summary())[:50]}{err}")
     return EXIT_OK
 
 
@@ -387,9 +460,15 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 def cmd_escalate(args: argparse.Namespace) -> int:
     ws, db = _open(args)
-    actions.escalate(db, [_conv(db, args.conversation)], target=args.target, reason=args.reason or "",
-                     note=args.note or "", actor=ws.config.ui.agent)
-    say(f"escalated to {args.target}")
+    conv_id = _conv(db, args.conversation)
+    desk = ws.config.ticket_account(args.target)
+    with db.transaction():  # the escalation and its ticket, or neither
+        actions.escalate(db, [conv_id], target=args.target, reason=args.reason or "",
+                         note=args.note or "", actor=ws.config.ui.agent)
+        key = outbox.queue_ticket(db, conv_id, account=desk, target=args.target, reason=args.reason or "",
+                                  note=args.note or "", actor=ws.config.ui.agent) if desk else None
+    say(f"escalated to {args.target}" + (f"; ticket {key} queued for {desk} (the sync engine creates it)"
+                                          if key else ""))
     return EXIT_OK
 
 
@@ -464,6 +543,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     account = ws.config.account(args.account)
     if account is None:
         raise UsageError(f"no account {args.account!r} in the config")
+    if hasattr(account, "oauth_app"):
+        return _login_oauth(args, account)
     print(f"{args.account}: enter {account.secret_hint}", file=sys.stderr)
     if not secrets.backend_available():
         complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
@@ -478,6 +559,40 @@ def cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _login_oauth(args: argparse.Namespace, account: Any) -> int:
+    """OAuth 2.0 with PKCE (X): the browser approves, the redirect or a pasted URL brings the code,
+    the tokens go to the keyring. Over SSH the URL is printed and the redirected address pasted."""
+    from replydesk.providers import oauth
+
+    if not secrets.backend_available():
+        complain("OAuth tokens are renewed as they are used, so they need a keyring: "
+                 + secrets.NO_BACKEND_HELP.format(env="(no environment variable will do here)"))
+        return EXIT_ERROR
+    if getattr(account, "confidential", False):
+        print(f"{args.account}: enter the app's OAuth 2.0 Client Secret", file=sys.stderr)
+        client_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+        secrets.store(args.account + oauth.CLIENT_SECRET_SUFFIX, client_secret)
+
+    def tell(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(oauth.login(account.oauth_app(), oauth.TokenStore(args.account), say=tell,
+                                open_browser=not args.no_browser, port=getattr(account, "callback_port", 0)))
+    except oauth.OAuthError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    except Exception as exc:  # the token endpoint's errors (ProviderError) name the reason
+        from replydesk.providers.base import ProviderError
+
+        if not isinstance(exc, ProviderError):
+            raise
+        complain(str(exc))
+        return EXIT_ERROR
+    say(f"logged in: the {account.provider} tokens for {args.account} are in the system keyring")
+    return EXIT_OK
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
@@ -489,14 +604,15 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     for a in ws.config.accounts:
         s = states.pop(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
-                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")), "configured": True,
-                     "secret": "n/a" if a.provider == "demo" else ("set" if secrets.fetch(a.name) else "missing")})
+                     "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
+                     "configured": True, "secret": "n/a" if a.provider == "demo" else
+                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
     # Accounts the workspace holds data of that this config does not name (the demo's, an import's):
     # the cache still shows them, so say so rather than "no accounts".
     for name, s in sorted(states.items()):
         rows.append({"name": name, "provider": s.get("platform", ""), "state": s.get("state", "idle"),
-                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")), "configured": False,
-                     "secret": "n/a"})
+                     "detail": s.get("detail", ""), "note": s.get("note", ""),
+                     "last_sync": iso(s.get("last_sync")), "configured": False, "secret": "n/a"})
     if args.json:
         emit_json(rows)
         return EXIT_OK
@@ -506,7 +622,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     for r in rows:
         where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
         say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}{where}")
+            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
+            + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
     return EXIT_OK
 
 
@@ -519,6 +636,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -528,6 +646,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     return EXIT_OK
 
 
@@ -589,8 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
 
-    p = add("import", cmd_import, "import conversations in the export shape (idempotent)", json_=True)
+    p = add("import", cmd_import, "import conversations in the export shape (idempotent; an interrupted "
+            "import of a file continues where it stopped when run again)", json_=True)
     p.add_argument("file", help="a .jsonl or .json file, or - for standard input")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success (no progress, no summary)")
 
     p = add("search", cmd_search, "search the cache (see the syntax below)", json_=True)
     p.add_argument("query")
@@ -607,16 +729,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="queue it even when the conversation holds only automatic mail (a bounce, an "
                         "out-of-office reply, a newsletter): without it such a reply is refused, exit 1")
+    p.add_argument("--send-as", choices=("human_agent",), default=None,
+                   help="outside the platform's plain reply window, send it the way the platform still allows "
+                        "(human_agent: Messenger's and Instagram's human-agent tag, up to 7 days); a reply "
+                        "outside every window is refused with exit 1 and the choices")
+
+    p = add("action", cmd_action, "queue an action other than a reply on a conversation (sent by the engine)",
+            json_=True)
+    p.add_argument("conversation")
+    p.add_argument("action", choices=("mark_read", "edit_reply", "delete_reply"),
+                   help="mark_read: on the platform; edit_reply / delete_reply: our own sent reply")
+    p.add_argument("--text", help="edit_reply: the new text, or - to read standard input")
+    p.add_argument("--message", metavar="ID", help="which of our replies (default: the newest sent one)")
 
     p = add("note", cmd_note, "add an internal note (never sent)")
     p.add_argument("conversation")
     p.add_argument("--text", required=True)
 
-    p = add("outbox", cmd_outbox, "list queued, sending, failed and unknown replies", json_=True)
+    p = add("outbox", cmd_outbox, "list queued, sending, failed and unknown replies and actions", json_=True)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--retry", metavar="KEY", help="send a failed or unknown reply again")
-    g.add_argument("--discard", metavar="KEY", help="take back a reply that has not left")
-    g.add_argument("--confirm-sent", metavar="KEY", help="record an 'unknown' reply as posted")
+    g.add_argument("--retry", metavar="KEY", help="send a failed or unknown reply (or action) again")
+    g.add_argument("--discard", metavar="KEY", help="take back a reply (or action) that has not left")
+    g.add_argument("--confirm-sent", metavar="KEY", help="record an 'unknown' reply (or action) as done")
 
     for name in ("tag", "untag"):
         p = add(name, cmd_tag, f"{'add' if name == 'tag' else 'remove'} tags on a conversation")
@@ -627,7 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p.add_argument("who")
 
-    p = add("escalate", cmd_escalate, "escalate a conversation (raises its priority)")
+    p = add("escalate", cmd_escalate, "escalate a conversation (raises its priority; a target with a helpdesk "
+                                      "account in the config also gets a ticket, through the outbox)")
     p.add_argument("conversation")
     p.add_argument("--note", help="an internal note to go with it")
     p.add_argument("--reason", help="why (shown in the thread)")
@@ -654,8 +789,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
-    p = add("login", cmd_login, "store an account's token or password in the system keyring")
+    p = add("login", cmd_login, "store an account's token or password in the system keyring "
+            "(X: log in with OAuth in the browser)")
     p.add_argument("account")
+    p.add_argument("--no-browser", action="store_true",
+                   help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
 

@@ -24,10 +24,11 @@ from typing import Any
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from replydesk import providers, secrets
+from replydesk import providers, push, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingAction, OutgoingReply, Usage
+from replydesk.options import MeteredOptions
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
@@ -38,7 +39,17 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate
+from replydesk.storage import (
+    accounts,
+    actions,
+    ingest,
+    outbox,
+    platform_facts,
+    pushes,
+    queries,
+    slastate,
+    spend,
+)
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -63,6 +74,15 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return min(float(wait(state)), maximum)
 
 
+def poll_interval(account: Any, config: Config) -> float | None:
+    """The account's own ``poll_interval``, else ``sync.poll_interval``, else None (the provider's own)."""
+    if account.poll_interval:
+        return float(account.poll_interval)
+    if config.sync.poll_interval:
+        return float(config.sync.poll_interval)
+    return None
+
+
 @dataclass
 class AccountRun:
     """In-memory state of one account in this engine."""
@@ -74,6 +94,8 @@ class AccountRun:
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
+    stream_blocked_until: float = 0.0  # a partial stream's own backoff (polling goes on meanwhile)
+    pace_note: str = ""  # how often a metered account polls now, and why
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -97,15 +119,21 @@ class SyncEngine:
         self.accounts: dict[str, AccountRun] = {}
         for account in config.accounts:
             provider = providers.create(account, self.data_dir, secret_for(account.name), clock=clock)
-            if account.poll_interval:
-                provider.poll_interval = account.poll_interval
+            interval = poll_interval(account, config)
+            if interval is not None:
+                provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
             self._publish_facts(self.accounts[account.name])
+            if isinstance(account, MeteredOptions):
+                spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
+        from replydesk.listener import Listener
+
+        self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
 
     def _restore_rate_limits(self) -> None:
@@ -126,15 +154,59 @@ class SyncEngine:
         """Replies that need the user, for the status bar: the account may be fine, they are not."""
         counts = outbox.needing_attention(self.db, account)
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
+        others = outbox.needing_attention(self.db, account, replies=False)
+        parts += [f"{n} action{'' if n == 1 else 's'} {state}" for state, n in sorted(others.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
 
     def _publish_facts(self, run: AccountRun) -> None:
         """Store the account's platform facts for the console when they changed (at start, and when
-        a fetch taught the provider a limit, as a Mastodon instance's own maximum)."""
-        facts = run.provider.facts()
+        a fetch taught the provider a limit, as a Mastodon instance's own maximum). They carry the
+        actions the account can perform, so the console offers only those: ``mark_read`` only where
+        the account's ``mark_read`` option asks for read receipts on the platform."""
+        actions = set(run.provider.capabilities.actions)
+        if not getattr(run.provider.options, "mark_read", False):
+            actions.discard("mark_read")
+        facts = {p: f.with_actions(actions) for p, f in run.provider.facts().items()}
         if facts != run.facts:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
+
+    # ---- metered platforms ------------------------------------------------------------------------
+
+    @staticmethod
+    def _metered(run: AccountRun) -> MeteredOptions | None:
+        options = run.provider.options
+        return options if isinstance(options, MeteredOptions) else None
+
+    def _record_usage(self, run: AccountRun, *extra: Usage) -> None:
+        """What the provider's requests cost since the last look, into this month's spend."""
+        usage = [*run.provider.take_usage(), *extra]
+        if usage:
+            spend.record(self.db, run.name, usage)
+
+    def _next_poll_in(self, run: AccountRun) -> float:
+        """The account's own interval, or for a metered one what its budget and quiet hours allow."""
+        options = self._metered(run)
+        if options is None:
+            return run.provider.poll_interval
+        from replydesk import budget
+
+        interval, why = budget.poll_interval(run.provider.poll_interval, options,
+                                             spend.summary(self.db, run.name))
+        # once the budget is spent the spend line says so (and that replies still send)
+        run.pace_note = "" if "paused" in why else f"every {budget.describe(interval)}" + (
+            f" ({why})" if why else "")
+        return interval
+
+    def _publish_note(self, run: AccountRun) -> None:
+        """The status bar's standing note: the provider's (push or polling, waits per endpoint), the
+        pace, and for a metered account the month's spend with a warning when it will not last."""
+        parts = [run.provider.status_note()]
+        if self._metered(run) is not None:
+            summary = spend.summary(self.db, run.name)
+            parts += [run.pace_note, summary.text()]
+        parts.append(self.listening.note(run))
+        accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
@@ -181,10 +253,23 @@ class SyncEngine:
         except ProviderError as exc:
             self._fault(run, exc)
             return 0
+        finally:  # what the requests cost counts whether or not the fetch finished
+            self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
         self._publish_facts(run)
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
+        return stats.new_messages
+
+    def ingest_pushed(self, run: AccountRun) -> int:
+        """Bodies a webhook receiver stored for this account (``replydesk.push``), through the same
+        ingest path as a fetch; returns the number of new messages. Needs no network, so it runs
+        while the account backs off too."""
+        if not run.provider.capabilities.accepts_push or not pushes.has_pending(self.db, run.name):
+            return 0
+        stats = push.ingest_pending(self.db, run.provider)
+        if stats.new_messages:
+            self._status(run.name, "ok", f"{stats.new_messages} new by push", synced=True)
         return stats.new_messages
 
     # ---- sending ----------------------------------------------------------------------------------
@@ -198,40 +283,81 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
+            send_as=item.send_as,
         )
 
-    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
-        """An earlier attempt may have been posted: find out before sending again.
+    def _action(self, item: outbox.OutboxItem) -> OutgoingAction:
+        """The provider's view of an outbox action (the conversation's details, the frozen payload)."""
+        row = outbox.reply_context(self.db, item.conversation_id).conversation
+        return OutgoingAction(
+            key=item.key, kind=item.action, account=item.account, conversation_id=item.conversation_id,
+            conversation_native_id=row[0], conversation_kind=row[1], payload=dict(item.payload),
+            meta=json.loads(row[2] or "{}"), created_at=item.created_at,
+        )
 
-        Idempotent platform: nothing to find out, resending with the same key is safe (False).
-        Lookup-capable: look for our post; found → recorded as sent (True), absent → resend (False).
-        Neither: mark ``unknown`` and let the user decide (True); guessing risks a double post.
+    def _settles_itself(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """A repeat of an uncertain attempt is harmless: the platform dedupes the key (or the action
+        changes nothing twice), so there is nothing to find out first."""
+        if item.is_reply:
+            return run.provider.capabilities.supports_idempotency
+        return run.provider.repeatable(item.action)
+
+    def _can_look(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        return run.provider.capabilities.can_lookup_sent
+
+    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """An earlier attempt may have been posted (or done): find out before trying again.
+
+        Idempotent: nothing to find out, repeating with the same key is safe (False).
+        Lookup-capable: look for our post (or ticket); found → recorded as done (True), absent →
+        try again (False). Neither: mark ``unknown`` and let the user decide (True); guessing risks
+        a double post or a second ticket.
         """
-        caps = run.provider.capabilities
-        if caps.supports_idempotency:
+        if self._settles_itself(run, item):
             return False
-        if not caps.can_lookup_sent:
-            outbox.mark_unknown(self.db, item.key, "the platform cannot tell whether this reply was posted; "
+        what = "reply was posted" if item.is_reply else f"{item.action.replace('_', ' ')} happened"
+        if not self._can_look(run, item):
+            outbox.mark_unknown(self.db, item.key, f"the platform cannot tell whether this {what}; "
                                 "check it there, then retry or confirm")
             return True
-        found = await run.provider.lookup_sent(self._outgoing(item))
-        if found is not None:
-            outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+        if item.is_reply:
+            found = await run.provider.lookup_sent(self._outgoing(item))
+            if found is not None:
+                outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+                return True
+            return False
+        done = await run.provider.lookup_performed(self._action(item))
+        if done is not None:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
             return True
         return False
 
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
-        """Try to deliver one reply. Returns True when it left (or was found already posted)."""
+        """Try to deliver one reply (or perform one action). True when it left (or was found done).
+
+        A reply whose reply window closed while it waited (offline for a day, a send-later time)
+        fails here with the platform's rule and the choices left, instead of being refused there."""
         attempted = False
         try:
             if (uncertain or item.attempts > 0) and await self._reconcile(run, item):
                 settled = outbox.get(self.db, item.key)
                 return settled is not None and settled.state == "sent"
+            refusal = outbox.window_refusal(self.db, item)
+            if refusal is not None:
+                outbox.mark_failed(self.db, item.key, refusal)
+                return False
+            if not item.is_reply and item.action not in run.provider.capabilities.actions:
+                outbox.mark_failed(self.db, item.key, f"account {run.name} cannot "
+                                   f"{item.action.replace('_', ' ')} (its provider does not offer it)")
+                return False
             fresh = outbox.mark_sending(self.db, item.key)
             if fresh is None:
                 return False  # discarded or already handled since we read it
             attempted = True
-            result = await run.provider.send(self._outgoing(fresh))
+            if fresh.is_reply:
+                result = await run.provider.send(self._outgoing(fresh))
+            else:
+                done = await run.provider.perform(self._action(fresh))
         except ProviderError as exc:
             self._send_fault(run, item.key, exc, attempted)
             return False
@@ -240,7 +366,12 @@ class SyncEngine:
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
             return False
-        outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        finally:  # a metered platform's reply or lookup costs too: never blocked, always counted
+            self._record_usage(run)
+        if fresh.is_reply:
+            outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        else:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
         run.failures = 0
         return True
 
@@ -324,8 +455,7 @@ class SyncEngine:
                 continue
             outbox.mark_retry(self.db, item.key, "interrupted while sending; checking before resending",
                               self.db.now())
-            caps = run.provider.capabilities
-            if not (caps.supports_idempotency or caps.can_lookup_sent):
+            if not (self._settles_itself(run, item) or self._can_look(run, item)):
                 await self._reconcile(run, item)  # needs no network: marks it unknown
 
     # ---- housekeeping -----------------------------------------------------------------------------
@@ -346,8 +476,12 @@ class SyncEngine:
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")
-            report.fetched[run.name] = await self.fetch_account(run)
+            report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
+            report.fetched[run.name] += await self.listening.step(run)
             report.sent += await self.drain(run)
+            if self._metered(run) is not None:
+                self._next_poll_in(run)
+            self._publish_note(run)
             status = accounts.status_of(self.db, run.name)
             if status and status.state not in ("ok", "syncing"):
                 report.errors[run.name] = f"{status.state}: {status.detail}"
@@ -363,9 +497,15 @@ class SyncEngine:
         while not self._stop.is_set():
             now = self.db.now()
             try:
-                if not run.stopped and not run.streaming and now >= run.next_fetch and now >= run.blocked_until:
+                paused = run.streaming and run.provider.stream_replaces_polling
+                if not run.stopped and not paused and now >= run.next_fetch and now >= run.blocked_until:
                     await self.fetch_account(run)
-                    run.next_fetch = self.db.now() + run.provider.poll_interval
+                    run.next_fetch = self.db.now() + self._next_poll_in(run)
+                    self._publish_note(run)
+                self.ingest_pushed(run)
+                if self.listening.due(run) and self.can_call(run):
+                    await self.listening.step(run)
+                    self._publish_note(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)
@@ -387,25 +527,38 @@ class SyncEngine:
         polling pauses; when it drops, polling takes over at once and the stream is retried after
         the account's backoff, so nothing arrives only through one path.
         """
+        partial = not run.provider.stream_replaces_polling
         while not self._stop.is_set():
             # Start after the first poll has stored its cursors (both would ask the platform at once).
-            if not run.stopped and run.next_fetch > 0 and self.db.now() >= run.blocked_until:
+            now = self.db.now()
+            if not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
+                    and now >= run.stream_blocked_until:
                 run.streaming = True
                 try:
                     async for result in run.provider.stream():
                         stats = ingest.ingest(self.db, run.name, [result])
+                        self._record_usage(run)
                         run.failures = 0
                         self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
                                      else "live", synced=True)
+                        self._publish_note(run)
                         if self._stop.is_set():
                             break
                 except ProviderError as exc:
-                    self._fault(run, exc)
+                    self._record_usage(run)
+                    if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
+                        run.stream_blocked_until = self.db.now() + backoff_delay(
+                            2, self.config.sync.retry_base, self.config.sync.retry_max)
+                        log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
+                    else:
+                        self._fault(run, exc)
                 except Exception as exc:  # a provider bug must not end the stream silently
                     log.exception("account %s: stream failed", run.name)
                     self._fault(run, ProviderError(f"internal error in stream: {type(exc).__name__}: {exc}"))
                 finally:
                     run.streaming = False
+                    if partial:
+                        self._publish_note(run)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
 

@@ -30,13 +30,14 @@ _SQL = (
 
 
 def upcoming(db: Database, now: float, limit: int = 200) -> list[Deadline]:
-    """Open conversations whose warning or breach time is the soonest after ``now``."""
+    """Open inbox conversations whose warning or breach time is the soonest after ``now`` (a
+    listening match waits outside the inbox and alerts nobody, as it counts in no header)."""
     due = [r[0] for r in db.conn.execute(
         "SELECT id FROM conversations INDEXED BY conv_open_inbox WHERE status IN ('open','pending') "
-        "AND sort_due > ? AND sort_due < ? ORDER BY sort_due LIMIT ?", (now, NO_DUE, limit))]
+        "AND listening IS NULL AND sort_due > ? AND sort_due < ? ORDER BY sort_due LIMIT ?", (now, NO_DUE, limit))]
     warn = [r[0] for r in db.conn.execute(
         "SELECT id FROM conversations INDEXED BY conv_warn_ok WHERE sla_state = 'ok' AND sla_warn_at > ? "
-        "AND status IN ('open','pending') ORDER BY sla_warn_at LIMIT ?", (now, limit))]
+        "AND status IN ('open','pending') AND listening IS NULL ORDER BY sla_warn_at LIMIT ?", (now, limit))]
     ids = list(dict.fromkeys([*due, *warn]))
     if not ids:
         return []

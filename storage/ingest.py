@@ -3,6 +3,14 @@
 Identity is ``"{account}:{native_id}"`` for contacts, conversations and messages, so running the
 same sync twice stores nothing twice. A cursor is written only inside the transaction that stores
 the items it covers: a crash can cost a re-fetch, never a hole.
+
+Listening (``FetchResult.listening``): a conversation first seen in a listening result is marked with
+the query's name and waits in the Listening view; its customers' posts are logged as ``listened``,
+an event no SLA clock reads (unless a policy for listening asks, see ``sla``). A listening result
+never changes a conversation the inbox already has (a post that also tags us is one conversation).
+A conversation joins the inbox when it is answered (the ``listening_answered`` trigger) or when the
+inbox's own streams bring a customer's message into it, the matched post itself included (it tagged
+us after all): that message then starts the clock at the time it was written.
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, FetchResult, IncomingMessage, item_id
-from replydesk.storage import slastate
+from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
+from replydesk.storage import reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,18 @@ TAG_SEP = "\x1f"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+@dataclass(frozen=True, slots=True)
+class ListeningMatch:
+    """A new post a listening query found: what a rule may act on (tag ``complaint`` when it says
+    "refund"). ``waiting`` is False when the post went into a conversation the inbox already has."""
+
+    conversation_id: str
+    message_id: str
+    query: str
+    text: str
+    waiting: bool
+
+
 @dataclass
 class IngestStats:
     new_messages: int = 0
@@ -36,6 +56,8 @@ class IngestStats:
     skipped: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     conversations: set[str] = field(default_factory=set)
+    listened: list[ListeningMatch] = field(default_factory=list)
+    joined: set[str] = field(default_factory=set)  # listening conversations that joined the inbox
 
 
 _json_str = json.encoder.encode_basestring_ascii  # the C string encoder json.dumps itself uses
@@ -133,6 +155,16 @@ def ensure_account(db: Database, name: str, provider: str, platform: str) -> Non
     )
 
 
+def _known_conversations(db: Database, ids: Sequence[str]) -> dict[str, str | None]:
+    """Which of ``ids`` exist, each with its listening marker (None: an inbox conversation)."""
+    found: dict[str, str | None] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        qs = ",".join("?" * len(chunk))
+        found.update(db.conn.execute(f"SELECT id, listening FROM conversations WHERE id IN ({qs})", chunk))
+    return found
+
+
 def _existing(db: Database, ids: Sequence[str], table: str) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
@@ -148,6 +180,8 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     with db.transaction():
         for result in results:
             _ingest_one(db, account, result, stats)
+            if result.cursor is None:  # a pushed payload: no cursor to advance
+                continue
             db.conn.execute(
                 "INSERT INTO sync_cursors(account, stream, cursor, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
@@ -157,11 +191,14 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     return stats
 
 
-def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats) -> None:
+def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats, *,
+                checked: bool = False) -> None:
+    """Store one fetch result. ``checked``: every message already passed ``_check`` and ``clean_text``
+    (the importer checks a record whole before writing it)."""
     now = db.now()
-    good: list[IncomingMessage] = []
+    good: list[IncomingMessage] = list(result.messages) if checked else []
     rejected = list(result.rejected)
-    for msg in result.messages:
+    for msg in () if checked else result.messages:
         reason = _check(msg)
         if reason is None:
             try:
@@ -193,31 +230,46 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             stats.skipped += 1
             continue
         fresh[mid] = msg
+    if have and result.listening is None:  # the inbox's stream re-delivers what listening found first?
+        _join_on_redelivery(db, account, [(mid, m) for mid, m in zip(msg_ids, good, strict=True) if mid in have],
+                            stats)
     if not fresh:
         return
 
-    contacts = {}
+    contacts: dict[str, _ContactSeen] = {}
     convs: dict[str, list[tuple[str, IncomingMessage]]] = {}
     for mid, msg in fresh.items():
         cid = item_id(account, msg.contact.native_id)
-        contacts[cid] = (msg.contact, msg.platform)
+        seen = contacts.get(cid)
+        if seen is None:
+            contacts[cid] = _ContactSeen(msg)
+        else:
+            seen.add(msg)
         convs.setdefault(item_id(account, msg.conversation_native_id), []).append((mid, msg))
 
-    db.conn.executemany(
-        "INSERT INTO contacts(id, account, platform, native_id, name, handle, vip) VALUES (?,?,?,?,?,?,?) "
-        "ON CONFLICT(id) DO UPDATE SET name=excluded.name, handle=excluded.handle, "
-        "vip=max(contacts.vip, excluded.vip)",
-        [
-            (cid, account, platform, c.native_id,
-             clean_text(c.name or c.handle or c.native_id), clean_text(c.handle or ""), int(c.vip))
-            for cid, (c, platform) in contacts.items()
-        ],
-    )
+    db.conn.executemany(CONTACT_UPSERT, [seen.row(cid, account) for cid, seen in contacts.items()])
 
     conv_ids = list(convs)
-    known = _existing(db, conv_ids, "conversations")
+    known_marks = _known_conversations(db, conv_ids)
+    known = set(known_marks)
+    query = result.listening
+    # Conversations left waiting in the Listening view after this batch: the ones already there, and
+    # those this listening result starts; the inbox's own streams take theirs into the inbox.
+    waiting = {c for c, mark in known_marks.items() if mark}
+    joining: dict[str, tuple[str, float]] = {}
+    if query:
+        waiting |= {c for c in conv_ids if c not in known}
+    elif waiting:
+        for c in list(waiting):
+            said = [m.created_at for _, m in convs[c] if m.direction == "in" and not _automatic(m)]
+            if said:
+                joining[c] = (known_marks[c] or "", min(said))
+                waiting.discard(c)
+    if waiting:  # a thread we already answered in (our own post came with it) is ours, not listening's
+        waiting -= {c for c in waiting if any(m.direction == "out" for _, m in convs[c])}
     conv_rows = []
     robots_only: list[str] = []
+    customer_wrote: list[tuple[str, str, str]] = []  # (id, platform, kind): windows count from a new message
     any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
@@ -232,6 +284,8 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 people = [m for _, m in items]
         inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
+        if inbound:
+            customer_wrote.append((conv_id, first.platform, first.kind))
         customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
@@ -244,6 +298,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             int(people[-1].direction == "in" and not (any_robot and _automatic(people[-1]))),
             int(any(m.direction == "in" for _, m in items)),
             _json(_conv_meta(items)),
+            query if conv_id in waiting and conv_id not in known else None,
         ))
         if conv_id not in known:
             stats.new_conversations += 1
@@ -253,8 +308,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         robots_only)} if robots_only else {}
     db.conn.executemany(
         """INSERT INTO conversations(id, account, platform, kind, native_id, contact_id, subject, snippet,
-               created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta,
+               listening)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
            ON CONFLICT(id) DO UPDATE SET
              subject = CASE WHEN conversations.subject = '' THEN excluded.subject ELSE conversations.subject END,
              snippet = CASE WHEN excluded.last_message_at >= conversations.last_message_at
@@ -274,46 +330,168 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     if kept:  # a bounce or an out-of-office reply does not change whether a person awaits an answer
         db.conn.executemany("UPDATE conversations SET needs_reply=? WHERE id=?",
                             [(needs, conv_id) for conv_id, needs in kept.items()])
+    if customer_wrote:
+        reply_windows.customer_wrote(db, account, customer_wrote)
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or m.contact.name or m.contact.handle), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m)), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
-             "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
+             "received" if m.direction == "in" else "sent",
+             _json({**(_meta(m) if m.spans else m.meta), "listening": query} if query
+                   else (_meta(m) if m.spans else m.meta)),
              _automatic(m) if m.automatic else None)
             for mid, m in fresh.items()
         ],
     )
+    if joining:
+        _join(db, joining, "the customer wrote to us", stats)
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [_event_row(mid, m, account) if m.automatic else
+        [_event_row(mid, m, account, waiting) if m.automatic or waiting else
          (item_id(account, m.conversation_native_id), m.created_at,
           "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
           "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
          for mid, m in fresh.items()],
     )
+    if query:
+        for mid, m in fresh.items():
+            if m.direction == "in":
+                conv = item_id(account, m.conversation_native_id)
+                stats.listened.append(ListeningMatch(conv, mid, query, m.text, conv in waiting))
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
     if any(m.delivery_failure is not None for m in fresh.values()):
         _record_delivery_failures(db, account, fresh)
-    reindex_conversations(db, conv_ids)
+    # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
 
 
-def _event_row(mid: str, m: IncomingMessage, account: str) -> tuple:
+def name_rank(contact: Contact) -> int:
+    """How good the name a provider gave is: 2 a real name, 1 a stand-in made from the handle (or
+    flagged ``name_is_fallback``), 0 a bare id or nothing. Only a better or newer name replaces one."""
+    name = (contact.name or contact.handle or "").strip()
+    if not name or name == contact.native_id:
+        return 0
+    handle = (contact.handle or "").strip().lstrip("@").casefold()
+    if contact.name_is_fallback or name.lstrip("@").casefold() == handle:
+        return 1
+    return 2
+
+
+class _ContactSeen:
+    """The best name and the newest handle one batch carries for one contact.
+
+    Batch order means nothing (Mastodon pages come newest first, a backfill brings old posts late):
+    the name is the best-ranked one, newest among those by the message's created_at.
+    """
+
+    __slots__ = ("contact", "platform", "rank", "name_at", "handle", "handle_at", "vip")
+
+    def __init__(self, msg: IncomingMessage) -> None:
+        self.contact, self.platform, self.vip = msg.contact, msg.platform, bool(msg.contact.vip)
+        self.rank, self.name_at = name_rank(msg.contact), msg.created_at
+        self.handle, self.handle_at = _handle(msg.contact), msg.created_at
+
+    def add(self, msg: IncomingMessage) -> None:
+        contact, at = msg.contact, msg.created_at
+        self.vip = self.vip or bool(contact.vip)
+        rank = name_rank(contact)
+        if (rank, at) >= (self.rank, self.name_at):
+            self.contact, self.rank, self.name_at = contact, rank, at
+        handle = _handle(contact)
+        if handle and (not self.handle or at >= self.handle_at):
+            self.handle, self.handle_at = handle, at
+
+    def row(self, cid: str, account: str) -> tuple:
+        c = self.contact
+        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id),
+                clean_text(self.handle), int(self.vip), self.rank, self.name_at,
+                self.handle_at if self.handle else None)
+
+
+def _handle(contact: Contact) -> str:
+    handle = contact.handle or ""
+    return handle if handle.strip().lstrip("@") else ""
+
+
+#: A name is replaced by a better-ranked one, or by an equally ranked one seen at least as late; a
+#: handle by any non-empty handle seen at least as late. (SET expressions all read the old row.)
+CONTACT_UPSERT = """
+INSERT INTO contacts(id, account, platform, native_id, name, handle, vip, name_rank, name_at, handle_at)
+VALUES (?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT(id) DO UPDATE SET
+  name = CASE WHEN excluded.name_rank > contacts.name_rank OR (excluded.name_rank = contacts.name_rank
+              AND excluded.name_at >= coalesce(contacts.name_at, excluded.name_at))
+         THEN excluded.name ELSE contacts.name END,
+  name_at = CASE WHEN excluded.name_rank > contacts.name_rank OR (excluded.name_rank = contacts.name_rank
+              AND excluded.name_at >= coalesce(contacts.name_at, excluded.name_at))
+         THEN excluded.name_at ELSE contacts.name_at END,
+  name_rank = max(contacts.name_rank, excluded.name_rank),
+  handle = CASE WHEN excluded.handle != '' AND (contacts.handle = ''
+                OR excluded.handle_at >= coalesce(contacts.handle_at, excluded.handle_at))
+           THEN excluded.handle ELSE contacts.handle END,
+  handle_at = CASE WHEN excluded.handle != '' AND (contacts.handle = ''
+                OR excluded.handle_at >= coalesce(contacts.handle_at, excluded.handle_at))
+           THEN excluded.handle_at ELSE contacts.handle_at END,
+  vip = max(contacts.vip, excluded.vip)
+"""
+
+
+def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset()
+               ) -> tuple:
     """The log row of a new message. An automatic one is logged as ``automatic``, a kind the SLA
-    engine and the reports do not read: it neither starts nor restarts a clock."""
+    engine and the reports do not read: it neither starts nor restarts a clock. A customer's post in a
+    conversation waiting in the Listening view is logged as ``listened``: no clock either."""
+    conv_id = item_id(account, m.conversation_native_id)
     data = '{"message": ' + _json_str(mid) + "}"
     reason = _automatic(m)
     if reason:
         kind, actor, data = "automatic", "robot", json.dumps({"message": mid, "reason": reason})
     elif m.direction == "in":
-        kind, actor = "in", "customer"
+        kind, actor = ("listened" if conv_id in waiting else "in"), "customer"
     else:
         kind, actor = ("reply" if m.direction == "out" else "note"), "platform"
-    return (item_id(account, m.conversation_native_id), m.created_at, kind, actor, data)
+    return (conv_id, m.created_at, kind, actor, data)
+
+
+def _join(db: Database, conversations: dict[str, tuple[str, float]], why: str, stats: IngestStats) -> None:
+    """Listening conversations join the inbox (``conversations``: id -> (the query that found it, when))."""
+    ids = list(conversations)
+    db.conn.execute(f"UPDATE conversations SET listening = NULL WHERE id IN ({','.join('?' * len(ids))})", ids)
+    db.conn.executemany(
+        "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+        [(c, at, "joined", "platform", json.dumps({"listening": q, "why": why}))
+         for c, (q, at) in conversations.items()],
+    )
+    stats.joined.update(ids)
+    stats.conversations.update(ids)
+
+
+def _join_on_redelivery(db: Database, account: str, again: list[tuple[str, IncomingMessage]],
+                        stats: IngestStats) -> None:
+    """The inbox's own stream delivers posts we hold from listening (the post tagged us too): their
+    conversation joins the inbox, and each such customer post starts its clock when it was written,
+    as if listening had never seen it first. Runs only for re-delivered items, so costs nothing else."""
+    by_conv: dict[str, list[tuple[str, IncomingMessage]]] = {}
+    for mid, m in again:
+        if m.direction == "in" and not _automatic(m):
+            by_conv.setdefault(item_id(account, m.conversation_native_id), []).append((mid, m))
+    if not by_conv:
+        return
+    marks = {c: mark for c, mark in _known_conversations(db, list(by_conv)).items() if mark}
+    if not marks:
+        return
+    posts = [(mid, m) for c in marks for mid, m in by_conv[c]]
+    _join(db, {c: (mark, min(m.created_at for _, m in by_conv[c])) for c, mark in marks.items()},
+          "the post tagged us too", stats)
+    db.conn.executemany(
+        "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+        [(item_id(account, m.conversation_native_id), m.created_at, "in", "customer",
+          '{"message": ' + _json_str(mid) + "}") for mid, m in posts],
+    )
 
 
 def _record_delivery_failures(db: Database, account: str, fresh: dict[str, IncomingMessage]) -> None:
@@ -348,6 +526,13 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
                 (conv_id, m.created_at, "bounced", "robot",
                  json.dumps({"message": message_id, "report": mid, "reason": reason})),
             )
+
+
+def _customer_name(m: IncomingMessage) -> str:
+    """The author of a message the platform gave no author: the customer for what came in, never
+    for our own messages (those show as ours; crediting them to the contact made our earlier
+    replies read as the customer's)."""
+    return (m.contact.name or m.contact.handle) if m.direction == "in" else ""
 
 
 def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:
@@ -391,7 +576,9 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
 
 
 def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:
-    """Rewrite the conversation-level search rows (customer, subject, tags)."""
+    """Rewrite the conversation-level search rows (customer, subject, tags).
+
+    Triggers keep these rows current on every write; this rebuilds them (``doctor --repair``)."""
     for start in range(0, len(conv_ids), 500):
         chunk = conv_ids[start : start + 500]
         qs = ",".join("?" * len(chunk))

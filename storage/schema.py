@@ -6,9 +6,198 @@ never edit a released one — databases in the wild have already run it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # A sentinel "due" far in the future so rows without a running SLA sort after every real deadline
 # while the inbox index stays a plain ascending one.
 NO_DUE = 1e15
+
+# The conversation search row's customer column: the contact's name and handle (" " without one),
+# and its tags column: the tag list with the separator (\x1f) as a space.
+_CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
+_TAGS = "replace({t}, char(31), ' ')"
+
+# ---- the inbox counters (migrations 9 and 11) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CounterLayout:
+    """Which columns the counter tables keep: ``cells`` in inbox_cells (every filterable column),
+    ``ranks`` in inbox_ranks (the columns the default views filter on). A migration that changes
+    them rebuilds the tables with the new layout; released migrations keep the layout they had."""
+
+    cells: tuple[str, ...]
+    ranks: tuple[str, ...]
+
+
+#: Migration 9's layout (assignee '' = unassigned).
+COUNTERS_9 = CounterLayout(
+    cells=("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee"),
+    ranks=("status", "sla_state", "escalated", "needs_reply", "kind", "assignee"),
+)
+#: Since migration 11, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
+#: inbox's counts, positions and deep pages leave listening matches out, and the Listening view's count.
+COUNTERS = CounterLayout(cells=(*COUNTERS_9.cells, "listening"), ranks=(*COUNTERS_9.ranks, "listening"))
+#: Columns a view can filter on, in inbox_cells ...
+CELL_COLUMNS = COUNTERS.cells
+#: ... and the ones inbox_ranks keeps per bucket (the default views filter only on these).
+RANK_COLUMNS = COUNTERS.ranks
+#: The triggers that keep the counters (rebuilt with the tables when the layout changes).
+COUNTER_TRIGGERS = ("inbox_counts_ai", "inbox_counts_ad", "inbox_cells_au", "inbox_ranks_au0", "inbox_ranks_au1")
+DAY = 86400
+#: The bucket widths of inbox_ranks' levels: a day, and a minute within it. A position sums the
+#: days before the conversation's and the minutes of its day before its minute, then walks its
+#: minute: the walk stays short where many deadlines fall on one day (a third of a 10M inbox fell on
+#: one). A level between them (hours) made positions 2x faster at 10M but every conversation write
+#: dearer (ingest fell under 0.7x executemany), so two levels it is.
+RANK_LEVELS = (DAY, 60)
+#: Bucket groups above every time bucket: rows without a deadline (by escalated, then the last
+#: message, newest first), then rows whose deadline lies beyond NO_DUE (absurd dates), all in one.
+NO_DUE_BUCKETS = 1 << 50
+BEYOND_BUCKET = 1 << 60
+_CLAMP = float(1 << 43)  # seconds: far beyond any real date, small enough to stay exact
+
+
+def _floor(expr: str, width: int) -> str:
+    """floor(expr / width) in SQL for expr >= 0 (CAST truncates toward zero)."""
+    return f"CAST(({expr}) / {width}.0 AS INTEGER)"
+
+
+def rank_bucket(row: str, width: int = DAY) -> str:
+    """The inbox-order bucket of a row at one level, as SQL: monotone non-decreasing in
+    ``queries.ORDER``, and nested (a bucket at a finer level lies inside one of the coarser).
+
+    Times before 1970 (only absurd dates) all fall in bucket 0: still monotone, and cheap to compute
+    in the triggers that run on every conversation write."""
+    last = f"min({_CLAMP}, max(0, {row}.last_message_at))"
+    return (f"(CASE WHEN {row}.sort_due < {NO_DUE!r} THEN {_floor(f'max(0, {row}.sort_due)', width)} "
+            f"WHEN {row}.sort_due = {NO_DUE!r} THEN {NO_DUE_BUCKETS} + (1 - {row}.escalated) * {1 << 45} "
+            f"+ ({1 << 44} - {_floor(last, width)}) ELSE {BEYOND_BUCKET} END)")
+
+
+def rank_parent(row: str, level: int) -> str:
+    """The bucket one level up (0 at the top level)."""
+    return "0" if level == 0 else rank_bucket(row, RANK_LEVELS[level - 1])
+
+
+def counter_value(row: str, col: str) -> str:
+    """What a counter keeps of ``row``'s column, as SQL (NULL assignee as '', listening as a flag)."""
+    if col == "assignee":
+        return f"coalesce({row}.assignee, '')"
+    if col == "listening":
+        return f"({row}.listening IS NOT NULL)"
+    return f"{row}.{col}"
+
+
+def _values(row: str, cols: tuple[str, ...]) -> str:
+    return ", ".join(counter_value(row, c) for c in cols)
+
+
+def _group(cols: tuple[str, ...]) -> str:
+    """GROUP BY keys of a backfill: the columns (assignee is NULL or set by then), the flag for listening."""
+    return ", ".join(counter_value("c", c) if c == "listening" else c for c in cols)
+
+
+def _changed(columns: str) -> str:
+    return " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns.split(", "))
+
+
+def _count_add(row: str, lay: CounterLayout) -> str:
+    cols = ", ".join(lay.cells)
+    return (f"INSERT INTO inbox_cells({cols}, n) VALUES ({_values(row, lay.cells)}, 1) "
+            f"ON CONFLICT({cols}) DO UPDATE SET n = n + 1;")
+
+
+def _count_remove(row: str, lay: CounterLayout) -> str:
+    key = " AND ".join(f"{c} = {counter_value(row, c)}" for c in lay.cells)
+    return f"UPDATE inbox_cells SET n = n - 1 WHERE {key}; DELETE FROM inbox_cells WHERE {key} AND n <= 0;"
+
+
+def _rank_add(row: str, lay: CounterLayout, levels: range = range(len(RANK_LEVELS))) -> str:
+    cols = ", ".join(lay.ranks)
+    return "\n".join(
+        f"INSERT INTO inbox_ranks(level, parent, bucket, {cols}, n) VALUES ({level}, {rank_parent(row, level)}, "
+        f"{rank_bucket(row, RANK_LEVELS[level])}, {_values(row, lay.ranks)}, 1) "
+        f"ON CONFLICT(level, parent, bucket, {cols}) DO UPDATE SET n = n + 1;"
+        for level in levels
+    )
+
+
+def _rank_remove(row: str, lay: CounterLayout, levels: range = range(len(RANK_LEVELS))) -> str:
+    out = []
+    for level in levels:
+        key = (f"level = {level} AND parent = {rank_parent(row, level)} AND bucket = "
+               f"{rank_bucket(row, RANK_LEVELS[level])} AND "
+               + " AND ".join(f"{c} = {counter_value(row, c)}" for c in lay.ranks))
+        out.append(f"UPDATE inbox_ranks SET n = n - 1 WHERE {key}; DELETE FROM inbox_ranks WHERE {key} AND n <= 0;")
+    return "\n".join(out)
+
+
+def _rank_update_triggers(lay: CounterLayout) -> list[str]:
+    """One trigger per level, each firing only when that level's bucket (or a kept column) changed:
+    a deadline moved within its day rewrites the minute rows alone."""
+    source = ", ".join(lay.ranks)
+    return [
+        f"""CREATE TRIGGER inbox_ranks_au{level} AFTER UPDATE OF sort_due, last_message_at, {source}
+            ON conversations
+            WHEN {rank_bucket("old", RANK_LEVELS[level])} IS NOT {rank_bucket("new", RANK_LEVELS[level])}
+              OR {_changed(source)}
+        BEGIN
+            {_rank_remove("old", lay, range(level, level + 1))}
+            {_rank_add("new", lay, range(level, level + 1))}
+        END"""
+        for level in range(len(RANK_LEVELS))
+    ]
+
+
+def _rank_backfill(lay: CounterLayout) -> list[str]:
+    cols = ", ".join(lay.ranks)
+    return [
+        f"""INSERT INTO inbox_ranks(level, parent, bucket, {cols}, n)
+            SELECT {level}, {rank_parent("c", level)}, {rank_bucket("c", RANK_LEVELS[level])}, {_values("c", lay.ranks)},
+                   count(*) FROM conversations c GROUP BY 2, 3, {_group(lay.ranks)}"""
+        for level in range(len(RANK_LEVELS))
+    ]
+
+
+_TYPES = {"escalated": "INTEGER", "needs_reply": "INTEGER", "listening": "INTEGER"}
+
+
+def _ddl(cols: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in cols)
+
+
+def counter_tables(lay: CounterLayout) -> list[str]:
+    """The counter tables of ``lay``, filled from the conversations, and the triggers that keep them."""
+    cells, ranks = ", ".join(lay.cells), ", ".join(lay.ranks)
+    return [
+        f"""CREATE TABLE inbox_cells (
+            {_ddl(lay.cells)}, n INTEGER NOT NULL, PRIMARY KEY ({cells})
+        ) WITHOUT ROWID""",
+        f"""CREATE TABLE inbox_ranks (
+            level INTEGER NOT NULL, parent INTEGER NOT NULL, bucket INTEGER NOT NULL, {_ddl(lay.ranks)},
+            n INTEGER NOT NULL, PRIMARY KEY (level, parent, bucket, {ranks})
+        ) WITHOUT ROWID""",
+        f"""INSERT INTO inbox_cells({cells}, n)
+            SELECT {_values("c", lay.cells)}, count(*) FROM conversations c GROUP BY {_group(lay.cells)}""",
+        *_rank_backfill(lay),
+        f"""CREATE TRIGGER inbox_counts_ai AFTER INSERT ON conversations BEGIN
+            {_count_add("new", lay)}
+            {_rank_add("new", lay)}
+        END""",
+        f"""CREATE TRIGGER inbox_counts_ad AFTER DELETE ON conversations BEGIN
+            {_count_remove("old", lay)}
+            {_rank_remove("old", lay)}
+        END""",
+        f"""CREATE TRIGGER inbox_cells_au AFTER UPDATE OF {cells} ON conversations
+            WHEN {_changed(cells)}
+        BEGIN
+            {_count_remove("old", lay)}
+            {_count_add("new", lay)}
+        END""",
+        *_rank_update_triggers(lay),
+    ]
+
 
 MIGRATIONS: list[list[str]] = [
     # 1: the first schema
@@ -207,7 +396,161 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE messages ADD COLUMN automatic TEXT",
     ],
-    # 6: one customer across platforms. Platforms share no identity, so an agent links contacts that
+    # 6: what metered platforms (X's pay-per-use API) cost: units and estimated dollars per account,
+    # calendar month (UTC) and resource, with the polls that spent them; each account's monthly
+    # budget as the engine last had it (so `doctor` can compare without the config); and a status
+    # note per account (push or polling, spend, waits per endpoint) the status bar shows always.
+    [
+        """CREATE TABLE spend (
+            account TEXT NOT NULL,
+            month TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            units INTEGER NOT NULL DEFAULT 0,
+            usd REAL NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, month, resource)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE spend_budgets (
+            account TEXT PRIMARY KEY,
+            monthly_usd REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "ALTER TABLE account_status ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ],
+    # 7: a contact's name is the newest *real* name (by the message's created_at, not batch order);
+    # a stand-in (the handle, a bare id) never replaces a real one. name_rank: 2 real, 1 a stand-in
+    # made from the handle, 0 a bare id or nothing. Existing names are dated by their contact's
+    # newest message, the best estimate of when the name was last seen.
+    [
+        "ALTER TABLE contacts ADD COLUMN name_rank INTEGER NOT NULL DEFAULT 2",
+        "ALTER TABLE contacts ADD COLUMN name_at REAL",
+        "ALTER TABLE contacts ADD COLUMN handle_at REAL",
+        "UPDATE contacts SET name_rank = CASE WHEN name = '' OR name = native_id THEN 0 "
+        "WHEN ltrim(lower(name), '@') = ltrim(lower(handle), '@') THEN 1 ELSE 2 END",
+        "UPDATE contacts SET name_at = (SELECT max(c.last_message_at) FROM conversations c "
+        "WHERE c.contact_id = contacts.id)",
+        "UPDATE contacts SET handle_at = name_at",
+    ],
+    # 8: the conversation search rows (customer, subject, tags) follow their conversation and its
+    # contact by trigger, whichever code writes them: a customer renamed by a later conversation was
+    # re-indexed only in the conversations touched afterwards, so search missed the older ones.
+    # The rebuild at the end repairs the stale rows such databases carry.
+    [
+        f"""CREATE TRIGGER conv_fts_ai AFTER INSERT ON conversations BEGIN
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            VALUES (new.rowid, {_CUSTOMER.format(id="new.contact_id")}, new.subject, {_TAGS.format(t="new.tags")});
+        END""",
+        f"""CREATE TRIGGER conv_fts_au AFTER UPDATE OF contact_id, subject, tags ON conversations
+            WHEN old.contact_id IS NOT new.contact_id OR old.subject IS NOT new.subject OR old.tags IS NOT new.tags
+        BEGIN
+            DELETE FROM conversations_fts WHERE rowid = old.rowid;
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            VALUES (new.rowid, {_CUSTOMER.format(id="new.contact_id")}, new.subject, {_TAGS.format(t="new.tags")});
+        END""",
+        """CREATE TRIGGER conv_fts_ad AFTER DELETE ON conversations BEGIN
+            DELETE FROM conversations_fts WHERE rowid = old.rowid;
+        END""",
+        f"""CREATE TRIGGER contact_fts_au AFTER UPDATE OF name, handle ON contacts
+            WHEN old.name IS NOT new.name OR old.handle IS NOT new.handle
+        BEGIN
+            DELETE FROM conversations_fts WHERE rowid IN (SELECT rowid FROM conversations WHERE contact_id = new.id);
+            INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            SELECT rowid, new.name || ' ' || new.handle, subject, {_TAGS.format(t="tags")}
+            FROM conversations WHERE contact_id = new.id;
+        END""",
+        "DELETE FROM conversations_fts",
+        f"""INSERT INTO conversations_fts(rowid, customer, subject, tags)
+            SELECT rowid, {_CUSTOMER.format(id="contact_id")}, subject, {_TAGS.format(t="tags")} FROM conversations""",
+    ],
+    # 9: counts that do not grow with the cache. inbox_count and position_of counted index entries
+    # (linear: x10 from 100k to 1M messages). Triggers keep two small tables of counts in step with
+    # conversations on every write path (ingest, actions, SLA sweeps, imports, policy re-evaluation):
+    # - inbox_cells: conversations per combination of the filterable columns (a few thousand at
+    #   most), so a view's count is a sum over the cells it selects;
+    # - inbox_ranks: conversations per bucket of the inbox order (rank_bucket, monotone in it) at
+    #   two nested levels (day, minute: RANK_LEVELS) and a few filter columns, so a position
+    #   is a sum of buckets before the conversation's plus a walk of its own minute only, and a deep
+    #   page starts its walk at the minute that holds it (see storage/queries.py).
+    # An empty assignee is unassigned (NULL), as actions.assign stores it; imports could write ''.
+    [
+        "UPDATE conversations SET assignee = NULL WHERE assignee = ''",
+        *counter_tables(COUNTERS_9),
+    ],
+    # 10: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
+    # rerun of the same, unchanged file continues there. offset/line for JSON Lines, records for both.
+    [
+        """CREATE TABLE import_progress (
+            source TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            head TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            records INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ],
+    # 11: the outbox carries actions besides replies (mark read, edit or delete our reply, create a
+    # ticket): the kind, what the user asked for, and what the platform answered. Existing rows are
+    # replies ('reply', no payload), so they keep their meaning and their place in line.
+    [
+        "ALTER TABLE outbox ADD COLUMN action TEXT NOT NULL DEFAULT 'reply'",
+        "ALTER TABLE outbox ADD COLUMN payload TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE outbox ADD COLUMN result TEXT NOT NULL DEFAULT '{}'",
+    ],
+    # 12: a conversation's reply windows (WhatsApp's 24 hours, Messenger's human-agent tag for 7 days):
+    # a JSON list of absolute times, recomputed on each inbound message; NULL where none applies.
+    [
+        "ALTER TABLE conversations ADD COLUMN reply_window TEXT",
+    ],
+    # 13: pushed payloads (webhook bodies), committed as received before anything parses them, then
+    # ingested through the normal path; one row per (account, dedupe key), so a redelivered or
+    # replayed body is stored once. state: received | ingested | unmappable (with the reason).
+    [
+        """CREATE TABLE pushed_bodies (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            headers TEXT NOT NULL DEFAULT '{}',
+            body BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'received',
+            reason TEXT,
+            items INTEGER NOT NULL DEFAULT 0,
+            deliveries INTEGER NOT NULL DEFAULT 1,
+            updated_at REAL NOT NULL,
+            UNIQUE (account, dedupe_key)
+        )""",
+        "CREATE INDEX pushed_pending ON pushed_bodies(account, id) WHERE state = 'received'",
+    ],
+    # 14: listening (posts found by a search, not addressed to us). ``listening`` holds the name of the
+    # query that found the conversation while it waits in the Listening view, NULL for the inbox's own
+    # (and once it joined the inbox). The inbox's partial indexes leave listening rows out (views must
+    # not walk them), and the Listening view gets its own. The inbox counters (migration 9) gain the
+    # listening flag as a column, so every count, position and deep page tells the two apart: their
+    # tables and triggers are rebuilt with it. A reply, however it is recorded (sent from the outbox,
+    # confirmed, or our own post fetched), joins the conversation to the inbox: the trigger clears the
+    # marker and logs why, so no path can forget it.
+    [
+        "ALTER TABLE conversations ADD COLUMN listening TEXT",
+        "DROP INDEX conv_open_inbox",
+        "CREATE INDEX conv_open_inbox ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE status IN ('open','pending') AND listening IS NULL",
+        "CREATE INDEX conv_listening ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE listening IS NOT NULL",
+        """CREATE TRIGGER listening_answered AFTER INSERT ON events
+           WHEN new.kind = 'reply' BEGIN
+             INSERT INTO events(conversation_id, at, kind, actor, data)
+               SELECT id, new.at, 'joined', 'system', json_object('listening', listening, 'why', 'answered')
+               FROM conversations WHERE id = new.conversation_id AND listening IS NOT NULL;
+             UPDATE conversations SET listening = NULL WHERE id = new.conversation_id AND listening IS NOT NULL;
+           END""",
+        *(f"DROP TRIGGER {name}" for name in COUNTER_TRIGGERS),
+        "DROP TABLE inbox_cells",
+        "DROP TABLE inbox_ranks",
+        *counter_tables(COUNTERS),
+    ],
+    # 15: one customer across platforms. Platforms share no identity, so an agent links contacts that
     # are the same person (merge) and can take one out again (split); a contact listed here belongs
     # to exactly its ``person``'s group, and name/handle guessing no longer applies to it. A person
     # (the id of one of its contacts) carries the agent's name for them and note; the contacts'

@@ -6,9 +6,11 @@ trailing ``*``, which makes the word a prefix: ``refun*`` finds refund and refun
 Filters: ``from:NAME`` (message author or customer; each word of NAME is a prefix of a word of the
 name, so ``from:Tom`` and ``from:beck`` both find Tom Becker), ``tag:TAG``, ``platform:NAME``,
 ``account:NAME``, ``kind:KIND``, ``assignee:WHO``,
-``is:open|pending|snoozed|resolved|escalated|breached|unread``. A word that looks like a filter
-with an unknown key (``col:val``) is searched as text; :func:`problems` says so when the key looks
-like a mistyped filter (``status:open``, ``is:brached``).
+``is:open|pending|snoozed|resolved|escalated|breached|unread``,
+``is:listening`` (the Listening view: posts a listening query found, not yet answered; without it a
+search looks in the inbox only) and ``listening:QUERY`` (one query's matches). A word that looks
+like a filter with an unknown key (``col:val``) is searched as text; :func:`problems` says so when
+the key looks like a mistyped filter (``status:open``, ``is:brached``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from replydesk.model import STATUSES
 from replydesk.storage.db import Database, StorageError
 from replydesk.storage.queries import InboxFilter
 
-FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
-IS_VALUES = (*STATUSES, "escalated", "breached", "unread")
+FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
+IS_VALUES = (*STATUSES, "escalated", "breached", "unread", "listening")
 #: Keys people type for a filter that has another name here.
 KEY_ALIASES = {"status": "is", "state": "is", "channel": "platform", "type": "kind", "author": "from",
                "assigned": "assignee", "tags": "tag", "label": "tag", "customer": "from", "name": "from"}
@@ -42,6 +44,8 @@ class ParsedQuery:
     escalated: bool | None = None
     breached: bool = False
     unread: bool = False
+    listening: bool = False
+    listening_queries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # mistyped filters, said to the user
 
 
@@ -68,6 +72,9 @@ def parse(query: str) -> ParsedQuery:
                 q.kinds.append(value.lower())
             elif key == "assignee":
                 q.assignee = value
+            elif key == "listening":
+                q.listening = True
+                q.listening_queries.append(value)
             elif key == "is":
                 v = value.lower()
                 if v in STATUSES:
@@ -78,6 +85,8 @@ def parse(query: str) -> ParsedQuery:
                     q.breached = True
                 elif v == "unread":
                     q.unread = True
+                elif v == "listening":
+                    q.listening = True
                 else:
                     q.problems.append(f"unknown is:{value} (known: {', '.join(IS_VALUES)}); searched as text")
                     q.words.append(token)
@@ -211,7 +220,8 @@ def _search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], Inbox
         statuses=tuple(q.statuses) or None,
         platforms=tuple(q.platforms), kinds=tuple(q.kinds), accounts=tuple(q.accounts), tags=tuple(q.tags),
         assignee=q.assignee, escalated=q.escalated, sla_states=("breached",) if q.breached else (),
-        needs_reply=None, conversation_ids=ids,
+        needs_reply=None, conversation_ids=ids, listening=q.listening,
+        listening_queries=tuple(q.listening_queries),
     )
     if q.unread:
         f = f.with_(needs_reply=True)

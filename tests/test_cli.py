@@ -29,9 +29,15 @@ def run(ws, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def first_conv(ws, capsys) -> str:
+    """The newest open conversation no reply window binds (a closed window refuses a reply)."""
     code, out, _ = run(ws, capsys, "search", "is:open", "--json")
     assert code == 0
-    return json.loads(out)["results"][0]["id"]
+    db = ws.open_db()
+    try:
+        free = {r[0] for r in db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL")}
+    finally:
+        db.close()
+    return next(r["id"] for r in json.loads(out)["results"] if r["id"] in free)
 
 
 def test_every_command_has_help():
@@ -237,6 +243,19 @@ def test_ids_and_errors_from_an_imported_file_are_terminal_safe(tmp_path, capsys
     assert "owned" in out  # the id is shown...
     for stream in (out, err):
         assert "\x1b" not in stream and "\x9b" not in stream and "\x07" not in stream  # ...but cannot act
+
+
+def test_json_export_streams_an_array_that_imports_back(ws, capsys, tmp_path):
+    code, out, _ = run(ws, capsys, "export", "--format", "json")
+    assert code == 0
+    records = json.loads(out)
+    assert isinstance(records, list) and len(records) >= 200 and records[0]["messages"]
+    dump = tmp_path / "dump.json"
+    dump.write_text(out, encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path / "other"), "import", str(dump), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["conversations"] == len(records)
+    assert result["messages"] == sum(len(r["messages"]) for r in records)
 
 
 # ---- the console's rules, from the command line (issue 13, item 14) -------------------------------

@@ -193,11 +193,8 @@ class ReplydeskApp(App[int]):
         """Once a second: the main screen's countdowns, a data_version probe, the config file."""
         try:
             main = self.main
-        except NoMatches:  # the timer fired while the app shuts down
-            return
-        try:
             main.tick()
-        except NoMatches:  # the main screen's widgets are not there (composing, or shutting down)
+        except NoMatches:  # the timer fired while the app shuts down (the screen or its widgets gone)
             return
         self._alert()
         self._poll()

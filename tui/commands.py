@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 NOT_IN_PALETTE = frozenset({"back", *(f"view_{n}" for n in range(1, 10))})
 #: Inbox bindings that are actions (the others are movements, which a palette entry cannot aim).
 INBOX_ACTIONS = frozenset({"inbox.open", "inbox.mark"})
+#: Actions that have no key (rarely wanted, and never by accident): the palette is their only way.
+PALETTE_ONLY: tuple[tuple[str, str, str], ...] = (
+    ("Clear marks", "unmark every conversation", "clear_marks"),
+    ("Edit our last reply", "change our newest sent reply on the platform (where it can), via the outbox",
+     "edit_reply"),
+    ("Delete our last reply", "remove our newest sent reply from the platform (where it can), via the outbox",
+     "delete_reply"),
+)
 
 
 def _title(spec: KeySpec) -> str:
@@ -33,7 +41,7 @@ def palette_entries(composer_open: bool) -> list[tuple[str, str, str]]:
     """(title, help, action) for the palette; composer actions are ``composer:ACTION``."""
     entries = [(_title(s), s.description, s.action) for s in in_context("main") if s.id not in NOT_IN_PALETTE]
     entries += [(_title(s), s.description, s.action) for s in in_context("inbox") if s.id in INBOX_ACTIONS]
-    entries.append(("Clear marks", "unmark every conversation", "clear_marks"))
+    entries += PALETTE_ONLY
     if composer_open:
         entries += [(f"Composer: {_title(s)}", s.description, f"composer:{s.action}")
                     for s in in_context("composer") if s.id != "composer.close"]

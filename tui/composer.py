@@ -5,6 +5,10 @@ facts come from storage (``replydesk.platforms.BOOK``, which the engine fills, a
 own limit included), so a reply the composer lets through is not refused for its length later.
 The composer never writes to the database itself; it posts ``Send``, ``Closed`` and debounced
 ``DraftChanged`` messages and the app's workers do the SQL.
+
+Where the platform has a reply window (WhatsApp's 24 hours), the info line counts it down, and a
+reply outside it is not sent: ``WindowClosed`` asks the screen to offer what the platform still
+allows (the human-agent tag, a public answer), so nothing leaves only to be refused.
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ from replydesk.storage.queries import InboxRow, MessageView
 from replydesk.tui.format import cell, clock_time, graphemes, safe
 from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.window_text import short, verdict_for
+from replydesk.windows import Verdict
 
 DRAFT_DEBOUNCE = 0.6
-MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}
+MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note", "edit": "Edit our reply"}
+#: Modes that are never sent as a new reply: no draft is kept, no window applies.
+UNSENT = ("note", "edit")
 
 
 class ReplyArea(TextArea):
@@ -81,9 +89,10 @@ class Composer(Vertical):
     """ + role_css("Composer")
 
     class Send(Message):
-        def __init__(self, conv_id: str, text: str, mode: str, later: bool = False) -> None:
+        def __init__(self, conv_id: str, text: str, mode: str, later: bool = False, editing: str | None = None) -> None:
             super().__init__()
             self.conv_id, self.text, self.mode, self.later = conv_id, text, mode, later
+            self.editing = editing  # edit mode: the id of our reply the text replaces
 
     class Closed(Message):
         def __init__(self, conv_id: str, text: str, mode: str) -> None:
@@ -98,6 +107,13 @@ class Composer(Vertical):
     class SavedReplyWanted(Message):
         """Ask the app for the saved-reply picker (it owns dialogs)."""
 
+    class WindowClosed(Message):
+        """Send was pressed outside the reply window: the screen offers the platform's choices."""
+
+        def __init__(self, conv_id: str, text: str, mode: str, verdict: Verdict) -> None:
+            super().__init__()
+            self.conv_id, self.text, self.mode, self.verdict = conv_id, text, mode, verdict
+
     def __init__(self, clock: Callable[[], float] = time.time, tz: str | None = None, *,
                  id: str | None = None) -> None:
         super().__init__(id=id)
@@ -106,6 +122,7 @@ class Composer(Vertical):
         self.answering: MessageView | None = None  # the customer's message this reply answers
         self.quote_from: MessageView | None = None  # what ctrl+g quotes
         self.mode = "public"
+        self.editing: str | None = None  # edit mode: the id of our reply being edited
         self._draft_timer: Timer | None = None
         self._loading = False
         self.palette = Palette(self)
@@ -140,14 +157,16 @@ class Composer(Vertical):
         return self.row is not None and self.facts.can_reply_privately(self.row.kind)
 
     def open(self, row: InboxRow, mode: str, text: str = "", answering: MessageView | None = None,
-             quote: MessageView | None = None) -> None:
+             quote: MessageView | None = None, editing: str | None = None) -> None:
         """Show the composer for ``row``; ``private`` falls back to public where impossible.
         ``answering``: the message the reply answers, shown above the text (at 80x24 too);
-        ``quote``: what ctrl+g quotes (the message selected in the thread; else ``answering``)."""
+        ``quote``: what ctrl+g quotes (the message selected in the thread; else ``answering``);
+        ``editing``: edit mode on that reply of ours (``text`` is its current text)."""
         if mode == "private" and not BOOK.for_account(row.account, row.platform).can_reply_privately(row.kind):
             mode = "public"
-        self.row, self.mode, self.answering = row, mode, answering
-        self.quote_from = quote if quote is not None else answering
+        self.row, self.mode, self.editing = row, mode, editing if mode == "edit" else None
+        self.answering = answering if mode not in UNSENT else None
+        self.quote_from = quote if quote is not None else self.answering
         self._show_answering()
         self.set_class(mode == "note", "-note")
         self._loading = True
@@ -162,7 +181,7 @@ class Composer(Vertical):
 
     def load_draft(self, conv_id: str, text: str, private: bool) -> None:
         """Fill in a stored draft if the composer is still open on that conversation and empty."""
-        if self.row is None or self.row.id != conv_id or self.mode == "note" or self.text.strip():
+        if self.row is None or self.row.id != conv_id or self.mode in UNSENT or self.text.strip():
             return
         if private and self._can_reply_privately():
             self.mode = "private"
@@ -174,7 +193,7 @@ class Composer(Vertical):
 
     def set_answering(self, message: MessageView | None) -> None:
         """A newer customer message arrived while composing: show that one."""
-        if message is not None and self.is_open and self.mode != "note":
+        if message is not None and self.is_open and self.mode not in UNSENT:
             self.answering = self.quote_from = message
             self._show_answering()
 
@@ -182,6 +201,10 @@ class Composer(Vertical):
         """The answered message: who and when, then its first lines, each flattened to one line."""
         m = self.answering
         target = self.query_one("#composer-answering", Static)
+        if self.mode == "edit":
+            target.update(Text("editing our reply on the platform: ctrl+s replaces its text there",
+                               style="dim italic"))
+            return
         if m is None or self.mode == "note":
             target.update(Text("(nothing from the customer to answer yet)" if self.mode != "note" else "",
                                style="dim italic"))
@@ -210,7 +233,7 @@ class Composer(Vertical):
     def action_quote(self) -> None:
         """Insert the answered message as a quote where the cursor is (ctrl+g)."""
         m = self.quote_from
-        if m is None or self.mode == "note":
+        if m is None or self.mode in UNSENT:
             self.notify("Nothing to quote: no message here.", severity="warning")
             return
         when = clock_time(m.created_at, self.clock(), self.tz)
@@ -239,6 +262,12 @@ class Composer(Vertical):
             return NO_LIMIT
         return self.facts.limit(self.row.kind, self.mode == "private")
 
+    def window(self) -> Verdict | None:
+        """The reply window's word on this reply now (None: no window binds it)."""
+        if self.row is None or self.mode in UNSENT:
+            return None
+        return verdict_for(self.row, self.mode, self.clock())
+
     @property
     def limit(self) -> int:
         return self.limit_rule.max
@@ -253,22 +282,30 @@ class Composer(Vertical):
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
         t.append(f" · {self.facts.label} · ", style="dim")
+        verdict = self.window()
+        if verdict is not None:  # before the count: on a narrow pane it must not be the part cut off
+            note, role = short(verdict, self.clock())
+            t.append(note, style=self.palette(role) if role else "")
+            t.append(" · ", style="dim")
         if measure is not None and measure.limit:
             unit = " bytes" if measure.unit == "bytes" else ""
             t.append(f"{measure.used}/{measure.limit}{unit}", style=self.palette("error") if measure.over else "")
         else:
             t.append(f"{graphemes(self.text)} chars", style="dim")
-        t.append("  ctrl+s send · ctrl+l later · esc close · ctrl+g quote", style="dim")
-        if self.mode != "note" and self._can_reply_privately():
+        if self.mode in UNSENT:
+            t.append("  ctrl+s send · esc close", style="dim")
+        else:
+            t.append("  ctrl+s send · ctrl+l later · esc close · ctrl+g quote", style="dim")
+        if self.mode not in UNSENT and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")
-        if self.mode != "note":
+        if self.mode not in UNSENT:
             t.append(" · ctrl+o saved reply", style="dim")
         self.query_one("#composer-info", Static).update(t)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()
         self.update_info()
-        if self._loading or self.row is None or self.mode == "note":
+        if self._loading or self.row is None or self.mode in UNSENT:
             return
         if self._draft_timer is not None:
             self._draft_timer.stop()
@@ -276,7 +313,7 @@ class Composer(Vertical):
 
     def _emit_draft(self) -> None:
         self._draft_timer = None
-        if self.row is not None and self.mode != "note":
+        if self.row is not None and self.mode not in UNSENT:
             self.post_message(self.DraftChanged(self.row.id, self.text, self.mode == "private"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -284,8 +321,8 @@ class Composer(Vertical):
 
     def action_send_later(self) -> None:
         """Like send, but the app asks when: the reply waits in the outbox until then."""
-        if self.mode == "note":
-            self.notify("Notes are not sent; nothing to schedule.", severity="warning")
+        if self.mode in UNSENT:
+            self.notify("Only a new reply can be scheduled.", severity="warning")
             return
         self.action_send(later=True)
 
@@ -301,7 +338,11 @@ class Composer(Vertical):
             unit = " bytes" if measure.unit == "bytes" else ""
             self.notify(f"Too long for {self.facts.label}: {measure.used}/{measure.limit}{unit}.", severity="error")
             return
-        self.post_message(self.Send(self.row.id, text, self.mode, later))
+        verdict = self.window()
+        if verdict is not None and not verdict.allowed and not later:  # a later time is checked when chosen
+            self.post_message(self.WindowClosed(self.row.id, text, self.mode, verdict))
+            return
+        self.post_message(self.Send(self.row.id, text, self.mode, later, self.editing))
 
     def action_close(self) -> None:
         if self.row is not None:
@@ -309,7 +350,7 @@ class Composer(Vertical):
         self.close()
 
     def action_toggle_private(self) -> None:
-        if self.row is None or self.mode == "note":
+        if self.row is None or self.mode in UNSENT:
             return
         if not self._can_reply_privately():
             self.notify(f"{self.facts.label} {self.row.kind}s have no private reply.", severity="warning")
@@ -319,5 +360,5 @@ class Composer(Vertical):
         self._emit_draft()
 
     def action_saved_reply(self) -> None:
-        if self.mode != "note":
+        if self.mode not in UNSENT:
             self.post_message(self.SavedReplyWanted())

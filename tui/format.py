@@ -28,6 +28,8 @@ _GRAPHEME = regex.compile(r"\X")
 #: the row is sorted by, is still running in time.
 STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulfilled": " ", "none": " ",
                 "missed": "×"}
+#: A listening match in the list (no clock: the query that found it stands where the countdown would).
+LISTENING_SYMBOL = "○"
 
 
 def graphemes(text: str) -> int:

@@ -55,7 +55,7 @@ from replydesk.tui.workers import background
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
 SEARCH_HELP = ("words (refun* for a prefix) · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · "
-               "is:breached|open|resolved…")
+               "is:breached|open|resolved|listening…")
 CONTEXT_NAMES = {"InboxList": "inbox", "ThreadView": "thread", "Composer": "composer",
                  "MainScreen": "main", "ReplydeskApp": "main", "Screen": "main"}
 #: The view that shows any conversation (opened from the customer card, the outbox, a history line).
@@ -161,6 +161,8 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         pane each minute."""
         self.inbox.tick()
         self.thread_view.tick()
+        if self.composer.is_open:  # the reply window's countdown
+            self.composer.update_info()
         minute = int(self.clock() // 60)
         if minute != self._minute:
             self._minute = minute
@@ -188,8 +190,8 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
     @background("reading the counts", group="header", exclusive=True)
     def _load_header(self) -> None:
         def read(db: Database) -> HeaderLoaded:
-            waiting = outbox.pending(db, ("queued", "sending"))
-            failed = outbox.pending(db, ("failed", "unknown"))
+            waiting = [i for i in outbox.pending(db, ("queued", "sending")) if i.is_reply]
+            failed = outbox.pending(db, ("failed", "unknown"))  # replies and other actions alike
             return HeaderLoaded(queries.counts(db), queries.account_states(db), len(waiting), len(failed))
 
         self.post_message(self.store.read(read))
@@ -295,8 +297,25 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
     @on(InboxList.Opened)
     def _on_opened(self, event: InboxList.Opened) -> None:
         self.set_reading(True)
+        row = self.inbox.current
+        # Read receipts on the platform, where the account asks for them (its facts then list the
+        # action): queued in the outbox with the local mark, never sent from here.
+        on_platform = row is not None and row.id == event.conv_id and row.unread and \
+            "mark_read" in self._facts(row).actions
+
+        def mark(db: Database) -> None:
+            actions.mark_read(db, event.conv_id)
+            if on_platform:
+                outbox.queue_action(db, event.conv_id, "mark_read", actor=self.agent)
+
         # After the frame: the write's worker thread would otherwise share the GIL with the repaint.
-        self.after_frame(self._write, "Read", lambda db: actions.mark_read(db, event.conv_id), 1, quiet=True)
+        self.after_frame(self._write, "Read", mark, 1, quiet=True)
+
+    @staticmethod
+    def _facts(row: queries.InboxRow) -> Any:
+        from replydesk.platforms import BOOK
+
+        return BOOK.for_account(row.account, row.platform)
 
     def open_conversation(self, conv_id: str) -> None:
         """Show ``conv_id``: in the current view if it is there, else in a view of everything."""

@@ -13,6 +13,7 @@ from textual.message import Message
 
 from replydesk.sla import SlaResult
 from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
+from replydesk.windows import Verdict
 
 
 @dataclass
@@ -117,6 +118,18 @@ class ReplyToRobot(Message):
     mode: str
     at: float | None
     reason: str
+    row: InboxRow | None
+
+
+@dataclass
+class ReplyOutsideWindow(Message):
+    """Storage refused a reply: its reply window closed (``verdict`` holds the platform's choices)."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    verdict: Verdict
     row: InboxRow | None
 
 

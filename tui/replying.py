@@ -1,5 +1,6 @@
-"""Replying, as the main screen does it: the composer, sending (now, later, to a robot), taking a
-reply back, and quitting while replies wait.
+"""Replying, as the main screen does it: the composer, sending (now, later, to a robot, outside a
+reply window), editing or deleting our reply on the platform, taking a reply back, and quitting
+while replies wait.
 
 A mixin of ``MainScreen`` (its handlers use Textual's naming convention, which works from a mixin;
 ``@on`` does not). Every read and write runs in a worker through the screen's ``Store``.
@@ -7,12 +8,12 @@ A mixin of ``MainScreen`` (its handlers use Textual's naming convention, which w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from replydesk.safetext import one_line
 from replydesk.storage import actions, outbox, queries
 from replydesk.storage.db import Database
-from replydesk.tui.composer import Composer
+from replydesk.tui.composer import UNSENT, Composer
 from replydesk.tui.dialogs import ChoiceDialog, SnoozeDialog
 from replydesk.tui.format import clock_time, fill_template, leaves
 from replydesk.tui.messages import (
@@ -20,11 +21,14 @@ from replydesk.tui.messages import (
     DraftLoaded,
     QuitChecked,
     ReplyCancelled,
+    ReplyOutsideWindow,
     ReplyQueued,
     ReplyToRobot,
 )
 from replydesk.tui.undo import ReplyUndo
+from replydesk.tui.window_text import dialog_items
 from replydesk.tui.workers import background
+from replydesk.windows import Verdict
 
 if TYPE_CHECKING:
     from replydesk.storage.queries import InboxRow, MessageView
@@ -129,6 +133,11 @@ class ReplyingMixin(_Base):
         self.app.push_screen(ChoiceDialog("Insert saved reply", items, empty="no saved replies in config"), chosen)
 
     def on_composer_send(self, event: Composer.Send) -> None:
+        if event.mode == "edit":
+            self._close_composer()
+            self._queue_action("Edit queued", event.conv_id, "edit_reply",
+                               {"message_id": event.editing, "text": event.text})
+            return
         if event.later:
             def chosen(at: float | None) -> None:
                 if at is None:  # cancelled: back to the composer, text intact
@@ -150,7 +159,7 @@ class ReplyingMixin(_Base):
     def on_composer_closed(self, event: Composer.Closed) -> None:
         self.set_class(False, "-composing")
         self.inbox.focus()
-        if event.mode != "note":
+        if event.mode not in UNSENT:  # an edit of our reply is no draft of a new one
             self._save_draft(event.conv_id, event.text, event.mode == "private")
 
     def on_composer_draft_changed(self, event: Composer.DraftChanged) -> None:
@@ -162,7 +171,8 @@ class ReplyingMixin(_Base):
     # ---- sending ------------------------------------------------------------------------------------
 
     @background("queueing the reply", group="write")
-    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False) -> None:
+    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
+              send_as: str | None = None) -> None:
         from replydesk.tui.main_screen import EXPECTED
 
         agent, delay = self.agent, float(self.ui.undo_seconds)
@@ -173,10 +183,14 @@ class ReplyingMixin(_Base):
                 return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
-                to_automatic=to_robot))
+                to_automatic=to_robot, send_as=send_as))
         except outbox.AutomaticRecipient as exc:  # ask first (see on_reply_to_robot)
             row = self.store.read(lambda db: queries.get_row(db, conv_id))
             self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
+            return
+        except outbox.OutsideReplyWindow as exc:  # the window closed (or will, before it leaves)
+            row = self.store.read(lambda db: queries.get_row(db, conv_id))
+            self.post_message(ReplyOutsideWindow(conv_id, text, mode, at, exc.verdict, row))
             return
         except EXPECTED as exc:
             self.post_message(ActionDone("Send", 1, str(exc)))
@@ -194,6 +208,40 @@ class ReplyingMixin(_Base):
         self.app.push_screen(ChoiceDialog(f"Only automatic mail here ({one_line(event.reason)}). Reply anyway?",
                                           [("send", "queue the reply anyway"), ("back", "back to the draft")]), chosen)
 
+    def on_composer_window_closed(self, event: Composer.WindowClosed) -> None:
+        """Send outside the reply window: the composer stays open under the platform's choices."""
+        self._offer_window_choices(event.conv_id, event.text, event.mode, None, event.verdict, None)
+
+    def on_reply_outside_window(self, event: ReplyOutsideWindow) -> None:
+        self._offer_window_choices(event.conv_id, event.text, event.mode, event.at, event.verdict, event.row)
+
+    def _offer_window_choices(self, conv_id: str, text: str, mode: str, at: float | None, verdict: Verdict,
+                              row: InboxRow | None) -> None:
+        """Say why the reply cannot leave and offer what the platform still allows: the human-agent
+        tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
+        def chosen(answer: str | None) -> None:
+            if answer == "public":
+                if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
+                    self.composer.mode = "public"
+                    self.composer.update_info()
+                    self.composer.text_area.focus()
+                    self.notify("Now a public answer to the comment: ctrl+s sends it.", timeout=4)
+                elif row is not None:
+                    self._open_composer("public", text, row=row)
+                return
+            if answer and answer != "back":
+                self._close_composer()
+                self._send(conv_id, text, mode, at, send_as=answer)
+                return
+            if self.composer.is_open:
+                self.composer.text_area.focus()
+            elif row is not None:  # back to the draft, text intact
+                self._open_composer(mode, text, row=row)
+
+        reason = verdict.reason[:1].upper() + verdict.reason[1:]
+        self.app.push_screen(ChoiceDialog(f"Not sent: {one_line(reason)}.", dialog_items(verdict, self.clock())),
+                             chosen)
+
     def on_reply_queued(self, event: ReplyQueued) -> None:
         self.push_undo(ReplyUndo(event.key, event.conv_id))
         now = self.clock()
@@ -206,6 +254,53 @@ class ReplyingMixin(_Base):
         else:
             self.notify("Reply queued.", timeout=2)
         self.refresh_all()
+
+    # ---- actions on our own replies (edit, delete) ----------------------------------------------------
+
+    def _our_last_reply(self, what: str) -> tuple[InboxRow, MessageView] | None:
+        """The selected conversation and our newest reply in it that reached the platform, from the
+        thread on screen (no read needed), if the account can ``what`` it."""
+        row = self._selected_row()
+        if row is None:
+            return None
+        facts = self._facts(row)
+        if f"{what}_reply" not in facts.actions:
+            self.notify(f"{row.account} cannot {what} replies on {facts.label}.", severity="warning")
+            return None
+        thread = self.thread_view.thread
+        if thread is None or thread.conversation.id != row.id:
+            self.notify("The thread is still loading; try again.", severity="warning")
+            return None
+        ours = [m for m in thread.messages if m.direction == "out" and m.state == "sent"]
+        if not ours:
+            self.notify("No reply of ours has reached the platform here.", severity="warning")
+            return None
+        return row, ours[-1]
+
+    def action_edit_reply(self) -> None:
+        found = self._our_last_reply("edit")
+        if found is not None:
+            row, message = found
+            self.composer.open(row, "edit", message.text, editing=message.id)
+            self.set_class(True, "-composing")
+
+    def action_delete_reply(self) -> None:
+        found = self._our_last_reply("delete")
+        if found is None:
+            return
+        row, message = found
+
+        def chosen(answer: str | None) -> None:
+            if answer == "delete":
+                self._queue_action("Delete queued", row.id, "delete_reply", {"message_id": message.id})
+
+        self.app.push_screen(ChoiceDialog(f"Delete our reply on {self._facts(row).label}: "
+                                          f"{one_line(message.text)[:60]}?",
+                                          [("delete", "delete it on the platform"), ("back", "keep it")]), chosen)
+
+    def _queue_action(self, label: str, conv_id: str, kind: str, payload: dict[str, Any]) -> None:
+        agent = self.agent
+        self._write(label, lambda db: outbox.queue_action(db, conv_id, kind, payload, actor=agent), 1)
 
     # ---- taking a reply back ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import STATE_SYMBOL, duration, safe_line
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.window_text import pane_line
 
 METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
 #: SLA state -> (colour role, extra attributes); paused is dim, without a colour of its own.
@@ -27,6 +28,13 @@ def _left(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return ("-" if seconds < 0 else "") + duration(seconds)
+
+
+def _lines(lines: list[Text], height: int) -> Text:
+    """At most ``height`` lines, none of them wrapping (the pane's height would cut them off)."""
+    out = Text("\n").join(lines[:height])
+    out.no_wrap, out.overflow = True, "ellipsis"
+    return out
 
 
 class SlaPane(Static):
@@ -82,22 +90,37 @@ class SlaPane(Static):
     def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float, width: int = 200,
                    height: int = 6) -> Text:
         """One line per metric, each made to fit ``width`` (nothing wraps, so nothing is cut off by
-        the pane's height), under a title line when there is room for it."""
+        the pane's height), under the reply window's line and a title line when there is room."""
         if row is None:
             return Text("SLA: nothing selected", style="dim")
+        window = self.window_line(row, now)  # second: when a reply may go at all is read first
+        extra = [window] if window is not None else []
+        if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
+            head = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe_line(row.listening, "bold"),
+                                 (" · no SLA clock · a reply joins it to the inbox", "dim"))
+            return _lines([head, *extra], height)
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
-            return Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
+            head = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
                                  (duration(age) + " ago", ""))
+            return _lines([head, *extra], height)
         title = Text.assemble(("SLA ", "bold"), safe_line(sla.policy, "bold"),
                               (f" · {sla.state}", self.state_style(sla.state)))
         metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
-        lines = [self.metric_line(m, width) for m in metrics]
+        lines = [*extra, *(self.metric_line(m, width) for m in metrics)]
         if len(lines) < height:
             lines.insert(0, title)
-        out = Text("\n").join(lines[:height])
-        out.no_wrap, out.overflow = True, "ellipsis"
-        return out
+        return _lines(lines, height)
+
+    def window_line(self, row: InboxRow, now: float) -> Text | None:
+        """The platform's reply window, counted down (``tui.window_text``): when replies must be
+        in, and what is left once it closes. The words carry it without colour too."""
+        found = pane_line(row, now)
+        if found is None:
+            return None
+        label, detail, role = found
+        return Text.assemble(("  Reply window", "bold"), (f" {label}", self.palette(role) if role else ""),
+                             (f" · {detail}", ""))
 
     def metric_line(self, m: MetricState, width: int = 200) -> Text:
         """The metric in the longest form that fits ``width``: target, calendar, time left and the

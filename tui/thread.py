@@ -28,7 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
-from replydesk.storage.queries import MessageView, Thread
+from replydesk.storage.queries import ActionView, MessageView, Thread
 from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line
 from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
@@ -40,6 +40,7 @@ DELIVERY = {
     "sent": ("sent ✓", "success"),
     "failed": ("FAILED", "error"),
     "unknown": ("UNKNOWN — check the platform", "error"),
+    "deleted": ("deleted on the platform", None),
 }
 
 
@@ -395,13 +396,53 @@ class ThreadView(ScrollView, can_focus=True):
             if len(thread.history) > 3:
                 out.append(f"\n  … and {len(thread.history) - 3} more (c shows them all)", style="dim")
         out.append("\n")
+        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for,
+        # each in the part of the message before it (a part per message: [ and ] scroll to them).
+        # A read mark shows only when it needs the user: it is routine otherwise.
+        actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")),
+                         key=lambda a: a.created_at)
+        taken = 0
+
+        def add_actions(part: Text, until: float | None) -> None:
+            nonlocal taken
+            while taken < len(actions) and (until is None or actions[taken].created_at < until):
+                part.append("\n")
+                part.append_text(self.render_action(actions[taken], now))
+                taken += 1
+
+        messages = thread.messages
+        add_actions(out, messages[0].created_at if messages else None)
         parts = [out]
         self._countdowns = False
-        for index, m in enumerate(thread.messages):
+        for index, m in enumerate(messages):
             part = Text("\n")
             part.append_text(self.render_message(m, now, selected=index == self.selected))
+            add_actions(part, messages[index + 1].created_at if index + 1 < len(messages) else None)
             parts.append(part)
         return parts
+
+    def render_action(self, a: ActionView, now: float) -> Text:
+        """One outbox action: what it does, where it stands (the label says it without colour)."""
+        role = self.palette
+        t = Text()
+        t.append(f"{clock_time(a.created_at, now, self.tz)}  ⚙ ", style="dim")
+        t.append_text(safe(a.summary, "bold"))
+        label, state_role = DELIVERY.get(a.state, (a.state, None))
+        if a.state == "sent":
+            label = "done ✓"
+        t.append("  [", style="dim")
+        t.append(label, style=role(state_role) if state_role else "dim")
+        t.append("]", style="dim")
+        url = a.result.get("url") if isinstance(a.result.get("url"), str) else ""
+        if url:
+            t.append("\n  ")
+            t.append_text(safe(url, "dim"))
+        if a.error:
+            t.append("\n  reason: ", style=role("error", "not bold"))
+            t.append_text(safe(a.error, role("error", "not bold")))
+        if a.state in ("failed", "unknown"):
+            t.append(f"\n  retry key: {a.key}", style="dim")
+        return t
 
     def render_message(self, m: MessageView, now: float, *, selected: bool = False) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
@@ -428,6 +469,8 @@ class ThreadView(ScrollView, can_focus=True):
             t.append_text(safe_line(m.author or "me", role("accent", "bold")))
             if m.private:
                 t.append("  (private)", style=role("special"))
+            if isinstance(m.meta, dict) and m.meta.get("edited_at"):
+                t.append("  (edited)", style="dim")
             bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
             if bounced:
                 label, state_role = "NOT DELIVERED", "error"

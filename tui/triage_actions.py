@@ -142,7 +142,10 @@ class TriageMixin(_Base):
         elif isinstance(item, TriageUndo):
             what = "1 conversation" if item.count == 1 else f"{item.count} conversations"
             agent, before = self.agent, item.before
-            self._undo_triage(f"Undone: {item.label} ({what})", lambda db: undo_write(before, agent)(db))
+            # A helpdesk ticket the escalation queued is an outbox action of its own: undo leaves
+            # it to the outbox screen (O), where it can be discarded before it leaves.
+            ticket = "; the ticket stays in the outbox (O discards it)" if "ticket queued" in item.label else ""
+            self._undo_triage(f"Undone: {item.label} ({what}){ticket}", lambda db: undo_write(before, agent)(db))
         elif self.inbox.cursor_id:  # nothing done in this session: a reply still queued here
             self.undo_reply(None, self.inbox.cursor_id)
         else:
@@ -235,11 +238,15 @@ class TriageMixin(_Base):
         if targets is None:
             return
 
+        config = self.app.workspace.config
+
         def done(value: dict[str, str] | None) -> None:
             if value:
-                self.apply("escalate", value, f"Escalated to {one_line(value['target'])}", targets)
+                desk = config.ticket_account(value["target"])
+                label = f"Escalated to {one_line(value['target'])}" + (f"; ticket queued for {desk}" if desk else "")
+                self.apply("escalate", {**value, "ticket_account": desk}, label, targets)
 
-        self.app.push_screen(EscalateDialog(), done)
+        self.app.push_screen(EscalateDialog(targets=list(config.escalation.targets)), done)
 
     def action_resolve(self, count: int = 1) -> None:
         if targets := self._targets(count):

@@ -27,7 +27,8 @@ def first_row(db) -> queries.InboxRow:  # noqa: ANN001
 
 
 async def test_the_outbox_screen_lists_and_acts_on_every_waiting_reply(workspace, db) -> None:  # noqa: ANN001
-    rows = queries.inbox_page(db, InboxFilter(), 0, 4)
+    # Conversations no reply window binds (a closed window refuses the reply; tests/tui/test_windows_actions.py)
+    rows = [r for r in queries.inbox_page(db, InboxFilter(), 0, 40) if not r.reply_windows][:4]
     scheduled = outbox.queue_reply(db, rows[0].id, "scheduled one", at=FIXED + 7200)
     failed = outbox.queue_reply(db, rows[1].id, "failed one")
     outbox.mark_sending(db, failed)
