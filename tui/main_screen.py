@@ -22,9 +22,10 @@ from textual.keys import format_key
 from textual.screen import Screen
 from textual.timer import Timer
 
+from replydesk import presence
 from replydesk.config import UiSettings
 from replydesk.keys import BY_ID
-from replydesk.storage import actions, outbox, queries, slastate
+from replydesk.storage import actions, activity, outbox, queries, slastate
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -40,6 +41,7 @@ from replydesk.tui.keymap import bindings
 from replydesk.tui.message_tools import MessageToolsMixin
 from replydesk.tui.messages import (
     ActionDone,
+    ActivityLoaded,
     HeaderLoaded,
     ThreadLoaded,
     UrgentFound,
@@ -104,6 +106,13 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self._thread_timer: Timer | None = None
         self._thread_for: str | None = None
         self._minute = 0
+        #: Where each shown thread's messages stood, and where the open composer's stood when it
+        #: opened: a reply asks first when the thread moved on since (the collision check).
+        self._marks: dict[str, int] = {}
+        self._compose_mark: tuple[str, int | None] | None = None
+        self._presence: dict[str, list[activity.Presence]] = {}
+        self._announced: tuple[str | None, str | None] = (None, None)
+        self._announcements = 0
         self._view_seq = 0  # which view request the list should show (see restore_view_state)
         self.init_replying()
         self.init_triage()
@@ -144,6 +153,10 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self.paint_status()
         self.action_view(1)
         self._load_header()
+        self._load_activity()
+
+    def on_unmount(self) -> None:
+        self._announce(None, None)
 
     def _empty_hint(self) -> str:
         """What an empty list says: how to start on a workspace with no accounts, else why it is empty."""
@@ -158,11 +171,14 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
 
     def tick(self) -> None:
         """Once a second (the app's timer): countdowns on visible rows and in the thread, the SLA
-        pane each minute."""
+        pane each minute, presence that ran out."""
         self.inbox.tick()
         self.thread_view.tick()
         if self.composer.is_open:  # the reply window's countdown
             self.composer.update_info()
+        now = self.clock()
+        if any(p.expires_at <= now for items in self._presence.values() for p in items):
+            self._show_presence({c: [p for p in items if p.expires_at > now] for c, items in self._presence.items()})
         minute = int(self.clock() // 60)
         if minute != self._minute:
             self._minute = minute
@@ -182,8 +198,49 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         """Someone wrote (the engine, our writer, an SLA edit): reload what is on screen."""
         self.inbox.reload()
         self._load_header()
+        self._load_activity()
         if self.inbox.cursor_id:
             self._load_thread(self.inbox.cursor_id, True)
+
+    # ---- presence, notices ------------------------------------------------------------------------
+
+    def _announce(self, conv_id: str | None, doing: str | None) -> None:
+        """Say what this console shows (``replydesk.presence``): in a team, others see it."""
+        if (conv_id, doing) != self._announced:
+            self._announced = (conv_id, doing)
+            self._announcements += 1
+            self._write_presence(conv_id, doing, self._announcements)
+
+    @background("sharing what this console shows", group="presence")
+    def _write_presence(self, conv_id: str | None, doing: str | None, order: int) -> None:
+        with presence.WRITING:
+            if order == self._announcements:  # an older announcement that ran late is dropped
+                presence.announce(self.store.workspace.data_dir, conv_id, doing)
+
+    @background("reading who else is here", group="activity")
+    def _load_activity(self) -> None:
+        now = self.clock()
+
+        def read(db: Database) -> ActivityLoaded:
+            return ActivityLoaded(activity.others(db, now), activity.unshown_notices(db))
+
+        self.post_message(self.store.read(read))
+
+    @on(ActivityLoaded)
+    def _on_activity(self, event: ActivityLoaded) -> None:
+        self._show_presence(event.presence)
+        if event.notices:
+            for notice in event.notices:
+                self.notify(notice.text, title="Team", severity="warning", timeout=12)
+            ids = [n.id for n in event.notices]
+            self._write("Notices", lambda db: activity.mark_shown(db, ids), len(ids), quiet=True)
+
+    def _show_presence(self, others: dict[str, list[activity.Presence]]) -> None:
+        self._presence = {c: items for c, items in others.items() if items}
+        self.inbox.set_presence(self._presence)
+        self.thread_view.set_presence(self._presence.get(self._thread_for or "", []))
+        row = self.composer.row
+        self.composer.set_presence(self._presence.get(row.id, []) if row is not None else [])
 
     # ---- header and status ------------------------------------------------------------------------
 
@@ -240,7 +297,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         def read(db: Database) -> ThreadLoaded:
             t = queries.thread(db, conv_id)
             sla = slastate.evaluate_at(db, conv_id, now) if t else None
-            return ThreadLoaded(conv_id, t, sla, keep_scroll)
+            return ThreadLoaded(conv_id, t, sla, keep_scroll, activity.thread_mark(db, conv_id) if t else None)
 
         self.post_message(self.store.read(read))
 
@@ -250,7 +307,12 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
             return
         keep = event.keep_scroll and self._thread_for == event.conv_id
         self._thread_for = event.conv_id
+        if event.mark is not None:
+            self._marks[event.conv_id] = event.mark
+        self.thread_view.set_presence(self._presence.get(event.conv_id, []), repaint=False)
         self.thread_view.show(event.thread, keep_scroll=keep)
+        if not self.composer.is_open:
+            self._announce(event.conv_id, "viewing")
         row = event.thread.conversation if event.thread else None
         self.query_one(SlaPane).show(row, event.sla, self.clock())
         composer = self.composer

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from replydesk.safetext import one_line
-from replydesk.storage import actions, outbox, queries
+from replydesk.storage import actions, activity, outbox, queries
 from replydesk.storage.db import Database
 from replydesk.tui.composer import UNSENT, Composer
 from replydesk.tui.dialogs import ChoiceDialog, SnoozeDialog
 from replydesk.tui.format import clock_time, fill_template, leaves
 from replydesk.tui.messages import (
     ActionDone,
+    Collision,
     DraftLoaded,
     QuitChecked,
     ReplyCancelled,
@@ -72,6 +73,12 @@ class ReplyingMixin(_Base):
         self.composer.open(row, mode, text, answering=self.answered_message() if mode != "note" else None,
                            quote=self.thread_view.current_message())
         self.set_class(True, "-composing")
+        # A team: others see that we reply, we see them, and the thread's place now is what the
+        # collision check compares with when the reply is sent.
+        self.composer.set_presence(self._presence.get(row.id, []))
+        if self._compose_mark is None or self._compose_mark[0] != row.id:
+            self._compose_mark = (row.id, self._marks.get(row.id))
+        self._announce(row.id, "noting" if mode == "note" else "replying")
         if mode != "note" and not text:
             self._load_draft(row.id)
 
@@ -159,6 +166,8 @@ class ReplyingMixin(_Base):
     def on_composer_closed(self, event: Composer.Closed) -> None:
         self.set_class(False, "-composing")
         self.inbox.focus()
+        self._compose_mark = None
+        self._announce(event.conv_id, "viewing")
         if event.mode not in UNSENT:  # an edit of our reply is no draft of a new one
             self._save_draft(event.conv_id, event.text, event.mode == "private")
 
@@ -170,9 +179,17 @@ class ReplyingMixin(_Base):
 
     # ---- sending ------------------------------------------------------------------------------------
 
-    @background("queueing the reply", group="write")
     def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
-              send_as: str | None = None) -> None:
+              checked: bool = False, send_as: str | None = None) -> None:
+        """Queue it, unless the thread moved on since the composer opened (asked first)."""
+        mark = self._compose_mark[1] if self._compose_mark and self._compose_mark[0] == conv_id else None
+        self._compose_mark = None
+        self._announce(conv_id, "viewing")
+        self._queue(conv_id, text, mode, at, to_robot, None if checked or mode == "note" else mark, send_as)
+
+    @background("queueing the reply", group="write")
+    def _queue(self, conv_id: str, text: str, mode: str, at: float | None, to_robot: bool, mark: int | None,
+               send_as: str | None = None) -> None:
         from replydesk.tui.main_screen import EXPECTED
 
         agent, delay = self.agent, float(self.ui.undo_seconds)
@@ -181,6 +198,15 @@ class ReplyingMixin(_Base):
                 self.store.write(lambda db: actions.add_note(db, conv_id, text, actor=agent))
                 self.post_message(ActionDone("Note added", 1))
                 return
+            if mark is not None:
+                def look(db: Database) -> tuple[list[str], int, InboxRow | None]:
+                    return (activity.changes_since(db, conv_id, mark, agent), activity.thread_mark(db, conv_id),
+                            queries.get_row(db, conv_id))
+
+                changes, now_mark, row = self.store.read(look)
+                if changes:  # someone wrote while this reply was written: ask (see on_collision)
+                    self.post_message(Collision(conv_id, text, mode, at, changes, row, now_mark))
+                    return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
                 to_automatic=to_robot, send_as=send_as))
@@ -196,6 +222,21 @@ class ReplyingMixin(_Base):
             self.post_message(ActionDone("Send", 1, str(exc)))
             return
         self.post_message(ReplyQueued(key, conv_id, text, mode == "private", delay, at))
+
+    def on_collision(self, event: Collision) -> None:
+        """The thread changed since the composer opened (Help Scout's collision check): say what, ask."""
+        changed = "; ".join(one_line(c) for c in event.changes)
+
+        def chosen(answer: str | None) -> None:
+            if answer == "send":
+                self._send(event.conv_id, event.text, event.mode, event.at, checked=True)
+            elif event.row is not None:  # back to the draft, text intact; the new messages are now seen
+                self._open_composer(event.mode, event.text, row=event.row)
+                self._compose_mark = (event.conv_id, event.mark)
+
+        self.app.push_screen(ChoiceDialog(f"Since you started this reply: {changed}. Send it anyway?",
+                                          [("send", "queue the reply anyway"), ("back", "back to the draft")]),
+                             chosen)
 
     def on_reply_to_robot(self, event: ReplyToRobot) -> None:
         """Only automatic mail came in (a bounce, an out-of-office, a newsletter): confirm first."""

@@ -164,6 +164,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
+        #: Other agents in this conversation now (a team's presence), shown under the header.
+        self.presence: tuple[tuple[str, str], ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -212,6 +214,17 @@ class ThreadView(ScrollView, can_focus=True):
     def tick(self) -> None:
         """Once a second: a queued reply's "leaves in" countdown moves on (nothing else is redrawn)."""
         if self._countdowns and self.thread is not None:
+            top = self.scroll_y
+            self._set_parts(self.render_parts(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
+
+    def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
+        """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
+        shown = tuple((str(getattr(p, "agent", "")), str(getattr(p, "activity", ""))) for p in items)
+        if shown == self.presence:
+            return
+        self.presence = shown
+        if repaint and self.thread is not None:
             top = self.scroll_y
             self._set_parts(self.render_parts(self.thread))
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
@@ -376,6 +389,14 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        if self.presence:
+            out.append("\n")
+            for i, (agent, doing) in enumerate(self.presence):
+                out.append("  " if i else "")
+                out.append("✎ " if doing in ("replying", "noting") else "◉ ", style=role("warning", "bold"))
+                out.append_text(safe(agent, role("warning", "bold")))
+                out.append({"replying": " is replying…", "noting": " is writing a note…"}.get(doing, " is viewing"),
+                           style=role("warning"))
         if c.tags:
             out.append("\n")
             out.append_text(safe_line("  ".join("#" + t for t in c.tags), role("accent")))
