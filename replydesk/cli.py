@@ -33,7 +33,7 @@ from replydesk.config_watch import ConfigSource
 from replydesk.model import iso
 from replydesk.safetext import BIDI_CONTROLS, one_line, visible
 from replydesk.storage import actions, exchange, outbox, queries, search, slastate
-from replydesk.storage.db import Database, StorageError
+from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError
 from replydesk.workspace import Workspace
 
 log = logging.getLogger("replydesk")
@@ -288,12 +288,13 @@ def _row_json(row: queries.InboxRow) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     _, db = _open(args, create=False)
+    for problem in search.problems(args.query):
+        complain(problem)
     hits, f = search.search(db, args.query, limit=args.limit)
-    rows = queries.inbox_page(db, f, 0, args.limit)
+    rows = queries.inbox_page(db, f.with_(statuses=f.statuses), 0, max(args.limit, 500))
     by_id = {h.conversation_id: h for h in hits}
-    if hits:  # best match first, as the search ranked them
-        rank = {h.conversation_id: i for i, h in enumerate(hits)}
-        rows.sort(key=lambda r: rank.get(r.id, len(rank)))
+    rows.sort(key=lambda r: (-r.last_message_at, r.id))  # newest first, as README says
+    rows = rows[: args.limit]
     if args.json:
         emit_json({"query": args.query, "results": [
             {**_row_json(r), "match": by_id[r.id].snippet if r.id in by_id else None} for r in rows
@@ -346,7 +347,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
             at = parse_when(args.at, db.now())
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
+        if at <= db.now():
+            raise UsageError(f"--at: {args.at!r} has already passed (it would send at once); "
+                             "leave --at out to send now")
     text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        raise UsageError("--text is empty: a reply needs words")
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
                                  to_automatic=args.force, send_as=args.send_as)
@@ -401,6 +407,8 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        raise UsageError("--text is empty: a note needs words")
     ws, db = _open(args)
     actions.add_note(db, _conv(db, args.conversation), args.text, actor=ws.config.ui.agent)
     say("note added")
@@ -507,18 +515,39 @@ def cmd_sla(args: argparse.Namespace) -> int:
         return EXIT_OK
     say(f"{conv_id}: policy {doc['policy'] or '(none applies)'} at {doc['at']}")
     for m in doc["metrics"]:
-        left = m["calendar_seconds_left"]
-        say(f"  {m['metric']:<12} {m['state']:<9} target {m['target_seconds']}s ({m['calendar']})"
+        left, business = m["calendar_seconds_left"], m["business_seconds_left"]
+        say(f"  {m['metric']:<12} {m['state']:<9} target {_duration(m['target_seconds'])} ({m['calendar']})"
             + (f" due {m['due_at']}" if m["due_at"] else "")
-            + (f" left {left}s" if left is not None else "")
+            + (f" left {_duration(left)}" if left is not None else "")
+            + (f" (business {_duration(business)})" if business is not None and m["calendar"] != "24x7" else "")
+            + (f" met {m['fulfilled_at']}" if m["fulfilled_at"] else "")
             + (f" paused: {m['paused_reason']}" if m["paused_reason"] else ""))
     return EXIT_OK
 
 
+def _duration(seconds: float) -> str:
+    """``45m``, ``3h 05m``, ``2d 04h``, ``-1h 10m`` (past due): what the console shows."""
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{sign}{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{sign}{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days}d {hours:02d}h"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from replydesk.model import parse_iso
     from replydesk.reporting import run_report
 
     ws, db = _open(args, create=False)
+    with contextlib.suppress(ValueError):  # an unreadable time is run_report's to explain
+        since = parse_iso(args.since) if args.since else None
+        until = parse_iso(args.until) if args.until else db.now()
+        if since is not None and since >= until:
+            raise UsageError(f"--since ({args.since}) must be before --until ({args.until or 'now'})")
     return run_report(ws, db, args, emit_json, say)
 
 
@@ -578,28 +607,36 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
-    ws = _workspace(args)
+    ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
-    with contextlib.suppress(StorageError):
+    with contextlib.suppress(StorageError, *DATABASE_ERRORS):
         db = ws.open_db(create=False)
         states = {s["account"]: s for s in queries.account_states(db)}
     rows = []
     for a in ws.config.accounts:
-        s = states.get(a.name, {})
+        s = states.pop(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
                      "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else
+                     "configured": True, "secret": "n/a" if a.provider == "demo" else
                      ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
+    # Accounts the workspace holds data of that this config does not name (the demo's, an import's):
+    # the cache still shows them, so say so rather than "no accounts".
+    for name, s in sorted(states.items()):
+        rows.append({"name": name, "provider": s.get("platform", ""), "state": s.get("state", "idle"),
+                     "detail": s.get("detail", ""), "note": s.get("note", ""),
+                     "last_sync": iso(s.get("last_sync")), "configured": False, "secret": "n/a"})
     if args.json:
         emit_json(rows)
         return EXIT_OK
     if not rows:
-        say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
+        say(f"no accounts configured and none in the workspace {db_path}: add one to the config "
+            "(see config.example.yaml), or try 'replydesk demo'")
     for r in rows:
+        where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
         say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
             f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
-            + (f" · {one_line(r['note'])}" if r["note"] else ""))
+            + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
     return EXIT_OK
 
 
@@ -756,12 +793,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p.add_argument("--at", metavar="TIME", help="replay the state at this ISO 8601 time")
 
-    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)",
-            json_=True)
+    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)")
     p.add_argument("--since", metavar="TIME")
     p.add_argument("--until", metavar="TIME")
     p.add_argument("--by", choices=("platform", "account", "assignee", "tag", "policy"))
-    p.add_argument("--csv", action="store_true", help="print CSV")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON for scripts")
+    out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
     p = add("login", cmd_login, "store an account's token or password in the system keyring "
@@ -811,6 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (actions.ActionError, StorageError, secrets.SecretError) as exc:
         complain(str(exc))
+        return EXIT_ERROR
+    except DATABASE_ERRORS as exc:  # SQLite's own (damage, a lock held too long): what doctor would say
+        complain(f"the workspace database failed: {exc}; 'replydesk doctor' checks it, "
+                 "'replydesk doctor --repair' fixes what is safe")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from platformdirs import user_config_path, user_data_path
@@ -97,6 +97,17 @@ THEMES = (
 )
 
 
+class AlertSettings(Strict):
+    notify: bool = True
+    """A notification in the console when an open conversation reaches warning or breach."""
+    bell: bool = False
+    """Ring the terminal bell with it."""
+    desktop: Literal["off", "osc9", "osc777"] = "off"
+    """Also ask the terminal for a desktop notification: ``osc9`` (iTerm2, kitty, WezTerm, Windows
+    Terminal, foot), ``osc777`` (urxvt, VTE-based terminals); inside tmux it needs
+    ``set -g allow-passthrough on``."""
+
+
 class UiSettings(Strict):
     agent: str = "me"
     """Your name: ``assignee:me`` views, notes and the event log use it."""
@@ -104,6 +115,13 @@ class UiSettings(Strict):
     """How long a sent reply waits in the outbox so it can be taken back."""
     theme: str = "textual-dark"
     """The console's colours: one of ``THEMES`` (light ones included)."""
+    alerts: AlertSettings = AlertSettings()
+    """What happens when a conversation reaches warning or breach while the console is open."""
+    count_timeout: Duration = 0.6
+    """A number typed before a key is a count (``5j``, ``3x``) if the key follows within this time;
+    later, the number was a view key (1-9) and nothing more. 0 turns counts off."""
+    clipboard: Literal["off", "osc52"] = "off"
+    """``y``/``Y`` copy through the terminal (OSC 52; tmux needs ``set -g set-clipboard on``)."""
     views: list[View] = [
         View(name="Inbox", query=""),
         View(name="Breached", query="is:breached"),
@@ -292,9 +310,25 @@ def parse_config(text: str, path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections (accounts:, sla:, …)")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path, root)) from None
+    _check_keymap(config.keymap, path, root)
+    return config
+
+
+def _check_keymap(keymap: dict[str, str], path: Path, root: yaml.Node | None) -> None:
+    """Unknown binding ids and keys two bindings would share are errors (``replydesk.keys``)."""
+    from replydesk.keys import check_keymap
+
+    problems = check_keymap(keymap)
+    if problems:
+        lines = []
+        for ident, problem in problems:
+            node = _node_at(root, ("keymap", ident))
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: keymap.{ident}: {problem}")
+        raise ConfigError("\n".join(lines))
 
 
 def load_config(path: Path | None, *, required: bool = False) -> tuple[Config, Path | None]:

@@ -28,7 +28,10 @@ from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 100_000  # characters; longer texts are cut with a visible marker
+#: The one limit for every text field (message, name, handle, subject, tag, author): stored as
+#: received up to here; a longer one keeps this much and says how much was left out. Lists and
+#: headers shorten for display only.
+MAX_TEXT = 100_000
 SNIPPET = 160
 TAG_SEP = "\x1f"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -109,7 +112,7 @@ def _automatic(msg: IncomingMessage) -> str | None:
     """The stored reason: only inbound messages can be automatic (our own replies never are)."""
     if msg.direction != "in" or not msg.automatic:
         return None
-    return clean_text(msg.automatic, 300)
+    return clean_text(msg.automatic)
 
 
 def _spans(msg: IncomingMessage, text: str) -> list[list]:
@@ -287,7 +290,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
             item_id(account, customer.contact.native_id),
-            clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
+            clean_text(next((m.subject for _, m in items if m.subject), "")),
             _snippet(visible_text(last.text, _spans(last, last.text)) if last.spans else last.text),
             first.created_at, last.created_at,
             inbound[-1].created_at if inbound else None,
@@ -335,7 +338,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or _customer_name(m), 500), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m)), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
              "received" if m.direction == "in" else "sent",
              _json({**(_meta(m) if m.spans else m.meta), "listening": query} if query
@@ -404,8 +407,8 @@ class _ContactSeen:
 
     def row(self, cid: str, account: str) -> tuple:
         c = self.contact
-        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id, 500),
-                clean_text(self.handle, 500), int(self.vip), self.rank, self.name_at,
+        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id),
+                clean_text(self.handle), int(self.vip), self.rank, self.name_at,
                 self.handle_at if self.handle else None)
 
 
@@ -502,7 +505,7 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
             continue
         ids = [i for i in failure.remote_ids if isinstance(i, str)][:50]
         keys = [k for k in failure.outbox_keys if isinstance(k, str)][:50]
-        reason = clean_text(f"not delivered: {failure.reason}", 500)
+        reason = clean_text(f"not delivered: {failure.reason}")
         qi, qk = ",".join("?" * len(ids)) or "NULL", ",".join("?" * len(keys)) or "NULL"
         rows = db.conn.execute(
             f"SELECT id, conversation_id FROM messages WHERE account=? AND direction='out' AND ("

@@ -492,23 +492,19 @@ def robots_only(db: Database, conv_ids: list[str]) -> set[str]:
 
 
 def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20) -> list[InboxRow]:
-    """The same customer's other conversations on any channel.
+    """The same customer's other conversations on any channel (``contacts.same_customer``: the
+    contacts an agent merged, else the same display name or handle elsewhere)."""
+    from replydesk.storage.contacts import same_customer
 
-    Platforms give us no shared identity, so "the same customer" is the same contact, or a contact
-    on another account with the same display name or handle (case-insensitive).
-    """
     if not contact_id:
         return []
-    me = db.conn.execute("SELECT name, handle FROM contacts WHERE id=?", (contact_id,)).fetchone()
-    if me is None:
+    ids = same_customer(db, contact_id)
+    if not ids:
         return []
-    # A UNION of three index lookups (id, lower(name), lower(handle)); an OR would scan contacts.
     rows = db.conn.execute(
-        f"{_ROW_SQL} WHERE c.id != ? AND c.contact_id IN ("
-        "  SELECT ? UNION SELECT id FROM contacts WHERE ? != '' AND lower(name) = lower(?) "
-        "  UNION SELECT id FROM contacts WHERE ? != '' AND lower(handle) = lower(?))"
+        f"{_ROW_SQL} WHERE c.id != ? AND c.contact_id IN ({','.join('?' * len(ids))})"
         " ORDER BY c.last_message_at DESC LIMIT ?",
-        (conv_id, contact_id, me[0], me[0], me[1], me[1], limit),
+        (conv_id, *ids, limit),
     )
     return [_row(tuple(r)) for r in rows]
 

@@ -577,6 +577,24 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX notices_unshown ON notices(id) WHERE shown = 0",
     ],
+    # 16: one customer across platforms. Platforms share no identity, so an agent links contacts that
+    # are the same person (merge) and can take one out again (split); a contact listed here belongs
+    # to exactly its ``person``'s group, and name/handle guessing no longer applies to it. A person
+    # (the id of one of its contacts) carries the agent's name for them and note; the contacts'
+    # own names stay as the platforms send them.
+    [
+        """CREATE TABLE contact_links (
+            contact_id TEXT PRIMARY KEY REFERENCES contacts(id),
+            person TEXT NOT NULL
+        )""",
+        "CREATE INDEX contact_links_person ON contact_links(person)",
+        """CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
