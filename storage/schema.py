@@ -483,6 +483,24 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX pushed_pending ON pushed_bodies(account, id) WHERE state = 'received'",
     ],
+    # 14: the helpdesk tickets escalations made (Zendesk, the demo helpdesk): the ticket's id, link and
+    # last known status on its conversation, and how far the conversation's internal notes have been
+    # forwarded to it as private comments (the seq of the last note event handed over).
+    [
+        """CREATE TABLE tickets (
+            account TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            note_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account, ticket_id)
+        )""",
+        "CREATE INDEX tickets_conv ON tickets(conversation_id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
