@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
-from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line, stars
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
 from replydesk.tui.workers import background
@@ -592,8 +592,10 @@ class InboxList(ScrollView, can_focus=True):
             "paused": style("inbox--paused"),
         }.get(state, NO_STYLE)
         snippet = row.snippet
-        if row.kind == "email" and row.subject:
-            snippet = f"{row.subject} — {row.snippet}"
+        if row.kind in ("email", "review") and row.subject:  # a review's subject is its location
+            snippet = f"{row.subject} — {row.snippet}" if row.snippet else row.subject
+        if row.rating:
+            snippet = f"{stars(row.rating, compact=snip_w < 30)} {snippet}"
         cells: list[tuple[str, Style]] = [
             ("●" if marked else " ", style("inbox--mark")),
             ("•" if attention else " ", text_style),

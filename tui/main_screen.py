@@ -255,7 +255,7 @@ class MainScreen(Screen[None]):
         self._thread_for = event.conv_id
         self.thread_view.show(event.thread, keep_scroll=keep)
         row = event.thread.conversation if event.thread else None
-        self.query_one(SlaPane).show(row, event.sla, self.clock())
+        self.query_one(SlaPane).show(row, event.sla, self.clock(), event.thread.tickets if event.thread else ())
 
     def set_reading(self, on: bool) -> None:
         """Reading mode (enter / escape): the thread is highlighted and j/k/g/G/page keys scroll it,
@@ -380,6 +380,15 @@ class MainScreen(Screen[None]):
         self.inbox.clear_marks()
 
     def action_reply(self) -> None:
+        row = self.inbox.current
+        if row is not None and self._facts(row).single_reply and "edit_reply" in self._facts(row).actions:
+            # The platform keeps one reply of ours (a Google review): with ours up, r edits it.
+            thread = self.thread_view.thread
+            ours = [m for m in thread.messages if m.direction == "out" and m.state == "sent"] \
+                if thread is not None and thread.conversation.id == row.id else []
+            if ours:
+                self.composer.open(row, "edit", ours[-1].text, editing=ours[-1].id)
+                return
         self._open_composer("public")
 
     def action_reply_private(self) -> None:

@@ -44,7 +44,7 @@ class SlaPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.palette = Palette(self)
-        self._args: tuple[InboxRow | None, SlaResult | None, float] | None = None
+        self._args: tuple[InboxRow | None, SlaResult | None, float, tuple] | None = None
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -57,19 +57,23 @@ class SlaPane(Static):
         role, extra = STATE_ROLE.get(state, (None, ""))
         return self.palette(role, extra) if role else extra
 
-    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
-        self._args = (row, sla, now)
-        text = self.render_sla(row, sla, now)
+    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float, tickets: tuple = ()) -> None:
+        """``tickets``: the helpdesk tickets its escalations made (``storage.tickets.Ticket``)."""
+        self._args = (row, sla, now, tuple(tickets))
+        text = self.render_sla(row, sla, now, tuple(tickets))
         if text == getattr(self, "_shown", None):
             return  # a refresh with nothing new must not cost a layout pass
         self._shown = text
         self.update(text, layout=text.plain.count("\n") != getattr(self, "_lines", -1))
         self._lines = text.plain.count("\n")
 
-    def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
+    def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float, tickets: tuple = ()) -> Text:
         if row is None:
             return Text("SLA: nothing selected", style="dim")
         window = self.window_line(row, now)  # second: when a reply may go at all is read first
+        for ticket in tickets:  # then where the case was handed over, and where it stands there
+            line = Text.assemble(("  Ticket ", "bold"), safe(ticket.summary(), self.palette("special")))
+            window = line if window is None else Text("\n").join([window, line])
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),

@@ -28,7 +28,7 @@ from textual.strip import Strip
 
 from replydesk.platforms import info
 from replydesk.storage.queries import ActionView, MessageView, Thread
-from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.format import cell, clock_time, safe, stars
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 #: Delivery state of our reply -> (label, colour role): the label says it without colour too.
@@ -149,6 +149,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self.palette = Palette(self)
+        self._edits: set[str] = set()  # ids of a review's later versions (the customer's edits)
+        self._platform = ""  # the shown conversation's platform (the bounce hint is email's own)
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -295,11 +297,17 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        for ticket in thread.tickets:  # the helpdesk's ticket an escalation made, with its status
+            out.append("\nTicket: ", style="dim")
+            out.append_text(safe(ticket.summary(), role("special", "bold")))
+            if ticket.url:
+                out.append("  ")
+                out.append_text(safe(ticket.url, "dim"))
         if c.tags:
             out.append("\n")
             out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
-            out.append("\nSubject: ", style="dim")
+            out.append("\nLocation: " if c.kind == "review" else "\nSubject: ", style="dim")
             out.append_text(safe(c.subject, "bold"))
         if thread.history:
             out.append("\n")
@@ -316,6 +324,10 @@ class ThreadView(ScrollView, can_focus=True):
         # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for.
         # A read mark shows only when it needs the user: it is routine otherwise.
         shown = [a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")]
+        # A review's later versions are the customer's edits (each kept as it was written).
+        versions = [m for m in thread.messages if c.kind == "review" and m.direction == "in" and not m.automatic]
+        self._edits = {m.id for m in versions[1:]}
+        self._platform = c.platform
         entries: list[tuple[float, int, MessageView | ActionView]] = [(m.created_at, 0, m) for m in thread.messages]
         entries += [(a.created_at, 1, a) for a in shown]
         for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1])):
@@ -353,9 +365,15 @@ class ThreadView(ScrollView, can_focus=True):
         role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
+        rating = m.meta.get("rating") if isinstance(m.meta, dict) else None
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
             t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if stars(rating):  # the stars, and the number: both read without colour
+                t.append(f"  {stars(rating)} {rating}/5", style=role("warning", "bold"))
+            written = m.meta.get("written_at") if isinstance(m.meta, dict) else None
+            if m.id in self._edits or (isinstance(written, int | float) and m.created_at - written > 60):
+                t.append("  ✎ edited review", style="italic")
             if m.automatic:
                 t.append("  ⚙ automatic", style=role("special", "bold"))
                 t.append(" · ", style="dim")
@@ -385,11 +403,17 @@ class ThreadView(ScrollView, can_focus=True):
             if m.error:
                 t.append("\n  reason: ", style=role("error", "not bold"))
                 t.append_text(safe(m.error, role("error", "not bold")))
-            if bounced:
+            if bounced and self._platform == "email":
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif bounced:
+                t.append("\n  the platform did not publish it; write it again (r)", style="dim")
             elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
+        if m.direction == "in" and stars(rating) and not m.text.strip():
+            t.append("\n" + "  ")
+            t.append("(a rating without words)", style="dim italic")
+            return t
         for kind, piece in body_pieces(m, self.unfolded):
             if kind == "folded":
                 t.append("\n" + gutter)
