@@ -322,7 +322,9 @@ class GoogleProvider(http.HttpProvider):
         at = cursor.get("at")
         chosen = list(self.options.locations)
         result = None
-        if not titles or not isinstance(at, int | float) or now - at >= LOCATIONS_EVERY:
+        stale = not isinstance(at, int | float) or now - at >= LOCATIONS_EVERY
+        newly_chosen = isinstance(at, int | float) and now - at >= 600 and any(n not in titles for n in chosen)
+        if not titles or stale or newly_chosen:
             try:
                 listed = await self.list_locations()
             except (PermanentError, RateLimited) as exc:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SERVICE = "zendesk"
 PRIORITIES = ("low", "normal", "high", "urgent")
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed", "deleted")
 SUBJECT_MAX = 150  # Zendesk's subject field
 COMMENT_MAX = 60_000  # characters of a transcript comment (the newest messages are kept)
 SHOW_MANY = 100  # ids per show_many request
@@ -245,6 +245,9 @@ class ZendeskProvider(http.HttpProvider):
             data = await self._call("GET", "/api/v2/tickets/show_many.json", params={"ids": ",".join(chunk)},
                                     what="reading tickets")
             found = [s for s in map(self._status, payload.items(data, "tickets")) if s is not None]
+            # show_many leaves out a deleted ticket: it is followed no more
+            seen = {s.ticket_id for s in found}
+            found += [TicketStatus(t, "deleted", self.clock()) for t in chunk if t not in seen]
             yield FetchResult([], {"at": self.clock()}, "tickets", tickets=found)
 
     async def _export(self, cursor: dict[str, Any]) -> AsyncIterator[FetchResult]:

@@ -36,7 +36,7 @@ from replydesk.storage import reply_windows, slastate, tickets
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, clean_text
-from replydesk.storage.queries import ReplyTarget, action_summary, reply_target
+from replydesk.storage.queries import ReplyTarget, action_summary, get_row, reply_target
 from replydesk.windows import Verdict
 
 #: States in which a reply still holds its place in its conversation's queue.
@@ -269,6 +269,10 @@ def queue_ticket(db: Database, conv_id: str, *, account: str, target: str, reaso
                        "text": m[2] if len(m[2]) <= TRANSCRIPT_CHARS else m[2][:TRANSCRIPT_CHARS] + " […]"}
                       for m in reversed(messages)]
         subject = row[0] or " ".join((row[1] or "").split())[:80] or f"{row[4]} {row[5]} from {row[6] or row[7]}"
+        if row[5] == "review" and row[0]:  # a review's subject is its location: say what it is about
+            rating = get_row(db, conv_id).rating
+            words = " ".join((row[1] or "").split())[:80]
+            subject = f"{f'{rating}★ ' if rating else ''}review of {row[0]}" + (f": {words}" if words else "")
         payload = {
             "subject": subject, "requester": {"name": row[6], "handle": row[7]}, "priority": row[2],
             "tags": [t for t in (row[3] or "").split(TAG_SEP) if t], "external_id": conv_id,

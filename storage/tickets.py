@@ -72,11 +72,12 @@ def apply(db: Database, account: str, statuses: Iterable[TicketStatus]) -> list[
     for s in statuses:
         row = db.conn.execute("SELECT conversation_id, status, updated_at FROM tickets WHERE account=? AND ticket_id=?",
                               (account, s.ticket_id)).fetchone()
-        if row is None or (row[1] == s.status) or s.updated_at < row[2]:
+        # older news than what we hold is left out; "deleted" is inferred from an absence, on our clock
+        if row is None or (row[1] == s.status) or (s.updated_at < row[2] and s.status != "deleted"):
             continue
         conv_id, old = row[0], row[1]
         db.conn.execute("UPDATE tickets SET status=?, updated_at=? WHERE account=? AND ticket_id=?",
-                        (s.status, s.updated_at, account, s.ticket_id))
+                        (s.status, max(s.updated_at, row[2]), account, s.ticket_id))
         _event(db, conv_id, "ticket_status", account, {"ticket": s.ticket_id, "status": s.status, "from": old},
                at=s.updated_at)
         changed.append(conv_id)

@@ -387,6 +387,15 @@ def test_locations_are_listed_and_picked_in_the_config(tmp_path, clock, fake, lo
     assert [(x["name"], x["chosen"]) for x in listed] == [(MAIN_ST, False), (HARBOUR, True)]
 
 
+def test_a_review_escalated_to_a_helpdesk_is_a_ticket_that_says_what_it_is_about(tmp_path, clock, fake,
+                                                                                logged_in) -> None:
+    engine, db, conv = engine_with_review(tmp_path, clock, fake)
+    key = outbox.queue_ticket(db, conv, account="shop-google", target="zendesk")
+    payload = outbox.get(db, key).payload
+    assert payload["subject"] == f"2★ review of {TITLES[MAIN_ST]}: My cappuccino was lukewarm."
+    assert payload["priority"] == "high" and payload["transcript"][0]["text"] == "My cappuccino was lukewarm."
+
+
 def test_a_private_answer_to_a_review_is_refused_never_posted_publicly(tmp_path, clock, fake, logged_in) -> None:
     engine, db, conv = engine_with_review(tmp_path, clock, fake)
     key = outbox.queue_reply(db, conv, "psst, here is a voucher", private=True)

@@ -198,6 +198,12 @@ def test_a_solved_ticket_leaves_the_conversation_open_by_default(shop: Shop, des
     shop.run()
     assert [t.summary() for t in queries.thread(shop.db, conv).tickets] == ["Zendesk #1234 · solved"]
     assert queries.get_row(shop.db, conv).status == "open"
+    del desk.tickets[1234]  # deleted in Zendesk: show_many leaves it out, and it is followed no more
+    shop.run()
+    assert [t.summary() for t in queries.thread(shop.db, conv).tickets] == ["Zendesk #1234 · deleted"]
+    before = len(desk.requests("GET", r"/show_many\.json$"))
+    shop.run()
+    assert len(desk.requests("GET", r"/show_many\.json$")) == before
 
 
 def test_the_incremental_export_follows_statuses(tmp_path, clock, desk, token) -> None:
