@@ -163,6 +163,11 @@ def _replaces_ours(db: Database, conv_id: str) -> bool:
     reply per conversation (``PlatformFacts.single_reply``) and one of ours is up."""
     from replydesk.storage import platform_facts
 
+    if db.conn.execute("SELECT 1 FROM meta WHERE key='team.link'").fetchone():  # team_local.META_LINK
+        # A team carries replies, not the other outbox actions: in a joined workspace it stays a reply,
+        # which the team sends exactly once (on Google the reply's PUT replaces ours all the same).
+        # (team_local is not imported for this: it brings psycopg into the console.)
+        return False
     row = db.conn.execute("SELECT account, platform FROM conversations WHERE id=?", (conv_id,)).fetchone()
     facts = platform_facts.for_account(db, row[0]).get(row[1]) if row else None
     if facts is None or not facts.single_reply or "edit_reply" not in facts.actions:
@@ -392,7 +397,9 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
         if item is None or item.state == "sent":
             return
         new_id = f"{item.account}:{remote_id}"
-        clash = db.conn.execute("SELECT direction, state FROM messages WHERE id=?", (new_id,)).fetchone()
+        # (not our own row: a reply recorded sent once keeps its new id if it is ever recorded again)
+        clash = None if new_id == item.message_id else db.conn.execute(
+            "SELECT direction, state FROM messages WHERE id=?", (new_id,)).fetchone()
         if clash is not None and clash[0] == "out" and clash[1] in ("deleted", "failed"):
             # A platform that reuses the id (a Google review's one reply): our earlier reply there was
             # deleted or refused, and this one takes its place; the old one stays in the thread.
@@ -496,6 +503,7 @@ def retry(db: Database, key: str, text: str | None = None) -> None:
         attempts = {"unknown": 0, "failed": min(item.attempts, 1)}.get(item.state, item.attempts)
         db.conn.execute("UPDATE outbox SET attempts=? WHERE key=?", (attempts, key))
         _set(db, key, "queued", last_error=None, not_before=db.now())
+        _event(db, item.conversation_id, "retry", "me", {"key": key})  # a team hears of it from the log
 
 
 def confirm_sent(db: Database, key: str) -> None:

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import STATE_SYMBOL, duration, safe
+from replydesk.tui.format import STATE_SYMBOL, duration, one_line, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 from replydesk.tui.window_text import pane_line
 
@@ -74,6 +74,13 @@ class SlaPane(Static):
         for ticket in tickets:  # then where the case was handed over, and where it stands there
             line = Text.assemble(("  Ticket ", "bold"), safe(ticket.summary(), self.palette("special")))
             window = line if window is None else Text("\n").join([window, line])
+        if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
+            out = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe(one_line(row.listening), "bold"),
+                                (" · no SLA clock · a reply joins it to the inbox", "dim"))
+            if window is not None:
+                out.append("\n")
+                out.append_text(window)
+            return out
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
