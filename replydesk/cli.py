@@ -365,6 +365,9 @@ def cmd_reply(args: argparse.Namespace) -> int:
     item = outbox.get(db, key)
     if args.json:
         emit_json(outbox.as_json(item))
+    elif item.action == "edit_reply":  # the platform keeps one reply of ours (a Google review)
+        say(f"our reply on {conv_id} is up and the platform keeps one: queued an edit of it ({key}); "
+            "the sync engine sends it")
     else:
         when = f" (leaves at {iso(item.not_before)})" if at else ""
         say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
@@ -606,6 +609,49 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
     return EXIT_OK
 
 
+def cmd_locations(args: argparse.Namespace) -> int:
+    """The places an account's login manages (Google Business Profile locations), to pick in the
+    config. Asks the platform now; the engine need not run."""
+    from replydesk import providers
+    from replydesk.providers.base import ProviderError
+
+    ws = _workspace(args)
+    account = ws.config.account(args.account)
+    if account is None:
+        raise UsageError(f"no account {args.account!r} in the config")
+    provider = providers.create(account, ws.data_dir, secrets.getter(account.name))
+    if not hasattr(provider, "list_locations"):
+        raise UsageError(f"account {args.account!r} ({account.provider}) has no locations to list")
+
+    async def listing() -> list[Any]:
+        try:
+            return await provider.list_locations()
+        finally:
+            await provider.aclose()
+
+    try:
+        found = asyncio.run(listing())
+    except ProviderError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    chosen = set(getattr(account, "locations", None) or ())
+    if args.json:
+        emit_json([{"name": loc.name, "title": loc.title, "address": loc.address, "account": loc.account,
+                    "chosen": not chosen or loc.name in chosen} for loc in found])
+        return EXIT_OK
+    if not found:
+        say(f"{args.account}: the login manages no locations")
+        return EXIT_OK
+    for loc in found:
+        mark = "*" if not chosen or loc.name in chosen else " "
+        where = f" · {one_line(loc.address)}" if loc.address else ""
+        group = f"  ({one_line(loc.account)})" if loc.account else ""
+        say(f"{mark} {loc.name}  {one_line(loc.title)}{where}{group}")
+    say(f"\n* answered now ({'every location' if not chosen else 'the ones in the config'}); to pick some, "
+        f"list them in the account's locations:, e.g.\n  locations: [{found[0].name}]")
+    return EXIT_OK
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
@@ -803,12 +849,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
     p = add("login", cmd_login, "store an account's token or password in the system keyring "
-            "(X: log in with OAuth in the browser)")
+            "(X and Google: log in with OAuth in the browser)")
     p.add_argument("account")
     p.add_argument("--no-browser", action="store_true",
                    help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
+
+    p = add("locations", cmd_locations, "list the locations an account's login manages (Google reviews), "
+            "to pick in the config", json_=True)
+    p.add_argument("account")
 
     p = add("config", lambda a: (a.config_parser.print_help(), EXIT_USAGE)[1], "configuration commands")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

@@ -49,6 +49,7 @@ from replydesk.storage import (
     queries,
     slastate,
     spend,
+    tickets,
 )
 from replydesk.storage.db import Database
 
@@ -123,6 +124,7 @@ class SyncEngine:
             if interval is not None:
                 provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
+            provider.tickets_to_follow = self._ticket_follower(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
@@ -224,6 +226,20 @@ class SyncEngine:
             return queries.conversation_of_message(self.db, account, native_ids)
 
         return resolve
+
+    def _ticket_follower(self, account: str) -> Callable[[], list[str]]:
+        def follow() -> list[str]:
+            return tickets.followed(self.db, account)
+
+        return follow
+
+    def forward_notes(self, run: AccountRun) -> int:
+        """A helpdesk account that takes notes (``notes_as_comments``): internal notes written after
+        an escalation are queued as private comments on its ticket, once each, before the drain."""
+        if "ticket_comment" not in run.provider.capabilities.actions or \
+                not getattr(run.provider.options, "notes_as_comments", False):
+            return 0
+        return len(tickets.queue_note_comments(self.db, run.name))
 
     def _fault(self, run: AccountRun, exc: ProviderError) -> str:
         """Translate a provider failure into account state; returns a one-line reason."""
@@ -488,6 +504,7 @@ class SyncEngine:
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
             report.fetched[run.name] += await self.listening.step(run)
+            self.forward_notes(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -516,6 +533,7 @@ class SyncEngine:
                 if self.listening.due(run) and self.can_call(run):
                     await self.listening.step(run)
                     self._publish_note(run)
+                self.forward_notes(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)

@@ -180,6 +180,10 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     with db.transaction():
         for result in results:
             _ingest_one(db, account, result, stats)
+            if result.tickets:  # a helpdesk's word on the tickets we made, with the cursor covering it
+                from replydesk.storage import tickets
+
+                stats.conversations.update(tickets.apply(db, account, result.tickets))
             if result.cursor is None:  # a pushed payload: no cursor to advance
                 continue
             db.conn.execute(
@@ -364,6 +368,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 stats.listened.append(ListeningMatch(conv, mid, query, m.text, conv in waiting))
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
+    _review_priority(db, account, fresh)
     if any(m.delivery_failure is not None for m in fresh.values()):
         _record_delivery_failures(db, account, fresh)
     # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
@@ -552,6 +557,34 @@ def _conv_meta(items: list[tuple[str, IncomingMessage]]) -> dict:
             meta.update(reply_meta)
     return meta
 
+
+
+PRIORITY_ORDER = ("low", "normal", "high", "urgent")
+
+
+def _review_priority(db: Database, account: str, fresh: dict[str, IncomingMessage]) -> None:
+    """A review (or its new version) with few stars raises its conversation's priority to what
+    ``sla.review_priority`` says (1-2 stars: high, by default), so policies and the inbox see it.
+    Never lowered: a person may have set it higher, and a better edit does not undo the first word."""
+    wanted = getattr(getattr(db.sla, "settings", None), "review_priority", None)
+    if not wanted:
+        return
+    raise_to: dict[str, tuple[str, int]] = {}
+    for m in fresh.values():
+        rating = m.meta.get("rating") if m.kind == "review" and m.direction == "in" and isinstance(m.meta, dict) \
+            else None
+        if isinstance(rating, int) and not isinstance(rating, bool) and rating in wanted:
+            raise_to[item_id(account, m.conversation_native_id)] = (wanted[rating], rating)
+    for conv_id, (priority, rating) in raise_to.items():
+        row = db.conn.execute("SELECT priority FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        now = row[0] if row is not None and row[0] in PRIORITY_ORDER else "normal"
+        if row is None or PRIORITY_ORDER.index(priority) <= PRIORITY_ORDER.index(now):
+            continue
+        db.conn.execute("UPDATE conversations SET priority=? WHERE id=?", (priority, conv_id))
+        db.conn.execute(
+            "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+            (conv_id, db.now(), "priority", "system",
+             json.dumps({"priority": priority, "from": row[0], "reason": f"{rating}-star review"})))
 
 
 def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> None:

@@ -35,7 +35,7 @@ COUNTERS_9 = CounterLayout(
     cells=("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee"),
     ranks=("status", "sla_state", "escalated", "needs_reply", "kind", "assignee"),
 )
-#: Since migration 11, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
+#: Since migration 14, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
 #: inbox's counts, positions and deep pages leave listening matches out, and the Listening view's count.
 COUNTERS = CounterLayout(cells=(*COUNTERS_9.cells, "listening"), ranks=(*COUNTERS_9.ranks, "listening"))
 #: Columns a view can filter on, in inbox_cells ...
@@ -594,6 +594,24 @@ MIGRATIONS: list[list[str]] = [
             note TEXT NOT NULL DEFAULT '',
             updated_at REAL NOT NULL
         )""",
+    ],
+    # 17: the helpdesk tickets escalations made (Zendesk, the demo helpdesk): the ticket's id, link and
+    # last known status on its conversation, and how far the conversation's internal notes have been
+    # forwarded to it as private comments (the seq of the last note event handed over).
+    [
+        """CREATE TABLE tickets (
+            account TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            note_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account, ticket_id)
+        )""",
+        "CREATE INDEX tickets_conv ON tickets(conversation_id)",
     ],
 ]
 

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from replydesk.cli import main
-from replydesk.storage import actions, activity, outbox, queries, team_db, team_local
+from replydesk.storage import actions, activity, outbox, platform_facts, queries, team_db, team_local
 from replydesk.storage.db import open_database
 from team_support import Team, cache_state, differences, engine_config, engine_pass, sync, team_state
 
@@ -171,6 +171,35 @@ def test_a_reply_after_another_agents_reply_is_stopped_at_the_team(team: Team, j
     rows = team_state(team)["outbox"]
     assert {rows[k][1] for k in rows} == {"queued"} and len(rows) == 2
     sync(joined["ana"])
+    assert_equal_to_team(team, joined["ana"], joined["ben"])
+
+
+def test_a_reply_on_a_review_we_answered_stays_a_reply_the_team_sends(team: Team, joined: dict[str, Path]) -> None:
+    """Google keeps one reply of ours per review: solo, a second reply is queued as an edit of ours.
+    A team carries replies (not the other outbox actions), so there it stays a reply and reaches the
+    team, instead of waiting in the agent's cache for an engine that never sees it."""
+    engine = open_database(joined["engine-a"])
+    try:  # the account as a leading engine publishes it to the team, and each cache applies it
+        (row,) = team_local.account_rows(engine, ["demo"])
+    finally:
+        engine.close()
+    ana = open_database(joined["ana"])
+    try:
+        with ana.transaction():
+            ana.conn.execute("INSERT INTO accounts(name, provider, platform, created_at, facts) VALUES (?,?,?,?,?) "
+                             "ON CONFLICT(name) DO UPDATE SET facts=excluded.facts",
+                             (row["name"], row["provider"], row["platform"], ana.now(), json.dumps(row["facts"])))
+        assert platform_facts.for_account(ana, "demo")["google"].single_reply
+        conv = ana.conn.execute(
+            "SELECT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id WHERE c.platform = "
+            "'google' AND m.direction = 'out' AND m.state = 'sent' ORDER BY c.id LIMIT 1").fetchone()[0]
+        key = outbox.queue_reply(ana, conv, "Thank you, the oven is fixed.", actor="ana")
+        assert outbox.get(ana, key).action == "reply"
+    finally:
+        ana.close()
+    assert sync(joined["ana"]).refused == []
+    assert team_state(team)["outbox"][key][1] == "queued"
+    sync(joined["ben"])
     assert_equal_to_team(team, joined["ana"], joined["ben"])
 
 

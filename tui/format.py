@@ -32,6 +32,14 @@ STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulf
 LISTENING_SYMBOL = "○"
 
 
+def stars(rating: int | None, *, compact: bool = False) -> str:
+    """A review's rating in characters, so it reads without colour: ``★★☆☆☆`` (``2★`` compact);
+    '' for none."""
+    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+        return ""
+    return f"{rating}★" if compact else "★" * rating + "☆" * (5 - rating)
+
+
 def graphemes(text: str) -> int:
     """User-perceived characters, which is what platforms count against their limits."""
     return len(_GRAPHEME.findall(text))

@@ -31,7 +31,7 @@ from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
 from replydesk.tui.contrast import readable_background
-from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line, stars
 from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
@@ -744,8 +744,10 @@ class InboxList(ScrollView, can_focus=True):
             "paused": style("inbox--paused"), "missed": style("inbox--missed"),
         }.get(state, NO_STYLE)
         snippet = row.snippet
-        if row.kind == "email" and row.subject:
-            snippet = f"{row.subject} — {row.snippet}"
+        if row.kind in ("email", "review") and row.subject:  # a review's subject is its location
+            snippet = f"{row.subject} — {row.snippet}" if row.snippet else row.subject
+        if row.rating:
+            snippet = f"{stars(row.rating, compact=snip_w < 30)} {snippet}"
         symbol = STATE_SYMBOL.get(state, " ")
         if row.listening and not cd_text:  # a listening match has no clock: the query that found it
             symbol, cd_text, cd_style = LISTENING_SYMBOL, one_line(row.listening), style("inbox--paused")

@@ -314,7 +314,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         if not self.composer.is_open:
             self._announce(event.conv_id, "viewing")
         row = event.thread.conversation if event.thread else None
-        self.query_one(SlaPane).show(row, event.sla, self.clock())
+        self.query_one(SlaPane).show(row, event.sla, self.clock(), event.thread.tickets if event.thread else ())
         composer = self.composer
         if composer.is_open and composer.row is not None and composer.row.id == event.conv_id:
             # The composer opened before the thread was read ('j' then 'r' at once): now it knows.

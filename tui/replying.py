@@ -93,6 +93,15 @@ class ReplyingMixin(_Base):
             self.composer.load_draft(event.conv_id, event.text, event.private)
 
     def action_reply(self) -> None:
+        row = self.inbox.current
+        if row is not None and self._facts(row).single_reply and "edit_reply" in self._facts(row).actions:
+            # The platform keeps one reply of ours (a Google review): with ours up, r edits it.
+            thread = self.thread_view.thread
+            ours = [m for m in thread.messages if m.direction == "out" and m.state == "sent"] \
+                if thread is not None and thread.conversation.id == row.id else []
+            if ours:
+                self.composer.open(row, "edit", ours[-1].text, editing=ours[-1].id)
+                return
         self._open_composer("public")
 
     def action_reply_private(self) -> None:

@@ -53,7 +53,7 @@ class SlaPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.palette = Palette(self)
-        self._args: tuple[InboxRow | None, SlaResult | None, float] | None = None
+        self._args: tuple[InboxRow | None, SlaResult | None, float, tuple] | None = None
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -66,9 +66,10 @@ class SlaPane(Static):
         role, extra = STATE_ROLE.get(state, (None, ""))
         return self.palette(role, extra) if role else extra
 
-    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
-        self._args = (row, sla, now)
-        text = self.render_sla(row, sla, now, self._width(), self._height())
+    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float, tickets: tuple = ()) -> None:
+        """``tickets``: the helpdesk tickets its escalations made (``storage.tickets.Ticket``)."""
+        self._args = (row, sla, now, tuple(tickets))
+        text = self.render_sla(row, sla, now, self._width(), self._height(), tickets=tuple(tickets))
         if text == getattr(self, "_shown", None):
             return  # a refresh with nothing new must not cost a layout pass
         self._shown = text
@@ -88,13 +89,15 @@ class SlaPane(Static):
             self.show(*self._args)
 
     def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float, width: int = 200,
-                   height: int = 6) -> Text:
+                   height: int = 6, *, tickets: tuple = ()) -> Text:
         """One line per metric, each made to fit ``width`` (nothing wraps, so nothing is cut off by
         the pane's height), under the reply window's line and a title line when there is room."""
         if row is None:
             return Text("SLA: nothing selected", style="dim")
         window = self.window_line(row, now)  # second: when a reply may go at all is read first
         extra = [window] if window is not None else []
+        for ticket in tickets:  # then where the case was handed over, and where it stands there
+            extra.append(Text.assemble(("Ticket ", "bold"), safe_line(ticket.summary(), self.palette("special"))))
         if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
             head = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe_line(row.listening, "bold"),
                                  (" · no SLA clock · a reply joins it to the inbox", "dim"))

@@ -29,7 +29,7 @@ from textual.strip import Strip
 
 from replydesk.platforms import info
 from replydesk.storage.queries import ActionView, MessageView, Thread
-from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line
+from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line, stars
 from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
@@ -164,6 +164,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
+        self._edits: set[str] = set()  # ids of a review's later versions (the customer's edits)
+        self._platform = ""  # the shown conversation's platform (the bounce hint is email's own)
         #: Other agents in this conversation now (a team's presence), shown under the header.
         self.presence: tuple[tuple[str, str], ...] = ()
 
@@ -389,6 +391,12 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        for ticket in thread.tickets:  # the helpdesk's ticket an escalation made, with its status
+            out.append("\nTicket: ", style="dim")
+            out.append_text(safe_line(ticket.summary(), role("special", "bold")))
+            if ticket.url:
+                out.append("  ")
+                out.append_text(safe_line(ticket.url, "dim"))
         if self.presence:
             out.append("\n")
             for i, (agent, doing) in enumerate(self.presence):
@@ -401,7 +409,7 @@ class ThreadView(ScrollView, can_focus=True):
             out.append("\n")
             out.append_text(safe_line("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
-            out.append("\nSubject: ", style="dim")
+            out.append("\nLocation: " if c.kind == "review" else "\nSubject: ", style="dim")
             out.append_text(safe_line(c.subject, "bold"))
         if thread.history:
             out.append("\n")
@@ -423,6 +431,10 @@ class ThreadView(ScrollView, can_focus=True):
         actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")),
                          key=lambda a: a.created_at)
         taken = 0
+        # A review's later versions are the customer's edits (each kept as it was written).
+        versions = [m for m in thread.messages if c.kind == "review" and m.direction == "in" and not m.automatic]
+        self._edits = {m.id for m in versions[1:]}
+        self._platform = c.platform
 
         def add_actions(part: Text, until: float | None) -> None:
             nonlocal taken
@@ -471,11 +483,17 @@ class ThreadView(ScrollView, can_focus=True):
         role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
+        rating = m.meta.get("rating") if isinstance(m.meta, dict) else None
         if selected:
             t.append("▶ ", style=role("accent", "bold"))
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
             t.append_text(safe_line(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if stars(rating):  # the stars, and the number: both read without colour
+                t.append(f"  {stars(rating)} {rating}/5", style=role("warning", "bold"))
+            written = m.meta.get("written_at") if isinstance(m.meta, dict) else None
+            if m.id in self._edits or (isinstance(written, int | float) and m.created_at - written > 60):
+                t.append("  ✎ edited review", style="italic")
             if m.automatic:
                 t.append("  ⚙ automatic", style=role("special", "bold"))
                 t.append(" · ", style="dim")
@@ -507,11 +525,17 @@ class ThreadView(ScrollView, can_focus=True):
             if m.error:
                 t.append("\n  reason: ", style=role("error", "not bold"))
                 t.append_text(safe_line(m.error, role("error", "not bold")))
-            if bounced:
+            if bounced and self._platform == "email":
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif bounced:
+                t.append("\n  the platform did not publish it; write it again (r)", style="dim")
             elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
+        if m.direction == "in" and stars(rating) and not m.text.strip():
+            t.append("\n" + "  ")
+            t.append("(a rating without words)", style="dim italic")
+            return t
         for kind, piece in body_pieces(m, self.unfolded):
             if kind == "folded":
                 t.append("\n" + gutter)
