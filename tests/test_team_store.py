@@ -354,6 +354,36 @@ def test_only_the_leader_claims_and_a_takeover_waits_for_the_interrupted_attempt
         b.close()
 
 
+def test_a_claim_repeated_with_its_id_stands_and_does_not_cost_the_engine_its_lead(team: Team,
+                                                                                     joined: dict[str, Path]) -> None:
+    """An engine whose replica had not counted an attempt claims again with the same command id: the
+    team said 'duplicate key' and the engine, taking that for a lost database, gave up leading and
+    came back to the same refusal, so the reply never left."""
+    conv = conversations(joined["ana"], 1)[0]
+    ana = open_database(joined["ana"])
+    try:
+        key = outbox.queue_reply(ana, conv, "Hello", actor="ana")
+    finally:
+        ana.close()
+    sync(joined["ana"])
+    a = team_db.connect(team_db.TeamUrl.parse(team.url("engine-a"))[0], team.passwords["engine-a"])
+    try:
+        assert team_db.lead(a, "demo") is True
+        assert team_db.claim(a, key, 0, "a:claim:k:1")["ok"] is True
+        again = team_db.claim(a, key, 0, "a:claim:k:1")  # the same claim: it still stands
+        assert again["ok"] is True and again["attempts"] == 1
+        # The send waited (back to queued); the replica, behind, claims with the id it used before.
+        assert team_db.submit(a, {"kind": "outbox", "key": key, "state": "queued"})["ok"] is True
+        third = team_db.claim(a, key, 0, "a:claim:k:1")
+        assert third["ok"] is True and third["attempts"] == 2
+        with team.admin() as conn:
+            claims = conn.execute("SELECT command_id FROM replydesk.events WHERE kind = 'outbox' "
+                                  "AND command_id LIKE 'a:claim:%' ORDER BY seq").fetchall()
+        assert [c[0] for c in claims] == ["a:claim:k:1", "a:claim:k:1:2"]
+    finally:
+        a.close()
+
+
 def test_join_keeps_the_password_in_the_keyring_and_the_engine_reads_it_there(
         team: Team, joined: dict[str, Path], tmp_path: Path, file_keyring, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     monkeypatch.delenv(team.secret_env("ben")[0])  # no environment fallback: only the keyring has it
