@@ -17,6 +17,7 @@ from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, fie
 from pydantic_core import PydanticCustomError
 
 from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.rulesconfig import DEFAULT_LANGUAGES, LANGUAGE_CODES, CsatSettings, RuleSpec, problems
 from replydesk.slaconfig import SlaSettings
 
 APP = "replydesk"
@@ -141,6 +142,21 @@ class Config(Strict):
     escalation: EscalationSettings = EscalationSettings()
     keymap: dict[str, str] = {}
     ui: UiSettings = UiSettings()
+    rules: list[RuleSpec] = []
+    """Triage rules, tried top to bottom on each customer message (``replydesk.rules``)."""
+    csat: CsatSettings = CsatSettings()
+    """The satisfaction survey after a resolve, per account."""
+    customer_languages: list[str] = list(DEFAULT_LANGUAGES)
+    """The languages customers write in: the rules' ``language`` condition chooses among these
+    (and the ones the rules name)."""
+
+    @field_validator("customer_languages")
+    @classmethod
+    def _language_codes(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c.lower() not in LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"unknown language {unknown[0]!r}: use ISO 639-1 codes such as en, sw, hi")
+        return [c.lower() for c in v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -237,9 +253,18 @@ def parse_config(text: str, path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections (accounts:, sla:, …)")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path, root)) from None
+    found = problems(config)  # what needs the whole file: rules' calendars, saved replies, accounts
+    if found:
+        lines = []
+        for loc, msg in found:
+            node = _node_at(root, loc)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: {_describe(loc)}: {msg}")
+        raise ConfigError("\n".join(lines))
+    return config
 
 
 def load_config(path: Path | None, *, required: bool = False) -> tuple[Config, Path | None]:

@@ -1,78 +1,19 @@
 """Search the cache: a small documented syntax on top of FTS5, and never raw FTS from the user.
 
-Syntax: plain words match message text, customer names, subjects and tags (every word must
-match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text).
-Filters: ``from:NAME`` (message author or customer), ``tag:TAG``, ``platform:NAME``, ``account:NAME``,
-``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``.
-A word that looks like a filter with an unknown key (``col:val``) is searched as text.
+The syntax is parsed by ``replydesk.searchsyntax`` (pure, shared with the rules' conditions and
+the config check); this module turns a parsed query into FTS5 and the inbox filter.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from replydesk.model import STATUSES
+from replydesk.searchsyntax import FILTER_KEYS, ParsedQuery, parse
 from replydesk.storage.db import Database
 from replydesk.storage.queries import InboxFilter
 
-FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
-_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
-
-
-@dataclass
-class ParsedQuery:
-    words: list[str] = field(default_factory=list)
-    authors: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    platforms: list[str] = field(default_factory=list)
-    accounts: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    assignee: str | None = None
-    statuses: list[str] = field(default_factory=list)
-    escalated: bool | None = None
-    breached: bool = False
-    unread: bool = False
-
-
-def parse(query: str) -> ParsedQuery:
-    q = ParsedQuery()
-    for match in _TOKEN.finditer(query):
-        if match.group(1) is not None:  # a "quoted phrase" (closing quote optional)
-            if match.group(1).strip():
-                q.words.append(match.group(1))
-            continue
-        token = match.group(2)
-        key, sep, value = token.partition(":")
-        key = key.lower()
-        if sep and value and key in FILTER_KEYS and ":" not in value:
-            if key == "from":
-                q.authors.append(value)
-            elif key == "tag":
-                q.tags.append(value.lower())
-            elif key == "platform":
-                q.platforms.append(value.lower())
-            elif key == "account":
-                q.accounts.append(value)
-            elif key == "kind":
-                q.kinds.append(value.lower())
-            elif key == "assignee":
-                q.assignee = value
-            elif key == "is":
-                v = value.lower()
-                if v in STATUSES:
-                    q.statuses.append(v)
-                elif v == "escalated":
-                    q.escalated = True
-                elif v == "breached":
-                    q.breached = True
-                elif v == "unread":
-                    q.unread = True
-                else:
-                    q.words.append(token)
-            continue
-        q.words.append(token)
-    return q
+__all__ = ["FILTER_KEYS", "Hit", "ParsedQuery", "fts_phrase", "fts_query", "message_hits_sql", "parse", "search"]
 
 
 def fts_phrase(text: str) -> str:

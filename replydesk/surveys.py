@@ -1,0 +1,68 @@
+"""The satisfaction survey after a resolve, sent by the engine (its sweep), once per resolve.
+
+A resolve (by anyone: the console, the CLI, a rule) of a conversation whose account surveys
+(``csat.accounts``) queues the account's survey, a saved reply, as an automatic reply through the
+outbox; the answer is read when it arrives (``storage.csat``). Never on a review, never to a
+robot, never where the platform's reply window has closed, and at most once in ``repeat_after``
+per conversation. What was not sent is logged (``csat_skipped``) with the reason.
+"""
+
+from __future__ import annotations
+
+from replydesk.config import Config
+from replydesk.rules import fill
+from replydesk.storage import csat, outbox, queries, rulelog
+from replydesk.storage.actions import ActionError
+from replydesk.storage.db import Database
+
+
+class Surveys:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = config.csat
+
+    def run(self, db: Database, limit: int = 200) -> int:
+        """Survey the conversations resolved since the last look; returns how many were queued."""
+        queued = 0
+        with db.transaction():
+            after = csat.cursor(db)
+            upto = csat.last_seq(db)
+            if after is None:  # the first look: resolves from before the survey was turned on are past
+                csat.set_cursor(db, upto)
+                return 0
+            rows = csat.resolved_after(db, after, limit)
+            for _, conv_id, _ in rows:
+                queued += self._survey(db, conv_id)
+            csat.set_cursor(db, rows[-1][0] if len(rows) == limit else upto)
+        return queued
+
+    def _survey(self, db: Database, conv_id: str) -> int:
+        target = csat.survey_target(db, conv_id)
+        if target is None:
+            return 0
+        account, platform, kind, status = target
+        settings = self.settings.accounts.get(account)
+        if settings is None or not settings.enabled or status != "resolved":
+            return 0
+        if kind == "review":
+            csat.record_skipped(db, conv_id, "reviews are not surveyed")
+            return 0
+        now = db.now()
+        if csat.surveyed_since(db, conv_id, now - self.settings.repeat_after):
+            return 0
+        if queries.robots_only(db, [conv_id]):
+            csat.record_skipped(db, conv_id, "only automatic messages: no customer to ask")
+            return 0
+        name = settings.platforms.get(platform, settings.survey)
+        conv = rulelog.conversation(db, conv_id)
+        text = fill(self.config.ui.saved_replies[name], conv.customer if conv else "")
+        try:
+            key = outbox.queue_reply(db, conv_id, text, actor="csat", automatic="csat")
+        except outbox.OutsideReplyWindow as exc:
+            csat.record_skipped(db, conv_id, exc.verdict.reason)
+            return 0
+        except ActionError as exc:
+            csat.record_skipped(db, conv_id, str(exc))
+            return 0
+        csat.record_survey(db, conv_id, key, now + self.settings.answer_within)
+        return 1
