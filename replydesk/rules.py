@@ -485,7 +485,7 @@ def _replay(rules: RuleSet, h: rulelog.History, facts: dict[str, Any], until: fl
     snoozed_until: float | None = None  # a snooze a rule set here wakes as the engine's sweep wakes it
     replied: dict[str, float] = {}
     fired_waits: set[tuple[str, float]] = set()
-    timers: dict[str, tuple[float, float]] = {}  # rule -> (since, due)
+    timers: dict[str, tuple[float, float, float]] = {}  # rule -> (since, due, set at)
     people: dict[str, float] = {}  # customer messages seen so far: id -> written
     answered_at = -math.inf  # our last reply by a person, or the last resolve (as ``rulelog.wait_since``)
     out: list[Firing] = []
@@ -511,9 +511,11 @@ def _replay(rules: RuleSet, h: rulelog.History, facts: dict[str, Any], until: fl
             snoozed_until, apply.snoozed_for = when + apply.snoozed_for, None
         out.extend(fired)
 
-    def run_timers(upto: float) -> None:
-        for name, (since, due) in sorted(timers.items(), key=lambda item: item[1][1]):
-            if due > upto:
+    def run_timers(upto: float, final: bool = False) -> None:
+        """Fire the timers due by ``upto``; those set at ``upto`` itself wait until everything that
+        reached us at that instant is in, as the engine's sweep runs after the ingest."""
+        for name, (since, due, set_at) in sorted(timers.items(), key=lambda item: item[1][1]):
+            if due > upto or (set_at >= upto and not final):
                 continue
             del timers[name]
             now_waiting = wait()
@@ -528,7 +530,7 @@ def _replay(rules: RuleSet, h: rulelog.History, facts: dict[str, Any], until: fl
     def schedule(waiting: tuple[float, str], now: float) -> None:
         for rule in rules.timers:
             if (rule.name, waiting[0]) not in fired_waits and timers.get(rule.name, (None,))[0] != waiting[0]:
-                timers[rule.name] = (waiting[0], max(waiting[0] + rule.timer, now))
+                timers[rule.name] = (waiting[0], max(waiting[0] + rule.timer, now), now)
 
     for event in sorted(h.events, key=_effective):
         when, _ = _effective(event)
@@ -575,7 +577,7 @@ def _replay(rules: RuleSet, h: rulelog.History, facts: dict[str, Any], until: fl
             conv.escalated = True
             if conv.priority in ("low", "normal"):
                 conv.priority = "high"
-    run_timers(until)
+    run_timers(until, final=True)
     return out
 
 

@@ -38,7 +38,8 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
      "delete_reply"),
     ("Mark for bulk", "toggle the mark on the selected conversation", "mark"),
     ("Clear marks", "unmark every conversation", "clear_marks"),
-    ("Report", "response times, breaches and first-contact resolution, with plots", "report"),
+    ("Report", "response times, breaches, first-contact resolution and CSAT, with plots", "report"),
+    ("Rules", "what each rule would have done to the last 30 days (a dry run: nothing changes)", "rules"),
     ("Help", "every key binding in this context", "help"),
     ("Quit", "leave replydesk (the outbox keeps queued replies)", "app.quit"),
 )

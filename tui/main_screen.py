@@ -91,6 +91,7 @@ class MainScreen(Screen[None]):
         Binding("z", "toggle_quoted", "Quoted text", id="toggle_quoted", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+r", "report", "Report", id="report", show=False),
+        Binding("ctrl+g", "rules", "Rules", id="rules", show=False),
         Binding("q", "app.quit", "Quit", id="quit"),
         *[Binding(str(n), f"view({n})", f"View {n}", id=f"view_{n}", show=False) for n in range(1, 10)],
     ]
@@ -810,6 +811,11 @@ class MainScreen(Screen[None]):
         from replydesk.tui.report_screen import ReportScreen
 
         self.app.push_screen(ReportScreen())
+
+    def action_rules(self) -> None:
+        from replydesk.tui.rules_screen import RulesScreen
+
+        self.app.push_screen(RulesScreen())
 
     def action_help(self) -> None:
         context = "inbox"
