@@ -1,0 +1,133 @@
+"""CSAT: the survey goes once after a resolve (never on reviews or to robots), the answer is read in
+the customer's language and recorded as the rating (the conversation stays resolved), anything else
+is a new message; the report shows the figures per group. The engine and the demo platform run for
+real: the survey leaves through the outbox and lands once on the platform's ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from replydesk.config import parse_config
+from replydesk.csat import parse_answer
+from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.providers.demo import DemoRemote
+from replydesk.reporting import make_report
+from replydesk.storage import actions, ingest, queries, slastate
+from replydesk.workspace import Workspace
+from support import Clock
+
+ANSWERS = [
+    ("5", 5, True), ("⭐⭐⭐⭐⭐", 5, True), ("★★☆☆☆", 2, False), ("good", None, True), ("asante sana, 5", 5, True),
+    ("4/5", 4, True), ("4 out of 5 stars", 4, True), ("Terrible", None, False), ("not good", None, False),
+    ("nzuri sana", None, True), ("si nzuri", None, False), ("बहुत अच्छा", None, True), ("अच्छा नहीं", None, False),
+    ("धन्यवाद, ५", 5, True), ("Terima kasih, bagus", None, True), ("teruk", None, False),
+    ("Ευχαριστώ πολύ, 5", 5, True), ("Καλό", None, True), ("δεν ήταν καλό", None, False), ("жақсы", None, True),
+    ("жақсы емес", None, False), ("3", 3, False), ("👍", None, True), ("👎", None, False),
+]
+NOT_ANSWERS = [
+    "Still not here after 3 days, any update?", "Order #1234 is late", "3 or 4", "Thanks, that helps!",
+    "Asante sana!", "Habari, agizo langu #1683 bado halijafika.", "good and bad", "5 ⭐⭐", "",
+]
+
+
+@pytest.mark.parametrize(("text", "score", "satisfied"), ANSWERS)
+def test_typical_answers_in_several_languages_are_read(text: str, score: int | None, satisfied: bool) -> None:
+    rating = parse_answer(text)
+    assert rating is not None and (rating.score, rating.satisfied) == (score, satisfied)
+
+
+@pytest.mark.parametrize("text", NOT_ANSWERS)
+def test_anything_else_is_not_an_answer(text: str) -> None:
+    assert parse_answer(text) is None
+
+
+CONFIG = """\
+accounts:
+  - {name: demo, provider: demo, pace: 3600}
+ui:
+  saved_replies:
+    csat: "How did we do, {first_name}? Reply 1 (bad) to 5 (great)."
+csat:
+  accounts:
+    demo: {survey: csat}
+  answer_within: 1d
+"""
+
+
+def _conv(db, kind: str) -> queries.InboxRow:  # noqa: ANN001
+    row = db.conn.execute("SELECT id FROM conversations WHERE kind=? AND reply_window IS NULL ORDER BY id LIMIT 1",
+                          (kind,)).fetchone()
+    return queries.get_row(db, row[0])
+
+
+def _answer(db, row: queries.InboxRow, text: str, at: float, n: int) -> None:  # noqa: ANN001
+    contact = db.conn.execute("SELECT native_id, name FROM contacts WHERE id=(SELECT contact_id FROM conversations "
+                              "WHERE id=?)", (row.id,)).fetchone()
+    native = db.conn.execute("SELECT native_id FROM conversations WHERE id=?", (row.id,)).fetchone()[0]
+    msg = IncomingMessage(native_id=f"answer-{n}", conversation_native_id=native, platform=row.platform,
+                          kind=row.kind, contact=Contact(contact[0], contact[1]), text=text, created_at=at)
+    ingest.ingest(db, "demo", [FetchResult([msg], cursor=None)])
+
+
+def test_survey_once_after_resolve_answer_recorded_and_reported(tmp_path: Path) -> None:
+    clock = Clock()
+    config = parse_config(CONFIG, Path("c.yaml"))
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    asyncio.run(engine.run_once())  # the backlog; the survey starts watching resolves from here
+    dm, review = _conv(db, "dm"), _conv(db, "review")
+    actions.resolve(db, [dm.id, review.id])
+    clock.advance(10)
+    asyncio.run(engine.run_once())  # the sweep queues the survey, the next drain sends it
+    asyncio.run(engine.run_once())
+    ledger = [e for e in DemoRemote(ws.data_dir).ledger() if e["text"].startswith("How did we do")]
+    native = db.conn.execute("SELECT native_id FROM conversations WHERE id=?", (dm.id,)).fetchone()[0]
+    assert [e["conversation"] for e in ledger] == [native]  # once, and not on the review
+    assert ledger[0]["text"] == f"How did we do, {dm.customer.split()[0]}? Reply 1 (bad) to 5 (great)."
+    skipped = db.conn.execute("SELECT data FROM events WHERE kind='csat_skipped' AND conversation_id=?",
+                              (review.id,)).fetchone()
+    assert "reviews are not surveyed" in skipped[0]
+    # resolving again within repeat_after does not survey again
+    actions.reopen(db, [dm.id])
+    actions.resolve(db, [dm.id])
+    clock.advance(10)
+    asyncio.run(engine.run_once())
+    asyncio.run(engine.run_once())
+    assert len([e for e in DemoRemote(ws.data_dir).ledger() if e["text"].startswith("How did we do")]) == 1
+    # the answer: recorded, the conversation stays resolved and waits for nobody
+    _answer(db, dm, "asante sana, 5", clock.now, 1)
+    row = queries.get_row(db, dm.id)
+    assert row.status == "resolved" and not row.needs_reply
+    sla = slastate.evaluate_at(db, dm.id, clock.now)
+    assert all(m.state in ("fulfilled", "breached") or m.metric != "next_reply" for m in sla.metrics)
+    report = make_report(db, config.sla, None, clock.now, "platform")
+    [group] = [g for g in report["groups"] if g["key"] == dm.platform]
+    assert group["csat"] == {"responses": 1, "satisfied": 1.0, "average": 5.0}
+    # anything after the answer is a new message: it reopens as usual
+    _answer(db, dm, "Where is my refund, by the way?", clock.now + 60, 2)
+    assert queries.get_row(db, dm.id).status == "open"
+    db.close()
+
+
+def test_a_non_answer_or_a_late_answer_reopens_as_usual(tmp_path: Path) -> None:
+    clock = Clock()
+    config = parse_config(CONFIG, Path("c.yaml"))
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    asyncio.run(engine.run_once())
+    first, second = [queries.get_row(db, r[0]) for r in db.conn.execute(
+        "SELECT id FROM conversations WHERE kind='dm' AND reply_window IS NULL ORDER BY id LIMIT 2")]
+    actions.resolve(db, [first.id, second.id])
+    clock.advance(10)
+    asyncio.run(engine.run_once())
+    _answer(db, first, "my parcel is still missing", clock.now, 1)
+    _answer(db, second, "5", clock.now + 2 * 86400, 2)  # after answer_within (1 day)
+    assert queries.get_row(db, first.id).status == "open"
+    assert queries.get_row(db, second.id).status == "open"
+    assert db.conn.execute("SELECT count(*) FROM events WHERE kind='csat'").fetchone()[0] == 0
+    db.close()
