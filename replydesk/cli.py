@@ -599,6 +599,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "rules": [r.name for r in config.rules],
+        "csat_accounts": sorted(config.csat.accounts),
     }
     if args.json:
         emit_json(summary)
@@ -608,6 +610,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    say(f"  rules: {', '.join(summary['rules']) or 'none'}")
+    if summary["csat_accounts"]:
+        say(f"  satisfaction survey: {', '.join(summary['csat_accounts'])}")
     return EXIT_OK
 
 

@@ -386,7 +386,15 @@ def test_the_example_config_documents_every_rule_and_survey_option() -> None:
 
     from pydantic import BaseModel
 
-    from replydesk.rulesconfig import CsatAccount, CsatSettings, EscalateSpec, ReplySpec, RuleSpec, ThenSpec, WhenSpec
+    from replydesk.rulesconfig import (
+        CsatAccount,
+        CsatSettings,
+        EscalateSpec,
+        ReplySpec,
+        RuleSpec,
+        ThenSpec,
+        WhenSpec,
+    )
     from support import REPO
 
     text = (REPO / "config.example.yaml").read_text(encoding="utf-8")

@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_reliability_crash import read_ledger, seed_workspace, start_sync
 
 from replydesk.storage.db import open_database
-from test_reliability_crash import read_ledger, seed_workspace, start_sync
 
 CONFIG = """\
 accounts:
