@@ -343,7 +343,7 @@ class LiveRules:
 
     def run_timers(self, db: Database) -> int:
         """Fire the timers due now; returns how many rules acted."""
-        if not self.rules.timers:
+        if not self.rules.timers or not rulelog.due_timers(db, db.now(), 1):
             return 0
         acted = 0
         with db.transaction():

@@ -20,17 +20,26 @@ class Surveys:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.settings = config.csat
+        self._seen = 0  # events up to this seq hold no resolve after the cursor
 
     def run(self, db: Database, limit: int = 200) -> int:
         """Survey the conversations resolved since the last look; returns how many were queued."""
         queued = 0
+        after = csat.cursor(db)
+        if after is not None:
+            # The common case, every second: nothing resolved. Looked at once (the log seen so far is
+            # remembered here, not written: after a restart the look starts again at the cursor).
+            upto = csat.last_seq(db)
+            if not csat.resolved_after(db, max(after, self._seen), 1):
+                self._seen = upto
+                return 0
         with db.transaction():
             after = csat.cursor(db)
             upto = csat.last_seq(db)
             if after is None:  # the first look: resolves from before the survey was turned on are past
                 csat.set_cursor(db, upto)
                 return 0
-            rows = csat.resolved_after(db, after, limit)
+            rows = csat.resolved_after(db, max(after, self._seen), limit)
             for _, conv_id, _ in rows:
                 queued += self._survey(db, conv_id)
             csat.set_cursor(db, rows[-1][0] if len(rows) == limit else upto)

@@ -131,3 +131,23 @@ def test_a_non_answer_or_a_late_answer_reopens_as_usual(tmp_path: Path) -> None:
     assert queries.get_row(db, second.id).status == "open"
     assert db.conn.execute("SELECT count(*) FROM events WHERE kind='csat'").fetchone()[0] == 0
     db.close()
+
+
+def test_no_survey_to_a_robot(tmp_path: Path) -> None:
+    clock = Clock()
+    config = parse_config(CONFIG, Path("c.yaml"))
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    asyncio.run(engine.run_once())
+    bounce = IncomingMessage(native_id="mailer-1", conversation_native_id="robot-thread", platform="email",
+                             kind="email", contact=Contact("mailer-daemon", "Mail Delivery System"),
+                             text="Delivery failed", created_at=clock.now, automatic="bounce: 550 5.1.1 no such user")
+    ingest.ingest(db, "demo", [FetchResult([bounce], cursor=None)])
+    actions.resolve(db, ["demo:robot-thread"])
+    clock.advance(10)
+    asyncio.run(engine.run_once())
+    assert [i for i in db.conn.execute("SELECT key FROM outbox WHERE conversation_id='demo:robot-thread'")] == []
+    [reason] = db.conn.execute("SELECT data FROM events WHERE kind='csat_skipped'").fetchone()
+    assert "only automatic messages" in reason
+    db.close()
