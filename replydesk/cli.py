@@ -601,6 +601,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "keymap": config.keymap,
         "rules": [r.name for r in config.rules],
         "csat_accounts": sorted(config.csat.accounts),
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -610,6 +611,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     say(f"  rules: {', '.join(summary['rules']) or 'none'}")
     if summary["csat_accounts"]:
         say(f"  satisfaction survey: {', '.join(summary['csat_accounts'])}")

@@ -5,11 +5,12 @@ and a view and a rule read the same words the same way. Storage turns a parsed q
 (``storage.search``); the rules engine tests it against one conversation (``replydesk.rules``).
 
 Syntax: plain words match message text, customer names, subjects and tags (every word must
-match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text;
-``"two words"`` is a phrase). Filters: ``from:NAME`` (message author or customer), ``tag:TAG``,
-``platform:NAME``, ``account:NAME``, ``kind:KIND``, ``assignee:WHO``,
-``is:open|pending|snoozed|resolved|escalated|breached|unread``. A word that looks like a filter
-with an unknown key (``col:val``) is searched as text.
+match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text).
+Filters: ``from:NAME`` (message author or customer), ``tag:TAG``, ``platform:NAME``, ``account:NAME``,
+``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``,
+``is:listening`` (the Listening view: posts a listening query found, not yet answered; without it a
+search looks in the inbox only) and ``listening:QUERY`` (one query's matches).
+A word that looks like a filter with an unknown key (``col:val``) is searched as text.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 from replydesk.model import STATUSES
 
-FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
+FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 
 
@@ -36,6 +37,8 @@ class ParsedQuery:
     escalated: bool | None = None
     breached: bool = False
     unread: bool = False
+    listening: bool = False
+    listening_queries: list[str] = field(default_factory=list)
 
 
 def parse(query: str) -> ParsedQuery:
@@ -61,6 +64,9 @@ def parse(query: str) -> ParsedQuery:
                 q.kinds.append(value.lower())
             elif key == "assignee":
                 q.assignee = value
+            elif key == "listening":
+                q.listening = True
+                q.listening_queries.append(value)
             elif key == "is":
                 v = value.lower()
                 if v in STATUSES:
@@ -71,6 +77,8 @@ def parse(query: str) -> ParsedQuery:
                     q.breached = True
                 elif v == "unread":
                     q.unread = True
+                elif v == "listening":
+                    q.listening = True
                 else:
                     q.words.append(token)
             continue

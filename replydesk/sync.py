@@ -133,6 +133,9 @@ class SyncEngine:
             if isinstance(account, MeteredOptions):
                 spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
+        from replydesk.listener import Listener
+
+        self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
         # Rules act on what each ingest stores, inside its transaction (db.ingest_hook); timers and
         # surveys come with the sweep. Both are read from the config at start.
@@ -210,6 +213,7 @@ class SyncEngine:
         if self._metered(run) is not None:
             summary = spend.summary(self.db, run.name)
             parts += [run.pace_note, summary.text()]
+        parts.append(self.listening.note(run))
         accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:
@@ -490,6 +494,7 @@ class SyncEngine:
             if self.can_call(run):
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
+            report.fetched[run.name] += await self.listening.step(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -515,6 +520,9 @@ class SyncEngine:
                     run.next_fetch = self.db.now() + self._next_poll_in(run)
                     self._publish_note(run)
                 self.ingest_pushed(run)
+                if self.listening.due(run) and self.can_call(run):
+                    await self.listening.step(run)
+                    self._publish_note(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)

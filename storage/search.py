@@ -15,7 +15,6 @@ from replydesk.storage.queries import InboxFilter
 
 __all__ = ["FILTER_KEYS", "Hit", "ParsedQuery", "fts_phrase", "fts_query", "message_hits_sql", "parse", "search"]
 
-
 def fts_phrase(text: str) -> str:
     """One literal FTS5 string: double quotes doubled, so nothing in it is syntax."""
     return '"' + text.replace('"', '""') + '"'
@@ -79,7 +78,8 @@ def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxF
         statuses=tuple(q.statuses) or None,
         platforms=tuple(q.platforms), kinds=tuple(q.kinds), accounts=tuple(q.accounts), tags=tuple(q.tags),
         assignee=q.assignee, escalated=q.escalated, sla_states=("breached",) if q.breached else (),
-        needs_reply=None, conversation_ids=ids,
+        needs_reply=None, conversation_ids=ids, listening=q.listening,
+        listening_queries=tuple(q.listening_queries),
     )
     if q.unread:
         f = f.with_(needs_reply=True)

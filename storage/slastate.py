@@ -17,8 +17,10 @@ from replydesk.storage.schema import NO_DUE
 
 #: Event kinds the SLA engine reads; everything else in the log is skipped when loading. An
 #: ``auto_reply`` (a rule's acknowledgement, a survey) counts only where the policy says so; a
-#: ``reclassify`` takes a customer message out (marked automatic by a rule, a survey's answer).
-SLA_INPUT_KINDS = ("in", "reply", "status", "auto_reply", "reclassify")
+#: ``reclassify`` takes a customer message out (marked automatic by a rule, a survey's answer);
+#: ``listened`` (a post a listening query found) starts a clock only under a policy that matches
+#: ``listening: true``.
+SLA_INPUT_KINDS = ("in", "reply", "status", "auto_reply", "reclassify", "listened")
 _CHUNK = 500
 
 
@@ -53,13 +55,13 @@ def load_inputs(db: Database, conv_ids: Sequence[str]) -> dict[str, tuple[ConvAt
             drop = {i for i, raw in raw_in.get(conv_id, ()) if json.loads(raw).get("message") in messages}
             events[conv_id] = [e for i, e in enumerate(events[conv_id]) if i not in drop]
         for row in db.conn.execute(
-            f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at "
+            f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at, listening "
             f"FROM conversations WHERE id IN ({qs})",
             tuple(chunk),
         ):
             attrs = ConvAttrs(
                 platform=row[1], kind=row[2], tags=frozenset(t for t in row[3].split("\x1f") if t),
-                priority=row[4], escalated=bool(row[5]), status=row[6],
+                priority=row[4], escalated=bool(row[5]), status=row[6], listening=row[8] is not None,
             )
             out[row[0]] = (attrs, events.get(row[0], []), row[7])
     return out

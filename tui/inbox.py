@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
-from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
 from replydesk.tui.workers import background
@@ -594,12 +594,15 @@ class InboxList(ScrollView, can_focus=True):
         snippet = row.snippet
         if row.kind == "email" and row.subject:
             snippet = f"{row.subject} — {row.snippet}"
+        symbol = STATE_SYMBOL.get(state, " ")
+        if row.listening and not cd_text:  # a listening match has no clock: the query that found it
+            symbol, cd_text, cd_style = LISTENING_SYMBOL, one_line(row.listening), style("inbox--paused")
         cells: list[tuple[str, Style]] = [
             ("●" if marked else " ", style("inbox--mark")),
             ("•" if attention else " ", text_style),
             (fit(info(row.platform).short, 4), style("inbox--platform")),
             (" ", NO_STYLE),
-            (STATE_SYMBOL.get(state, " "), cd_style),
+            (symbol, cd_style),
             (fit(cd_text, 8, align="right"), cd_style),
             (" ", NO_STYLE),
             (fit(one_line(row.customer or row.handle or "?"), cust_w), text_style),

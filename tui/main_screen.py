@@ -59,7 +59,8 @@ from replydesk.windows import Verdict
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
-SEARCH_HELP = "words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved…"
+SEARCH_HELP = ("words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved… "
+               "· is:listening")
 CONTEXT_NAMES = {"InboxList": "inbox", "ThreadView": "thread", "Composer": "composer",
                  "MainScreen": "everywhere", "ReplydeskApp": "everywhere", "Screen": "screen"}
 
