@@ -11,6 +11,9 @@ Semantics (README, "Rules", says the same):
   ends the pass for that message. A rule acts at most once per message (or wait), and nothing a
   rule does is a new message, so no rule can trigger itself or another in a loop.
 - Time conditions read the message: ``outside_hours`` is about when the customer wrote.
+- Posts a listening query found reach the rules through the same ingest hook (the listener's
+  ingest runs on the engine's connection), but only rules whose query says ``is:listening`` or
+  ``listening:NAME`` see them, as in search; such a rule never answers them.
 - An automatic reply goes through the outbox like any reply, at most once per conversation and
   rule in 24 hours (counted between the messages that triggered them), never to a robot (a
   message a rule marked automatic, a conversation holding only robots), not to a message that
@@ -137,6 +140,12 @@ class Rule:
         if (s.trigger == "timer") != (self.timer is not None):
             return False
         q, when, conv, msg = self.query, self.spec.when, s.conv, s.message
+        # As in search: posts found by listening only for a rule that asks for them (is:listening,
+        # listening:NAME), and such a rule only for them.
+        if (conv.listening is not None) != q.listening:
+            return False
+        if q.listening_queries and conv.listening not in q.listening_queries:
+            return False
         if q.platforms and conv.platform not in q.platforms:
             return False
         if q.kinds and conv.kind not in q.kinds:
@@ -247,6 +256,8 @@ class RuleSet:
         reply = rule.spec.then.reply
         if s.marked_automatic:
             return "the message is automatic (replies never go to robots)"
+        if s.conv.listening is not None:
+            return "a post found by listening is not addressed to us"
         before = last_reply(s.conv.id, rule.name)
         if before is not None and s.at - before < DAY:
             return "this rule answered the conversation in the last 24 hours"
@@ -469,7 +480,7 @@ def _effective(event: tuple[int, float, str, str, dict[str, Any]]) -> tuple[floa
     """When an event happened for the rules: a customer message when it reached us (its "received";
     older logs: when it was written), anything else when it was logged."""
     seq, at, kind, _, data = event
-    if kind == "in":
+    if kind in ("in", "listened"):
         received = data.get("received")
         return (float(received) if isinstance(received, int | float) else at), seq
     return at, seq
@@ -542,14 +553,17 @@ def _replay(rules: RuleSet, h: rulelog.History, facts: dict[str, Any], until: fl
         run_timers(when)
         if str(actor).startswith("rule:") or kind in ("rule", "auto_reply"):
             continue  # what the rules really did: the replay makes its own
-        if kind == "in":
+        if kind == "joined":
+            conv.listening = None
+        elif kind in ("in", "listened"):
             mid = data.get("message")
             msg = h.messages.get(mid)
             if msg is None or mid in taken_out:
                 continue
             apply.people += 1
             apply.last_in = max(apply.last_in or at, at)
-            people[mid] = at
+            if kind == "in":  # a listening match waits for nobody: no clock, no timer
+                people[mid] = at
             if when >= result.since:
                 result.messages += 1
             subject = Subject(conv, msg, "message", when)

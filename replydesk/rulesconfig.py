@@ -288,6 +288,8 @@ def _reply_problems(then: ThenSpec, q: Any, accounts: dict[str, Any], saved: dic
         out.append(f"no saved reply named {reply.saved!r} in ui.saved_replies")
     if then.mark_automatic:
         out.append("a rule that marks the message automatic must not answer it: replies never go to robots")
+    if q.listening:
+        out.append("posts found by listening are not addressed to us: a rule does not answer them")
     scope = [accounts[a] for a in q.accounts if a in accounts] or list(accounts.values())
     if scope and not any(_can_reply(a) for a in scope):
         out.append(f"account {scope[0].name!r} ({scope[0].provider}) cannot reply")

@@ -19,8 +19,8 @@ from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP
 
 #: Event kinds a dry run replays to know each conversation's state as it was.
-HISTORY_KINDS = ("in", "reply", "auto_reply", "status", "tag", "untag", "assign", "escalate", "priority",
-                 "reclassify", "rule")
+HISTORY_KINDS = ("in", "listened", "joined", "reply", "auto_reply", "status", "tag", "untag", "assign", "escalate",
+                 "priority", "reclassify", "rule")
 
 
 @dataclass
@@ -40,6 +40,7 @@ class ConversationFacts:
     handle: str = ""
     vip: bool = False
     subject: str = ""
+    listening: str | None = None  # the listening query it waits under (not in the inbox yet), or None
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,13 @@ class MessageFacts:
 
 
 _CONV_SQL = ("SELECT c.id, c.account, c.platform, c.kind, c.status, c.tags, c.assignee, c.priority, c.escalated, "
-             "coalesce(p.name, ''), coalesce(p.handle, ''), coalesce(p.vip, 0), c.subject "
+             "coalesce(p.name, ''), coalesce(p.handle, ''), coalesce(p.vip, 0), c.subject, c.listening "
              "FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id")
 
 
 def _conv(row: Sequence[Any]) -> ConversationFacts:
     return ConversationFacts(row[0], row[1], row[2], row[3], row[4], {t for t in (row[5] or "").split(TAG_SEP) if t},
-                             row[6], row[7], bool(row[8]), row[9], row[10], bool(row[11]), row[12])
+                             row[6], row[7], bool(row[8]), row[9], row[10], bool(row[11]), row[12], row[13])
 
 
 def rating_of(meta: Any) -> int | None:
@@ -190,7 +191,7 @@ def history(db: Database, since: float, until: float) -> Iterable[History]:
     """Conversations with a customer message that reached us between ``since`` and ``until``, each
     with its whole log (a rule may depend on what happened before the window)."""
     ids = [r[0] for r in db.conn.execute(
-        "SELECT DISTINCT conversation_id FROM events WHERE kind='in' AND "
+        "SELECT DISTINCT conversation_id FROM events WHERE kind IN ('in', 'listened') AND "
         "coalesce(json_extract(data, '$.received'), at) BETWEEN ? AND ? ORDER BY conversation_id",
         (since, until))]
     marks = ",".join("?" * len(HISTORY_KINDS))
@@ -211,7 +212,9 @@ def history(db: Database, since: float, until: float) -> Iterable[History]:
             facts = convs.get(conv_id)
             if facts is None:
                 continue
+            found_by = facts.listening or next((e[4].get("listening") for e in events.get(conv_id, ())
+                                                if e[2] == "joined"), None)
             start_state = ConversationFacts(facts.id, facts.account, facts.platform, facts.kind,
                                             customer=facts.customer, handle=facts.handle, vip=facts.vip,
-                                            subject=facts.subject)
+                                            subject=facts.subject, listening=found_by)
             yield History(start_state, events.get(conv_id, []), messages.get(conv_id, {}))

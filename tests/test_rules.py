@@ -531,3 +531,31 @@ def test_cli_rules_test_prints_per_rule_and_json(demo_ws: Workspace, tmp_path: P
     assert [r["rule"] for r in doc["rules"]] == ["swahili"] and doc["rules"][0]["conversations"] > 0
     assert main(["rules", "test", "nope", *args]) == 2
     assert "no rule named 'nope'" in capsys.readouterr().err
+
+
+# ---- listening matches --------------------------------------------------------------------------
+
+
+def test_rules_see_listening_matches_only_when_they_ask_for_them(tmp_path: Path, clock: Clock) -> None:
+    """Posts a listening query found reach the rules through the same ingest hook (inside the
+    listener's ingest); as in search, only a rule saying is:listening or listening:NAME sees them,
+    and such a rule cannot answer them. The dry run replays them the same way."""
+    from replydesk.model import FetchResult
+
+    s = shop(tmp_path, clock, """\
+  - name: complaint
+    when: {query: "listening:brand refund"}
+    then: {tag: complaint}
+  - name: inbox-refund
+    when: {words: [refund]}
+    then: {tag: refund}
+""")
+    found = IncomingMessage(native_id="p1", conversation_native_id="p1", platform="mastodon", kind="mention",
+                            contact=Contact("ann", "Ann"), text="no refund from them yet", created_at=clock.now)
+    ingest.ingest(s.db, "demo", [FetchResult([found], {"s": 1}, "listen:brand", listening="brand")])
+    s.write("a", "refund please", platform="mastodon", kind="mention")
+    assert s.row("p1").tags == ("complaint",) and s.row("a").tags == ("refund",)
+    report = dry_run(s.db, s.config, 0.0, clock.now)
+    assert {n: len(r.conversations) for n, r in report.rules.items()} == {"complaint": 1, "inbox-refund": 1}
+    with pytest.raises(ConfigError, match="posts found by listening are not addressed to us"):
+        config_of("rules:\n  - {name: r, when: {query: 'is:listening'}, then: {reply: thanks}}\n")
