@@ -128,7 +128,7 @@ def table(report: dict[str, Any]) -> str:
 
 def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, lineterminator="\n")  # the CLI ends lines; a "\r" would print as a visible ␍
     writer.writerow(["key", "conversations",
                      *[f"{m}_{f}" for m in ("first_reply", "next_reply", "resolution")
                        for f in ("median_seconds", "p90_seconds", "within_target")],

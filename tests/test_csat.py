@@ -6,13 +6,14 @@ real: the survey leaves through the outbox and lands once on the platform's ledg
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
 from replydesk.config import parse_config
 from replydesk.csat import parse_answer
-from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.model import Contact, FetchResult, IncomingMessage, iso
 from replydesk.providers.demo import DemoRemote
 from replydesk.reporting import make_report
 from replydesk.storage import actions, ingest, queries, slastate
@@ -151,3 +152,83 @@ def test_no_survey_to_a_robot(tmp_path: Path) -> None:
     [reason] = db.conn.execute("SELECT data FROM events WHERE kind='csat_skipped'").fetchone()
     assert "only automatic messages" in reason
     db.close()
+
+
+def _surveys(ws: Workspace) -> list[dict]:
+    return [e for e in DemoRemote(ws.data_dir).ledger() if e["text"].startswith(("How did we do", "Habari"))]
+
+
+def _resolve_and_survey(db, engine, clock: Clock, ids: list[str]) -> None:  # noqa: ANN001
+    actions.resolve(db, ids)
+    clock.advance(10)
+    asyncio.run(engine.run_once())  # the sweep queues the survey, the next drain sends it
+    asyncio.run(engine.run_once())
+
+
+def test_a_platform_has_its_own_survey_and_an_account_can_turn_it_off(tmp_path: Path) -> None:
+    clock = Clock()
+    for enabled in ("true", "false"):
+        config = parse_config(CONFIG.replace("    csat: ", "    csat_sw: \"Habari {first_name}, tupe alama 1-5.\"\n"
+                                             "    csat: ").replace(
+            "demo: {survey: csat}", f"demo: {{survey: csat, platforms: {{telegram: csat_sw}}, enabled: {enabled}}}"),
+            Path("c.yaml"))
+        ws = Workspace(tmp_path / enabled, config, clock=clock)
+        db = ws.open_db()
+        engine = ws.engine(db)
+        asyncio.run(engine.run_once())
+        dms = {p: queries.get_row(db, c) for p, c in db.conn.execute(
+            "SELECT platform, min(id) FROM conversations WHERE kind='dm' AND reply_window IS NULL "
+            "AND platform IN ('telegram', 'x') GROUP BY platform")}
+        assert set(dms) == {"telegram", "x"}
+        _resolve_and_survey(db, engine, clock, [r.id for r in dms.values()])
+        natives = {p: db.conn.execute("SELECT native_id FROM conversations WHERE id=?", (r.id,)).fetchone()[0]
+                   for p, r in dms.items()}
+        sent = {e["conversation"]: e["text"] for e in _surveys(ws)}
+        if enabled == "true":
+            first = {p: r.customer.split()[0] for p, r in dms.items()}
+            assert sent == {natives["telegram"]: f"Habari {first['telegram']}, tupe alama 1-5.",
+                            natives["x"]: f"How did we do, {first['x']}? Reply 1 (bad) to 5 (great)."}
+        else:
+            assert sent == {}  # turned off: nothing queued, nothing sent
+            assert db.conn.execute("SELECT count(*) FROM outbox WHERE conversation_id IN (?, ?)",
+                                   [r.id for r in dms.values()]).fetchone()[0] == 0
+        db.close()
+
+
+def test_the_cli_report_shows_csat_with_every_grouping(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Two surveyed conversations, one tagged: answered "5" and "si nzuri" (Swahili: not good).
+    Hand-computed: all 2 answers, 50% satisfied, average 5.0 (only "5" has a score); by tag: wholesale
+    1 answer, 100%, 5.0; (untagged) 1 answer, 0%, no average."""
+    from replydesk.cli import main
+
+    clock = Clock()
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(CONFIG, encoding="utf-8")
+    config = parse_config(CONFIG, config_file)
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    asyncio.run(engine.run_once())
+    first, second = [queries.get_row(db, r[0]) for r in db.conn.execute(
+        "SELECT id FROM conversations WHERE kind='dm' AND reply_window IS NULL ORDER BY id LIMIT 2")]
+    actions.tag(db, [first.id], ["wholesale"])
+    _resolve_and_survey(db, engine, clock, [first.id, second.id])
+    _answer(db, first, "5", clock.now, 1)
+    _answer(db, second, "si nzuri", clock.now, 2)
+    db.close()
+    args = ["--data-dir", str(ws.data_dir), "--config", str(config_file), "--until", iso(clock.now + 60)]
+    assert main(["report", "--by", "tag", "--json", *args]) == 0
+    groups = {g["key"]: g["csat"] for g in json.loads(capsys.readouterr().out)["groups"]}
+    assert groups["wholesale"] == {"responses": 1, "satisfied": 1.0, "average": 5.0}
+    assert groups["(untagged)"] == {"responses": 1, "satisfied": 0.0, "average": None}
+    for by in ("platform", "account", "assignee", "policy"):
+        assert main(["report", "--by", by, "--json", *args]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert sum(g["csat"]["responses"] for g in doc["groups"]) == 2, by
+    assert main(["report", *args]) == 0
+    text = capsys.readouterr().out
+    header, row = [line for line in text.splitlines() if "CSAT answers" in line or line.startswith("all")][:2]
+    assert "satisfied" in header and row.split()[-3:] == ["2", "50%", "5.0"]
+    assert main(["report", "--csv", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()  # "\n" ends a line: no stray (visible) carriage return
+    assert lines[0].endswith("csat_responses,csat_satisfied,csat_average") and lines[1].endswith(",2,0.5,5.0")
