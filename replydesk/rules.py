@@ -352,15 +352,18 @@ class LiveRules:
                 if not rulelog.timer_fired(db, conv_id, rule.name, wait[0]):
                     rulelog.schedule(db, rule.name, conv_id, wait[0], max(wait[0] + rule.timer, now))
 
-    def run_timers(self, db: Database) -> int:
-        """Fire the timers due now; returns how many rules acted."""
-        if not self.rules.timers or not rulelog.due_timers(db, db.now(), 1):
+    def run_timers(self, db: Database, accounts: Iterable[str] | None = None) -> int:
+        """Fire the timers due now; returns how many rules acted. ``accounts``: only those of these
+        accounts' conversations (a team engine: the accounts it leads, so a timer fires once a team)."""
+        if accounts is not None:
+            accounts = list(accounts)
+        if not self.rules.timers or not rulelog.due_timers(db, db.now(), 1, accounts):
             return 0
         acted = 0
         with db.transaction():
             apply = StorageApplier(db, self.config)
             known = {r.name: r for r in self.rules.timers}
-            for name, conv_id, since, due in rulelog.due_timers(db, db.now()):
+            for name, conv_id, since, due in rulelog.due_timers(db, db.now(), accounts=accounts):
                 rulelog.drop_timer(db, name, conv_id)
                 rule, wait = known.get(name), rulelog.wait_since(db, conv_id)
                 conv = rulelog.conversation(db, conv_id)

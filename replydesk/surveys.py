@@ -9,6 +9,8 @@ per conversation. What was not sent is logged (``csat_skipped``) with the reason
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from replydesk.config import Config
 from replydesk.rules import fill
 from replydesk.storage import csat, outbox, queries, rulelog
@@ -21,9 +23,13 @@ class Surveys:
         self.config = config
         self.settings = config.csat
         self._seen = 0  # events up to this seq hold no resolve after the cursor
+        self._only: frozenset[str] | None = None
 
-    def run(self, db: Database, limit: int = 200) -> int:
-        """Survey the conversations resolved since the last look; returns how many were queued."""
+    def run(self, db: Database, limit: int = 200, accounts: Iterable[str] | None = None) -> int:
+        """Survey the conversations resolved since the last look; returns how many were queued.
+        ``accounts``: survey only theirs (a team engine: the accounts it leads, so a survey goes once
+        a team; the others' resolves are the leading engine's to survey)."""
+        self._only = None if accounts is None else frozenset(accounts)
         queued = 0
         after = csat.cursor(db)
         if after is not None:
@@ -50,6 +56,8 @@ class Surveys:
         if target is None:
             return 0
         account, platform, kind, status = target
+        if self._only is not None and account not in self._only:
+            return 0
         settings = self.settings.accounts.get(account)
         if settings is None or not settings.enabled or status != "resolved":
             return 0

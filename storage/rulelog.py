@@ -158,10 +158,19 @@ def schedule(db: Database, rule: str, conv_id: str, since: float, due: float) ->
         "WHERE rule_timers.since != excluded.since", (rule, conv_id, since, due))
 
 
-def due_timers(db: Database, now: float, limit: int = 200) -> list[tuple[str, str, float, float]]:
-    """(rule, conversation, since, due) of timers due by ``now``, earliest first."""
+def due_timers(db: Database, now: float, limit: int = 200, accounts: Iterable[str] | None = None
+               ) -> list[tuple[str, str, float, float]]:
+    """(rule, conversation, since, due) of timers due by ``now``, earliest first; ``accounts``: only
+    their conversations' (a team engine fires the timers of the accounts it leads)."""
+    if accounts is None:
+        return [tuple(r) for r in db.conn.execute(
+            "SELECT rule, conversation_id, since, due FROM rule_timers WHERE due <= ? ORDER BY due LIMIT ?",
+            (now, limit))]
+    names = list(accounts)
     return [tuple(r) for r in db.conn.execute(
-        "SELECT rule, conversation_id, since, due FROM rule_timers WHERE due <= ? ORDER BY due LIMIT ?", (now, limit))]
+        "SELECT t.rule, t.conversation_id, t.since, t.due FROM rule_timers t JOIN conversations c "
+        f"ON c.id = t.conversation_id WHERE t.due <= ? AND c.account IN ({','.join('?' * len(names)) or 'NULL'}) "
+        "ORDER BY t.due LIMIT ?", (now, *names, limit))]
 
 
 def drop_timer(db: Database, rule: str, conv_id: str) -> None:

@@ -324,6 +324,17 @@ def test_no_reply_for_fires_once_per_wait_and_a_reply_starts_a_new_wait(tmp_path
     assert first["trigger"] == second["trigger"] == "timer" and first["since"] < second["since"]
 
 
+def test_timers_fire_only_for_the_accounts_asked(tmp_path: Path, clock: Clock) -> None:
+    """A team engine fires the timers of the accounts it leads, and leaves the others' in place."""
+    s = shop(tmp_path, clock, "  - name: overdue\n    when: {no_reply_for: 30m}\n    then: {tag: overdue}\n")
+    s.write("a", "hello?")
+    clock.advance(31 * 60)
+    assert s.rules.run_timers(s.db, accounts=["elsewhere"]) == 0
+    assert s.row("a").tags == ()
+    assert s.rules.run_timers(s.db, accounts=["demo"]) == 1
+    assert s.row("a").tags == ("overdue",)
+
+
 def test_a_timer_does_not_fire_once_the_conversation_is_resolved(tmp_path: Path, clock: Clock) -> None:
     s = shop(tmp_path, clock, "  - name: overdue\n    when: {no_reply_for: 30m}\n    then: {tag: overdue}\n")
     s.write("a", "hello?")
