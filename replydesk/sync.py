@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,13 @@ class SyncEngine:
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
         return not run.stopped and self.db.now() >= run.blocked_until
+
+    def can_stream(self, run: AccountRun) -> bool:
+        """Whether to open the account's push stream now: after the first poll has stored its cursors
+        (both would ask the platform at once), and not while it must wait."""
+        now = self.db.now()
+        return not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
+            and now >= run.stream_blocked_until
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
@@ -448,14 +455,17 @@ class SyncEngine:
             sent += await self.drain(run, limit=limit - sent)
         return sent
 
-    async def reconcile_in_flight(self) -> None:
+    async def reconcile_in_flight(self, accounts: Collection[str] | None = None) -> None:
         """Replies left in 'sending' by a crash: settle each before anything else in its thread leaves.
+        ``accounts``: only theirs (a team engine settles the accounts it has just come to lead).
 
         Each goes back to queued still counted as attempted, so it stays first in its conversation and
         uncertain: on a platform that cannot tell, it becomes ``unknown`` here and now; otherwise the
         next drain settles it before sending (same key again, or a lookup first), within rate limits.
         """
         for item in outbox.in_flight(self.db):
+            if accounts is not None and item.account not in accounts:
+                continue
             run = self.accounts.get(item.account)
             if run is None:  # the account is gone from the config: nobody can find out here
                 outbox.mark_unknown(self.db, item.key, f"interrupted while sending, and account {item.account!r} "
@@ -546,10 +556,7 @@ class SyncEngine:
         """
         partial = not run.provider.stream_replaces_polling
         while not self._stop.is_set():
-            # Start after the first poll has stored its cursors (both would ask the platform at once).
-            now = self.db.now()
-            if not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
-                    and now >= run.stream_blocked_until:
+            if self.can_stream(run):
                 run.streaming = True
                 try:
                     async for result in run.provider.stream():

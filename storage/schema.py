@@ -550,7 +550,34 @@ MIGRATIONS: list[list[str]] = [
         "DROP TABLE inbox_ranks",
         *counter_tables(COUNTERS),
     ],
-    # 15: the rules' "no reply for N minutes" timers: one row per (rule, conversation) while a
+    # 15: team mode (a workspace joined to a PostgreSQL team; empty and unused otherwise). The cache
+    # keeps the same tables; these say how far it follows the team and what others are doing.
+    [
+        # The team version (last applied team seq) of each conversation, and the version each local
+        # change was made on (filled by a trigger the join installs), so a push carries what was seen.
+        "CREATE TABLE team_versions (conversation_id TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE team_event_base (seq INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        # Ranges of local event seqs written while applying the team's events: never pushed back.
+        "CREATE TABLE team_applied (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL)",
+        # Who else is looking at or answering which conversation (expires unless renewed).
+        """CREATE TABLE presence (
+            agent TEXT PRIMARY KEY,
+            conversation_id TEXT,
+            activity TEXT,
+            since REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        # Things the engine must tell the user (a change the team refused, and why), shown once.
+        """CREATE TABLE notices (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            conversation_id TEXT,
+            text TEXT NOT NULL,
+            shown INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX notices_unshown ON notices(id) WHERE shown = 0",
+    ],
+    # 16: the rules' "no reply for N minutes" timers: one row per (rule, conversation) while a
     # customer waits, due at the oldest unanswered message's time plus N; the engine's sweep fires
     # the due ones (once per wait) and drops those a reply or a resolve ended.
     [

@@ -232,3 +232,51 @@ def test_the_cli_report_shows_csat_with_every_grouping(tmp_path: Path, capsys) -
     assert main(["report", "--csv", *args]) == 0
     lines = capsys.readouterr().out.splitlines()  # "\n" ends a line: no stray (visible) carriage return
     assert lines[0].endswith("csat_responses,csat_satisfied,csat_average") and lines[1].endswith(",2,0.5,5.0")
+
+
+def test_a_standby_team_engine_surveys_nothing(tmp_path: Path) -> None:
+    """A team engine surveys the accounts it leads only (the leader surveys each resolve once)."""
+    from replydesk.surveys import Surveys
+
+    clock = Clock()
+    config = parse_config(CONFIG, Path("c.yaml"))
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    asyncio.run(ws.engine(db).run_once())
+    surveys = Surveys(config)
+    surveys.run(db)  # the first look starts the cursor
+    first, second = [r[0] for r in db.conn.execute(
+        "SELECT id FROM conversations WHERE kind='dm' AND reply_window IS NULL ORDER BY id LIMIT 2")]
+    actions.resolve(db, [first])
+    assert surveys.run(db, accounts=frozenset({"elsewhere"})) == 0
+    assert db.conn.execute("SELECT count(*) FROM events WHERE kind='csat_survey'").fetchone()[0] == 0
+    actions.resolve(db, [second])
+    assert surveys.run(db, accounts=frozenset({"demo"})) == 1
+    db.close()
+
+
+def test_in_a_team_the_answer_goes_to_the_team_as_no_persons_message(tmp_path: Path) -> None:
+    """The team reopens a conversation on a person's message; the survey's answer must not, so the
+    engine that read it pushes it marked, with the rating (and anything else as usual)."""
+    from replydesk.storage import team_local
+
+    clock = Clock()
+    config = parse_config(CONFIG, Path("c.yaml"))
+    ws = Workspace(tmp_path / "ws", config, clock=clock)
+    db = ws.open_db()
+    engine = ws.engine(db)
+    asyncio.run(engine.run_once())
+    dm = _conv(db, "dm")
+    actions.resolve(db, [dm.id])
+    clock.advance(10)
+    asyncio.run(engine.run_once())
+    asyncio.run(engine.run_once())
+    link = team_local.Link("postgresql://team.example/shop", "engine-a", "engine", "r1")
+    team_local.set_link(db, link)  # from here on, what changes is pushed
+    _answer(db, dm, "asante sana, 5", clock.now, 1)
+    _answer(db, dm, "and where is my refund?", clock.now + 60, 2)
+    changes, _, _ = team_local.pending_changes(db, link)
+    sent = {c.command["message"]["text"]: c.command["message"]["automatic"] for c in changes
+            if c.command["kind"] == "message"}
+    assert sent == {"asante sana, 5": "survey answer: 5/5", "and where is my refund?": None}
+    db.close()
