@@ -695,6 +695,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "rules": [r.name for r in config.rules],
+        "csat_accounts": sorted(config.csat.accounts),
         "listening": [q.name for q in config.listening],
     }
     if args.json:
@@ -707,6 +709,39 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  views: {', '.join(summary['views'])}")
     if config.listening:
         say(f"  listening: {', '.join(summary['listening'])}")
+    say(f"  rules: {', '.join(summary['rules']) or 'none'}")
+    if summary["csat_accounts"]:
+        say(f"  satisfaction survey: {', '.join(summary['csat_accounts'])}")
+    return EXIT_OK
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """The dry run: what the rules would have done to the stored history. Nothing changes."""
+    from replydesk import rules
+    from replydesk.slaconfig import parse_duration
+
+    ws, db = _open(args, create=False)
+    if not ws.config.rules:
+        raise UsageError("no rules in the config: add a rules: section (see config.example.yaml)")
+    until = db.now()
+    try:
+        since = until - parse_duration(args.since)
+    except ValueError:
+        from replydesk.model import parse_iso
+
+        try:
+            since = parse_iso(args.since)
+        except ValueError:
+            raise UsageError("--since: expected a duration (30d, 12h) or an ISO 8601 time") from None
+    try:
+        report = rules.dry_run(db, ws.config, since, until, args.rule)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.json:
+        emit_json(report.to_json())
+        return EXIT_OK
+    for line in rules.describe(report):
+        say(line)
     return EXIT_OK
 
 
@@ -866,6 +901,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
                         description="validate the config and print a summary")
     c.set_defaults(func=cmd_config_check)
+
+    p = add("rules", lambda a: (a.rules_parser.print_help(), EXIT_USAGE)[1], "triage rules: try them on the history")
+    rsub = p.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
+    p.set_defaults(rules_parser=p)
+    r = rsub.add_parser("test", parents=[common, jsonopt],
+                        help="dry run: what the rules would have done to the stored history (nothing changes)",
+                        description="Replay the rules over the stored history and print, per rule, how many "
+                                    "conversations it would have matched, what it would have done and a sample.")
+    r.add_argument("rule", nargs="?", help="only this rule (default: all, in order)")
+    r.add_argument("--since", default="30d", metavar="WHEN", help="how far back: 30d, 12h or an ISO 8601 time "
+                                                                  "(default 30d)")
+    r.set_defaults(func=cmd_rules_test)
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from replydesk.listening import ListeningQuery
 from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.rulesconfig import DEFAULT_LANGUAGES, LANGUAGE_CODES, CsatSettings, RuleSpec, problems
 from replydesk.slaconfig import SlaSettings
 
 APP = "replydesk"
@@ -175,6 +176,21 @@ class Config(Strict):
     @classmethod
     def _listening_targets(cls, queries: list[ListeningQuery], info: ValidationInfo) -> list[ListeningQuery]:
         return check_listening(queries, info.data.get("accounts") or [])
+    rules: list[RuleSpec] = []
+    """Triage rules, tried top to bottom on each customer message (``replydesk.rules``)."""
+    csat: CsatSettings = CsatSettings()
+    """The satisfaction survey after a resolve, per account."""
+    customer_languages: list[str] = list(DEFAULT_LANGUAGES)
+    """The languages customers write in: the rules' ``language`` condition chooses among these
+    (and the ones the rules name)."""
+
+    @field_validator("customer_languages")
+    @classmethod
+    def _language_codes(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c.lower() not in LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"unknown language {unknown[0]!r}: use ISO 639-1 codes such as en, sw, hi")
+        return [c.lower() for c in v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -313,6 +329,14 @@ def parse_config(text: str, path: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path, root)) from None
+    found = problems(config)  # what needs the whole file: rules' calendars, saved replies, accounts
+    if found:
+        lines = []
+        for loc, msg in found:
+            node = _node_at(root, loc)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: {_describe(loc)}: {msg}")
+        raise ConfigError("\n".join(lines))
     _check_keymap(config.keymap, path, root)
     return config
 
@@ -321,10 +345,10 @@ def _check_keymap(keymap: dict[str, str], path: Path, root: yaml.Node | None) ->
     """Unknown binding ids and keys two bindings would share are errors (``replydesk.keys``)."""
     from replydesk.keys import check_keymap
 
-    problems = check_keymap(keymap)
-    if problems:
+    clashes = check_keymap(keymap)
+    if clashes:
         lines = []
-        for ident, problem in problems:
+        for ident, problem in clashes:
             node = _node_at(root, ("keymap", ident))
             line = f":{node.start_mark.line + 1}" if node is not None else ""
             lines.append(f"{path}{line}: keymap.{ident}: {problem}")

@@ -102,6 +102,7 @@ BINDINGS: tuple[KeySpec, ...] = (
     _main("back", "escape", "Back / cancel"),
     _main("help", "question_mark", "Help", show=True),
     _main("report", "ctrl+r", "Report screen"),
+    _main("rules", "A", "Rules screen: what each automation rule would have done (a dry run)"),
     _main("quit", "q", "Quit", show=True),
     *(_main(f"view_{n}", str(n), f"View {n}", action=f"view({n})") for n in range(1, 10)),
     # The inbox list.

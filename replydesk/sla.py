@@ -62,7 +62,7 @@ class SlaEvent:
     """One fact from the conversation's event log, as the SLA engine needs it."""
 
     at: float  # epoch seconds UTC
-    kind: str  # "in" | "reply" | "status" (data={"status": ...}); other kinds are ignored
+    kind: str  # "in" | "reply" | "auto_reply" | "status" (data={"status": ...}); other kinds are ignored
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -403,6 +403,9 @@ class SlaEngine:
             events = [SlaEvent(e.at, "in", e.data) if e.kind == "listened" else e for e in events]
         ordered = sorted(events, key=lambda e: e.at)  # stable: same-instant events keep log order
         evs = [e for e in ordered if e.at <= at]
+        if any(e.kind == "auto_reply" for e in evs):  # an automatic reply is ours only if the policy says so
+            evs = [SlaEvent(e.at, "reply", e.data) if e.kind == "auto_reply" else e for e in evs
+                   if e.kind != "auto_reply" or policy.count_auto_replies]
         changes = status_changes(evs, at)
         runs = _runs(changes)
         pause_when = frozenset(policy.pause_when)

@@ -243,6 +243,9 @@ class PolicySpec(_Strict):
     resolution: TargetSpec | None = None
     pause_when: list[Literal["pending", "snoozed"]] = Field(default_factory=list)
     escalated_factor: float | None = Field(default=None, gt=0, le=1)
+    #: An automatic reply (a rule's acknowledgement, a survey) counts as our reply for this policy's
+    #: first and next reply; by default only a person's reply does.
+    count_auto_replies: bool = False
 
     def target(self, metric: str) -> TargetSpec | None:
         return getattr(self, metric)

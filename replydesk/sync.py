@@ -39,6 +39,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
+from replydesk.rules import LiveRules
 from replydesk.storage import (
     accounts,
     actions,
@@ -52,6 +53,7 @@ from replydesk.storage import (
     tickets,
 )
 from replydesk.storage.db import Database
+from replydesk.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,12 @@ class SyncEngine:
 
         self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
+        # Rules act on what each ingest stores, inside its transaction (db.ingest_hook); timers and
+        # surveys come with the sweep. Both are read from the config at start.
+        self.rules = LiveRules(config) if config.rules else None
+        if self.rules is not None:
+            self.rules.attach(db)
+        self.surveys = Surveys(config) if config.csat.accounts else None
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
@@ -487,18 +495,27 @@ class SyncEngine:
     # ---- housekeeping -----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Time-driven changes: snoozes that ran out, SLAs that just breached."""
+        """Time-driven changes: snoozes that ran out, SLAs that just breached, rules' timers that
+        came due, surveys after a resolve."""
         actions.wake_snoozed(self.db)
         due = slastate.due_conversations(self.db, self.db.now())
         if due:
             with self.db.transaction():
                 slastate.refresh(self.db, due)
+        self.run_timers()
+        if self.surveys is not None:
+            self.surveys.run(self.db)
+
+    def run_timers(self) -> None:
+        if self.rules is not None:
+            self.rules.run_timers(self.db)
 
     # ---- running ----------------------------------------------------------------------------------
 
     async def run_once(self) -> PassReport:
         report = PassReport()
         await self.reconcile_in_flight()
+        self.run_timers()  # timers due before what this pass fetches fire first, as time ran
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from replydesk.model import STATUSES
+from replydesk.slaconfig import PRIORITIES
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, clean_text
@@ -86,6 +87,20 @@ def assign(db: Database, conv_ids: Sequence[str], who: str | None, actor: str = 
                                   (who, conv_id, who))
             if cur.rowcount:  # assigning to whoever has it already changes nothing, logs nothing
                 _event(db, conv_id, "assign", actor, {"assignee": who})
+
+
+def set_priority(db: Database, conv_ids: Sequence[str], priority: str, actor: str = "me") -> None:
+    """Set the priority (low, normal, high, urgent); SLA policies can match on it."""
+    if priority not in PRIORITIES:
+        raise ActionError(f"priority must be one of {', '.join(PRIORITIES)}")
+    with db.transaction():
+        _require(db, conv_ids)
+        for conv_id in conv_ids:
+            cur = db.conn.execute("UPDATE conversations SET priority=? WHERE id=? AND priority != ?",
+                                  (priority, conv_id, priority))
+            if cur.rowcount:
+                _event(db, conv_id, "priority", actor, {"priority": priority})
+        slastate.refresh(db, conv_ids)
 
 
 def escalate(db: Database, conv_ids: Sequence[str], *, target: str = "helpdesk", reason: str = "",

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
-from replydesk.storage import reply_windows, slastate
+from replydesk.storage import csat, reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class IngestStats:
     skipped: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     conversations: set[str] = field(default_factory=set)
+    #: (conversation id, message id) of each new customer message, oldest first; collected only for
+    #: a ``Database.ingest_hook`` (the rules), which runs on them in the same transaction.
+    inbound: list[tuple[str, str]] = field(default_factory=list)
     listened: list[ListeningMatch] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)  # listening conversations that joined the inbox
 
@@ -192,7 +195,23 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
                 (account, result.stream, json.dumps(result.cursor), db.now()),
             )
         slastate.refresh(db, stats.conversations)
+        if db.ingest_hook is not None and stats.inbound:
+            _run_hook(db, account, stats)
     return stats
+
+
+def _run_hook(db: Database, account: str, stats: IngestStats) -> None:
+    """The engine's rules on what was just stored, in the same transaction (so a crash loses or keeps
+    both). A failing rule must not cost the messages: its writes roll back to a savepoint, the
+    messages stay, and the error is logged."""
+    db.conn.execute("SAVEPOINT ingest_hook")
+    try:
+        db.ingest_hook(db, account, stats)
+    except Exception:
+        log.exception("account %s: the rules failed on %d new message(s); the messages are kept",
+                      account, len(stats.inbound))
+        db.conn.execute("ROLLBACK TO ingest_hook")
+    db.conn.execute("RELEASE ingest_hook")
 
 
 def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats, *,
@@ -351,14 +370,19 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             for mid, m in fresh.items()
         ],
     )
+    # A customer's message records when it reached us ("received"): the rules run then, and their
+    # dry run replays history in that order. An import's messages did not reach us now (and an
+    # import is history: no rule runs on it), so they keep only the time they were written.
+    received = "}" if checked else ', "received": ' + repr(float(now)) + "}"
     if joining:
         _join(db, joining, "the customer wrote to us", stats)
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [_event_row(mid, m, account, waiting) if m.automatic or waiting else
+        [_event_row(mid, m, account, waiting, received) if m.automatic or waiting else
          (item_id(account, m.conversation_native_id), m.created_at,
           "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
-          "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
+          "customer" if m.direction == "in" else "platform",
+          '{"message": ' + _json_str(mid) + (received if m.direction == "in" else "}"))
          for mid, m in fresh.items()],
     )
     if query:
@@ -367,8 +391,13 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 conv = item_id(account, m.conversation_native_id)
                 stats.listened.append(ListeningMatch(conv, mid, query, m.text, conv in waiting))
     stats.new_messages += len(fresh)
-    _wake_on_inbound(db, convs, known)
+    answered = _wake_on_inbound(db, convs, known)
     _review_priority(db, account, fresh)
+    if db.ingest_hook is not None:
+        stats.inbound.extend(sorted(
+            ((item_id(account, m.conversation_native_id), mid) for mid, m in fresh.items()
+             if m.direction == "in" and not _automatic(m) and mid not in answered),
+            key=lambda pair: fresh[pair[1]].created_at))
     if any(m.delivery_failure is not None for m in fresh.values()):
         _record_delivery_failures(db, account, fresh)
     # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
@@ -445,8 +474,8 @@ ON CONFLICT(id) DO UPDATE SET
 """
 
 
-def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset()
-               ) -> tuple:
+def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset(),
+               received: str = "}") -> tuple:
     """The log row of a new message. An automatic one is logged as ``automatic``, a kind the SLA
     engine and the reports do not read: it neither starts nor restarts a clock. A customer's post in a
     conversation waiting in the Listening view is logged as ``listened``: no clock either."""
@@ -457,6 +486,7 @@ def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | f
         kind, actor, data = "automatic", "robot", json.dumps({"message": mid, "reason": reason})
     elif m.direction == "in":
         kind, actor = ("listened" if conv_id in waiting else "in"), "customer"
+        data = '{"message": ' + _json_str(mid) + received
     else:
         kind, actor = ("reply" if m.direction == "out" else "note"), "platform"
     return (conv_id, m.created_at, kind, actor, data)
@@ -587,9 +617,13 @@ def _review_priority(db: Database, account: str, fresh: dict[str, IncomingMessag
              json.dumps({"priority": priority, "from": row[0], "reason": f"{rating}-star review"})))
 
 
-def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> None:
-    """A customer writing again reopens a resolved, pending or snoozed conversation (as helpdesks do)."""
+def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> set[str]:
+    """A customer writing again reopens a resolved, pending or snoozed conversation (as helpdesks do).
+
+    Except an answer to a satisfaction survey: a resolved conversation's survey that awaits an answer
+    takes the message as its rating (``storage.csat``) and stays resolved. Returns those messages' ids."""
     woken = []
+    answered: set[str] = set()
     for conv_id, items in convs.items():
         if conv_id not in known:
             continue
@@ -598,6 +632,14 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
         if latest_in is None:
             continue
         row = db.conn.execute("SELECT status FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        if row and row[0] == "resolved":
+            people = [(mid, m) for mid, m in items if m.direction == "in" and not _automatic(m)]
+            taken = csat.take_answers(db, conv_id, [(mid, m.text, m.created_at) for mid, m in people])
+            answered |= taken
+            rest = [m.created_at for mid, m in people if mid not in taken]
+            if not rest:
+                continue
+            latest_in = max(rest)
         if row and row[0] != "open":
             woken.append((conv_id, latest_in, row[0]))
     for conv_id, at, old in woken:
@@ -606,6 +648,7 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
             "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
             (conv_id, at, "status", "customer", json.dumps({"status": "open", "from": old})),
         )
+    return answered
 
 
 def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:

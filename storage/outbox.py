@@ -113,7 +113,7 @@ class OutsideReplyWindow(ActionError):
 
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
                 at: float | None = None, actor: str = "me", to_automatic: bool = False,
-                send_as: str | None = None) -> str:
+                send_as: str | None = None, automatic: str | None = None) -> str:
     """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
 
     A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
@@ -122,7 +122,11 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
 
     A reply that would leave (``not_before``) after its conversation's reply window closed raises
     ``OutsideReplyWindow`` with the choices the platform still allows; ``send_as`` is the choice
-    the user took (``windows.HUMAN_AGENT``), checked against the window the same way."""
+    the user took (``windows.HUMAN_AGENT``), checked against the window the same way.
+
+    ``automatic`` marks a reply no person wrote (``"rule:NAME"``, ``"csat"``): once sent it is logged
+    as ``auto_reply``, which is not our reply for the SLA unless the policy says so
+    (``count_auto_replies``), and the conversation still waits for a person's answer."""
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -148,7 +152,9 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
             "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg_id, conv_id, account, f"out:{key}", "out", actor, text, now, "queued", int(private)),
         )
-        payload = {"send_as": send_as} if send_as else {}
+        payload: dict[str, Any] = {"send_as": send_as} if send_as else {}
+        if automatic:
+            payload["automatic"] = automatic
         _insert(db, key, conv_id, msg_id, account, private, text, now, not_before, "reply", payload)
         data: dict[str, Any] = {"key": key, "private": private, "not_before": not_before}
         if send_as:
@@ -419,15 +425,25 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
             "UPDATE outbox SET state='sent', remote_id=?, message_id=?, last_error=NULL, updated_at=? WHERE key=?",
             (remote_id, new_id, db.now(), key),
         )
-        db.conn.execute(
-            "UPDATE conversations SET last_outbound_at=max(coalesce(last_outbound_at, 0), ?), "
-            "last_message_at=max(last_message_at, ?), needs_reply=0, unread=0, "
-            "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
-            (sent_at, sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
-        )
+        robot = item.payload.get("automatic") if isinstance(item.payload.get("automatic"), str) else None
+        if robot:  # an acknowledgement or a survey: the customer still waits for a person
+            db.conn.execute(
+                "UPDATE conversations SET last_message_at=max(last_message_at, ?), "
+                "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
+                (sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
+            )
+        else:
+            db.conn.execute(
+                "UPDATE conversations SET last_outbound_at=max(coalesce(last_outbound_at, 0), ?), "
+                "last_message_at=max(last_message_at, ?), needs_reply=0, unread=0, "
+                "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
+                (sent_at, sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
+            )
         if not clash:
-            _event(db, item.conversation_id, "reply", "me",
-                   {"key": key, "remote_id": remote_id, "private": item.private}, at=sent_at)
+            data = {"key": key, "remote_id": remote_id, "private": item.private}
+            if robot:
+                data["by"] = robot
+            _event(db, item.conversation_id, "auto_reply" if robot else "reply", robot or "me", data, at=sent_at)
         slastate.refresh(db, [item.conversation_id])
 
 

@@ -613,6 +613,19 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX tickets_conv ON tickets(conversation_id)",
     ],
+    # 18: the rules' "no reply for N minutes" timers: one row per (rule, conversation) while a
+    # customer waits, due at the oldest unanswered message's time plus N; the engine's sweep fires
+    # the due ones (once per wait) and drops those a reply or a resolve ended.
+    [
+        """CREATE TABLE rule_timers (
+            rule TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            since REAL NOT NULL,
+            due REAL NOT NULL,
+            PRIMARY KEY (rule, conversation_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX rule_timers_due ON rule_timers(due)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

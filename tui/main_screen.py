@@ -543,6 +543,11 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
 
         self.app.push_screen(ReportScreen())
 
+    def action_rules(self) -> None:
+        from replydesk.tui.rules_screen import RulesScreen
+
+        self.app.push_screen(RulesScreen())
+
     def action_help(self) -> None:
         context = "inbox"
         for node in self.focused.ancestors_with_self if self.focused else ():

@@ -667,6 +667,9 @@ async def test_report_screen_shows_the_figures_of_the_cli(workspace, db) -> None
         row = [str(c) for c in table.get_row_at(0)]
         assert row[0] == "all" and row[1] == str(expected["conversations"])
         assert row[9] == str(expected["breaches"])
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[-3:] == ["CSAT answers", "satisfied", "avg"]
+        assert row[-3] == str(expected["csat"]["responses"])
         await pilot.press("b")  # group by platform
         await settle(pilot)
         keys = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
