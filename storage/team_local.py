@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.storage import outbox, slastate
+from replydesk.storage import outbox, reply_windows, slastate
 from replydesk.storage.actions import _event, _sync_tag_column
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import IngestStats, _ingest_one, reindex_conversations
@@ -547,11 +547,18 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
             "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
             (d.get("account"), d.get("stream"), json.dumps(d.get("cursor")), event.at))
     elif kind == "account" and not own and d.get("name"):
+        facts = json.dumps(d.get("facts") or {})
+        before = db.conn.execute("SELECT facts FROM accounts WHERE name=?", (d["name"],)).fetchone()
         db.conn.execute(
             "INSERT INTO accounts(name, provider, platform, created_at, facts) VALUES (?,?,?,?,?) "
             "ON CONFLICT(name) DO UPDATE SET provider=excluded.provider, platform=excluded.platform, "
             "facts=excluded.facts",
-            (d["name"], d.get("provider", ""), d.get("platform", ""), event.at, json.dumps(d.get("facts") or {})))
+            (d["name"], d.get("provider", ""), d.get("platform", ""), event.at, facts))
+        if before is None or before[0] != facts:
+            # The rules may reach this cache after the conversations they bind (the engine publishes
+            # facts once it leads, its backlog can be ahead of them in the log): without this, the
+            # windows stay unknown here, a reply queues to a closed one and the engine refuses it.
+            reply_windows.refresh(db, d["name"])
 
 
 def _exists(db: Database, conv_id: str) -> bool:

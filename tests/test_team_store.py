@@ -19,8 +19,18 @@ import psycopg
 import pytest
 
 from replydesk.cli import main
-from replydesk.storage import actions, activity, outbox, platform_facts, queries, team_db, team_local
+from replydesk.storage import (
+    actions,
+    activity,
+    outbox,
+    platform_facts,
+    queries,
+    reply_windows,
+    team_db,
+    team_local,
+)
 from replydesk.storage.db import open_database
+from replydesk.team import TeamSync
 from team_support import Team, cache_state, differences, engine_config, engine_pass, sync, team_state
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -172,6 +182,31 @@ def test_a_reply_after_another_agents_reply_is_stopped_at_the_team(team: Team, j
     assert {rows[k][1] for k in rows} == {"queued"} and len(rows) == 2
     sync(joined["ana"])
     assert_equal_to_team(team, joined["ana"], joined["ben"])
+
+
+def test_reply_windows_reach_agents_whose_conversations_came_before_the_rules(team: Team,
+                                                                             joined: dict[str, Path]) -> None:
+    """The engine publishes its account's facts once it leads, after the backlog is in the log: an
+    agent's cache learns the rules after the conversations, and must still know which DM windows
+    closed (or it queues replies the engine then refuses, and they block their thread)."""
+    engine = open_database(joined["engine-a"])
+    try:
+        TeamSync(joined["engine-a"], engine, leads=lambda: frozenset({"demo"})).once()
+        verdicts = {c: reply_windows.verdict(engine, c, engine.now(), private=False)
+                    for c in conversations(joined["engine-a"], 40)}
+        closed = [c for c, v in verdicts.items() if v is not None and not v.allowed]
+        windows = dict(engine.conn.execute("SELECT id, reply_window FROM conversations"))
+    finally:
+        engine.close()
+    assert closed, "the demo backlog has DMs whose messaging window closed"
+    sync(joined["ana"])
+    ana = open_database(joined["ana"])
+    try:
+        assert dict(ana.conn.execute("SELECT id, reply_window FROM conversations")) == windows
+        with pytest.raises(outbox.OutsideReplyWindow):
+            outbox.queue_reply(ana, closed[0], "Sorry for the wait!", actor="ana")
+    finally:
+        ana.close()
 
 
 def test_a_reply_on_a_review_we_answered_stays_a_reply_the_team_sends(team: Team, joined: dict[str, Path]) -> None:
