@@ -66,6 +66,12 @@ class OutboxItem:
         return self.action == "reply"
 
     @property
+    def template(self) -> dict[str, Any] | None:
+        """The approved template a ``send_as="template"`` reply sends (see ``queue_reply``)."""
+        value = self.payload.get("template")
+        return value if isinstance(value, dict) else None
+
+    @property
     def send_as(self) -> str | None:
         """The choice a reply outside its plain window was queued with (``windows.HUMAN_AGENT``)."""
         value = self.payload.get("send_as")
@@ -113,7 +119,7 @@ class OutsideReplyWindow(ActionError):
 
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
                 at: float | None = None, actor: str = "me", to_automatic: bool = False,
-                send_as: str | None = None) -> str:
+                send_as: str | None = None, template: dict[str, Any] | None = None) -> str:
     """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
 
     A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
@@ -122,7 +128,12 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
 
     A reply that would leave (``not_before``) after its conversation's reply window closed raises
     ``OutsideReplyWindow`` with the choices the platform still allows; ``send_as`` is the choice
-    the user took (``windows.HUMAN_AGENT``), checked against the window the same way."""
+    the user took (``windows.HUMAN_AGENT``), checked against the window the same way.
+
+    ``template`` (with ``send_as="template"``): the approved template and its filled variables
+    (``{"name", "language", "params", "param_names"}``); ``text`` is what it reads as."""
+    if (send_as == "template") != (template is not None):
+        raise ActionError("a template reply needs its template (and a template only goes as one)")
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -144,7 +155,9 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
             "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg_id, conv_id, account, f"out:{key}", "out", actor, text, now, "queued", int(private)),
         )
-        payload = {"send_as": send_as} if send_as else {}
+        payload: dict[str, Any] = {"send_as": send_as} if send_as else {}
+        if template is not None:
+            payload["template"] = template
         _insert(db, key, conv_id, msg_id, account, private, text, now, not_before, "reply", payload)
         data: dict[str, Any] = {"key": key, "private": private, "not_before": not_before}
         if send_as:

@@ -22,8 +22,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from replydesk.config import UiSettings
+from replydesk.model import MessageTemplate
 from replydesk.safetext import one_line
-from replydesk.storage import actions, outbox, queries, slastate
+from replydesk.storage import actions, outbox, queries, slastate, templates
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -45,17 +46,19 @@ from replydesk.tui.messages import (
     ReplyQueued,
     ReplyToRobot,
     TagsLoaded,
+    TemplatesRead,
     ThreadLoaded,
     UrgentFound,
     ViewApplied,
 )
 from replydesk.tui.sla_pane import SlaPane
 from replydesk.tui.store import Store
+from replydesk.tui.template_dialog import TemplateDialog
 from replydesk.tui.thread import ThreadView
 from replydesk.tui.triage import triage_write
 from replydesk.tui.window_text import dialog_items
 from replydesk.tui.workers import background
-from replydesk.windows import Verdict
+from replydesk.windows import TEMPLATE, Verdict
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
@@ -445,7 +448,7 @@ class MainScreen(Screen[None]):
 
     @background("queueing the reply", group="write")
     def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
-              send_as: str | None = None) -> None:
+              send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
@@ -454,7 +457,7 @@ class MainScreen(Screen[None]):
                 return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
-                to_automatic=to_robot, send_as=send_as))
+                to_automatic=to_robot, send_as=send_as, template=template))
         except outbox.AutomaticRecipient as exc:  # ask first (see _ask_before_replying_to_robot)
             row = self.store.read(lambda db: queries.get_row(db, conv_id))
             self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
@@ -497,6 +500,10 @@ class MainScreen(Screen[None]):
         """Say why the reply cannot leave and offer what the platform still allows: the human-agent
         tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
         def chosen(answer: str | None) -> None:
+            if answer == TEMPLATE:  # pick an approved template (read in the background), then queue it
+                account = (row or self.composer.row).account if (row or self.composer.row) else ""
+                self._load_templates(conv_id, account, mode, at, verdict.reason)
+                return
             if answer == "public":
                 if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
                     self.composer.mode = "public"
@@ -519,6 +526,30 @@ class MainScreen(Screen[None]):
         reason = verdict.reason[:1].upper() + verdict.reason[1:]
         self.app.push_screen(ChoiceDialog(f"Not sent: {one_line(reason)}.", dialog_items(verdict, self.clock())),
                              chosen)
+
+    @background("reading the message templates", group="read")
+    def _load_templates(self, conv_id: str, account: str, mode: str, at: float | None, reason: str) -> None:
+        found = self.store.read(lambda db: templates.of_account(db, account))
+        self.post_message(TemplatesRead(conv_id, mode, at, reason, found))
+
+    @on(TemplatesRead)
+    def _offer_templates(self, event: TemplatesRead) -> None:
+        """The templates dialog; what it returns is queued as a template reply (the filled-in text
+        is what the thread shows). Escape goes back to the draft."""
+        def chosen(answer: tuple[MessageTemplate, list[str]] | None) -> None:
+            if answer is None:
+                if self.composer.is_open:
+                    self.composer.text_area.focus()
+                return
+            template, values = answer
+            if self.composer.is_open:
+                self.composer.close()
+            self.inbox.focus()
+            self._send(event.conv_id, template.fill(values), event.mode, event.at, send_as=TEMPLATE,
+                       template=template.as_reply(values))
+
+        reason = event.reason[:1].upper() + event.reason[1:]
+        self.app.push_screen(TemplateDialog(event.templates, one_line(reason)), chosen)
 
     # ---- actions on our own replies (edit, delete) ----------------------------------------------------
 

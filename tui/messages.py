@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
+from replydesk.model import MessageTemplate
 from replydesk.sla import SlaResult
 from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
 from replydesk.windows import Verdict
@@ -124,6 +125,17 @@ class ReplyOutsideWindow(Message):
     at: float | None
     verdict: Verdict
     row: InboxRow | None
+
+
+@dataclass
+class TemplatesRead(Message):
+    """The account's approved templates, read for a reply whose window has closed."""
+
+    conv_id: str
+    mode: str
+    at: float | None
+    reason: str
+    templates: list[MessageTemplate]
 
 
 @dataclass
