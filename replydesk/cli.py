@@ -688,8 +688,7 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         s = states.get(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
                      "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else
-                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
+                     "secret": _secret_state(a)})
     if args.json:
         emit_json(rows)
         return EXIT_OK
@@ -700,6 +699,18 @@ def cmd_accounts(args: argparse.Namespace) -> int:
             f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
             + (f" · {one_line(r['note'])}" if r["note"] else ""))
     return EXIT_OK
+
+
+def _secret_state(account: Any) -> str:
+    """``set``, ``missing``, or for a Meta account without its app secret ``no app secret`` (its
+    webhooks cannot be verified, so none is accepted)."""
+    if account.provider in ("demo", "demo-helpdesk"):
+        return "n/a"
+    if not (secrets.fetch(account.name) or secrets.fetch(account.name + ":oauth")):
+        return "missing"
+    if account.provider in META_PROVIDERS and not secrets.fetch(account.name + ":app-secret"):
+        return "no app secret"
+    return "set"
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

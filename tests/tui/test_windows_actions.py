@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from replydesk import windows
 from replydesk.config import EscalationSettings, EscalationTarget
-from replydesk.model import Contact, FetchResult, IncomingMessage, MessageTemplate
+from replydesk.model import Contact, DeliveryUpdate, FetchResult, IncomingMessage, MessageTemplate
 from replydesk.providers.demo_helpdesk import DemoHelpdeskOptions
 from replydesk.storage import ingest, outbox, platform_facts, queries, templates
 from replydesk.tui.app import ReplydeskApp
@@ -287,3 +287,22 @@ async def test_opening_a_conversation_marks_it_read_on_the_platform_where_the_ac
         await settle(pilot)
     assert [(i.action, i.conversation_id) for i in outbox.pending(db)] == [("mark_read", target.id)]
     assert not queries.get_row(db, target.id).unread
+
+
+async def test_the_thread_shows_whatsapps_delivered_read_and_failed_receipts(workspace, db) -> None:  # noqa: ANN001
+    """Status webhooks update our replies: the thread says delivered, read, or not delivered with the
+    platform's reason, in words (not only colour)."""
+    conv = customer_writes(db, "whatsapp", "wa-ticks", 2 * H)
+    ann = Contact(native_id="whatsapp:ann-wa-ticks", name="Ann Window", handle="@ann")
+    ours = [IncomingMessage(f"wamid.{n}", "wa-ticks", "whatsapp", "dm", ann, f"reply {n}", FIXED - H + n,
+                            direction="out") for n in range(3)]
+    updates = [DeliveryUpdate("wamid.0", "delivered", FIXED - 50), DeliveryUpdate("wamid.1", "read", FIXED - 40),
+               DeliveryUpdate("wamid.2", "failed", FIXED - 30, "#131026 Message undeliverable")]
+    ingest.ingest(db, "demo", [FetchResult(ours, None, "test", updates=updates)])
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        shown = " ".join(str(app.thread_view.render_thread(app.thread_view.thread)).split())
+    assert "[delivered ✓✓]" in shown and "[read ✓✓]" in shown
+    assert "[FAILED] reason: not delivered: #131026 Message undeliverable" in shown
