@@ -50,6 +50,10 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 
+class _Disconnected(Exception):
+    """The client went away before its body was complete."""
+
+
 @dataclass
 class Outcome:
     """What one request came to, for the log line and the tests."""
@@ -102,7 +106,10 @@ class WebhookApp:
             await _answer(send, 405, b"GET (verification) or POST (events) only")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        raw = await self._read(headers, receive)
+        try:
+            raw = await self._read(headers, receive)
+        except _Disconnected:  # the sender gave up mid-body: nothing to verify, nobody to answer
+            return
         if raw is None:
             self._refused("too large")
             await _answer(send, 413, b"body too large")
@@ -120,7 +127,7 @@ class WebhookApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"".join(chunks)
+                raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:

@@ -22,8 +22,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,16 @@ class Spool:
         self._refused_at = 0.0
         self._flushed_at = 0.0
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
     def close(self) -> None:
         with suppress(sqlite3.Error):
             self.flush_refusals(force=True)
@@ -112,8 +122,7 @@ class Spool:
         """Commit a verified body (fsync'd); returns (row id, True when it is new here)."""
         now = self.clock()
         kept = json.dumps({str(k).lower(): str(v)[:1000] for k, v in headers.items()}, ensure_ascii=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             row = self.conn.execute("SELECT id FROM spooled WHERE account=? AND dedupe_key=?",
                                     (account, dedupe_key)).fetchone()
             if row is not None:
@@ -126,10 +135,6 @@ class Spool:
                 fresh, body_id = True, int(cur.lastrowid)
             self.conn.execute("INSERT INTO receiver(key, value) VALUES ('last_received_at', ?) "
                               "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (now,))
-        except BaseException:
-            self.conn.rollback()
-            raise
-        self.conn.commit()
         return body_id, fresh
 
     def refused(self, reason: str) -> None:
@@ -145,7 +150,7 @@ class Spool:
         self._flushed_at = time.monotonic()
         self.conn.execute("PRAGMA synchronous = NORMAL")  # counters: losing the last second is fine
         try:
-            with self.conn:
+            with self._transaction():
                 self.conn.executemany(
                     "INSERT INTO refusals(reason, n, last_at) VALUES (?,?,?) ON CONFLICT(reason) DO UPDATE "
                     "SET n = n + excluded.n, last_at = excluded.last_at",
@@ -173,7 +178,7 @@ class Spool:
     def forget(self, ids: list[int]) -> None:
         """Drop bodies the workspace database now holds durably."""
         if ids:
-            with self.conn:
+            with self._transaction():
                 self.conn.executemany("DELETE FROM spooled WHERE id=?", [(i,) for i in ids])
 
     # ---- the doctor's side --------------------------------------------------------------------------

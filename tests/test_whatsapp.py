@@ -572,3 +572,55 @@ def test_templates_are_stored_for_the_composer(tmp_path: Path) -> None:
         assert [(t.name, t.body) for t in templates.of_account(db, "wa")] == [("b", "Hallo")]
     finally:
         db.close()
+
+
+def test_hostile_text_in_every_customer_field_is_kept_as_received(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Each case of ``hostile-text.jsonl`` as a message body, a profile name, a document's file name
+    and a location's name: stored exactly as received (placeholders only add our brackets), and the
+    CLI shows it with no control, escape or bidi character reaching the terminal."""
+    from replydesk.safetext import BIDI_CONTROLS
+    from support import hostile_texts
+
+    cases = hostile_texts()
+    assert cases
+    base = recorded("message.json")
+    wa = provider()
+    ws = Workspace(tmp_path / "ws", Config(), clock=Clock(1700000000.0))
+    db = ws.open_db()
+    try:
+        for n, case in enumerate(cases):
+            hostile = case["text"]
+            bodies = []
+            for kind in ("text", "document", "chosen_location"):
+                body = copy.deepcopy(base[kind])
+                value = messages_value(body)
+                value["contacts"][0]["profile"]["name"] = hostile
+                value["contacts"][0]["user_id"] = f"US.{n}"
+                message = value["messages"][0]
+                message["id"] = f"wamid.{n}.{kind}"
+                if kind == "text":
+                    message["text"]["body"] = hostile
+                elif kind == "document":
+                    message["document"]["filename"] = hostile
+                else:
+                    message["location"]["name"] = hostile
+                bodies.append(body)
+            # \u escapes, as a server may send them: lone surrogates included
+            results = [r for body in bodies for r in wa.parse_push(json.dumps(body).encode(), {})]
+            assert not [r.rejected for r in results if r.rejected], case["id"]
+            ingest.ingest(db, "wa", results)
+            texts = [r[0] for r in db.conn.execute("SELECT text FROM messages WHERE conversation_id=? ORDER BY id",
+                                                   (f"wa:US.{n}",))]
+            stored = ingest.clean_text(hostile)  # as received, but a lone surrogate (SQLite cannot keep one)
+            assert texts[2] == stored, case["id"]  # the text message
+            assert stored in texts[0] and stored in texts[1], case["id"]  # the file name, the place's name
+    finally:
+        db.close()
+    for n in range(len(cases)):
+        capsys.readouterr()
+        assert main(["--data-dir", str(tmp_path / "ws"), "show", f"wa:US.{n}"]) == 0
+        shown = capsys.readouterr().out
+        raw_controls = [ch for ch in shown if (ord(ch) < 32 and ch not in "\n\t") or 0x7F <= ord(ch) < 0xA0
+                        or ch in BIDI_CONTROLS]
+        assert raw_controls == [], cases[n]["id"]
