@@ -296,8 +296,8 @@ class WhatsAppProvider(meta.MetaProvider):
         native = ident(m, "id")
         wa_id = ident(m, "from", required=False)
         user_id = ident(m, "from_user_id", required=False)
-        profile = profiles.get(user_id) or profiles.get(wa_id) or (next(iter(profiles.values())) if len(profiles) == 1
-                                                                     else {})
+        distinct = list({id(p): p for p in profiles.values()}.values())
+        profile = profiles.get(user_id) or profiles.get(wa_id) or (distinct[0] if len(distinct) == 1 else {})
         user_id = user_id or ident(profile, "user_id", required=False)
         wa_id = wa_id or ident(profile, "wa_id", required=False)
         system = mapping(m, "system", required=False) if text(m, "type") == "system" else {}

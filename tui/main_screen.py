@@ -501,8 +501,8 @@ class MainScreen(Screen[None]):
         tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
         def chosen(answer: str | None) -> None:
             if answer == TEMPLATE:  # pick an approved template (read in the background), then queue it
-                account = (row or self.composer.row).account if (row or self.composer.row) else ""
-                self._load_templates(conv_id, account, mode, at, verdict.reason)
+                shown = row or self.composer.row
+                self._load_templates(conv_id, shown.account if shown else "", mode, at, verdict.reason, text, row)
                 return
             if answer == "public":
                 if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
@@ -528,18 +528,21 @@ class MainScreen(Screen[None]):
                              chosen)
 
     @background("reading the message templates", group="read")
-    def _load_templates(self, conv_id: str, account: str, mode: str, at: float | None, reason: str) -> None:
+    def _load_templates(self, conv_id: str, account: str, mode: str, at: float | None, reason: str, text: str,
+                        row: queries.InboxRow | None) -> None:
         found = self.store.read(lambda db: templates.of_account(db, account))
-        self.post_message(TemplatesRead(conv_id, mode, at, reason, found))
+        self.post_message(TemplatesRead(conv_id, mode, at, reason, found, text, row))
 
     @on(TemplatesRead)
     def _offer_templates(self, event: TemplatesRead) -> None:
         """The templates dialog; what it returns is queued as a template reply (the filled-in text
         is what the thread shows). Escape goes back to the draft."""
         def chosen(answer: tuple[MessageTemplate, list[str]] | None) -> None:
-            if answer is None:
+            if answer is None:  # back to the draft, text intact
                 if self.composer.is_open:
                     self.composer.text_area.focus()
+                elif event.row is not None:
+                    self._open_composer(event.mode, event.text, row=event.row)
                 return
             template, values = answer
             if self.composer.is_open:

@@ -136,6 +136,8 @@ class TemplatesRead(Message):
     at: float | None
     reason: str
     templates: list[MessageTemplate]
+    text: str  # the draft, kept for the way back
+    row: InboxRow | None
 
 
 @dataclass
