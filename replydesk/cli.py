@@ -631,10 +631,20 @@ def cmd_login(args: argparse.Namespace) -> int:
         if getattr(account, "provider", "") in META_PROVIDERS:  # the app's secret signs its webhooks
             from replydesk.providers.meta import APP_SECRET_SUFFIX
 
-            print(f"{args.account}: enter the Meta app's secret (App settings → Basic → App secret)",
-                  file=sys.stderr)
+            entry = args.account + APP_SECRET_SUFFIX
+            had = secrets.fetch(entry) is not None
+            print(f"{args.account}: enter the Meta app's secret (App settings → Basic → App secret)"
+                  + ("; empty keeps the one stored" if had else ""), file=sys.stderr)
             app_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
-            secrets.store(args.account + APP_SECRET_SUFFIX, app_secret)
+            if app_secret:
+                secrets.store(entry, app_secret)
+            elif had:
+                say(f"stored the token for {args.account}; kept the app secret already stored")
+                return EXIT_OK
+            else:
+                complain(f"stored the token for {args.account}, but no app secret: its webhooks are refused "
+                         f"until `replydesk login {args.account}` stores it")
+                return EXIT_ERROR
     except secrets.SecretError as exc:
         complain(str(exc))
         return EXIT_ERROR
