@@ -369,3 +369,41 @@ async def test_lookups_of_a_public_comment_answer_and_of_a_private_reply() -> No
         await fb.lookup_sent(reply("comment", "psst", private=True))
     with pytest.raises(UnknownDelivery, match="not among the latest"):
         await fb.lookup_sent(reply("comment", "something else"))
+
+
+async def test_recommendations_sit_in_the_reviews_view_and_are_answered_as_comments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user opens the Reviews view (kind:review, as Google's reviews): the Page's recommendations
+    are there with what they say, and an answer goes out through the outbox as a comment on the
+    recommendation's story."""
+    from replydesk.storage.search import search
+
+    meta_secrets(monkeypatch, "fb")
+    api = graph(monkeypatch)
+    for (method, path), answer in page_api().routes.items():
+        api.route(method, path, answer)
+    api.route("POST", f"{V}/9001/comments", json_response({"id": "9001_77"}))
+    clock = Clock(meta.graph_time(T[50]) + 60)
+    ws = Workspace(tmp_path, Config(accounts=[FacebookOptions(name="fb", page_id=PAGE)]), clock=clock)
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        run = engine.accounts["fb"]
+        run.provider.clock = run.provider.gate.clock = clock
+        await engine.run_once()
+        view = next(v for v in ws.config.ui.views if v.name == "Reviews")
+        _, reviews_filter = search(db, view.query)
+        rows = queries.inbox_page(db, reviews_filter, 0, 50)
+        assert {(r.platform, r.subject) for r in rows} == {("facebook", "Does not recommend your Page"),
+                                                           ("facebook", "Recommends your Page")}
+        assert all(r.kind == "review" for r in rows)
+        cleo = next(r for r in rows if r.subject.startswith("Does not"))
+        assert cleo.customer == "Cleo"
+        assert [m.text for m in queries.thread(db, cleo.id).messages] == ["Waited 20 minutes."]
+        key = outbox.queue_reply(db, cleo.id, "Sorry about the wait, Cleo!")
+        await engine.drain(run)
+        assert (outbox.get(db, key).state, outbox.get(db, key).remote_id) == ("sent", "9001_77")
+        assert json.loads(api.requests("POST", f"{V}/9001/comments")[0].content) == {
+            "message": "Sorry about the wait, Cleo!"}
+    finally:
+        db.close()
