@@ -195,7 +195,10 @@ def _start_receiver(ws: Workspace) -> Any:
     from replydesk import webhooks
 
     settings = ws.config.webhooks
-    receiver = webhooks.Receiver(webhooks.build_app(ws.config, ws.data_dir), settings.host, settings.port)
+    app = webhooks.build_app(ws.config, ws.data_dir)
+    for problem in webhooks.setup_problems(app):
+        complain(f"webhooks: {problem}")
+    receiver = webhooks.Receiver(app, settings.host, settings.port)
     try:
         receiver.start()
     except OSError as exc:
@@ -223,6 +226,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     app = webhooks.build_app(ws.config, ws.data_dir)
     if not app.providers:
         raise UsageError("no account takes webhooks (facebook, instagram, whatsapp or a demo in push mode)")
+    for problem in webhooks.setup_problems(app):
+        complain(problem)
     receiver = webhooks.Receiver(app, args.host or settings.host, settings.port if args.port is None else args.port)
     stopping = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # before the server's thread starts: it inherits the mask

@@ -222,6 +222,22 @@ def build_app(config: Any, data_dir: Path, *, secret_for: Callable[[str], Callab
                       verify_token=secret_for(VERIFY_TOKEN_ENTRY))
 
 
+def setup_problems(app: WebhookApp) -> list[str]:
+    """What will make Meta's requests fail, said at start rather than discovered in the dashboard:
+    no verify token (the subscription's handshake fails) or an account without its app secret (every
+    body for it is refused). Never names a secret."""
+    problems = []
+    if not app.verify_token():
+        problems.append("no verify token: Meta's verification of the callback URL will fail; "
+                        "run `replydesk webhooks token` and paste what it prints into the dashboard")
+    for name, provider in app.providers.items():
+        app_secret = getattr(provider, "app_secret", None)
+        if callable(app_secret) and not app_secret():
+            problems.append(f"{name}: no app secret, so every webhook for it is refused; "
+                            f"`replydesk login {name}` stores it")
+    return problems
+
+
 class Receiver:
     """uvicorn serving a ``WebhookApp`` on a thread of its own (its own event loop, so the engine's
     work on its loop never delays an answer)."""

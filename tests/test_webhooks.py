@@ -358,3 +358,27 @@ def test_secrets_for_the_receiver_come_from_the_keyring_never_the_config(file_ke
     assert app.handshake(b"hub.mode=subscribe&hub.verify_token=from-the-keyring&hub.challenge=42") == (200, b"42")
     assert app.handshake(b"hub.mode=subscribe&hub.verify_token=from-the-keyring&hub.challenge=%1b[2J")[0] == 400
     assert APP_SECRET not in (REPO / "config.example.yaml").read_text() and PHONE_ID
+
+
+def test_serve_says_at_start_what_will_make_metas_requests_fail(tmp_path: Path) -> None:
+    """No verify token yet and an account without its app secret: said on start, not left for the
+    user to discover as a failed subscription in Meta's dashboard; no secret is printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLYDESK_SECRET_")}
+    env.update({secrets.env_name("wa"): "EAAG-token", secrets.env_name("fb"): "EAAG-token",
+                secrets.env_name("fb:app-secret"): APP_SECRET, "PYTHONUNBUFFERED": "1",
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    config = workspace_config(tmp_path / "config.yaml", [whatsapp_account("wa"), ACCOUNTS[2]])
+    proc = subprocess.Popen([sys.executable, "-m", "replydesk.cli", "--data-dir", str(tmp_path / "ws"), "--config",
+                             str(config), "webhooks", "serve", "--port", "0"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "receiving webhooks" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert "no verify token" in err and "replydesk webhooks token" in err
+        assert "wa: no app secret" in err and "replydesk login wa" in err
+        assert "fb: no app secret" not in err and APP_SECRET not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
