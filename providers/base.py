@@ -30,7 +30,7 @@ import abc
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from replydesk.model import (
     REPEATABLE_ACTIONS,
@@ -44,6 +44,9 @@ from replydesk.model import (
 )
 from replydesk.options import AccountOptions
 from replydesk.platforms import PlatformFacts
+
+if TYPE_CHECKING:
+    from replydesk.listening import ListeningQuery
 
 SecretGetter = Callable[[], str | None]
 
@@ -116,6 +119,8 @@ class Provider(abc.ABC):
     #: whether a live ``stream()`` carries everything a poll would (the engine pauses polling while it
     #: is up); False where the push covers only part (X's Activity API pushes DMs, not mentions)
     stream_replaces_polling: ClassVar[bool] = True
+    #: whether the platform offers a search to listen with (``listen``); email and chats have none
+    can_listen: ClassVar[bool] = False
 
     def __init__(self, account: str, options: AccountOptions | Mapping[str, Any], secret: SecretGetter) -> None:
         self.account = account
@@ -196,6 +201,16 @@ class Provider(abc.ABC):
         if False:
             yield  # type: ignore[unreachable]
         return
+
+    async def listen(self, queries: Sequence[ListeningQuery], cursors: dict[str, dict[str, Any]]
+                     ) -> list[FetchResult]:
+        """Run listening ``queries`` (``can_listen`` platforms): posts that match them and are new since
+        each query's cursor (``cursors[query.stream]``), as results on stream ``query.stream`` with
+        ``listening=query.name`` and at least one result per query, so its cursor and poll time are
+        stored. Our own posts and the query's exclusions are left out; a matched post comes with the
+        thread around it, mapped exactly as the inbox's own streams map it (same conversation ids), so
+        a post that also tags us is one conversation. Limits and errors as for ``fetch``."""
+        raise PermanentError(f"{self.platform}: nothing to listen to on this platform")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""

@@ -121,6 +121,7 @@ class BlueskyProvider(http.HttpProvider):
     capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=False,
                                 can_lookup_sent=True, streams=False)
     poll_interval = 30.0
+    can_listen = True
 
     def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
         super().__init__(account, options, secret, **wire)
@@ -380,6 +381,12 @@ class BlueskyProvider(http.HttpProvider):
         if ours:
             return name or handle or self.xrpc.handle
         return name or handle or did
+
+    async def listen(self, queries: Any, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        """Listening: ``app.bsky.feed.searchPosts`` per term, hashtag and handle (``bluesky_listen``)."""
+        from replydesk.providers.bluesky_listen import listen
+
+        return await listen(self, list(queries), cursors)
 
     # ---- sending ----------------------------------------------------------------------------------
 

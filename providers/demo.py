@@ -148,6 +148,9 @@ class DemoOptions(AccountOptions):
     """Push mode: the WhatsApp customers arrive only as signed webhook bodies, as WhatsApp's do
     (the pushed-payload path); a webhook receiver must hand them over, so without one they do not
     show (tests play that part)."""
+    remote: str | None = None
+    """Where the simulated platform keeps its side (clock anchor, ledger); default: the workspace.
+    Team engines on one machine share one, as they would share a real platform."""
 
 
 # (language, customer names, opening messages, follow-ups). Real scripts, so alignment and search
@@ -395,8 +398,9 @@ class DemoProvider(Provider):
         self.pace = max(opts.pace, 0.05)
         self.backlog = opts.backlog
         self.poll_interval = float(opts.poll_interval or min(5.0, self.pace))
-        self.remote = DemoRemote(data_dir)
-        self.actions = DemoRemote(data_dir, ACTIONS_LEDGER, ACTION_REPEATS)
+        remote_dir = Path(opts.remote).expanduser() if opts.remote else data_dir
+        self.remote = DemoRemote(remote_dir)
+        self.actions = DemoRemote(remote_dir, ACTIONS_LEDGER, ACTION_REPEATS)
         self.push = opts.push
         self.clock = clock
         self.wire = FaultyWire(opts.faults, clock)

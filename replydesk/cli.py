@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from replydesk import __version__, secrets
+from replydesk import __version__, cli_team, secrets
 from replydesk.config import (
     Config,
     ConfigError,
@@ -158,7 +158,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
-    if not ws.config.accounts:
+    if not ws.syncs:
         raise UsageError("no accounts configured: add one to the config (see config.example.yaml)")
     lock = EngineLock(ws.data_dir)
     if not lock.acquire():
@@ -168,6 +168,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         engine = ws.engine(db, follow_config=not args.once)
         if args.once:
             report = asyncio.run(engine.run_once())
+            if ws.team is not None:  # a joined workspace: one push and pull with the team
+                _say_team_pass(report, args.json)
+                return EXIT_OK
             if args.json:
                 emit_json({"fetched": report.fetched, "sent": report.sent, "errors": report.errors})
             else:
@@ -267,6 +270,16 @@ def cmd_templates(args: argparse.Namespace) -> int:
             say(f"{name}  {t.name} ({t.language}, {t.category or '-'}, {len(t.params)} variable(s)): "
                 f"{one_line(t.body)[:70]}")
     return EXIT_OK
+
+
+def _say_team_pass(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json({"pushed": report.pushed, "refused": report.refused, "pulled": report.pulled,
+                   "cursor": report.cursor, "head": report.head})
+        return
+    say(f"pushed {report.pushed} change(s), pulled {report.pulled} event(s); at {report.cursor} of {report.head}")
+    for text in report.refused:
+        complain(text)
 
 
 def _run_forever(engine: Any) -> int:
@@ -737,6 +750,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -746,6 +760,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     return EXIT_OK
 
 
@@ -924,6 +940,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+
+    cli_team.register(sub, common, jsonopt, add, EXIT_USAGE)
     return parser
 
 
@@ -940,7 +958,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             args.command = None
             return cmd_tui(args)
-        return func(args)
+        code = func(args)
+        if code == EXIT_OK and args.command in cli_team.WRITES:
+            code = cli_team.after_write(args) or code
+        return code
     except UsageError as exc:
         complain(str(exc))
         return EXIT_USAGE

@@ -170,6 +170,10 @@ class FetchResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (native id, reason)
     #: Delivery receipts for our own messages (WhatsApp's status webhooks).
     updates: list[DeliveryUpdate] = field(default_factory=list)
+    #: The listening query these posts matched (see ``replydesk.listening``), None for the inbox's own
+    #: streams. A conversation such a result creates waits in the Listening view, without a clock,
+    #: until it is answered or the customer tags us; one the inbox already has stays as it is.
+    listening: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,11 @@ class OutgoingReply:
 class SendResult:
     remote_id: str
     sent_at: float
+
+
+#: Resources a listening search spent are recorded with this prefix (``listen:post:read``): they
+#: count against the month's budget, and listening's own share of it is told from them.
+LISTENING_SPEND = "listen:"
 
 
 @dataclass(frozen=True, slots=True)

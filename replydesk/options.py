@@ -114,3 +114,5 @@ class MeteredOptions(AccountOptions):
     """The polling interval in quiet hours."""
     timezone: Annotated[str, BeforeValidator(_zone)] = "UTC"
     """The time zone of ``quiet_hours`` (IANA name)."""
+    listening_share: float = Field(0.2, ge=0, le=1)
+    """The part of ``monthly_budget_usd`` listening searches may spend (0.2: a fifth); the rest stays for the inbox."""

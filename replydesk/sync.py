@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,9 @@ class SyncEngine:
             if isinstance(account, MeteredOptions):
                 spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
+        from replydesk.listener import Listener
+
+        self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
         self._spool: spool.Spool | None = None  # the webhook receiver's store, opened once it exists
 
@@ -209,11 +212,19 @@ class SyncEngine:
         if self._metered(run) is not None:
             summary = spend.summary(self.db, run.name)
             parts += [run.pace_note, summary.text()]
+        parts.append(self.listening.note(run))
         accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
         return not run.stopped and self.db.now() >= run.blocked_until
+
+    def can_stream(self, run: AccountRun) -> bool:
+        """Whether to open the account's push stream now: after the first poll has stored its cursors
+        (both would ask the platform at once), and not while it must wait."""
+        now = self.db.now()
+        return not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
+            and now >= run.stream_blocked_until
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
@@ -475,14 +486,17 @@ class SyncEngine:
             sent += await self.drain(run, limit=limit - sent)
         return sent
 
-    async def reconcile_in_flight(self) -> None:
+    async def reconcile_in_flight(self, accounts: Collection[str] | None = None) -> None:
         """Replies left in 'sending' by a crash: settle each before anything else in its thread leaves.
+        ``accounts``: only theirs (a team engine settles the accounts it has just come to lead).
 
         Each goes back to queued still counted as attempted, so it stays first in its conversation and
         uncertain: on a platform that cannot tell, it becomes ``unknown`` here and now; otherwise the
         next drain settles it before sending (same key again, or a lookup first), within rate limits.
         """
         for item in outbox.in_flight(self.db):
+            if accounts is not None and item.account not in accounts:
+                continue
             run = self.accounts.get(item.account)
             if run is None:  # the account is gone from the config: nobody can find out here
                 outbox.mark_unknown(self.db, item.key, f"interrupted while sending, and account {item.account!r} "
@@ -512,6 +526,7 @@ class SyncEngine:
             if self.can_call(run):
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
+            report.fetched[run.name] += await self.listening.step(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -537,6 +552,9 @@ class SyncEngine:
                     run.next_fetch = self.db.now() + self._next_poll_in(run)
                     self._publish_note(run)
                 self.ingest_pushed(run)
+                if self.listening.due(run) and self.can_call(run):
+                    await self.listening.step(run)
+                    self._publish_note(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)
@@ -560,10 +578,7 @@ class SyncEngine:
         """
         partial = not run.provider.stream_replaces_polling
         while not self._stop.is_set():
-            # Start after the first poll has stored its cursors (both would ask the platform at once).
-            now = self.db.now()
-            if not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
-                    and now >= run.stream_blocked_until:
+            if self.can_stream(run):
                 run.streaming = True
                 try:
                     async for result in run.provider.stream():

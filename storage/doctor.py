@@ -192,15 +192,17 @@ def _rebuild(db: Any, table: str) -> None:
 
 def _fresh_counts() -> dict[str, str]:
     """What each counter table must hold, counted afresh from the conversations."""
-    cells = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.CELL_COLUMNS)
-    ranks = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.RANK_COLUMNS)
+    cells = ", ".join(schema.counter_value("c", col) for col in schema.CELL_COLUMNS)
+    ranks = ", ".join(schema.counter_value("c", col) for col in schema.RANK_COLUMNS)
+    by_cell = ", ".join(str(i + 1) for i in range(len(schema.CELL_COLUMNS)))  # by the kept values
+    by_rank = ", ".join(str(i + 4) for i in range(len(schema.RANK_COLUMNS)))
     levels = " UNION ALL ".join(
         f"SELECT {level}, {schema.rank_parent('c', level)}, {schema.rank_bucket('c', width)}, {ranks}, count(*) "
-        f"FROM conversations c GROUP BY 2, 3, {', '.join(schema.RANK_COLUMNS)}"
+        f"FROM conversations c GROUP BY 2, 3, {by_rank}"
         for level, width in enumerate(schema.RANK_LEVELS)
     )
     return {
-        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {', '.join(schema.CELL_COLUMNS)}",
+        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {by_cell}",
         "inbox_ranks": f"SELECT * FROM ({levels})",  # a subquery: EXCEPT would bind to the first part
     }
 

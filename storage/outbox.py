@@ -384,7 +384,9 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
         if item is None or item.state == "sent":
             return
         new_id = f"{item.account}:{remote_id}"
-        clash = db.conn.execute("SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
+        # (not our own row: a reply recorded sent once keeps its new id if it is ever recorded again)
+        clash = new_id != item.message_id and db.conn.execute(
+            "SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
         if clash:  # the platform's copy arrived by sync first: keep it, drop our placeholder
             db.conn.execute("DELETE FROM messages WHERE id=?", (item.message_id,))
             db.conn.execute("UPDATE messages SET state='sent' WHERE id=?", (new_id,))
@@ -479,6 +481,7 @@ def retry(db: Database, key: str, text: str | None = None) -> None:
         attempts = {"unknown": 0, "failed": min(item.attempts, 1)}.get(item.state, item.attempts)
         db.conn.execute("UPDATE outbox SET attempts=? WHERE key=?", (attempts, key))
         _set(db, key, "queued", last_error=None, not_before=db.now())
+        _event(db, item.conversation_id, "retry", "me", {"key": key})  # a team hears of it from the log
 
 
 def confirm_sent(db: Database, key: str) -> None:

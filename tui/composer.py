@@ -99,6 +99,8 @@ class Composer(Vertical):
         self._draft_timer: Timer | None = None
         self._loading = False
         self.palette = Palette(self)
+        #: Other agents replying to this conversation right now (a team's presence).
+        self.also_replying: tuple[str, ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self.update_info)
@@ -157,6 +159,14 @@ class Composer(Vertical):
         self.text_area.move_cursor(self.text_area.document.end)
         self.update_info()
 
+    def set_presence(self, items: list[object]) -> None:
+        """Warn in the info line while another agent is replying here too."""
+        names = tuple(str(getattr(p, "agent", "")) for p in items
+                      if getattr(p, "activity", None) in ("replying", "noting"))
+        if names != self.also_replying:
+            self.also_replying = names
+            self.update_info()
+
     def close(self) -> None:
         if self._draft_timer is not None:
             self._draft_timer.stop()
@@ -204,6 +214,10 @@ class Composer(Vertical):
             t.append(f"{measure.used}/{measure.limit}{unit}", style=self.palette("error") if measure.over else "")
         else:
             t.append(f"{graphemes(self.text)} chars", style="dim")
+        if self.also_replying and self.mode != "note":
+            t.append("  ⚠ ", style=self.palette("warning", "bold"))
+            t.append_text(safe(", ".join(self.also_replying), self.palette("warning", "bold")))
+            t.append(" replying too", style=self.palette("warning", "bold"))
         t.append("  ctrl+s send · esc close", style="dim")
         if self.mode not in UNSENT and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")

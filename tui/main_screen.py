@@ -21,10 +21,11 @@ from textual.keys import format_key
 from textual.screen import Screen
 from textual.timer import Timer
 
+from replydesk import presence
 from replydesk.config import UiSettings
 from replydesk.model import MessageTemplate
 from replydesk.safetext import one_line
-from replydesk.storage import actions, outbox, queries, slastate, templates
+from replydesk.storage import actions, activity, outbox, queries, slastate, templates
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -39,6 +40,8 @@ from replydesk.tui.inbox import InboxList
 from replydesk.tui.keybar import KeyBar
 from replydesk.tui.messages import (
     ActionDone,
+    ActivityLoaded,
+    Collision,
     DraftLoaded,
     HeaderLoaded,
     ReplyCancelled,
@@ -62,7 +65,8 @@ from replydesk.windows import TEMPLATE, Verdict
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
-SEARCH_HELP = "words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved…"
+SEARCH_HELP = ("words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved… "
+               "· is:listening")
 CONTEXT_NAMES = {"InboxList": "inbox", "ThreadView": "thread", "Composer": "composer",
                  "MainScreen": "everywhere", "ReplydeskApp": "everywhere", "Screen": "screen"}
 
@@ -130,6 +134,13 @@ class MainScreen(Screen[None]):
         self._thread_timer: Timer | None = None
         self._thread_for: str | None = None
         self._minute = 0
+        #: Where each shown thread's messages stood, and where the open composer's stood when it
+        #: opened: a reply asks first when the thread moved on since (the collision check).
+        self._marks: dict[str, int] = {}
+        self._compose_mark: tuple[str, int | None] | None = None
+        self._presence: dict[str, list[activity.Presence]] = {}
+        self._announced: tuple[str | None, str | None] = (None, None)
+        self._announcements = 0
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -165,14 +176,22 @@ class MainScreen(Screen[None]):
         self.paint_status()
         self.action_view(1)
         self._load_header()
+        self._load_activity()
+
+    def on_unmount(self) -> None:
+        self._announce(None, None)
 
     # ---- what the app tells the screen ------------------------------------------------------------
 
     def tick(self) -> None:
-        """Once a second (the app's timer): countdowns on visible rows, the SLA pane each minute."""
+        """Once a second (the app's timer): countdowns on visible rows, the SLA pane each minute,
+        presence that ran out."""
         self.inbox.tick()
         if self.composer.is_open:  # the reply window's countdown
             self.composer.update_info()
+        now = self.clock()
+        if any(p.expires_at <= now for items in self._presence.values() for p in items):
+            self._show_presence({c: [p for p in items if p.expires_at > now] for c, items in self._presence.items()})
         minute = int(self.clock() // 60)
         if minute != self._minute:
             self._minute = minute
@@ -192,8 +211,49 @@ class MainScreen(Screen[None]):
         """Someone wrote (the engine, our writer, an SLA edit): reload what is on screen."""
         self.inbox.reload()
         self._load_header()
+        self._load_activity()
         if self.inbox.cursor_id:
             self._load_thread(self.inbox.cursor_id, True)
+
+    # ---- presence, notices ------------------------------------------------------------------------
+
+    def _announce(self, conv_id: str | None, doing: str | None) -> None:
+        """Say what this console shows (``replydesk.presence``): in a team, others see it."""
+        if (conv_id, doing) != self._announced:
+            self._announced = (conv_id, doing)
+            self._announcements += 1
+            self._write_presence(conv_id, doing, self._announcements)
+
+    @background("sharing what this console shows", group="presence")
+    def _write_presence(self, conv_id: str | None, doing: str | None, order: int) -> None:
+        with presence.WRITING:
+            if order == self._announcements:  # an older announcement that ran late is dropped
+                presence.announce(self.store.workspace.data_dir, conv_id, doing)
+
+    @background("reading who else is here", group="activity")
+    def _load_activity(self) -> None:
+        now = self.clock()
+
+        def read(db: Database) -> ActivityLoaded:
+            return ActivityLoaded(activity.others(db, now), activity.unshown_notices(db))
+
+        self.post_message(self.store.read(read))
+
+    @on(ActivityLoaded)
+    def _on_activity(self, event: ActivityLoaded) -> None:
+        self._show_presence(event.presence)
+        if event.notices:
+            for notice in event.notices:
+                self.notify(notice.text, title="Team", severity="warning", timeout=12)
+            ids = [n.id for n in event.notices]
+            self._write("Notices", lambda db: activity.mark_shown(db, ids), len(ids), quiet=True)
+
+    def _show_presence(self, others: dict[str, list[activity.Presence]]) -> None:
+        self._presence = {c: items for c, items in others.items() if items}
+        self.inbox.set_presence(self._presence)
+        self.thread_view.set_presence(self._presence.get(self._thread_for or "", []))
+        row = self.composer.row
+        self.composer.set_presence(self._presence.get(row.id, []) if row is not None else [])
 
     # ---- header and status ------------------------------------------------------------------------
 
@@ -246,7 +306,7 @@ class MainScreen(Screen[None]):
         def read(db: Database) -> ThreadLoaded:
             t = queries.thread(db, conv_id)
             sla = slastate.evaluate_at(db, conv_id, now) if t else None
-            return ThreadLoaded(conv_id, t, sla, keep_scroll)
+            return ThreadLoaded(conv_id, t, sla, keep_scroll, activity.thread_mark(db, conv_id) if t else None)
 
         self.post_message(self.store.read(read))
 
@@ -256,7 +316,12 @@ class MainScreen(Screen[None]):
             return
         keep = event.keep_scroll and self._thread_for == event.conv_id
         self._thread_for = event.conv_id
+        if event.mark is not None:
+            self._marks[event.conv_id] = event.mark
+        self.thread_view.set_presence(self._presence.get(event.conv_id, []), repaint=False)
         self.thread_view.show(event.thread, keep_scroll=keep)
+        if not self.composer.is_open:
+            self._announce(event.conv_id, "viewing")
         row = event.thread.conversation if event.thread else None
         self.query_one(SlaPane).show(row, event.sla, self.clock())
 
@@ -359,6 +424,10 @@ class MainScreen(Screen[None]):
         if row is None:
             return
         self.composer.open(row, mode, text)
+        self.composer.set_presence(self._presence.get(row.id, []))
+        if self._compose_mark is None or self._compose_mark[0] != row.id:
+            self._compose_mark = (row.id, self._marks.get(row.id))
+        self._announce(row.id, "noting" if mode == "note" else "replying")
         if mode != "note" and not text:
             self._load_draft(row.id)
 
@@ -446,15 +515,33 @@ class MainScreen(Screen[None]):
         self.inbox.focus()
         self._send(event.conv_id, event.text, event.mode)
 
-    @background("queueing the reply", group="write")
     def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
-              send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
+              checked: bool = False, send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
+        """Queue it, unless the thread moved on since the composer opened (asked first)."""
+        mark = self._compose_mark[1] if self._compose_mark and self._compose_mark[0] == conv_id else None
+        self._compose_mark = None
+        self._announce(conv_id, "viewing")
+        self._queue(conv_id, text, mode, at, to_robot, None if checked or mode == "note" else mark, send_as,
+                    template)
+
+    @background("queueing the reply", group="write")
+    def _queue(self, conv_id: str, text: str, mode: str, at: float | None, to_robot: bool, mark: int | None,
+               send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
                 self.store.write(lambda db: actions.add_note(db, conv_id, text, actor=agent))
                 self.post_message(ActionDone("Note added", 1))
                 return
+            if mark is not None:
+                def look(db: Database) -> tuple[list[str], int, queries.InboxRow | None]:
+                    return (activity.changes_since(db, conv_id, mark, agent), activity.thread_mark(db, conv_id),
+                            queries.get_row(db, conv_id))
+
+                changes, now_mark, row = self.store.read(look)
+                if changes:  # someone wrote while this reply was written: ask (see _ask_after_collision)
+                    self.post_message(Collision(conv_id, text, mode, at, changes, row, now_mark, send_as, template))
+                    return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
                 to_automatic=to_robot, send_as=send_as, template=template))
@@ -473,6 +560,23 @@ class MainScreen(Screen[None]):
             self.post_message(ActionDone(f"Reply scheduled for {clock_time(at, self.clock(), self.tz)}", 1))
             return
         self.post_message(ReplyQueued(key, conv_id, text, mode == "private", delay))
+
+    @on(Collision)
+    def _ask_after_collision(self, event: Collision) -> None:
+        """The thread changed since the composer opened (Help Scout's collision check): say what, ask."""
+        changed = "; ".join(one_line(c) for c in event.changes)
+
+        def chosen(answer: str | None) -> None:
+            if answer == "send":
+                self._send(event.conv_id, event.text, event.mode, event.at, checked=True, send_as=event.send_as,
+                           template=event.template)
+            elif event.row is not None:  # back to the draft, text intact; the new messages are now seen
+                self._open_composer(event.mode, event.text, row=event.row)
+                self._compose_mark = (event.conv_id, event.mark)
+
+        self.app.push_screen(ChoiceDialog(f"Since you started this reply: {changed}. Send it anyway?",
+                                          [("send", "queue the reply anyway"), ("back", "back to the draft")]),
+                             chosen)
 
     @on(ReplyToRobot)
     def _ask_before_replying_to_robot(self, event: ReplyToRobot) -> None:
@@ -647,6 +751,8 @@ class MainScreen(Screen[None]):
     @on(Composer.Closed)
     def _on_composer_closed(self, event: Composer.Closed) -> None:
         self.inbox.focus()
+        self._compose_mark = None
+        self._announce(event.conv_id, "viewing")
         if event.mode != "note":
             self._save_draft(event.conv_id, event.text, event.mode == "private")
 

@@ -13,6 +13,7 @@ from textual.message import Message
 
 from replydesk.model import MessageTemplate
 from replydesk.sla import SlaResult
+from replydesk.storage.activity import Notice, Presence
 from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
 from replydesk.windows import Verdict
 
@@ -71,6 +72,7 @@ class ThreadLoaded(Message):
     thread: Thread | None
     sla: SlaResult | None
     keep_scroll: bool = False  # a refresh of the same conversation: the reader's scroll stays
+    mark: int | None = None  # where its messages stood (``activity.thread_mark``), for the collision check
 
 
 @dataclass
@@ -138,6 +140,29 @@ class TemplatesRead(Message):
     templates: list[MessageTemplate]
     text: str  # the draft, kept for the way back
     row: InboxRow | None
+
+
+@dataclass
+class ActivityLoaded(Message):
+    """Who else is where (conversation id -> presences), and notices the engine left for the user."""
+
+    presence: dict[str, list[Presence]]
+    notices: list[Notice]
+
+
+@dataclass
+class Collision(Message):
+    """A reply was held back: the thread changed since the composer opened; the user decides."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    changes: list[str]
+    row: InboxRow | None
+    mark: int
+    send_as: str | None = None  # kept through the question: the window choice (human-agent tag, template)
+    template: dict[str, Any] | None = None  # the approved template a closed window's reply is sent as
 
 
 @dataclass

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import STATE_SYMBOL, duration, safe
+from replydesk.tui.format import STATE_SYMBOL, duration, one_line, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 from replydesk.tui.window_text import pane_line
 
@@ -70,6 +70,13 @@ class SlaPane(Static):
         if row is None:
             return Text("SLA: nothing selected", style="dim")
         window = self.window_line(row, now)  # second: when a reply may go at all is read first
+        if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
+            out = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe(one_line(row.listening), "bold"),
+                                (" · no SLA clock · a reply joins it to the inbox", "dim"))
+            if window is not None:
+                out.append("\n")
+                out.append_text(window)
+            return out
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
             out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),

@@ -151,6 +151,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self.palette = Palette(self)
+        #: Other agents in this conversation now (a team's presence), shown under the header.
+        self.presence: tuple[tuple[str, str], ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -183,6 +185,17 @@ class ThreadView(ScrollView, can_focus=True):
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
+        """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
+        shown = tuple((str(getattr(p, "agent", "")), str(getattr(p, "activity", ""))) for p in items)
+        if shown == self.presence:
+            return
+        self.presence = shown
+        if repaint and self.thread is not None:
+            top = self.scroll_y
+            self._set_text(self.render_thread(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
         """Show or hide quoted history and signatures in this conversation, keeping the place."""
@@ -297,6 +310,14 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        if self.presence:
+            out.append("\n")
+            for i, (agent, doing) in enumerate(self.presence):
+                out.append("  " if i else "")
+                out.append("✎ " if doing in ("replying", "noting") else "◉ ", style=role("warning", "bold"))
+                out.append_text(safe(agent, role("warning", "bold")))
+                out.append({"replying": " is replying…", "noting": " is writing a note…"}.get(doing, " is viewing"),
+                           style=role("warning"))
         if c.tags:
             out.append("\n")
             out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
