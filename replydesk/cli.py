@@ -79,6 +79,8 @@ def _raised(module: str, *names: str) -> tuple[type[BaseException], ...]:
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+#: Providers whose accounts also keep the Meta app's secret (webhook signatures, appsecret_proof).
+META_PROVIDERS = ("facebook", "instagram", "whatsapp")
 
 
 class UsageError(Exception):
@@ -288,11 +290,97 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 c = queries.counts(db)
                 say(f"{c.open} open, {c.breached} breached, {c.warning} warning in {ws.data_dir}")
             return EXIT_OK
+        receiver = _start_receiver(ws) if ws.config.webhooks.enabled else None
         say(f"syncing {len(ws.config.accounts)} account(s) into {ws.data_dir}; Ctrl-C stops")
-        return _run_forever(engine)
+        try:
+            return _run_forever(engine)
+        finally:
+            if receiver is not None:
+                receiver.stop()
     finally:
         lock.release()
         db.close()
+
+
+def _start_receiver(ws: Workspace) -> Any:
+    """The webhook receiver on a thread of ``replydesk sync`` (its own store: it never waits for the engine)."""
+    from replydesk import webhooks
+
+    settings = ws.config.webhooks
+    app = webhooks.build_app(ws.config, ws.data_dir)
+    for problem in webhooks.setup_problems(app):
+        complain(f"webhooks: {problem}")
+    receiver = webhooks.Receiver(app, settings.host, settings.port)
+    try:
+        receiver.start()
+    except OSError as exc:
+        raise UsageError(f"webhooks: {exc}") from None
+    say(f"receiving webhooks on http://{settings.host}:{receiver.port}{settings.path}/meta")
+    return receiver
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """``serve``: the receiver alone (the engine, in ``sync`` or the console, ingests what it keeps);
+    ``token``: the verification token to paste into Meta's dashboard, made once and kept in the keyring."""
+    import signal
+
+    from replydesk import webhooks
+
+    ws = _workspace(args)
+    if args.webhooks_command == "token":
+        token = secrets.fetch(webhooks.VERIFY_TOKEN_ENTRY)
+        if token is None or args.new:
+            import secrets as random
+
+            token = random.token_urlsafe(24)
+            secrets.store(webhooks.VERIFY_TOKEN_ENTRY, token)
+        say(token)
+        return EXIT_OK
+    settings = ws.config.webhooks
+    app = webhooks.build_app(ws.config, ws.data_dir)
+    if not app.providers:
+        raise UsageError("no account takes webhooks (facebook, instagram, whatsapp or a demo in push mode)")
+    for problem in webhooks.setup_problems(app):
+        complain(problem)
+    receiver = webhooks.Receiver(app, args.host or settings.host, settings.port if args.port is None else args.port)
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # before the server's thread starts: it inherits the mask
+    try:
+        try:
+            receiver.start()
+        except OSError as exc:
+            complain(str(exc))
+            return EXIT_ERROR
+        sys.stdout.write(f"receiving webhooks for {', '.join(app.providers)} on "
+                         f"http://{receiver.config.host}:{receiver.port}{settings.path}/meta "
+                         f"(or {settings.path}/ACCOUNT); Ctrl-C stops\n")
+        sys.stdout.flush()
+        signal.sigwait(stopping)  # Ctrl-C or a service manager's SIGTERM: close cleanly
+    finally:
+        receiver.stop()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
+    say("stopped")
+    return EXIT_OK
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """The approved message templates the engine last fetched (WhatsApp), for ``reply --template``."""
+    from replydesk.storage import templates
+
+    _, db = _open(args, create=False)
+    names = [args.account] if args.account else templates.accounts(db)
+    found = {name: templates.of_account(db, name) for name in names}
+    if args.json:
+        emit_json({name: [{"name": t.name, "language": t.language, "category": t.category, "body": t.body,
+                           "params": list(t.params)} for t in ts] for name, ts in found.items()})
+        return EXIT_OK
+    if not any(found.values()):
+        say("no templates yet: the sync engine fetches an account's approved templates hourly")
+    for name, ts in found.items():
+        for t in ts:
+            say(f"{name}  {t.name} ({t.language}, {t.category or '-'}, {len(t.params)} variable(s)): "
+                f"{one_line(t.body)[:70]}")
+    return EXIT_OK
 
 
 def _say_team_pass(report: Any, as_json: bool) -> None:
@@ -404,12 +492,13 @@ def _row_json(row: queries.InboxRow) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     db = _open_to_read(args)
+    for problem in search.problems(args.query):
+        complain(problem)
     hits, f = search.search(db, args.query, limit=args.limit)
-    rows = queries.inbox_page(db, f, 0, args.limit)
+    rows = queries.inbox_page(db, f.with_(statuses=f.statuses), 0, max(args.limit, 500))
     by_id = {h.conversation_id: h for h in hits}
-    if hits:  # best match first, as the search ranked them
-        rank = {h.conversation_id: i for i, h in enumerate(hits)}
-        rows.sort(key=lambda r: rank.get(r.id, len(rank)))
+    rows.sort(key=lambda r: (-r.last_message_at, r.id))  # newest first, as README says
+    rows = rows[: args.limit]
     if args.json:
         emit_json({"query": args.query, "results": [
             {**_row_json(r), "match": by_id[r.id].snippet if r.id in by_id else None} for r in rows
@@ -462,10 +551,22 @@ def cmd_reply(args: argparse.Namespace) -> int:
             at = parse_when(args.at, db.now())
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
-    text = sys.stdin.read() if args.text == "-" else args.text
+        if at <= db.now():
+            raise UsageError(f"--at: {args.at!r} has already passed (it would send at once); "
+                             "leave --at out to send now")
+    template, send_as = None, args.send_as
+    if args.template:
+        text, template = _template_reply(db, conv_id, args.template, args.param or [])
+        send_as = "template"
+    elif args.text is None:
+        raise UsageError("reply needs --text (or --template NAME with its --param values)")
+    else:
+        text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        raise UsageError("--text is empty: a reply needs words")
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
-                                 to_automatic=args.force, send_as=args.send_as)
+                                 to_automatic=args.force, send_as=send_as, template=template)
     except outbox.AutomaticRecipient as exc:
         complain(f"{exc}: use --force to send it anyway")
         return EXIT_ERROR
@@ -475,10 +576,27 @@ def cmd_reply(args: argparse.Namespace) -> int:
     item = outbox.get(db, key)
     if args.json:
         emit_json(outbox.as_json(item))
+    elif item.action == "edit_reply":  # the platform keeps one reply of ours (a Google review)
+        say(f"our reply on {conv_id} is up and the platform keeps one: queued an edit of it ({key}); "
+            "the sync engine sends it")
     else:
         when = f" (leaves at {iso(item.not_before)})" if at else ""
         say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
     return EXIT_OK
+
+
+def _template_reply(db: Database, conv_id: str, spec: str, values: list[str]) -> tuple[str, dict[str, Any]]:
+    """(the text the customer will read, what the outbox keeps) for ``--template NAME[:LANGUAGE]``."""
+    from replydesk.storage import templates
+
+    name, _, language = spec.partition(":")
+    account, found = templates.for_conversation(db, conv_id, name, language or None)
+    if found is None:
+        raise UsageError(f"no approved template {spec!r} for {account} (replydesk templates lists them)")
+    if len(values) != len(found.params):
+        raise UsageError(f"template {found.name} needs {len(found.params)} --param value(s) "
+                         f"({', '.join(found.params) or 'none'}), got {len(values)}")
+    return found.fill(values), found.as_reply(values)
 
 
 def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
@@ -491,6 +609,9 @@ def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
             hints.append(f"\n  to send it with the human-agent tag: add --send-as {HUMAN_AGENT}")
         elif choice == "public":
             hints.append("\n  to answer the comment publicly instead: leave out --private")
+        elif choice == "template":
+            hints.append("\n  to send an approved template: --template NAME --param VALUE … "
+                         "(replydesk templates lists them)")
     return hints
 
 
@@ -517,6 +638,8 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        raise UsageError("--text is empty: a note needs words")
     ws, db = _open(args)
     actions.add_note(db, _conv(db, args.conversation), args.text, actor=ws.config.ui.agent)
     say("note added")
@@ -624,18 +747,41 @@ def cmd_sla(args: argparse.Namespace) -> int:
         return EXIT_OK
     say(f"{conv_id}: policy {doc['policy'] or '(none applies)'} at {doc['at']}")
     for m in doc["metrics"]:
-        left = m["calendar_seconds_left"]
-        say(f"  {m['metric']:<12} {m['state']:<9} target {m['target_seconds']}s ({m['calendar']})"
+        left, business = m["calendar_seconds_left"], m["business_seconds_left"]
+        say(f"  {m['metric']:<12} {m['state']:<9} target {_duration(m['target_seconds'])} ({m['calendar']})"
             + (f" due {m['due_at']}" if m["due_at"] else "")
-            + (f" left {left}s" if left is not None else "")
+            + (f" left {_duration(left)}" if left is not None else "")
+            + (f" (business {_duration(business)})" if business is not None and m["calendar"] != "24x7" else "")
+            + (f" met {m['fulfilled_at']}" if m["fulfilled_at"] else "")
             + (f" paused: {m['paused_reason']}" if m["paused_reason"] else ""))
     return EXIT_OK
 
 
+def _duration(seconds: float) -> str:
+    """``45m``, ``3h 05m``, ``2d 04h``, ``-1h 10m`` (past due): what the console shows."""
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{sign}{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{sign}{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days}d {hours:02d}h"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from replydesk.model import parse_iso
     from replydesk.reporting import run_report
 
     ws, db = _open(args, create=False)
+    with contextlib.suppress(ValueError):  # an unreadable time is run_report's to explain
+        since = parse_iso(args.since) if args.since else None
+        until = parse_iso(args.until) if args.until else db.now()
+        if since is not None and since >= until:
+            raise UsageError(f"--since ({args.since}) must be before --until ({args.until or 'now'})")
     return run_report(ws, db, args, emit_json, say)
 
 
@@ -655,6 +801,23 @@ def cmd_login(args: argparse.Namespace) -> int:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
     try:
         secrets.store(args.account, secret)
+        if getattr(account, "provider", "") in META_PROVIDERS:  # the app's secret signs its webhooks
+            from replydesk.providers.meta import APP_SECRET_SUFFIX
+
+            entry = args.account + APP_SECRET_SUFFIX
+            had = secrets.fetch(entry) is not None
+            print(f"{args.account}: enter the Meta app's secret (App settings → Basic → App secret)"
+                  + ("; empty keeps the one stored" if had else ""), file=sys.stderr)
+            app_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+            if app_secret:
+                secrets.store(entry, app_secret)
+            elif had:
+                say(f"stored the token for {args.account}; kept the app secret already stored")
+                return EXIT_OK
+            else:
+                complain(f"stored the token for {args.account}, but no app secret: its webhooks are refused "
+                         f"until `replydesk login {args.account}` stores it")
+                return EXIT_ERROR
     except secrets.SecretError as exc:
         complain(str(exc))
         return EXIT_ERROR
@@ -699,34 +862,98 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
     return EXIT_OK
 
 
+def cmd_locations(args: argparse.Namespace) -> int:
+    """The places an account's login manages (Google Business Profile locations), to pick in the
+    config. Asks the platform now; the engine need not run."""
+    import asyncio
+
+    from replydesk import providers
+    from replydesk.providers.base import ProviderError
+
+    ws = _workspace(args)
+    account = ws.config.account(args.account)
+    if account is None:
+        raise UsageError(f"no account {args.account!r} in the config")
+    provider = providers.create(account, ws.data_dir, secrets.getter(account.name))
+    if not hasattr(provider, "list_locations"):
+        raise UsageError(f"account {args.account!r} ({account.provider}) has no locations to list")
+
+    async def listing() -> list[Any]:
+        try:
+            return await provider.list_locations()
+        finally:
+            await provider.aclose()
+
+    try:
+        found = asyncio.run(listing())
+    except ProviderError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    chosen = set(getattr(account, "locations", None) or ())
+    if args.json:
+        emit_json([{"name": loc.name, "title": loc.title, "address": loc.address, "account": loc.account,
+                    "chosen": not chosen or loc.name in chosen} for loc in found])
+        return EXIT_OK
+    if not found:
+        say(f"{args.account}: the login manages no locations")
+        return EXIT_OK
+    for loc in found:
+        mark = "*" if not chosen or loc.name in chosen else " "
+        where = f" · {one_line(loc.address)}" if loc.address else ""
+        group = f"  ({one_line(loc.account)})" if loc.account else ""
+        say(f"{mark} {loc.name}  {one_line(loc.title)}{where}{group}")
+    say(f"\n* answered now ({'every location' if not chosen else 'the ones in the config'}); to pick some, "
+        f"list them in the account's locations:, e.g.\n  locations: [{found[0].name}]")
+    return EXIT_OK
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     import contextlib
 
-    from replydesk.storage.db import StorageError
+    from replydesk.storage.db import DATABASE_ERRORS
 
-    ws = _workspace(args)
+    ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
-    with contextlib.suppress(StorageError):
+    with contextlib.suppress(*DATABASE_ERRORS):  # StorageError among them
         db = ws.open_db(create=False)
         states = {s["account"]: s for s in queries.account_states(db)}
     rows = []
     for a in ws.config.accounts:
-        s = states.get(a.name, {})
+        s = states.pop(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
                      "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else
-                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
+                     "configured": True, "secret": _secret_state(a)})
+    # Accounts the workspace holds data of that this config does not name (the demo's, an import's):
+    # the cache still shows them, so say so rather than "no accounts".
+    for name, s in sorted(states.items()):
+        rows.append({"name": name, "provider": s.get("platform", ""), "state": s.get("state", "idle"),
+                     "detail": s.get("detail", ""), "note": s.get("note", ""),
+                     "last_sync": iso(s.get("last_sync")), "configured": False, "secret": "n/a"})
     if args.json:
         emit_json(rows)
         return EXIT_OK
     if not rows:
-        say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
+        say(f"no accounts configured and none in the workspace {db_path}: add one to the config "
+            "(see config.example.yaml), or try 'replydesk demo'")
     for r in rows:
+        where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
         say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
             f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
-            + (f" · {one_line(r['note'])}" if r["note"] else ""))
+            + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
     return EXIT_OK
+
+
+def _secret_state(account: Any) -> str:
+    """``set``, ``missing``, or for a Meta account without its app secret ``no app secret`` (its
+    webhooks cannot be verified, so none is accepted)."""
+    if account.provider in ("demo", "demo-helpdesk"):
+        return "n/a"
+    if not (secrets.fetch(account.name) or secrets.fetch(account.name + ":oauth")):
+        return "missing"
+    if account.provider in META_PROVIDERS and not secrets.fetch(account.name + ":app-secret"):
+        return "no app secret"
+    return "set"
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -742,6 +969,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "rules": [r.name for r in config.rules],
+        "csat_accounts": sorted(config.csat.accounts),
         "listening": [q.name for q in config.listening],
     }
     if args.json:
@@ -754,6 +983,39 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  views: {', '.join(summary['views'])}")
     if config.listening:
         say(f"  listening: {', '.join(summary['listening'])}")
+    say(f"  rules: {', '.join(summary['rules']) or 'none'}")
+    if summary["csat_accounts"]:
+        say(f"  satisfaction survey: {', '.join(summary['csat_accounts'])}")
+    return EXIT_OK
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """The dry run: what the rules would have done to the stored history. Nothing changes."""
+    from replydesk import rules
+    from replydesk.slaspec import parse_duration
+
+    ws, db = _open(args, create=False)
+    if not ws.config.rules:
+        raise UsageError("no rules in the config: add a rules: section (see config.example.yaml)")
+    until = db.now()
+    try:
+        since = until - parse_duration(args.since)
+    except ValueError:
+        from replydesk.model import parse_iso
+
+        try:
+            since = parse_iso(args.since)
+        except ValueError:
+            raise UsageError("--since: expected a duration (30d, 12h) or an ISO 8601 time") from None
+    try:
+        report = rules.dry_run(db, ws.config, since, until, args.rule)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.json:
+        emit_json(report.to_json())
+        return EXIT_OK
+    for line in rules.describe(report):
+        say(line)
     return EXIT_OK
 
 
@@ -884,7 +1146,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("reply", cmd_reply, "queue a reply in the outbox (the sync engine sends it)", json_=True)
     p.add_argument("conversation")
-    p.add_argument("--text", required=True, help="the reply text, or - to read standard input")
+    p.add_argument("--text", help="the reply text, or - to read standard input")
+    p.add_argument("--template", metavar="NAME[:LANG]",
+                   help="send an approved WhatsApp template instead (allowed outside the 24-hour window)")
+    p.add_argument("--param", action="append", metavar="VALUE", help="a template variable, in order (repeat)")
     p.add_argument("--private", action="store_true", help="answer privately where the platform allows")
     p.add_argument("--at", metavar="WHEN", help="send later: 2h, 'tomorrow 9:00', ISO 8601")
     p.add_argument("--force", action="store_true",
@@ -941,21 +1206,43 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p.add_argument("--at", metavar="TIME", help="replay the state at this ISO 8601 time")
 
-    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)",
-            json_=True)
+    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)")
     p.add_argument("--since", metavar="TIME")
     p.add_argument("--until", metavar="TIME")
     p.add_argument("--by", choices=("platform", "account", "assignee", "tag", "policy"))
-    p.add_argument("--csv", action="store_true", help="print CSV")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON for scripts")
+    out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
     p = add("login", cmd_login, "store an account's token or password in the system keyring "
-            "(X: log in with OAuth in the browser)")
+            "(X and Google: log in with OAuth in the browser)")
     p.add_argument("account")
     p.add_argument("--no-browser", action="store_true",
                    help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
+
+    p = add("locations", cmd_locations, "list the locations an account's login manages (Google reviews), "
+            "to pick in the config", json_=True)
+    p.add_argument("account")
+    p = add("templates", cmd_templates, "list approved message templates (WhatsApp) as last fetched", json_=True)
+    p.add_argument("account", nargs="?", help="one account (default: all)")
+
+    p = add("webhooks", lambda a: (a.webhooks_parser.print_help(), EXIT_USAGE)[1],
+            "the webhook receiver for Meta's pushed events")
+    p.set_defaults(webhooks_parser=p)
+    wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND")
+    w = wsub.add_parser("serve", parents=[common], help="run the receiver (Ctrl-C stops)",
+                        description="run the receiver; the sync engine ingests what it keeps", formatter_class=Formatter)
+    w.add_argument("--host", help="listen address (default: webhooks.host)")
+    w.add_argument("--port", type=int, help="listen port (default: webhooks.port; 0: any free port)")
+    w.set_defaults(func=cmd_webhooks)
+    w = wsub.add_parser("token", parents=[common], help="print the verify token for Meta's dashboard",
+                        description="print the verify token to paste into Meta's webhook settings "
+                                    "(made once and kept in the keyring)", formatter_class=Formatter)
+    w.add_argument("--new", action="store_true", help="make a new token (then update it at Meta too)")
+    w.set_defaults(func=cmd_webhooks)
 
     p = add("config", lambda a: (a.config_parser.print_help(), EXIT_USAGE)[1], "configuration commands")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
@@ -963,6 +1250,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
                         description="validate the config and print a summary", formatter_class=Formatter)
     c.set_defaults(func=cmd_config_check)
+
+    p = add("rules", lambda a: (a.rules_parser.print_help(), EXIT_USAGE)[1], "triage rules: try them on the history")
+    rsub = p.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
+    p.set_defaults(rules_parser=p)
+    r = rsub.add_parser("test", parents=[common, jsonopt],
+                        help="dry run: what the rules would have done to the stored history (nothing changes)",
+                        description="Replay the rules over the stored history and print, per rule, how many "
+                                    "conversations it would have matched, what it would have done and a sample.",
+                        formatter_class=Formatter)
+    r.add_argument("rule", nargs="?", help="only this rule (default: all, in order)")
+    r.add_argument("--since", default="30d", metavar="WHEN", help="how far back: 30d, 12h or an ISO 8601 time "
+                                                                  "(default 30d)")
+    r.set_defaults(func=cmd_rules_test)
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
@@ -1011,6 +1311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_raised("replydesk.storage.actions", "ActionError") + _raised("replydesk.storage.db", "StorageError")
             + _raised("replydesk.secrets", "SecretError")) as exc:
         complain(str(exc))
+        return EXIT_ERROR
+    except _raised("sqlite3", "Error") as exc:  # SQLite's own (damage, a lock held too long): what doctor would say
+        complain(f"the workspace database failed: {exc}; 'replydesk doctor' checks it, "
+                 "'replydesk doctor --repair' fixes what is safe")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

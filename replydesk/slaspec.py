@@ -118,7 +118,8 @@ class TargetRules:
 
 
 class PolicyRules:
-    """A policy has ``name``, ``match``, one target per metric, ``pause_when``, ``escalated_factor``."""
+    """A policy has ``name``, ``match``, one target per metric, ``pause_when``, ``escalated_factor``
+    and ``count_auto_replies``."""
 
     def target(self, metric: str) -> Any:
         return getattr(self, metric)
@@ -196,6 +197,7 @@ class PolicyData(PolicyRules):
     resolution: TargetData | None = None
     pause_when: tuple[str, ...] = ()
     escalated_factor: float | None = None
+    count_auto_replies: bool = False
 
 
 def _names(value: Any) -> tuple[str, ...] | None:
@@ -208,6 +210,8 @@ class SettingsData(SettingsRules):
 
     calendars: Mapping[str, CalendarData] = field(default_factory=dict)
     policies: tuple[PolicyData, ...] = ()
+    #: A review's stars -> the priority it comes in with (JSON keys are strings: made numbers again).
+    review_priority: Mapping[int, str] = field(default_factory=dict)
 
     def business_default(self) -> CalendarData:
         return CalendarData(timezone="UTC", hours=BUSINESS_HOURS)
@@ -232,6 +236,7 @@ class SettingsData(SettingsRules):
                 first_reply=target(p.get("first_reply")), next_reply=target(p.get("next_reply")),
                 resolution=target(p.get("resolution")), pause_when=tuple(p.get("pause_when") or ()),
                 escalated_factor=p.get("escalated_factor"),
+                count_auto_replies=bool(p.get("count_auto_replies", False)),
             )
 
         calendars = {
@@ -240,4 +245,5 @@ class SettingsData(SettingsRules):
                                holidays=tuple(dt.date.fromisoformat(d) for d in c.get("holidays") or ()))
             for name, c in (data.get("calendars") or {}).items()
         }
-        return cls(calendars=calendars, policies=tuple(policy(p) for p in data.get("policies") or ()))
+        return cls(calendars=calendars, policies=tuple(policy(p) for p in data.get("policies") or ()),
+                   review_priority={int(stars): level for stars, level in (data.get("review_priority") or {}).items()})

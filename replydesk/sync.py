@@ -39,9 +39,11 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
+from replydesk.rules import LiveRules
 from replydesk.storage import (
     accounts,
     actions,
+    aliases,
     ingest,
     outbox,
     platform_facts,
@@ -49,12 +51,17 @@ from replydesk.storage import (
     queries,
     slastate,
     spend,
+    spool,
+    templates,
+    tickets,
 )
 from replydesk.storage.db import Database
+from replydesk.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
 IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an account
+TEMPLATES_EVERY = 3600.0  # seconds between refreshes of an account's message templates
 
 
 def _clock(at: float) -> str:
@@ -96,6 +103,7 @@ class AccountRun:
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
     stream_blocked_until: float = 0.0  # a partial stream's own backoff (polling goes on meanwhile)
     pace_note: str = ""  # how often a metered account polls now, and why
+    templates_due: float = 0.0  # when the account's message templates are fetched again
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -123,6 +131,8 @@ class SyncEngine:
             if interval is not None:
                 provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
+            provider.tickets_to_follow = self._ticket_follower(account.name)
+            provider.resolve_contact = self._contact_resolver(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
@@ -135,6 +145,13 @@ class SyncEngine:
 
         self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
+        # Rules act on what each ingest stores, inside its transaction (db.ingest_hook); timers and
+        # surveys come with the sweep. Both are read from the config at start.
+        self.rules = LiveRules(config) if config.rules else None
+        if self.rules is not None:
+            self.rules.attach(db)
+        self.surveys = Surveys(config) if config.csat.accounts else None
+        self._spool: spool.Spool | None = None  # the webhook receiver's store, opened once it exists
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
@@ -225,6 +242,26 @@ class SyncEngine:
 
         return resolve
 
+    def _ticket_follower(self, account: str) -> Callable[[], list[str]]:
+        def follow() -> list[str]:
+            return tickets.followed(self.db, account)
+
+        return follow
+
+    def forward_notes(self, run: AccountRun) -> int:
+        """A helpdesk account that takes notes (``notes_as_comments``): internal notes written after
+        an escalation are queued as private comments on its ticket, once each, before the drain."""
+        if "ticket_comment" not in run.provider.capabilities.actions or \
+                not getattr(run.provider.options, "notes_as_comments", False):
+            return 0
+        return len(tickets.queue_note_comments(self.db, run.name))
+
+    def _contact_resolver(self, account: str) -> Callable[[Any], str | None]:
+        def resolve(ids: Any) -> str | None:
+            return aliases.resolve(self.db, account, ids)
+
+        return resolve
+
     def _fault(self, run: AccountRun, exc: ProviderError) -> str:
         """Translate a provider failure into account state; returns a one-line reason."""
         now = self.db.now()
@@ -264,15 +301,41 @@ class SyncEngine:
             self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
+        await self._refresh_templates(run)
         self._publish_facts(run)
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
         return stats.new_messages
+
+    async def _refresh_templates(self, run: AccountRun) -> None:
+        """An account's approved message templates (WhatsApp), for the composer: on the first fetch
+        and then hourly. A failure keeps the last set and says why in the log."""
+        if not run.provider.capabilities.templates or self.db.now() < run.templates_due:
+            return
+        run.templates_due = self.db.now() + TEMPLATES_EVERY
+        try:
+            found = await run.provider.templates()
+        except ProviderError as exc:
+            log.warning("account %s: message templates not refreshed: %s", run.name, exc)
+            return
+        templates.save(self.db, run.name, found)
+
+    def _adopt_spooled(self, run: AccountRun) -> None:
+        """Bodies the webhook receiver spooled (``storage.spool``) move into the workspace first."""
+        if self._spool is None:
+            if not spool.exists(self.data_dir):
+                return
+            self._spool = spool.Spool(self.data_dir)
+        if self._spool.has(run.name):
+            push.adopt_spooled(self.db, self._spool, run.name)
 
     def ingest_pushed(self, run: AccountRun) -> int:
         """Bodies a webhook receiver stored for this account (``replydesk.push``), through the same
         ingest path as a fetch; returns the number of new messages. Needs no network, so it runs
         while the account backs off too."""
-        if not run.provider.capabilities.accepts_push or not pushes.has_pending(self.db, run.name):
+        if not run.provider.capabilities.accepts_push:
+            return 0
+        self._adopt_spooled(run)
+        if not pushes.has_pending(self.db, run.name):
             return 0
         stats = push.ingest_pending(self.db, run.provider)
         if stats.new_messages:
@@ -290,7 +353,7 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
-            send_as=item.send_as,
+            send_as=item.send_as, template=item.template,
         )
 
     def _action(self, item: outbox.OutboxItem) -> OutgoingAction:
@@ -471,23 +534,33 @@ class SyncEngine:
     # ---- housekeeping -----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Time-driven changes: snoozes that ran out, SLAs that just breached."""
+        """Time-driven changes: snoozes that ran out, SLAs that just breached, rules' timers that
+        came due, surveys after a resolve."""
         actions.wake_snoozed(self.db)
         due = slastate.due_conversations(self.db, self.db.now())
         if due:
             with self.db.transaction():
                 slastate.refresh(self.db, due)
+        self.run_timers()
+        if self.surveys is not None:
+            self.surveys.run(self.db)
+
+    def run_timers(self) -> None:
+        if self.rules is not None:
+            self.rules.run_timers(self.db)
 
     # ---- running ----------------------------------------------------------------------------------
 
     async def run_once(self) -> PassReport:
         report = PassReport()
         await self.reconcile_in_flight()
+        self.run_timers()  # timers due before what this pass fetches fire first, as time ran
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
             report.fetched[run.name] += await self.listening.step(run)
+            self.forward_notes(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -516,6 +589,7 @@ class SyncEngine:
                 if self.listening.due(run) and self.can_call(run):
                     await self.listening.step(run)
                     self._publish_note(run)
+                self.forward_notes(run)
                 await self.drain(run)
             except Exception as exc:  # a bug or a broken database must not end the account silently
                 log.exception("account %s: unexpected error", run.name)
@@ -611,3 +685,6 @@ class SyncEngine:
             for run in self.accounts.values():
                 with contextlib.suppress(Exception):
                     await run.provider.aclose()
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None

@@ -108,7 +108,8 @@ class TeamEngine(SyncEngine):
             team_local.note_outbox_change(self.db, key)
 
     def sweep(self) -> None:
-        """Snoozes of the accounts this engine leads wake here, once for the team; SLAs as solo."""
+        """Snoozes of the accounts this engine leads wake here, once for the team; SLAs as solo; the
+        rules' timers and the surveys of the accounts it leads, once for the team too."""
         due = team_local.due_snoozes(self.db, self.led, self.db.now())
         if due:
             actions.set_status(self.db, due, "open", actor="system")
@@ -116,6 +117,15 @@ class TeamEngine(SyncEngine):
         if late:
             with self.db.transaction():
                 slastate.refresh(self.db, late)
+        self.run_timers()
+        if self.surveys is not None:
+            self.surveys.run(self.db, accounts=frozenset(self.led))
+
+    def run_timers(self) -> None:
+        """Only the accounts this engine leads. The rules themselves run in the leader's ingest (the
+        one engine that fetches an account); what the team's log brings in runs no rule anywhere."""
+        if self.rules is not None:
+            self.rules.run_timers(self.db, accounts=frozenset(self.led))
 
     # ---- running ------------------------------------------------------------------------------------
 

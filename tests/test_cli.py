@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,8 +13,8 @@ from replydesk.cli import build_parser, main
 from support import REPO, hostile_texts
 
 COMMANDS = ["demo", "sync", "export", "import", "search", "show", "reply", "action", "note", "outbox", "tag", "untag",
-            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",
-            "doctor"]
+            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "locations",
+            "templates", "webhooks", "config", "rules", "doctor", "serve", "team"]
 
 
 @pytest.fixture
@@ -28,9 +29,15 @@ def run(ws, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def first_conv(ws, capsys) -> str:
+    """The newest open conversation no reply window binds (a closed window refuses a reply)."""
     code, out, _ = run(ws, capsys, "search", "is:open", "--json")
     assert code == 0
-    return json.loads(out)["results"][0]["id"]
+    db = ws.open_db()
+    try:
+        free = {r[0] for r in db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL")}
+    finally:
+        db.close()
+    return next(r["id"] for r in json.loads(out)["results"] if r["id"] in free)
 
 
 def test_every_command_has_help():
@@ -139,7 +146,7 @@ def test_reply_queues_and_outbox_lists_it(ws, capsys):
     assert later["not_before"] > item["not_before"]
     assert run(ws, capsys, "outbox", "--discard", later["key"])[0] == 0
     assert len(json.loads(run(ws, capsys, "outbox", "--json")[1])) == 1
-    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 1  # an empty reply is refused
+    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 2  # an empty reply is bad usage
 
 
 def test_search_json_and_text(ws, capsys):
@@ -186,7 +193,7 @@ def test_accounts_and_doctor(ws, capsys):
     code, out, _ = run(ws, capsys, "doctor", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
     code, out, _ = run(ws, capsys, "accounts")
-    assert code == 0 and "no accounts configured" in out
+    assert code == 0 and out.startswith("demo ")  # the workspace's account, though not in this config
 
 
 def test_hostile_customer_text_is_terminal_safe_in_cli_output(tmp_path, capsys):
@@ -255,6 +262,11 @@ def _sub(parser, name: str):
     return next(a for a in parser._actions if a.dest == "command").choices[name]
 
 
+def every_command() -> list[str]:
+    """Every command the whole command line has (COMMANDS, and any added since)."""
+    return list(next(a for a in build_parser()._actions if a.dest == "command").choices)
+
+
 def test_a_command_alone_parses_and_helps_as_in_the_whole_command_line(monkeypatch):
     """main builds only the parser of the command it runs (start-up): its help and its parse are
     the whole command line's, for every command."""
@@ -262,14 +274,18 @@ def test_a_command_alone_parses_and_helps_as_in_the_whole_command_line(monkeypat
 
     monkeypatch.setenv("COLUMNS", "100")
     full = build_parser()
-    for name in COMMANDS:
+    assert set(COMMANDS) <= set(every_command())
+    for name in every_command():
         assert _sub(build_parser(only=name), name).format_help() == _sub(full, name).format_help(), name
     for argv in (["search", "refund tag:vip", "--json", "--limit", "5"], ["--data-dir", "d", "show", "x:1"],
                  ["--data-dir=d", "--config", "c", "outbox", "--retry", "k"], ["--data", "d", "resolve", "a", "b"],
-                 ["config", "check", "--json"], ["reply", "c", "--text", "-", "--at", "2h", "--private"]):
+                 ["config", "check", "--json"], ["reply", "c", "--text", "-", "--at", "2h", "--private"],
+                 ["rules", "test", "greet", "--since", "2d", "--json"], ["locations", "reviews", "--json"],
+                 ["report", "--csv", "--by", "tag"], ["webhooks", "serve", "--port", "0"], ["templates", "wa", "--json"],
+                 ["reply", "c", "--template", "hello:en", "--param", "Ann", "--param", "42"]):
         assert command_in(argv) == next(a for a in argv if a in COMMANDS and not a.startswith("-"))
         alone, whole = build_parser(only=command_in(argv)).parse_args(argv), full.parse_args(argv)
-        plain = lambda ns: {k: v for k, v in vars(ns).items() if k not in ("func", "config_parser")}  # noqa: E731
+        plain = lambda ns: {k: v for k, v in vars(ns).items() if k != "func" and not k.endswith("_parser")}  # noqa: E731
         assert plain(alone) == plain(whole), argv
         assert alone.func.__name__ == whole.func.__name__
 
@@ -296,12 +312,72 @@ def test_help_is_as_wide_as_shutil_finds_the_terminal(monkeypatch):
 
 
 def test_main_help_and_version_exit_0_for_every_command(capsys):
-    for name in COMMANDS:
+    for argv in [[name] for name in every_command()] + [["config", "check"], ["rules", "test"], ["team", "status"],
+                                                          ["webhooks", "serve"], ["webhooks", "token"]]:
         with pytest.raises(SystemExit) as stop:
-            main([name, "--help"])
-        assert stop.value.code == 0, name
-        assert f"usage: replydesk {name}" in capsys.readouterr().out, name
+            main([*argv, "--help"])
+        assert stop.value.code == 0, argv
+        assert f"usage: replydesk {' '.join(argv)}" in capsys.readouterr().out, argv
     assert main(["--version"]) == 0 and capsys.readouterr().out == "replydesk 0.1.0\n"
     with pytest.raises(SystemExit) as stop:
         main(["search"])  # the query is missing: a usage error
     assert stop.value.code == 2 and "required: query" in capsys.readouterr().err
+
+
+# ---- the console's rules, from the command line (issue 13, item 14) -------------------------------
+
+
+def test_search_on_a_damaged_index_says_what_doctor_says(ws, capsys):
+    """A damaged full-text index printed a traceback."""
+    db = ws.open_db()
+    db.conn.execute("UPDATE messages_fts_data SET block = CAST(printf('%.*c', length(block), 'x') AS BLOB) "
+                    "WHERE id > 10")  # the segments, not the structure record: doctor rebuilds it
+    db.close()
+    code, out, err = run(ws, capsys, "search", "order")
+    assert code == 1 and "Traceback" not in err
+    assert "search index is damaged" in err and "replydesk doctor --repair" in err
+    assert run(ws, capsys, "doctor", "--repair")[0] == 0
+    code, out, err = run(ws, capsys, "search", "order")
+    assert code == 0 and out.strip() and not err
+
+
+def test_reply_refuses_a_past_time_and_empty_text_with_exit_2(ws, capsys):
+    conv = first_conv(ws, capsys)
+    code, _, err = run(ws, capsys, "reply", conv, "--text", "hello", "--at", "2020-01-01T00:00:00Z")
+    assert code == 2 and "has already passed" in err
+    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 2
+    assert run(ws, capsys, "note", conv, "--text", "")[0] == 2
+    code, out, _ = run(ws, capsys, "outbox", "--json")
+    assert json.loads(out) == []  # nothing was queued
+
+
+def test_report_refuses_two_formats_and_an_inverted_window(ws, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(ws, capsys, "report", "--json", "--csv")
+    assert exit_.value.code == 2
+    code, _, err = run(ws, capsys, "report", "--since", "2026-11-23T00:00:00Z", "--until", "2026-11-01T00:00:00Z")
+    assert code == 2 and "must be before" in err
+
+
+def test_sla_prints_durations_not_seconds(ws, capsys):
+    code, out, _ = run(ws, capsys, "sla", first_conv(ws, capsys))
+    assert code == 0
+    assert "target " in out and not re.search(r"\d+s\b", out), out
+    assert re.search(r"target \d+(m|h \d\dm|d \d\dh)", out), out
+
+
+def test_accounts_lists_what_the_workspace_holds(ws, capsys):
+    """On the demo workspace (no account in this config) it said "no accounts configured"."""
+    code, out, _ = run(ws, capsys, "accounts")
+    assert code == 0 and "no accounts configured" not in out
+    assert out.startswith("demo ") and "not in this config" in out
+    code, out, _ = run(ws, capsys, "accounts", "--json")
+    assert [(a["name"], a["configured"]) for a in json.loads(out)] == [("demo", False)]
+
+
+def test_search_lists_newest_first_and_warns_of_mistyped_filters(ws, capsys):
+    code, out, err = run(ws, capsys, "search", "platform:x", "--json")
+    times = [r["last_message_at"] for r in json.loads(out)["results"]]
+    assert code == 0 and times and times == sorted(times, reverse=True)
+    code, out, err = run(ws, capsys, "search", "status:open")
+    assert code == 0 and "did you mean is:?" in err

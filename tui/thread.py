@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -28,9 +29,10 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
+from textual import events
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
@@ -38,7 +40,8 @@ from textual.worker import Worker, WorkerState
 
 from replydesk.platforms import info
 from replydesk.storage.queries import ActionView, MessageView, Thread
-from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line, stars
+from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import ThreadLoaded
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 from replydesk.tui.workers import background
@@ -56,6 +59,8 @@ DELIVERY = {
     "deleted": ("deleted on the platform", None),
 }
 
+#: What the platform reported after "sent" (``storage.receipts``).
+RECEIPTS = {"delivered": ("delivered ✓✓", "success"), "read": ("read ✓✓", "accent")}
 
 GUTTER = " ┃"
 #: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
@@ -126,15 +131,25 @@ def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A transcript read ahead, rendered and wrapped while idle for the layout ``key`` it was made for."""
+
+    thread: Thread
+    key: tuple
+    parts: list[Text]
+    text: Text
+    lines: list[Strip]
+    part_lines: list[int]
+    width: int
+    countdowns: bool  # a queued reply's "leaves in" countdown is in it (``tick`` redraws it)
+    edits: set[str]  # a review's later versions
+
+
 class ThreadView(ScrollView, can_focus=True):
     """Scrollable transcript of the selected conversation."""
 
-    BINDINGS = [
-        Binding("j,down", "scroll_down", "Scroll", id="thread.down", show=False),
-        Binding("k,up", "scroll_up", "Scroll", id="thread.up", show=False),
-        Binding("g,home", "scroll_home", "Top", id="thread.top", show=False),
-        Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
-    ]
+    BINDINGS = bindings("thread")
 
     COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
 
@@ -150,6 +165,20 @@ class ThreadView(ScrollView, can_focus=True):
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
+    class NewMessages(Message):
+        """Customer messages arrived in the conversation on screen (the screen announces them)."""
+
+        def __init__(self, conv_id: str, count: int, author: str) -> None:
+            super().__init__()
+            self.conv_id, self.count, self.author = conv_id, count, author
+
+    class OpenConversation(Message):
+        """A click on an "Also from this customer" entry."""
+
+        def __init__(self, conv_id: str) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+
     def __init__(self, clock: Callable[[], float], tz: str | None = None, *, store: Store | None = None,
                  id: str | None = None) -> None:
         super().__init__(id=id)
@@ -162,21 +191,28 @@ class ThreadView(ScrollView, can_focus=True):
         self._ahead_lock = threading.Lock()
         self._ahead_running = False
         self._rest_timer: Timer | None = None
-        # Transcripts wrapped ahead: conversation id -> (thread, layout key, text, lines, width).
-        self._prepared: LRUCache[str, tuple[Thread, tuple, Text, list[Strip], int]] = LRUCache(24)
+        self._catching_up: str | None = None  # shown from a read a write may have overtaken
+        # Transcripts wrapped ahead, by conversation id.
+        self._prepared: LRUCache[str, Prepared] = LRUCache(24)
         self._to_prepare: list[str] = []
         self._preparing = False
         self.thread: Thread | None = None
         self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
         self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
         self.reading = False
+        self.selected: int | None = None  # the message [ and ] moved to (None: the newest inbound)
         self._text: Text = self.PLACEHOLDER
+        self._parts: list[Text] = [self.PLACEHOLDER]
+        self._part_lines: list[int] = [0]  # wrapped line where each part starts
         self._lines: list[Strip] = []
         self._wrapped_at = -1
         self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
+        self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
+        self._edits: set[str] = set()  # ids of a review's later versions (the customer's edits)
+        self._platform = ""  # the shown conversation's platform (the bounce hint is email's own)
         #: Other agents in this conversation now (a team's presence), shown under the header.
         self.presence: tuple[tuple[str, str], ...] = ()
 
@@ -185,14 +221,16 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _restyle(self) -> None:
         """Another theme: the transcript was built with the old one's colours."""
+        self._prepared.clear()  # and so were those wrapped ahead
         if self.thread is not None:
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
 
     # ---- content ----------------------------------------------------------------------------------
 
     def clear(self) -> None:
         self.thread = None
-        self._set_text(self.PLACEHOLDER)
+        self.selected = None
+        self._set_parts([self.PLACEHOLDER])
 
     def show(self, thread: Thread | None, *, keep_scroll: bool = False) -> None:
         """Render ``thread``; scroll to the newest message unless the reader scrolled up in this one."""
@@ -200,25 +238,42 @@ class ThreadView(ScrollView, can_focus=True):
             self.thread.conversation.id == thread.conversation.id
         )
         if same and thread == self.thread:
+            self._catching_up = None
             return  # a refresh with nothing new (another conversation changed): no re-render
         if not same and (thread is None or self.thread is None
                          or thread.conversation.id != self.thread.conversation.id):
             self.unfolded = False  # another conversation opens folded
+            self.selected = None
+        if same and thread is not None and self.thread is not None:
+            catching_up, self._catching_up = self._catching_up, None
+            if catching_up != thread.conversation.id:
+                self._announce(self.thread, thread)
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
+        if thread is not None and self.selected is not None and self.selected >= len(thread.messages):
+            self.selected = None
         prepared = self._prepared.get(thread.conversation.id) if thread is not None else None
-        if prepared is not None and prepared[0] == thread and prepared[1] == self._layout_key():
-            _, _, self._text, self._lines, self._wrapped_at = prepared
-            self._rendered_at = self.size.width  # part of the layout key
-            self._painted.clear()
-            self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
-            self.refresh()
+        if prepared is not None and prepared.thread == thread and prepared.key == self._layout_key():
+            self._use(prepared)
         else:
-            self._set_text(self.render_thread(thread))
+            self._set_parts(self.render_parts(thread))
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def _announce(self, old: Thread, new: Thread) -> None:
+        seen = {m.id for m in old.messages}
+        fresh = [m for m in new.messages if m.direction == "in" and m.id not in seen and not m.automatic]
+        if fresh:
+            self.post_message(self.NewMessages(new.conversation.id, len(fresh), fresh[-1].author))
+
+    def tick(self) -> None:
+        """Once a second: a queued reply's "leaves in" countdown moves on (nothing else is redrawn)."""
+        if self._countdowns and self.thread is not None:
+            top = self.scroll_y
+            self._set_parts(self.render_parts(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
         """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
@@ -228,7 +283,7 @@ class ThreadView(ScrollView, can_focus=True):
         self.presence = shown
         if repaint and self.thread is not None:
             top = self.scroll_y
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
@@ -236,8 +291,39 @@ class ThreadView(ScrollView, can_focus=True):
         self.unfolded = not self.unfolded
         if self.thread is not None:
             top = self.scroll_y
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
+
+    # ---- the message under the reader ---------------------------------------------------------------
+
+    def current_message(self) -> MessageView | None:
+        """The message [ and ] selected, else the customer's newest (else the newest of any)."""
+        if self.thread is None or not self.thread.messages:
+            return None
+        msgs = self.thread.messages
+        if self.selected is not None and 0 <= self.selected < len(msgs):
+            return msgs[self.selected]
+        return next((m for m in reversed(msgs) if m.direction == "in"), msgs[-1])
+
+    def select_message(self, step: int) -> MessageView | None:
+        """Move the selection ``step`` messages on (from the newest inbound when none is selected)
+        and scroll its first line into view."""
+        if self.thread is None or not self.thread.messages:
+            return None
+        msgs = self.thread.messages
+        current = self.current_message()
+        index = msgs.index(current) if current in msgs else len(msgs) - 1
+        self.selected = max(0, min(index + step, len(msgs) - 1))
+        self._set_parts(self.render_parts(self.thread))
+        self.scroll_to(y=min(self._part_lines[self.selected + 1], self.max_scroll_y), animate=False,
+                       immediate=True)
+        return msgs[self.selected]
+
+    def on_click(self, event: events.Click) -> None:
+        conv_id = event.style.meta.get("open_conversation") if event.style else None
+        if isinstance(conv_id, str):
+            event.stop()
+            self.post_message(self.OpenConversation(conv_id))
 
     def set_reading(self, on: bool) -> None:
         """Highlight the pane while the movement keys scroll it: a repaint of cached lines, not a
@@ -247,7 +333,12 @@ class ThreadView(ScrollView, can_focus=True):
             self.refresh()
 
     def _set_text(self, text: Text) -> None:
-        self._text = text
+        """Show ``text`` as the whole transcript (one part)."""
+        self._set_parts([text])
+
+    def _set_parts(self, parts: list[Text]) -> None:
+        self._parts = parts
+        self._text = Text("").join(parts) if len(parts) > 1 else parts[0]
         self._rendered_at = self.size.width
         self._wrap()
         self.refresh()
@@ -256,8 +347,9 @@ class ThreadView(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.width - 2, 1)  # one column of margin each side
 
     def _wrap(self) -> None:
-        """Wrap the text to the pane once; painting then only picks lines."""
-        self._lines, width = self._wrapped_for_pane(self._text)
+        """Wrap the text to the pane once; painting then only picks lines. Each part (the header,
+        each message) is wrapped on its own, so where a message starts is known ([ and ])."""
+        self._lines, self._part_lines, width = self._wrapped_for_pane(self._parts)
         self._wrapped_at = width
         self._painted.clear()
         self._set_virtual_size(Size(width + 2, len(self._lines)))
@@ -275,26 +367,44 @@ class ThreadView(ScrollView, can_focus=True):
         self.set_reactive(ThreadView.virtual_size, size)
         self._scroll_update(size)
 
-    def _wrapped_for_pane(self, text: Text) -> tuple[list[Strip], int]:
-        """The text wrapped to the width it will have: the pane's, less the scroll bar when it is
-        longer than the pane (Textual shows the bar then), so showing it never wraps it twice."""
+    def _wrapped_for_pane(self, parts: list[Text]) -> tuple[list[Strip], list[int], int]:
+        """The parts wrapped to the width they will have (the pane's, less the scroll bar when it
+        shows: always with ``overflow-y: scroll``, else when they are longer than the pane), so
+        showing them never wraps them twice; with the line where each part starts."""
         full, height = self.container_size.width, self.container_size.height
         if not full:  # not laid out yet
-            return self._wrapped(text, self._text_width()), self._text_width()
-        width = max(full - 2, 1)
-        lines = self._wrapped(text, width)
-        bar = self.styles.scrollbar_size_vertical
-        if bar and self.styles.overflow_y in ("auto", "scroll") and (len(lines) > height or self.styles.overflow_y == "scroll"):
+            return *self._wrapped(parts, self._text_width()), self._text_width()
+        bar, overflow = self.styles.scrollbar_size_vertical, self.styles.overflow_y
+        if bar and overflow == "scroll":
             width = max(full - bar - 2, 1)
-            lines = self._wrapped(text, width)
-        return lines, width
+            return *self._wrapped(parts, width), width
+        width = max(full - 2, 1)
+        lines, starts = self._wrapped(parts, width)
+        if bar and overflow == "auto" and len(lines) > height:
+            width = max(full - bar - 2, 1)
+            lines, starts = self._wrapped(parts, width)
+        return lines, starts, width
 
-    def _wrapped(self, text: Text, width: int) -> list[Strip]:
+    def _wrapped(self, parts: list[Text], width: int) -> tuple[list[Strip], list[int]]:
+        """Each part wrapped on its own (where a message starts is known: [ and ])."""
         console = self.app.console
-        return [
-            Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-            for line in wrap_with_gutter(text, console, width)
-        ]
+        lines: list[Strip] = []
+        starts: list[int] = []
+        for part in parts:
+            starts.append(len(lines))
+            lines.extend(Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
+                         for line in wrap_with_gutter(part, console, width))
+        return lines, starts
+
+    def _use(self, prepared: Prepared) -> None:
+        """Show a transcript wrapped ahead: no render, no wrap in the frame that shows it."""
+        self._parts, self._text, self._lines = prepared.parts, prepared.text, prepared.lines
+        self._part_lines, self._wrapped_at, self._countdowns = prepared.part_lines, prepared.width, prepared.countdowns
+        self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
+        self._rendered_at = self.size.width  # part of the layout key
+        self._painted.clear()
+        self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
+        self.refresh()
 
     # ---- following the cursor, reading ahead -----------------------------------------------------
 
@@ -316,6 +426,10 @@ class ThreadView(ScrollView, can_focus=True):
         if far:
             self._rest_timer = self.set_timer(self.RESTS, lambda: self._read_also(plan, far))
         urgent = not self.store.threads.fresh(conv_id, self.clock())
+        hit = self.store.threads.get(conv_id)
+        # A read from before a write is shown now and read again: what the second read adds was
+        # there before the cursor came, so it is no "new message" to announce.
+        self._catching_up = conv_id if hit is not None and urgent else None
         with self._ahead_lock:
             if not self._ahead_running:
                 self._ahead_running = True
@@ -325,7 +439,7 @@ class ThreadView(ScrollView, can_focus=True):
                     self._read_ahead()
                 else:
                     self.app.call_after_refresh(self._read_ahead)
-        return self.store.threads.get(conv_id)
+        return hit
 
     def _read_also(self, plan: tuple[str, ...], far: Sequence[str]) -> None:
         """The cursor rested on the plan's conversation: read the far rows as well."""
@@ -369,12 +483,12 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _layout_key(self) -> tuple:
         """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
-        minute (times are shown relative to today), the styles, who else is in it (a team's
+        minute (times are shown relative to today), the message [ and ] selected, the styles, who else is in it (a team's
         presence; those wrapped ahead are wrapped without). Not the height: the SLA pane above
         grows and shrinks with each conversation, and the height only decides the scroll bar
         (``_wrapped_for_pane``; a wrong guess is wrapped again on the resize)."""
-        return (self.container_size.width, self.size.width, self.unfolded, int(self.clock() // 60), self._base(False),
-                self.presence)
+        return (self.container_size.width, self.size.width, self.unfolded, self.selected, int(self.clock() // 60),
+                self._base(False), self.presence)
 
     def _prepare_one(self) -> None:
         """Wrap one transcript read ahead, then let a key in before the next."""
@@ -386,17 +500,20 @@ class ThreadView(ScrollView, can_focus=True):
             read = self.store.threads.get(conv_id)
             if read is None or read.thread is None or (self.thread is not None and conv_id == self.thread.conversation.id):
                 continue
-            # Another conversation opens folded; its presence is not known here (shown on arrival).
-            was_unfolded, self.unfolded = self.unfolded, False
-            was_presence, self.presence = self.presence, ()
+            # Another conversation opens folded, no message selected; its presence is not known here
+            # (shown on arrival). What rendering notes of the shown conversation is kept.
+            shown = self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform
+            self.unfolded, self.selected, self.presence = False, None, ()
             try:
                 key = self._layout_key()
                 done = self._prepared.get(conv_id)
-                if done is None or done[0] != read.thread or done[1] != key:
-                    text = self.render_thread(read.thread)
-                    self._prepared[conv_id] = (read.thread, key, text, *self._wrapped_for_pane(text))
+                if done is None or done.thread != read.thread or done.key != key:
+                    parts = self.render_parts(read.thread)
+                    text = Text("").join(parts) if len(parts) > 1 else parts[0]
+                    self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
+                                                       countdowns=self._countdowns, edits=self._edits)
             finally:
-                self.unfolded, self.presence = was_unfolded, was_presence
+                self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
             if self._to_prepare:
                 self._preparing = True
                 self.set_timer(0.005, self._prepare_one)
@@ -406,7 +523,7 @@ class ThreadView(ScrollView, can_focus=True):
         """Another width: the rows of the customer's other conversations are cut to the pane's
         width when the transcript is built, so it is built again; else it is wrapped again."""
         if self.thread is not None and self.size.width != self._rendered_at:
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
         elif self._text_width() != self._wrapped_at:
             self._wrap()
             self.refresh()
@@ -462,29 +579,43 @@ class ThreadView(ScrollView, can_focus=True):
             self._line_strip(index, lit)
 
     def render_thread(self, thread: Thread | None) -> Text:
+        """The whole transcript as one Text (what ``render_parts`` shows, joined)."""
+        return Text("").join(self.render_parts(thread))
+
+    def render_parts(self, thread: Thread | None) -> list[Text]:
+        """The header, then one Text per message. Header fields are customer-controlled and
+        flattened to one line each (a multi-line name must not fill the pane); bodies keep lines."""
         if thread is None:
-            return Text("This conversation is no longer in the cache.", style="dim italic")
+            return [Text("This conversation is no longer in the cache.", style="dim italic")]
         c = thread.conversation
         now = self.clock()
         out = Text(no_wrap=False, overflow="fold")
-        out.append_text(safe(c.customer or c.handle or "?", "bold"))
+        out.append_text(safe_line(c.customer or c.handle or "?", "bold"))
         if c.handle and c.handle != c.customer:
             out.append("  ")
-            out.append_text(safe(c.handle, "dim"))
+            out.append_text(safe_line(c.handle, "dim"))
         out.append(f"  · {info(c.platform).label} {c.kind} · {c.status}", style="dim")
+        if c.vip:
+            out.append("  ★ VIP", style=self.palette("special", "bold"))
         if c.assignee:
             out.append("  · assigned ")
-            out.append_text(safe(c.assignee))
+            out.append_text(safe_line(c.assignee))
         role = self.palette
         if c.escalated:
             out.append("  ⇑ escalated", style=role("special", "bold"))
             if thread.escalation_target:
                 out.append(" → ")
-                out.append_text(safe(thread.escalation_target))
+                out.append_text(safe_line(thread.escalation_target))
         if c.priority not in ("normal", ""):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        for ticket in thread.tickets:  # the helpdesk's ticket an escalation made, with its status
+            out.append("\nTicket: ", style="dim")
+            out.append_text(safe_line(ticket.summary(), role("special", "bold")))
+            if ticket.url:
+                out.append("  ")
+                out.append_text(safe_line(ticket.url, "dim"))
         if self.presence:
             out.append("\n")
             for i, (agent, doing) in enumerate(self.presence):
@@ -495,32 +626,52 @@ class ThreadView(ScrollView, can_focus=True):
                            style=role("warning"))
         if c.tags:
             out.append("\n")
-            out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
+            out.append_text(safe_line("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
-            out.append("\nSubject: ", style="dim")
-            out.append_text(safe(c.subject, "bold"))
+            out.append("\nLocation: " if c.kind == "review" else "\nSubject: ", style="dim")
+            out.append_text(safe_line(c.subject, "bold"))
         if thread.history:
             out.append("\n")
             out.append(f"Also from this customer ({len(thread.history)}):", style="bold")
+            out.append("  c: customer card", style="dim")
             for h in thread.history[:3]:
-                out.append("\n  ")
-                out.append_text(cell(info(h.platform).short, 5, "dim"))
-                out.append_text(cell(h.status, 9, "dim"))
-                out.append_text(cell(clock_time(h.last_message_at, now, self.tz), 13, "dim"))
-                out.append_text(cell(h.snippet, max(self.size.width - 32, 10)))
+                link = Style(meta={"open_conversation": h.id})
+                out.append("\n  ", style=link)
+                out.append_text(cell(info(h.platform).short, 5, Style(dim=True) + link))
+                out.append_text(cell(h.status, 9, Style(dim=True) + link))
+                out.append_text(cell(clock_time(h.last_message_at, now, self.tz), 13, Style(dim=True) + link))
+                out.append_text(cell(h.snippet, max(self.size.width - 32, 10), link))
             if len(thread.history) > 3:
-                out.append(f"\n  … and {len(thread.history) - 3} more", style="dim")
+                out.append(f"\n  … and {len(thread.history) - 3} more (c shows them all)", style="dim")
         out.append("\n")
-        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for.
+        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for,
+        # each in the part of the message before it (a part per message: [ and ] scroll to them).
         # A read mark shows only when it needs the user: it is routine otherwise.
-        shown = [a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")]
-        entries: list[tuple[float, int, MessageView | ActionView]] = [(m.created_at, 0, m) for m in thread.messages]
-        entries += [(a.created_at, 1, a) for a in shown]
-        for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1])):
-            out.append("\n")
-            out.append_text(self.render_action(entry, now) if isinstance(entry, ActionView)
-                            else self.render_message(entry, now))
-        return out
+        actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")),
+                         key=lambda a: a.created_at)
+        taken = 0
+        # A review's later versions are the customer's edits (each kept as it was written).
+        versions = [m for m in thread.messages if c.kind == "review" and m.direction == "in" and not m.automatic]
+        self._edits = {m.id for m in versions[1:]}
+        self._platform = c.platform
+
+        def add_actions(part: Text, until: float | None) -> None:
+            nonlocal taken
+            while taken < len(actions) and (until is None or actions[taken].created_at < until):
+                part.append("\n")
+                part.append_text(self.render_action(actions[taken], now))
+                taken += 1
+
+        messages = thread.messages
+        add_actions(out, messages[0].created_at if messages else None)
+        parts = [out]
+        self._countdowns = False
+        for index, m in enumerate(messages):
+            part = Text("\n")
+            part.append_text(self.render_message(m, now, selected=index == self.selected))
+            add_actions(part, messages[index + 1].created_at if index + 1 < len(messages) else None)
+            parts.append(part)
+        return parts
 
     def render_action(self, a: ActionView, now: float) -> Text:
         """One outbox action: what it does, where it stands (the label says it without colour)."""
@@ -545,27 +696,35 @@ class ThreadView(ScrollView, can_focus=True):
             t.append(f"\n  retry key: {a.key}", style="dim")
         return t
 
-    def render_message(self, m: MessageView, now: float) -> Text:
+    def render_message(self, m: MessageView, now: float, *, selected: bool = False) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
         t = Text()
         role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
+        rating = m.meta.get("rating") if isinstance(m.meta, dict) else None
+        if selected:
+            t.append("▶ ", style=role("accent", "bold"))
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
-            t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            t.append_text(safe_line(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if stars(rating):  # the stars, and the number: both read without colour
+                t.append(f"  {stars(rating)} {rating}/5", style=role("warning", "bold"))
+            written = m.meta.get("written_at") if isinstance(m.meta, dict) else None
+            if m.id in self._edits or (isinstance(written, int | float) and m.created_at - written > 60):
+                t.append("  ✎ edited review", style="italic")
             if m.automatic:
                 t.append("  ⚙ automatic", style=role("special", "bold"))
                 t.append(" · ", style="dim")
-                t.append_text(safe(m.automatic, role("special")))
+                t.append_text(safe_line(m.automatic, role("special")))
             gutter = "  "
         elif m.direction == "note":
             t.append(f"{when}  ✎ internal note by ", style=role("warning", "italic"))
-            t.append_text(safe(m.author or "me", role("warning", "italic")))
+            t.append_text(safe_line(m.author or "me", role("warning", "italic")))
             gutter, body_style = "  ┃ ", "italic"
         else:
             t.append(f"{when}  → ", style="dim")
-            t.append_text(safe(m.author or "me", role("accent", "bold")))
+            t.append_text(safe_line(m.author or "me", role("accent", "bold")))
             if m.private:
                 t.append("  (private)", style=role("special"))
             if isinstance(m.meta, dict) and m.meta.get("edited_at"):
@@ -575,19 +734,30 @@ class ThreadView(ScrollView, can_focus=True):
                 label, state_role = "NOT DELIVERED", "error"
             else:
                 label, state_role = DELIVERY.get(m.state, (m.state, None))
+                receipt = m.meta.get("receipt") if m.state == "sent" and isinstance(m.meta, dict) else None
+                if receipt in RECEIPTS:  # the platform said it arrived, or was read (WhatsApp's ticks)
+                    label, state_role = RECEIPTS[receipt]
             t.append("  [", style="dim")
             t.append(label, style=role(state_role) if state_role else "dim")
             if m.state == "queued" and m.not_before and m.not_before > now:
-                t.append(f" · leaves in {int(m.not_before - now) + 1}s", style="dim")
+                t.append(f" · leaves {leaves(m.not_before, now, self.tz)}", style="dim")
+                t.append(" · u takes it back, O: outbox", style="dim")
+                self._countdowns = True
             t.append("]", style="dim")
             if m.error:
                 t.append("\n  reason: ", style=role("error", "not bold"))
-                t.append_text(safe(m.error, role("error", "not bold")))
-            if bounced:
+                t.append_text(safe_line(m.error, role("error", "not bold")))
+            if bounced and self._platform == "email":
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif bounced:
+                t.append("\n  the platform did not publish it; write it again (r)", style="dim")
             elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
+        if m.direction == "in" and stars(rating) and not m.text.strip():
+            t.append("\n" + "  ")
+            t.append("(a rating without words)", style="dim italic")
+            return t
         for kind, piece in body_pieces(m, self.unfolded):
             if kind == "folded":
                 t.append("\n" + gutter)

@@ -122,3 +122,26 @@ def test_the_cache_tells_reads_made_before_a_write() -> None:
     assert not cache.fresh("demo:c2", FIXED) and not cache.fresh("demo:c1", FIXED)  # ...so neither counts
     assert cache.fresh("demo:c1", FIXED, written_since=True)  # still worth showing until it is read again
     assert cache.get("demo:c1") is read
+
+
+async def test_mail_that_came_before_the_cursor_is_shown_not_announced(workspace, db) -> None:  # noqa: ANN001
+    """A conversation read ahead, then written to, is shown from that read and read again: the
+    message the second read adds was there before the cursor came, so it is no 'new message'."""
+    target = queries.inbox_page(db, InboxFilter(), 0, 3)[1].id
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        conv = queries.get_row(db, target)
+        who = Contact(native_id="late", name=conv.customer or "x", handle=conv.handle or "@x")
+        ingest.ingest(db, "demo", [FetchResult([IncomingMessage(
+            "late-1", target.split(":", 1)[1], conv.platform, conv.kind, who, "Also: the lid is cracked.", FIXED - 1,
+        )], None, "test")])  # the sync engine's write, from another connection
+        app._poll()
+        await settle(pilot)
+        assert app.store.threads.get(target) is not None  # read ahead before the write...
+        assert not app.store.threads.fresh(target, fixed_clock())  # ...so to be read again
+        app.inbox.move_to(queries.position_of(db, app.inbox.filter, target))
+        await settle(pilot)
+        assert shown(app) == target
+        assert "Also: the lid is cracked." in [m.text for m in app.thread_view.thread.messages]
+        assert not [n.message for n in app._notifications if "new message" in n.message]
