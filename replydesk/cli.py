@@ -33,7 +33,7 @@ from replydesk.config_watch import ConfigSource
 from replydesk.model import iso
 from replydesk.safetext import BIDI_CONTROLS, one_line, visible
 from replydesk.storage import actions, exchange, outbox, queries, search, slastate
-from replydesk.storage.db import Database, StorageError
+from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError
 from replydesk.workspace import Workspace
 
 log = logging.getLogger("replydesk")
@@ -125,6 +125,7 @@ def parse_faults(spec: str) -> Any:
 
 def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Database]:
     ws = _demo_workspace(args) if getattr(args, "command", None) == "demo" else _workspace(args)
+    args.db_where = (ws.data_dir / "replydesk.db", ws.config.sync.lock_timeout)  # for error messages
     return ws, ws.open_db(create=create)
 
 
@@ -142,7 +143,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from replydesk.tui.app import run_tui
 
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
-    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    ws.open_db().close()  # create or migrate it, and meet a damaged or locked file here, in one line
     return run_tui(ws)
 
 
@@ -163,7 +164,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         complain(f"another replydesk is already syncing {ws.data_dir}")
         return EXIT_ERROR
     try:
-        engine = ws.engine(db, follow_config=not args.once)
+        engine = ws.engine(db, follow_config=not args.once, on_health=lock.note)
         if args.once:
             report = asyncio.run(engine.run_once())
             if args.json:
@@ -453,9 +454,16 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
-    with contextlib.suppress(StorageError):
+    problem = ""
+    try:
         db = ws.open_db(create=False)
         states = {s["account"]: s for s in queries.account_states(db)}
+    except StorageError as exc:
+        problem = str(exc) if exc.kind != "missing" else ""
+    except DATABASE_ERRORS as exc:
+        from replydesk.storage.faults import explain
+
+        problem = explain(exc, ws.data_dir / "replydesk.db")
     rows = []
     for a in ws.config.accounts:
         s = states.get(a.name, {})
@@ -464,12 +472,15 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                      "secret": "n/a" if a.provider == "demo" else ("set" if secrets.fetch(a.name) else "missing")})
     if args.json:
         emit_json(rows)
-        return EXIT_OK
-    if not rows:
-        say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
-    for r in rows:
-        say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+    else:
+        if not rows:
+            say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
+        for r in rows:
+            say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
+                f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+    if problem:  # the accounts are listed from the config; their sync state could not be read
+        complain(f"sync states unknown: {problem}")
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -662,6 +673,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return EXIT_OK
+    except (*DATABASE_ERRORS, OSError) as exc:  # locked, full, read-only, damaged: one line, never a traceback
+        from replydesk.storage.faults import explain
+
+        path, timeout = getattr(args, "db_where", (None, None))
+        log.debug("database error", exc_info=True)
+        complain(explain(exc, path, timeout))
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: say so in one line; REPLYDESK_LOG=debug shows the traceback
+        log.debug("internal error", exc_info=True)
+        complain(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                 "(run with REPLYDESK_LOG=debug for the details, and please report it)")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

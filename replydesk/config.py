@@ -69,6 +69,9 @@ class SyncSettings(Strict):
     """First retry delay; doubles each time, with jitter."""
     retry_max: Duration = 300.0
     """Longest delay between retries."""
+    lock_timeout: Duration = Field(30.0, gt=0, le=3600)
+    """How long a write (the engine's or a command's) waits for another process's write lock on the
+    database before it says "database is locked"; the engine then retries with backoff."""
 
 
 class View(Strict):

@@ -2,13 +2,23 @@
 
 Secrets never go to the config file, the database, logs or exception text. ``Secret`` objects print
 as ``Secret('***')`` so an accidental log line or traceback cannot leak one.
+
+A server can still echo a credential back (an IMAP server quoting the failed LOGIN line, an API
+error body repeating the token). So every secret this process reads is remembered, and
+:func:`mask` replaces each one, by value (as written, URL-encoded or JSON-escaped), in any text
+before it is stored, logged or shown: the engine masks every error it records, the CLI every line
+it prints, and the log formatter every record.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
+import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 SERVICE = "replydesk"
 
@@ -24,6 +34,37 @@ def _keyring() -> Any:
 
 class SecretError(Exception):
     """No secret store available or no secret stored; the message says what to do."""
+
+
+#: Shorter values are not masked: a 3-character "secret" would blank out ordinary words.
+MIN_MASKED = 4
+MASK = "***"
+_known: set[str] = set()
+_known_lock = threading.Lock()
+_forms: tuple[str, ...] = ()
+
+
+def remember(secret: str | None) -> None:
+    """Mask ``secret`` from now on wherever :func:`mask` runs."""
+    global _forms
+    if not secret or len(secret) < MIN_MASKED or secret in _known:
+        return
+    with _known_lock:
+        _known.add(secret)
+        forms = set()
+        for value in _known:
+            forms |= {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1], html.escape(value)}
+        _forms = tuple(sorted((f for f in forms if len(f) >= MIN_MASKED), key=len, reverse=True))
+
+
+def mask(text: str) -> str:
+    """``text`` with every known secret replaced by ``***``."""
+    if not _forms or not text:
+        return text
+    for form in _forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
 
 
 def env_name(account: str) -> str:
@@ -50,6 +91,7 @@ def store(account: str, secret: str) -> None:
         raise SecretError("an empty secret was not stored")
     if not backend_available():
         raise SecretError(NO_BACKEND_HELP.format(env=env_name(account)))
+    remember(secret)
     keyring = _keyring()
     try:
         keyring.set_password(SERVICE, account, secret)
@@ -61,14 +103,17 @@ def fetch(account: str) -> str | None:
     """The secret for ``account`` from the env var or the keyring; None when neither has one."""
     value = os.environ.get(env_name(account))
     if value:
+        remember(value)
         return value
     if not backend_available():
         return None
     keyring = _keyring()
     try:
-        return keyring.get_password(SERVICE, account)
+        value = keyring.get_password(SERVICE, account)
     except keyring.errors.KeyringError:
         return None
+    remember(value)
+    return value
 
 
 def delete(account: str) -> bool:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from replydesk.config import Config
 from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
 from replydesk.storage import slastate
-from replydesk.storage.db import Database, open_database
+from replydesk.storage.db import Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
@@ -50,9 +51,14 @@ class Workspace:
         If the SLA policies changed since the workspace was last opened, every conversation is
         re-evaluated now, so the inbox order and states follow the edit at once.
         """
-        db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+        db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create,
+                           lock_timeout=self.config.sync.lock_timeout)
+        try:
+            slastate.apply_policy_changes(db)
+        except BaseException:
+            db.close()
+            raise
         self._dbs.add(db)
-        slastate.apply_policy_changes(db)
         return db
 
     def check_config(self) -> ConfigChange | None:
@@ -72,17 +78,24 @@ class Workspace:
                     db.sla = SlaEngine(change.config.sla)
             return change
 
-    def engine(self, db: Database, *, follow_config: bool = False) -> SyncEngine:
+    def engine(self, db: Database, *, follow_config: bool = False,
+               on_health: Callable[[dict], None] | None = None) -> SyncEngine:
         """The sync engine on ``db``; ``follow_config``: it applies SLA edits itself (the sync
-        daemon; inside the console, the console does, to tell the user)."""
+        daemon; inside the console, the console does, to tell the user). ``on_health``: told when a
+        task stalls or recovers (the lease's note)."""
         from replydesk.sync import SyncEngine
 
         return SyncEngine(self.config, db, self.data_dir, clock=self.clock,
-                          config_check=self.check_config if follow_config else None)
+                          config_check=self.check_config if follow_config else None, on_health=on_health)
 
 
 class EngineThread:
-    """The sync engine in the background; ``start()`` returns False when another process writes."""
+    """The sync engine in the background; ``start()`` returns False when another process writes.
+
+    Supervised like the engine's own tasks: if the engine cannot even start (the database is locked
+    past its timeout, the disk is full), the thread keeps the lease and tries again with backoff
+    until it can, instead of ending; ``health()`` says why it waits.
+    """
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
@@ -91,11 +104,18 @@ class EngineThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: SyncEngine | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self.error: BaseException | None = None
+        self._failed_since = 0.0
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called (an engine no longer running is then no surprise)."""
+        return self._stopping.is_set()
 
     def start(self) -> bool:
         if not self.workspace.config.accounts:
@@ -107,18 +127,57 @@ class EngineThread:
         self._ready.wait(timeout=10)
         return True
 
+    def health(self) -> dict:
+        """The engine's ``health()``, or why it has not started (``{"state": "starting"|"stalled", ...}``)."""
+        if self._engine is not None:
+            return self._engine.health()
+        if self.error is not None:
+            return {"state": "stalled", "reason": self._reason(self.error), "since": self._failed_since}
+        return {"state": "starting"}
+
+    def _reason(self, exc: BaseException) -> str:
+        from replydesk.storage.faults import SHORT
+
+        if isinstance(exc, StorageError):
+            return SHORT.get(exc.kind) or str(exc)
+        return f"{type(exc).__name__}: {exc}"
+
+    def _open(self) -> Database | None:
+        """The engine's connection, retried with backoff until it opens or ``stop()``."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                db = self.workspace.open_db()
+            except Exception as exc:  # locked past the timeout, a full disk, damage: wait and retry
+                if self.error is None or str(exc) != str(self.error):
+                    log.warning("sync engine cannot start yet: %s", exc)
+                    self._failed_since = time.time()
+                self.error = exc
+                self.lock.note(self.health())
+                self._ready.set()
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.error = None
+            return db
+        return None
+
     def _main(self) -> None:
         db = None
         try:
-            db = self.workspace.open_db()
-            self._engine = self.workspace.engine(db)
+            db = self._open()
+            if db is None:
+                return
+            self._engine = self.workspace.engine(db, on_health=self.lock.note)
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             self._ready.set()
-            self._loop.run_until_complete(self._engine.run())
+            if not self._stopping.is_set():
+                self._loop.run_until_complete(self._engine.run())
         except BaseException as exc:  # shown in the status bar; never kills the UI
             log.exception("sync engine stopped")
             self.error = exc
+            self._failed_since = time.time()
             self._ready.set()
         finally:
             if db is not None:
@@ -128,6 +187,7 @@ class EngineThread:
             self.lock.release()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
         if self._engine is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._engine.stop)
