@@ -114,13 +114,23 @@ def parse_faults(spec: str) -> Any:
         if key not in DemoFaults.model_fields:
             raise UsageError(f"--faults: unknown fault {key!r} (known: {', '.join(DemoFaults.model_fields)})")
         value = value.strip()
-        if key == "latency" and value.endswith("ms"):
-            value = str(float(value[:-2]) / 1000)
-        values[key] = value.lower() in ("1", "true", "yes", "on") if key == "offline" else value
+        if key == "offline":
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise UsageError(f"--faults: offline={value!r}: expected 1 or 0")
+            values[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            values[key] = value
+    from pydantic import ValidationError
+
     try:
         return DemoFaults.model_validate(values)
-    except Exception as exc:
-        raise UsageError(f"--faults: {exc}") from None
+    except ValidationError as exc:  # one line: which fault, what was given, what is accepted
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}={values.get(field, '')!s}: {msg}")
+        raise UsageError("--faults: " + "; ".join(problems)) from None
 
 
 def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Database]:
@@ -550,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "open the console on the built-in demo workspace (no account needed)")
     p.add_argument("--seed", type=int, default=42, help="the demo shop's random seed (default 42)")
-    p.add_argument("--faults", metavar="SPEC", help="fault injection, e.g. fail=0.3,latency=200ms,ratelimit=0.1,offline=1")
+    p.add_argument("--faults", metavar="SPEC", help="fault injection, e.g. fail=0.3,latency=200ms,ratelimit=0.1,offline=1 "
+                   "(shares 0-1; durations as 200ms, 1.5s, 2m)")
     p.add_argument("--pace", type=float, default=None, help="seconds between new customer messages (default 20)")
     p.add_argument("--headless", action="store_true", help="run the demo's sync engine without the UI")
     p.add_argument("--once", action="store_true", help="with --headless: one pass, then exit")

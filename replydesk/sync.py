@@ -431,7 +431,7 @@ class SyncEngine:
         uses (``storage.faults``), anything else as an internal error; secrets masked."""
         if isinstance(exc, StorageError):
             text = SHORT.get(exc.kind) or str(exc)
-        elif isinstance(exc, DATABASE_ERRORS):
+        elif isinstance(exc, (*DATABASE_ERRORS, OSError)):
             text = classify(exc, self.db.path, self.db.lock_timeout).short
         else:
             text = f"internal error: {type(exc).__name__}: {exc}"
@@ -447,7 +447,7 @@ class SyncEngine:
             log.debug("%s: still stalled (%s), try %d", task, reason, stall.tries)
             return stall
         stall = self.stalls[task] = Stall(reason, self.db.now(), 1 if stall is None else stall.tries + 1)
-        if isinstance(exc, DATABASE_ERRORS):
+        if isinstance(exc, (*DATABASE_ERRORS, OSError)):
             log.warning("%s stalled: %s; retrying with backoff", task, reason)
         else:
             log.exception("%s stalled: %s; retrying with backoff", task, reason)

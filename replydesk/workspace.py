@@ -21,7 +21,7 @@ from replydesk.config import Config
 from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
 from replydesk.storage import slastate
-from replydesk.storage.db import Database, StorageError, open_database
+from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
@@ -136,21 +136,28 @@ class EngineThread:
         return {"state": "starting"}
 
     def _reason(self, exc: BaseException) -> str:
-        from replydesk.storage.faults import SHORT
+        from replydesk.storage.faults import SHORT, classify
 
         if isinstance(exc, StorageError):
             return SHORT.get(exc.kind) or str(exc)
-        return f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (*DATABASE_ERRORS, OSError)):
+            return classify(exc, self.workspace.data_dir / "replydesk.db").short
+        return f"internal error: {type(exc).__name__}: {exc}"
 
-    def _open(self) -> Database | None:
-        """The engine's connection, retried with backoff until it opens or ``stop()``."""
+    def _prepare(self) -> tuple[Database, SyncEngine] | None:
+        """The engine and its connection, retried with backoff until both are made or ``stop()``
+        (opening migrates and the engine records its accounts: both write)."""
         delay = 0.5
         while not self._stopping.is_set():
+            db = None
             try:
                 db = self.workspace.open_db()
+                engine = self.workspace.engine(db, on_health=self.lock.note)
             except Exception as exc:  # locked past the timeout, a full disk, damage: wait and retry
+                if db is not None:
+                    db.close()
                 if self.error is None or str(exc) != str(self.error):
-                    log.warning("sync engine cannot start yet: %s", exc)
+                    log.warning("sync engine cannot start yet: %s", self._reason(exc))
                     self._failed_since = time.time()
                 self.error = exc
                 self.lock.note(self.health())
@@ -159,16 +166,17 @@ class EngineThread:
                 delay = min(delay * 2, 30.0)
                 continue
             self.error = None
-            return db
+            return db, engine
         return None
 
     def _main(self) -> None:
         db = None
         try:
-            db = self._open()
-            if db is None:
+            prepared = self._prepare()
+            if prepared is None:
                 return
-            self._engine = self.workspace.engine(db, on_health=self.lock.note)
+            db, self._engine = prepared
+            self.lock.note(self._engine.health())
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             self._ready.set()

@@ -89,7 +89,26 @@ def _lock_holder(data_dir: Path) -> str:
     lock = EngineLock(data_dir)
     if not lock.held_by_other():
         return "not a replydesk sync engine: none is running here"
+    stall = engine_stall(data_dir)
+    if stall:
+        return f"not the sync engine: it is waiting for the lock too ({stall})"
     return f"the sync engine, pid {lock.holder_pid()}, may be hung"
+
+
+def engine_stall(data_dir: Path) -> str | None:
+    """The running engine's own account of a stall (its lease's note), or None."""
+    lock = EngineLock(data_dir)
+    note = lock.holder_note()
+    if note.get("state") != "stalled" or not lock.held_by_other():
+        return None
+    since = note.get("since")
+    at = ""
+    if isinstance(since, int | float):
+        import time
+
+        at = " since " + time.strftime("%H:%M", time.localtime(since))
+    return (f"the sync engine (pid {lock.holder_pid()}) is stalled: {note.get('reason', '?')}{at}; "
+            "it retries by itself")
 
 
 # ---- the schema the migrations create ---------------------------------------------------------------
@@ -169,7 +188,8 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
         return {"ok": False, "findings": [*findings, f"{path}: {disk_full_line(path)}; {_read_only_verdict(path)}"]}
     problem = probe(path, timeout)
     if problem is not None:
-        return {"ok": False, "findings": [*findings, problem]}
+        stall = engine_stall(data_dir)
+        return {"ok": False, "findings": [*findings, problem, *([stall] if stall else [])]}
     try:
         db = open_database(data_dir, create=False, lock_timeout=timeout)
     except StorageError as exc:
@@ -184,12 +204,22 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
                         else f"{path}: {fault.line}")
     finally:
         db.close()
-    if (data_dir / LOCK_FILE).exists():
-        if EngineLock(data_dir).held_by_other():
-            findings.append("a sync engine is running on this workspace (lock held by a live process)")
-        else:
-            findings.append("engine lock: free")
+    ok = _engine_finding(data_dir, findings) and ok
     return {"ok": ok, "findings": findings}
+
+
+def _engine_finding(data_dir: Path, findings: list[str]) -> bool:
+    if not (data_dir / LOCK_FILE).exists():
+        return True
+    stall = engine_stall(data_dir)
+    if stall:
+        findings.append(stall)
+        return False
+    if EngineLock(data_dir).held_by_other():
+        findings.append("a sync engine is running on this workspace (lock held by a live process)")
+    else:
+        findings.append("engine lock: free")
+    return True
 
 
 def _check_open(db: Any, repair: bool, findings: list[str]) -> bool:

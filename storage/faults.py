@@ -10,6 +10,7 @@ SQLite often cannot even create its ``-shm`` file and says "disk I/O error", whi
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -77,6 +78,24 @@ def disk_full_line(path: Path) -> str:
             "(nothing stored was lost)")
 
 
+def _why_not_writable(path: Path | None) -> str:
+    """Why SQLite may not write beside the database (it creates its -wal and -shm files there)."""
+    if path is None:
+        return "the file or its folder is read-only; fix the permissions or the mount, then try again"
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist; check --data-dir"
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return (f"the filesystem holding {folder} is mounted read-only; remount it read-write (or copy "
+                    "the workspace to a writable place), then try again")
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        return f"it or its folder {folder} is read-only for you; fix the permissions, then try again"
+    return "the file or its folder is read-only; fix the permissions or the mount, then try again"
+
+
 def _full_short(path: Path) -> str:
     free = free_bytes(path)
     return f"disk full ({size_text(free)} free)" if free is not None else "disk full"
@@ -112,12 +131,10 @@ def classify(exc: BaseException, path: Path | None = None, lock_timeout: float |
             return Fault("full", disk_full_line(where), _full_short(where))
         return Fault("io", f"{file}: the disk reported an I/O error ({text}); check the disk and its "
                            "mount (the file may be fine), then run 'replydesk doctor'")
-    if name.startswith("SQLITE_READONLY") or "readonly database" in lower:
-        return Fault("readonly", f"cannot write {file}: it (or its folder) is read-only; fix the permissions "
-                                 "or the mount, then try again")
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open database" in lower:
-        return Fault("readonly", f"cannot open {file}: its folder is missing or not writable; check the path "
-                                 "and its permissions")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly database" in lower \
+            or "unable to open database" in lower:
+        return Fault("readonly", f"cannot {'open' if 'CANTOPEN' in name or 'unable' in lower else 'write'} "
+                                 f"{file}: {_why_not_writable(where)}")
     if name in _DAMAGE or any(word in lower for word in _DAMAGE_WORDS):
         return Fault("damaged", f"{file} is damaged ({text}): run 'replydesk doctor' to check it "
                                 "(keep a copy of the file first)")

@@ -1,0 +1,63 @@
+"""The console takes over syncing when the other process that synced the workspace stops.
+
+The other process holds the engine's lease for real (a separate interpreter holding the flock, as
+``replydesk sync`` does); the console is started while it runs, and must neither sync alongside it
+nor leave replies waiting forever once it is gone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from replydesk.storage import outbox, queries
+from replydesk.tui.app import ReplydeskApp
+from replydesk.workspace import Workspace
+from tui_support import fixed_clock, settle
+
+HOLD_LEASE = (
+    "import sys\n"
+    "from replydesk.storage.lock import EngineLock\n"
+    "lock = EngineLock(sys.argv[1])\n"
+    "assert lock.acquire()\n"
+    "print('holding', flush=True)\n"
+    "sys.stdin.readline()\n"
+)
+CAP = 60.0
+
+
+def status_line(app: ReplydeskApp) -> str:
+    return [strip.text for strip in app.screen._compositor.render_strips()][-2]
+
+
+async def wait_for(pilot, condition, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + CAP
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"gave up after {CAP:g} s waiting for: {what}")
+
+
+async def test_the_console_takes_over_when_the_other_engine_stops(workspace: Workspace, db) -> None:  # noqa: ANN001
+    conv = queries.inbox_page(db, queries.InboxFilter(), 0, 1)[0].id
+    key = outbox.queue_reply(db, conv, "On its way!")
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LEASE, str(workspace.data_dir)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        app = ReplydeskApp(workspace, clock=fixed_clock)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await settle(pilot)
+            await wait_for(pilot, lambda: "sync runs in another replydesk process" in status_line(app),
+                           "the console to say another process syncs")
+            assert app.engine is None and outbox.get(db, key).state == "queued"
+            other.communicate("stop\n", timeout=30)  # the other replydesk exits: its lease is free
+            await wait_for(pilot, lambda: app.engine is not None, "the console to start its own engine")
+            await wait_for(pilot, lambda: "took over syncing" in status_line(app), "the console to say so")
+            await wait_for(pilot, lambda: outbox.get(db, key).state == "sent", "the waiting reply to leave")
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
