@@ -656,8 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ours = not logging.getLogger().handlers  # a host (a test runner) may have its own already
     logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    if ours:
+        from replydesk import logcap
+
+        for handler in logging.getLogger().handlers:  # no flood, no secret, whatever a platform sends
+            logcap.install(handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("data_dir", "config"):

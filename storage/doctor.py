@@ -231,6 +231,13 @@ def _check_open(db: Any, repair: bool, findings: list[str]) -> bool:
     else:
         findings.append("integrity check: ok")
     ok = _check_schema(db, repair, findings) and ok
+    if _exists(db, "rejected_items") and _exists(db, "meta"):
+        from replydesk.storage.ingest import rejected_summary
+
+        for account, entry in sorted(rejected_summary(db).items()):
+            first = "; ".join(f"{native}: {reason}" for native, reason in entry.get("first", []))
+            findings.append(f"account {account}: {entry.get('count', 0)} item(s) from the platform rejected "
+                            f"(not storable, the rest was stored){'; first: ' + first if first else ''}")
     for table in ("messages_fts", "conversations_fts"):
         if not _exists(db, table):
             continue  # reported (and recreated) by the schema check
