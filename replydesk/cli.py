@@ -307,7 +307,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         from replydesk.timeparse import parse_when
 
         try:
-            at = parse_when(args.at, db.now())
+            at = parse_when(args.at, db.now(), ws.config.ui.timezone)
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
     text = sys.stdin.read() if args.text == "-" else args.text
@@ -401,7 +401,7 @@ def cmd_snooze(args: argparse.Namespace) -> int:
 
     ws, db = _open(args)
     try:
-        until = parse_when(args.until, db.now())
+        until = parse_when(args.until, db.now(), ws.config.ui.timezone)
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
     actions.snooze(db, [_conv(db, args.conversation)], until, actor=ws.config.ui.agent)

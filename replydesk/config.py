@@ -97,6 +97,9 @@ class UiSettings(Strict):
     """How long a sent reply waits in the outbox so it can be taken back (at most an hour)."""
     theme: str = "textual-dark"
     """The console's colours: one of ``THEMES`` (light ones included)."""
+    timezone: str | None = None
+    """The IANA zone times are typed and shown in (``reply --at``, ``snooze --until``, the console's
+    "tomorrow 9:00" and clock times); default: the system's zone."""
     views: list[View] = [
         View(name="Inbox", query=""),
         View(name="Breached", query="is:breached"),
@@ -115,6 +118,18 @@ class UiSettings(Strict):
     def _known_theme(cls, v: str) -> str:
         if v not in THEMES:
             raise ValueError(f"unknown theme {v!r}; choose one of: {', '.join(THEMES)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Europe/Athens") from None
         return v
 
     @field_validator("views")

@@ -9,6 +9,7 @@ other second, whether the config file was edited. Workers that fail unexpectedly
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from replydesk.config import ConfigError
+from replydesk.timeparse import user_zone
 from replydesk.storage import slastate
 from replydesk.tui.composer import Composer
 from replydesk.tui.format import clock_time
@@ -40,12 +42,10 @@ from replydesk.tui.workers import background
 from replydesk.workspace import EngineThread, Workspace
 
 
-def _workspace_tz(workspace: Workspace) -> str | None:
-    try:
-        spec = workspace.config.sla.calendar("business")
-    except KeyError:
-        return None
-    return spec.timezone if spec else None
+def _workspace_tz(workspace: Workspace) -> dt.tzinfo:
+    """The zone the console shows and reads times in: ``ui.timezone``, else the system's (the same
+    as the CLI's, so "tomorrow 9:00" is one instant whichever of them was used)."""
+    return user_zone(workspace.config.ui.timezone)
 
 
 class ReplydeskApp(App[int]):
