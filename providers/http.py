@@ -69,8 +69,11 @@ _BOT_TOKEN_RE = re.compile(r"bot\d+:[A-Za-z0-9_-]{10,}")
 
 
 def redact(text: object, limit: int = 300) -> str:
-    """``text`` safe for a log line or an exception: URLs cut to scheme://host, bot tokens masked."""
-    value = str(text)
+    """``text`` safe for a log line or an exception: known secrets and bot tokens masked (before
+    anything is cut, so no part of a secret survives a truncation), URLs cut to scheme://host."""
+    from replydesk import secrets
+
+    value = secrets.mask(str(text))
     value = _BOT_TOKEN_RE.sub("bot<redacted>", value)
 
     def _host_only(match: re.Match[str]) -> str:

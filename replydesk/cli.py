@@ -59,18 +59,18 @@ def _json_safe(text: str) -> str:
 
 def emit_json(obj: Any, out: Any = None) -> None:
     out = out or sys.stdout
-    out.write(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None)) + "\n")
+    out.write(secrets.mask(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None))) + "\n")
 
 
 def say(text: str = "") -> None:
     """Every text line the CLI prints goes through here: ids, names and subjects can come from
     customers or imported files, so control and bidi characters are made visible at this one sink."""
-    sys.stdout.write(visible(text) + "\n")
+    sys.stdout.write(secrets.mask(visible(text)) + "\n")
 
 
 def complain(text: str) -> None:
     """Errors on stderr: they quote what the user or a file gave us, so the same rule applies."""
-    sys.stderr.write(visible(f"replydesk: {text}") + "\n")
+    sys.stderr.write(secrets.mask(visible(f"replydesk: {text}")) + "\n")
 
 
 # ---- workspace ------------------------------------------------------------------------------------
@@ -456,7 +456,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     except secrets.SecretError as exc:
         complain(str(exc))
         return EXIT_ERROR
-    say(f"stored the secret for {args.account} in the system keyring")
+    where, protects, encrypted = secrets.backend_info()
+    say(f"stored the secret for {args.account} in {where}: {protects}")
+    if not encrypted:
+        say("for encryption at rest, run a desktop keyring (GNOME Keyring, KWallet) or keep the secret in "
+            f"the environment variable {secrets.env_name(args.account)} instead")
     return EXIT_OK
 
 
@@ -488,6 +492,9 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         for r in rows:
             say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
                 f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+        if any(a.provider != "demo" for a in ws.config.accounts):
+            where, protects, _ = secrets.backend_info()
+            say(f"secrets: {where}: {protects}")
     if problem:  # the accounts are listed from the config; their sync state could not be read
         complain(f"sync states unknown: {problem}")
         return EXIT_ERROR
@@ -520,6 +527,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     ws = _workspace(args) if args.command != "demo" else _demo_workspace(args)
     report = check(ws.data_dir, repair=args.repair)
+    if any(a.provider != "demo" for a in ws.config.accounts):
+        where, protects, _ = secrets.backend_info()
+        report["findings"].append(f"secrets: {where}: {protects}")
     if args.json:
         emit_json(report)
     else:
@@ -638,7 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
-    p = add("login", cmd_login, "store an account's token or password in the system keyring")
+    p = add("login", cmd_login, "store an account's token or password in the keyring",
+            epilog="Where it goes: the desktop keyring when there is one (GNOME Keyring, KWallet, the macOS "
+                   "Keychain, the Windows Credential Manager: encrypted at rest); with only keyrings.alt "
+                   "installed, a plain file (base64, NOT encrypted). 'replydesk accounts' says which is in "
+                   "use; REPLYDESK_SECRET_<ACCOUNT> in the environment is used instead when set.")
     p.add_argument("account")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)

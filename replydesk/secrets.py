@@ -23,13 +23,117 @@ from urllib.parse import quote, quote_plus
 SERVICE = "replydesk"
 
 
+_chosen = False
+
+
 def _keyring() -> Any:
     """keyring, imported on first use: discovering its backends costs start-up time the console
-    does not need until a provider asks for a secret."""
+    does not need until a provider asks for a secret. On first use an encrypting backend is
+    preferred over a plain file when both are there (see ``prefer_encrypted``)."""
     import keyring
     import keyring.errors
 
+    global _chosen
+    if not _chosen:
+        _chosen = True
+        _prefer_encrypted(keyring)
     return keyring
+
+
+# ---- which backend, and what it protects against -------------------------------------------------
+
+#: Backends (module, class) that encrypt what they store without asking for a password each time,
+#: with what that protects against. Plain files and unknown backends are said to be what they are.
+ENCRYPTED = {
+    ("keyring.backends.SecretService", "Keyring"): (
+        "the desktop keyring (Secret Service: GNOME Keyring, KWallet)",
+        "encrypted at rest with your login; while it is unlocked, programs running as you can ask for it"),
+    ("keyring.backends.libsecret", "Keyring"): (
+        "the desktop keyring (libsecret)",
+        "encrypted at rest with your login; while it is unlocked, programs running as you can ask for it"),
+    ("keyring.backends.kwallet", "DBusKeyring"): (
+        "KWallet", "encrypted at rest with your wallet's password; while it is open, programs running as you can "
+        "ask for it"),
+    ("keyring.backends.macOS", "Keyring"): (
+        "the macOS Keychain", "encrypted at rest with your login; other programs need your permission"),
+    ("keyring.backends.Windows", "WinVaultKeyring"): (
+        "the Windows Credential Manager", "encrypted at rest with your Windows login (DPAPI)"),
+}
+PLAIN = {
+    ("keyrings.alt.file", "PlaintextKeyring"): (
+        "a plain file (keyrings.alt PlaintextKeyring)",
+        "NOT encrypted: base64 in {path}, readable by anyone who can read your files or their backups; it only "
+        "keeps the secret out of the config and the workspace"),
+}
+
+
+def _key(backend: Any) -> tuple[str, str]:
+    return type(backend).__module__, type(backend).__name__
+
+
+def _is_encrypted(backend: Any) -> bool:
+    return _key(backend) in ENCRYPTED
+
+
+def prefer_encrypted(active: Any, viable: list[Any]) -> Any:
+    """The backend to use: ``active`` (keyring's own choice by priority), unless it does not encrypt
+    and one of the ``viable`` ones does (without asking for a password on every read)."""
+    if _is_encrypted(active):
+        return active
+    better = [b for b in viable if _is_encrypted(b)]
+    return max(better, key=_priority) if better else active
+
+
+def _priority(backend: Any) -> float:
+    try:
+        return float(backend.priority)
+    except Exception:  # noqa: BLE001 - keyring backends raise when asked while unavailable
+        return 0.0
+
+
+def _prefer_encrypted(keyring: Any) -> None:
+    """Apply ``prefer_encrypted``, except when the user chose a backend (``PYTHON_KEYRING_BACKEND`` or
+    keyring's config file): an explicit choice is theirs."""
+    import keyring.backend
+    import keyring.core
+
+    if os.environ.get("PYTHON_KEYRING_BACKEND"):
+        return
+    try:
+        if keyring.core.load_config() is not None:
+            return
+        active = keyring.get_keyring()
+        viable = [b for b in keyring.backend.get_all_keyring() if _priority(b) > 0]
+        chosen = prefer_encrypted(active, viable)
+        if chosen is not active:
+            keyring.set_keyring(chosen)
+    except Exception:  # noqa: BLE001 - a broken backend must not stop the CLI: keyring's choice stays
+        return
+
+
+def backend_info(account: str | None = None) -> tuple[str, str, bool]:
+    """(where the secret is kept, what that protects against, whether it is encrypted) — for
+    ``login``, ``accounts`` and ``doctor``. With ``account``, its environment variable wins if set."""
+    if account is not None and os.environ.get(env_name(account)):
+        return (f"the environment variable {env_name(account)}",
+                "never stored by replydesk; visible to programs running as you (and in /proc)", False)
+    if not backend_available():
+        return ("no keyring", "nothing can be stored: set the environment variable or install a keyring", False)
+    backend = _keyring().get_keyring()
+    key = _key(backend)
+    if key in ENCRYPTED:
+        name, protects = ENCRYPTED[key]
+        return name, protects, True
+    if key in PLAIN:
+        name, protects = PLAIN[key]
+        return name, protects.format(path=getattr(backend, "file_path", "its file")), False
+    if key == ("keyring.backends.chainer", "ChainerBackend"):
+        inner = [b for b in getattr(backend, "backends", [])]
+        if inner and all(_is_encrypted(b) for b in inner):
+            name, protects = ENCRYPTED[_key(inner[0])]
+            return name, protects, True
+    return (f"the keyring backend {key[0]}.{key[1]}",
+            "replydesk cannot tell whether it encrypts; check that backend's documentation", False)
 
 
 class SecretError(Exception):
@@ -74,8 +178,9 @@ def env_name(account: str) -> str:
 
 NO_BACKEND_HELP = (
     "no keyring backend is available on this machine (common on headless Linux and over SSH). "
-    "Either set the environment variable {env} to the secret, or install a file-based keyring "
-    "with 'pip install keyrings.alt' (then the secret is stored encrypted-at-rest by that backend)."
+    "Either set the environment variable {env} to the secret, or run a desktop keyring (GNOME Keyring, "
+    "KWallet: encrypted at rest), or, knowing it is a plain file, 'pip install keyrings.alt' (its "
+    "PlaintextKeyring stores base64, not encryption, readable by anyone who can read your files)."
 )
 
 
