@@ -208,7 +208,9 @@ def _run_forever(engine: Any) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _, db = _open(args, create=False)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    from replydesk.storage.files import open_private
+
+    out = open_private(args.output) if args.output else sys.stdout  # customer data: 0600, whatever the umask
     try:
         records = exchange.export_records(db)
         if args.format == "json":

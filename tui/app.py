@@ -21,8 +21,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from replydesk.config import ConfigError
-from replydesk.timeparse import user_zone
 from replydesk.storage import slastate
+from replydesk.timeparse import user_zone
 from replydesk.tui.composer import Composer
 from replydesk.tui.format import clock_time
 from replydesk.tui.inbox import InboxList

@@ -8,7 +8,6 @@ text goes through :func:`safe` / :func:`cell`, which apply ``replydesk.safetext`
 from __future__ import annotations
 
 import datetime as dt
-import re
 import unicodedata
 from functools import lru_cache
 from zoneinfo import ZoneInfo
