@@ -159,7 +159,7 @@ class ReplydeskApp(App[int]):
     def _stall_text(self, note: dict, who: str = "sync") -> str:
         since = note.get("since")
         at = f" since {clock_time(since, self.clock(), self.tz)}" if isinstance(since, int | float) else ""
-        return f"{who} stalled: {note.get('reason', '?')}{at}; retrying by itself"
+        return f"{who} stalled: {note.get('reason', '?')}{at}, retrying"
 
     @on(EngineStatus)
     def _on_engine(self, event: EngineStatus) -> None:

@@ -61,3 +61,43 @@ async def test_the_console_takes_over_when_the_other_engine_stops(workspace: Wor
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+HOLD_DB_LOCK = (
+    "import sqlite3, sys\n"
+    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "c.execute('BEGIN IMMEDIATE')\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "c.execute('ROLLBACK')\n"
+)
+
+
+async def test_a_stalled_engine_is_in_the_status_bar_until_it_resumes(workspace: Workspace, db) -> None:  # noqa: ANN001
+    from replydesk.config import SyncSettings
+    from support import Clock
+    from tui_support import FIXED
+
+    quick = workspace.config.model_copy(update={"sync": SyncSettings(lock_timeout=0.3, retry_base=0.05,
+                                                                     retry_max=0.5)})
+    clock = Clock(FIXED)
+    ws = Workspace(workspace.data_dir, quick, clock=clock)
+    conv = queries.inbox_page(db, queries.InboxFilter(), 0, 1)[0].id
+    key = outbox.queue_reply(db, conv, "Sorry for the wait", at=FIXED + 600)  # due once the lock is held
+    app = ReplydeskApp(ws, clock=clock)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot)
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.health().get("state") == "running",
+                       "the console's engine to run")
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_DB_LOCK, str(ws.data_dir / "replydesk.db")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            clock.advance(900)  # the reply is due: the engine must write, and cannot
+            await wait_for(pilot, lambda: "sync stalled: database is locked by another process since" in
+                           status_line(app), "the stall in the status bar")
+            assert "locked by another process since 10:45, retrying" in status_line(app)
+        finally:
+            holder.communicate("release\n", timeout=30)
+        await wait_for(pilot, lambda: "stalled" not in status_line(app), "the note to go once it resumed")
+        await wait_for(pilot, lambda: outbox.get(db, key).state == "sent", "the reply to leave")
