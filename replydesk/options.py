@@ -33,9 +33,10 @@ def https_or_local(url: str) -> str:
 
 _SECONDS_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|[wdhms])", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: The longest duration any option takes (a year): beyond it a value is a typo, and it would
-#: overflow the clock arithmetic it feeds (``undo_seconds: 1e300`` once broke ``outbox --json``).
-MAX_SECONDS = 366 * 86400.0
+#: The longest duration any option takes (about 300 years, "never" for every practical purpose):
+#: beyond it a value would overflow the clock arithmetic it feeds (``undo_seconds: 1e300`` once broke
+#: ``outbox --json``); options with a tighter sensible range say so themselves (``undo_seconds``).
+MAX_SECONDS = 1e10
 
 
 def parse_seconds(text: str) -> float:
@@ -69,7 +70,7 @@ def seconds(value: Any) -> Any:
     return value
 
 
-#: A duration option: ``200ms``, ``90s``, ``30m``, ``4h`` or a number of seconds, up to a year.
+#: A duration option: ``200ms``, ``90s``, ``30m``, ``4h`` or a number of seconds (up to ``MAX_SECONDS``).
 Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0, le=MAX_SECONDS)]
 HttpsUrl = Annotated[str, BeforeValidator(lambda v: https_or_local(v) if isinstance(v, str) else v)]
 
