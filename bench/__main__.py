@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="measure every figure and print JSON lines plus a table")
     run.add_argument("--quick", action="store_true", help="10k messages, one run each: the CI smoke check")
-    run.add_argument("--sizes", type=_sizes, default=None, help="comma list of 10k,100k,1m (default 10k,100k,1m)")
+    run.add_argument("--sizes", type=_sizes, default=None, help="comma list of 10k,100k,1m,10m (default 10k,100k,1m; 10m only when asked for)")
     run.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported (default 3)")
     run.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
     run.add_argument("--no-tui", action="store_true", help="skip the TUI figures")
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--data-dir", type=Path, required=True)
     gen.add_argument("--accounts", type=int, default=24)
     gen.add_argument("--seed", type=int, default=7)
+
+    whole = sub.add_parser("import-whole-file", help=argparse.SUPPRESS)  # the import figure's baseline
+    whole.add_argument("--data-dir", type=Path, required=True)
+    whole.add_argument("file", type=Path)
 
     probe = sub.add_parser("tui-probe", help=argparse.SUPPRESS)
     probe.add_argument("--data-dir", type=Path, required=True)
@@ -70,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{spec.accounts} accounts in {time.perf_counter() - t0:.1f} s -> {args.data_dir}\n"
               f"open it with: replydesk --data-dir {args.data_dir}")
         return 0
+    if args.command == "import-whole-file":
+        from bench.import_bench import whole_file_main
+
+        return whole_file_main(args.data_dir, args.file)
     if args.command == "tui-probe":
         from bench.tui_bench import probe_main
 

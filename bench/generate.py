@@ -31,7 +31,8 @@ from replydesk.storage.ingest import ensure_account, ingest
 from replydesk.workspace import Workspace
 
 #: Bump when the generated data changes shape, so stale caches are not reused.
-GEN_VERSION = 1
+#: 2: the bookkeeping walks the conversations in chunks (10M messages fit in memory).
+GEN_VERSION = 2
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 META = "bench-meta.json"
 PAGE_MESSAGES = 1000  # messages per fetch page (one ingest transaction), like a provider backfill
@@ -41,7 +42,9 @@ SIZES: dict[str, tuple[int, int]] = {
     "10k": (1_000, 10_000),
     "100k": (10_000, 100_000),
     "1m": (100_000, 1_000_000),
+    "10m": (1_000_000, 10_000_000),  # only when asked for (--sizes ...,10m): about 15 minutes to generate
 }
+BOOKKEEPING_CHUNK = 20_000  # conversations decided and written at a time
 
 SHOP_REPLIES: list[str] = [
     "Thanks for writing, we're on it! 🙂",
@@ -204,33 +207,39 @@ def pages(spec: Spec, now: float) -> Iterator[tuple[str, FetchResult]]:
 
 
 def _bookkeeping(db: Database, spec: Spec, now: float) -> None:
-    """What a shop's agents did to the cache: resolve answered threads, tag, assign, escalate."""
+    """What a shop's agents did to the cache: resolve answered threads, tag, assign, escalate.
+
+    Walks the conversations a chunk at a time (by rowid), so memory stays flat at any size."""
     rng = random.Random(spec.seed + 1)
-    rows = db.conn.execute(
-        "SELECT id, last_message_at, needs_reply FROM conversations ORDER BY rowid"
-    ).fetchall()
-    resolve = [r[0] for r in rows if not r[2] and now - r[1] > 86400 and rng.random() < 0.9]
-    resolve += [r[0] for r in rows if r[2] and now - r[1] > 30 * 86400 and rng.random() < 0.7]
-    for start in range(0, len(resolve), 2000):
-        actions.resolve(db, resolve[start : start + 2000], actor="bench")
-    ids = [r[0] for r in rows]
-    by_tag: dict[str, list[str]] = {}
-    for conv_id in ids:
-        if rng.random() < 0.1:
-            by_tag.setdefault(rng.choice(TAGS), []).append(conv_id)
-    for tag, tagged in by_tag.items():
-        for start in range(0, len(tagged), 2000):
-            actions.tag(db, tagged[start : start + 2000], [tag], actor="bench")
-    by_agent: dict[str, list[str]] = {}
-    for conv_id in ids:
-        if rng.random() < 0.15:
-            by_agent.setdefault(rng.choice(AGENTS), []).append(conv_id)
-    for agent, assigned in by_agent.items():
-        for start in range(0, len(assigned), 2000):
-            actions.assign(db, assigned[start : start + 2000], agent, actor="bench")
-    escalate = [c for c in ids if rng.random() < 0.01]
-    for start in range(0, len(escalate), 2000):
-        actions.escalate(db, escalate[start : start + 2000], target="helpdesk", reason="bench", actor="bench")
+    last_rowid = 0
+    while True:
+        rows = db.conn.execute(
+            "SELECT rowid, id, last_message_at, needs_reply FROM conversations WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (last_rowid, BOOKKEEPING_CHUNK),
+        ).fetchall()
+        if not rows:
+            return
+        last_rowid = rows[-1][0]
+        resolve = [r[1] for r in rows if not r[3] and now - r[2] > 86400 and rng.random() < 0.9]
+        resolve += [r[1] for r in rows if r[3] and now - r[2] > 30 * 86400 and rng.random() < 0.7]
+        if resolve:
+            actions.resolve(db, resolve, actor="bench")
+        by_tag: dict[str, list[str]] = {}
+        by_agent: dict[str, list[str]] = {}
+        escalate: list[str] = []
+        for r in rows:
+            if rng.random() < 0.1:
+                by_tag.setdefault(rng.choice(TAGS), []).append(r[1])
+            if rng.random() < 0.15:
+                by_agent.setdefault(rng.choice(AGENTS), []).append(r[1])
+            if rng.random() < 0.01:
+                escalate.append(r[1])
+        for tag, tagged in by_tag.items():
+            actions.tag(db, tagged, [tag], actor="bench")
+        for agent, assigned in by_agent.items():
+            actions.assign(db, assigned, agent, actor="bench")
+        if escalate:
+            actions.escalate(db, escalate, target="helpdesk", reason="bench", actor="bench")
 
 
 def build(spec: Spec, data_dir: Path, *, progress: Callable[[str], None] | None = None) -> GenResult:

@@ -23,14 +23,13 @@ REGISTRY: dict[str, str] = {
     "mastodon": "replydesk.providers.mastodon:MastodonProvider",
     "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
     "telegram": "replydesk.providers.telegram:TelegramProvider",
+    "x": "replydesk.providers.x:XProvider",
 }
 
 #: Platforms that only the demo simulates so far. Their facts wait here for their provider module:
 #: when one lands, its entry moves into that module's ``FACTS``. Where a platform documents
 #: "characters" without saying which, we count UTF-16 units (the largest plausible unit).
 FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
-    # posts: twitter-text's weighted 280; DMs: 10,000 characters
-    "x": PlatformFacts("X", "X", Limit(280, "x"), Limit(10_000, "utf16")),
     # comments 8,000 characters; Messenger's Send API: 2,000 characters
     "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16")),
     # comments 2,200 characters; the Messaging API: text under 1,000 bytes of UTF-8

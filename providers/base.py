@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from replydesk.model import FetchResult, OutgoingReply, SendResult
+from replydesk.model import FetchResult, OutgoingReply, SendResult, Usage
 from replydesk.options import AccountOptions
 from replydesk.platforms import PlatformFacts
 
@@ -79,6 +79,9 @@ class Provider(abc.ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: seconds between polls when the provider does not stream
     poll_interval: float = 30.0
+    #: whether a live ``stream()`` carries everything a poll would (the engine pauses polling while it
+    #: is up); False where the push covers only part (X's Activity API pushes DMs, not mentions)
+    stream_replaces_polling: ClassVar[bool] = True
 
     def __init__(self, account: str, options: AccountOptions | Mapping[str, Any], secret: SecretGetter) -> None:
         self.account = account
@@ -110,6 +113,15 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections (default: nothing to release)."""
+
+    def take_usage(self) -> list[Usage]:
+        """What the requests since the last call cost, for a platform that charges per use (the
+        engine records it per month and paces polling by it); handed over once, then forgotten."""
+        return []
+
+    def status_note(self) -> str:
+        """A standing note for the status bar (push or polling, waits per endpoint); '' for none."""
+        return ""
 
     def facts(self) -> dict[str, PlatformFacts]:
         """The facts of the platform(s) this account serves as of now; the engine stores them for

@@ -3,7 +3,7 @@
 Why one module: every platform needs the same things done the same careful way — timeouts, mapping
 status codes and httpx exceptions to ``TransientError``/``Offline``/``RateLimited``/``AuthError``/
 ``PermanentError``, reading ``Retry-After`` (seconds or HTTP date) and ``X-RateLimit-*``/
-``RateLimit-*`` headers, and keeping URLs (Telegram puts its token in the path) out of every
+``RateLimit-*``/``x-rate-limit-*`` (X) headers, and keeping URLs (Telegram puts its token in the path) out of every
 message we raise or log. Exceptions are raised ``from None`` so no httpx object (which carries the
 URL) ends up in a traceback chain.
 
@@ -213,7 +213,7 @@ def _header(headers: Mapping[str, str], *names: str) -> str | None:
 
 
 def rate_remaining(headers: Mapping[str, str]) -> int | None:
-    value = _header(headers, "x-ratelimit-remaining", "ratelimit-remaining")
+    value = _header(headers, "x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit-remaining")
     if value is None:
         return None
     try:
@@ -223,7 +223,7 @@ def rate_remaining(headers: Mapping[str, str]) -> int | None:
 
 
 def rate_reset(headers: Mapping[str, str], now: float) -> float | None:
-    return parse_reset(_header(headers, "x-ratelimit-reset", "ratelimit-reset"), now)
+    return parse_reset(_header(headers, "x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"), now)
 
 
 def wait_until(headers: Mapping[str, str], now: float) -> float:

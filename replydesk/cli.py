@@ -213,8 +213,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = open_private(args.output) if args.output else sys.stdout  # customer data: 0600, whatever the umask
     try:
         records = exchange.export_records(db)
-        if args.format == "json":
-            out.write(_json_safe(json.dumps(list(records), ensure_ascii=False, indent=2)) + "\n")
+        if args.format == "json":  # one element at a time: an export of a million messages stays small
+            out.write("[")
+            for n, record in enumerate(records):
+                out.write(("," if n else "") + "\n" + _json_safe(json.dumps(record, ensure_ascii=False, indent=2)))
+            out.write("\n]\n")
         else:
             for record in records:
                 emit_json(record, out)
@@ -225,21 +228,52 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from replydesk.storage import importer
+
     _, db = _open(args)
-    source = args.file
+    show = None if (args.json or args.quiet or not sys.stderr.isatty()) else _ImportProgress(args.file)
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {source}: {exc}") from None
-    try:
-        counts = exchange.import_records(db, [text], source=source)
-    except exchange.ImportError_ as exc:
+        result = importer.import_file(db, args.file, progress=show.update if show else None)
+    except importer.ImportError_ as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if show:
+            show.close()
     if args.json:
-        emit_json(counts)
-    else:
-        say(f"imported {counts['conversations']} conversation(s), {counts['messages']} new message(s)")
+        emit_json(result.as_json())
+    elif not args.quiet:
+        resumed = (f" (continued after {result.resumed_after:,} record(s) an interrupted run had imported)"
+                   if result.resumed_after else "")
+        say(f"imported {result.conversations:,} conversation(s), {result.messages:,} new message(s){resumed}")
     return EXIT_OK
+
+
+class _ImportProgress:
+    """A progress bar on a terminal's stderr (rich, which Textual brings anyway); nothing otherwise."""
+
+    def __init__(self, source: str) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        total = None
+        with contextlib.suppress(OSError):
+            total = os.stat(source).st_size if source != "-" else None
+        self.bar = Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.description}"),
+                            TimeRemainingColumn(), transient=True, console=_stderr_console())
+        self.task = self.bar.add_task("", total=total)
+        self.bar.start()
+
+    def update(self, done: int, result: Any) -> None:
+        self.bar.update(self.task, completed=done,
+                        description=f"{result.conversations:,} conversations, {result.messages:,} messages")
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _row_json(row: queries.InboxRow) -> dict[str, Any]:
@@ -448,6 +482,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     account = ws.config.account(args.account)
     if account is None:
         raise UsageError(f"no account {args.account!r} in the config")
+    if hasattr(account, "oauth_app"):
+        return _login_oauth(args, account)
     print(f"{args.account}: enter {account.secret_hint}", file=sys.stderr)
     if not secrets.backend_available():
         complain(secrets.NO_BACKEND_HELP.format(env=secrets.env_name(args.account)))
@@ -463,6 +499,40 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not encrypted:
         say("for encryption at rest, run a desktop keyring (GNOME Keyring, KWallet) or keep the secret in "
             f"the environment variable {secrets.env_name(args.account)} instead")
+    return EXIT_OK
+
+
+def _login_oauth(args: argparse.Namespace, account: Any) -> int:
+    """OAuth 2.0 with PKCE (X): the browser approves, the redirect or a pasted URL brings the code,
+    the tokens go to the keyring. Over SSH the URL is printed and the redirected address pasted."""
+    from replydesk.providers import oauth
+
+    if not secrets.backend_available():
+        complain("OAuth tokens are renewed as they are used, so they need a keyring: "
+                 + secrets.NO_BACKEND_HELP.format(env="(no environment variable will do here)"))
+        return EXIT_ERROR
+    if getattr(account, "confidential", False):
+        print(f"{args.account}: enter the app's OAuth 2.0 Client Secret", file=sys.stderr)
+        client_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+        secrets.store(args.account + oauth.CLIENT_SECRET_SUFFIX, client_secret)
+
+    def tell(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(oauth.login(account.oauth_app(), oauth.TokenStore(args.account), say=tell,
+                                open_browser=not args.no_browser, port=getattr(account, "callback_port", 0)))
+    except oauth.OAuthError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    except Exception as exc:  # the token endpoint's errors (ProviderError) name the reason
+        from replydesk.providers.base import ProviderError
+
+        if not isinstance(exc, ProviderError):
+            raise
+        complain(str(exc))
+        return EXIT_ERROR
+    say(f"logged in: the {account.provider} tokens for {args.account} are in the system keyring")
     return EXIT_OK
 
 
@@ -484,8 +554,9 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     for a in ws.config.accounts:
         s = states.get(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
-                     "detail": s.get("detail", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else ("set" if secrets.fetch(a.name) else "missing")})
+                     "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
+                     "secret": "n/a" if a.provider == "demo" else
+                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
     if args.json:
         emit_json(rows)
     else:
@@ -493,7 +564,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
             say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
         for r in rows:
             say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-                f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}")
+                f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
+                + (f" · {one_line(r['note'])}" if r["note"] else ""))
         if any(a.provider != "demo" for a in ws.config.accounts):
             where, protects, _ = secrets.backend_info()
             say(f"secrets: {where}: {protects}")
@@ -586,8 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
 
-    p = add("import", cmd_import, "import conversations in the export shape (idempotent)", json_=True)
+    p = add("import", cmd_import, "import conversations in the export shape (idempotent; an interrupted "
+            "import of a file continues where it stopped when run again)", json_=True)
     p.add_argument("file", help="a .jsonl or .json file, or - for standard input")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success (no progress, no summary)")
 
     p = add("search", cmd_search, "search the cache (see the syntax below)", json_=True)
     p.add_argument("query")
@@ -650,12 +724,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
-    p = add("login", cmd_login, "store an account's token or password in the keyring",
+    p = add("login", cmd_login, "store an account's token or password in the keyring "
+            "(X: log in with OAuth in the browser)",
             epilog="Where it goes: the desktop keyring when there is one (GNOME Keyring, KWallet, the macOS "
                    "Keychain, the Windows Credential Manager: encrypted at rest); with only keyrings.alt "
                    "installed, a plain file (base64, NOT encrypted). 'replydesk accounts' says which is in "
                    "use; REPLYDESK_SECRET_<ACCOUNT> in the environment is used instead when set.")
     p.add_argument("account")
+    p.add_argument("--no-browser", action="store_true",
+                   help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
 

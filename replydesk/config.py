@@ -61,8 +61,9 @@ Account = Annotated[SerializeAsAny[AccountOptions], PlainValidator(_account)]
 
 
 class SyncSettings(Strict):
-    poll_interval: Duration = 60.0
-    """Default fetch interval for accounts that do not set their own."""
+    poll_interval: Duration | None = None
+    """Fetch interval of every account that does not set its own; unset, each provider keeps its own
+    default (the demo 5 s, Telegram 1 s between long polls, Bluesky 30 s, Mastodon and email 60 s)."""
     send_retries: int = Field(5, ge=0, le=1000)
     """Attempts at a transient failure before a reply is marked failed."""
     retry_base: Duration = 2.0

@@ -67,6 +67,10 @@ class Contact:
     name: str
     handle: str = ""
     vip: bool = False
+    #: The provider had no real name and put a stand-in in ``name`` (the handle, an address, an id).
+    #: Storage never lets a stand-in replace a real name; it also recognises the usual stand-ins
+    #: (empty, the native id, the handle) without this flag.
+    name_is_fallback: bool = False
 
 
 def automatic_kind(reason: str | None) -> str | None:
@@ -180,3 +184,14 @@ class OutgoingReply:
 class SendResult:
     remote_id: str
     sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a metered platform charges for one kind of resource (X: "post read", "DM create"): how
+    many units a request used and their estimated price. Providers report it, storage adds it up
+    per account and month, the engine paces polling by it."""
+
+    resource: str
+    units: int
+    usd: float

@@ -98,3 +98,46 @@ class AccountOptions(Strict):
     """Which provider module serves the account (``demo``, ``email``, ``mastodon``, …)."""
     poll_interval: Duration | None = None
     """Seconds between fetches; default: the provider's own interval."""
+
+
+def _quiet_hours(value: Any) -> Any:
+    """``22:00-07:00`` (may cross midnight) → (start, end) minutes after midnight."""
+    if value is None or not isinstance(value, str):
+        return value
+    import re
+
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError("expected HH:MM-HH:MM, e.g. 22:00-07:00")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise ValueError("hours 00-23 and minutes 00-59, e.g. 22:00-07:00")
+    return value.strip()
+
+
+def _zone(value: Any) -> Any:
+    if isinstance(value, str):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Athens)") from None
+    return value
+
+
+class MeteredOptions(AccountOptions):
+    """An account on a platform that charges per use (X): a monthly budget the poller keeps to.
+
+    The engine reads these (``isinstance(options, MeteredOptions)``): it records what each request
+    cost, slows polling in quiet hours and as the budget runs low, and says so in the status bar.
+    """
+
+    monthly_budget_usd: float | None = Field(None, ge=0)
+    """The most this account should cost a month, in US dollars (omit it: no limit, spend still shown)."""
+    quiet_hours: Annotated[str | None, BeforeValidator(_quiet_hours)] = None
+    """Hours with few customers, e.g. 22:00-07:00 (in ``timezone``): polls slow to ``quiet_poll_interval``."""
+    quiet_poll_interval: Duration = 600.0
+    """The polling interval in quiet hours."""
+    timezone: Annotated[str, BeforeValidator(_zone)] = "UTC"
+    """The time zone of ``quiet_hours`` (IANA name)."""

@@ -149,12 +149,21 @@ _forms: tuple[str, ...] = ()
 
 
 def remember(secret: str | None) -> None:
-    """Mask ``secret`` from now on wherever :func:`mask` runs."""
+    """Mask ``secret`` from now on wherever :func:`mask` runs. A secret stored as a JSON object (an
+    OAuth token set) is masked whole and by each of its tokens, which are what a server echoes."""
     global _forms
     if not secret or len(secret) < MIN_MASKED or secret in _known:
         return
+    parts = [secret]
+    if secret.startswith("{"):
+        try:
+            blob = json.loads(secret)
+        except ValueError:
+            blob = None
+        if isinstance(blob, dict):
+            parts += [v for v in blob.values() if isinstance(v, str) and len(v) >= 12]
     with _known_lock:
-        _known.add(secret)
+        _known.update(parts)
         forms = set()
         for value in _known:
             forms |= {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1], html.escape(value)}

@@ -35,7 +35,8 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from replydesk import providers, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingReply
+from replydesk.model import AnsweredMessage, OutgoingReply, Usage
+from replydesk.options import MeteredOptions
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
     AuthError,
@@ -46,7 +47,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate
+from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate, spend
 from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError
 from replydesk.storage.faults import SHORT, classify
 
@@ -77,6 +78,15 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return min(float(wait(state)), maximum)
 
 
+def poll_interval(account: Any, config: Config) -> float | None:
+    """The account's own ``poll_interval``, else ``sync.poll_interval``, else None (the provider's own)."""
+    if account.poll_interval:
+        return float(account.poll_interval)
+    if config.sync.poll_interval:
+        return float(config.sync.poll_interval)
+    return None
+
+
 @dataclass
 class AccountRun:
     """In-memory state of one account in this engine."""
@@ -89,6 +99,8 @@ class AccountRun:
     stopped: bool = False  # auth error: needs the user
     next_fetch: float = 0.0  # monotonic; 0 until the first poll
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
+    stream_resume_at: float = 0.0  # monotonic: a partial stream's own backoff (polling goes on meanwhile)
+    pace_note: str = ""  # how often a metered account polls now, and why
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -128,14 +140,17 @@ class SyncEngine:
         self.accounts: dict[str, AccountRun] = {}
         for account in config.accounts:
             provider = providers.create(account, self.data_dir, secret_for(account.name), clock=clock)
-            if account.poll_interval:
-                provider.poll_interval = account.poll_interval
+            interval = poll_interval(account, config)
+            if interval is not None:
+                provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
                                       "multi" if account.provider == "demo" else account.provider)
             self._publish_facts(self.accounts[account.name])
+            if isinstance(account, MeteredOptions):
+                spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
         self._stop = asyncio.Event()
 
@@ -185,6 +200,42 @@ class SyncEngine:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
 
+    # ---- metered platforms ------------------------------------------------------------------------
+
+    @staticmethod
+    def _metered(run: AccountRun) -> MeteredOptions | None:
+        options = run.provider.options
+        return options if isinstance(options, MeteredOptions) else None
+
+    def _record_usage(self, run: AccountRun, *extra: Usage) -> None:
+        """What the provider's requests cost since the last look, into this month's spend."""
+        usage = [*run.provider.take_usage(), *extra]
+        if usage:
+            spend.record(self.db, run.name, usage)
+
+    def _next_poll_in(self, run: AccountRun) -> float:
+        """The account's own interval, or for a metered one what its budget and quiet hours allow."""
+        options = self._metered(run)
+        if options is None:
+            return run.provider.poll_interval
+        from replydesk import budget
+
+        interval, why = budget.poll_interval(run.provider.poll_interval, options,
+                                             spend.summary(self.db, run.name))
+        # once the budget is spent the spend line says so (and that replies still send)
+        run.pace_note = "" if "paused" in why else f"every {budget.describe(interval)}" + (
+            f" ({why})" if why else "")
+        return interval
+
+    def _publish_note(self, run: AccountRun) -> None:
+        """The status bar's standing note: the provider's (push or polling, waits per endpoint), the
+        pace, and for a metered account the month's spend with a warning when it will not last."""
+        parts = [run.provider.status_note()]
+        if self._metered(run) is not None:
+            summary = spend.summary(self.db, run.name)
+            parts += [run.pace_note, summary.text()]
+        accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
+
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
         return not run.stopped and self.mono() >= run.resume_at
@@ -230,6 +281,8 @@ class SyncEngine:
         except ProviderError as exc:
             self._fault(run, exc)
             return 0
+        finally:  # what the requests cost counts whether or not the fetch finished
+            self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
         self._publish_facts(run)
@@ -289,6 +342,8 @@ class SyncEngine:
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
             return False
+        finally:  # a metered platform's reply or lookup costs too: never blocked, always counted
+            self._record_usage(run)
         outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
         run.failures = 0
         return True
@@ -398,6 +453,9 @@ class SyncEngine:
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run)
             report.sent += await self.drain(run)
+            if self._metered(run) is not None:
+                self._next_poll_in(run)
+            self._publish_note(run)
             status = accounts.status_of(self.db, run.name)
             if status and status.state not in ("ok", "syncing"):
                 report.errors[run.name] = f"{status.state}: {status.detail}"
@@ -501,9 +559,11 @@ class SyncEngine:
     async def _account_step(self, run: AccountRun) -> float:
         """One turn of an account: fetch when due, send what is due; returns the seconds to sleep."""
         self._check_clock()
-        if not run.streaming and self.mono() >= run.next_fetch and self.can_call(run):
+        paused = run.streaming and run.provider.stream_replaces_polling
+        if not paused and self.mono() >= run.next_fetch and self.can_call(run):
             await self.fetch_account(run)
-            run.next_fetch = self.mono() + run.provider.poll_interval
+            run.next_fetch = self.mono() + self._next_poll_in(run)
+            self._publish_note(run)
         await self.drain(run)
         return self._idle(run)
 
@@ -522,20 +582,31 @@ class SyncEngine:
         the account's backoff, so nothing arrives only through one path.
         """
         # Start after the first poll has stored its cursors (both would ask the platform at once).
-        if not run.stopped and run.next_fetch > 0 and self.can_call(run):
+        partial = not run.provider.stream_replaces_polling
+        if not run.stopped and run.next_fetch > 0 and self.can_call(run) and self.mono() >= run.stream_resume_at:
             run.streaming = True
             try:
                 async for result in run.provider.stream():
                     stats = ingest.ingest(self.db, run.name, [result])
+                    self._record_usage(run)
                     run.failures = 0
                     self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
                                  else "live", synced=True)
+                    self._publish_note(run)
                     if self._stop.is_set():
                         break
             except ProviderError as exc:
-                self._fault(run, exc)
+                self._record_usage(run)
+                if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
+                    run.stream_resume_at = self.mono() + backoff_delay(
+                        2, self.config.sync.retry_base, self.config.sync.retry_max)
+                    log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
+                else:
+                    self._fault(run, exc)
             finally:
                 run.streaming = False
+                if partial:
+                    self._publish_note(run)
         return max(1.0, self._idle(run))
 
     async def _sweep_step(self) -> float:

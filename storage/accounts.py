@@ -34,6 +34,17 @@ def set_status(db: Database, account: str, state: str, detail: str = "", *, unti
         )
 
 
+def set_note(db: Database, account: str, note: str) -> None:
+    """The account's standing note for the status bar (push or polling, spend, waits per endpoint),
+    shown whatever its state; written only when it changed (an unchanged write costs a commit)."""
+    note = note[:200]
+    row = db.conn.execute("SELECT note FROM account_status WHERE account=?", (account,)).fetchone()
+    if row is None or row[0] == note:
+        return
+    with db.transaction():
+        db.conn.execute("UPDATE account_status SET note=? WHERE account=?", (note, account))
+
+
 def status_of(db: Database, account: str) -> AccountStatus | None:
     """The account's last recorded state, or None before its first pass."""
     row = db.conn.execute("SELECT state, detail FROM account_status WHERE account=?", (account,)).fetchone()

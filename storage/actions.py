@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from replydesk.model import STATUSES
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import TAG_SEP, clean_text, reindex_conversations
+from replydesk.storage.ingest import TAG_SEP, clean_text
 
 
 class ActionError(ValueError):
@@ -58,7 +58,6 @@ def tag(db: Database, conv_ids: Sequence[str], tags: Iterable[str], actor: str =
                 if cur.rowcount:
                     _event(db, conv_id, "tag", actor, {"tag": t})
             _sync_tag_column(db, conv_id)
-        reindex_conversations(db, conv_ids)
         slastate.refresh(db, conv_ids)  # policies can match on tags
 
 
@@ -74,7 +73,6 @@ def untag(db: Database, conv_ids: Sequence[str], tags: Iterable[str], actor: str
                 if cur.rowcount:
                     _event(db, conv_id, "untag", actor, {"tag": t})
             _sync_tag_column(db, conv_id)
-        reindex_conversations(db, conv_ids)
         slastate.refresh(db, conv_ids)
 
 

@@ -1,9 +1,9 @@
 """``replydesk doctor``: check a workspace database and repair what can be repaired safely.
 
-Safe repairs only: rebuilding the full-text indexes from the tables they index, recreating schema
-objects the migrations create that are missing (indexes, triggers; a missing table comes back
-empty, and doctor says its rows are gone), tightening loose file modes, and removing an engine lock
-file that no live process holds. Nothing here deletes customer data.
+Safe repairs only: rebuilding the full-text indexes and the inbox counters from the tables they
+derive from, recreating schema objects the migrations create that are missing (indexes, triggers;
+a missing table comes back empty, and doctor says its rows are gone), tightening loose file modes,
+and removing an engine lock file that no live process holds. Nothing here deletes customer data.
 
 Restoring from an export is advised only when SQLite itself finds the file damaged: a full disk, a
 lock held by another process or a read-only mount are named as such, with the file's integrity
@@ -13,9 +13,11 @@ checked read-only where it cannot be opened normally.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from replydesk.storage import schema
 from replydesk.storage.db import DB_FILENAME, StorageError, empty_file_problem, open_database
 from replydesk.storage.faults import LOW_SPACE, classify, disk_full_line, free_bytes
 from replydesk.storage.files import DIR_MODE, FILE_MODE
@@ -173,8 +175,10 @@ def _modes(data_dir: Path, path: Path, repair: bool, findings: list[str]) -> boo
     return ok
 
 
-def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[str, Any]:
-    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``."""
+def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
+          clock: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Check the workspace; with ``repair``, fix what is safe. Returns ``{"ok": bool, "findings": [...]}``.
+    ``clock``: what "this month" is for the spend figures (tests fix it)."""
     findings: list[str] = []
     data_dir = Path(data_dir)
     path = data_dir / DB_FILENAME
@@ -191,7 +195,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0) -> dict[st
         stall = engine_stall(data_dir)
         return {"ok": False, "findings": [*findings, problem, *([stall] if stall else [])]}
     try:
-        db = open_database(data_dir, create=False, lock_timeout=timeout)
+        db = open_database(data_dir, create=False, lock_timeout=timeout, clock=clock)
     except StorageError as exc:
         advice = [RESTORE_ADVICE] if exc.kind == "damaged" and integrity_read_only(path) is not None else []
         return {"ok": False, "findings": [*findings, str(exc), *advice]}
@@ -250,10 +254,21 @@ def _check_open(db: Any, repair: bool, findings: list[str]) -> bool:
                 _rebuild(db, table)
             else:
                 ok = False
+    if all(_exists(db, t) for t in ("inbox_cells", "inbox_ranks", "conversations")):
+        if counters_consistent(db):
+            findings.append("inbox counters: ok")
+        elif repair:
+            rebuild_counters(db)
+            findings.append("inbox counters: did not match the conversations; rebuilt")
+        else:
+            ok = False
+            findings.append("inbox counters: do not match the conversations; run with --repair")
     if repair:
         _rebuild(db, "messages_fts")
         _rebuild(db, "conversations_fts")
         findings.append("search indexes rebuilt")
+    if _exists(db, "spend"):
+        findings.extend(_spend_findings(db))
     return ok
 
 
@@ -294,3 +309,56 @@ def _rebuild(db: Any, table: str) -> None:
             db.conn.execute("DELETE FROM conversations_fts")
             ids = [r[0] for r in db.conn.execute("SELECT id FROM conversations")]
             reindex_conversations(db, ids)
+
+
+def _spend_findings(db: Any) -> list[str]:
+    """Each metered account's month (X): spent, the month at this pace, and whether the budget lasts."""
+    from replydesk.storage import spend
+
+    out = []
+    for account in spend.metered_accounts(db):
+        s = spend.summary(db, account)
+        budget = f" of a ${s.budget:,.2f} budget" if s.budget is not None else " (no budget set)"
+        line = (f"{account}: estimated spend ${s.spent:,.2f}{budget} this month ({s.month}, UTC); "
+                f"at the current pace ${s.projected:,.2f} by the month's end")
+        out.append(line + (f"; warning: {s.warning()}" if s.warning() else ""))
+    return out
+
+
+def _fresh_counts() -> dict[str, str]:
+    """What each counter table must hold, counted afresh from the conversations."""
+    cells = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.CELL_COLUMNS)
+    ranks = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.RANK_COLUMNS)
+    levels = " UNION ALL ".join(
+        f"SELECT {level}, {schema.rank_parent('c', level)}, {schema.rank_bucket('c', width)}, {ranks}, count(*) "
+        f"FROM conversations c GROUP BY 2, 3, {', '.join(schema.RANK_COLUMNS)}"
+        for level, width in enumerate(schema.RANK_LEVELS)
+    )
+    return {
+        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {', '.join(schema.CELL_COLUMNS)}",
+        "inbox_ranks": f"SELECT * FROM ({levels})",  # a subquery: EXCEPT would bind to the first part
+    }
+
+
+def _kept(table: str) -> str:
+    head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+    columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
+    return f"SELECT {head}{', '.join(columns)}, n FROM {table}"
+
+
+def counters_consistent(db: Any) -> bool:
+    """The inbox counters (kept by trigger) equal a fresh count of the conversations."""
+    for table, fresh in _fresh_counts().items():
+        for sql in (f"{_kept(table)} EXCEPT {fresh}", f"{fresh} EXCEPT {_kept(table)}"):
+            if db.conn.execute(sql).fetchone() is not None:
+                return False
+    return True
+
+
+def rebuild_counters(db: Any) -> None:
+    with db.transaction():
+        for table, fresh in _fresh_counts().items():
+            head = "level, parent, bucket, " if table == "inbox_ranks" else ""
+            columns = schema.RANK_COLUMNS if table == "inbox_ranks" else schema.CELL_COLUMNS
+            db.conn.execute(f"DELETE FROM {table}")
+            db.conn.execute(f"INSERT INTO {table}({head}{', '.join(columns)}, n) {fresh}")

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, FetchResult, IncomingMessage, iso, item_id
+from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 
@@ -223,11 +223,14 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     return stats
 
 
-def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats) -> None:
+def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats, *,
+                checked: bool = False) -> None:
+    """Store one fetch result. ``checked``: every message already passed ``_check`` and ``clean_text``
+    (the importer checks a record whole before writing it)."""
     now = db.now()
-    good: list[IncomingMessage] = []
+    good: list[IncomingMessage] = [_storable(m, now) for m in result.messages] if checked else []
     rejected = list(result.rejected)
-    for msg in result.messages:
+    for msg in () if checked else result.messages:
         reason = _check(msg)
         if reason is None:
             try:
@@ -257,23 +260,18 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     if not fresh:
         return
 
-    contacts = {}
+    contacts: dict[str, _ContactSeen] = {}
     convs: dict[str, list[tuple[str, IncomingMessage]]] = {}
     for mid, msg in fresh.items():
         cid = item_id(account, msg.contact.native_id)
-        contacts[cid] = (msg.contact, msg.platform)
+        seen = contacts.get(cid)
+        if seen is None:
+            contacts[cid] = _ContactSeen(msg)
+        else:
+            seen.add(msg)
         convs.setdefault(item_id(account, msg.conversation_native_id), []).append((mid, msg))
 
-    db.conn.executemany(
-        "INSERT INTO contacts(id, account, platform, native_id, name, handle, vip) VALUES (?,?,?,?,?,?,?) "
-        "ON CONFLICT(id) DO UPDATE SET name=excluded.name, handle=excluded.handle, "
-        "vip=max(contacts.vip, excluded.vip)",
-        [
-            (cid, account, platform, c.native_id,
-             clean_text(c.name or c.handle or c.native_id, 500), clean_text(c.handle or "", 500), int(c.vip))
-            for cid, (c, platform) in contacts.items()
-        ],
-    )
+    db.conn.executemany(CONTACT_UPSERT, [seen.row(cid, account) for cid, seen in contacts.items()])
 
     conv_ids = list(convs)
     known = _existing(db, conv_ids, "conversations")
@@ -360,7 +358,78 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     _wake_on_inbound(db, convs, known)
     if any(m.delivery_failure is not None for m in fresh.values()):
         _record_delivery_failures(db, account, fresh)
-    reindex_conversations(db, conv_ids)
+    # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
+
+
+def name_rank(contact: Contact) -> int:
+    """How good the name a provider gave is: 2 a real name, 1 a stand-in made from the handle (or
+    flagged ``name_is_fallback``), 0 a bare id or nothing. Only a better or newer name replaces one."""
+    name = (contact.name or contact.handle or "").strip()
+    if not name or name == contact.native_id:
+        return 0
+    handle = (contact.handle or "").strip().lstrip("@").casefold()
+    if contact.name_is_fallback or name.lstrip("@").casefold() == handle:
+        return 1
+    return 2
+
+
+class _ContactSeen:
+    """The best name and the newest handle one batch carries for one contact.
+
+    Batch order means nothing (Mastodon pages come newest first, a backfill brings old posts late):
+    the name is the best-ranked one, newest among those by the message's created_at.
+    """
+
+    __slots__ = ("contact", "platform", "rank", "name_at", "handle", "handle_at", "vip")
+
+    def __init__(self, msg: IncomingMessage) -> None:
+        self.contact, self.platform, self.vip = msg.contact, msg.platform, bool(msg.contact.vip)
+        self.rank, self.name_at = name_rank(msg.contact), msg.created_at
+        self.handle, self.handle_at = _handle(msg.contact), msg.created_at
+
+    def add(self, msg: IncomingMessage) -> None:
+        contact, at = msg.contact, msg.created_at
+        self.vip = self.vip or bool(contact.vip)
+        rank = name_rank(contact)
+        if (rank, at) >= (self.rank, self.name_at):
+            self.contact, self.rank, self.name_at = contact, rank, at
+        handle = _handle(contact)
+        if handle and (not self.handle or at >= self.handle_at):
+            self.handle, self.handle_at = handle, at
+
+    def row(self, cid: str, account: str) -> tuple:
+        c = self.contact
+        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id, 500),
+                clean_text(self.handle, 500), int(self.vip), self.rank, self.name_at,
+                self.handle_at if self.handle else None)
+
+
+def _handle(contact: Contact) -> str:
+    handle = contact.handle or ""
+    return handle if handle.strip().lstrip("@") else ""
+
+
+#: A name is replaced by a better-ranked one, or by an equally ranked one seen at least as late; a
+#: handle by any non-empty handle seen at least as late. (SET expressions all read the old row.)
+CONTACT_UPSERT = """
+INSERT INTO contacts(id, account, platform, native_id, name, handle, vip, name_rank, name_at, handle_at)
+VALUES (?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT(id) DO UPDATE SET
+  name = CASE WHEN excluded.name_rank > contacts.name_rank OR (excluded.name_rank = contacts.name_rank
+              AND excluded.name_at >= coalesce(contacts.name_at, excluded.name_at))
+         THEN excluded.name ELSE contacts.name END,
+  name_at = CASE WHEN excluded.name_rank > contacts.name_rank OR (excluded.name_rank = contacts.name_rank
+              AND excluded.name_at >= coalesce(contacts.name_at, excluded.name_at))
+         THEN excluded.name_at ELSE contacts.name_at END,
+  name_rank = max(contacts.name_rank, excluded.name_rank),
+  handle = CASE WHEN excluded.handle != '' AND (contacts.handle = ''
+                OR excluded.handle_at >= coalesce(contacts.handle_at, excluded.handle_at))
+           THEN excluded.handle ELSE contacts.handle END,
+  handle_at = CASE WHEN excluded.handle != '' AND (contacts.handle = ''
+                OR excluded.handle_at >= coalesce(contacts.handle_at, excluded.handle_at))
+           THEN excluded.handle_at ELSE contacts.handle_at END,
+  vip = max(contacts.vip, excluded.vip)
+"""
 
 
 def _event_row(mid: str, m: IncomingMessage, account: str) -> tuple:
@@ -452,7 +521,9 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
 
 
 def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:
-    """Rewrite the conversation-level search rows (customer, subject, tags)."""
+    """Rewrite the conversation-level search rows (customer, subject, tags).
+
+    Triggers keep these rows current on every write; this rebuilds them (``doctor --repair``)."""
     for start in range(0, len(conv_ids), 500):
         chunk = conv_ids[start : start + 500]
         qs = ",".join("?" * len(chunk))

@@ -8,12 +8,21 @@ cost of a page does not grow with the size of the cache.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP
+from replydesk.storage.schema import (
+    CELL_COLUMNS,
+    NO_DUE,
+    NO_DUE_BUCKETS,
+    RANK_COLUMNS,
+    RANK_LEVELS,
+    rank_bucket,
+)
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -137,6 +146,14 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     # The open views walk the partial index in inbox order. Named explicitly: without fresh
     # ANALYZE statistics the planner prefers conv_status_inbox and sorts every open row per page.
     hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    # Deep pages (the end of the list after G, a scroll far down) start the walk at the bucket of
+    # the inbox order that holds ``offset`` (inbox_ranks), not at the top of the list.
+    found = _bucket_holding(db, f, offset) if offset > WALK_BELOW else None
+    if found is not None:
+        bucket, before, low, width = found
+        where += f"{' AND ' if where else ' WHERE '}c.sort_due >= ? AND {rank_bucket('c', width)} >= ?"
+        params = [*params, low, bucket]
+        offset -= before
     rows = db.conn.execute(
         f"{_ROW_SQL} WHERE c.id IN (SELECT c.id FROM conversations c{hint}{where} ORDER BY {ORDER} LIMIT ? OFFSET ?) "
         f"ORDER BY {ORDER}",
@@ -145,34 +162,141 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     return [_row(tuple(r)) for r in rows]
 
 
+def _bucket_holding(db: Database, f: InboxFilter, offset: int) -> tuple[int, int, float, int] | None:
+    """(bucket, rows of the view before it, lowest sort_due in it, its width) for the row at
+    ``offset``: the finest bucket found by descending the levels, or None when the view's filter is
+    not kept per bucket or the offset lies past its end."""
+    ranked = _counter_where(f, RANK_COLUMNS)
+    if ranked is None:
+        return None
+    clauses, params = ranked
+    before, parent = 0, 0
+    for level, width in enumerate(RANK_LEVELS):
+        found = None
+        for bucket, n in db.conn.execute(
+            f"SELECT bucket, sum(n) FROM inbox_ranks{_sql_where(['level = ?', 'parent = ?', *clauses])} "
+            "GROUP BY bucket ORDER BY bucket", (level, parent, *params)
+        ):
+            if before + n > offset:
+                found = bucket
+                break
+            before += n
+        if found is None:
+            return None
+        if found >= NO_DUE_BUCKETS:
+            # Rows without a deadline all start at sort_due = NO_DUE in the index: a finer bucket
+            # would not start the walk any later.
+            return found, before, NO_DUE, width
+        parent = found
+    # A little low, so that float rounding at the edge loses no row (the bucket test is exact);
+    # bucket 0 also holds every time before 1970.
+    low = parent * RANK_LEVELS[-1] - 1.0 if parent > 0 else -math.inf
+    return parent, before, low, RANK_LEVELS[-1]
+
+
+def _counter_where(f: InboxFilter, columns: tuple[str, ...]) -> tuple[list[str], list[Any]] | None:
+    """The filter as conditions on a counter table with ``columns``, or None when it filters on
+    something the table does not keep (tags, search results, or columns left out of it)."""
+    if f.tags or f.conversation_ids is not None:
+        return None
+    wanted = {"status": f.statuses, "platform": f.platforms, "kind": f.kinds, "account": f.accounts,
+              "sla_state": f.sla_states}
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in wanted.items():
+        if values:
+            if column not in columns:
+                return None
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    for column, value in (("assignee", f.assignee), ("escalated", f.escalated), ("needs_reply", f.needs_reply)):
+        if value is not None:
+            if column not in columns:
+                return None
+            clauses.append(f"{column} = ?")
+            params.append(value if column == "assignee" else int(value))
+    return clauses, params
+
+
+def _sql_where(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
 def inbox_count(db: Database, f: InboxFilter) -> int:
+    """How many conversations ``f`` shows. A sum over the maintained counters (migration 9): the
+    cost follows the number of column combinations, not the number of conversations. Tag views
+    count through the tag index, search results through their ids."""
+    counted = _counter_where(f, CELL_COLUMNS)
+    if counted is not None:
+        clauses, params = counted
+        return db.conn.execute(f"SELECT coalesce(sum(n), 0) FROM inbox_cells{_sql_where(clauses)}",
+                               params).fetchone()[0]
     where, params = _where(f)
     return db.conn.execute(f"SELECT count(*) FROM conversations c{where}", params).fetchone()[0]
 
 
+#: In a cache this small, a position is counted by walking the rows before the conversation (under
+#: half a millisecond whatever the view filters); the bucket sums pay off above it.
+WALK_BELOW = 5_000
+
+_BEFORE = (
+    "(c.sort_due < ? OR (c.sort_due = ? AND (c.escalated > ? OR (c.escalated = ? AND "
+    "(c.last_message_at > ? OR (c.last_message_at = ? AND c.id < ?))))))"
+)
+
+
 def position_of(db: Database, f: InboxFilter, conv_id: str) -> int | None:
-    """Index of ``conv_id`` in the filtered inbox order, so the cursor can follow a conversation."""
+    """Index of ``conv_id`` in the filtered inbox order, so the cursor can follow a conversation.
+
+    With the views' usual filters: the conversations in the days before its own and in the minutes
+    of its day before its minute (inbox_ranks), plus a walk of its own minute, so the cost follows
+    neither its depth in the list nor how many deadlines share its day. Other filters (platform, account, tag), and small views, walk the rows before it.
+    """
+    levels = ", ".join(rank_bucket("c", width) for width in RANK_LEVELS)
     row = db.conn.execute(
-        "SELECT sort_due, escalated, last_message_at FROM conversations WHERE id = ?", (conv_id,)
+        f"SELECT c.sort_due, c.escalated, c.last_message_at, {levels} FROM conversations c WHERE c.id = ?",
+        (conv_id,),
     ).fetchone()
     if row is None:
         return None
     where, params = _where(f)
-    due, esc, last = row
-    before = (
-        "(c.sort_due < ? OR (c.sort_due = ? AND (c.escalated > ? OR (c.escalated = ? AND "
-        "(c.last_message_at > ? OR (c.last_message_at = ? AND c.id < ?))))))"
-    )
+    due, esc, last, *buckets = row
     glue = " AND " if where else " WHERE "
-    count = db.conn.execute(
-        f"SELECT count(*) FROM conversations c{where}{glue}{before}",
-        (*params, due, due, esc, esc, last, last, conv_id),
-    ).fetchone()[0]
     # Confirm the conversation is in this view at all.
-    inside = db.conn.execute(
-        f"SELECT 1 FROM conversations c{where}{glue}c.id = ?", (*params, conv_id)
-    ).fetchone()
-    return count if inside else None
+    if not db.conn.execute(f"SELECT 1 FROM conversations c{where}{glue}c.id = ?", (*params, conv_id)).fetchone():
+        return None
+    key = (due, due, esc, esc, last, last, conv_id)
+    ranked = _counter_where(f, RANK_COLUMNS)
+    if ranked is None or inbox_count(db, InboxFilter(statuses=None)) <= WALK_BELOW:
+        return db.conn.execute(f"SELECT count(*) FROM conversations c{where}{glue}{_BEFORE}",
+                               (*params, *key)).fetchone()[0]
+    clauses, rank_params = ranked
+    earlier, parent = 0, 0
+    sql = f"SELECT coalesce(sum(n), 0) FROM inbox_ranks{_sql_where(['level = ?', 'parent = ?', 'bucket < ?', *clauses])}"
+    for level, bucket in enumerate(buckets):
+        earlier += db.conn.execute(sql, (level, parent, bucket, *rank_params)).fetchone()[0]
+        parent = bucket
+    # Its own minute: an index range from the minute's first key to the conversation's (the bounds
+    # are a little wide, so float rounding at an edge cannot lose a row; the bucket is checked
+    # exactly), walked in inbox order.
+    width = RANK_LEVELS[-1]
+    if due < NO_DUE:
+        first = math.floor(due / width)
+        low = first * width - 1.0 if first > 0 else -math.inf  # bucket 0 holds every time before 1970
+        start, start_params = "c.sort_due BETWEEN ? AND ?", [low, due]
+    elif due == NO_DUE:
+        high = (math.floor(last / width) + 1) * width + 1.0 if 0 <= last < 2 ** 43 else math.inf
+        start = "c.sort_due = ? AND c.escalated = ? AND c.last_message_at BETWEEN ? AND ?"
+        start_params = [NO_DUE, esc, last, high]
+    else:
+        start, start_params = "c.sort_due BETWEEN ? AND ?", [NO_DUE, due]
+    hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    within = db.conn.execute(
+        f"SELECT count(*) FROM conversations c{hint}{where}{glue}{_BEFORE} AND {start} "
+        f"AND {rank_bucket('c', width)} = ?",
+        (*params, *key, *start_params, buckets[-1]),
+    ).fetchone()[0]
+    return earlier + within
 
 
 def get_row(db: Database, conv_id: str) -> InboxRow | None:
@@ -313,8 +437,8 @@ def counts(db: Database) -> Counts:
     by: dict[str, dict[str, int]] = {}
     total = {"open": 0, "breached": 0, "warning": 0}
     for platform, state, n in db.conn.execute(
-        "SELECT platform, sla_state, count(*) FROM conversations INDEXED BY conv_open_counts "
-        "WHERE status IN ('open','pending') GROUP BY platform, sla_state"
+        "SELECT platform, sla_state, sum(n) FROM inbox_cells WHERE status IN ('open','pending') "
+        "GROUP BY platform, sla_state"
     ):
         slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
         slot["open"] += n
@@ -339,7 +463,7 @@ def account_states(db: Database) -> list[dict[str, Any]]:
     return [
         dict(r) for r in db.conn.execute(
             "SELECT a.name AS account, a.platform, coalesce(s.state, 'idle') AS state, "
-            "coalesce(s.detail, '') AS detail, s.last_sync, s.until FROM accounts a "
+            "coalesce(s.detail, '') AS detail, s.last_sync, s.until, coalesce(s.note, '') AS note FROM accounts a "
             "LEFT JOIN account_status s ON s.account = a.name ORDER BY a.name"
         )
     ]

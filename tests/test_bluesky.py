@@ -542,3 +542,31 @@ def test_tid_shape_and_determinism() -> None:
     assert atproto.rkey_for("k", NOW) == atproto.rkey_for("k", NOW)
     keys = {atproto.rkey_for(f"key-{n}", NOW) for n in range(2000)}
     assert len(keys) == 2000 and all(TID_RE.match(k) for k in keys)
+
+
+async def test_a_member_without_a_profile_keeps_the_customers_name(fake: FakeBluesky, make: Any,
+                                                                    tmp_path: Any) -> None:
+    """A later run sees the convo member as a bare DID with an empty handle (a deactivated or
+    not-yet-indexed profile); the customer's real name stays on every conversation."""
+    from replydesk.config import Config
+    from replydesk.sla import SlaEngine
+    from replydesk.storage import ingest, queries
+    from replydesk.storage.db import open_database
+
+    db = open_database(tmp_path, sla=SlaEngine(Config().sla), clock=lambda: NOW)
+    chat_fixture(fake)
+    provider = make()
+    boot = await provider.fetch({})
+    ingest.ingest(db, ACCOUNT, boot)
+    (chat,) = [r for r in boot if r.stream == "chat"]
+    fake.convos[0]["members"] = [author(ME, HANDLE, "Shop"), {"did": CUSTOMER, "handle": ""}]
+    later = chat_message("m2", CUSTOMER, "Any news?", -60)
+    fake.logs.append(log_create("0002", "convo1", later))
+    results = await make().fetch({"chat": chat.cursor})  # a new run: the member list is read again
+    (msg,) = [m for r in results if r.stream == "chat" for m in r.messages]
+    assert msg.contact.name == CUSTOMER  # what the platform gave: a bare DID
+    ingest.ingest(db, ACCOUNT, results)
+    name, handle = db.conn.execute("SELECT name, handle FROM contacts WHERE native_id=?", (CUSTOMER,)).fetchone()
+    assert (name, handle) == ("Ann", "@ann.bsky.social")
+    (row,) = queries.inbox_page(db, queries.InboxFilter(statuses=None), 0, 10)
+    assert row.customer == "Ann"

@@ -238,6 +238,19 @@ def test_ids_and_errors_from_an_imported_file_are_terminal_safe(tmp_path, capsys
         assert "\x1b" not in stream and "\x9b" not in stream and "\x07" not in stream  # ...but cannot act
 
 
+def test_json_export_streams_an_array_that_imports_back(ws, capsys, tmp_path):
+    code, out, _ = run(ws, capsys, "export", "--format", "json")
+    assert code == 0
+    records = json.loads(out)
+    assert isinstance(records, list) and len(records) >= 200 and records[0]["messages"]
+    dump = tmp_path / "dump.json"
+    dump.write_text(out, encoding="utf-8")
+    assert main(["--data-dir", str(tmp_path / "other"), "import", str(dump), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["conversations"] == len(records)
+    assert result["messages"] == sum(len(r["messages"]) for r in records)
+
+
 def test_the_fault_demo_readme_shows_runs_and_keeps_sub_second_latency(tmp_path, capsys):
     """README: ``make demo ARGS="--faults fail=0.3,latency=200ms"``; the units it shows work, 200ms is
     0.2 s (not rounded to 0), and a bad value is one clear line with exit 2."""

@@ -204,3 +204,62 @@ def test_policy_edit_applies_to_open_conversations_at_once(tmp_path, clock):
     assert {r.sla_metric for r in queries.inbox_page(db2, queries.InboxFilter(), 0, 50)} <= {"first_reply", "next_reply"}
     policy = db2.conn.execute("SELECT DISTINCT sla_policy FROM conversations").fetchall()
     assert [p[0] for p in policy] == ["lax"]
+
+
+# ---- sync.poll_interval ------------------------------------------------------------------------------
+
+
+async def _count_fetches_while(engine: SyncEngine, clock, steps) -> list[int]:
+    """Run the engine; after each fetch count reached, advance the fake clock as ``steps`` says.
+
+    Returns the fetch count seen at each step. Waits on the condition (a fetch happened, or the
+    engine computed its next fetch time), never on a duration."""
+    run = engine.accounts["demo"]
+    fetches = 0
+    real_fetch = run.provider.fetch
+
+    async def counting(cursors):
+        nonlocal fetches
+        fetches += 1
+        return await real_fetch(cursors)
+
+    run.provider.fetch = counting
+    task = asyncio.create_task(engine.run())
+    seen = []
+    try:
+        for advance, expect in steps:
+            while fetches < expect or run.next_fetch <= clock.now:
+                await asyncio.sleep(0.01)
+            seen.append((fetches, run.next_fetch - clock.now))
+            clock.advance(advance)
+    finally:
+        engine.stop()
+        await task
+    return seen
+
+
+@pytest.mark.parametrize(("sync_interval", "own", "expected"), [
+    (120.0, None, 120.0),   # the sync default applies to an account without its own
+    (120.0, 7.0, 7.0),      # the account's own wins
+    (None, None, 5.0),      # neither: the provider's own default (the demo: 5 s)
+])
+def test_sync_poll_interval_is_the_default_for_accounts_without_their_own(tmp_path, clock, sync_interval, own,
+                                                                          expected):
+    from replydesk.config import Config, SyncSettings
+    from replydesk.providers.demo import DemoOptions
+
+    account = DemoOptions(name="demo", backlog=3, pace=1e6, poll_interval=own)
+    config = Config(accounts=[account], sync=SyncSettings(poll_interval=sync_interval))
+    ws = make_workspace(tmp_path / "ws", clock, config=config)
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        # First fetch at once; then the next is due exactly one interval later by the fake clock.
+        # Moving the clock to just before it fetches nothing more; moving it past it fetches again.
+        steps = [(expected - 0.5, 1), (1.0, 1), (0.0, 2)]
+        seen = asyncio.run(_count_fetches_while(engine, clock, steps))
+    finally:
+        db.close()
+    assert seen[0] == (1, expected)
+    assert seen[1] == (1, 0.5)  # still waiting: half a second of the interval left
+    assert seen[2][0] == 2

@@ -63,8 +63,9 @@ LAYERS: tuple[Layer, ...] = (
     Layer("pure core", "model, sla, bizcal, timeparse, safetext and platforms import only the standard library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),
-    Layer("storage", "storage imports only the pure core, storage and database libraries; it knows nothing of HTTP",
-          ("replydesk.storage.",), PURE_CORE | {"replydesk.storage."}, frozenset({"sqlite_utils", "psycopg"}),
+    Layer("storage", "storage imports only the pure core, storage, database libraries and ijson (the import "
+          "file's JSON array, streamed); it knows nothing of HTTP",
+          ("replydesk.storage.",), PURE_CORE | {"replydesk.storage."}, frozenset({"psycopg", "ijson"}),
           NETWORK_STDLIB),
     Layer("providers", "a provider imports the pure core, the keyring (secrets), other provider modules and "
           "its HTTP/parsing libraries; never storage or the console",

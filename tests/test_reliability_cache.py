@@ -22,7 +22,7 @@ from replydesk import cli
 from replydesk.config import Config
 from replydesk.model import KINDS, Contact, FetchResult, IncomingMessage, item_id
 from replydesk.sla import SlaEngine
-from replydesk.storage import ingest, search
+from replydesk.storage import ingest, queries, search
 from replydesk.storage.db import DB_FILENAME, open_database
 from support import FIXED_NOW
 
@@ -208,6 +208,24 @@ def test_doctor_finds_a_damaged_search_index_and_repair_rebuilds_it(tmp_path: Pa
     db = _db(data)
     hits, _ = search.search(db, "refund")
     assert hits
+
+
+def test_doctor_finds_drifted_inbox_counters_and_repair_rebuilds_them(tmp_path: Path, capsys) -> None:
+    data = _workspace(tmp_path)
+    code, out = _doctor(data, capsys)
+    assert code == 0 and "inbox counters: ok" in out
+    conn = sqlite3.connect(data / DB_FILENAME)
+    conn.execute("UPDATE inbox_cells SET n = n + 5")  # a write that went around the triggers
+    conn.execute("DELETE FROM inbox_ranks")
+    conn.commit()
+    conn.close()
+    code, out = _doctor(data, capsys)
+    assert code == 1 and "inbox counters: do not match" in out
+    code, out = _doctor(data, capsys, "--repair")
+    assert code == 0 and "inbox counters: did not match the conversations; rebuilt" in out
+    db = _db(data)
+    assert queries.inbox_count(db, queries.InboxFilter()) == 3
+    assert _doctor(data, capsys)[0] == 0
 
 
 def test_doctor_on_a_locked_database_says_so_quickly(tmp_path: Path, capsys) -> None:

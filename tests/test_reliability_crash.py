@@ -65,6 +65,7 @@ def start_sync(data_dir: Path, config: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "replydesk.cli", "sync", "--data-dir", str(data_dir), "--config", str(config)],
         cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the test reads the log while the daemon runs
     )
 
 
@@ -236,7 +237,12 @@ def test_one_writer_between_tui_engine_and_daemon_and_takeover_after_kill(tmp_pa
     tui = EngineThread(ws)
     try:
         # Caps, not durations: each wait ends when its condition holds (a loaded machine may need long).
-        assert _wait(lambda: EngineLock(data).held_by_other(), 60) is not None
+        # Wait for the daemon to say it syncs (it took the lease first) rather than probing the lease:
+        # a probe holds it for a moment, and a daemon starting in that moment would find it taken.
+        log = tmp_path / "daemon.log"
+        assert _wait(lambda: "Ctrl-C stops" in log.read_text() or daemon.poll() is not None, 60) is not None
+        assert daemon.poll() is None, log.read_text()[-2000:]
+        assert EngineLock(data).held_by_other()
         assert tui.start() is False  # the daemon writes; the TUI only reads
         lags = [_freshness(reader, 30.0) for _ in range(5)]
         # How fast is for the bench to say; here: the reader sees every new item, without a restart.

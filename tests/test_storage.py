@@ -81,7 +81,7 @@ def test_cursor_advances_only_with_its_items(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ingest, "reindex_conversations", boom)
+    monkeypatch.setattr(ingest, "_wake_on_inbound", boom)  # after the rows are written
     with pytest.raises(RuntimeError):
         ingest.ingest(db, "tg", [FetchResult(messages=[_msg(2), _msg(3)], cursor={"offset": 3})])
     assert ingest.get_cursor(db, "tg") == {"offset": 1}

@@ -132,6 +132,9 @@ class StatusBar(_Bar):
             if a.get("detail") and state not in ("ok", "idle", "syncing"):
                 t.append(": ")
                 t.append_text(safe(str(a["detail"])[:60], "dim"))
+            if a.get("note"):  # push or polling, spend, waits per endpoint (X): shown in every state
+                t.append(" · ", style="dim")
+                t.append_text(safe(str(a["note"])[:100], role("warning") if "⚠" in str(a["note"]) else "dim"))
         if problem:  # a read or write that failed: first after the accounts, so it is never cut off
             t.append("  │ ", style="dim")
             t.append("⚠ ", style=role("error"))
