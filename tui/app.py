@@ -183,9 +183,9 @@ class ReplydeskApp(App[int]):
         """Once a second: the main screen's countdowns, a data_version probe, the config file."""
         try:
             main = self.main
-        except NoMatches:  # the timer fired while the app shuts down
+            main.tick()
+        except NoMatches:  # the timer fired while the app shuts down (its widgets already gone)
             return
-        main.tick()
         self._poll()
         self.gc_pacer.tick()
         self._config_ticks += 1
