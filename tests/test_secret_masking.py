@@ -107,3 +107,43 @@ def test_the_mastodon_echo_reaches_the_status_masked(tmp_path: Path, monkeypatch
         assert "upstream said: Authorization: Bearer *** is not valid here" in detail
     finally:
         db.close()
+
+
+@pytest.mark.server
+@pytest.mark.timeout(90)
+def test_an_imap_server_echoing_the_password_gets_it_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A real Dovecot whose login refusal quotes the password (``%w`` in the user's reason), as a
+    misconfigured proxy does: the account's status, ``sync --once``, ``accounts``, the log and every
+    file of the workspace carry ``***``, and the server's reason around it stays readable."""
+    from replydesk.storage import accounts
+    from replydesk.storage.db import open_database
+    from servers import SHOP, running_dovecot
+
+    password = "Imap-Echo-pw-7f3a"  # this test's own: no other test has taught the masker it
+    with running_dovecot() as dovecot:
+        dovecot.add_user("hello", password, extra="nologin=y reason=proxy_refused_password_%w")
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "accounts:\n  - name: shop-mail\n    provider: email\n    address: " + SHOP + "\n"
+            f"    imap: {{host: 127.0.0.1, port: {dovecot.port}, tls: none, user: {SHOP}, timeout: 5}}\n"
+            f"    smtp: {{host: 127.0.0.1, port: 9, tls: none, user: {SHOP}, timeout: 5}}\n", encoding="utf-8")
+        monkeypatch.setenv(secrets.env_name("shop-mail"), password)
+        data = tmp_path / "ws"
+        args = ["--data-dir", str(data), "--config", str(config)]
+        with caplog.at_level(logging.DEBUG):
+            main(["sync", "--once", *args])
+            assert main(["accounts", *args]) == 0
+    out, err = capsys.readouterr()
+    db = open_database(data)
+    try:
+        detail = accounts.status_of(db, "shop-mail").detail
+    finally:
+        db.close()
+    assert "proxy_refused_password_***" in detail, detail
+    for where, text in (("stdout", out), ("stderr", err), ("log", caplog.text), ("status", detail)):
+        assert password not in text, where
+    for path in data.iterdir():
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path.name
