@@ -7,9 +7,13 @@ nor leave replies waiting forever once it is gone.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from replydesk.storage import outbox, queries
 from replydesk.tui.app import ReplydeskApp
@@ -101,3 +105,36 @@ async def test_a_stalled_engine_is_in_the_status_bar_until_it_resumes(workspace:
             holder.communicate("release\n", timeout=30)
         await wait_for(pilot, lambda: "stalled" not in status_line(app), "the note to go once it resumed")
         await wait_for(pilot, lambda: outbox.get(db, key).state == "sent", "the reply to leave")
+
+
+def _damage(db_path: Path, kind: str) -> None:
+    """Damage the console's open will not notice (the header and the first pages are intact)."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the main file, so the damage is real
+    if kind != "zeroed-tail":
+        conn.execute(f"DROP TABLE {kind.removeprefix('no-')}")
+        conn.commit()
+    conn.close()
+    if kind == "zeroed-tail":
+        pages = db_path.stat().st_size // 4096
+        with open(db_path, "r+b") as fh:
+            fh.seek(pages * 2 // 3 * 4096)
+            fh.write(b"\0" * 4096 * (pages - pages * 2 // 3))
+
+
+@pytest.mark.parametrize("kind", ["zeroed-tail", "no-outbox", "no-messages"])
+async def test_a_workspace_damaged_past_its_open_is_named_in_the_status_bar(workspace: Workspace,
+                                                                            kind: str) -> None:
+    """The console opens (the damage is deeper than the open checks) and stays up: the reads, and
+    the engine's writes, that meet the damage say so in the status bar instead of a traceback."""
+    _damage(workspace.data_dir / "replydesk.db", kind)
+    workspace.open_db().close()  # what the CLI does before the console: this damage gets past it
+    app = ReplydeskApp(workspace, clock=fixed_clock)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")  # a thread read too
+        await wait_for(pilot, lambda: "run replydesk doctor" in status_line(app), "the status bar to name it")
+        assert app.is_running
+        await pilot.press("j")  # the keys still work
+        assert app.is_running
+    assert app.return_code in (None, 0)
