@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
     run.add_argument("--no-tui", action="store_true", help="skip the TUI figures")
     run.add_argument("--no-tmux", action="store_true", help="skip the real-terminal (tmux) start-up figure")
+    run.add_argument("--no-team", action="store_true", help="skip the team (PostgreSQL) figures")
     run.add_argument("--cache-dir", type=Path, default=generate.CACHE_DIR, help="where workspaces are cached")
 
     gen = sub.add_parser("generate", help="build a workspace that `replydesk --data-dir DIR` opens")
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--sync-per-page", type=int, default=300)
     probe.add_argument("--spec", default=None)
     probe.add_argument("--keys", choices=["full", "quick", "none"], default="full")
+    probe.add_argument("--engine", action="store_true", help="the console starts its own engine (a team's)")
     return parser
 
 
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.tui_bench import probe_main
 
         return probe_main(args.data_dir, args.spawned_at, args.sync_pages, args.sync_per_page, args.spec,
-                          keys=args.keys)
+                          keys=args.keys, engine=args.engine)
 
     from bench.runner import Options, run
 
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sizes = args.sizes or (["10k"] if args.quick else ["10k", "100k", "1m"])
     opts = Options(sizes=sizes, runs=args.runs, quick=args.quick, tui=not args.no_tui, tmux=not args.no_tmux,
-                   markdown=args.markdown, cache_dir=args.cache_dir)
+                   markdown=args.markdown, cache_dir=args.cache_dir, team=not args.no_team)
     try:
         return run(opts)
     except KeyboardInterrupt:

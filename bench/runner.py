@@ -29,6 +29,7 @@ class Options:
     tmux: bool = True
     markdown: bool = False
     cache_dir: Path = generate.CACHE_DIR
+    team: bool = True
 
 
 def log(text: str) -> None:
@@ -263,6 +264,11 @@ def run(opts: Options, reporter: Reporter | None = None) -> int:
             runner.size(size)
             if i == 0:
                 runner.outbox(generate.SIZES[size][1])
+        if opts.team:
+            from bench import team_bench
+
+            runner.timed("team", lambda: team_bench.run(reporter, quick=opts.quick, runs=opts.runs, tmp=runner.tmp,
+                                                          tui=opts.tui and not runner.tui_reason, log=log))
     finally:
         if tmux:
             tui_bench.tmux_kill_server()

@@ -313,7 +313,9 @@ async def _drain(ws: Workspace, n_replies: int) -> tuple[float, int]:
         engine = ws.engine(db)
         run = engine.accounts["demo"]
         await engine.fetch_account(run)  # the demo backlog: conversations to answer
-        convs = [r[0] for r in db.conn.execute("SELECT id FROM conversations ORDER BY rowid")]
+        # conversations any reply may go to now (a closed reply window would refuse the rest)
+        convs = [r[0] for r in db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL "
+                                               "ORDER BY rowid")]
         for i in range(n_replies):
             outbox.queue_reply(db, convs[i % len(convs)], f"Reply {i}: thanks, we're on it 🙂")
         t0 = time.perf_counter()

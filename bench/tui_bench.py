@@ -174,7 +174,8 @@ async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0)
     return None
 
 
-async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Writer | None) -> dict[str, Any]:
+async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Writer | None,
+                 engine: bool = False) -> dict[str, Any]:
     from replydesk import tui  # noqa: F401 - first, as the CLI does: it sets the console's frame rate before Textual loads
 
     # isort: split
@@ -186,7 +187,7 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
 
     marks: dict[str, Any] = {"frames": []}
     _install_hooks(marks)
-    app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=False)
+    app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=engine)
     result: dict[str, Any] = {}
     async with app.run_test(size=SIZE) as pilot:
         deadline = time.time() + 60
@@ -239,7 +240,7 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
 
 
 def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_page: int,
-               spec_json: str | None, keys: str = "full") -> int:
+               spec_json: str | None, keys: str = "full", engine: bool = False) -> int:
     """Entry point of ``python -m bench tui-probe``: prints one JSON object."""
     writer = None
     bare_rate = None
@@ -253,7 +254,7 @@ def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_pa
         bare_rate = bare.rate
         writer = Writer(data_dir, all_pages[sync_pages_n:], pause=0.15)
     key_list = {"full": KEYS, "quick": QUICK_KEYS}.get(keys, [])
-    result = asyncio.run(_probe(data_dir, spawned_at, key_list, writer))
+    result = asyncio.run(_probe(data_dir, spawned_at, key_list, writer, engine))
     if writer is not None:
         result["ingest_rate_while_tui"] = writer.rate
         result["ingest_rate_bare"] = bare_rate
@@ -267,14 +268,14 @@ def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_pa
 
 
 def run_probe(data_dir: Path, *, sync_pages_n: int = 0, sync_per_page: int = 300, spec: Spec | None = None,
-              keys: str = "full", timeout: float = 300) -> dict[str, Any]:
+              keys: str = "full", timeout: float = 300, engine: bool = False) -> dict[str, Any]:
     """Spawn one probe process and return what it measured."""
     cmd = [sys.executable, "-m", "bench", "tui-probe", "--data-dir", str(data_dir),
            "--spawned-at", repr(time.time()), "--sync-pages", str(sync_pages_n), "--sync-per-page",
            str(sync_per_page)]
     if spec is not None:
         cmd += ["--spec", json.dumps(spec.__dict__)]
-    cmd += ["--keys", keys]
+    cmd += ["--keys", keys] + (["--engine"] if engine else [])
     env = dict(os.environ)
     cmd[cmd.index("--spawned-at") + 1] = repr(time.time())  # as late as possible before the spawn
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,

@@ -15,6 +15,7 @@ from typing import Any
 from replydesk.options import AccountOptions
 from replydesk.platforms import Limit, PlatformFacts
 from replydesk.providers.base import Provider
+from replydesk.windows import HUMAN_AGENT, WindowRule, WindowStep
 
 #: provider name in config -> "module:Class"
 REGISTRY: dict[str, str] = {
@@ -24,20 +25,39 @@ REGISTRY: dict[str, str] = {
     "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
     "telegram": "replydesk.providers.telegram:TelegramProvider",
     "x": "replydesk.providers.x:XProvider",
+    "demo-helpdesk": "replydesk.providers.demo_helpdesk:DemoHelpdesk",
 }
+
+#: Providers whose "remote side" lives in the workspace (they take the data dir).
+SIMULATED = ("demo", "demo-helpdesk")
+
+HOUR, DAY = 3600.0, 86400.0
+#: Meta's windows (Messenger Platform, Instagram Messaging, WhatsApp Cloud API docs): a reply within
+#: 24 h of the customer's last message; Messenger and Instagram then allow the human-agent tag up
+#: to 7 days; a private reply to a Page or Instagram comment must leave within 7 days of it.
+_MESSENGER_DM = WindowRule("24-hour messaging window", ("dm",),
+                           (WindowStep(24 * HOUR), WindowStep(7 * DAY, HUMAN_AGENT)),
+                           "no message can be sent until the customer writes again")
+_PRIVATE_REPLY = WindowRule("7-day window for private replies", ("comment",), (WindowStep(7 * DAY),),
+                            "only a public answer to the comment is possible", "public", private_only=True)
 
 #: Platforms that only the demo simulates so far. Their facts wait here for their provider module:
 #: when one lands, its entry moves into that module's ``FACTS``. Where a platform documents
 #: "characters" without saying which, we count UTF-16 units (the largest plausible unit).
 FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
     # comments 8,000 characters; Messenger's Send API: 2,000 characters
-    "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16")),
+    "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16"),
+                              (_MESSENGER_DM, _PRIVATE_REPLY)),
     # comments 2,200 characters; the Messaging API: text under 1,000 bytes of UTF-8
-    "instagram": PlatformFacts("Instagram", "IG", Limit(2_200, "utf16"), Limit(1_000, "utf8")),
+    "instagram": PlatformFacts("Instagram", "IG", Limit(2_200, "utf16"), Limit(1_000, "utf8"),
+                               (_MESSENGER_DM, _PRIVATE_REPLY)),
     # a review reply: at most 4,096 bytes; no private channel
     "google": PlatformFacts("Google reviews", "GBP", Limit(4_096, "utf8"), None),
-    # a text message body: 4,096 characters; chats only
-    "whatsapp": PlatformFacts("WhatsApp", "WA", None, Limit(4_096, "utf16")),
+    # a text message body: 4,096 characters; chats only; 24 h after the customer's last message,
+    # then only approved templates
+    "whatsapp": PlatformFacts("WhatsApp", "WA", None, Limit(4_096, "utf16"), (
+        WindowRule("24-hour customer-service window", ("dm",), (WindowStep(24 * HOUR),),
+                   "only approved message templates may be sent", "template"),)),
 }
 
 
@@ -79,6 +99,6 @@ def create(account: AccountOptions, data_dir: Path, secret: Any, clock: Any = No
     ``clock`` reaches only the demo platform, whose simulated customers live on it (tests fix it).
     """
     cls = provider_class(account.provider)
-    if account.provider == "demo":
+    if account.provider in SIMULATED:
         return cls(account.name, account, secret, data_dir=data_dir, **({"clock": clock} if clock else {}))
     return cls(account.name, account, secret)

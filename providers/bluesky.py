@@ -121,6 +121,7 @@ class BlueskyProvider(http.HttpProvider):
     capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=False,
                                 can_lookup_sent=True, streams=False)
     poll_interval = 30.0
+    can_listen = True
 
     def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
         super().__init__(account, options, secret, **wire)
@@ -338,6 +339,9 @@ class BlueskyProvider(http.HttpProvider):
         return self._convos[convo]
 
     async def _chat_message(self, convo: str, item: Any, me: str) -> IncomingMessage | None:
+        """One chat message. Its author is its own sender (the member whose DID sent it, us for our
+        own messages); the conversation's contact is the first member who is not us, so a group
+        keeps one customer while every message is credited to whoever wrote it."""
         if not isinstance(item, dict):
             raise BadItem("message missing or not an object")
         if "deletedMessageView" in str(item.get("$type", "")):
@@ -355,17 +359,34 @@ class BlueskyProvider(http.HttpProvider):
             text = f"{text}\n{note}" if text else note
         sent_at = payload.timestamp(item.get("sentAt"), "sentAt")
         members = await self._members(convo)
-        other = next((m for m in members if m.get("did") != me and payload.is_identifier(m.get("did"))), None)
+        by_did = {m["did"]: m for m in members if payload.is_identifier(m.get("did"))}
+        other = next((m for did, m in by_did.items() if did != me), None)
         other_did = other["did"] if other else (sender if sender != me else f"convo:{convo}")
         handle = ident(other, "handle", required=False) if other else ""
         name = payload.text(other, "displayName") or handle
+        outbound = sender == me
         return IncomingMessage(
             native_id=f"{convo}:{mid}", conversation_native_id=f"convo:{convo}", platform="bluesky", kind="dm",
             contact=Contact(native_id=other_did, name=name or other_did, handle="@" + handle if handle else ""),
-            text=text, created_at=sent_at, direction="out" if sender == me else "in",
-            author=(name or handle or sender) if sender != me else "",
+            text=text, created_at=sent_at, direction="out" if outbound else "in",
+            author=self._member_name(by_did.get(sender), sender, outbound),
             meta={"convo_id": convo, "sent_at": sent_at, "sender": sender, "conversation": {"convo_id": convo}},
         )
+
+    def _member_name(self, member: dict[str, Any] | None, did: str, ours: bool) -> str:
+        """How a message's sender is shown: the member's display name, else the handle; for our
+        own messages our account's (the session's handle when the member list lacks us)."""
+        name = payload.text(member, "displayName") if member else ""
+        handle = ident(member, "handle", required=False) if member else ""
+        if ours:
+            return name or handle or self.xrpc.handle
+        return name or handle or did
+
+    async def listen(self, queries: Any, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        """Listening: ``app.bsky.feed.searchPosts`` per term, hashtag and handle (``bluesky_listen``)."""
+        from replydesk.providers.bluesky_listen import listen
+
+        return await listen(self, list(queries), cursors)
 
     # ---- sending ----------------------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ class MastodonProvider(http.HttpProvider):
     capabilities = Capabilities(can_dm=True, can_reply_publicly=True, supports_idempotency=True,
                                 can_lookup_sent=True, streams=True)
     poll_interval = 60.0
+    can_listen = True
 
     def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
         super().__init__(account, options, secret, **wire)
@@ -327,6 +328,12 @@ class MastodonProvider(http.HttpProvider):
         return await self._map_batch(data, me, _conversation_status,
                                      lambda item: f"conversation:{str(item.get('id', '?'))[:100]}"
                                      if isinstance(item, dict) else "?")
+
+    async def listen(self, queries: Any, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        """Listening: full-text search and hashtag timelines (``mastodon_listen``)."""
+        from replydesk.providers.mastodon_listen import listen
+
+        return await listen(self, list(queries), cursors)
 
     # ---- push -------------------------------------------------------------------------------------
 

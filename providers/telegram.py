@@ -47,8 +47,13 @@ UPDATE_KINDS = (("message", False), ("business_message", False),
 PAGE_LIMIT = 100
 MAX_TEXT = 4096  # UTF-16 code units, as the Bot API counts
 STREAM_POLL = 25  # seconds a push long poll waits
-MEDIA = ("photo", "video", "animation", "audio", "voice", "video_note", "document", "sticker", "location",
-         "venue", "contact", "poll", "dice", "game", "story")
+#: Message fields that carry something other than text, most specific first: Telegram sets a
+#: venue's ``location`` too, and an animation's ``document``, "for backward compatibility", so the
+#: richer field must be looked at before the one it implies.
+MEDIA = ("venue", "location", "animation", "photo", "video", "audio", "voice", "video_note", "document",
+         "sticker", "contact", "poll", "dice", "game", "story")
+#: A business chat's conversation: the connection it arrived through and the chat (see ``_conversation``).
+BUSINESS = "b"
 
 
 
@@ -105,10 +110,33 @@ def _media_note(message: dict[str, Any]) -> str:
             return f"[poll: {text_of(value, 'question')}]"
         if kind == "contact" and isinstance(value, dict):
             return f"[contact: {text_of(value, 'first_name')} {text_of(value, 'phone_number')}]"
+        if kind == "venue" and isinstance(value, dict):
+            place = ", ".join(p for p in (text_of(value, "title"), text_of(value, "address")) if p)
+            return f"[venue: {place}]" if place else "[venue]"
         if kind == "location" and isinstance(value, dict):
             return f"[location: {value.get('latitude')}, {value.get('longitude')}]"
         return f"[{kind.replace('_', ' ')}]"
     return "[unsupported message]"
+
+
+def _conversation(chat_id: int, business: str, thread: int | None) -> str:
+    """A conversation's native id. A Business chat is keyed with its connection: the customer's
+    private chat with the business account and their own chat with the bot share the chat id (the
+    user's id), and are two conversations (replies in the first go out through the business)."""
+    if business:
+        return f"{BUSINESS}:{business}:{chat_id}"
+    return f"{chat_id}:{thread}" if thread is not None else str(chat_id)
+
+
+def business_of(conversation_native_id: str) -> tuple[str, int] | None:
+    """(business connection id, chat id) of a Business chat's conversation id, else None."""
+    head, sep, rest = conversation_native_id.partition(":")
+    if head != BUSINESS or not sep:
+        return None
+    connection, sep, chat = rest.rpartition(":")
+    if not (connection and sep and chat.lstrip("-").isdigit()):
+        return None
+    return connection, int(chat)
 
 
 def _update_label(update: Any) -> str:
@@ -246,12 +274,15 @@ class TelegramProvider(http.HttpProvider):
             note = _media_note(message)
             text = f"{note}\n{text}" if isinstance(text, str) and text else note
         text = expand_text_links(text, entities)
-        native = f"{chat_id}:{message_id}"
+        # Message ids count per chat, and a business chat is another chat than the bot's own
+        # with the same user: its messages are keyed with the connection too.
+        scope = f"{BUSINESS}:{business}:{chat_id}" if business else str(chat_id)
+        native = f"{scope}:{message_id}"
         created_at = float(date)
         parent = None
         reply_to = message.get("reply_to_message")
         if isinstance(reply_to, dict) and isinstance(reply_to.get("message_id"), int):
-            parent = f"{chat_id}:{reply_to['message_id']}"
+            parent = f"{scope}:{reply_to['message_id']}"
         if edited:
             edit_date = message.get("edit_date")
             edit_date = edit_date if isinstance(edit_date, int) and not isinstance(edit_date, bool) else date
@@ -265,7 +296,7 @@ class TelegramProvider(http.HttpProvider):
             customer_name = " ".join(p for p in (text_of(chat, "first_name"), text_of(chat, "last_name")) if p) \
                 or text_of(chat, "username") or str(chat_id)
         customer_handle = text_of(customer, "username")
-        conversation = f"{chat_id}:{thread}" if thread is not None else str(chat_id)
+        conversation = _conversation(chat_id, business, thread)
         reply_meta = {"chat_id": chat_id, "chat_type": chat_type, "business_connection_id": business or None,
                       "message_thread_id": thread}
         return IncomingMessage(
@@ -299,6 +330,9 @@ class TelegramProvider(http.HttpProvider):
         The chat comes from the conversation's details, the message to thread on from the answered one's."""
         meta = reply.meta if isinstance(reply.meta, dict) else {}
         inbound = reply.answering_meta
+        keyed = business_of(reply.conversation_native_id)
+        if keyed is not None:  # a Business chat: its connection and chat are in its key, always
+            return self._payload(reply, keyed[1], "private", keyed[0], None, inbound)
         chat_id = meta.get("chat_id", inbound.get("chat_id"))
         if not isinstance(chat_id, int) or isinstance(chat_id, bool):
             head = reply.conversation_native_id.split(":", 1)[0]
@@ -306,6 +340,14 @@ class TelegramProvider(http.HttpProvider):
                 raise PermanentError("telegram: this conversation has no chat id to answer")
             chat_id = int(head)
         chat_type = meta.get("chat_type", inbound.get("chat_type"))
+        # Conversations stored before Business chats had keys of their own keep what they stored.
+        business = meta.get("business_connection_id") or inbound.get("business_connection_id")
+        thread = meta.get("message_thread_id", inbound.get("message_thread_id"))
+        return self._payload(reply, chat_id, chat_type, business, thread, inbound)
+
+    @staticmethod
+    def _payload(reply: OutgoingReply, chat_id: int, chat_type: Any, business: Any, thread: Any,
+                 inbound: dict[str, Any]) -> dict[str, Any]:
         if reply.private and chat_type not in (None, "private"):
             raise PermanentError("telegram: a private answer is not possible in a group; answer in the chat "
                                  "or message the customer directly")
@@ -313,10 +355,8 @@ class TelegramProvider(http.HttpProvider):
         message_id = inbound.get("message_id")
         if isinstance(message_id, int) and not isinstance(message_id, bool):
             payload["reply_parameters"] = {"message_id": message_id, "allow_sending_without_reply": True}
-        business = meta.get("business_connection_id") or inbound.get("business_connection_id")
         if isinstance(business, str) and business:
             payload["business_connection_id"] = business
-        thread = meta.get("message_thread_id", inbound.get("message_thread_id"))
         if isinstance(thread, int) and not isinstance(thread, bool):
             payload["message_thread_id"] = thread
         return payload
@@ -336,7 +376,9 @@ class TelegramProvider(http.HttpProvider):
             raise PermanentError("telegram: sendMessage answered without a message id") from None
         date = result.get("date")
         sent_at = float(date) if isinstance(date, int) and not isinstance(date, bool) else self.clock()
-        return SendResult(f"{chat_id}:{message_id}", sent_at)
+        business = payload.get("business_connection_id")
+        scope = f"{BUSINESS}:{business}:{chat_id}" if business else str(chat_id)
+        return SendResult(f"{scope}:{message_id}", sent_at)
 
     async def lookup_sent(self, reply: OutgoingReply) -> SendResult | None:
         raise UnknownDelivery("Telegram cannot tell whether this message was delivered (the Bot API has no "

@@ -166,7 +166,7 @@ def comparable(text: str) -> str:
 def _problem(response: httpx.Response) -> str:
     """X's reason from its error envelope (``detail``/``title``, or ``errors[0].message``), redacted."""
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return ""
     if not isinstance(body, dict):
@@ -193,6 +193,7 @@ class XProvider(http.HttpProvider):
                                 can_lookup_sent=True, streams=True)
     stream_replaces_polling = False
     poll_interval = 60.0
+    can_listen = True
 
     def __init__(self, account: str, options: Any, secret: SecretGetter, **wire: Any) -> None:
         super().__init__(account, options, secret, **wire)
@@ -524,6 +525,12 @@ class XProvider(http.HttpProvider):
             if done:
                 return
             token = next_token
+
+    async def listen(self, queries: Any, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
+        """Listening: recent search, one X query per listening query, paid like any read (``x_listen``)."""
+        from replydesk.providers.x_listen import listen
+
+        return await listen(self, list(queries), cursors)
 
     # ---- push: the Activity API -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from replydesk import __version__, secrets
+from replydesk import __version__, cli_team, secrets
 from replydesk.config import (
     Config,
     ConfigError,
@@ -167,7 +167,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
-    if not ws.config.accounts:
+    if not ws.syncs:
         raise UsageError("no accounts configured: add one to the config (see config.example.yaml)")
     lock = EngineLock(ws.data_dir)
     if not lock.acquire():
@@ -177,6 +177,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         engine = ws.engine(db, follow_config=not args.once, on_health=lock.note)
         if args.once:
             report = asyncio.run(engine.run_once())
+            if ws.team is not None:  # a joined workspace: one push and pull with the team
+                _say_team_pass(report, args.json)
+                return EXIT_OK
             if args.json:
                 emit_json({"fetched": report.fetched, "sent": report.sent, "errors": report.errors})
             else:
@@ -192,6 +195,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         lock.release()
         db.close()
+
+
+def _say_team_pass(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json({"pushed": report.pushed, "refused": report.refused, "pulled": report.pulled,
+                   "cursor": report.cursor, "head": report.head})
+        return
+    say(f"pushed {report.pushed} change(s), pulled {report.pulled} event(s); at {report.cursor} of {report.head}")
+    for text in report.refused:
+        complain(text)
 
 
 def _run_forever(engine: Any) -> int:
@@ -349,9 +362,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
-                                 to_automatic=args.force)
+                                 to_automatic=args.force, send_as=args.send_as)
     except outbox.AutomaticRecipient as exc:
         complain(f"{exc}: use --force to send it anyway")
+        return EXIT_ERROR
+    except outbox.OutsideReplyWindow as exc:
+        complain(str(exc) + "".join(_window_hints(exc.verdict.choices)))
         return EXIT_ERROR
     item = outbox.get(db, key)
     if args.json:
@@ -359,6 +375,41 @@ def cmd_reply(args: argparse.Namespace) -> int:
     else:
         when = f" (leaves at {iso(item.not_before)})" if at else ""
         say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
+    return EXIT_OK
+
+
+def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
+    """What the CLI can do about a closed reply window: the choices as options."""
+    from replydesk.windows import HUMAN_AGENT
+
+    hints = []
+    for choice, _ in choices:
+        if choice == HUMAN_AGENT:
+            hints.append(f"\n  to send it with the human-agent tag: add --send-as {HUMAN_AGENT}")
+        elif choice == "public":
+            hints.append("\n  to answer the comment publicly instead: leave out --private")
+    return hints
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    """Mark read on the platform, edit or delete our own reply: queued in the outbox like a reply."""
+    ws, db = _open(args)
+    conv_id = _conv(db, args.conversation)
+    payload: dict[str, Any] = {}
+    if args.message:
+        payload["message_id"] = args.message
+    if args.action == "edit_reply":
+        if args.text is None:
+            raise UsageError("edit_reply needs --text (the reply's new text)")
+        payload["text"] = sys.stdin.read() if args.text == "-" else args.text
+    elif args.text is not None:
+        raise UsageError(f"--text is for edit_reply, not {args.action}")
+    key = outbox.queue_action(db, conv_id, args.action, payload, actor=ws.config.ui.agent)
+    item = outbox.get(db, key)
+    if args.json:
+        emit_json(outbox.as_json(item))
+    else:
+        say(f"queued {args.action} {key} on {conv_id} ({one_line(item.summary())[:60]}); the sync engine does it")
     return EXIT_OK
 
 
@@ -391,7 +442,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         say("outbox empty: every reply has left")
     for i in items:
         err = f" — {one_line(i.last_error)}" if i.last_error else ""
-        say(f"{i.key}  {i.state:<8} {i.conversation_id}  {one_line(i.text)[:50]}{err}")
+        kind = "" if i.is_reply else f"[{i.action}] "
+        say(f"{i.key}  {i.state:<8} {i.conversation_id}  {kind}{one_line(i.summary())[:50]}{err}")
     return EXIT_OK
 
 
@@ -426,9 +478,15 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 def cmd_escalate(args: argparse.Namespace) -> int:
     ws, db = _open(args)
-    actions.escalate(db, [_conv(db, args.conversation)], target=args.target, reason=args.reason or "",
-                     note=args.note or "", actor=ws.config.ui.agent)
-    say(f"escalated to {args.target}")
+    conv_id = _conv(db, args.conversation)
+    desk = ws.config.ticket_account(args.target)
+    with db.transaction():  # the escalation and its ticket, or neither
+        actions.escalate(db, [conv_id], target=args.target, reason=args.reason or "",
+                         note=args.note or "", actor=ws.config.ui.agent)
+        key = outbox.queue_ticket(db, conv_id, account=desk, target=args.target, reason=args.reason or "",
+                                  note=args.note or "", actor=ws.config.ui.agent) if desk else None
+    say(f"escalated to {args.target}" + (f"; ticket {key} queued for {desk} (the sync engine creates it)"
+                                          if key else ""))
     return EXIT_OK
 
 
@@ -584,6 +642,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "listening": [q.name for q in config.listening],
     }
     if args.json:
         emit_json(summary)
@@ -593,6 +652,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  SLA policies: {', '.join(summary['sla_policies'])}")
     say(f"  calendars: {', '.join(summary['sla_calendars']) or '24x7 only'}")
     say(f"  views: {', '.join(summary['views'])}")
+    if config.listening:
+        say(f"  listening: {', '.join(summary['listening'])}")
     return EXIT_OK
 
 
@@ -678,16 +739,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="queue it even when the conversation holds only automatic mail (a bounce, an "
                         "out-of-office reply, a newsletter): without it such a reply is refused, exit 1")
+    p.add_argument("--send-as", choices=("human_agent",), default=None,
+                   help="outside the platform's plain reply window, send it the way the platform still allows "
+                        "(human_agent: Messenger's and Instagram's human-agent tag, up to 7 days); a reply "
+                        "outside every window is refused with exit 1 and the choices")
+
+    p = add("action", cmd_action, "queue an action other than a reply on a conversation (sent by the engine)",
+            json_=True)
+    p.add_argument("conversation")
+    p.add_argument("action", choices=("mark_read", "edit_reply", "delete_reply"),
+                   help="mark_read: on the platform; edit_reply / delete_reply: our own sent reply")
+    p.add_argument("--text", help="edit_reply: the new text, or - to read standard input")
+    p.add_argument("--message", metavar="ID", help="which of our replies (default: the newest sent one)")
 
     p = add("note", cmd_note, "add an internal note (never sent)")
     p.add_argument("conversation")
     p.add_argument("--text", required=True)
 
-    p = add("outbox", cmd_outbox, "list queued, sending, failed and unknown replies", json_=True)
+    p = add("outbox", cmd_outbox, "list queued, sending, failed and unknown replies and actions", json_=True)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--retry", metavar="KEY", help="send a failed or unknown reply again")
-    g.add_argument("--discard", metavar="KEY", help="take back a reply that has not left")
-    g.add_argument("--confirm-sent", metavar="KEY", help="record an 'unknown' reply as posted")
+    g.add_argument("--retry", metavar="KEY", help="send a failed or unknown reply (or action) again")
+    g.add_argument("--discard", metavar="KEY", help="take back a reply (or action) that has not left")
+    g.add_argument("--confirm-sent", metavar="KEY", help="record an 'unknown' reply (or action) as done")
 
     for name in ("tag", "untag"):
         p = add(name, cmd_tag, f"{'add' if name == 'tag' else 'remove'} tags on a conversation")
@@ -698,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p.add_argument("who")
 
-    p = add("escalate", cmd_escalate, "escalate a conversation (raises its priority)")
+    p = add("escalate", cmd_escalate, "escalate a conversation (raises its priority; a target with a helpdesk "
+                                      "account in the config also gets a ticket, through the outbox)")
     p.add_argument("conversation")
     p.add_argument("--note", help="an internal note to go with it")
     p.add_argument("--reason", help="why (shown in the thread)")
@@ -745,6 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+
+    cli_team.register(sub, common, jsonopt, add, EXIT_USAGE)
     return parser
 
 
@@ -767,7 +843,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             args.command = None
             return cmd_tui(args)
-        return func(args)
+        code = func(args)
+        if code == EXIT_OK and args.command in cli_team.WRITES:
+            code = cli_team.after_write(args) or code
+        return code
     except UsageError as exc:
         complain(str(exc))
         return EXIT_USAGE

@@ -13,9 +13,18 @@ from typing import Annotated, Any
 
 import yaml
 from platformdirs import user_config_path, user_data_path
-from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from replydesk.listening import ListeningQuery
 from replydesk.options import AccountOptions, Duration, Strict
 from replydesk.slaconfig import SlaSettings
 
@@ -108,6 +117,7 @@ class UiSettings(Strict):
         View(name="Reviews", query="kind:review"),
         View(name="Escalated", query="is:escalated"),
         View(name="Resolved", query="is:resolved"),
+        View(name="Listening", query="is:listening is:open is:pending"),  # dismissed (resolved) ones leave
     ]
     saved_replies: dict[str, str] = {
         "thanks": "Thank you {customer}, we're glad we could help!",
@@ -141,12 +151,30 @@ class UiSettings(Strict):
         return v
 
 
+class EscalationTarget(Strict):
+    account: str | None = None
+    """A helpdesk account (``provider: demo-helpdesk``; later Zendesk): escalating to this target
+    also creates a ticket there, through the outbox. Without it the target is only a label."""
+
+
+class EscalationSettings(Strict):
+    targets: dict[str, EscalationTarget] = {}
+    """Escalation targets by name (what ``e`` and ``replydesk escalate --target`` offer)."""
+
+
 class Config(Strict):
     accounts: list[Account] = []
     sync: SyncSettings = SyncSettings()
     sla: SlaSettings = SlaSettings()
+    escalation: EscalationSettings = EscalationSettings()
     keymap: dict[str, str] = {}
     ui: UiSettings = UiSettings()
+    listening: list[ListeningQuery] = []
+
+    @field_validator("listening")
+    @classmethod
+    def _listening_targets(cls, queries: list[ListeningQuery], info: ValidationInfo) -> list[ListeningQuery]:
+        return check_listening(queries, info.data.get("accounts") or [])
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -155,13 +183,60 @@ class Config(Strict):
             if account.name in seen:
                 raise ValueError(f"two accounts are named {account.name!r}")
             seen.add(account.name)
+        for name, target in self.escalation.targets.items():
+            if target.account is not None and target.account not in seen:
+                raise ValueError(f"escalation target {name!r}: no account named {target.account!r}")
         return self
+
+    def ticket_account(self, target: str) -> str | None:
+        """The helpdesk account an escalation to ``target`` creates a ticket in, if any."""
+        found = self.escalation.targets.get(target)
+        return found.account if found is not None else None
 
     def account(self, name: str) -> AccountOptions | None:
         for account in self.accounts:
             if account.name == name:
                 return account
         return None
+
+
+def check_listening(queries: list[ListeningQuery], accounts: list[AccountOptions]) -> list[ListeningQuery]:
+    """Each query names platforms that can search and accounts that exist there (email and chats
+    have nothing to listen to); names are unique, since each is a cursor and a view filter."""
+    if not queries:
+        return queries  # and no provider module is imported for nothing
+    from replydesk import providers
+
+    def can_listen(provider: str) -> bool:
+        try:
+            return bool(providers.provider_class(provider).can_listen)
+        except providers.ProviderUnavailable:
+            return False
+
+    def able() -> str:
+        return ", ".join(sorted(name for name in providers.REGISTRY if can_listen(name)))
+
+    by_name = {a.name: a for a in accounts}
+    seen: set[str] = set()
+    for query in queries:
+        if query.name in seen:
+            raise ValueError(f"two listening queries are named {query.name!r}")
+        seen.add(query.name)
+        for platform in query.platforms or ():
+            if platform not in providers.REGISTRY or not can_listen(platform):
+                raise ValueError(f"listening query {query.name!r}: {platform} has nothing to listen to "
+                                 f"(platforms with search: {able()})")
+        for name in query.accounts or ():
+            account = by_name.get(name)
+            if account is None:
+                raise ValueError(f"listening query {query.name!r}: no account named {name!r}")
+            if not can_listen(account.provider):
+                raise ValueError(f"listening query {query.name!r}: account {name!r} is on {account.provider}, "
+                                 f"which has nothing to listen to (platforms with search: {able()})")
+            if query.platforms is not None and account.provider not in query.platforms:
+                raise ValueError(f"listening query {query.name!r}: account {name!r} is not on "
+                                 f"{', '.join(query.platforms)}")
+    return queries
 
 
 # ---- locating errors in the YAML -------------------------------------------------------------

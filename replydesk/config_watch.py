@@ -3,7 +3,7 @@
 The long-running processes (the console, ``replydesk sync``) poll the file's modification time and
 size every couple of seconds; an edit is parsed and validated like at start-up. What may change
 live is the SLA section (DESIGN: a policy edit applies to open conversations at once); the other
-sections (accounts, keys, views) take effect at the next start, and the caller says so.
+sections (accounts, keys, views, listening queries) take effect at the next start, and the caller says so.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ConfigWatcher:
         self._stamp = stamp
         new = self.source.build()
         old, self.current = self.current, new
-        on_restart = [name for name in ("accounts", "sync", "keymap", "ui") if getattr(old, name) != getattr(new, name)]
+        on_restart = [name for name in ("accounts", "sync", "keymap", "ui", "listening") if getattr(old, name) != getattr(new, name)]
         sla_changed = old.sla != new.sla
         if not sla_changed and not on_restart:
             return None

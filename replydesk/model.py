@@ -13,12 +13,20 @@ from typing import Any, Literal
 Direction = Literal["in", "out", "note"]
 Kind = Literal["dm", "comment", "mention", "review", "email"]
 Status = Literal["open", "pending", "snoozed", "resolved"]
-DeliveryState = Literal["received", "queued", "sending", "sent", "failed", "unknown", "cancelled"]
+DeliveryState = Literal["received", "queued", "sending", "sent", "failed", "unknown", "cancelled", "deleted"]
 
 KINDS: tuple[str, ...] = ("dm", "comment", "mention", "review", "email")
 STATUSES: tuple[str, ...] = ("open", "pending", "snoozed", "resolved")
 DIRECTIONS: tuple[str, ...] = ("in", "out", "note")
-DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "failed", "unknown", "cancelled")
+DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "failed", "unknown", "cancelled",
+                                     "deleted")
+#: What the outbox carries. A reply is one kind of action. The others: mark the conversation read on
+#: the platform, edit or delete one of our own sent replies, create a ticket in a helpdesk. All of
+#: them leave the same way: durable first, an idempotency key, in order per conversation.
+ACTION_KINDS: tuple[str, ...] = ("reply", "mark_read", "edit_reply", "delete_reply", "create_ticket")
+#: Actions that are safe to repeat by nature (a second "mark read" or an edit to the same text
+#: changes nothing), so an uncertain attempt is simply tried again.
+REPEATABLE_ACTIONS: tuple[str, ...] = ("mark_read", "edit_reply", "delete_reply")
 
 #: What kind of robot wrote an automatic message: the first word of its reason ("bounce: 550 5.1.1 ...").
 #: bounce: a delivery failure; delay: a delivery delay notice; auto-reply: out of office, "we got
@@ -133,9 +141,13 @@ class FetchResult:
     """
 
     messages: list[IncomingMessage]
-    cursor: dict[str, Any]
+    cursor: dict[str, Any] | None  # None: nothing to advance (a pushed payload covers no cursor)
     stream: str = "default"
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (native id, reason)
+    #: The listening query these posts matched (see ``replydesk.listening``), None for the inbox's own
+    #: streams. A conversation such a result creates waits in the Listening view, without a clock,
+    #: until it is answered or the customer tags us; one the inbox already has stays as it is.
+    listening: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +180,9 @@ class OutgoingReply:
     answering: AnsweredMessage | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: float | None = None  # when the user wrote it (epoch); the same on every retry
+    #: How the user chose to send it outside the plain reply window (``windows.HUMAN_AGENT``:
+    #: Messenger's human-agent tag), or None for a plain reply.
+    send_as: str | None = None
 
     @property
     def in_reply_to_native_id(self) -> str | None:
@@ -184,6 +199,48 @@ class OutgoingReply:
 class SendResult:
     remote_id: str
     sent_at: float
+
+
+#: Resources a listening search spent are recorded with this prefix (``listen:post:read``): they
+#: count against the month's budget, and listening's own share of it is told from them.
+LISTENING_SPEND = "listen:"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingAction:
+    """An action other than a reply leaving the outbox, as a provider receives it.
+
+    ``payload`` is what the user asked for, frozen when it was queued:
+
+    - ``mark_read``: ``{"up_to": native id of the newest inbound message}``
+    - ``edit_reply``: ``{"remote_id": our reply's platform id, "text": the new text}``
+    - ``delete_reply``: ``{"remote_id": our reply's platform id}``
+    - ``create_ticket``: ``{"subject", "requester": {"name", "handle"}, "transcript": [...],
+      "priority", "tags", "external_id": our conversation id, "target", "reason", "note"}``
+
+    ``account`` is the account that performs it. For a ticket that is the helpdesk account, not
+    the conversation's own. ``meta`` holds the conversation's platform details, as for a reply.
+    """
+
+    key: str  # the idempotency key; stable across retries and restarts
+    kind: str  # one of ACTION_KINDS other than "reply"
+    account: str
+    conversation_id: str
+    conversation_native_id: str
+    conversation_kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What the platform answered: an id (the ticket, the edited post) and details worth showing
+    (``{"url": …}``)."""
+
+    remote_id: str
+    done_at: float
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

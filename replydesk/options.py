@@ -98,6 +98,9 @@ class AccountOptions(Strict):
     """Which provider module serves the account (``demo``, ``email``, ``mastodon``, …)."""
     poll_interval: Duration | None = None
     """Seconds between fetches; default: the provider's own interval."""
+    mark_read: bool = False
+    """Mark a conversation read on the platform when you open it (the customer may see a read
+    receipt), through the outbox; only where the provider can (the demo so far)."""
 
 
 def _quiet_hours(value: Any) -> Any:
@@ -141,3 +144,5 @@ class MeteredOptions(AccountOptions):
     """The polling interval in quiet hours."""
     timezone: Annotated[str, BeforeValidator(_zone)] = "UTC"
     """The time zone of ``quiet_hours`` (IANA name)."""
+    listening_share: float = Field(0.2, ge=0, le=1)
+    """The part of ``monthly_budget_usd`` listening searches may spend (0.2: a fifth); the rest stays for the inbox."""

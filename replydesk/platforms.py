@@ -28,8 +28,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
+
+from replydesk.windows import WindowRule
 
 Counting = Literal["graphemes", "utf16", "utf8", "codepoints", "mastodon", "x"]
 COUNTINGS: tuple[str, ...] = ("graphemes", "utf16", "utf8", "codepoints", "mastodon", "x")
@@ -161,13 +163,17 @@ class PlatformFacts:
 
     ``public``: replies in public (a comment, a mention); None when the platform has no public side
     (email, chats). ``private``: direct messages and private answers; None when there is no private
-    channel at all (Google reviews).
+    channel at all (Google reviews). ``windows``: when a reply is allowed at all (``replydesk.windows``:
+    WhatsApp's 24 hours, then templates only). ``actions``: what the account can do through the
+    outbox besides replying (``model.ACTION_KINDS``), as the engine last learned from its provider.
     """
 
     label: str
     short: str  # 2-4 cells for the inbox column
     public: Limit | None = NO_LIMIT
     private: Limit | None = NO_LIMIT
+    windows: tuple[WindowRule, ...] = ()
+    actions: tuple[str, ...] = ()
 
     def limit(self, kind: str, private: bool) -> Limit:
         """The limit a reply on a conversation of ``kind`` counts against; DMs and email answer
@@ -187,10 +193,19 @@ class PlatformFacts:
             pub = Limit(public, pub.counting, pub.max_bytes)
         if private is not None and priv is not None:
             priv = Limit(private, priv.counting, priv.max_bytes)
-        return PlatformFacts(self.label, self.short, pub, priv)
+        return replace(self, public=pub, private=priv)
+
+    def window_rules(self, kind: str) -> tuple[WindowRule, ...]:
+        """The reply-window rules that apply to conversations of ``kind``."""
+        return tuple(r for r in self.windows if kind in r.kinds)
+
+    def with_actions(self, actions: Iterable[str]) -> PlatformFacts:
+        return replace(self, actions=tuple(sorted(set(actions))))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["windows"] = [r.to_dict() for r in self.windows]
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, platform: str = "") -> PlatformFacts:
@@ -203,8 +218,12 @@ class PlatformFacts:
             value = data.get(key)
             return value if isinstance(value, str) and value else default
 
+        windows = data.get("windows") if isinstance(data.get("windows"), list) else []
+        actions = data.get("actions") if isinstance(data.get("actions"), list) else []
         return cls(text("label", base.label), text("short", base.short)[:4],
-                   _limit(data.get("public")), _limit(data.get("private")))
+                   _limit(data.get("public")), _limit(data.get("private")),
+                   tuple(r for r in map(WindowRule.from_dict, windows) if r is not None),
+                   tuple(a for a in actions if isinstance(a, str) and a))
 
 
 def _limit(data: Any) -> Limit | None:

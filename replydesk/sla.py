@@ -73,6 +73,7 @@ class ConvAttrs:
     priority: str = "normal"  # low | normal | high | urgent
     escalated: bool = False
     status: str = "open"
+    listening: bool = False  # found by a listening query, waiting in the Listening view
 
 
 @dataclass(slots=True)
@@ -377,6 +378,8 @@ class SlaEngine:
                 continue
             if m.escalated is not None and bool(attrs.escalated) != m.escalated:
                 continue
+            if m.listening is not None and attrs.listening != m.listening:
+                continue
             return policy
         return None
 
@@ -404,6 +407,8 @@ class SlaEngine:
         policy = self.policy_for(attrs)
         if policy is None:
             return None, [], [], []
+        if policy.match.listening:  # a policy for listening matches: their posts start its clocks
+            events = [SlaEvent(e.at, "in", e.data) if e.kind == "listened" else e for e in events]
         ordered = sorted(events, key=lambda e: e.at)  # stable: same-instant events keep log order
         evs = [e for e in ordered if e.at <= at]
         changes = status_changes(evs, at)

@@ -197,13 +197,19 @@ def _as_list(value: Any) -> Any:
 
 
 class MatchSpec(_Strict):
-    """Which conversations a policy applies to; an absent field matches anything, tags is any-of."""
+    """Which conversations a policy applies to; an absent field matches anything, tags is any-of.
+
+    ``listening: true`` matches posts a listening query found that wait in the Listening view, and
+    gives them a clock (by default they have none: a policy that does not say ``listening: true``
+    may match them, but their posts start nothing until they are answered or the customer tags us).
+    """
 
     platform: list[str] | None = None
     kind: list[str] | None = None
     tags: list[str] | None = None
     priority: list[str] | None = None
     escalated: bool | None = None
+    listening: bool | None = None
 
     @field_validator("platform", "kind", "tags", "priority", mode="before")
     @classmethod

@@ -25,17 +25,17 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tenacity import RetryCallState, wait_exponential, wait_random
 
-from replydesk import providers, secrets
+from replydesk import providers, push, secrets
 from replydesk.config import Config, ConfigError
 from replydesk.config_watch import POLL_EVERY, ConfigChange
-from replydesk.model import AnsweredMessage, OutgoingReply, Usage
+from replydesk.model import AnsweredMessage, OutgoingAction, OutgoingReply, Usage
 from replydesk.options import MeteredOptions
 from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import (
@@ -47,9 +47,19 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
-from replydesk.storage import accounts, actions, ingest, outbox, platform_facts, queries, slastate, spend
-from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError
-from replydesk.storage.faults import SHORT, classify
+from replydesk.storage import (
+    accounts,
+    actions,
+    ingest,
+    outbox,
+    platform_facts,
+    pushes,
+    queries,
+    slastate,
+    spend,
+)
+from replydesk.storage.db import DATABASE_ERRORS, Database
+from replydesk.storage.faults import describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +162,9 @@ class SyncEngine:
             if isinstance(account, MeteredOptions):
                 spend.set_budget(db, account.name, account.monthly_budget_usd)
         self._restore_rate_limits()
+        from replydesk.listener import Listener
+
+        self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
 
     def _restore_rate_limits(self) -> None:
@@ -190,12 +203,19 @@ class SyncEngine:
         """Replies that need the user, for the status bar: the account may be fine, they are not."""
         counts = outbox.needing_attention(self.db, account)
         parts = [f"{n} repl{'y' if n == 1 else 'ies'} {state}" for state, n in sorted(counts.items())]
+        others = outbox.needing_attention(self.db, account, replies=False)
+        parts += [f"{n} action{'' if n == 1 else 's'} {state}" for state, n in sorted(others.items())]
         return (", ".join(parts) + ": see the outbox") if parts else ""
 
     def _publish_facts(self, run: AccountRun) -> None:
         """Store the account's platform facts for the console when they changed (at start, and when
-        a fetch taught the provider a limit, as a Mastodon instance's own maximum)."""
-        facts = run.provider.facts()
+        a fetch taught the provider a limit, as a Mastodon instance's own maximum). They carry the
+        actions the account can perform, so the console offers only those: ``mark_read`` only where
+        the account's ``mark_read`` option asks for read receipts on the platform."""
+        actions = set(run.provider.capabilities.actions)
+        if not getattr(run.provider.options, "mark_read", False):
+            actions.discard("mark_read")
+        facts = {p: f.with_actions(actions) for p, f in run.provider.facts().items()}
         if facts != run.facts:
             platform_facts.save(self.db, run.name, facts)
             run.facts = facts
@@ -234,11 +254,18 @@ class SyncEngine:
         if self._metered(run) is not None:
             summary = spend.summary(self.db, run.name)
             parts += [run.pace_note, summary.text()]
+        parts.append(self.listening.note(run))
         accounts.set_note(self.db, run.name, " · ".join(p for p in parts if p))
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
         return not run.stopped and self.mono() >= run.resume_at
+
+    def can_stream(self, run: AccountRun) -> bool:
+        """Whether to open the account's push stream now: after the first poll has stored its cursors
+        (both would ask the platform at once), and not while it must wait."""
+        now = self.mono()
+        return not run.stopped and run.next_fetch > 0 and now >= run.resume_at and now >= run.stream_resume_at
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
@@ -289,6 +316,17 @@ class SyncEngine:
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
         return stats.new_messages
 
+    def ingest_pushed(self, run: AccountRun) -> int:
+        """Bodies a webhook receiver stored for this account (``replydesk.push``), through the same
+        ingest path as a fetch; returns the number of new messages. Needs no network, so it runs
+        while the account backs off too."""
+        if not run.provider.capabilities.accepts_push or not pushes.has_pending(self.db, run.name):
+            return 0
+        stats = push.ingest_pending(self.db, run.provider)
+        if stats.new_messages:
+            self._status(run.name, "ok", f"{stats.new_messages} new by push", synced=True)
+        return stats.new_messages
+
     # ---- sending ----------------------------------------------------------------------------------
 
     def _outgoing(self, item: outbox.OutboxItem) -> OutgoingReply:
@@ -300,40 +338,81 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
+            send_as=item.send_as,
         )
 
-    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
-        """An earlier attempt may have been posted: find out before sending again.
+    def _action(self, item: outbox.OutboxItem) -> OutgoingAction:
+        """The provider's view of an outbox action (the conversation's details, the frozen payload)."""
+        row = outbox.reply_context(self.db, item.conversation_id).conversation
+        return OutgoingAction(
+            key=item.key, kind=item.action, account=item.account, conversation_id=item.conversation_id,
+            conversation_native_id=row[0], conversation_kind=row[1], payload=dict(item.payload),
+            meta=json.loads(row[2] or "{}"), created_at=item.created_at,
+        )
 
-        Idempotent platform: nothing to find out, resending with the same key is safe (False).
-        Lookup-capable: look for our post; found → recorded as sent (True), absent → resend (False).
-        Neither: mark ``unknown`` and let the user decide (True); guessing risks a double post.
+    def _settles_itself(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """A repeat of an uncertain attempt is harmless: the platform dedupes the key (or the action
+        changes nothing twice), so there is nothing to find out first."""
+        if item.is_reply:
+            return run.provider.capabilities.supports_idempotency
+        return run.provider.repeatable(item.action)
+
+    def _can_look(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        return run.provider.capabilities.can_lookup_sent
+
+    async def _reconcile(self, run: AccountRun, item: outbox.OutboxItem) -> bool:
+        """An earlier attempt may have been posted (or done): find out before trying again.
+
+        Idempotent: nothing to find out, repeating with the same key is safe (False).
+        Lookup-capable: look for our post (or ticket); found → recorded as done (True), absent →
+        try again (False). Neither: mark ``unknown`` and let the user decide (True); guessing risks
+        a double post or a second ticket.
         """
-        caps = run.provider.capabilities
-        if caps.supports_idempotency:
+        if self._settles_itself(run, item):
             return False
-        if not caps.can_lookup_sent:
-            outbox.mark_unknown(self.db, item.key, "the platform cannot tell whether this reply was posted; "
+        what = "reply was posted" if item.is_reply else f"{item.action.replace('_', ' ')} happened"
+        if not self._can_look(run, item):
+            outbox.mark_unknown(self.db, item.key, f"the platform cannot tell whether this {what}; "
                                 "check it there, then retry or confirm")
             return True
-        found = await run.provider.lookup_sent(self._outgoing(item))
-        if found is not None:
-            outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+        if item.is_reply:
+            found = await run.provider.lookup_sent(self._outgoing(item))
+            if found is not None:
+                outbox.mark_sent(self.db, item.key, found.remote_id, found.sent_at)
+                return True
+            return False
+        done = await run.provider.lookup_performed(self._action(item))
+        if done is not None:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
             return True
         return False
 
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
-        """Try to deliver one reply. Returns True when it left (or was found already posted)."""
+        """Try to deliver one reply (or perform one action). True when it left (or was found done).
+
+        A reply whose reply window closed while it waited (offline for a day, a send-later time)
+        fails here with the platform's rule and the choices left, instead of being refused there."""
         attempted = False
         try:
             if (uncertain or item.attempts > 0) and await self._reconcile(run, item):
                 settled = outbox.get(self.db, item.key)
                 return settled is not None and settled.state == "sent"
+            refusal = outbox.window_refusal(self.db, item)
+            if refusal is not None:
+                outbox.mark_failed(self.db, item.key, refusal)
+                return False
+            if not item.is_reply and item.action not in run.provider.capabilities.actions:
+                outbox.mark_failed(self.db, item.key, f"account {run.name} cannot "
+                                   f"{item.action.replace('_', ' ')} (its provider does not offer it)")
+                return False
             fresh = outbox.mark_sending(self.db, item.key)
             if fresh is None:
                 return False  # discarded or already handled since we read it
             attempted = True
-            result = await run.provider.send(self._outgoing(fresh))
+            if fresh.is_reply:
+                result = await run.provider.send(self._outgoing(fresh))
+            else:
+                done = await run.provider.perform(self._action(fresh))
         except ProviderError as exc:
             self._send_fault(run, item.key, exc, attempted)
             return False
@@ -344,7 +423,10 @@ class SyncEngine:
             return False
         finally:  # a metered platform's reply or lookup costs too: never blocked, always counted
             self._record_usage(run)
-        outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        if fresh.is_reply:
+            outbox.mark_sent(self.db, item.key, result.remote_id, result.sent_at)
+        else:
+            outbox.mark_done(self.db, item.key, done.remote_id, done.done_at, done.details)
         run.failures = 0
         return True
 
@@ -413,14 +495,17 @@ class SyncEngine:
             sent += await self.drain(run, limit=limit - sent)
         return sent
 
-    async def reconcile_in_flight(self) -> None:
+    async def reconcile_in_flight(self, accounts: Collection[str] | None = None) -> None:
         """Replies left in 'sending' by a crash: settle each before anything else in its thread leaves.
+        ``accounts``: only theirs (a team engine settles the accounts it has just come to lead).
 
         Each goes back to queued still counted as attempted, so it stays first in its conversation and
         uncertain: on a platform that cannot tell, it becomes ``unknown`` here and now; otherwise the
         next drain settles it before sending (same key again, or a lookup first), within rate limits.
         """
         for item in outbox.in_flight(self.db):
+            if accounts is not None and item.account not in accounts:
+                continue
             run = self.accounts.get(item.account)
             if run is None:  # the account is gone from the config: nobody can find out here
                 outbox.mark_unknown(self.db, item.key, f"interrupted while sending, and account {item.account!r} "
@@ -428,8 +513,7 @@ class SyncEngine:
                 continue
             outbox.mark_retry(self.db, item.key, "interrupted while sending; checking before resending",
                               self.db.now())
-            caps = run.provider.capabilities
-            if not (caps.supports_idempotency or caps.can_lookup_sent):
+            if not (self._settles_itself(run, item) or self._can_look(run, item)):
                 await self._reconcile(run, item)  # needs no network: marks it unknown
 
     # ---- housekeeping -----------------------------------------------------------------------------
@@ -451,7 +535,8 @@ class SyncEngine:
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")
-            report.fetched[run.name] = await self.fetch_account(run)
+            report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
+            report.fetched[run.name] += await self.listening.step(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -485,15 +570,8 @@ class SyncEngine:
                 self.on_health(self.health())
 
     def describe(self, exc: BaseException) -> str:
-        """One line for a task's unexpected failure: a database fault in the words every surface
-        uses (``storage.faults``), anything else as an internal error; secrets masked."""
-        if isinstance(exc, StorageError):
-            text = SHORT.get(exc.kind) or str(exc)
-        elif isinstance(exc, (*DATABASE_ERRORS, OSError)):
-            text = classify(exc, self.db.path, self.db.lock_timeout).short
-        else:
-            text = f"internal error: {type(exc).__name__}: {exc}"
-        return secrets.mask(" ".join(text.split()))[:200]
+        """One line for a task's unexpected failure (``storage.faults.describe_failure``), secrets masked."""
+        return secrets.mask(describe_failure(exc, self.db.path, self.db.lock_timeout))[:200]
 
     def _stalled(self, task: str, account: str | None, exc: BaseException) -> Stall:
         """Record a failed try of ``task``. Logged (with the traceback) once per reason; the account's
@@ -557,12 +635,17 @@ class SyncEngine:
     # ---- the tasks --------------------------------------------------------------------------------
 
     async def _account_step(self, run: AccountRun) -> float:
-        """One turn of an account: fetch when due, send what is due; returns the seconds to sleep."""
+        """One turn of an account: fetch when due, take in pushed bodies, run the listening queries
+        that are due, send what is due; returns the seconds to sleep."""
         self._check_clock()
         paused = run.streaming and run.provider.stream_replaces_polling
         if not paused and self.mono() >= run.next_fetch and self.can_call(run):
             await self.fetch_account(run)
             run.next_fetch = self.mono() + self._next_poll_in(run)
+            self._publish_note(run)
+        self.ingest_pushed(run)
+        if self.listening.due(run) and self.can_call(run):
+            await self.listening.step(run)
             self._publish_note(run)
         await self.drain(run)
         return self._idle(run)
@@ -583,7 +666,7 @@ class SyncEngine:
         """
         # Start after the first poll has stored its cursors (both would ask the platform at once).
         partial = not run.provider.stream_replaces_polling
-        if not run.stopped and run.next_fetch > 0 and self.can_call(run) and self.mono() >= run.stream_resume_at:
+        if self.can_stream(run):
             run.streaming = True
             try:
                 async for result in run.provider.stream():

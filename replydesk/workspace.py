@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from replydesk import teamlink
 from replydesk.config import Config
 from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
 from replydesk.storage import slastate
-from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError, open_database
+from replydesk.storage.db import Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
     from replydesk.sync import SyncEngine
+    from replydesk.team import TeamSync
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,24 @@ class Workspace:
     _watcher: ConfigWatcher | None = field(default=None, init=False, repr=False)
     _watch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    #: Set when the workspace is joined to a team (``team.json``): its engine is then the team's.
+    team: teamlink.TeamLink | None = field(default=None, init=False)
+
     def __post_init__(self) -> None:
         if self.config_source is not None:  # the file as it is now is the baseline
             self._watcher = ConfigWatcher(self.config_source, self.config)
+        try:
+            self.team = teamlink.read(self.data_dir)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
+        if self.team is not None:  # in a team, "me" is the agent the workspace joined as
+            self.config = self.config.model_copy(
+                update={"ui": self.config.ui.model_copy(update={"agent": self.team.agent})})
+
+    @property
+    def syncs(self) -> bool:
+        """Whether there is anything for an engine to do: platform accounts, or a team to follow."""
+        return bool(self.config.accounts) or self.team is not None
 
     def open_db(self, create: bool = True) -> Database:
         """A new connection (one per thread: the UI reader, the engine writer, the CLI).
@@ -79,14 +96,26 @@ class Workspace:
             return change
 
     def engine(self, db: Database, *, follow_config: bool = False,
-               on_health: Callable[[dict], None] | None = None) -> SyncEngine:
+               on_health: Callable[[dict], None] | None = None) -> SyncEngine | TeamSync:
         """The sync engine on ``db``; ``follow_config``: it applies SLA edits itself (the sync
         daemon; inside the console, the console does, to tell the user). ``on_health``: told when a
-        task stalls or recovers (the lease's note)."""
+        task stalls or recovers (the lease's note).
+
+        In a workspace joined to a team it is the team's: an agent's local engine (push, pull,
+        presence: ``replydesk.team``), or on an engine's workspace the team engine."""
+        check = self.check_config if follow_config else None
+        if self.team is not None and self.team.kind == "engine":
+            from replydesk.team_engine import TeamEngine
+
+            return TeamEngine(self, db, clock=self.clock, config_check=check, on_health=on_health)
+        if self.team is not None:
+            from replydesk.team import TeamSync
+
+            return TeamSync(self.data_dir, db, on_health=on_health)
         from replydesk.sync import SyncEngine
 
-        return SyncEngine(self.config, db, self.data_dir, clock=self.clock,
-                          config_check=self.check_config if follow_config else None, on_health=on_health)
+        return SyncEngine(self.config, db, self.data_dir, clock=self.clock, config_check=check,
+                          on_health=on_health)
 
 
 class EngineThread:
@@ -102,7 +131,7 @@ class EngineThread:
         self.lock = EngineLock(workspace.data_dir)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine: SyncEngine | None = None
+        self._engine: SyncEngine | TeamSync | None = None
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self.error: BaseException | None = None
@@ -118,7 +147,7 @@ class EngineThread:
         return self._stopping.is_set()
 
     def start(self) -> bool:
-        if not self.workspace.config.accounts:
+        if not self.workspace.syncs:
             return False  # offline review of a cache: nothing to sync
         if not self.lock.acquire():
             return False
@@ -136,15 +165,12 @@ class EngineThread:
         return {"state": "starting"}
 
     def _reason(self, exc: BaseException) -> str:
-        from replydesk.storage.faults import SHORT, classify
+        from replydesk import secrets
+        from replydesk.storage.faults import describe_failure
 
-        if isinstance(exc, StorageError):
-            return SHORT.get(exc.kind) or str(exc)
-        if isinstance(exc, (*DATABASE_ERRORS, OSError)):
-            return classify(exc, self.workspace.data_dir / "replydesk.db").short
-        return f"internal error: {type(exc).__name__}: {exc}"
+        return secrets.mask(describe_failure(exc, self.workspace.data_dir / "replydesk.db"))[:200]
 
-    def _prepare(self) -> tuple[Database, SyncEngine] | None:
+    def _prepare(self) -> tuple[Database, SyncEngine | TeamSync] | None:
         """The engine and its connection, retried with backoff until both are made or ``stop()``
         (opening migrates and the engine records its accounts: both write)."""
         delay = 0.5

@@ -269,6 +269,8 @@ def _check_open(db: Any, repair: bool, findings: list[str]) -> bool:
         findings.append("search indexes rebuilt")
     if _exists(db, "spend"):
         findings.extend(_spend_findings(db))
+    if _exists(db, "pushed_bodies"):
+        findings.extend(_pushed(db))
     return ok
 
 
@@ -311,6 +313,22 @@ def _rebuild(db: Any, table: str) -> None:
             reindex_conversations(db, ids)
 
 
+def _pushed(db: Any) -> list[str]:
+    """Webhook bodies: when the last came, what waits, and every one we could not map (kept, with why)."""
+    from replydesk.storage import pushes
+
+    summary = pushes.summary(db)
+    counts = summary["counts"]
+    if not any(counts.values()):
+        return []
+    lines = [f"webhooks: {counts['ingested']} ingested, {counts['received']} waiting, {counts['unmappable']} "
+             f"unmappable; last received {summary['last_received_at']}"
+             + (f"; {summary['redeliveries']} redeliveries stored once" if summary["redeliveries"] else "")]
+    for bad in summary["unmappable"]:
+        lines.append(f"  unmappable webhook body {bad['id']} ({bad['account']}, {bad['received_at']}): {bad['reason']}")
+    return lines
+
+
 def _spend_findings(db: Any) -> list[str]:
     """Each metered account's month (X): spent, the month at this pace, and whether the budget lasts."""
     from replydesk.storage import spend
@@ -327,15 +345,17 @@ def _spend_findings(db: Any) -> list[str]:
 
 def _fresh_counts() -> dict[str, str]:
     """What each counter table must hold, counted afresh from the conversations."""
-    cells = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.CELL_COLUMNS)
-    ranks = ", ".join(f"coalesce(c.{col}, '')" if col == "assignee" else f"c.{col}" for col in schema.RANK_COLUMNS)
+    cells = ", ".join(schema.counter_value("c", col) for col in schema.CELL_COLUMNS)
+    ranks = ", ".join(schema.counter_value("c", col) for col in schema.RANK_COLUMNS)
+    by_cell = ", ".join(str(i + 1) for i in range(len(schema.CELL_COLUMNS)))  # by the kept values
+    by_rank = ", ".join(str(i + 4) for i in range(len(schema.RANK_COLUMNS)))
     levels = " UNION ALL ".join(
         f"SELECT {level}, {schema.rank_parent('c', level)}, {schema.rank_bucket('c', width)}, {ranks}, count(*) "
-        f"FROM conversations c GROUP BY 2, 3, {', '.join(schema.RANK_COLUMNS)}"
+        f"FROM conversations c GROUP BY 2, 3, {by_rank}"
         for level, width in enumerate(schema.RANK_LEVELS)
     )
     return {
-        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {', '.join(schema.CELL_COLUMNS)}",
+        "inbox_cells": f"SELECT {cells}, count(*) FROM conversations c GROUP BY {by_cell}",
         "inbox_ranks": f"SELECT * FROM ({levels})",  # a subquery: EXCEPT would bind to the first part
     }
 

@@ -32,7 +32,8 @@ def export_record(db: Database, conv_id: str, now: float) -> dict[str, Any] | No
     c = db.conn.execute(
         "SELECT c.id, c.account, c.platform, c.kind, c.subject, c.status, c.assignee, c.priority, c.tags, "
         "c.escalated, c.escalation_target, c.snoozed_until, c.created_at, c.last_message_at, "
-        "p.native_id, p.name, p.handle, p.vip FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id "
+        "p.native_id, p.name, p.handle, p.vip, c.listening FROM conversations c "
+        "LEFT JOIN contacts p ON p.id = c.contact_id "
         "WHERE c.id = ?",
         (conv_id,),
     ).fetchone()
@@ -56,6 +57,7 @@ def export_record(db: Database, conv_id: str, now: float) -> dict[str, Any] | No
         "tags": [t for t in c[8].split(TAG_SEP) if t], "escalated": bool(c[9]), "escalation_target": c[10],
         "snoozed_until": iso(c[11]), "created_at": iso(c[12]), "last_message_at": iso(c[13]),
         "sla": _sla_json(sla, conv_id, now),
+        "listening": c[18],  # the query that found it while it waits in the Listening view, else null
         "messages": messages,
     }
 

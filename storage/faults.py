@@ -147,3 +147,16 @@ def classify(exc: BaseException, path: Path | None = None, lock_timeout: float |
 def explain(exc: BaseException, path: Path | None = None, lock_timeout: float | None = None) -> str:
     """One line for a person: what is wrong with the database and what to do."""
     return classify(exc, path, lock_timeout).line
+
+
+def describe_failure(exc: BaseException, path: Path | None = None, lock_timeout: float | None = None) -> str:
+    """A supervised task's unexpected failure in a few words (status bar, lease note, log): a database
+    fault (or a file error) in the words of :data:`SHORT`, anything else as an internal error."""
+    kind = getattr(exc, "kind", None)  # our StorageError (storage.db imports this module)
+    if isinstance(kind, str) and not isinstance(exc, (sqlite3.Error, OSError)):
+        text = SHORT.get(kind) or str(exc)
+    elif isinstance(exc, (sqlite3.Error, OSError)):
+        text = classify(exc, path, lock_timeout).short
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc}"
+    return " ".join(text.split())  # callers mask secrets, then cut (a cut first could leave part of one)

@@ -89,6 +89,7 @@ class _Record:
     snoozed_until: float | None
     tags: list[str]
     size: int = 0
+    listening: str | None = None  # the listening query of a match still waiting in the Listening view
 
 
 @dataclass
@@ -235,6 +236,7 @@ def prepare(r: Any, where: str, accounts: set[str]) -> _Record:
         priority=priority, escalated=_flag(r, "escalated", where),
         escalation_target=_text(r.get("escalation_target"), where, "escalation_target", limit=200),
         snoozed_until=_time(snoozed, where, "snoozed_until") if snoozed is not None else None, tags=tags,
+        listening=_text(r.get("listening"), where, "listening", limit=64) or None,
     )
 
 
@@ -355,20 +357,20 @@ def _known_accounts(db: Database) -> set[str]:
 
 def _write(db: Database, batch: list[_Record], result: ImportResult) -> None:
     """One batch, inside the caller's transaction: messages through ingest, then each record's state."""
-    by_account: dict[str, list[IncomingMessage]] = {}
-    for rec in batch:
-        by_account.setdefault(rec.account, []).extend(rec.messages)
+    by_account: dict[tuple[str, str | None], list[IncomingMessage]] = {}
+    for rec in batch:  # a listening match goes in with its query, so it waits where it waited
+        by_account.setdefault((rec.account, rec.listening), []).extend(rec.messages)
     platforms: dict[str, str] = {}
     for rec in batch:
         platforms.setdefault(rec.account, rec.platform)
-    for account, messages in by_account.items():
+    for (account, listening), messages in by_account.items():
         # A configured account keeps its provider; an account only the file knows is recorded as imported.
         db.conn.execute("INSERT INTO accounts(name, provider, platform, created_at) VALUES (?,?,?,?) "
                         "ON CONFLICT(name) DO NOTHING", (account, "import", platforms[account], db.now()))
         ids = [item_id(account, m.native_id) for m in messages]
         fresh = set(ids) - _existing(db, ids, "messages")
         stats = IngestStats()
-        _ingest_one(db, account, FetchResult(messages=messages, cursor={}), stats, checked=True)
+        _ingest_one(db, account, FetchResult(messages=messages, cursor={}, listening=listening), stats, checked=True)
         result.messages += stats.new_messages
         updates = [(state, int(private), mid) for rec in batch if rec.account == account
                    for mid, (state, private) in rec.states.items() if mid in fresh]

@@ -3,6 +3,14 @@
 Identity is ``"{account}:{native_id}"`` for contacts, conversations and messages, so running the
 same sync twice stores nothing twice. A cursor is written only inside the transaction that stores
 the items it covers: a crash can cost a re-fetch, never a hole.
+
+Listening (``FetchResult.listening``): a conversation first seen in a listening result is marked with
+the query's name and waits in the Listening view; its customers' posts are logged as ``listened``,
+an event no SLA clock reads (unless a policy for listening asks, see ``sla``). A listening result
+never changes a conversation the inbox already has (a post that also tags us is one conversation).
+A conversation joins the inbox when it is answered (the ``listening_answered`` trigger) or when the
+inbox's own streams bring a customer's message into it, the matched post itself included (it tagged
+us after all): that message then starts the clock at the time it was written.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
-from replydesk.storage import slastate
+from replydesk.storage import reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,18 @@ EARLIEST = 946684800.0
 LATEST_AHEAD = 86400.0
 
 
+@dataclass(frozen=True, slots=True)
+class ListeningMatch:
+    """A new post a listening query found: what a rule may act on (tag ``complaint`` when it says
+    "refund"). ``waiting`` is False when the post went into a conversation the inbox already has."""
+
+    conversation_id: str
+    message_id: str
+    query: str
+    text: str
+    waiting: bool
+
+
 @dataclass
 class IngestStats:
     new_messages: int = 0
@@ -42,6 +62,8 @@ class IngestStats:
     skipped: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     conversations: set[str] = field(default_factory=set)
+    listened: list[ListeningMatch] = field(default_factory=list)
+    joined: set[str] = field(default_factory=set)  # listening conversations that joined the inbox
 
 
 _json_str = json.encoder.encode_basestring_ascii  # the C string encoder json.dumps itself uses
@@ -199,6 +221,16 @@ def ensure_account(db: Database, name: str, provider: str, platform: str) -> Non
     )
 
 
+def _known_conversations(db: Database, ids: Sequence[str]) -> dict[str, str | None]:
+    """Which of ``ids`` exist, each with its listening marker (None: an inbox conversation)."""
+    found: dict[str, str | None] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        qs = ",".join("?" * len(chunk))
+        found.update(db.conn.execute(f"SELECT id, listening FROM conversations WHERE id IN ({qs})", chunk))
+    return found
+
+
 def _existing(db: Database, ids: Sequence[str], table: str) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
@@ -214,6 +246,8 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     with db.transaction():
         for result in results:
             _ingest_one(db, account, result, stats)
+            if result.cursor is None:  # a pushed payload: no cursor to advance
+                continue
             db.conn.execute(
                 "INSERT INTO sync_cursors(account, stream, cursor, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
@@ -257,6 +291,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             stats.skipped += 1
             continue
         fresh[mid] = msg
+    if have and result.listening is None:  # the inbox's stream re-delivers what listening found first?
+        _join_on_redelivery(db, account, [(mid, m) for mid, m in zip(msg_ids, good, strict=True) if mid in have],
+                            stats)
     if not fresh:
         return
 
@@ -274,9 +311,26 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     db.conn.executemany(CONTACT_UPSERT, [seen.row(cid, account) for cid, seen in contacts.items()])
 
     conv_ids = list(convs)
-    known = _existing(db, conv_ids, "conversations")
+    known_marks = _known_conversations(db, conv_ids)
+    known = set(known_marks)
+    query = result.listening
+    # Conversations left waiting in the Listening view after this batch: the ones already there, and
+    # those this listening result starts; the inbox's own streams take theirs into the inbox.
+    waiting = {c for c, mark in known_marks.items() if mark}
+    joining: dict[str, tuple[str, float]] = {}
+    if query:
+        waiting |= {c for c in conv_ids if c not in known}
+    elif waiting:
+        for c in list(waiting):
+            said = [m.created_at for _, m in convs[c] if m.direction == "in" and not _automatic(m)]
+            if said:
+                joining[c] = (known_marks[c] or "", min(said))
+                waiting.discard(c)
+    if waiting:  # a thread we already answered in (our own post came with it) is ours, not listening's
+        waiting -= {c for c in waiting if any(m.direction == "out" for _, m in convs[c])}
     conv_rows = []
     robots_only: list[str] = []
+    customer_wrote: list[tuple[str, str, str]] = []  # (id, platform, kind): windows count from a new message
     any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
     for conv_id, items in convs.items():
         items.sort(key=lambda pair: pair[1].created_at)
@@ -291,6 +345,8 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 people = [m for _, m in items]
         inbound = [m for m in people if m.direction == "in" and not (any_robot and _automatic(m))]
         outbound = [m for _, m in items if m.direction == "out"]
+        if inbound:
+            customer_wrote.append((conv_id, first.platform, first.kind))
         customer = next((m for m in inbound), next((m for _, m in items if m.direction == "in"), first))
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
@@ -303,6 +359,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             int(people[-1].direction == "in" and not (any_robot and _automatic(people[-1]))),
             int(any(m.direction == "in" for _, m in items)),
             _json(_conv_meta(items)),
+            query if conv_id in waiting and conv_id not in known else None,
         ))
         if conv_id not in known:
             stats.new_conversations += 1
@@ -312,8 +369,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         robots_only)} if robots_only else {}
     db.conn.executemany(
         """INSERT INTO conversations(id, account, platform, kind, native_id, contact_id, subject, snippet,
-               created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               created_at, last_message_at, last_inbound_at, last_outbound_at, needs_reply, unread, meta,
+               listening)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
            ON CONFLICT(id) DO UPDATE SET
              subject = CASE WHEN conversations.subject = '' THEN excluded.subject ELSE conversations.subject END,
              snippet = CASE WHEN excluded.last_message_at >= conversations.last_message_at
@@ -333,27 +391,38 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     if kept:  # a bounce or an out-of-office reply does not change whether a person awaits an answer
         db.conn.executemany("UPDATE conversations SET needs_reply=? WHERE id=?",
                             [(needs, conv_id) for conv_id, needs in kept.items()])
+    if customer_wrote:
+        reply_windows.customer_wrote(db, account, customer_wrote)
 
     db.conn.executemany(
         "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or m.contact.name or m.contact.handle, 500), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m), 500), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
-             "received" if m.direction == "in" else "sent", _json(_meta(m) if m.spans else m.meta),
+             "received" if m.direction == "in" else "sent",
+             _json({**(_meta(m) if m.spans else m.meta), "listening": query} if query
+                   else (_meta(m) if m.spans else m.meta)),
              _automatic(m) if m.automatic else None)
             for mid, m in fresh.items()
         ],
     )
+    if joining:
+        _join(db, joining, "the customer wrote to us", stats)
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [_event_row(mid, m, account) if m.automatic else
+        [_event_row(mid, m, account, waiting) if m.automatic or waiting else
          (item_id(account, m.conversation_native_id), m.created_at,
           "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
           "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
          for mid, m in fresh.items()],
     )
+    if query:
+        for mid, m in fresh.items():
+            if m.direction == "in":
+                conv = item_id(account, m.conversation_native_id)
+                stats.listened.append(ListeningMatch(conv, mid, query, m.text, conv in waiting))
     stats.new_messages += len(fresh)
     _wake_on_inbound(db, convs, known)
     if any(m.delivery_failure is not None for m in fresh.values()):
@@ -432,18 +501,58 @@ ON CONFLICT(id) DO UPDATE SET
 """
 
 
-def _event_row(mid: str, m: IncomingMessage, account: str) -> tuple:
+def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset()
+               ) -> tuple:
     """The log row of a new message. An automatic one is logged as ``automatic``, a kind the SLA
-    engine and the reports do not read: it neither starts nor restarts a clock."""
+    engine and the reports do not read: it neither starts nor restarts a clock. A customer's post in a
+    conversation waiting in the Listening view is logged as ``listened``: no clock either."""
+    conv_id = item_id(account, m.conversation_native_id)
     data = '{"message": ' + _json_str(mid) + "}"
     reason = _automatic(m)
     if reason:
         kind, actor, data = "automatic", "robot", json.dumps({"message": mid, "reason": reason})
     elif m.direction == "in":
-        kind, actor = "in", "customer"
+        kind, actor = ("listened" if conv_id in waiting else "in"), "customer"
     else:
         kind, actor = ("reply" if m.direction == "out" else "note"), "platform"
-    return (item_id(account, m.conversation_native_id), m.created_at, kind, actor, data)
+    return (conv_id, m.created_at, kind, actor, data)
+
+
+def _join(db: Database, conversations: dict[str, tuple[str, float]], why: str, stats: IngestStats) -> None:
+    """Listening conversations join the inbox (``conversations``: id -> (the query that found it, when))."""
+    ids = list(conversations)
+    db.conn.execute(f"UPDATE conversations SET listening = NULL WHERE id IN ({','.join('?' * len(ids))})", ids)
+    db.conn.executemany(
+        "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+        [(c, at, "joined", "platform", json.dumps({"listening": q, "why": why}))
+         for c, (q, at) in conversations.items()],
+    )
+    stats.joined.update(ids)
+    stats.conversations.update(ids)
+
+
+def _join_on_redelivery(db: Database, account: str, again: list[tuple[str, IncomingMessage]],
+                        stats: IngestStats) -> None:
+    """The inbox's own stream delivers posts we hold from listening (the post tagged us too): their
+    conversation joins the inbox, and each such customer post starts its clock when it was written,
+    as if listening had never seen it first. Runs only for re-delivered items, so costs nothing else."""
+    by_conv: dict[str, list[tuple[str, IncomingMessage]]] = {}
+    for mid, m in again:
+        if m.direction == "in" and not _automatic(m):
+            by_conv.setdefault(item_id(account, m.conversation_native_id), []).append((mid, m))
+    if not by_conv:
+        return
+    marks = {c: mark for c, mark in _known_conversations(db, list(by_conv)).items() if mark}
+    if not marks:
+        return
+    posts = [(mid, m) for c in marks for mid, m in by_conv[c]]
+    _join(db, {c: (mark, min(m.created_at for _, m in by_conv[c])) for c, mark in marks.items()},
+          "the post tagged us too", stats)
+    db.conn.executemany(
+        "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+        [(item_id(account, m.conversation_native_id), m.created_at, "in", "customer",
+          '{"message": ' + _json_str(mid) + "}") for mid, m in posts],
+    )
 
 
 def _record_delivery_failures(db: Database, account: str, fresh: dict[str, IncomingMessage]) -> None:
@@ -478,6 +587,13 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
                 (conv_id, m.created_at, "bounced", "robot",
                  json.dumps({"message": message_id, "report": mid, "reason": reason})),
             )
+
+
+def _customer_name(m: IncomingMessage) -> str:
+    """The author of a message the platform gave no author: the customer for what came in, never
+    for our own messages (those show as ours; crediting them to the contact made our earlier
+    replies read as the customer's)."""
+    return (m.contact.name or m.contact.handle) if m.direction == "in" else ""
 
 
 def _replace_text(msg: IncomingMessage, text: str) -> IncomingMessage:

@@ -1,4 +1,11 @@
-"""The outbox: a reply is durable before it is sent, and leaves exactly once, in order.
+"""The outbox: a reply (or another action) is durable before it is sent, and leaves exactly once, in order.
+
+What it carries (``action``): replies, and the actions that change something on a platform besides
+a reply: ``mark_read``, ``edit_reply``, ``delete_reply`` and ``create_ticket`` (an escalation handed
+to a helpdesk account). All of them follow the life below, with the same idempotency key, the same
+backoff and the same order per conversation. An action has no thread message of its own
+(``message_id`` is ''); ``payload`` holds what the user asked for, ``result`` what the platform
+answered (a ticket's id and link). ``sent`` means done.
 
 Life of a reply: ``queued`` (written with the thread message in one transaction; may wait for an
 undo window or a scheduled time) → ``sending`` (committed *before* the network call) → ``sent``
@@ -19,15 +26,18 @@ hence due) reply lacks.
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from replydesk.model import iso
-from replydesk.storage import slastate
+from replydesk.model import ACTION_KINDS, iso
+from replydesk.storage import reply_windows, slastate
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import clean_text
-from replydesk.storage.queries import ReplyTarget, reply_target
+from replydesk.storage.ingest import TAG_SEP, clean_text
+from replydesk.storage.queries import ReplyTarget, action_summary, reply_target
+from replydesk.windows import Verdict
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")
@@ -47,14 +57,40 @@ class OutboxItem:
     attempts: int
     last_error: str | None
     remote_id: str | None
+    action: str = "reply"  # one of model.ACTION_KINDS
+    payload: dict[str, Any] = field(default_factory=dict)  # what was asked (see model.OutgoingAction)
+    result: dict[str, Any] = field(default_factory=dict)  # what the platform answered (a ticket's link)
+
+    @property
+    def is_reply(self) -> bool:
+        return self.action == "reply"
+
+    @property
+    def send_as(self) -> str | None:
+        """The choice a reply outside its plain window was queued with (``windows.HUMAN_AGENT``)."""
+        value = self.payload.get("send_as")
+        return value if isinstance(value, str) and value else None
+
+    def summary(self) -> str:
+        """One line for lists (``replydesk outbox``, the thread): the text, or what the action does."""
+        return action_summary(self.action, self.account, self.text, self.payload, self.result, self.remote_id)
 
 
 _COLS = ("key, conversation_id, message_id, account, private, text, created_at, not_before, state, attempts, "
-         "last_error, remote_id")
+         "last_error, remote_id, action, payload, result")
+
+
+def _loads(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _item(r: tuple) -> OutboxItem:
-    return OutboxItem(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+    return OutboxItem(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                      r[12], _loads(r[13]), _loads(r[14]))
 
 
 class AutomaticRecipient(ActionError):
@@ -66,13 +102,27 @@ class AutomaticRecipient(ActionError):
         self.reason = reason
 
 
+class OutsideReplyWindow(ActionError):
+    """The platform would refuse the reply: its reply window is closed (``verdict`` says what it
+    still allows: ``verdict.choices``, e.g. the human-agent tag, or a public answer)."""
+
+    def __init__(self, conv_id: str, verdict: Verdict) -> None:
+        super().__init__(f"{conv_id}: {verdict.reason}; the reply was not queued")
+        self.verdict = verdict
+
+
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
-                at: float | None = None, actor: str = "me", to_automatic: bool = False) -> str:
+                at: float | None = None, actor: str = "me", to_automatic: bool = False,
+                send_as: str | None = None) -> str:
     """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
 
     A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
     newsletter) would go to a robot: it raises ``AutomaticRecipient`` unless ``to_automatic`` says
-    the user confirmed it (the console asks; the CLI wants ``--force``)."""
+    the user confirmed it (the console asks; the CLI wants ``--force``).
+
+    A reply that would leave (``not_before``) after its conversation's reply window closed raises
+    ``OutsideReplyWindow`` with the choices the platform still allows; ``send_as`` is the choice
+    the user took (``windows.HUMAN_AGENT``), checked against the window the same way."""
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -84,21 +134,130 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
         target = reply_target(db, conv_id)
         if target is not None and target.automatic and not to_automatic:
             raise AutomaticRecipient(conv_id, target.automatic)
+        verdict = reply_windows.verdict(db, conv_id, not_before, private=private, send_as=send_as)
+        if verdict is not None and not verdict.allowed:
+            raise OutsideReplyWindow(conv_id, verdict)
         account = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
         msg_id = f"{account}:out:{key}"
-        seq = db.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
         db.conn.execute(
             "INSERT INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
             "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg_id, conv_id, account, f"out:{key}", "out", actor, text, now, "queued", int(private)),
         )
-        db.conn.execute(
-            f"INSERT INTO outbox({_COLS}, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (key, conv_id, msg_id, account, int(private), text, now, not_before, "queued", 0, None, None, now, seq),
-        )
-        _event(db, conv_id, "queued", actor, {"key": key, "private": private, "not_before": not_before})
+        payload = {"send_as": send_as} if send_as else {}
+        _insert(db, key, conv_id, msg_id, account, private, text, now, not_before, "reply", payload)
+        data: dict[str, Any] = {"key": key, "private": private, "not_before": not_before}
+        if send_as:
+            data["send_as"] = send_as
+        _event(db, conv_id, "queued", actor, data)
         db.conn.execute("DELETE FROM drafts WHERE conversation_id=?", (conv_id,))
     return key
+
+
+def _insert(db: Database, key: str, conv_id: str, msg_id: str, account: str, private: bool, text: str,
+            now: float, not_before: float, action: str, payload: dict[str, Any]) -> None:
+    seq = db.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM outbox").fetchone()[0]
+    db.conn.execute(
+        f"INSERT INTO outbox({_COLS}, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (key, conv_id, msg_id, account, int(private), text, now, not_before, "queued", 0, None, None,
+         action, json.dumps(payload, ensure_ascii=False), "{}", now, seq),
+    )
+
+
+#: The most of a conversation a ticket's transcript carries (newest messages, each cut visibly).
+TRANSCRIPT_MESSAGES = 50
+TRANSCRIPT_CHARS = 4000
+
+
+def queue_action(db: Database, conv_id: str, kind: str, payload: dict[str, Any] | None = None, *,
+                 account: str | None = None, delay: float = 0.0, actor: str = "me") -> str:
+    """Queue an action other than a reply on ``conv_id``; returns its key.
+
+    ``account`` performs it (default: the conversation's own; a ticket goes to the helpdesk's).
+    What the action needs is completed and frozen here, so a later change to the thread does not
+    change what leaves:
+
+    - ``mark_read``: the newest inbound message, as ``up_to``
+    - ``edit_reply`` / ``delete_reply``: our sent reply (``payload["message_id"]``, default the
+      newest), as its platform id; ``edit_reply`` needs ``payload["text"]``
+    - ``create_ticket``: use ``queue_ticket``, which builds the payload
+    """
+    if kind not in ACTION_KINDS or kind == "reply":
+        raise ActionError(f"unknown action {kind!r} (one of: {', '.join(k for k in ACTION_KINDS if k != 'reply')})")
+    asked = dict(payload or {})
+    key = uuid.uuid4().hex
+    now = db.now()
+    with db.transaction():
+        _require(db, [conv_id])
+        own = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
+        text = ""
+        if kind == "mark_read":
+            newest = db.conn.execute(
+                "SELECT native_id FROM messages WHERE conversation_id=? AND direction='in' "
+                "ORDER BY created_at DESC, rowid DESC LIMIT 1", (conv_id,)).fetchone()
+            if newest is None:
+                raise ActionError(f"{conv_id}: nothing came in to mark read")
+            asked["up_to"] = newest[0]
+        elif kind in ("edit_reply", "delete_reply"):
+            asked.update(_our_reply(db, conv_id, asked.get("message_id")))
+            if kind == "edit_reply":
+                text = clean_text(asked.get("text") if isinstance(asked.get("text"), str) else "")
+                if not text.strip():
+                    raise ActionError("an edited reply cannot be empty")
+                asked["text"] = text
+        elif kind == "create_ticket" and not asked.get("external_id"):
+            raise ActionError("a ticket is queued with queue_ticket (it builds the transcript)")
+        _insert(db, key, conv_id, "", account or own, False, text, now, now + delay, kind, asked)
+        _event(db, conv_id, "action_queued", actor, {"key": key, "action": kind, "account": account or own})
+    return key
+
+
+def _our_reply(db: Database, conv_id: str, message_id: Any) -> dict[str, Any]:
+    """Our sent reply an edit or a delete is about: its ids and the start of its text."""
+    sql = ("SELECT id, native_id, text, state FROM messages WHERE conversation_id=? AND direction='out'")
+    params: list[Any] = [conv_id]
+    if isinstance(message_id, str) and message_id:
+        sql += " AND (id=? OR native_id=?)"
+        params += [message_id, message_id]
+    else:
+        sql += " AND state='sent'"
+    row = db.conn.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params).fetchone()
+    if row is None:
+        raise ActionError(f"{conv_id}: no reply of ours " + (f"{message_id!r} " if message_id else "") +
+                          "that has reached the platform")
+    if row[3] != "sent":
+        raise ActionError(f"{conv_id}: our reply {row[0]} is {row[3]}, not on the platform: "
+                          "take it back or edit it in the outbox instead")
+    return {"message_id": row[0], "remote_id": row[1], "quote": " ".join(row[2].split())[:80]}
+
+
+def queue_ticket(db: Database, conv_id: str, *, account: str, target: str, reason: str = "", note: str = "",
+                 actor: str = "me") -> str:
+    """Queue ``create_ticket`` on the helpdesk ``account`` for an escalation to ``target``.
+
+    The payload is what a helpdesk needs, as the conversation is now: subject, requester, priority,
+    tags, our conversation id as the external id, and the transcript of its newest messages
+    (internal notes left out; the escalation's own note goes separately)."""
+    with db.transaction():
+        _require(db, [conv_id])
+        row = db.conn.execute(
+            "SELECT c.subject, c.snippet, c.priority, c.tags, c.platform, c.kind, coalesce(p.name, ''), "
+            "coalesce(p.handle, '') FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id WHERE c.id=?",
+            (conv_id,)).fetchone()
+        messages = db.conn.execute(
+            "SELECT direction, author, text, created_at FROM messages WHERE conversation_id=? "
+            "AND direction IN ('in','out') AND state NOT IN ('cancelled','deleted') "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?", (conv_id, TRANSCRIPT_MESSAGES)).fetchall()
+        transcript = [{"at": iso(m[3]), "from": "customer" if m[0] == "in" else "us", "author": m[1],
+                       "text": m[2] if len(m[2]) <= TRANSCRIPT_CHARS else m[2][:TRANSCRIPT_CHARS] + " […]"}
+                      for m in reversed(messages)]
+        subject = row[0] or " ".join((row[1] or "").split())[:80] or f"{row[4]} {row[5]} from {row[6] or row[7]}"
+        payload = {
+            "subject": subject, "requester": {"name": row[6], "handle": row[7]}, "priority": row[2],
+            "tags": [t for t in (row[3] or "").split(TAG_SEP) if t], "external_id": conv_id,
+            "platform": row[4], "target": target, "reason": reason, "note": note, "transcript": transcript,
+        }
+        return queue_action(db, conv_id, "create_ticket", payload, account=account, actor=actor)
 
 
 def get(db: Database, key: str) -> OutboxItem | None:
@@ -141,10 +300,12 @@ def in_flight(db: Database, account: str | None = None) -> list[OutboxItem]:
     return [_item(tuple(r)) for r in db.conn.execute(sql + " ORDER BY seq", params)]
 
 
-def needing_attention(db: Database, account: str) -> dict[str, int]:
-    """How many of the account's replies wait for the user (``failed``, ``unknown``), by state."""
+def needing_attention(db: Database, account: str, *, replies: bool = True) -> dict[str, int]:
+    """How many of the account's replies (``replies=False``: its other actions) wait for the user
+    (``failed``, ``unknown``), by state."""
     return dict(db.conn.execute(
-        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') GROUP BY state",
+        "SELECT state, count(*) FROM outbox WHERE account=? AND state IN ('failed','unknown') "
+        f"AND action {'=' if replies else '!='} 'reply' GROUP BY state",
         (account,),
     ).fetchall())
 
@@ -210,7 +371,9 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
         if item is None or item.state == "sent":
             return
         new_id = f"{item.account}:{remote_id}"
-        clash = db.conn.execute("SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
+        # (not our own row: a reply recorded sent once keeps its new id if it is ever recorded again)
+        clash = new_id != item.message_id and db.conn.execute(
+            "SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
         if clash:  # the platform's copy arrived by sync first: keep it, drop our placeholder
             db.conn.execute("DELETE FROM messages WHERE id=?", (item.message_id,))
             db.conn.execute("UPDATE messages SET state='sent' WHERE id=?", (new_id,))
@@ -233,6 +396,32 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
             _event(db, item.conversation_id, "reply", "me",
                    {"key": key, "remote_id": remote_id, "private": item.private}, at=sent_at)
         slastate.refresh(db, [item.conversation_id])
+
+
+def mark_done(db: Database, key: str, remote_id: str, done_at: float, details: dict[str, Any] | None = None) -> None:
+    """Record that an action other than a reply happened, and show its effect in the thread: an
+    edited reply takes its new text, a deleted one is marked deleted, a ticket is logged with its
+    id and link."""
+    with db.transaction():
+        item = get(db, key)
+        if item is None or item.state == "sent":
+            return
+        result = {"id": remote_id, **(details or {})}
+        db.conn.execute(
+            "UPDATE outbox SET state='sent', remote_id=?, result=?, last_error=NULL, updated_at=? WHERE key=?",
+            (remote_id, json.dumps(result, ensure_ascii=False, default=str), db.now(), key),
+        )
+        target = item.payload.get("message_id") if isinstance(item.payload.get("message_id"), str) else None
+        if item.action == "edit_reply" and target:
+            db.conn.execute("UPDATE messages SET text=?, meta=json_set(meta, '$.edited_at', ?) WHERE id=?",
+                            (item.text, done_at, target))
+        elif item.action == "delete_reply" and target:
+            db.conn.execute("UPDATE messages SET state='deleted', meta=json_set(meta, '$.deleted_at', ?) WHERE id=?",
+                            (done_at, target))
+        kind = {"edit_reply": "reply_edited", "delete_reply": "reply_deleted", "mark_read": "platform_read",
+                "create_ticket": "ticket"}.get(item.action, item.action)
+        _event(db, item.conversation_id, kind, "me",
+               {"key": key, "account": item.account, "remote_id": remote_id, **(details or {})}, at=done_at)
 
 
 def mark_retry(db: Database, key: str, error: str, retry_at: float, *, refused: bool = False) -> None:
@@ -279,14 +468,18 @@ def retry(db: Database, key: str, text: str | None = None) -> None:
         attempts = {"unknown": 0, "failed": min(item.attempts, 1)}.get(item.state, item.attempts)
         db.conn.execute("UPDATE outbox SET attempts=? WHERE key=?", (attempts, key))
         _set(db, key, "queued", last_error=None, not_before=db.now())
+        _event(db, item.conversation_id, "retry", "me", {"key": key})  # a team hears of it from the log
 
 
 def confirm_sent(db: Database, key: str) -> None:
-    """The user checked the platform and the 'unknown' reply is there: record it as sent."""
+    """The user checked the platform and the 'unknown' reply (or action) is there: record it as done."""
     item = get(db, key)
     if item is None or item.state != "unknown":
         raise ActionError(f"reply {key} is not marked unknown")
-    mark_sent(db, key, item.remote_id or f"confirmed:{key}", db.now())
+    if item.is_reply:
+        mark_sent(db, key, item.remote_id or f"confirmed:{key}", db.now())
+    else:
+        mark_done(db, key, item.remote_id or f"confirmed:{key}", db.now(), {"confirmed": True})
 
 
 def cancel(db: Database, key: str) -> OutboxItem:
@@ -302,12 +495,28 @@ def cancel(db: Database, key: str) -> OutboxItem:
     return item
 
 
+def window_refusal(db: Database, item: OutboxItem) -> str | None:
+    """Why ``item`` (a reply) may not leave now because its reply window has closed since it was
+    queued, or None. The engine asks just before sending: the platform would refuse it."""
+    if not item.is_reply:
+        return None
+    verdict = reply_windows.verdict(db, item.conversation_id, db.now(), private=item.private, send_as=item.send_as)
+    return None if verdict is None or verdict.allowed else f"not sent: {verdict.reason}"
+
+
+def actions_of(db: Database, conv_id: str) -> list[OutboxItem]:
+    """The conversation's actions other than replies (tickets, edits, deletes, read marks), oldest
+    first, for the thread."""
+    return [_item(tuple(r)) for r in db.conn.execute(
+        f"SELECT {_COLS} FROM outbox WHERE conversation_id=? AND action != 'reply' ORDER BY seq", (conv_id,))]
+
+
 def as_json(item: OutboxItem) -> dict:
     return {
-        "key": item.key, "conversation": item.conversation_id, "account": item.account,
+        "key": item.key, "action": item.action, "conversation": item.conversation_id, "account": item.account,
         "private": item.private, "text": item.text, "state": item.state, "attempts": item.attempts,
         "error": item.last_error, "created_at": iso(item.created_at), "not_before": iso(item.not_before),
-        "remote_id": item.remote_id,
+        "remote_id": item.remote_id, "payload": item.payload, "result": item.result,
     }
 
 

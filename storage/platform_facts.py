@@ -20,14 +20,32 @@ def _encode(facts: Mapping[str, PlatformFacts]) -> str:
 
 
 def save(db: Database, account: str, facts: Mapping[str, PlatformFacts]) -> bool:
-    """Store ``account``'s facts; True when they changed (an unchanged write costs no commit)."""
+    """Store ``account``'s facts; True when they changed (an unchanged write costs no commit).
+
+    Changed reply-window rules apply to the account's conversations at once (a workspace made
+    before the rules existed, or a provider that learned them), not only from the next message."""
+    from replydesk.storage import reply_windows
+
     value = _encode(facts)
     row = db.conn.execute("SELECT facts FROM accounts WHERE name=?", (account,)).fetchone()
     if row is None or row[0] == value:
         return False
     with db.transaction():
         db.conn.execute("UPDATE accounts SET facts=? WHERE name=?", (value, account))
+        reply_windows.refresh(db, account)
     return True
+
+
+def for_account(db: Database, account: str) -> dict[str, PlatformFacts]:
+    """One account's facts by platform ({} when the engine never stored any)."""
+    row = db.conn.execute("SELECT facts FROM accounts WHERE name=?", (account,)).fetchone()
+    try:
+        data = json.loads(row[0] or "{}") if row else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {p: PlatformFacts.from_dict(e, p) for p, e in data.items() if isinstance(p, str) and p}
 
 
 def load(db: Database) -> list[tuple[str, str, PlatformFacts]]:

@@ -23,6 +23,8 @@ from replydesk.storage.schema import (
     RANK_LEVELS,
     rank_bucket,
 )
+from replydesk.windows import Window
+from replydesk.windows import parse as parse_windows
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -44,6 +46,10 @@ class InboxFilter:
     sla_states: tuple[str, ...] = ()
     needs_reply: bool | None = None
     conversation_ids: tuple[str, ...] | None = None  # search results
+    #: False: the inbox (conversations addressed to us); True: the Listening view (posts a listening
+    #: query found, not yet answered); None: both. ``listening_queries`` narrows the view to queries.
+    listening: bool | None = False
+    listening_queries: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> InboxFilter:
         return replace(self, **changes)
@@ -72,14 +78,27 @@ class InboxRow:
     sla_due_at: float | None
     sla_warn_at: float | None
     last_message_at: float
+    #: When the platform lets us answer (``replydesk.windows``: WhatsApp's 24 hours, then templates);
+    #: empty where no window applies. The composer and the SLA pane count it down.
+    reply_windows: tuple[Window, ...] = ()
+    listening: str | None = None  # the query that found it, while it waits in the Listening view
 
 
 _ROW_SQL = (
     "SELECT c.id, c.account, c.platform, c.kind, coalesce(p.name, ''), coalesce(p.handle, ''), c.subject, "
     "c.snippet, c.status, c.assignee, c.priority, c.escalated, c.tags, c.needs_reply, c.unread, "
-    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at "
-    "FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
+    "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at, "
+    "c.reply_window, c.listening FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
 )
+
+
+def _windows(raw: str | None) -> tuple[Window, ...]:
+    if not raw:
+        return ()
+    try:
+        return tuple(parse_windows(json.loads(raw)))
+    except ValueError:
+        return ()
 
 
 def _row(r: tuple) -> InboxRow:
@@ -88,7 +107,7 @@ def _row(r: tuple) -> InboxRow:
         snippet=r[7], status=r[8], assignee=r[9], priority=r[10], escalated=bool(r[11]),
         tags=tuple(t for t in r[12].split(TAG_SEP) if t), needs_reply=bool(r[13]), unread=bool(r[14]),
         vip=bool(r[15]), sla_state=r[16], sla_metric=r[17], sla_due_at=r[18], sla_warn_at=r[19],
-        last_message_at=r[20],
+        last_message_at=r[20], reply_windows=_windows(r[21]), listening=r[22],
     )
 
 
@@ -129,6 +148,13 @@ def _where(f: InboxFilter) -> tuple[str, list[Any]]:
     if f.needs_reply is not None:
         clauses.append("c.needs_reply = ?")
         params.append(int(f.needs_reply))
+    # Literal too, for the partial indexes: the inbox's leave listening rows out, conv_listening has only them.
+    if f.listening is False:
+        clauses.append("c.listening IS NULL")
+    elif f.listening is True:
+        clauses.append("c.listening IS NOT NULL")
+    if f.listening_queries:
+        among("c.listening", f.listening_queries)
     if f.conversation_ids is not None:
         if not f.conversation_ids:
             clauses.append("0")
@@ -138,6 +164,14 @@ def _where(f: InboxFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _index_hint(f: InboxFilter) -> str:
+    if f.listening is True:
+        return " INDEXED BY conv_listening"
+    if f.listening is False and tuple(sorted(f.statuses or ())) == OPEN_STATUSES:
+        return " INDEXED BY conv_open_inbox"
+    return ""
+
+
 def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[InboxRow]:
     """One page in inbox order. The page's ids are picked on the conversations index alone and
     only those rows are joined to their contacts, so the cost is the walk to ``offset``, not a
@@ -145,7 +179,7 @@ def inbox_page(db: Database, f: InboxFilter, offset: int, limit: int) -> list[In
     where, params = _where(f)
     # The open views walk the partial index in inbox order. Named explicitly: without fresh
     # ANALYZE statistics the planner prefers conv_status_inbox and sorts every open row per page.
-    hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    hint = _index_hint(f)
     # Deep pages (the end of the list after G, a scroll far down) start the walk at the bucket of
     # the inbox order that holds ``offset`` (inbox_ranks), not at the top of the list.
     found = _bucket_holding(db, f, offset) if offset > WALK_BELOW else None
@@ -209,7 +243,10 @@ def _counter_where(f: InboxFilter, columns: tuple[str, ...]) -> tuple[list[str],
                 return None
             clauses.append(f"{column} IN ({','.join('?' * len(values))})")
             params.extend(values)
-    for column, value in (("assignee", f.assignee), ("escalated", f.escalated), ("needs_reply", f.needs_reply)):
+    if f.listening_queries:
+        return None  # the counters keep whether a conversation waits in the Listening view, not for which query
+    for column, value in (("assignee", f.assignee), ("escalated", f.escalated), ("needs_reply", f.needs_reply),
+                          ("listening", f.listening)):
         if value is not None:
             if column not in columns:
                 return None
@@ -290,7 +327,7 @@ def position_of(db: Database, f: InboxFilter, conv_id: str) -> int | None:
         start_params = [NO_DUE, esc, last, high]
     else:
         start, start_params = "c.sort_due BETWEEN ? AND ?", [NO_DUE, due]
-    hint = " INDEXED BY conv_open_inbox" if tuple(sorted(f.statuses or ())) == OPEN_STATUSES else ""
+    hint = _index_hint(f)
     within = db.conn.execute(
         f"SELECT count(*) FROM conversations c{hint}{where}{glue}{_BEFORE} AND {start} "
         f"AND {rank_bucket('c', width)} = ?",
@@ -332,6 +369,48 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class ActionView:
+    """An outbox action on the conversation other than a reply (a ticket, an edit, a delete, a read
+    mark), as the thread shows it."""
+
+    key: str
+    action: str
+    account: str
+    state: str
+    error: str | None
+    created_at: float
+    updated_at: float
+    summary: str
+    result: dict = field(default_factory=dict)
+
+
+def action_summary(action: str, account: str, text: str, payload: dict, result: dict, remote_id: str | None) -> str:
+    """One line for what an outbox row does (``replydesk outbox``, the thread)."""
+    if action == "reply":
+        return text
+    if action == "edit_reply":
+        return f"edit our reply to: {text}"
+    if action == "delete_reply":
+        quote = payload.get("quote")
+        return "delete our reply" + (f": {quote}" if isinstance(quote, str) and quote else "")
+    if action == "mark_read":
+        return "mark read on the platform"
+    if action == "create_ticket":
+        ticket = result.get("id") or remote_id
+        subject = payload.get("subject") if isinstance(payload.get("subject"), str) else ""
+        return f"ticket in {account}" + (f" #{ticket}" if ticket else "") + (f": {subject}" if subject else "")
+    return action
+
+
+def _json_dict(raw: str | None) -> dict:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
 class Thread:
     conversation: InboxRow
     messages: list[MessageView]
@@ -339,6 +418,7 @@ class Thread:
     escalation_target: str | None
     snoozed_until: float | None
     meta: dict
+    actions: list[ActionView] = field(default_factory=list)
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
@@ -362,9 +442,17 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
             (conv_id,),
         )
     ]
+    acts = []
+    for r in db.conn.execute(
+            "SELECT key, action, account, state, last_error, created_at, updated_at, text, payload, result, "
+            "remote_id FROM outbox WHERE conversation_id=? AND action != 'reply' AND state != 'cancelled' "
+            "ORDER BY seq", (conv_id,)):
+        payload, result = _json_dict(r[8]), _json_dict(r[9])
+        acts.append(ActionView(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                               action_summary(r[1], r[2], r[7], payload, result, r[10]), result))
     return Thread(
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
-        escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"),
+        escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"), actions=acts,
     )
 
 
@@ -431,13 +519,14 @@ class Counts:
     breached: int
     warning: int
     by_platform: dict[str, dict[str, int]]  # platform -> {"open", "breached", "warning"}
+    listening: int = 0  # matches waiting in the Listening view (not in the other figures)
 
 
 def counts(db: Database) -> Counts:
     by: dict[str, dict[str, int]] = {}
     total = {"open": 0, "breached": 0, "warning": 0}
     for platform, state, n in db.conn.execute(
-        "SELECT platform, sla_state, sum(n) FROM inbox_cells WHERE status IN ('open','pending') "
+        "SELECT platform, sla_state, sum(n) FROM inbox_cells WHERE status IN ('open','pending') AND listening = 0 "
         "GROUP BY platform, sla_state"
     ):
         slot = by.setdefault(platform, {"open": 0, "breached": 0, "warning": 0})
@@ -446,7 +535,10 @@ def counts(db: Database) -> Counts:
         if state in ("breached", "warning"):
             slot[state] += n
             total[state] += n
-    return Counts(open=total["open"], breached=total["breached"], warning=total["warning"], by_platform=by)
+    waiting = db.conn.execute(
+        "SELECT coalesce(sum(n), 0) FROM inbox_cells WHERE status IN ('open','pending') AND listening = 1").fetchone()[0]
+    return Counts(open=total["open"], breached=total["breached"], warning=total["warning"], by_platform=by,
+                  listening=waiting)
 
 
 def all_tags(db: Database) -> list[str]:
@@ -514,8 +606,9 @@ class ReportRow:
 
 
 def conversations_started(db: Database, since: float | None, until: float) -> list[ReportRow]:
-    """Conversations created inside the window (``since`` None: from the beginning), for reports."""
-    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ?"
+    """Conversations created inside the window (``since`` None: from the beginning), for reports.
+    Listening matches nobody answered are not the business's conversations yet: they are left out."""
+    sql = "SELECT id, account, platform, assignee, tags FROM conversations WHERE created_at <= ? AND listening IS NULL"
     params: list[Any] = [until]
     if since is not None:
         sql += " AND created_at >= ?"

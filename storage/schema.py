@@ -6,6 +6,8 @@ never edit a released one — databases in the wild have already run it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # A sentinel "due" far in the future so rows without a running SLA sort after every real deadline
 # while the inbox index stays a plain ascending one.
 NO_DUE = 1e15
@@ -15,12 +17,33 @@ NO_DUE = 1e15
 _CUSTOMER = ("coalesce((SELECT p.name || ' ' || p.handle FROM contacts p WHERE p.id = {id}), ' ')")
 _TAGS = "replace({t}, char(31), ' ')"
 
-# ---- the inbox counters (migration 9) -----------------------------------------------------------
+# ---- the inbox counters (migrations 9 and 11) ----------------------------------------------------
 
-#: Columns a view can filter on, in inbox_cells (assignee '' = unassigned) ...
-CELL_COLUMNS = ("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee")
+
+@dataclass(frozen=True)
+class CounterLayout:
+    """Which columns the counter tables keep: ``cells`` in inbox_cells (every filterable column),
+    ``ranks`` in inbox_ranks (the columns the default views filter on). A migration that changes
+    them rebuilds the tables with the new layout; released migrations keep the layout they had."""
+
+    cells: tuple[str, ...]
+    ranks: tuple[str, ...]
+
+
+#: Migration 9's layout (assignee '' = unassigned).
+COUNTERS_9 = CounterLayout(
+    cells=("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee"),
+    ranks=("status", "sla_state", "escalated", "needs_reply", "kind", "assignee"),
+)
+#: Since migration 11, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
+#: inbox's counts, positions and deep pages leave listening matches out, and the Listening view's count.
+COUNTERS = CounterLayout(cells=(*COUNTERS_9.cells, "listening"), ranks=(*COUNTERS_9.ranks, "listening"))
+#: Columns a view can filter on, in inbox_cells ...
+CELL_COLUMNS = COUNTERS.cells
 #: ... and the ones inbox_ranks keeps per bucket (the default views filter only on these).
-RANK_COLUMNS = ("status", "sla_state", "escalated", "needs_reply", "kind", "assignee")
+RANK_COLUMNS = COUNTERS.ranks
+#: The triggers that keep the counters (rebuilt with the tables when the layout changes).
+COUNTER_TRIGGERS = ("inbox_counts_ai", "inbox_counts_ad", "inbox_cells_au", "inbox_ranks_au0", "inbox_ranks_au1")
 DAY = 86400
 #: The bucket widths of inbox_ranks' levels: a day, and a minute within it. A position sums the
 #: days before the conversation's and the minutes of its day before its minute, then walks its
@@ -57,82 +80,123 @@ def rank_parent(row: str, level: int) -> str:
     return "0" if level == 0 else rank_bucket(row, RANK_LEVELS[level - 1])
 
 
-def _value(row: str, col: str) -> str:
-    return f"coalesce({row}.assignee, '')" if col == "assignee" else f"{row}.{col}"
+def counter_value(row: str, col: str) -> str:
+    """What a counter keeps of ``row``'s column, as SQL (NULL assignee as '', listening as a flag)."""
+    if col == "assignee":
+        return f"coalesce({row}.assignee, '')"
+    if col == "listening":
+        return f"({row}.listening IS NOT NULL)"
+    return f"{row}.{col}"
 
 
-def _cell_values(row: str) -> str:
-    return ", ".join(_value(row, c) for c in CELL_COLUMNS)
+def _values(row: str, cols: tuple[str, ...]) -> str:
+    return ", ".join(counter_value(row, c) for c in cols)
 
 
-def _rank_values(row: str) -> str:
-    return ", ".join(_value(row, c) for c in RANK_COLUMNS)
+def _group(cols: tuple[str, ...]) -> str:
+    """GROUP BY keys of a backfill: the columns (assignee is NULL or set by then), the flag for listening."""
+    return ", ".join(counter_value("c", c) if c == "listening" else c for c in cols)
 
 
 def _changed(columns: str) -> str:
     return " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns.split(", "))
 
 
-def _count_add(row: str) -> str:
-    return (f"INSERT INTO inbox_cells({_CELL_COLS}, n) VALUES ({_cell_values(row)}, 1) "
-            f"ON CONFLICT({_CELL_COLS}) DO UPDATE SET n = n + 1;")
+def _count_add(row: str, lay: CounterLayout) -> str:
+    cols = ", ".join(lay.cells)
+    return (f"INSERT INTO inbox_cells({cols}, n) VALUES ({_values(row, lay.cells)}, 1) "
+            f"ON CONFLICT({cols}) DO UPDATE SET n = n + 1;")
 
 
-def _count_remove(row: str) -> str:
-    key = " AND ".join(f"{c} = {_value(row, c)}" for c in CELL_COLUMNS)
+def _count_remove(row: str, lay: CounterLayout) -> str:
+    key = " AND ".join(f"{c} = {counter_value(row, c)}" for c in lay.cells)
     return f"UPDATE inbox_cells SET n = n - 1 WHERE {key}; DELETE FROM inbox_cells WHERE {key} AND n <= 0;"
 
 
-def _rank_add(row: str, levels: range = range(len(RANK_LEVELS))) -> str:
+def _rank_add(row: str, lay: CounterLayout, levels: range = range(len(RANK_LEVELS))) -> str:
+    cols = ", ".join(lay.ranks)
     return "\n".join(
-        f"INSERT INTO inbox_ranks(level, parent, bucket, {_RANK_COLS}, n) VALUES ({level}, {rank_parent(row, level)}, "
-        f"{rank_bucket(row, RANK_LEVELS[level])}, {_rank_values(row)}, 1) "
-        f"ON CONFLICT(level, parent, bucket, {_RANK_COLS}) DO UPDATE SET n = n + 1;"
+        f"INSERT INTO inbox_ranks(level, parent, bucket, {cols}, n) VALUES ({level}, {rank_parent(row, level)}, "
+        f"{rank_bucket(row, RANK_LEVELS[level])}, {_values(row, lay.ranks)}, 1) "
+        f"ON CONFLICT(level, parent, bucket, {cols}) DO UPDATE SET n = n + 1;"
         for level in levels
     )
 
 
-def _rank_remove(row: str, levels: range = range(len(RANK_LEVELS))) -> str:
+def _rank_remove(row: str, lay: CounterLayout, levels: range = range(len(RANK_LEVELS))) -> str:
     out = []
     for level in levels:
         key = (f"level = {level} AND parent = {rank_parent(row, level)} AND bucket = "
-               f"{rank_bucket(row, RANK_LEVELS[level])} AND " + " AND ".join(f"{c} = {_value(row, c)}" for c in RANK_COLUMNS))
+               f"{rank_bucket(row, RANK_LEVELS[level])} AND "
+               + " AND ".join(f"{c} = {counter_value(row, c)}" for c in lay.ranks))
         out.append(f"UPDATE inbox_ranks SET n = n - 1 WHERE {key}; DELETE FROM inbox_ranks WHERE {key} AND n <= 0;")
     return "\n".join(out)
 
 
-def _rank_update_triggers() -> list[str]:
+def _rank_update_triggers(lay: CounterLayout) -> list[str]:
     """One trigger per level, each firing only when that level's bucket (or a kept column) changed:
     a deadline moved within its day rewrites the minute rows alone."""
+    source = ", ".join(lay.ranks)
     return [
-        f"""CREATE TRIGGER inbox_ranks_au{level} AFTER UPDATE OF sort_due, last_message_at, {_RANK_SOURCE}
+        f"""CREATE TRIGGER inbox_ranks_au{level} AFTER UPDATE OF sort_due, last_message_at, {source}
             ON conversations
             WHEN {rank_bucket("old", RANK_LEVELS[level])} IS NOT {rank_bucket("new", RANK_LEVELS[level])}
-              OR {_changed(_RANK_SOURCE)}
+              OR {_changed(source)}
         BEGIN
-            {_rank_remove("old", range(level, level + 1))}
-            {_rank_add("new", range(level, level + 1))}
+            {_rank_remove("old", lay, range(level, level + 1))}
+            {_rank_add("new", lay, range(level, level + 1))}
         END"""
         for level in range(len(RANK_LEVELS))
     ]
 
 
-def _rank_backfill() -> list[str]:
+def _rank_backfill(lay: CounterLayout) -> list[str]:
+    cols = ", ".join(lay.ranks)
     return [
-        f"""INSERT INTO inbox_ranks(level, parent, bucket, {_RANK_COLS}, n)
-            SELECT {level}, {rank_parent("c", level)}, {rank_bucket("c", RANK_LEVELS[level])}, {_rank_values("c")},
-                   count(*) FROM conversations c GROUP BY 2, 3, {_RANK_COLS}"""
+        f"""INSERT INTO inbox_ranks(level, parent, bucket, {cols}, n)
+            SELECT {level}, {rank_parent("c", level)}, {rank_bucket("c", RANK_LEVELS[level])}, {_values("c", lay.ranks)},
+                   count(*) FROM conversations c GROUP BY 2, 3, {_group(lay.ranks)}"""
         for level in range(len(RANK_LEVELS))
     ]
 
 
-_CELL_COLS = ", ".join(CELL_COLUMNS)
-_RANK_COLS = ", ".join(RANK_COLUMNS)
-_CELL_SOURCE = _CELL_COLS
-_RANK_SOURCE = ", ".join(c for c in RANK_COLUMNS)
-_TYPES = {"escalated": "INTEGER", "needs_reply": "INTEGER"}
-_CELL_DDL = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in CELL_COLUMNS)
-_RANK_DDL = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in RANK_COLUMNS)
+_TYPES = {"escalated": "INTEGER", "needs_reply": "INTEGER", "listening": "INTEGER"}
+
+
+def _ddl(cols: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} {_TYPES.get(c, 'TEXT')} NOT NULL" for c in cols)
+
+
+def counter_tables(lay: CounterLayout) -> list[str]:
+    """The counter tables of ``lay``, filled from the conversations, and the triggers that keep them."""
+    cells, ranks = ", ".join(lay.cells), ", ".join(lay.ranks)
+    return [
+        f"""CREATE TABLE inbox_cells (
+            {_ddl(lay.cells)}, n INTEGER NOT NULL, PRIMARY KEY ({cells})
+        ) WITHOUT ROWID""",
+        f"""CREATE TABLE inbox_ranks (
+            level INTEGER NOT NULL, parent INTEGER NOT NULL, bucket INTEGER NOT NULL, {_ddl(lay.ranks)},
+            n INTEGER NOT NULL, PRIMARY KEY (level, parent, bucket, {ranks})
+        ) WITHOUT ROWID""",
+        f"""INSERT INTO inbox_cells({cells}, n)
+            SELECT {_values("c", lay.cells)}, count(*) FROM conversations c GROUP BY {_group(lay.cells)}""",
+        *_rank_backfill(lay),
+        f"""CREATE TRIGGER inbox_counts_ai AFTER INSERT ON conversations BEGIN
+            {_count_add("new", lay)}
+            {_rank_add("new", lay)}
+        END""",
+        f"""CREATE TRIGGER inbox_counts_ad AFTER DELETE ON conversations BEGIN
+            {_count_remove("old", lay)}
+            {_rank_remove("old", lay)}
+        END""",
+        f"""CREATE TRIGGER inbox_cells_au AFTER UPDATE OF {cells} ON conversations
+            WHEN {_changed(cells)}
+        BEGIN
+            {_count_remove("old", lay)}
+            {_count_add("new", lay)}
+        END""",
+        *_rank_update_triggers(lay),
+    ]
 
 
 MIGRATIONS: list[list[str]] = [
@@ -410,31 +474,7 @@ MIGRATIONS: list[list[str]] = [
     # An empty assignee is unassigned (NULL), as actions.assign stores it; imports could write ''.
     [
         "UPDATE conversations SET assignee = NULL WHERE assignee = ''",
-        f"""CREATE TABLE inbox_cells (
-            {_CELL_DDL}, n INTEGER NOT NULL, PRIMARY KEY ({_CELL_COLS})
-        ) WITHOUT ROWID""",
-        f"""CREATE TABLE inbox_ranks (
-            level INTEGER NOT NULL, parent INTEGER NOT NULL, bucket INTEGER NOT NULL, {_RANK_DDL},
-            n INTEGER NOT NULL, PRIMARY KEY (level, parent, bucket, {_RANK_COLS})
-        ) WITHOUT ROWID""",
-        f"""INSERT INTO inbox_cells({_CELL_COLS}, n)
-            SELECT {_cell_values("c")}, count(*) FROM conversations c GROUP BY {_CELL_COLS}""",
-        *_rank_backfill(),
-        f"""CREATE TRIGGER inbox_counts_ai AFTER INSERT ON conversations BEGIN
-            {_count_add("new")}
-            {_rank_add("new")}
-        END""",
-        f"""CREATE TRIGGER inbox_counts_ad AFTER DELETE ON conversations BEGIN
-            {_count_remove("old")}
-            {_rank_remove("old")}
-        END""",
-        f"""CREATE TRIGGER inbox_cells_au AFTER UPDATE OF {_CELL_SOURCE} ON conversations
-            WHEN {_changed(_CELL_SOURCE)}
-        BEGIN
-            {_count_remove("old")}
-            {_count_add("new")}
-        END""",
-        *_rank_update_triggers(),
+        *counter_tables(COUNTERS_9),
     ],
     # 10: where an interrupted ``replydesk import`` of a file stands (committed with each batch), so a
     # rerun of the same, unchanged file continues there. offset/line for JSON Lines, records for both.
@@ -449,6 +489,93 @@ MIGRATIONS: list[list[str]] = [
             line INTEGER NOT NULL,
             updated_at REAL NOT NULL
         )""",
+    ],
+    # 11: the outbox carries actions besides replies (mark read, edit or delete our reply, create a
+    # ticket): the kind, what the user asked for, and what the platform answered. Existing rows are
+    # replies ('reply', no payload), so they keep their meaning and their place in line.
+    [
+        "ALTER TABLE outbox ADD COLUMN action TEXT NOT NULL DEFAULT 'reply'",
+        "ALTER TABLE outbox ADD COLUMN payload TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE outbox ADD COLUMN result TEXT NOT NULL DEFAULT '{}'",
+    ],
+    # 12: a conversation's reply windows (WhatsApp's 24 hours, Messenger's human-agent tag for 7 days):
+    # a JSON list of absolute times, recomputed on each inbound message; NULL where none applies.
+    [
+        "ALTER TABLE conversations ADD COLUMN reply_window TEXT",
+    ],
+    # 13: pushed payloads (webhook bodies), committed as received before anything parses them, then
+    # ingested through the normal path; one row per (account, dedupe key), so a redelivered or
+    # replayed body is stored once. state: received | ingested | unmappable (with the reason).
+    [
+        """CREATE TABLE pushed_bodies (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            headers TEXT NOT NULL DEFAULT '{}',
+            body BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'received',
+            reason TEXT,
+            items INTEGER NOT NULL DEFAULT 0,
+            deliveries INTEGER NOT NULL DEFAULT 1,
+            updated_at REAL NOT NULL,
+            UNIQUE (account, dedupe_key)
+        )""",
+        "CREATE INDEX pushed_pending ON pushed_bodies(account, id) WHERE state = 'received'",
+    ],
+    # 14: listening (posts found by a search, not addressed to us). ``listening`` holds the name of the
+    # query that found the conversation while it waits in the Listening view, NULL for the inbox's own
+    # (and once it joined the inbox). The inbox's partial indexes leave listening rows out (views must
+    # not walk them), and the Listening view gets its own. The inbox counters (migration 9) gain the
+    # listening flag as a column, so every count, position and deep page tells the two apart: their
+    # tables and triggers are rebuilt with it. A reply, however it is recorded (sent from the outbox,
+    # confirmed, or our own post fetched), joins the conversation to the inbox: the trigger clears the
+    # marker and logs why, so no path can forget it.
+    [
+        "ALTER TABLE conversations ADD COLUMN listening TEXT",
+        "DROP INDEX conv_open_inbox",
+        "CREATE INDEX conv_open_inbox ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE status IN ('open','pending') AND listening IS NULL",
+        "CREATE INDEX conv_listening ON conversations(sort_due, escalated DESC, last_message_at DESC, id) "
+        "WHERE listening IS NOT NULL",
+        """CREATE TRIGGER listening_answered AFTER INSERT ON events
+           WHEN new.kind = 'reply' BEGIN
+             INSERT INTO events(conversation_id, at, kind, actor, data)
+               SELECT id, new.at, 'joined', 'system', json_object('listening', listening, 'why', 'answered')
+               FROM conversations WHERE id = new.conversation_id AND listening IS NOT NULL;
+             UPDATE conversations SET listening = NULL WHERE id = new.conversation_id AND listening IS NOT NULL;
+           END""",
+        *(f"DROP TRIGGER {name}" for name in COUNTER_TRIGGERS),
+        "DROP TABLE inbox_cells",
+        "DROP TABLE inbox_ranks",
+        *counter_tables(COUNTERS),
+    ],
+    # 15: team mode (a workspace joined to a PostgreSQL team; empty and unused otherwise). The cache
+    # keeps the same tables; these say how far it follows the team and what others are doing.
+    [
+        # The team version (last applied team seq) of each conversation, and the version each local
+        # change was made on (filled by a trigger the join installs), so a push carries what was seen.
+        "CREATE TABLE team_versions (conversation_id TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE team_event_base (seq INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        # Ranges of local event seqs written while applying the team's events: never pushed back.
+        "CREATE TABLE team_applied (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL)",
+        # Who else is looking at or answering which conversation (expires unless renewed).
+        """CREATE TABLE presence (
+            agent TEXT PRIMARY KEY,
+            conversation_id TEXT,
+            activity TEXT,
+            since REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        # Things the engine must tell the user (a change the team refused, and why), shown once.
+        """CREATE TABLE notices (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            conversation_id TEXT,
+            text TEXT NOT NULL,
+            shown INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX notices_unshown ON notices(id) WHERE shown = 0",
     ],
 ]
 

@@ -3,7 +3,9 @@
 Syntax: plain words match message text, customer names, subjects and tags (every word must
 match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text).
 Filters: ``from:NAME`` (message author or customer), ``tag:TAG``, ``platform:NAME``, ``account:NAME``,
-``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``.
+``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``,
+``is:listening`` (the Listening view: posts a listening query found, not yet answered; without it a
+search looks in the inbox only) and ``listening:QUERY`` (one query's matches).
 A word that looks like a filter with an unknown key (``col:val``) is searched as text.
 """
 
@@ -16,7 +18,7 @@ from replydesk.model import STATUSES
 from replydesk.storage.db import Database
 from replydesk.storage.queries import InboxFilter
 
-FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is")
+FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 
 
@@ -33,6 +35,8 @@ class ParsedQuery:
     escalated: bool | None = None
     breached: bool = False
     unread: bool = False
+    listening: bool = False
+    listening_queries: list[str] = field(default_factory=list)
 
 
 def parse(query: str) -> ParsedQuery:
@@ -58,6 +62,9 @@ def parse(query: str) -> ParsedQuery:
                 q.kinds.append(value.lower())
             elif key == "assignee":
                 q.assignee = value
+            elif key == "listening":
+                q.listening = True
+                q.listening_queries.append(value)
             elif key == "is":
                 v = value.lower()
                 if v in STATUSES:
@@ -68,6 +75,8 @@ def parse(query: str) -> ParsedQuery:
                     q.breached = True
                 elif v == "unread":
                     q.unread = True
+                elif v == "listening":
+                    q.listening = True
                 else:
                     q.words.append(token)
             continue
@@ -138,7 +147,8 @@ def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxF
         statuses=tuple(q.statuses) or None,
         platforms=tuple(q.platforms), kinds=tuple(q.kinds), accounts=tuple(q.accounts), tags=tuple(q.tags),
         assignee=q.assignee, escalated=q.escalated, sla_states=("breached",) if q.breached else (),
-        needs_reply=None, conversation_ids=ids,
+        needs_reply=None, conversation_ids=ids, listening=q.listening,
+        listening_queries=tuple(q.listening_queries),
     )
     if q.unread:
         f = f.with_(needs_reply=True)

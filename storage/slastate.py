@@ -15,8 +15,9 @@ from replydesk.sla import ConvAttrs, SlaEvent, SlaResult
 from replydesk.storage.db import Database
 from replydesk.storage.schema import NO_DUE
 
-#: Event kinds the SLA engine reads; everything else in the log is skipped when loading.
-SLA_INPUT_KINDS = ("in", "reply", "status")
+#: Event kinds the SLA engine reads; everything else in the log is skipped when loading. ``listened``
+#: (a post a listening query found) starts a clock only under a policy that matches ``listening: true``.
+SLA_INPUT_KINDS = ("in", "reply", "status", "listened")
 _CHUNK = 500
 
 
@@ -40,13 +41,13 @@ def load_inputs(db: Database, conv_ids: Sequence[str]) -> dict[str, tuple[ConvAt
             data = json.loads(row[3]) if row[2] == "status" else {}
             events[row[0]].append(SlaEvent(at=row[1], kind=row[2], data=data))
         for row in db.conn.execute(
-            f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at "
+            f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at, listening "
             f"FROM conversations WHERE id IN ({qs})",
             tuple(chunk),
         ):
             attrs = ConvAttrs(
                 platform=row[1], kind=row[2], tags=frozenset(t for t in row[3].split("\x1f") if t),
-                priority=row[4], escalated=bool(row[5]), status=row[6],
+                priority=row[4], escalated=bool(row[5]), status=row[6], listening=row[8] is not None,
             )
             out[row[0]] = (attrs, events.get(row[0], []), row[7])
     return out

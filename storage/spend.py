@@ -14,11 +14,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from replydesk.model import Usage
+from replydesk.model import LISTENING_SPEND, Usage
 from replydesk.storage.db import Database
 
 #: the pseudo-resource that counts polls (units), so a poll's average cost can be told
 POLLS = "poll"
+#: the same for listening searches (one unit per query run); their reads are ``listen:*:read``
+LISTEN_POLLS = LISTENING_SPEND + POLLS
 #: below this much of the month elapsed, the pace is taken over this long (a first hour's spend
 #: multiplied by 720 would cry wolf)
 MIN_PACE_WINDOW = 86400.0
@@ -79,6 +81,7 @@ class SpendSummary:
     polls: int = 0
     poll_spend: float = 0.0  # what the polls cost (reads), as opposed to replies and lookups
     by_resource: dict[str, tuple[int, float]] = field(default_factory=dict)
+    listen_polls: int = 0  # listening searches run (their spend is in by_resource as listen:*)
 
     @property
     def rate(self) -> float:
@@ -142,10 +145,23 @@ def summary(db: Database, account: str, now: float | None = None) -> SpendSummar
         "SELECT resource, units, usd FROM spend WHERE account=? AND month=?", (account, month))}
     row = db.conn.execute("SELECT monthly_usd FROM spend_budgets WHERE account=?", (account,)).fetchone()
     polls = by_resource.pop(POLLS, (0, 0.0))
-    spent = sum(d for _, d in by_resource.values())
-    poll_spend = sum(d for r, (_, d) in by_resource.items() if r.endswith(":read"))
+    listened = by_resource.pop(LISTEN_POLLS, (0, 0.0))
+    spent = sum(d for _, d in by_resource.values())  # listening's too: it counts against the budget
+    poll_spend = sum(d for r, (_, d) in by_resource.items()
+                     if r.endswith(":read") and not r.startswith(LISTENING_SPEND))
     return SpendSummary(account, month, now, start, end, spent, float(row[0]) if row else None,
-                        polls[0], poll_spend, by_resource)
+                        polls[0], poll_spend, by_resource, listened[0])
+
+
+def listening_summary(month: SpendSummary, share: float) -> SpendSummary:
+    """Listening's part of ``month`` (a ``summary``): what its searches spent against its ``share`` of
+    the budget (None when the account has none), with its own polls, so ``budget.poll_interval``
+    paces listening by listening's cost alone."""
+    mine = {r: v for r, v in month.by_resource.items() if r.startswith(LISTENING_SPEND)}
+    spent = sum(d for _, d in mine.values())
+    budget = None if month.budget is None else month.budget * share
+    return SpendSummary(month.account, month.month, month.now, month.start, month.end, spent, budget,
+                        month.listen_polls, sum(d for r, (_, d) in mine.items() if r.endswith(":read")), mine)
 
 
 def metered_accounts(db: Database) -> list[str]:

@@ -54,3 +54,13 @@ def demo_ws(tmp_path: Path, clock: Clock) -> Workspace:
     ws = make_workspace(tmp_path / "ws", clock)
     sync_once(ws, clock)
     return ws
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL cluster for the session's team tests; each test makes its own database.
+    Skips with the reason without the server binaries (fails under REPLYDESK_REQUIRE_SERVERS=1)."""
+    from pgserver import running_postgres
+
+    with running_postgres() as server:
+        yield server

@@ -422,6 +422,77 @@ async def test_chat_bootstrap_then_forward_log(fake: FakeBluesky, make: Any) -> 
     assert chat_calls and all(c.headers["atproto-proxy"] == PROXY for c in chat_calls)
 
 
+async def test_our_own_earlier_dms_are_ours_not_the_customers(fake: FakeBluesky, make: Any,
+                                                                 tmp_path: Any) -> None:
+    """History fetched from a conversation holds our own earlier messages: each shows us (the
+    account) as its author, in the provider's mapping and in the stored thread."""
+    fake.convos = [convo()]
+    history = [chat_message("m1", CUSTOMER, "Is my order shipped?", -900),
+               chat_message("m2", ME, "Yes, this morning.", -800),
+               chat_message("m3", CUSTOMER, "Thanks!", -700)]
+    fake.messages["convo1"] = history
+    fake.convos[0]["lastMessage"] = history[-1]
+    (boot,) = [r for r in await make().fetch({}) if r.stream == "chat"]
+    by_id = {m.native_id: m for m in boot.messages}
+    assert (by_id["convo1:m2"].direction, by_id["convo1:m2"].author) == ("out", "Shop")
+    assert by_id["convo1:m1"].author == by_id["convo1:m3"].author == "Ann"
+
+    # Our profile without a display name (a realistic variant): the handle, never the customer.
+    fake.convos[0]["members"][0] = {k: v for k, v in author(ME, HANDLE, "").items() if k != "displayName"}
+    (boot,) = [r for r in await make().fetch({}) if r.stream == "chat"]
+    assert {m.native_id: m.author for m in boot.messages}["convo1:m2"] == HANDLE
+
+    from replydesk.storage import ingest, queries
+    from replydesk.storage.db import open_database
+
+    db = open_database(tmp_path / "ws")
+    ingest.ingest(db, ACCOUNT, [boot])
+    thread = queries.thread(db, f"{ACCOUNT}:convo:convo1")
+    assert [(m.direction, m.author) for m in thread.messages] == [("in", "Ann"), ("out", HANDLE), ("in", "Ann")]
+    db.close()
+
+
+async def test_outbound_message_without_author_is_never_credited_to_the_customer(tmp_path: Any) -> None:
+    """Storage's own fallback: an outbound item a platform sent without an author stays ours."""
+    from replydesk.model import Contact, FetchResult, IncomingMessage
+    from replydesk.storage import ingest, queries
+    from replydesk.storage.db import open_database
+
+    ann = Contact(native_id=CUSTOMER, name="Ann", handle="@ann.bsky.social")
+    items = [IncomingMessage("c:1", "convo:c", "bluesky", "dm", ann, "hi", NOW - 60),
+             IncomingMessage("c:2", "convo:c", "bluesky", "dm", ann, "hello", NOW - 30, direction="out")]
+    db = open_database(tmp_path / "ws")
+    ingest.ingest(db, ACCOUNT, [FetchResult(items, {})])
+    assert [m.author for m in queries.thread(db, f"{ACCOUNT}:convo:c").messages] == ["Ann", ""]
+    db.close()
+
+
+async def test_group_messages_are_credited_to_their_own_senders(fake: FakeBluesky, make: Any) -> None:
+    """A group conversation: each message shows its real sender; the conversation keeps one contact."""
+    bob = "did:plc:bobbobbobbobbobbobbobbob"
+    group = convo("group1")
+    group["members"] = [author(ME, HANDLE, "Shop"), author(), author(bob, "bob.bsky.social", "Bob")]
+    fake.convos = [group]
+    history = [chat_message("g1", CUSTOMER, "We ordered together", -900),
+               chat_message("g2", bob, "Order #4411, two mugs", -850),
+               chat_message("g3", ME, "Looking into it", -800),
+               chat_message("g4", bob, "Thanks", -700)]
+    fake.messages["group1"] = history
+    group["lastMessage"] = history[-1]
+    provider = make()
+    (boot,) = [r for r in await provider.fetch({}) if r.stream == "chat"]
+    assert sorted((m.native_id, m.direction, m.author) for m in boot.messages) == [
+        ("group1:g1", "in", "Ann"), ("group1:g2", "in", "Bob"), ("group1:g3", "out", "Shop"),
+        ("group1:g4", "in", "Bob")]
+    assert {m.contact.native_id for m in boot.messages} == {CUSTOMER}
+    # A sender missing from the member list (left the group): their handle-less DID, not Ann.
+    later = chat_message("g5", "did:plc:gonegonegonegonegonegone", "bye", -600)
+    fake.logs = [log_create("0002", "group1", later)]
+    results = [r for r in await provider.fetch({"chat": boot.cursor}) if r.stream == "chat"]
+    (gone,) = [m for r in results for m in r.messages]
+    assert gone.author == "did:plc:gonegonegonegonegonegone"
+
+
 async def test_app_password_without_dm_access_keeps_notifications(fake: FakeBluesky, make: Any) -> None:
     fake.notifications = [notification(1)]
     fake.fail["chat.bsky.convo.getLog"] = json_response({"error": "InvalidToken", "message": "Bad token scope"}, 400)

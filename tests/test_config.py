@@ -25,7 +25,8 @@ def test_example_config_validates_and_documents_every_provider():
     assert {a.provider for a in config.accounts} == set(providers.REGISTRY)
     assert [p.name for p in config.sla.policies] == ["public-social", "direct-messages", "email", "reviews"]
     assert "office" in config.sla.calendars
-    assert len(config.ui.views) == 6
+    assert len(config.ui.views) == 7 and config.ui.views[-1].query.startswith("is:listening")
+    assert [q.name for q in config.listening] == ["brand"]
 
 
 def test_example_config_documents_every_option_of_every_provider():
@@ -266,6 +267,7 @@ def test_config_check_prints_summary(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert '"sla_policies": ["public-social", "direct-messages", "email", "reviews"]' in out
+    assert '"listening": ["brand"]' in out
 
 
 def test_explicit_missing_config_is_an_error(tmp_path, capsys):

@@ -47,13 +47,16 @@ FILTERS = [
     InboxFilter(statuses=None, platforms=("email",)),  # not kept per bucket: the walk
     InboxFilter(accounts=("tg",), needs_reply=False),
     InboxFilter(statuses=None, tags=("refund",)),       # through the tag index
+    InboxFilter(listening=True),                         # the Listening view
+    InboxFilter(statuses=None, listening=None),          # both
+    InboxFilter(listening=True, listening_queries=("brand",)),  # one query: not kept per cell
 ]
 
 conv_no = st.integers(0, 9)
 ops = st.one_of(
-    st.tuples(st.just("ingest"), conv_no, st.sampled_from(["in", "in", "out"]), st.integers(0, 40 * 86400),
+    st.tuples(st.just("ingest"), st.integers(0, 14), st.sampled_from(["in", "in", "out"]), st.integers(0, 40 * 86400),
               st.sampled_from(["Amani", "Grace Okafor", ""])),
-    st.tuples(st.just("tag"), conv_no, st.sampled_from(["refund", "vip"])),
+    st.tuples(st.just("tag"), st.integers(0, 14), st.sampled_from(["refund", "vip"])),
     st.tuples(st.just("untag"), conv_no, st.sampled_from(["refund", "vip"])),
     st.tuples(st.just("assign"), conv_no, st.sampled_from([None, "me", "sam"])),
     st.tuples(st.just("escalate"), conv_no),
@@ -61,8 +64,9 @@ ops = st.one_of(
     st.tuples(st.just("sweep"), st.sampled_from([30, 600, 3600, 86400, 3 * 86400])),
     st.tuples(st.just("import"), conv_no, st.sampled_from(["open", "resolved", "pending"]),
               st.sampled_from([None, "", "me"]), st.booleans()),
-    st.tuples(st.just("reply"), conv_no),
+    st.tuples(st.just("reply"), st.integers(0, 14)),  # answering a listening match joins it to the inbox
     st.tuples(st.just("policy"), st.booleans()),
+    st.tuples(st.just("listen"), st.integers(5, 14), st.integers(0, 40 * 86400), st.sampled_from(["brand", "rival"])),
 )
 
 
@@ -88,6 +92,15 @@ class Shop:
                                   kind=kind, contact=Contact(f"u{i % 4}", who, f"@u{i % 4}"), text=f"hello {self.n}",
                                   created_at=self.clock.now - age, direction=direction)
             ingest.ingest(db, account, [FetchResult(messages=[msg], cursor={})])
+            return
+        if name == "listen":  # a post found by listening: a new conversation waits, an inbox one takes it
+            _, i, age, query = op
+            account, platform, kind, _ = self.conv(i)
+            self.n += 1
+            msg = IncomingMessage(native_id=f"m{self.n}", conversation_native_id=f"c{i}", platform=platform,
+                                  kind=kind, contact=Contact(f"u{i % 4}", "Fan", f"@u{i % 4}"), text=f"heard {self.n}",
+                                  created_at=self.clock.now - age)
+            ingest.ingest(db, account, [FetchResult(messages=[msg], cursor={}, listening=query)])
             return
         if name in ("sweep", "policy"):
             if name == "sweep":
@@ -151,6 +164,7 @@ def check(db) -> None:
             assert queries.position_of(db, f, conv_id) == where.get(conv_id), (f, conv_id)
     counts = queries.counts(db)
     assert counts.open == len(_plain_ids(db, InboxFilter()))
+    assert counts.listening == len(_plain_ids(db, InboxFilter(listening=True)))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

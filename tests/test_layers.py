@@ -25,10 +25,11 @@ PACKAGES = {"replydesk": "replydesk", "storage": "replydesk.storage", "providers
 
 #: Pure functions and data: nothing but the standard library and each other.
 PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaconfig", "replydesk.bizcal",
-                       "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms"})
+                       "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms", "replydesk.windows"})
 #: The config modules (``config.py`` and ``slaconfig.py``, its ``sla:`` section) validate YAML.
-#: ``options.py`` holds the base every provider's account options build on.
-CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options"})
+#: ``options.py`` holds the base every provider's account options build on, ``listening.py`` the
+#: ``listening:`` queries providers run.
+CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options", "replydesk.listening"})
 CONFIG_LIBS = frozenset({"pydantic", "pydantic_core", "yaml", "platformdirs"})
 #: The SQL statements a module outside storage must not run itself.
 SQL_CALLS = frozenset({"execute", "executemany", "executescript"})
@@ -60,7 +61,8 @@ LAYERS: tuple[Layer, ...] = (
           "and the provider registry (each account is validated by its provider's options; provider modules are "
           "cheap to import by contract: their wire libraries load with the first request)",
           tuple(sorted(CONFIG_MODULES)), PURE_CORE | CONFIG_MODULES | {"replydesk.providers"}, CONFIG_LIBS),
-    Layer("pure core", "model, sla, bizcal, timeparse, safetext and platforms import only the standard library, "
+    Layer("pure core", "model, sla, bizcal, timeparse, safetext, platforms and windows import only the standard "
+          "library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),
     Layer("storage", "storage imports only the pure core, storage, database libraries and ijson (the import "
@@ -70,7 +72,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("providers", "a provider imports the pure core, the keyring (secrets), other provider modules and "
           "its HTTP/parsing libraries; never storage or the console",
           ("replydesk.providers.",), PURE_CORE | {"replydesk.providers.", "replydesk.providers", "replydesk.secrets",
-                                                  "replydesk.options"},
+                                                  "replydesk.options", "replydesk.listening"},
           frozenset({"httpx", "regex", "chardet", "pydantic"}), frozenset({"sqlite3"})),
     Layer("console", "the console (tui/) never imports a provider, the sync engine, httpx or sqlite3: it reads and "
           "writes through storage functions in workers",

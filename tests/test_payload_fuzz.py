@@ -48,7 +48,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Database:
 
     database = open_database(tmp_path_factory.mktemp("fuzz"), sla=SlaEngine(Config().sla), clock=lambda: NOW)
     with database.transaction():
-        for name, platform in (("m", "mastodon"), ("b", "bluesky"), ("t", "telegram"), ("e", "email")):
+        for name, platform in (("m", "mastodon"), ("b", "bluesky"), ("t", "telegram"), ("e", "email"),
+                               ("shop-x", "x"), ("shop-mastodon", "mastodon")):
             ingest.ensure_account(database, name, platform, platform)
     return database
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
@@ -171,6 +172,32 @@ def test_mastodon_damaged_bodies(db: Database) -> None:
     run()
 
 
+@needs_recordings
+def test_mastodon_listening_stacked_and_nested_mutations(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listening's search results are platform payloads too: a bad status is rejected, the rest kept."""
+    from test_listening_platforms import BRAND, SEARCH, TAG, mastodon, mastodon_api, status
+
+    counter = iter(range(10**9))
+    template = status(1, "Duka la Amani still hasn't shipped my order")
+
+    @given(stacked(template), depths)
+    @FUZZ
+    def run(mutations: list[tuple[tuple, Any]], depth: int) -> None:
+        k = 117_100_000_000_000_000 + next(counter) * 10
+        found = [status(k + n, f"Duka la Amani order {n}?") for n in range(3)]
+        found[1] = apply(found[1], mutations)
+        body = render({"accounts": [], "statuses": found, "hashtags": []}, depth)
+        api = mastodon_api()
+        api.route("GET", SEARCH, lambda r: httpx.Response(200, content=body))
+        api.route("GET", TAG, httpx.Response(200, json=[]))
+        provider = mastodon(api, lambda: NOW, monkeypatch)
+        results = fetch_or_provider_error(provider.listen([BRAND], {}))
+        good = [found[0]["id"], found[2]["id"]] if results and depth < 900 else []
+        settle(db, "shop-mastodon", results, good)
+
+    run()
+
+
 # ---- Bluesky ----------------------------------------------------------------------------------------
 
 
@@ -252,6 +279,70 @@ def test_telegram_damaged_bodies(db: Database) -> None:
     def run(how: str, where: float) -> None:
         body = damage(render({"ok": True, "result": [tg_update(400_000)]}, 2), how, where)
         settle(db, "t", fetch_or_provider_error(telegram(body).fetch({})), [])
+
+    run()
+
+
+# ---- X ----------------------------------------------------------------------------------------------
+
+
+def x_provider(mentions_body: bytes, dms_body: bytes = b'{"meta": {"result_count": 0}}') -> Any:
+    """X with a logged-in token set in the (file) keyring; mentions and DM events as given."""
+    from test_x import ME
+
+    from replydesk.providers import x
+
+    api = FakeApi()
+    api.route("GET", "/2/users/me", httpx.Response(200, json={"data": ME}))
+    api.route("GET", f"/2/users/{ME['id']}/mentions", lambda r: httpx.Response(200, content=mentions_body))
+    api.route("GET", "/2/dm_events", lambda r: httpx.Response(200, content=dms_body))
+    return x.XProvider("shop-x", {"client_id": "client-1"}, lambda: None, transport=api.transport, clock=lambda: NOW)
+
+
+def x_page(k: int) -> dict[str, Any]:
+    from test_x import CUSTOMER, mention
+
+    items = [mention(str(9_000_000 + k * 10 + n), f"where is my order {n}?") for n in range(3)]
+    return {"data": items, "includes": {"users": [CUSTOMER], "tweets": []},
+            "meta": {"result_count": 3, "newest_id": items[0]["id"], "oldest_id": items[-1]["id"]}}
+
+
+@pytest.fixture
+def x_login(file_keyring: Any) -> None:
+    from replydesk.providers import oauth
+
+    oauth.TokenStore("shop-x").save(oauth.TokenSet("access-1", "refresh-1", NOW + 7200, NOW))
+
+
+def test_x_stacked_and_nested_mutations(db: Database, x_login: None) -> None:
+    counter = iter(range(10**9))
+    template = x_page(0)["data"][1]
+
+    @given(stacked(template), depths)
+    @FUZZ
+    def run(mutations: list[tuple[tuple, Any]], depth: int) -> None:
+        page = x_page(1 + next(counter))
+        page["data"][1] = apply(page["data"][1], mutations)
+        results = fetch_or_provider_error(x_provider(render(page, depth)).fetch({}))
+        good = [page["data"][0]["id"], page["data"][2]["id"]] if results and depth < 900 else []
+        settle(db, "shop-x", results, good)
+
+    run()
+
+
+def test_x_damaged_bodies(db: Database, x_login: None) -> None:
+    counter = iter(range(10**9))
+
+    @given(raw_damage, st.floats(0, 1), st.booleans())
+    @FUZZ
+    def run(how: str, where: float, in_dms: bool) -> None:
+        good = render(x_page(50_000 + next(counter)), 2)
+        dms = json.dumps({"data": [{"id": "7", "event_type": "MessageCreate", "text": "hi", "sender_id": "2244994945",
+                                    "dm_conversation_id": "783214-2244994945",
+                                    "created_at": "2026-11-23T09:30:00.000Z"}],
+                          "meta": {"result_count": 1}}).encode()
+        provider = x_provider(good, damage(dms, how, where)) if in_dms else x_provider(damage(good, how, where))
+        settle(db, "shop-x", fetch_or_provider_error(provider.fetch({})), [])
 
     run()
 

@@ -439,7 +439,7 @@ def test_demo_platform_never_ends_unknown(tmp_path: Path, clock: Clock) -> None:
     ws = make_workspace(tmp_path, clock, config=demo_config(faults=DemoFaults(lost_ack=1.0)))
     sync_once(ws)
     db = ws.open_db()
-    conv = db.conn.execute("SELECT id FROM conversations LIMIT 1").fetchone()[0]
+    conv = db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL LIMIT 1").fetchone()[0]
     key = outbox.queue_reply(db, conv, "hello")
     for _ in range(3):  # every answer lost: stays queued and is resent with the same key
         sync_once(ws)
@@ -456,7 +456,7 @@ def test_reply_cut_off_on_an_account_since_removed_asks_the_user(tmp_path: Path,
     ws = make_workspace(tmp_path, clock)
     sync_once(ws)
     db = ws.open_db()
-    conv = db.conn.execute("SELECT id FROM conversations LIMIT 1").fetchone()[0]
+    conv = db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL LIMIT 1").fetchone()[0]
     key = outbox.queue_reply(db, conv, "hello")
     outbox.mark_sending(db, key)  # the process died mid-send; then the demo account left the config
     empty = make_workspace(tmp_path, clock, config=Config())
@@ -506,7 +506,7 @@ def test_cli_reply_at_is_stored_and_sent_after_a_restart(tmp_path: Path, capsys:
     start = time.time()
     ws = make_workspace(data, Clock(start))
     sync_once(ws)
-    conv = ws.open_db().conn.execute("SELECT id FROM conversations LIMIT 1").fetchone()[0]
+    conv = ws.open_db().conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL LIMIT 1").fetchone()[0]
     assert cli.main(["reply", conv, "--text", "later", "--at", "2h", "--json", "--data-dir", str(data)]) == 0
     key = json.loads(capsys.readouterr().out)["key"]
     later = make_workspace(data, Clock(start + 2 * 3600 + 5))
@@ -526,7 +526,7 @@ def test_offline_queues_everything_then_drains_and_backfills_without_gaps(tmp_pa
     ws = make_workspace(tmp_path, clock, config=cfg)
     sync_once(ws)
     db = ws.open_db()
-    convs = [r[0] for r in db.conn.execute("SELECT id FROM conversations ORDER BY id LIMIT 5")]
+    convs = [r[0] for r in db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL ORDER BY id LIMIT 5")]
     offline = make_workspace(tmp_path, clock, config=demo_config(pace=30, faults=DemoFaults(offline=True)))
     keys = []
     for minute in range(20):  # twenty minutes without network, the agent keeps working

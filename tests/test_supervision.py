@@ -184,12 +184,13 @@ def test_a_clock_stepped_back_holds_no_due_reply(tmp_path: Path) -> None:
     db = ws.open_db()
     engine = SyncEngine(ws.config, db, ws.data_dir, clock=wall, monotonic=mono)
     shop = engine.accounts["demo"].provider
-    shop.offline = True  # the network is down: the reply waits for its retry, the account backs off
+    # the network is down: the reply waits for its retry, the account backs off
+    shop.wire.faults = shop.wire.faults.model_copy(update={"offline": True})
     asyncio.run(engine.drain(engine.accounts["demo"]))
     item = outbox.get(db, key)
     assert item.state == "queued" and item.last_error and item.not_before > wall.now
     wait = item.not_before - wall.now
-    shop.offline = False
+    shop.wire.faults = shop.wire.faults.model_copy(update={"offline": False})
     wall.now -= 3600  # the step back
     wall.advance(wait + 1)
     mono.advance(wait + 1)
@@ -216,3 +217,79 @@ def test_a_recorded_breach_stays_when_the_clock_steps_back(tmp_path: Path) -> No
         slastate.refresh(db, breached)
     assert db.conn.execute("SELECT count(*) FROM events WHERE kind='sla'").fetchone()[0] == logged
     db.close()
+
+
+def test_a_clock_stepped_back_holds_no_due_listening_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listening's waits are the engine's too: a query due after its 5 minutes runs after 5 minutes
+    of the monotonic clock, whatever the wall clock did meanwhile (it stepped back an hour)."""
+    from test_listening_platforms import SEARCH, mastodon_api, mastodon_workspace, searched, status, wire
+
+    from replydesk.sync import SyncEngine
+
+    wall, mono = Clock(), Clock(1000.0)
+    api = mastodon_api()
+    api.route("GET", SEARCH, searched(status(117030000000000001, "Duka la Amani still hasn't shipped my order")))
+    ws = mastodon_workspace(tmp_path, wall)
+    db = ws.open_db()
+    try:
+        engine = SyncEngine(ws.config, db, ws.data_dir, clock=wall, monotonic=mono)
+        wire(engine, api, wall, monkeypatch)
+        asyncio.run(engine.run_once())
+        assert len(api.requests("GET", SEARCH)) == 1
+        mono.advance(120)
+        wall.advance(120)
+        asyncio.run(engine.run_once())
+        assert len(api.requests("GET", SEARCH)) == 1  # not due yet: its interval is 5 minutes
+        wall.now -= 3600  # the step back, then the rest of the interval passes
+        mono.advance(181)
+        wall.advance(181)
+        asyncio.run(engine.run_once())
+        assert len(api.requests("GET", SEARCH)) == 2
+    finally:
+        db.close()
+
+
+def test_pushed_bodies_waiting_through_a_stall_are_taken_in_when_it_ends(
+        tmp_path: Path, clock: Clock, engine_thread: list[EngineThread]) -> None:
+    """Taking in pushed (webhook) bodies is a step of the supervised account task: bodies stored
+    before the engine could start are ingested once the lock is released, with the queued reply."""
+    from replydesk import push
+    from replydesk.providers.demo import DemoOptions
+    from replydesk.storage import pushes
+
+    config = quick_config().model_copy(update={"accounts": [DemoOptions(name="demo", backlog=120, push=True)]})
+    ws = make_workspace(tmp_path / "ws", clock, config=config)
+    sync_once(ws, clock)
+    clock.advance(3600)
+    db = ws.open_db()
+    try:
+        provider = ws.engine(db).accounts["demo"].provider
+        bodies = provider.webhook_bodies(clock.now - 3600, clock.now)
+        assert bodies  # the seeded shop gets WhatsApp messages within the hour
+        for headers, body in bodies:
+            assert push.receive(db, provider, headers, body).fresh
+        assert pushes.summary(db)["counts"]["received"] == len(bodies)
+    finally:
+        db.close()
+    key = queue(ws)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ws.data_dir / "replydesk.db")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        engine = EngineThread(ws)
+        assert engine.start()
+        engine_thread.append(engine)
+        wait_until(lambda: engine.health().get("state") == "stalled", "the engine to say it is stalled")
+    finally:
+        holder.communicate("release\n", timeout=30)
+
+    def taken_in() -> bool:
+        db = ws.open_db()
+        try:
+            return pushes.summary(db)["counts"]["received"] == 0
+        finally:
+            db.close()
+
+    wait_until(taken_in, "the pushed bodies to be ingested once the lock was released")
+    wait_until(lambda: state_of(ws, key) == "sent", "the queued reply to leave")
+    wait_until(lambda: engine.health() == {"state": "running"}, "the stall to clear")

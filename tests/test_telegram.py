@@ -123,8 +123,10 @@ async def test_get_updates_request_and_mapping(bot: FakeBotApi, provider: Telegr
     assert first.conversation_native_id == "111" and first.kind == "dm" and first.direction == "in"
     assert first.contact.native_id == "111" and first.contact.handle == "@ann_k"
     assert first.meta["message_id"] == 1 and first.meta["conversation"]["chat_id"] == 111
-    assert by_id["222:2"].meta["business_connection_id"] == "bc-1" and by_id["222:2"].direction == "in"
-    owner = by_id["222:3"]
+    biz = by_id["b:bc-1:222:2"]
+    assert biz.meta["business_connection_id"] == "bc-1" and biz.direction == "in"
+    assert biz.conversation_native_id == "b:bc-1:222"
+    owner = by_id["b:bc-1:222:3"]
     assert owner.direction == "out" and owner.contact.native_id == "222"  # the customer stays the contact
     assert by_id["-100200:4"].conversation_native_id == "-100200:77" and by_id["-100200:4"].kind == "mention"
     edit = by_id[f"111:1:edit:{NOW + 5}"]
@@ -163,6 +165,44 @@ async def test_bad_updates_are_rejected_and_skipped(bot: FakeBotApi, provider: T
     assert result.cursor == {"offset": 506}
 
 
+def test_a_venue_shows_its_title_and_address() -> None:
+    """Telegram sets a venue's ``location`` too (for backward compatibility, says the Bot API):
+    the venue is what the customer shared, so its title and address are what is shown."""
+    here = {"latitude": 41.3851, "longitude": 2.1734}
+    venue = {"location": here, "title": "Corner Coffee", "address": "Carrer de Pau Claris 12, Barcelona",
+             "foursquare_id": "4b5f2c3df964a520", "foursquare_type": "food/coffeeshop"}
+    provider = TelegramProvider(ACCOUNT, {"api_base": API}, lambda: TOKEN)
+    result = provider.page([
+        {"update_id": 1, "message": message(1, None, venue=venue, location=here)},
+        {"update_id": 2, "message": message(2, None, venue={"location": here, "title": "Pop-up stall",
+                                                            "address": ""}, location=here)},
+        {"update_id": 3, "message": message(3, None, location=here)},
+        {"update_id": 4, "message": message(4, None, animation={"file_id": "a"}, document={"file_id": "a",
+                                                                                          "file_name": "x.mp4"})},
+    ], None)
+    assert [m.text for m in result.messages] == [
+        "[venue: Corner Coffee, Carrer de Pau Claris 12, Barcelona]", "[venue: Pop-up stall]",
+        "[location: 41.3851, 2.1734]", "[animation]"]
+
+
+async def test_business_chat_and_the_bots_own_chat_with_the_same_id_stay_apart(bot: FakeBotApi,
+                                                                               provider: TelegramProvider) -> None:
+    """Ann writes to the shop's Business account and, separately, to its bot: both chats have her
+    user id as chat id, and even the same message ids. They are two conversations."""
+    bot.push(business_message=message(5, "Hi shop, about my order", business_connection_id="bc-1",
+                                      chat=private_chat(111)))
+    bot.push(message=message(5, "/start"))  # her own chat with the bot: same chat id, same message id
+    bot.push(business_message=message(6, "Still there?", business_connection_id="bc-1", chat=private_chat(111),
+                                      reply_to_message=message(5, "Hi shop, about my order")))
+    (result,) = await provider.fetch({})
+    got = {m.native_id: m for m in result.messages}
+    assert sorted(got) == ["111:5", "b:bc-1:111:5", "b:bc-1:111:6"]
+    assert got["111:5"].conversation_native_id == "111"
+    assert got["b:bc-1:111:5"].conversation_native_id == got["b:bc-1:111:6"].conversation_native_id == "b:bc-1:111"
+    assert got["b:bc-1:111:6"].parent_native_id == "b:bc-1:111:5"
+    assert got["111:5"].contact.native_id == got["b:bc-1:111:5"].contact.native_id == "111"  # one person
+
+
 def test_text_links_are_made_visible() -> None:
     text = "Hi 👋 track here please"
     entities = [{"type": "text_link", "offset": 6, "length": 10, "url": "https://evil.example/"},
@@ -179,9 +219,11 @@ def reply(text: str = "[b]Thanks[/b] *not bold* <i>x</i>", *, key: str = "k1", p
     """A reply as the engine builds it: the conversation's details in ``meta``, the answered message's
     (the conversation's plus its message id, as ``_map`` stores them) in ``answering``."""
     conv = conv or {"chat_id": 222, "chat_type": "private", "business_connection_id": "bc-1", "message_thread_id": None}
-    return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:222", conversation_native_id="222", account=ACCOUNT,
-                         kind="dm", private=private, text=text, customer_handle="@bo", meta=conv,
-                         answering=AnsweredMessage(f"{conv['chat_id']}:{message_id}", {**conv, "message_id": message_id}))
+    native = f"b:{conv['business_connection_id']}:{conv['chat_id']}" if conv["business_connection_id"] \
+        else str(conv["chat_id"])
+    return OutgoingReply(key=key, conversation_id=f"{ACCOUNT}:{native}", conversation_native_id=native,
+                         account=ACCOUNT, kind="dm", private=private, text=text, customer_handle="@bo", meta=conv,
+                         answering=AnsweredMessage(f"{native}:{message_id}", {**conv, "message_id": message_id}))
 
 
 async def test_send_message_plain_text_threaded_business(bot: FakeBotApi, provider: TelegramProvider) -> None:
@@ -190,7 +232,7 @@ async def test_send_message_plain_text_threaded_business(bot: FakeBotApi, provid
     assert body == {"chat_id": 222, "text": "[b]Thanks[/b] *not bold* <i>x</i>", "business_connection_id": "bc-1",
                     "reply_parameters": {"message_id": 2, "allow_sending_without_reply": True}}
     assert "parse_mode" not in body
-    assert result.remote_id == "222:9001" and result.sent_at == NOW
+    assert result.remote_id == "b:bc-1:222:9001" and result.sent_at == NOW
 
 
 async def test_topic_thread_and_private_answer_in_group(bot: FakeBotApi, provider: TelegramProvider) -> None:
@@ -340,3 +382,42 @@ async def test_engine_turns_a_lost_answer_into_unknown_not_a_duplicate(tmp_path:
         assert len(bot.sent) == 1
     finally:
         db.close()
+
+
+async def test_business_replies_always_go_through_the_business_whatever_came_last(
+        tmp_path: Any, bot: FakeBotApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real engine and storage: the business chat and the bot chat are two conversations;
+    a reply in the business one carries its business_connection_id even when the customer's latest
+    message (anywhere) was in the bot chat, and a reply in the bot chat never does."""
+    from replydesk.config import Config
+    from replydesk.providers import http
+    from replydesk.providers.telegram import TelegramOptions
+    from replydesk.storage import outbox, queries
+    from replydesk.workspace import Workspace
+    from support import Clock
+
+    monkeypatch.setenv(secrets.env_name(ACCOUNT), TOKEN)
+    real_client = http.make_client
+    monkeypatch.setattr(http, "make_client", lambda transport=None, **kw: real_client(httpx.MockTransport(bot), **kw))
+    ws = Workspace(tmp_path, Config(accounts=[TelegramOptions(name=ACCOUNT, api_base=API)]), Clock())
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        bot.push(business_message=message(5, "Hi shop, about my order", business_connection_id="bc-1",
+                                          chat=private_chat(111)))
+        bot.push(message=message(5, "/start"))  # newer, in the bot's own chat
+        await engine.run_once()
+        convs = {r.id: r for r in queries.inbox_page(db, queries.InboxFilter(), 0, 10)}
+        assert set(convs) == {f"{ACCOUNT}:111", f"{ACCOUNT}:b:bc-1:111"}
+        texts = {m.text for m in queries.thread(db, f"{ACCOUNT}:b:bc-1:111").messages}
+        assert texts == {"Hi shop, about my order"}  # the bot chat's "/start" is not in it
+        outbox.queue_reply(db, f"{ACCOUNT}:b:bc-1:111", "On its way")
+        outbox.queue_reply(db, f"{ACCOUNT}:111", "Welcome to the bot")
+        await engine.run_once()
+    finally:
+        db.close()
+    by_text = {b["text"]: b for b in bot.sent}
+    assert by_text["On its way"]["business_connection_id"] == "bc-1"
+    assert by_text["On its way"]["chat_id"] == 111
+    assert by_text["On its way"]["reply_parameters"]["message_id"] == 5
+    assert "business_connection_id" not in by_text["Welcome to the bot"]

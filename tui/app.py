@@ -108,6 +108,9 @@ class ReplydeskApp(App[int]):
             self._start_engine()
         self._poll()
         self.set_interval(1.0, self._tick)
+        # Between ticks too: a teammate's presence or change shows within a second of reaching the
+        # cache (one cheap PRAGMA per look; the reload happens only when something moved).
+        self.set_interval(0.25, self._poll_if_idle)
         self.set_timer(0.5, self.gc_pacer.started)  # start-up's objects: modules, styles, widgets
         self._switch_interval = prefer_ui_thread()
 
@@ -130,7 +133,7 @@ class ReplydeskApp(App[int]):
     @background("starting the sync engine", group="engine")
     def _start_engine(self) -> None:
         self.store.open()
-        if not self.workspace.config.accounts:
+        if not self.workspace.syncs:
             self.post_message(EngineStatus(False, "offline review: no accounts configured"))
             return
         engine = EngineThread(self.workspace)
@@ -184,9 +187,9 @@ class ReplydeskApp(App[int]):
         try:
             main = self.main
             main.tick()
-        except NoMatches:  # the timer fired while the app shuts down (its widgets already gone)
+        except NoMatches:  # the timer fired while the app shuts down (the screen or its widgets gone)
             return
-        self._poll()
+        self._poll_if_idle()
         self.gc_pacer.tick()
         self._config_ticks += 1
         if self._config_ticks % 2 == 0:
@@ -232,6 +235,12 @@ class ReplydeskApp(App[int]):
         if event.on_restart:
             self.notify(f"Config changed ({', '.join(event.on_restart)}): applies when replydesk restarts",
                         severity="warning", timeout=8)
+
+    def _poll_if_idle(self) -> None:
+        """A probe unless one is still out (a new one would cancel it, and a slow disk would make
+        every probe a cancelled one)."""
+        if not any(w.group == "poll" and not w.is_finished for w in self.workers):
+            self._poll()
 
     @background("checking for new data", group="poll", exclusive=True)
     def _poll(self) -> None:

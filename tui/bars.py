@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from replydesk.platforms import info
 from replydesk.storage.queries import Counts
-from replydesk.tui.format import clock_time, safe
+from replydesk.tui.format import LISTENING_SYMBOL, clock_time, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 #: Account state -> its colour role (None: dim) and its mark.
@@ -81,6 +81,8 @@ class HeaderBar(_Bar):
         t.append(f"! breached {counts.breached}", style=role("error") if counts.breached else "dim")
         t.append("  ")
         t.append(f"~ warning {counts.warning}", style=role("warning") if counts.warning else "dim")
+        if counts.listening:  # posts found by listening, waiting in their own view (key 7 by default)
+            t.append(f"  {LISTENING_SYMBOL} listening {counts.listening}", style="dim")
         t.append("  │ Act: ", style="dim")
         ranked = sorted(counts.by_platform.items(),
                         key=lambda kv: (-kv[1]["breached"], -kv[1]["warning"], -kv[1]["open"], kv[0]))

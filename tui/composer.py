@@ -5,9 +5,16 @@ facts come from storage (``replydesk.platforms.BOOK``, which the engine fills, a
 own limit included), so a reply the composer lets through is not refused for its length later.
 The composer never writes to the database itself; it posts ``Send``, ``Closed`` and debounced
 ``DraftChanged`` messages and the app's workers do the SQL.
+
+Where the platform has a reply window (WhatsApp's 24 hours), the info line counts it down, and a
+reply outside it is not sent: ``WindowClosed`` asks the screen to offer what the platform still
+allows (the human-agent tag, a public answer), so nothing leaves only to be refused.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,9 +28,13 @@ from replydesk.platforms import BOOK, NO_LIMIT, Limit, PlatformFacts
 from replydesk.storage.queries import InboxRow
 from replydesk.tui.format import graphemes, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.window_text import short, verdict_for
+from replydesk.windows import Verdict
 
 DRAFT_DEBOUNCE = 0.6
-MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note"}
+MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal note", "edit": "Edit our reply"}
+#: Modes that are never sent as a new reply: no draft is kept, no window applies.
+UNSENT = ("note", "edit")
 
 
 class Composer(Vertical):
@@ -54,9 +65,10 @@ class Composer(Vertical):
     """ + role_css("Composer")
 
     class Send(Message):
-        def __init__(self, conv_id: str, text: str, mode: str, later: bool = False) -> None:
+        def __init__(self, conv_id: str, text: str, mode: str, later: bool = False, editing: str | None = None) -> None:
             super().__init__()
             self.conv_id, self.text, self.mode, self.later = conv_id, text, mode, later
+            self.editing = editing  # edit mode: the id of our reply the text replaces
 
     class Closed(Message):
         def __init__(self, conv_id: str, text: str, mode: str) -> None:
@@ -71,13 +83,24 @@ class Composer(Vertical):
     class SavedReplyWanted(Message):
         """Ask the app for the saved-reply picker (it owns dialogs)."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    class WindowClosed(Message):
+        """Send was pressed outside the reply window: the screen offers the platform's choices."""
+
+        def __init__(self, conv_id: str, text: str, mode: str, verdict: Verdict) -> None:
+            super().__init__()
+            self.conv_id, self.text, self.mode, self.verdict = conv_id, text, mode, verdict
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.clock = clock
         self.row: InboxRow | None = None
         self.mode = "public"
+        self.editing: str | None = None  # edit mode: the id of our reply being edited
         self._draft_timer: Timer | None = None
         self._loading = False
         self.palette = Palette(self)
+        #: Other agents replying to this conversation right now (a team's presence).
+        self.also_replying: tuple[str, ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self.update_info)
@@ -107,11 +130,12 @@ class Composer(Vertical):
     def _can_reply_privately(self) -> bool:
         return self.row is not None and self.facts.can_reply_privately(self.row.kind)
 
-    def open(self, row: InboxRow, mode: str, text: str = "") -> None:
-        """Show the composer for ``row``; ``private`` falls back to public where impossible."""
+    def open(self, row: InboxRow, mode: str, text: str = "", editing: str | None = None) -> None:
+        """Show the composer for ``row``; ``private`` falls back to public where impossible.
+        ``editing``: edit mode on that reply of ours (``text`` is its current text)."""
         if mode == "private" and not BOOK.for_account(row.account, row.platform).can_reply_privately(row.kind):
             mode = "public"
-        self.row, self.mode = row, mode
+        self.row, self.mode, self.editing = row, mode, editing if mode == "edit" else None
         self.set_class(mode == "note", "-note")
         self._loading = True
         self.text_area.load_text(text)
@@ -125,7 +149,7 @@ class Composer(Vertical):
 
     def load_draft(self, conv_id: str, text: str, private: bool) -> None:
         """Fill in a stored draft if the composer is still open on that conversation and empty."""
-        if self.row is None or self.row.id != conv_id or self.mode == "note" or self.text.strip():
+        if self.row is None or self.row.id != conv_id or self.mode in UNSENT or self.text.strip():
             return
         if private and self._can_reply_privately():
             self.mode = "private"
@@ -134,6 +158,14 @@ class Composer(Vertical):
         self._loading = False
         self.text_area.move_cursor(self.text_area.document.end)
         self.update_info()
+
+    def set_presence(self, items: list[object]) -> None:
+        """Warn in the info line while another agent is replying here too."""
+        names = tuple(str(getattr(p, "agent", "")) for p in items
+                      if getattr(p, "activity", None) in ("replying", "noting"))
+        if names != self.also_replying:
+            self.also_replying = names
+            self.update_info()
 
     def close(self) -> None:
         if self._draft_timer is not None:
@@ -152,6 +184,12 @@ class Composer(Vertical):
             return NO_LIMIT
         return self.facts.limit(self.row.kind, self.mode == "private")
 
+    def window(self) -> Verdict | None:
+        """The reply window's word on this reply now (None: no window binds it)."""
+        if self.row is None or self.mode in UNSENT:
+            return None
+        return verdict_for(self.row, self.mode, self.clock())
+
     @property
     def limit(self) -> int:
         return self.limit_rule.max
@@ -166,22 +204,31 @@ class Composer(Vertical):
         t.append(" to " if self.mode != "note" else " on ")
         t.append_text(safe(self.row.customer or self.row.handle or "?"))
         t.append(f" · {self.facts.label} · ", style="dim")
+        verdict = self.window()
+        if verdict is not None:  # before the count: on a narrow pane it must not be the part cut off
+            note, role = short(verdict, self.clock())
+            t.append(note, style=self.palette(role) if role else "")
+            t.append(" · ", style="dim")
         if measure is not None and measure.limit:
             unit = " bytes" if measure.unit == "bytes" else ""
             t.append(f"{measure.used}/{measure.limit}{unit}", style=self.palette("error") if measure.over else "")
         else:
             t.append(f"{graphemes(self.text)} chars", style="dim")
+        if self.also_replying and self.mode != "note":
+            t.append("  ⚠ ", style=self.palette("warning", "bold"))
+            t.append_text(safe(", ".join(self.also_replying), self.palette("warning", "bold")))
+            t.append(" replying too", style=self.palette("warning", "bold"))
         t.append("  ctrl+s send · esc close", style="dim")
-        if self.mode != "note" and self._can_reply_privately():
+        if self.mode not in UNSENT and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")
-        if self.mode != "note":
+        if self.mode not in UNSENT:
             t.append(" · ctrl+o saved reply", style="dim")
         self.query_one("#composer-info", Static).update(t)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         event.stop()
         self.update_info()
-        if self._loading or self.row is None or self.mode == "note":
+        if self._loading or self.row is None or self.mode in UNSENT:
             return
         if self._draft_timer is not None:
             self._draft_timer.stop()
@@ -189,7 +236,7 @@ class Composer(Vertical):
 
     def _emit_draft(self) -> None:
         self._draft_timer = None
-        if self.row is not None and self.mode != "note":
+        if self.row is not None and self.mode not in UNSENT:
             self.post_message(self.DraftChanged(self.row.id, self.text, self.mode == "private"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -197,8 +244,8 @@ class Composer(Vertical):
 
     def action_send_later(self) -> None:
         """Like send, but the app asks when: the reply waits in the outbox until then."""
-        if self.mode == "note":
-            self.notify("Notes are not sent; nothing to schedule.", severity="warning")
+        if self.mode in UNSENT:
+            self.notify("Only a new reply can be scheduled.", severity="warning")
             return
         self.action_send(later=True)
 
@@ -214,7 +261,11 @@ class Composer(Vertical):
             unit = " bytes" if measure.unit == "bytes" else ""
             self.notify(f"Too long for {self.facts.label}: {measure.used}/{measure.limit}{unit}.", severity="error")
             return
-        self.post_message(self.Send(self.row.id, text, self.mode, later))
+        verdict = self.window()
+        if verdict is not None and not verdict.allowed and not later:  # a later time is checked when chosen
+            self.post_message(self.WindowClosed(self.row.id, text, self.mode, verdict))
+            return
+        self.post_message(self.Send(self.row.id, text, self.mode, later, self.editing))
 
     def action_close(self) -> None:
         if self.row is not None:
@@ -222,7 +273,7 @@ class Composer(Vertical):
         self.close()
 
     def action_toggle_private(self) -> None:
-        if self.row is None or self.mode == "note":
+        if self.row is None or self.mode in UNSENT:
             return
         if not self._can_reply_privately():
             self.notify(f"{self.facts.label} {self.row.kind}s have no private reply.", severity="warning")
@@ -232,5 +283,5 @@ class Composer(Vertical):
         self._emit_draft()
 
     def action_saved_reply(self) -> None:
-        if self.mode != "note":
+        if self.mode not in UNSENT:
             self.post_message(self.SavedReplyWanted())

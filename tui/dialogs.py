@@ -86,11 +86,17 @@ class EscalateDialog(_Dialog):
 
     DEFAULT_CSS = DIALOG_CSS.format(name="EscalateDialog")
 
+    def __init__(self, targets: list[str] | None = None) -> None:
+        """``targets``: the config's escalation targets, offered first (those with a helpdesk
+        account create a ticket there)."""
+        super().__init__()
+        self.targets = list(dict.fromkeys([*(targets or []), *self.TARGETS]))
+
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Escalate", classes="title")
             yield Label("Target (team or person):", classes="hint")
-            yield Input("helpdesk", id="target", suggester=SuggestFromList(self.TARGETS, case_sensitive=False))
+            yield Input("helpdesk", id="target", suggester=SuggestFromList(self.targets, case_sensitive=False))
             yield Label("Reason (↑↓ to pick):", classes="hint")
             yield OptionList(*[Option(r, id=r) for r in self.REASONS], id="reason")
             yield Label("Note (optional, kept as an internal note) — enter escalates:", classes="hint")

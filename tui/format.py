@@ -24,6 +24,8 @@ _GRAPHEME = regex.compile(r"\X")
 
 #: Symbols carry the state without colour (NO_COLOR, monochrome terminals, screen readers).
 STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulfilled": " ", "none": " "}
+#: A listening match in the list (no clock: the query that found it stands where the countdown would).
+LISTENING_SYMBOL = "○"
 
 
 def graphemes(text: str) -> int:

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
-from replydesk.tui.format import STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
 from replydesk.tui.workers import background
@@ -36,6 +36,8 @@ from replydesk.tui.workers import background
 PAGE = 100
 MAX_PAGES = 40
 NO_STYLE = Style()
+#: How another agent's presence shows in a row: replying (or writing a note) and viewing.
+PRESENCE_MARK = {"replying": "✎", "noting": "✎", "viewing": "◉"}
 DIM = Style(dim=True)
 NOT_DIM = Style(dim=False)
 
@@ -119,8 +121,19 @@ class InboxList(ScrollView, can_focus=True):
         self._prerender_pending = False
         self._composer_key_map: dict[str, tuple[Any, str]] | None = None
         self.reading_into: Any = None  # the thread view while reading (enter), else None
+        #: Others in a conversation (a team's presence): conversation id -> (mark, "name").
+        self.presence: dict[str, tuple[str, str]] = {}
 
     # ---- data -----------------------------------------------------------------------------------
+
+    def set_presence(self, others: dict[str, list[Any]]) -> None:
+        """Show who else is in which conversation: ``✎`` replying (or writing a note), ``◉`` viewing,
+        then the name, where the assignee column is; repaints only when it changed."""
+        shown = {conv_id: (PRESENCE_MARK.get(items[0].activity, "◉"), items[0].agent)
+                 for conv_id, items in others.items() if items}
+        if shown != self.presence:
+            self.presence = shown
+            self.refresh()
 
     def set_filter(self, f: InboxFilter, *, keep_cursor: bool = False) -> None:
         """Show another view or search result; the cursor goes to the top unless told otherwise."""
@@ -516,14 +529,16 @@ class InboxList(ScrollView, can_focus=True):
         is_cursor = index == self.cursor_index
         active = is_cursor and self.has_focus and self.reading_into is None
         marked = row.id in self.marked
-        key = (row, width, is_cursor, active, marked, shown, thumb)
+        here = self.presence.get(row.id)
+        key = (row, width, is_cursor, active, marked, shown, thumb, here)
         strip = self._strips.get(key)
         if strip is None:
             cursor = None
             if is_cursor:
                 cursor = self._style("inbox--cursor" if active else "inbox--cursor-blur")
             row_width = width if thumb is None else width - 1
-            segments = self.row_segments(row, row_width, shown, base=base, cursor=cursor, marked=marked)
+            segments = self.row_segments(row, row_width, shown, base=base, cursor=cursor, marked=marked,
+                                         here=here)
             if thumb is not None:
                 segments.append(Segment(" ", base + self._style("inbox--thumb" if thumb else "inbox--track")))
             # ``width`` is in terminal cells (see format.term_len), so the strip is not re-measured.
@@ -560,7 +575,8 @@ class InboxList(ScrollView, can_focus=True):
                 self._row(index)  # read its page (if there is one) for a later step
                 continue
             shown = countdown(row.sla_state, row.sla_due_at, row.sla_warn_at, now)
-            key = (row, width, index == self.cursor_index, False, row.id in self.marked, shown, thumb)
+            key = (row, width, index == self.cursor_index, False, row.id in self.marked, shown, thumb,
+                   self.presence.get(row.id))
             if key in self._strips:
                 continue
             self._strip(index, row, width, shown, base, thumb)
@@ -571,7 +587,7 @@ class InboxList(ScrollView, can_focus=True):
                 return
 
     def row_segments(self, row: InboxRow, width: int, shown: tuple[str, str], *, base: Style,
-                     cursor: Style | None, marked: bool) -> list[Segment]:
+                     cursor: Style | None, marked: bool, here: tuple[str, str] | None = None) -> list[Segment]:
         """One row as segments of exactly ``width`` cells; customer text only through ``fit``
         (made one line and visible by ``one_line``), never parsed as markup.
 
@@ -594,12 +610,15 @@ class InboxList(ScrollView, can_focus=True):
         snippet = row.snippet
         if row.kind == "email" and row.subject:
             snippet = f"{row.subject} — {row.snippet}"
+        symbol = STATE_SYMBOL.get(state, " ")
+        if row.listening and not cd_text:  # a listening match has no clock: the query that found it
+            symbol, cd_text, cd_style = LISTENING_SYMBOL, one_line(row.listening), style("inbox--paused")
         cells: list[tuple[str, Style]] = [
-            ("●" if marked else " ", style("inbox--mark")),
+            ("●" if marked else here[0] if here else " ", style("inbox--mark")),
             ("•" if attention else " ", text_style),
             (fit(info(row.platform).short, 4), style("inbox--platform")),
             (" ", NO_STYLE),
-            (STATE_SYMBOL.get(state, " "), cd_style),
+            (symbol, cd_style),
             (fit(cd_text, 8, align="right"), cd_style),
             (" ", NO_STYLE),
             (fit(one_line(row.customer or row.handle or "?"), cust_w), text_style),
@@ -611,7 +630,9 @@ class InboxList(ScrollView, can_focus=True):
                                         style("inbox--tags"))]
         if who_w:
             who = ("⇑" if row.escalated else "") + (row.assignee or "")
-            cells += [(" ", NO_STYLE), (fit(one_line(who), who_w), text_style)]
+            if here:  # someone is in it right now: that matters more than who owns it
+                who = here[0] + here[1]
+            cells += [(" ", NO_STYLE), (fit(one_line(who), who_w), style("inbox--mark") if here else text_style)]
         if cursor is None:
             return [Segment(text, base + part) for text, part in cells]
         return [Segment(text, base + part + cursor) for text, part in cells]

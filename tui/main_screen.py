@@ -21,9 +21,10 @@ from textual.keys import format_key
 from textual.screen import Screen
 from textual.timer import Timer
 
+from replydesk import presence
 from replydesk.config import UiSettings
 from replydesk.safetext import one_line
-from replydesk.storage import actions, outbox, queries, slastate
+from replydesk.storage import actions, activity, outbox, queries, slastate
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -38,9 +39,12 @@ from replydesk.tui.inbox import InboxList
 from replydesk.tui.keybar import KeyBar
 from replydesk.tui.messages import (
     ActionDone,
+    ActivityLoaded,
+    Collision,
     DraftLoaded,
     HeaderLoaded,
     ReplyCancelled,
+    ReplyOutsideWindow,
     ReplyQueued,
     ReplyToRobot,
     TagsLoaded,
@@ -52,11 +56,14 @@ from replydesk.tui.sla_pane import SlaPane
 from replydesk.tui.store import Store
 from replydesk.tui.thread import ThreadView
 from replydesk.tui.triage import triage_write
+from replydesk.tui.window_text import dialog_items
 from replydesk.tui.workers import background
+from replydesk.windows import Verdict
 
 #: Errors an action can end with that the user should read rather than a traceback.
 EXPECTED = (ActionError, *DATABASE_ERRORS, ValueError)
-SEARCH_HELP = "words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved…"
+SEARCH_HELP = ("words · from:NAME · tag:TAG · platform:x · kind:review · assignee:me · is:breached|open|resolved… "
+               "· is:listening")
 CONTEXT_NAMES = {"InboxList": "inbox", "ThreadView": "thread", "Composer": "composer",
                  "MainScreen": "everywhere", "ReplydeskApp": "everywhere", "Screen": "screen"}
 
@@ -124,6 +131,13 @@ class MainScreen(Screen[None]):
         self._thread_timer: Timer | None = None
         self._thread_for: str | None = None
         self._minute = 0
+        #: Where each shown thread's messages stood, and where the open composer's stood when it
+        #: opened: a reply asks first when the thread moved on since (the collision check).
+        self._marks: dict[str, int] = {}
+        self._compose_mark: tuple[str, int | None] | None = None
+        self._presence: dict[str, list[activity.Presence]] = {}
+        self._announced: tuple[str | None, str | None] = (None, None)
+        self._announcements = 0
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -134,7 +148,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="right"):
                 yield SlaPane(id="sla")
                 yield ThreadView(self.clock, self.tz, id="thread")
-                yield Composer(id="composer")
+                yield Composer(clock=self.clock, id="composer")
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
 
@@ -159,12 +173,22 @@ class MainScreen(Screen[None]):
         self.paint_status()
         self.action_view(1)
         self._load_header()
+        self._load_activity()
+
+    def on_unmount(self) -> None:
+        self._announce(None, None)
 
     # ---- what the app tells the screen ------------------------------------------------------------
 
     def tick(self) -> None:
-        """Once a second (the app's timer): countdowns on visible rows, the SLA pane each minute."""
+        """Once a second (the app's timer): countdowns on visible rows, the SLA pane each minute,
+        presence that ran out."""
         self.inbox.tick()
+        if self.composer.is_open:  # the reply window's countdown
+            self.composer.update_info()
+        now = self.clock()
+        if any(p.expires_at <= now for items in self._presence.values() for p in items):
+            self._show_presence({c: [p for p in items if p.expires_at > now] for c, items in self._presence.items()})
         minute = int(self.clock() // 60)
         if minute != self._minute:
             self._minute = minute
@@ -184,16 +208,57 @@ class MainScreen(Screen[None]):
         """Someone wrote (the engine, our writer, an SLA edit): reload what is on screen."""
         self.inbox.reload()
         self._load_header()
+        self._load_activity()
         if self.inbox.cursor_id:
             self._load_thread(self.inbox.cursor_id, True)
+
+    # ---- presence, notices ------------------------------------------------------------------------
+
+    def _announce(self, conv_id: str | None, doing: str | None) -> None:
+        """Say what this console shows (``replydesk.presence``): in a team, others see it."""
+        if (conv_id, doing) != self._announced:
+            self._announced = (conv_id, doing)
+            self._announcements += 1
+            self._write_presence(conv_id, doing, self._announcements)
+
+    @background("sharing what this console shows", group="presence")
+    def _write_presence(self, conv_id: str | None, doing: str | None, order: int) -> None:
+        with presence.WRITING:
+            if order == self._announcements:  # an older announcement that ran late is dropped
+                presence.announce(self.store.workspace.data_dir, conv_id, doing)
+
+    @background("reading who else is here", group="activity")
+    def _load_activity(self) -> None:
+        now = self.clock()
+
+        def read(db: Database) -> ActivityLoaded:
+            return ActivityLoaded(activity.others(db, now), activity.unshown_notices(db))
+
+        self.post_message(self.store.read(read))
+
+    @on(ActivityLoaded)
+    def _on_activity(self, event: ActivityLoaded) -> None:
+        self._show_presence(event.presence)
+        if event.notices:
+            for notice in event.notices:
+                self.notify(notice.text, title="Team", severity="warning", timeout=12)
+            ids = [n.id for n in event.notices]
+            self._write("Notices", lambda db: activity.mark_shown(db, ids), len(ids), quiet=True)
+
+    def _show_presence(self, others: dict[str, list[activity.Presence]]) -> None:
+        self._presence = {c: items for c, items in others.items() if items}
+        self.inbox.set_presence(self._presence)
+        self.thread_view.set_presence(self._presence.get(self._thread_for or "", []))
+        row = self.composer.row
+        self.composer.set_presence(self._presence.get(row.id, []) if row is not None else [])
 
     # ---- header and status ------------------------------------------------------------------------
 
     @background("reading the counts", group="header", exclusive=True)
     def _load_header(self) -> None:
         def read(db: Database) -> HeaderLoaded:
-            waiting = outbox.pending(db, ("queued", "sending"))
-            failed = outbox.pending(db, ("failed", "unknown"))
+            waiting = [i for i in outbox.pending(db, ("queued", "sending")) if i.is_reply]
+            failed = outbox.pending(db, ("failed", "unknown"))  # replies and other actions alike
             return HeaderLoaded(queries.counts(db), queries.account_states(db), len(waiting), len(failed))
 
         self.post_message(self.store.read(read))
@@ -238,7 +303,7 @@ class MainScreen(Screen[None]):
         def read(db: Database) -> ThreadLoaded:
             t = queries.thread(db, conv_id)
             sla = slastate.evaluate_at(db, conv_id, now) if t else None
-            return ThreadLoaded(conv_id, t, sla, keep_scroll)
+            return ThreadLoaded(conv_id, t, sla, keep_scroll, activity.thread_mark(db, conv_id) if t else None)
 
         self.post_message(self.store.read(read))
 
@@ -248,7 +313,12 @@ class MainScreen(Screen[None]):
             return
         keep = event.keep_scroll and self._thread_for == event.conv_id
         self._thread_for = event.conv_id
+        if event.mark is not None:
+            self._marks[event.conv_id] = event.mark
+        self.thread_view.set_presence(self._presence.get(event.conv_id, []), repaint=False)
         self.thread_view.show(event.thread, keep_scroll=keep)
+        if not self.composer.is_open:
+            self._announce(event.conv_id, "viewing")
         row = event.thread.conversation if event.thread else None
         self.query_one(SlaPane).show(row, event.sla, self.clock())
 
@@ -275,8 +345,25 @@ class MainScreen(Screen[None]):
     @on(InboxList.Opened)
     def _on_opened(self, event: InboxList.Opened) -> None:
         self.set_reading(True)
+        row = self.inbox.current
+        # Read receipts on the platform, where the account asks for them (its facts then list the
+        # action): queued in the outbox with the local mark, never sent from here.
+        on_platform = row is not None and row.id == event.conv_id and row.unread and \
+            "mark_read" in self._facts(row).actions
+
+        def mark(db: Database) -> None:
+            actions.mark_read(db, event.conv_id)
+            if on_platform:
+                outbox.queue_action(db, event.conv_id, "mark_read", actor=self.agent)
+
         # After the frame: the write's worker thread would otherwise share the GIL with the repaint.
-        self.after_frame(self._write, "Read", lambda db: actions.mark_read(db, event.conv_id), 1, quiet=True)
+        self.after_frame(self._write, "Read", mark, 1, quiet=True)
+
+    @staticmethod
+    def _facts(row: queries.InboxRow) -> Any:
+        from replydesk.platforms import BOOK
+
+        return BOOK.for_account(row.account, row.platform)
 
     # ---- writes -------------------------------------------------------------------------------------
 
@@ -334,6 +421,10 @@ class MainScreen(Screen[None]):
         if row is None:
             return
         self.composer.open(row, mode, text)
+        self.composer.set_presence(self._presence.get(row.id, []))
+        if self._compose_mark is None or self._compose_mark[0] != row.id:
+            self._compose_mark = (row.id, self._marks.get(row.id))
+        self._announce(row.id, "noting" if mode == "note" else "replying")
         if mode != "note" and not text:
             self._load_draft(row.id)
 
@@ -400,6 +491,12 @@ class MainScreen(Screen[None]):
 
     @on(Composer.Send)
     def _on_send(self, event: Composer.Send) -> None:
+        if event.mode == "edit":
+            self.composer.close()
+            self.inbox.focus()
+            self._queue_action("Edit queued", event.conv_id, "edit_reply",
+                               {"message_id": event.editing, "text": event.text})
+            return
         if event.later:
             def chosen(at: float | None) -> None:
                 if at is None:  # cancelled: back to the composer, text intact
@@ -415,20 +512,42 @@ class MainScreen(Screen[None]):
         self.inbox.focus()
         self._send(event.conv_id, event.text, event.mode)
 
+    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
+              checked: bool = False, send_as: str | None = None) -> None:
+        """Queue it, unless the thread moved on since the composer opened (asked first)."""
+        mark = self._compose_mark[1] if self._compose_mark and self._compose_mark[0] == conv_id else None
+        self._compose_mark = None
+        self._announce(conv_id, "viewing")
+        self._queue(conv_id, text, mode, at, to_robot, None if checked or mode == "note" else mark, send_as)
+
     @background("queueing the reply", group="write")
-    def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False) -> None:
+    def _queue(self, conv_id: str, text: str, mode: str, at: float | None, to_robot: bool, mark: int | None,
+               send_as: str | None = None) -> None:
         agent, delay = self.agent, float(self.ui.undo_seconds)
         try:
             if mode == "note":
                 self.store.write(lambda db: actions.add_note(db, conv_id, text, actor=agent))
                 self.post_message(ActionDone("Note added", 1))
                 return
+            if mark is not None:
+                def look(db: Database) -> tuple[list[str], int, queries.InboxRow | None]:
+                    return (activity.changes_since(db, conv_id, mark, agent), activity.thread_mark(db, conv_id),
+                            queries.get_row(db, conv_id))
+
+                changes, now_mark, row = self.store.read(look)
+                if changes:  # someone wrote while this reply was written: ask (see _ask_after_collision)
+                    self.post_message(Collision(conv_id, text, mode, at, changes, row, now_mark))
+                    return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
-                to_automatic=to_robot))
+                to_automatic=to_robot, send_as=send_as))
         except outbox.AutomaticRecipient as exc:  # ask first (see _ask_before_replying_to_robot)
             row = self.store.read(lambda db: queries.get_row(db, conv_id))
             self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
+            return
+        except outbox.OutsideReplyWindow as exc:  # the window closed (or will, before it leaves)
+            row = self.store.read(lambda db: queries.get_row(db, conv_id))
+            self.post_message(ReplyOutsideWindow(conv_id, text, mode, at, exc.verdict, row))
             return
         except EXPECTED as exc:
             self.post_message(ActionDone("Send", 1, str(exc)))
@@ -437,6 +556,22 @@ class MainScreen(Screen[None]):
             self.post_message(ActionDone(f"Reply scheduled for {clock_time(at, self.clock(), self.tz)}", 1))
             return
         self.post_message(ReplyQueued(key, conv_id, text, mode == "private", delay))
+
+    @on(Collision)
+    def _ask_after_collision(self, event: Collision) -> None:
+        """The thread changed since the composer opened (Help Scout's collision check): say what, ask."""
+        changed = "; ".join(one_line(c) for c in event.changes)
+
+        def chosen(answer: str | None) -> None:
+            if answer == "send":
+                self._send(event.conv_id, event.text, event.mode, event.at, checked=True)
+            elif event.row is not None:  # back to the draft, text intact; the new messages are now seen
+                self._open_composer(event.mode, event.text, row=event.row)
+                self._compose_mark = (event.conv_id, event.mark)
+
+        self.app.push_screen(ChoiceDialog(f"Since you started this reply: {changed}. Send it anyway?",
+                                          [("send", "queue the reply anyway"), ("back", "back to the draft")]),
+                             chosen)
 
     @on(ReplyToRobot)
     def _ask_before_replying_to_robot(self, event: ReplyToRobot) -> None:
@@ -449,6 +584,89 @@ class MainScreen(Screen[None]):
 
         self.app.push_screen(ChoiceDialog(f"Only automatic mail here ({one_line(event.reason)}). Reply anyway?",
                                           [("send", "queue the reply anyway"), ("back", "back to the draft")]), chosen)
+
+    @on(Composer.WindowClosed)
+    def _on_window_closed(self, event: Composer.WindowClosed) -> None:
+        """Send outside the reply window: the composer stays open under the platform's choices."""
+        self._offer_window_choices(event.conv_id, event.text, event.mode, None, event.verdict, None)
+
+    @on(ReplyOutsideWindow)
+    def _on_outside_window(self, event: ReplyOutsideWindow) -> None:
+        self._offer_window_choices(event.conv_id, event.text, event.mode, event.at, event.verdict, event.row)
+
+    def _offer_window_choices(self, conv_id: str, text: str, mode: str, at: float | None, verdict: Verdict,
+                              row: queries.InboxRow | None) -> None:
+        """Say why the reply cannot leave and offer what the platform still allows: the human-agent
+        tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
+        def chosen(answer: str | None) -> None:
+            if answer == "public":
+                if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
+                    self.composer.mode = "public"
+                    self.composer.update_info()
+                    self.composer.text_area.focus()
+                    self.notify("Now a public answer to the comment: ctrl+s sends it.", timeout=4)
+                elif row is not None:
+                    self._open_composer("public", text, row=row)
+                return
+            if answer and answer != "back":
+                self.composer.close()
+                self.inbox.focus()
+                self._send(conv_id, text, mode, at, send_as=answer)
+                return
+            if self.composer.is_open:
+                self.composer.text_area.focus()
+            elif row is not None:  # back to the draft, text intact
+                self._open_composer(mode, text, row=row)
+
+        reason = verdict.reason[:1].upper() + verdict.reason[1:]
+        self.app.push_screen(ChoiceDialog(f"Not sent: {one_line(reason)}.", dialog_items(verdict, self.clock())),
+                             chosen)
+
+    # ---- actions on our own replies (edit, delete) ----------------------------------------------------
+
+    def _our_last_reply(self, what: str) -> tuple[queries.InboxRow, queries.MessageView] | None:
+        """The selected conversation and our newest reply in it that reached the platform, from the
+        thread on screen (no read needed), if the account can ``what`` it."""
+        row = self._selected_row()
+        if row is None:
+            return None
+        action = f"{what}_reply"
+        if action not in self._facts(row).actions:
+            self.notify(f"{row.account} cannot {what} replies on {self._facts(row).label}.", severity="warning")
+            return None
+        thread = self.thread_view.thread
+        if thread is None or thread.conversation.id != row.id:
+            self.notify("The thread is still loading; try again.", severity="warning")
+            return None
+        ours = [m for m in thread.messages if m.direction == "out" and m.state == "sent"]
+        if not ours:
+            self.notify("No reply of ours has reached the platform here.", severity="warning")
+            return None
+        return row, ours[-1]
+
+    def action_edit_reply(self) -> None:
+        found = self._our_last_reply("edit")
+        if found is not None:
+            row, message = found
+            self.composer.open(row, "edit", message.text, editing=message.id)
+
+    def action_delete_reply(self) -> None:
+        found = self._our_last_reply("delete")
+        if found is None:
+            return
+        row, message = found
+
+        def chosen(answer: str | None) -> None:
+            if answer == "delete":
+                self._queue_action("Delete queued", row.id, "delete_reply", {"message_id": message.id})
+
+        self.app.push_screen(ChoiceDialog(f"Delete our reply on {self._facts(row).label}: "
+                                          f"{one_line(message.text)[:60]}?",
+                                          [("delete", "delete it on the platform"), ("back", "keep it")]), chosen)
+
+    def _queue_action(self, label: str, conv_id: str, kind: str, payload: dict[str, Any]) -> None:
+        agent = self.agent
+        self._write(label, lambda db: outbox.queue_action(db, conv_id, kind, payload, actor=agent), 1)
 
     def action_toggle_quoted(self) -> None:
         self.thread_view.toggle_folds()
@@ -497,6 +715,8 @@ class MainScreen(Screen[None]):
     @on(Composer.Closed)
     def _on_composer_closed(self, event: Composer.Closed) -> None:
         self.inbox.focus()
+        self._compose_mark = None
+        self._announce(event.conv_id, "viewing")
         if event.mode != "note":
             self._save_draft(event.conv_id, event.text, event.mode == "private")
 
@@ -572,11 +792,15 @@ class MainScreen(Screen[None]):
         if not self._targets():
             return
 
+        config = self.app.workspace.config
+
         def done(value: dict[str, str] | None) -> None:
             if value:
-                self.apply("escalate", value, f"Escalated to {one_line(value['target'])}")
+                desk = config.ticket_account(value["target"])
+                label = f"Escalated to {one_line(value['target'])}" + (f"; ticket queued for {desk}" if desk else "")
+                self.apply("escalate", {**value, "ticket_account": desk}, label)
 
-        self.app.push_screen(EscalateDialog(), done)
+        self.app.push_screen(EscalateDialog(targets=list(config.escalation.targets)), done)
 
     def action_resolve(self) -> None:
         self.apply("resolve", {}, "Resolved")

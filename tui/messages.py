@@ -12,7 +12,9 @@ from typing import Any
 from textual.message import Message
 
 from replydesk.sla import SlaResult
+from replydesk.storage.activity import Notice, Presence
 from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
+from replydesk.windows import Verdict
 
 
 @dataclass
@@ -69,6 +71,7 @@ class ThreadLoaded(Message):
     thread: Thread | None
     sla: SlaResult | None
     keep_scroll: bool = False  # a refresh of the same conversation: the reader's scroll stays
+    mark: int | None = None  # where its messages stood (``activity.thread_mark``), for the collision check
 
 
 @dataclass
@@ -111,6 +114,39 @@ class ReplyToRobot(Message):
     at: float | None
     reason: str
     row: InboxRow | None
+
+
+@dataclass
+class ReplyOutsideWindow(Message):
+    """Storage refused a reply: its reply window closed (``verdict`` holds the platform's choices)."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    verdict: Verdict
+    row: InboxRow | None
+
+
+@dataclass
+class ActivityLoaded(Message):
+    """Who else is where (conversation id -> presences), and notices the engine left for the user."""
+
+    presence: dict[str, list[Presence]]
+    notices: list[Notice]
+
+
+@dataclass
+class Collision(Message):
+    """A reply was held back: the thread changed since the composer opened; the user decides."""
+
+    conv_id: str
+    text: str
+    mode: str
+    at: float | None
+    changes: list[str]
+    row: InboxRow | None
+    mark: int
 
 
 @dataclass

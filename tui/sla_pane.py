@@ -12,8 +12,9 @@ from textual.widgets import Static
 
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import STATE_SYMBOL, duration, safe
+from replydesk.tui.format import STATE_SYMBOL, duration, one_line, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.window_text import pane_line
 
 METRIC_LABEL = {"first_reply": "First reply", "next_reply": "Next reply", "resolution": "Resolution"}
 #: SLA state -> (colour role, extra attributes); paused is dim, without a colour of its own.
@@ -68,16 +69,41 @@ class SlaPane(Static):
     def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
         if row is None:
             return Text("SLA: nothing selected", style="dim")
+        window = self.window_line(row, now)  # second: when a reply may go at all is read first
+        if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
+            out = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe(one_line(row.listening), "bold"),
+                                (" · no SLA clock · a reply joins it to the inbox", "dim"))
+            if window is not None:
+                out.append("\n")
+                out.append_text(window)
+            return out
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
-            return Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
-                                 (duration(age) + " ago", ""))
+            out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
+                                (duration(age) + " ago", ""))
+            if window is not None:
+                out.append("\n")
+                out.append_text(window)
+            return out
         out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", self.state_style(sla.state)))
+        if window is not None:
+            out.append("\n")
+            out.append_text(window)
         metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
         for m in metrics:
             out.append("\n")
             out.append_text(self.metric_line(m))
         return out
+
+    def window_line(self, row: InboxRow, now: float) -> Text | None:
+        """The platform's reply window, counted down (``tui.window_text``): when replies must be
+        in, and what is left once it closes. The words carry it without colour too."""
+        found = pane_line(row, now)
+        if found is None:
+            return None
+        label, detail, role = found
+        return Text.assemble(("  Reply window", "bold"), (f" {label}", self.palette(role) if role else ""),
+                             (f" · {detail}", ""))
 
     def metric_line(self, m: MetricState) -> Text:
         style = self.state_style(m.state)

@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
-from replydesk.storage.queries import MessageView, Thread
+from replydesk.storage.queries import ActionView, MessageView, Thread
 from replydesk.tui.format import cell, clock_time, safe
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
@@ -38,6 +38,7 @@ DELIVERY = {
     "sent": ("sent ✓", "success"),
     "failed": ("FAILED", "error"),
     "unknown": ("UNKNOWN — check the platform", "error"),
+    "deleted": ("deleted on the platform", None),
 }
 
 
@@ -148,6 +149,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self.palette = Palette(self)
+        #: Other agents in this conversation now (a team's presence), shown under the header.
+        self.presence: tuple[tuple[str, str], ...] = ()
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -180,6 +183,17 @@ class ThreadView(ScrollView, can_focus=True):
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
+        """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
+        shown = tuple((str(getattr(p, "agent", "")), str(getattr(p, "activity", ""))) for p in items)
+        if shown == self.presence:
+            return
+        self.presence = shown
+        if repaint and self.thread is not None:
+            top = self.scroll_y
+            self._set_text(self.render_thread(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
         """Show or hide quoted history and signatures in this conversation, keeping the place."""
@@ -294,6 +308,14 @@ class ThreadView(ScrollView, can_focus=True):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        if self.presence:
+            out.append("\n")
+            for i, (agent, doing) in enumerate(self.presence):
+                out.append("  " if i else "")
+                out.append("✎ " if doing in ("replying", "noting") else "◉ ", style=role("warning", "bold"))
+                out.append_text(safe(agent, role("warning", "bold")))
+                out.append({"replying": " is replying…", "noting": " is writing a note…"}.get(doing, " is viewing"),
+                           style=role("warning"))
         if c.tags:
             out.append("\n")
             out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
@@ -312,10 +334,39 @@ class ThreadView(ScrollView, can_focus=True):
             if len(thread.history) > 3:
                 out.append(f"\n  … and {len(thread.history) - 3} more", style="dim")
         out.append("\n")
-        for m in thread.messages:
+        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for.
+        # A read mark shows only when it needs the user: it is routine otherwise.
+        shown = [a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")]
+        entries: list[tuple[float, int, MessageView | ActionView]] = [(m.created_at, 0, m) for m in thread.messages]
+        entries += [(a.created_at, 1, a) for a in shown]
+        for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1])):
             out.append("\n")
-            out.append_text(self.render_message(m, now))
+            out.append_text(self.render_action(entry, now) if isinstance(entry, ActionView)
+                            else self.render_message(entry, now))
         return out
+
+    def render_action(self, a: ActionView, now: float) -> Text:
+        """One outbox action: what it does, where it stands (the label says it without colour)."""
+        role = self.palette
+        t = Text()
+        t.append(f"{clock_time(a.created_at, now, self.tz)}  ⚙ ", style="dim")
+        t.append_text(safe(a.summary, "bold"))
+        label, state_role = DELIVERY.get(a.state, (a.state, None))
+        if a.state == "sent":
+            label = "done ✓"
+        t.append("  [", style="dim")
+        t.append(label, style=role(state_role) if state_role else "dim")
+        t.append("]", style="dim")
+        url = a.result.get("url") if isinstance(a.result.get("url"), str) else ""
+        if url:
+            t.append("\n  ")
+            t.append_text(safe(url, "dim"))
+        if a.error:
+            t.append("\n  reason: ", style=role("error", "not bold"))
+            t.append_text(safe(a.error, role("error", "not bold")))
+        if a.state in ("failed", "unknown"):
+            t.append(f"\n  retry key: {a.key}", style="dim")
+        return t
 
     def render_message(self, m: MessageView, now: float) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
@@ -340,6 +391,8 @@ class ThreadView(ScrollView, can_focus=True):
             t.append_text(safe(m.author or "me", role("accent", "bold")))
             if m.private:
                 t.append("  (private)", style=role("special"))
+            if isinstance(m.meta, dict) and m.meta.get("edited_at"):
+                t.append("  (edited)", style="dim")
             bounced = m.state == "failed" and bool(m.meta.get("bounced_by"))
             if bounced:
                 label, state_role = "NOT DELIVERED", "error"

@@ -9,18 +9,28 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from replydesk.storage import actions
+from replydesk.storage import actions, outbox
 from replydesk.storage.db import Database
 
 #: (database, conversation ids, the dialog's answer, the acting agent) -> the write.
 Step = Callable[[Database, Sequence[str], Mapping[str, Any], str], None]
 
+def escalate(db: Database, ids: Sequence[str], p: Mapping[str, Any], actor: str) -> None:
+    """Escalate; a target with a helpdesk account (``p["ticket_account"]``) also gets a ticket per
+    conversation through the outbox, in the same transaction as the escalation."""
+    with db.transaction():
+        actions.escalate(db, ids, target=p["target"], reason=p["reason"], note=p["note"], actor=actor)
+        if p.get("ticket_account"):
+            for conv_id in ids:
+                outbox.queue_ticket(db, conv_id, account=p["ticket_account"], target=p["target"],
+                                    reason=p["reason"], note=p["note"], actor=actor)
+
+
 TRIAGE: dict[str, Step] = {
     "tag": lambda db, ids, p, actor: actions.tag(db, ids, p["tags"], actor=actor),
     "untag": lambda db, ids, p, actor: actions.untag(db, ids, p["tags"], actor=actor),
     "assign": lambda db, ids, p, actor: actions.assign(db, ids, p["who"], actor=actor),
-    "escalate": lambda db, ids, p, actor: actions.escalate(db, ids, target=p["target"], reason=p["reason"],
-                                                          note=p["note"], actor=actor),
+    "escalate": lambda db, ids, p, actor: escalate(db, ids, p, actor),
     "resolve": lambda db, ids, p, actor: actions.resolve(db, ids, actor=actor),
     "reopen": lambda db, ids, p, actor: actions.reopen(db, ids, actor=actor),
     "snooze": lambda db, ids, p, actor: actions.snooze(db, ids, p["until"], actor=actor),

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
+from replydesk.storage.db import Database
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.inbox import PAGE
 from replydesk.tui.pacing import EVERY, QUIET_FOR, GcPacer
@@ -93,6 +94,13 @@ async def test_a_background_change_repaints_only_the_changed_row(workspace, db, 
         monkeypatch.setattr(inbox, "refresh_line", lambda y: lines.append(y))
         db.conn.execute("UPDATE conversations SET assignee='zoe' WHERE id=?", (third.id,))  # another writer
         inbox.reload()
+        await settle(pilot)
+        # The app's data probe (four times a second) notices the write too and reloads once more: wait
+        # until it has (its last seen version is the database's), so that reload cannot land later.
+        for _ in range(200):
+            if app.store._version == app.store.read(Database.data_version):
+                break
+            await pilot.pause(0.01)
         await settle(pilot)
         # The idle read-ahead of the last screen (for G) may or may not have run by now; make it
         # run, so the test does not depend on how the timers interleaved: an off-screen page that

@@ -1,0 +1,358 @@
+"""Team figures on a real PostgreSQL (Debian's binaries, a throwaway cluster with fsync on), each
+against a baseline measured in the same run, alternated:
+
+- ``team_propagation_p50_ms``/``p95``: an action in agent A's cache until it is in agent B's cache,
+  both local engines running as ``replydesk sync`` processes; baseline: a bare NOTIFY from one
+  connection to a LISTEN on another (the floor under any push design on this server);
+- ``team_commands_per_s``: commands through the team path (``replydesk.submit``: checks, state, log,
+  NOTIFY) vs plain INSERTs of the same JSON into a table of the same database, same batches;
+- ``team_first_pull_messages_per_s`` (and ``team_first_pull_s``): a new agent's first pull of the
+  team workspace into an empty cache vs reading the same event rows with ``COPY … TO STDOUT``;
+- with 20 agents connected (``replydesk sync`` processes pulling every event):
+  ``team_engine_ingest_per_s`` (the engine's local ingest plus its push to the team) vs the solo
+  engine's ingest of the same pages, and ``team_agent_key_p95_ms`` (an agent's console, its own
+  engine running, while the engine pushes) vs the same cache opened solo.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from bench import generate, tui_bench
+from bench.report import Figure, Reporter, percentile
+
+REPO = Path(__file__).resolve().parents[1]
+
+NAMES = [("team_propagation_p50_ms", "ms"), ("team_propagation_p95_ms", "ms"), ("team_commands_per_s", "commands/s"),
+         ("team_first_pull_messages_per_s", "messages/s"), ("team_first_pull_s", "s"),
+         ("team_engine_ingest_per_s", "messages/s"), ("team_agent_key_p95_ms", "ms")]
+
+
+def _support() -> Any:
+    """The tests' PostgreSQL and team helpers (the bench runs from a checkout, with the test extra)."""
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import pgserver
+    import team_support
+
+    return pgserver, team_support
+
+
+def available() -> str | None:
+    try:
+        pgserver, _ = _support()
+    except ImportError as exc:  # pragma: no cover - the test extra is missing
+        return f"team figures need the test extra ({exc})"
+    return None if pgserver.pg_available() else f"postgresql not installed: {pgserver.PG_HOW}"
+
+
+def run(reporter: Reporter, *, quick: bool, runs: int, tmp: Path, tui: bool, log: Callable[[str], None]) -> None:
+    reason = available()
+    if reason:
+        for name, unit in NAMES:
+            reporter.add(Figure(name, 0, None, unit, note=reason))
+        return
+    pgserver, support = _support()
+    runs = 1 if quick else runs
+    with pgserver.running_postgres(fsync=True) as pg:
+        bench = TeamBench(pg, support, tmp / "team", quick=quick, runs=runs, log=log)
+        try:
+            bench.first_pull(reporter)
+            bench.commands(reporter)
+            bench.propagation(reporter)
+            bench.crowd(reporter, tui=tui)
+        finally:
+            bench.stop()
+
+
+class TeamBench:
+    def __init__(self, pg: Any, support: Any, root: Path, *, quick: bool, runs: int,
+                 log: Callable[[str], None]) -> None:
+        self.pg, self.s, self.root, self.quick, self.runs, self.log = pg, support, root, quick, runs, log
+        root.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    # ---- a team with messages -------------------------------------------------------------------------
+
+    def team(self, messages: int, agents: list[str], tag: str) -> tuple[Any, Path, Any]:
+        """A team database whose engine pushed ``messages`` generated messages (through its replica)."""
+        import os
+
+        team = self.s.Team.create(self.pg)
+        for name in ("engine-a", *agents):
+            team.add(name, engine=name == "engine-a")
+        os.environ.update(team.env())
+        engine_dir = self.root / f"{tag}-engine"
+        with redirect_stdout(StringIO()):
+            team.join(engine_dir, "engine-a")
+        spec = generate.Spec(conversations=max(messages // 8, 1), messages=messages, accounts=6, seed=5)
+        pages = list(generate.pages(spec, time.time()))
+        push = self._engine_push(engine_dir)
+        push(pages)
+        return team, engine_dir, spec
+
+    def _engine_push(self, engine_dir: Path) -> Callable[[list[Any]], float]:
+        from replydesk.storage.db import open_database
+        from replydesk.storage.ingest import ensure_account, ingest
+        from replydesk.team import TeamSync
+
+        def push(pages: list[Any]) -> float:
+            db = open_database(engine_dir)
+            sync = TeamSync(engine_dir, db, sweep=False)
+            try:
+                sync._connect()
+                with db.transaction():
+                    for account in {a for a, _ in pages}:
+                        ensure_account(db, account, "bench", "email")
+                t0 = time.perf_counter()
+                for account, page in pages:
+                    ingest(db, account, [page])
+                    sync.push()
+                return time.perf_counter() - t0
+            finally:
+                sync._close()
+                db.close()
+
+        return push
+
+    def join(self, team: Any, name: str, where: Path) -> float:
+        t0 = time.perf_counter()
+        with redirect_stdout(StringIO()):
+            team.join(where, name)
+        return time.perf_counter() - t0
+
+    # ---- figures --------------------------------------------------------------------------------------
+
+    def first_pull(self, reporter: Reporter) -> None:
+        n = 10_000 if self.quick else 100_000
+        readers = [f"reader{i}" for i in range(self.runs)]
+        self.log(f"  team: building a {n:,}-message team workspace")
+        team, _, _ = self.team(n, readers, "pull")
+        pulls, copies = [], []
+        for i, name in enumerate(readers):  # alternated: a first pull, then the plain COPY of the same rows
+            pulls.append(self.join(team, name, self.root / f"pull-{i}"))
+            with team.admin() as conn:
+                t0 = time.perf_counter()
+                rows = 0
+                with conn.cursor() as cur, cur.copy(
+                        "COPY (SELECT seq, at, agent, kind, conversation_id, command_id, data, result "
+                        "FROM replydesk.events ORDER BY seq) TO STDOUT") as copy:
+                    for _ in copy.rows():
+                        rows += 1
+                copies.append((time.perf_counter() - t0, rows))
+            shutil.rmtree(self.root / f"pull-{i}", ignore_errors=True)
+        with team.admin() as conn:
+            stored = conn.execute("SELECT count(*) FROM replydesk.messages").fetchone()[0]
+        pull_s = statistics.median(pulls)
+        copy_s, rows = statistics.median(c[0] for c in copies), copies[0][1]
+        reporter.add(Figure("team_first_pull_messages_per_s", stored, stored / pull_s, "messages/s", rows / copy_s,
+                            note=f"`team join` of a {stored:,}-message team into an empty cache (pull in pages of "
+                                 f"2000 events, each applied through the cache's ingest: search index, SLA); "
+                                 f"baseline = COPY of the same {rows:,} event rows to the client; median of {len(pulls)}"))
+        reporter.add(Figure("team_first_pull_s", stored, pull_s, "s", copy_s,
+                            note="the same first pull, in seconds; baseline = the COPY"))
+
+    def commands(self, reporter: Reporter) -> None:
+        from replydesk.storage import team_db
+
+        team, _, _ = self.team(500, ["ana"], "cmd")
+        url, _ = team_db.TeamUrl.parse(team.url("ana"))
+        n = 2_000 if self.quick else 10_000
+        with team.admin() as admin:
+            convs = [r[0] for r in admin.execute("SELECT id FROM replydesk.conversations")]
+            admin.execute("CREATE TABLE public.plain_inserts (id bigserial PRIMARY KEY, agent text, kind text, "
+                          "conversation_id text, data jsonb)")
+        commands = [{"kind": "tag", "agent": "ana", "conversation": convs[i % len(convs)], "id": f"bench:{i}",
+                     "add": [f"t{i % 7}"]} for i in range(n * self.runs)]
+        team_s, plain_s = [], []
+        import json
+
+        with team_db.connect(url, team.passwords["ana"]) as conn, team.admin() as admin:
+            for r in range(self.runs):
+                part = commands[r * n:(r + 1) * n]
+                t0 = time.perf_counter()
+                for b in range(0, n, 200):
+                    team_db.submit_many(conn, part[b:b + 200])
+                team_s.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                for b in range(0, n, 200):
+                    with admin.transaction(), admin.cursor() as cur:
+                        cur.executemany("INSERT INTO public.plain_inserts(agent, kind, conversation_id, data) "
+                                        "VALUES (%s, %s, %s, %s::jsonb)",
+                                        [(c["agent"], c["kind"], c["conversation"], json.dumps(c))
+                                         for c in part[b:b + 200]])
+                plain_s.append(time.perf_counter() - t0)
+        reporter.add(Figure("team_commands_per_s", n, n / statistics.median(team_s), "commands/s",
+                            n / statistics.median(plain_s),
+                            note="tag commands through replydesk.submit (authorship, the conversation's state, the "
+                                 "log under its append lock, NOTIFY) in transactions of 200, as an agent's push; "
+                                 "baseline = plain INSERTs of the same JSON in the same batches; alternated, "
+                                 f"median of {self.runs}"))
+
+    def _start_sync(self, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+        import os
+
+        proc = subprocess.Popen([sys.executable, "-m", "replydesk.cli", "sync", "--data-dir", str(data_dir)],
+                                cwd=REPO, env=dict(os.environ), stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def propagation(self, reporter: Reporter) -> None:
+        from replydesk.storage import actions, team_db
+        from replydesk.storage.db import open_database
+
+        team, _, _ = self.team(2_000, ["ana", "ben"], "prop")
+        a, b = self.root / "prop-ana", self.root / "prop-ben"
+        self.join(team, "ana", a)
+        self.join(team, "ben", b)
+        for d in (a, b):
+            self._start_sync(d, self.root / f"{d.name}.log")
+        samples = 15 if self.quick else 40
+        adb, bdb = open_database(a), open_database(b)
+        url, _ = team_db.TeamUrl.parse(team.url("ana"))
+        sender = team_db.connect(url, team.passwords["ana"])
+        listener = team_db.connect(url, team.passwords["ana"])
+        listener.execute("LISTEN bench_probe")
+        convs = [r[0] for r in adb.conn.execute("SELECT id FROM conversations ORDER BY id LIMIT 50")]
+        time.sleep(1.0)  # both local engines connected (their first pull is done: they joined)
+        real, floor = [], []
+        try:
+            for i in range(samples):
+                conv, tag = convs[i % len(convs)], f"probe{i}"
+                t0 = time.perf_counter()
+                actions.tag(adb, [conv], [tag], actor="ana")
+                deadline = t0 + 10
+                while time.perf_counter() < deadline:
+                    if bdb.conn.execute("SELECT 1 FROM conversation_tags WHERE conversation_id=? AND tag=?",
+                                        (conv, tag)).fetchone():
+                        real.append((time.perf_counter() - t0) * 1000)
+                        break
+                    time.sleep(0.002)
+                t0 = time.perf_counter()
+                sender.execute("SELECT pg_notify('bench_probe', '')")
+                if list(listener.notifies(timeout=5, stop_after=1)):
+                    floor.append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.05)
+        finally:
+            sender.close()
+            listener.close()
+            adb.close()
+            bdb.close()
+            self.stop()
+        lost = samples - len(real)
+        p95 = percentile(real, 95) if real else None
+        note = (f"tag in agent A's cache -> the tag in agent B's cache (A's local engine notices the write, "
+                f"pushes; NOTIFY wakes B's, which pulls and applies); {len(real)} samples"
+                + (f", {lost} not seen within 10 s" if lost else "")
+                + "; baseline = NOTIFY -> LISTEN between two connections, alternated")
+        reporter.add(Figure("team_propagation_p50_ms", len(real), percentile(real, 50) if real else None, "ms",
+                            percentile(floor, 50) if floor else None, note=note))
+        reporter.add(Figure("team_propagation_p95_ms", len(real), p95, "ms", percentile(floor, 95) if floor else None,
+                            target="< 1000 ms", ok=p95 is not None and p95 < 1000, note=note))
+
+    def crowd(self, reporter: Reporter, *, tui: bool) -> None:
+        """20 agents connected: the engine's ingest rate and one agent's keys, each vs solo mode."""
+        from replydesk.config import Config
+        from replydesk.storage.ingest import ensure_account, ingest
+        from replydesk.workspace import Workspace
+
+        size = 1_000 if self.quick else 5_000
+        agents = [f"agent{i:02d}" for i in range(20)]
+        team, engine_dir, spec = self.team(size, agents, "crowd")
+        self.log("  team: 20 agents join and connect")
+        for name in agents:
+            self.join(team, name, self.root / f"crowd-{name}")
+        for name in agents[1:]:  # the first is the one whose keys are measured, with its own engine
+            self._start_sync(self.root / f"crowd-{name}", self.root / f"crowd-{name}.log")
+        time.sleep(2.0)
+        per_run = 1_000 if self.quick else 3_000
+        extra = generate.Spec(conversations=max(per_run // 4, 1), messages=per_run * self.runs * 3, accounts=6,
+                              seed=99)
+        pages = list(generate.pages(extra, time.time()))
+        chunk = max(len(pages) // (self.runs * 3), 1)
+        push = self._engine_push(engine_dir)
+        team_rates, solo_rates = [], []
+        for r in range(self.runs):  # alternated: team engine (push included), then solo ingest
+            batch = pages[r * chunk:(r + 1) * chunk]
+            n = sum(len(p.messages) for _, p in batch)
+            team_rates.append(n / push(batch))
+            solo_dir = self.root / f"solo-ingest-{r}"
+            db = Workspace(solo_dir, Config()).open_db()
+            with db.transaction():
+                for account in {a for a, _ in batch}:
+                    ensure_account(db, account, "bench", "email")
+            t0 = time.perf_counter()
+            for account, page in batch:
+                ingest(db, account, [page])
+            solo_rates.append(n / (time.perf_counter() - t0))
+            db.close()
+            shutil.rmtree(solo_dir, ignore_errors=True)
+        value, baseline = statistics.median(team_rates), statistics.median(solo_rates)
+        reporter.add(Figure("team_engine_ingest_per_s", n, value, "messages/s", baseline,
+                            note="the team engine's fetch pages: ingest into its replica and push to the team "
+                                 "(messages in transactions of 200) while 20 agents are connected and pull every "
+                                 "event; baseline = the solo engine's ingest of the same pages; alternated, "
+                                 f"median of {self.runs}"))
+        if not tui:
+            reporter.add(Figure("team_agent_key_p95_ms", size, None, "ms", note="tui figures skipped"))
+            self.stop()
+            return
+        probe_dir = self.root / f"crowd-{agents[0]}"
+        solo_copy = tui_bench.copy_workspace(probe_dir, self.root / "crowd-solo")
+        (solo_copy / "team.json").unlink(missing_ok=True)  # the copy is the same cache, opened solo
+        keys = "quick" if self.quick else "full"
+        stop = threading.Event()
+        rest = pages[self.runs * chunk:]
+
+        def trickle() -> None:  # the engine keeps pushing: every agent pulls while the keys are pressed
+            for i in range(0, len(rest), 1):
+                if stop.is_set():
+                    return
+                push(rest[i:i + 1])
+                time.sleep(0.15)
+
+        team_k, solo_k = [], []
+        feeder = threading.Thread(target=trickle, daemon=True)
+        feeder.start()
+        try:
+            for _ in range(self.runs):
+                t = tui_bench.run_probe(probe_dir, keys=keys, engine=True)
+                s = tui_bench.run_probe(solo_copy, keys=keys, sync_pages_n=8 if self.quick else 30,
+                                        sync_per_page=300, spec=extra)
+                team_k.append(percentile(t["key_ms"], 95) if t["key_ms"] else None)
+                solo_k.append(percentile(s["key_ms"], 95) if s["key_ms"] else None)
+        finally:
+            stop.set()
+            feeder.join(60)
+            self.stop()
+        tv = statistics.median([v for v in team_k if v is not None]) if any(team_k) else None
+        sv = statistics.median([v for v in solo_k if v is not None]) if any(solo_k) else None
+        reporter.add(Figure("team_agent_key_p95_ms", size, tv, "ms", sv, target="ratio <= 1.5",
+                            ok=tv is not None and sv is not None and tv <= 1.5 * sv,
+                            note="one agent's console (headless, its own team engine running, pulling) with 20 "
+                                 "agents connected while the team engine pushes a fetch page every 0.15 s; baseline = "
+                                 "the same cache opened solo while its engine thread ingests 300-message pages every "
+                                 f"0.15 s (solo mode with traffic); alternated, median of {self.runs}; all 20 agents "
+                                 "and the engine share this machine's cores"))

@@ -1,0 +1,715 @@
+"""The cache's side of team mode: what this replica pushes, and how it applies the team's events.
+
+A joined workspace keeps the tables the console reads, and every change a person (or this replica's
+engine) makes is written there first, exactly as in solo mode: that is what keeps the keys fast and
+the console working offline, and why the console never learns it is in a team. The local event log
+is the change feed: ``pending_changes`` turns the events past the push pointer into team commands
+(each carrying the conversation's team version it was made on, recorded by a trigger the join
+installs), and ``apply_events`` replays the team's log into these same tables.
+
+The rules that make every cache converge on the team's state:
+
+- the team's log is applied in seq order, and a conversation event carries the state it left
+  (status, assignee, tags …), which the cache takes as is — except a field this replica changed
+  and has not pushed yet (that newer intent is kept until its own outcome comes back);
+- a replica's own outbox and message events come back as echoes and are skipped (its own copy is
+  at least as new: an engine may have sent a reply before it hears its own claim);
+- what this module writes while applying is recorded (``team_applied``) and never pushed back;
+- a refused change is undone here with the team's value, and the user is told (``notices``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.storage import outbox, slastate
+from replydesk.storage.actions import _event, _sync_tag_column
+from replydesk.storage.db import Database
+from replydesk.storage.ingest import IngestStats, _ingest_one, reindex_conversations
+from replydesk.storage.team_db import TeamEvent
+
+META_LINK = "team.link"
+META_CURSOR = "team.cursor"
+META_PUSHED = "team.pushed"
+
+#: Local event kinds whose command needs the conversation's team version (conflict rules use it).
+BASED_KINDS = ("assign", "status", "escalate", "queued")
+#: Local event kinds that say a person or an engine changed something the team should know.
+PUSHED_KINDS = ("in", "automatic", "reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
+                "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced")
+_FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation"}
+_OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox")
+
+
+@dataclass(frozen=True)
+class Link:
+    """How this workspace is joined: the team's URL (no password), who we are, and this replica's id."""
+
+    url: str
+    agent: str
+    kind: str  # agent | engine
+    replica: str
+
+    def to_json(self) -> str:
+        return json.dumps({"url": self.url, "agent": self.agent, "kind": self.kind, "replica": self.replica})
+
+
+def _meta(db: Database, key: str) -> str | None:
+    row = db.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(db: Database, key: str, value: str) -> None:
+    db.conn.execute("INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (key, value))
+
+
+def link(db: Database) -> Link | None:
+    raw = _meta(db, META_LINK)
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Link(data["url"], data["agent"], data.get("kind", "agent"), data["replica"])
+
+
+def new_replica_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def conversation_count(db: Database) -> int:
+    return db.conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
+
+
+def set_link(db: Database, value: Link) -> None:
+    """Join: remember the team, start the cursors at zero, install the version trigger."""
+    with db.transaction():
+        _set_meta(db, META_LINK, value.to_json())
+        _set_meta(db, META_CURSOR, "0")
+        top = db.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        _set_meta(db, META_PUSHED, str(top))
+        ensure_trigger(db)
+
+
+def ensure_trigger(db: Database) -> None:
+    """Record the team version each based local change was made on, the moment it is made."""
+    kinds = ",".join(f"'{k}'" for k in BASED_KINDS)
+    db.conn.execute(
+        f"CREATE TRIGGER IF NOT EXISTS team_event_base AFTER INSERT ON events WHEN new.kind IN ({kinds}) BEGIN "
+        "INSERT OR REPLACE INTO team_event_base(seq, version) VALUES (new.seq, coalesce("
+        "(SELECT version FROM team_versions WHERE conversation_id = new.conversation_id), 0)); END"
+    )
+
+
+def cursor(db: Database) -> int:
+    return int(_meta(db, META_CURSOR) or 0)
+
+
+def pushed(db: Database) -> int:
+    return int(_meta(db, META_PUSHED) or 0)
+
+
+def version_of(db: Database, conv_id: str) -> int:
+    row = db.conn.execute("SELECT version FROM team_versions WHERE conversation_id=?", (conv_id,)).fetchone()
+    return row[0] if row else 0
+
+
+# ---- pushing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One local event turned into a team command."""
+
+    local_seq: int
+    kind: str
+    conversation_id: str
+    command: dict[str, Any]
+
+
+def _applied_ranges(db: Database, after: int) -> list[tuple[int, int]]:
+    return [(r[0], r[1]) for r in db.conn.execute("SELECT lo, hi FROM team_applied WHERE hi > ? ORDER BY lo",
+                                                  (after,))]
+
+
+def _inside(seq: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= seq <= hi for lo, hi in ranges)
+
+
+def pending_changes(db: Database, me: Link, *, leads: frozenset[str] = frozenset(),
+                    limit: int = 200) -> tuple[list[Change], int, bool]:
+    """Commands for the local changes past the push pointer, in order; the last seq looked at; and
+    whether that was every change (False: call again after pushing these)."""
+    start = pushed(db)
+    ranges = _applied_ranges(db, start)
+    marks = ",".join("?" * len(PUSHED_KINDS))
+    rows = db.conn.execute(
+        f"SELECT e.seq, e.conversation_id, e.at, e.kind, e.actor, e.data, b.version FROM events e "
+        f"LEFT JOIN team_event_base b ON b.seq = e.seq WHERE e.seq > ? AND e.kind IN ({marks}) "
+        f"ORDER BY e.seq LIMIT ?", (start, *PUSHED_KINDS, limit)).fetchall()
+    last = rows[-1][0] if len(rows) == limit else db.conn.execute(
+        "SELECT coalesce(max(seq), ?) FROM events", (start,)).fetchone()[0]
+    changes: list[Change] = []
+    for seq, conv_id, at, kind, actor, raw, base in rows:
+        if _inside(seq, ranges):
+            continue
+        command = _command(db, me, seq, conv_id, at, kind, actor, json.loads(raw or "{}"), base or 0, leads)
+        if command is not None:
+            changes.append(Change(seq, kind, conv_id, command))
+    return changes, last, len(rows) < limit
+
+
+@contextmanager
+def snapshot(db: Database) -> Iterator[Database]:
+    """One read transaction: what is pushed together (messages and the cursor past them) is read
+    from the same committed state, so a cursor never runs ahead of the messages it covers."""
+    if db.conn.in_transaction:
+        yield db
+        return
+    db.conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        db.conn.execute("COMMIT")
+
+
+def _message_payload(db: Database, message_id: str) -> dict[str, Any] | None:
+    """A stored message as the team (and every other cache) ingests it: the message, its conversation,
+    and the conversation's customer (messages carry no contact of their own in the cache)."""
+    row = db.conn.execute(
+        "SELECT m.id, m.native_id, m.direction, m.author, m.text, m.created_at, m.parent_id, m.state, m.error, "
+        "m.private, m.meta, m.automatic, c.id, c.account, c.platform, c.kind, c.native_id, c.subject, "
+        "p.native_id, p.name, p.handle, p.vip FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        "LEFT JOIN contacts p ON p.id = c.contact_id WHERE m.id = ?", (message_id,)).fetchone()
+    if row is None:
+        return None
+    return {
+        "conversation": row[12],
+        "thread": {"account": row[13], "platform": row[14], "kind": row[15], "native_id": row[16],
+                   "subject": row[17]},
+        "contact": {"native_id": row[18] or "unknown", "name": row[19] or "", "handle": row[20] or "",
+                    "vip": bool(row[21])},
+        "message": {"id": row[0], "native_id": row[1], "direction": row[2], "author": row[3], "text": row[4],
+                    "created_at": row[5], "parent_id": row[6], "state": row[7], "error": row[8],
+                    "private": bool(row[9]), "meta": json.loads(row[10] or "{}"), "automatic": row[11]},
+    }
+
+
+def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: str, actor: str,
+             data: dict[str, Any], base: int, leads: frozenset[str]) -> dict[str, Any] | None:
+    common: dict[str, Any] = {"id": f"{me.replica}:{seq}", "agent": me.agent, "at": at, "conversation": conv_id}
+    if kind in ("in", "automatic") or (kind in ("reply", "note") and "message" in data
+                                       and actor in ("platform", "customer", "robot")):
+        payload = _message_payload(db, data.get("message", ""))
+        return None if payload is None else {**common, "kind": "message", **payload}
+    if kind == "note" and "message" in data:
+        row = db.conn.execute("SELECT text, created_at FROM messages WHERE id=?", (data["message"],)).fetchone()
+        if row is None:
+            return None
+        return {**common, "kind": "note", "message": {"id": data["message"], "text": row[0], "created_at": row[1]}}
+    if kind == "tag":
+        if isinstance(data.get("tags"), list):  # an import states the whole set
+            return {**common, "kind": "tag", "replace": data["tags"]}
+        return {**common, "kind": "tag", "add": [data.get("tag")]} if data.get("tag") else None
+    if kind == "untag":
+        return {**common, "kind": "tag", "remove": [data.get("tag")]} if data.get("tag") else None
+    if kind == "assign":
+        return {**common, "kind": "set", "base": base, "fields": {"assignee": data.get("assignee")}}
+    if kind == "status":
+        if actor == "customer":  # a customer writing again: every cache and the team derive it themselves
+            return None
+        status = data.get("status")
+        until = data.get("until") if status == "snoozed" else None
+        return {**common, "kind": "set", "base": base, "fields": {"status": status, "snoozed_until": until}}
+    if kind == "escalate":
+        row = db.conn.execute("SELECT escalation_target, priority FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        target = data.get("target") if data.get("target") is not None else (row[0] if row else None)
+        return {**common, "kind": "set", "base": base,
+                "fields": {"escalated": True, "escalation_target": target, "priority": row[1] if row else "high"}}
+    if kind == "bounced":
+        return {**common, "kind": "bounced", "message": data.get("message"), "reason": data.get("reason")}
+    key = data.get("key")
+    item = outbox.get(db, key) if isinstance(key, str) else None
+    if item is None:
+        return None
+    if kind == "queued":
+        return {**common, "kind": "reply", "base": base, "outbox": {
+            "key": key, "message_id": f"{item.account}:out:{key}", "text": item.text, "private": item.private,
+            "created_at": item.created_at, "not_before": item.not_before}}
+    if kind == "reply":  # delivered (an engine) or confirmed by the user (an unknown one)
+        return {**common, "kind": "outbox", "key": key, "state": "sent",
+                "remote_id": item.remote_id or data.get("remote_id"), "sent_at": at}
+    if kind == "cancelled":
+        return {**common, "kind": "outbox", "key": key, "state": "cancelled"}
+    if kind == "retry":
+        return {**common, "kind": "outbox", "key": key, "state": "queued", "text": item.text,
+                "attempts": item.attempts, "not_before": item.not_before, "last_error": None}
+    if kind in ("send_failed", "send_unknown"):
+        return {**common, "kind": "outbox", "key": key, "state": "failed" if kind == "send_failed" else "unknown",
+                "last_error": item.last_error}
+    if kind == "outbox":  # an engine's retry wait after a transient failure
+        if item.state != "queued":
+            return None
+        return {**common, "kind": "outbox", "key": key, "state": "queued", "last_error": item.last_error,
+                "not_before": item.not_before, "attempts": item.attempts}
+    return None
+
+
+def note_outbox_change(db: Database, key: str) -> None:
+    """An engine's reply went back to waiting (a transient failure): say so to the team."""
+    item = outbox.get(db, key)
+    if item is not None:
+        with db.transaction():
+            _event(db, item.conversation_id, "outbox", "system", {"key": key})
+
+
+def replace_as_forced_reply(db: Database, me: Link, change: Change) -> dict[str, Any] | None:
+    """A retried reply the team never accepted (it was refused as a collision): queue it anew, the
+    author having confirmed it."""
+    key = change.command.get("key")
+    item = outbox.get(db, key) if isinstance(key, str) else None
+    if item is None:
+        return None
+    return {"id": f"{me.replica}:{change.local_seq}:forced", "agent": me.agent, "at": change.command.get("at"),
+            "conversation": item.conversation_id, "kind": "reply", "force": True, "outbox": {
+                "key": key, "message_id": f"{item.account}:out:{key}", "text": item.text, "private": item.private,
+                "created_at": item.created_at, "not_before": max(item.not_before, db.now())}}
+
+
+@dataclass
+class PushReport:
+    accepted: int = 0
+    refused: list[str] = field(default_factory=list)  # what the user is told
+
+
+def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[dict[str, Any]], last: int,
+                    me: Link) -> PushReport:
+    """After a push: move the pointer, and undo each refused change with the team's value (told)."""
+    report = PushReport()
+    if not changes and last <= pushed(db):  # nothing new (a console's read mark, an SLA tick): no write
+        return report
+    with applying(db):
+        for change, outcome in zip(changes, outcomes, strict=True):
+            if outcome.get("ok"):
+                report.accepted += 1
+                continue
+            text = _refusal(db, change, outcome)
+            report.refused.append(text)
+            db.conn.execute("INSERT INTO notices(at, conversation_id, text) VALUES (?,?,?)",
+                            (db.now(), change.conversation_id, text))
+        _set_meta(db, META_PUSHED, str(max(last, pushed(db))))
+    return report
+
+
+_WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalation", "queued": "Reply",
+         "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag"}
+
+
+def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
+    """Undo a refused change locally and say what happened, in words."""
+    detail = str(outcome.get("detail") or outcome.get("reason") or "refused")
+    what = _WHAT.get(change.kind, change.kind.capitalize())
+    state = outcome.get("state")
+    if isinstance(state, dict):
+        _set_state(db, change.conversation_id, state, agent="team", at=db.now(), keep=frozenset())
+    row = outcome.get("outbox")
+    key = change.command.get("key") or (change.command.get("outbox") or {}).get("key")
+    if change.kind == "queued" and key:
+        outbox._set(db, key, "failed", last_error=f"not sent: {detail}; retry it from the outbox to send anyway")
+        return f"Reply not sent: {detail}. It waits in the outbox as failed; retry it to send anyway."
+    if isinstance(row, dict):
+        _apply_outbox_row(db, row, at=db.now())
+    return f"{what} not applied on {change.conversation_id}: {detail} (the team's version stands)"
+
+
+# ---- applying ---------------------------------------------------------------------------------------
+
+
+class applying:  # noqa: N801 - used as a context manager, reads as a phrase
+    """A transaction whose local events are the team's (or undo a refusal): never pushed back."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._tx = db.transaction()
+
+    def __enter__(self) -> Database:
+        self._tx.__enter__()
+        self.top = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        return self.db
+
+    def __exit__(self, *exc: Any) -> Any:
+        if exc[0] is None:
+            hi = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            if hi > self.top:
+                if pushed(self.db) >= self.top:  # nothing of ours waits below: just step over them
+                    _set_meta(self.db, META_PUSHED, str(hi))
+                else:
+                    self.db.conn.execute("INSERT OR REPLACE INTO team_applied(lo, hi) VALUES (?,?)",
+                                         (self.top + 1, hi))
+            self.db.conn.execute("DELETE FROM team_applied WHERE hi <= ?", (pushed(self.db),))
+        return self._tx.__exit__(*exc)
+
+
+@dataclass(frozen=True)
+class Intents:
+    """This replica's changes not pushed yet: fields per conversation, and reply keys."""
+
+    fields: dict[str, frozenset[str]]
+    keys: frozenset[str]
+
+
+def pending_intents(db: Database) -> Intents:
+    start = pushed(db)
+    ranges = _applied_ranges(db, start)
+    fields: dict[str, set[str]] = defaultdict(set)
+    keys: set[str] = set()
+    marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply")))
+    for seq, conv_id, kind, actor, raw in db.conn.execute(
+            f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND kind IN ({marks})",
+            (start, *_FIELD_OF, *_OUTBOX_KINDS, "reply")):
+        if _inside(seq, ranges) or (kind == "status" and actor == "customer"):
+            continue
+        if kind in _FIELD_OF:
+            fields[conv_id].add(_FIELD_OF[kind])
+        else:
+            key = json.loads(raw or "{}").get("key")
+            if key:
+                keys.add(key)
+    return Intents({k: frozenset(v) for k, v in fields.items()}, frozenset(keys))
+
+
+@dataclass
+class ApplyReport:
+    events: int = 0
+    messages: int = 0
+    conversations: set[str] = field(default_factory=set)
+
+
+def apply_events(db: Database, events: Sequence[TeamEvent], me: Link, *,
+                 leads: frozenset[str] = frozenset()) -> ApplyReport:
+    """Replay team events into the cache in one transaction, and move the cursor past them."""
+    report = ApplyReport()
+    if not events:
+        return report
+    own = me.replica + ":"
+    with applying(db):
+        done = cursor(db)  # another applier (a CLI push) may have got here first
+        events = [e for e in events if e.seq > done]
+        if not events:
+            return report
+        intents = pending_intents(db)
+        versions: dict[str, int] = {}
+        for run in _runs(events):
+            if run[0].kind == "message":
+                _apply_messages(db, [e for e in run if not (e.command_id or "").startswith(own)], intents, report)
+            else:
+                for event in run:
+                    _apply_one(db, event, event.command_id is not None and event.command_id.startswith(own),
+                               intents, leads, report)
+            for event in run:
+                if event.conversation_id:
+                    versions[event.conversation_id] = event.seq
+        db.conn.executemany(
+            "INSERT INTO team_versions(conversation_id, version) VALUES (?,?) "
+            "ON CONFLICT(conversation_id) DO UPDATE SET version=max(version, excluded.version)",
+            list(versions.items()))
+        _set_meta(db, META_CURSOR, str(events[-1].seq))
+        slastate.refresh(db, report.conversations)
+        report.events = len(events)
+    return report
+
+
+def _runs(events: Sequence[TeamEvent]) -> Iterable[list[TeamEvent]]:
+    """Consecutive message events go into one ingest (the fast path); the rest one by one, in order."""
+    run: list[TeamEvent] = []
+    for event in events:
+        if run and (event.kind == "message") != (run[0].kind == "message"):
+            yield run
+            run = []
+        run.append(event)
+    if run:
+        yield run
+
+
+def _native(full: str | None, account: str) -> str | None:
+    if full is None:
+        return None
+    prefix = f"{account}:"
+    return full[len(prefix):] if full.startswith(prefix) else full
+
+
+def _apply_messages(db: Database, events: list[TeamEvent], intents: Intents, report: ApplyReport) -> None:
+    by_account: dict[str, list[IncomingMessage]] = defaultdict(list)
+    fixes: list[tuple[str, int, str]] = []
+    last_state: dict[str, TeamEvent] = {}
+    for event in events:
+        d = event.data
+        thread, m, c = d.get("thread") or {}, d.get("message") or {}, d.get("contact") or {}
+        account = thread.get("account")
+        if not account or not m.get("id"):
+            continue
+        meta = m.get("meta") if isinstance(m.get("meta"), dict) else {}
+        by_account[account].append(IncomingMessage(
+            native_id=m.get("native_id") or _native(m["id"], account), conversation_native_id=thread.get("native_id")
+            or _native(event.conversation_id, account), platform=thread.get("platform", ""),
+            kind=thread.get("kind", ""), contact=Contact(native_id=str(c.get("native_id") or "unknown"),
+                                                         name=str(c.get("name") or ""),
+                                                         handle=str(c.get("handle") or ""), vip=bool(c.get("vip"))),
+            text=m.get("text", ""), created_at=m.get("created_at", event.at), direction=m.get("direction", "in"),
+            author=m.get("author", ""), subject=thread.get("subject") or "",
+            parent_native_id=_native(m.get("parent_id"), account), meta=meta, automatic=m.get("automatic"),
+        ))
+        if m.get("state") not in (None, "received", "sent") or m.get("private"):
+            fixes.append((m.get("state") or "received", int(bool(m.get("private"))), m["id"]))
+        if event.conversation_id:
+            last_state[event.conversation_id] = event
+    for account, messages in by_account.items():
+        stats = IngestStats()
+        _ingest_one(db, account, FetchResult(messages=messages, cursor={}), stats)
+        report.messages += stats.new_messages
+        report.conversations |= stats.conversations
+    if fixes:
+        db.conn.executemany("UPDATE messages SET state=?, private=? WHERE id=?", fixes)
+    for conv_id, event in last_state.items():
+        _set_state(db, conv_id, event.result, agent=event.agent, at=event.at,
+                   keep=intents.fields.get(conv_id, frozenset()))
+        report.conversations.add(conv_id)
+
+
+def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, leads: frozenset[str],
+               report: ApplyReport) -> None:
+    kind, conv_id, d = event.kind, event.conversation_id, event.data
+    if kind in ("tag", "set"):
+        if conv_id and _exists(db, conv_id):
+            _set_state(db, conv_id, event.result, agent=event.agent, at=event.at,
+                       keep=intents.fields.get(conv_id, frozenset()))
+            report.conversations.add(conv_id)
+    elif kind == "note":
+        m = d.get("message") or {}
+        if not own and conv_id and _exists(db, conv_id) and m.get("id"):
+            account = db.conn.execute("SELECT account FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
+            cur = db.conn.execute(
+                "INSERT OR IGNORE INTO messages(id, conversation_id, account, native_id, direction, author, text, "
+                "created_at, state) VALUES (?,?,?,?,?,?,?,?,?)",
+                (m["id"], conv_id, account, m["id"], "note", event.agent, m.get("text", ""),
+                 m.get("created_at", event.at), "received"))
+            if cur.rowcount:
+                _event(db, conv_id, "note", event.agent, {"message": m["id"]}, at=event.at)
+    elif kind == "reply":
+        row = event.result.get("outbox") or {}
+        if not own and conv_id and _exists(db, conv_id) and row.get("key") and outbox.get(db, row["key"]) is None:
+            _insert_reply(db, row, event)
+            report.conversations.add(conv_id)
+        db.conn.execute("UPDATE outbox SET seq=? WHERE key=?", (event.seq, row.get("key")))
+    elif kind == "outbox":
+        row = event.result.get("outbox") or {}
+        if not own and row.get("key") and row["key"] not in intents.keys:
+            _apply_outbox_row(db, row, at=float(d.get("sent_at") or event.at))
+            if conv_id:
+                report.conversations.add(conv_id)
+    elif kind == "bounced" and not own:
+        db.conn.execute("UPDATE messages SET state='failed', error=? WHERE id=?", (d.get("reason"), d.get("message")))
+        db.conn.execute("UPDATE outbox SET state='failed', last_error=? WHERE message_id=? AND state='unknown'",
+                        (d.get("reason"), d.get("message")))
+    elif kind == "cursor" and d.get("account") not in leads and not own:
+        db.conn.execute(
+            "INSERT INTO sync_cursors(account, stream, cursor, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
+            (d.get("account"), d.get("stream"), json.dumps(d.get("cursor")), event.at))
+    elif kind == "account" and not own and d.get("name"):
+        db.conn.execute(
+            "INSERT INTO accounts(name, provider, platform, created_at, facts) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(name) DO UPDATE SET provider=excluded.provider, platform=excluded.platform, "
+            "facts=excluded.facts",
+            (d["name"], d.get("provider", ""), d.get("platform", ""), event.at, json.dumps(d.get("facts") or {})))
+
+
+def _exists(db: Database, conv_id: str) -> bool:
+    return db.conn.execute("SELECT 1 FROM conversations WHERE id=?", (conv_id,)).fetchone() is not None
+
+
+def _insert_reply(db: Database, row: dict[str, Any], event: TeamEvent) -> None:
+    conv_id = row["conversation_id"]
+    account = row.get("account") or db.conn.execute("SELECT account FROM conversations WHERE id=?",
+                                                    (conv_id,)).fetchone()[0]
+    key = row["key"]
+    db.conn.execute(
+        "INSERT OR IGNORE INTO messages(id, conversation_id, account, native_id, direction, author, text, created_at, "
+        "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (row["message_id"], conv_id, account, f"out:{key}", "out", row.get("author") or event.agent, row["text"],
+         row["created_at"], "queued", int(bool(row.get("private")))))
+    db.conn.execute(
+        "INSERT INTO outbox(key, conversation_id, message_id, account, private, text, created_at, not_before, state, "
+        "attempts, last_error, remote_id, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (key, conv_id, row["message_id"], account, int(bool(row.get("private"))), row["text"], row["created_at"],
+         row["not_before"], "queued", 0, None, None, event.at, event.seq))
+    _event(db, conv_id, "queued", event.agent, {"key": key, "private": bool(row.get("private")),
+                                                 "not_before": row["not_before"]}, at=event.at)
+
+
+def _apply_outbox_row(db: Database, row: dict[str, Any], *, at: float) -> None:
+    """Take the team's delivery state of one reply (sent renames the message as the engine did)."""
+    key = row.get("key")
+    local = outbox.get(db, key) if isinstance(key, str) else None
+    if local is None or local.state == "sent":  # sent is a fact: nothing moves it back
+        return
+    state = row.get("state")
+    if state == "sent":
+        outbox.mark_sent(db, key, row.get("remote_id") or f"team:{key}", at)
+        return
+    db.conn.execute(
+        "UPDATE outbox SET state=?, attempts=?, not_before=?, last_error=?, text=?, updated_at=? WHERE key=?",
+        (state, int(row.get("attempts") or 0), float(row.get("not_before") or local.not_before), row.get("last_error"),
+         row.get("text") or local.text, db.now(), key))
+    db.conn.execute("UPDATE messages SET state=?, error=?, text=? WHERE id=?",
+                    (state, row.get("last_error"), row.get("text") or local.text, local.message_id))
+    if state in ("failed", "unknown") and local.state != state:
+        _event(db, local.conversation_id, "send_failed" if state == "failed" else "send_unknown", "team",
+               {"key": key, "error": row.get("last_error")}, at=at)
+
+
+def adopt_outbox_row(db: Database, row: dict[str, Any]) -> None:
+    """Take the team's state of a reply that this replica holds otherwise (an engine's claim found the
+    team ahead: sent or settled by another engine while this one missed an event)."""
+    with applying(db):
+        _apply_outbox_row(db, row, at=db.now())
+
+
+def _set_state(db: Database, conv_id: str, state: dict[str, Any], *, agent: str, at: float,
+               keep: frozenset[str]) -> None:
+    """Make the conversation's fields the team's, logging each change as the local log knows them.
+
+    ``keep``: fields this replica changed and has not pushed yet; its newer intent stays.
+    """
+    if not state or "status" not in state:
+        return
+    row = db.conn.execute("SELECT status, snoozed_until, assignee, priority, escalated, escalation_target "
+                          "FROM conversations WHERE id=?", (conv_id,)).fetchone()
+    if row is None:
+        return
+    status, until, assignee, priority, escalated, target = row
+    if "status" not in keep and (state["status"] != status or state.get("snoozed_until") != until):
+        db.conn.execute("UPDATE conversations SET status=?, snoozed_until=? WHERE id=?",
+                        (state["status"], state.get("snoozed_until"), conv_id))
+        data: dict[str, Any] = {"status": state["status"], "from": status}
+        if state.get("snoozed_until") is not None:
+            data["until"] = state["snoozed_until"]
+        _event(db, conv_id, "status", agent, data, at=at)
+    if "assignee" not in keep and state.get("assignee") != assignee:
+        db.conn.execute("UPDATE conversations SET assignee=? WHERE id=?", (state.get("assignee"), conv_id))
+        _event(db, conv_id, "assign", agent, {"assignee": state.get("assignee")}, at=at)
+    team_escalation = (bool(state.get("escalated")), state.get("escalation_target"), state.get("priority") or "normal")
+    if "escalation" not in keep and team_escalation != (bool(escalated), target, priority):
+        db.conn.execute("UPDATE conversations SET escalated=?, escalation_target=?, priority=? WHERE id=?",
+                        (int(team_escalation[0]), team_escalation[1], team_escalation[2], conv_id))
+        if team_escalation[0] and not escalated:
+            _event(db, conv_id, "escalate", agent, {"target": team_escalation[1]}, at=at)
+    if "tags" not in keep and isinstance(state.get("tags"), list):
+        team_tags = {t for t in state["tags"] if isinstance(t, str)}
+        local_tags = {r[0] for r in db.conn.execute("SELECT tag FROM conversation_tags WHERE conversation_id=?",
+                                                    (conv_id,))}
+        if team_tags != local_tags:
+            for t in sorted(team_tags - local_tags):
+                db.conn.execute("INSERT OR IGNORE INTO conversation_tags(conversation_id, tag) VALUES (?,?)", (conv_id, t))
+                _event(db, conv_id, "tag", agent, {"tag": t}, at=at)
+            for t in sorted(local_tags - team_tags):
+                db.conn.execute("DELETE FROM conversation_tags WHERE conversation_id=? AND tag=?", (conv_id, t))
+                _event(db, conv_id, "untag", agent, {"tag": t}, at=at)
+            _sync_tag_column(db, conv_id)
+            reindex_conversations(db, [conv_id])
+
+
+# ---- what is happening now (presence, account states) -------------------------------------------------
+
+
+def replace_presence(db: Database, rows: Sequence[tuple[str, str | None, str | None, float, float]],
+                     me: str) -> bool:
+    """The team's live presence, without ours; written only when it changed (a write wakes consoles)."""
+    wanted = sorted((a, c, act, since, exp) for a, c, act, since, exp in rows if a != me)
+    current = sorted(tuple(r) for r in db.conn.execute(
+        "SELECT agent, conversation_id, activity, since, expires_at FROM presence"))
+    if [r[:4] for r in wanted] == [r[:4] for r in current] and all(
+            abs(w[4] - c[4]) < 30 for w, c in zip(wanted, current, strict=True)):
+        return False
+    with db.transaction():
+        db.conn.execute("DELETE FROM presence")
+        db.conn.executemany("INSERT INTO presence(agent, conversation_id, activity, since, expires_at) "
+                            "VALUES (?,?,?,?,?)", wanted)
+    return True
+
+
+def replace_account_states(db: Database, rows: Sequence[tuple[str, str, str, float | None, float | None]]) -> bool:
+    """The leading engines' account states, for the status bar (written only when they changed)."""
+    current = {r[0]: tuple(r) for r in db.conn.execute(
+        "SELECT account, state, detail, last_sync, until FROM account_status")}
+    changed = [tuple(r) for r in rows if current.get(r[0]) != tuple(r)]
+    if not changed:
+        return False
+    with db.transaction():
+        for account, state, detail, last_sync, until in changed:
+            db.conn.execute(
+                "INSERT INTO accounts(name, provider, platform, created_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(name) DO NOTHING", (account, "team", "multi", db.now()))
+            db.conn.execute(
+                "INSERT INTO account_status(account, state, detail, last_sync, until, updated_at) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(account) DO UPDATE SET state=excluded.state, detail=excluded.detail, "
+                "last_sync=excluded.last_sync, until=excluded.until, updated_at=excluded.updated_at",
+                (account, state, detail, last_sync, until, db.now()))
+    return True
+
+
+def local_account_states(db: Database, names: Iterable[str]) -> list[tuple[str, str, str, float | None, float | None]]:
+    """An engine's own account states, to publish for the accounts it leads."""
+    names = list(names)
+    if not names:
+        return []
+    qs = ",".join("?" * len(names))
+    return [tuple(r) for r in db.conn.execute(
+        f"SELECT account, state, detail, last_sync, until FROM account_status WHERE account IN ({qs})", names)]
+
+
+def account_rows(db: Database, names: Iterable[str]) -> list[dict[str, Any]]:
+    """An engine's accounts (provider, platform, facts), to publish as ``account`` commands."""
+    names = list(names)
+    if not names:
+        return []
+    qs = ",".join("?" * len(names))
+    return [{"name": r[0], "provider": r[1], "platform": r[2], "facts": json.loads(r[3] or "{}")}
+            for r in db.conn.execute(f"SELECT name, provider, platform, facts FROM accounts WHERE name IN ({qs})",
+                                     names)]
+
+
+def cursors_of(db: Database, names: Iterable[str]) -> list[tuple[str, str, Any]]:
+    names = list(names)
+    if not names:
+        return []
+    qs = ",".join("?" * len(names))
+    return [(r[0], r[1], json.loads(r[2])) for r in db.conn.execute(
+        f"SELECT account, stream, cursor FROM sync_cursors WHERE account IN ({qs}) ORDER BY account, stream", names)]
+
+
+def due_snoozes(db: Database, accounts: Iterable[str], now: float) -> list[str]:
+    """Snoozed conversations of ``accounts`` whose time has come (the leading engine wakes them)."""
+    names = list(accounts)
+    if not names:
+        return []
+    qs = ",".join("?" * len(names))
+    return [r[0] for r in db.conn.execute(
+        f"SELECT id FROM conversations WHERE status='snoozed' AND snoozed_until <= ? AND account IN ({qs})",
+        (now, *names))]
+
+
+def pending_count(db: Database) -> int:
+    """Local changes not yet pushed (for ``team status``)."""
+    start = pushed(db)
+    ranges = _applied_ranges(db, start)
+    marks = ",".join("?" * len(PUSHED_KINDS))
+    return sum(1 for (seq, kind, actor) in db.conn.execute(
+        f"SELECT seq, kind, actor FROM events WHERE seq > ? AND kind IN ({marks})", (start, *PUSHED_KINDS))
+        if not _inside(seq, ranges) and not (kind == "status" and actor == "customer"))

@@ -1,0 +1,180 @@
+"""Helpers for the team tests: a team database on the session's PostgreSQL, agents, joined workspaces.
+
+Each test gets its own database (and so its own roles) on one cluster started per session; every
+agent and engine is a real login role with its own password, and joins a real workspace directory
+through the CLI, as a person would. Passwords reach the engines through the documented environment
+fallback of the keyring (``REPLYDESK_SECRET_…``), which subprocesses inherit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+from collections import defaultdict
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgserver import PgServer
+from replydesk import secrets
+from replydesk.cli import main
+from replydesk.config import Config, parse_config
+from replydesk.storage import team_db
+from replydesk.storage.db import Database, open_database
+from replydesk.team import TeamSync
+from replydesk.workspace import Workspace
+
+
+def engine_config(remote: Path, *, backlog: int = 30, poll: str = "1s", extra: str = "") -> str:
+    """A team engine's config: the demo platform, its remote side shared by every engine of the team."""
+    return (f"accounts:\n  - name: demo\n    provider: demo\n    seed: 11\n    pace: 3600s\n    backlog: {backlog}\n"
+            f"    poll_interval: {poll}\n    remote: {remote}\n{extra}"
+            "sync:\n  retry_base: 0.05s\n  retry_max: 0.5s\n  send_retries: 1000\n")
+
+
+@dataclass
+class Team:
+    pg: PgServer
+    dbname: str
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, pg: PgServer) -> Team:
+        team = cls(pg, pg.create_database())
+        with redirect_stdout(io.StringIO()):
+            assert main(["team", "init", team.owner_url()]) == 0
+        return team
+
+    def owner_url(self) -> str:
+        return self.pg.url(self.dbname).replace("://rdadmin@", f"://rdadmin:{self.pg.admin_password}@")
+
+    def admin(self) -> Any:
+        return self.pg.admin(self.dbname)
+
+    def role(self, name: str) -> str:
+        return team_db.default_role(self.dbname, name)
+
+    def url(self, name: str, **params: str) -> str:
+        """The agent's URL, without its password (what a workspace stores)."""
+        return self.pg.url(self.dbname, self.role(name), **params)
+
+    def secret_env(self, name: str) -> tuple[str, str]:
+        url, _ = team_db.TeamUrl.parse(self.url(name))
+        return secrets.env_name(url.secret_name()), self.passwords[name]
+
+    def env(self) -> dict[str, str]:
+        return dict(self.secret_env(n) for n in self.passwords)
+
+    def add(self, name: str, *, engine: bool = False) -> str:
+        password = f"pw-{name}-{self.dbname[-6:]}"
+        self.passwords[name] = password
+        old = sys.stdin
+        sys.stdin = io.StringIO(password + "\n")
+        try:
+            with redirect_stdout(io.StringIO()):
+                assert main(["team", "add-agent", self.owner_url(), name] + (["--engine"] if engine else [])) == 0
+        finally:
+            sys.stdin = old
+        return password
+
+    def join(self, data_dir: Path, name: str, *, config: Path | None = None) -> None:
+        url = self.url(name).replace("@", f":{self.passwords[name]}@", 1)
+        args = ["team", "join", url, "--agent", name, "--data-dir", str(data_dir), "--json"]
+        if config is not None:
+            args += ["--config", str(config)]
+        with redirect_stdout(io.StringIO()):
+            assert main(args) == 0
+
+
+def workspace(data_dir: Path, config: Config | None = None, clock: Any = None) -> Workspace:
+    return Workspace(data_dir, config or Config(), clock=clock)
+
+
+def sync(data_dir: Path) -> Any:
+    """One push-and-pull of a joined workspace (the agent's ``replydesk sync --once``)."""
+    db = open_database(data_dir)
+    try:
+        return TeamSync(data_dir, db).once()
+    finally:
+        db.close()
+
+
+def engine_pass(data_dir: Path, config_text: str) -> None:
+    """A team engine's fetch without leadership games: the solo engine's pass on the engine's replica
+    (fetch and ingest), then its replicator's push (the messages go to the team)."""
+    from replydesk.sync import SyncEngine
+
+    cfg = parse_config(config_text, Path("engine.yaml"))
+    ws = Workspace(data_dir, cfg)
+    db = ws.open_db()
+    try:
+        asyncio.run(SyncEngine(cfg, db, data_dir).run_once())
+        TeamSync(data_dir, db).once()
+    finally:
+        db.close()
+
+
+# ---- comparing a cache with the team database ------------------------------------------------------
+
+
+def team_state(team: Team) -> dict[str, Any]:
+    """The team database's conversations and messages, as the referee of every cache."""
+    with team.admin() as conn:
+        convs = {r[0]: (r[1], r[2], tuple(sorted(r[3])), bool(r[4]), r[5]) for r in conn.execute(
+            "SELECT id, status, assignee, tags, escalated, priority FROM replydesk.conversations")}
+        messages = {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(
+            "SELECT id, conversation_id, direction, text, state FROM replydesk.messages")}
+        outbox_rows = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
+            "SELECT key, conversation_id, state, seq FROM replydesk.outbox")}
+    return {"conversations": convs, "messages": messages, "outbox": outbox_rows}
+
+
+def cache_state(db: Database) -> dict[str, Any]:
+    convs = {r[0]: (r[1], r[2], tuple(sorted(t for t in r[3].split("\x1f") if t)), bool(r[4]), r[5])
+             for r in db.conn.execute("SELECT id, status, assignee, tags, escalated, priority FROM conversations")}
+    messages = {r[0]: (r[1], r[2], r[3], r[4]) for r in db.conn.execute(
+        "SELECT m.id, m.conversation_id, m.direction, m.text, CASE WHEN m.direction = 'out' THEN m.state "
+        "ELSE m.state END FROM messages m")}
+    outbox_rows = {r[0]: (r[1], r[2]) for r in db.conn.execute("SELECT key, conversation_id, state FROM outbox")}
+    return {"conversations": convs, "messages": messages, "outbox": outbox_rows}
+
+
+def differences(cache: dict[str, Any], team: dict[str, Any]) -> list[str]:
+    """Where a cache and the team disagree, in words (empty: they are equal)."""
+    out: list[str] = []
+    for conv_id, state in team["conversations"].items():
+        mine = cache["conversations"].get(conv_id)
+        if mine != state:
+            out.append(f"conversation {conv_id}: cache {mine} team {state}")
+    extra = set(cache["conversations"]) - set(team["conversations"])
+    out += [f"conversation {c} only in the cache" for c in sorted(extra)]
+    for mid, (conv, direction, text, state) in team["messages"].items():
+        mine = cache["messages"].get(mid)
+        if mine is None or mine[:3] != (conv, direction, text) or (direction == "out" and mine[3] != state):
+            out.append(f"message {mid}: cache {mine} team {(conv, direction, text, state)}")
+    # Only here, rightly: a reply the team refused (a collision) waits in its author's cache as failed,
+    # for the author to retry or discard (the process tests check each such reply and its notice).
+    out += [f"message {m} only in the cache" for m in sorted(set(cache["messages"]) - set(team["messages"]))
+            if cache["messages"][m][3] not in ("cancelled", "failed") or cache["messages"][m][1] != "out"]
+    for key, (conv, state, _) in team["outbox"].items():
+        mine = cache["outbox"].get(key)
+        if mine != (conv, state):
+            out.append(f"reply {key}: cache {mine} team {(conv, state)}")
+    return out
+
+
+def read_ledger(remote: Path) -> list[dict[str, Any]]:
+    path = remote / "demo-ledger.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def ledger_by_conversation(entries: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for e in entries:
+        out[e["conversation"]].append(e["key"])
+    return out

@@ -1,0 +1,249 @@
+"""The console and the contract's new parts: reply windows counted down in the composer and the SLA
+pane and checked before anything is queued (23:59 goes, 24:01 is refused with the choices the
+platform allows), escalation to a helpdesk target, editing and deleting our reply, read marks and
+the outbox actions in the thread. Driven with the pilot on the demo workspace, checked in SQLite."""
+
+from __future__ import annotations
+
+from replydesk import windows
+from replydesk.config import EscalationSettings, EscalationTarget
+from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.providers.demo_helpdesk import DemoHelpdeskOptions
+from replydesk.storage import ingest, outbox, platform_facts, queries
+from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.dialogs import ChoiceDialog
+from replydesk.workspace import Workspace
+from tui_support import FIXED, fixed_clock, settle
+
+SIZE = (120, 36)
+MIN, H, D = 60.0, 3600.0, 86400.0
+
+
+def customer_writes(db, platform: str, conv: str, ago: float, kind: str = "dm") -> str:  # noqa: ANN001
+    """A new conversation on the demo account whose customer wrote ``ago`` seconds before FIXED."""
+    ann = Contact(native_id=f"{platform}:ann-{conv}", name="Ann Window", handle="@ann")
+    msg = IncomingMessage(f"{conv}-1", conv, platform, kind, ann, "Are you there?", FIXED - ago,
+                          meta={"at": FIXED - ago})
+    ingest.ingest(db, "demo", [FetchResult([msg], None, "test")])
+    return f"demo:{conv}"
+
+
+async def select(pilot, conv_id: str) -> None:  # noqa: ANN001
+    """Move the cursor to ``conv_id`` and wait until its thread (and SLA pane) is shown. By index,
+    as the keys move it: the thread is read when the cursor moves, after a short debounce."""
+    db = pilot.app.workspace.open_db()
+    try:
+        index = queries.position_of(db, queries.InboxFilter(), conv_id)
+    finally:
+        db.close()
+    assert index is not None, f"{conv_id} is not in the inbox"
+    for attempt in range(500):  # a bound, not a duration: each round waits for the app to go idle
+        if attempt % 50 == 0 and pilot.app.inbox.cursor_id != conv_id:
+            pilot.app.inbox.move_to(index)
+        await settle(pilot)
+        thread = pilot.app.thread_view.thread
+        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError(f"{conv_id} was never shown")
+
+
+async def type_text(pilot, text: str) -> None:  # noqa: ANN001
+    for ch in text:
+        await pilot.press(ch if ch != " " else "space")
+
+
+def info(app: ReplydeskApp) -> str:
+    return str(app.composer.query_one("#composer-info").render())
+
+
+def app_for(workspace: Workspace) -> ReplydeskApp:
+    return ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+
+
+async def test_a_whatsapp_reply_at_23_59_is_queued(workspace, db) -> None:  # noqa: ANN001
+    conv = customer_writes(db, "whatsapp", "wa-2359", 23 * H + 59 * MIN)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        sla = str(app.main.query_one("#sla").render())
+        assert "Reply window 1m left · then templates only" in " ".join(sla.split())
+        await pilot.press("r")
+        await type_text(pilot, "On its way")
+        await settle(pilot)
+        assert "window 1m left" in info(app)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert not app.composer.is_open
+    assert [(i.conversation_id, i.text, i.send_as) for i in outbox.pending(db)] == [(conv, "On its way", None)]
+
+
+async def test_a_whatsapp_reply_at_24_01_is_refused_with_what_the_platform_allows(workspace, db) -> None:  # noqa: ANN001
+    conv = customer_writes(db, "whatsapp", "wa-2401", 24 * H + MIN)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        assert "Reply window closed 1m ago" in str(app.main.query_one("#sla").render())
+        await pilot.press("r")
+        await type_text(pilot, "On its way")
+        await settle(pilot)
+        assert "· WhatsApp · window closed: templates only · 10/4096" in info(app)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ChoiceDialog)
+        assert dialog.title_text == ("Not sent: WhatsApp's 24-hour customer-service window closed 1m ago (it counts "
+                                     "from the customer's last message): only approved message templates may be sent.")
+        assert dialog.items == [("back", "back to the draft")]  # templates are the platform's rule, not a button
+        assert outbox.pending(db) == []
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.composer.is_open and app.composer.text == "On its way"  # the draft is intact
+    assert outbox.pending(db) == []
+
+
+async def test_messenger_after_24_hours_offers_the_human_agent_tag(workspace, db) -> None:  # noqa: ANN001
+    conv = customer_writes(db, "facebook", "fb-30h", 30 * H)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        assert "Reply window closed 6h 00m ago · human-agent tag 5d 18h left" in \
+            str(app.main.query_one("#sla").render())
+        await pilot.press("r")
+        await type_text(pilot, "Sorry for the wait")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ChoiceDialog)
+        assert "you can still send it with the human-agent tag for 5d 18h more" in dialog.title_text
+        assert [key for key, _ in dialog.items] == [windows.HUMAN_AGENT, "back"]
+        await pilot.press("enter")  # send it with the tag
+        await settle(pilot)
+        assert not app.composer.is_open
+    assert [(i.conversation_id, i.text, i.send_as) for i in outbox.pending(db)] == [
+        (conv, "Sorry for the wait", windows.HUMAN_AGENT)]
+
+
+async def test_instagram_private_reply_after_7_days_becomes_a_public_answer(workspace, db) -> None:  # noqa: ANN001
+    conv = customer_writes(db, "instagram", "ig-8d", 8 * D, kind="comment")
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        await pilot.press("R")  # a private reply to the comment
+        await settle(pilot)
+        assert app.composer.mode == "private"
+        await type_text(pilot, "Thanks!")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, ChoiceDialog)
+        assert [key for key, _ in app.screen.items] == ["public", "back"]
+        await pilot.press("enter")  # answer publicly instead: the composer switches, nothing leaves yet
+        await settle(pilot)
+        assert app.composer.is_open and app.composer.mode == "public" and outbox.pending(db) == []
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    assert [(i.conversation_id, i.private) for i in outbox.pending(db)] == [(conv, False)]
+
+
+def with_helpdesk(workspace: Workspace) -> Workspace:
+    cfg = workspace.config
+    workspace.config = cfg.model_copy(update={
+        "accounts": [*cfg.accounts, DemoHelpdeskOptions(name="desk")],
+        "escalation": EscalationSettings(targets={"helpdesk": EscalationTarget(account="desk")})})
+    return workspace
+
+
+async def test_escalating_to_a_helpdesk_target_queues_a_ticket_shown_in_the_thread(workspace, db) -> None:  # noqa: ANN001
+    with_helpdesk(workspace)
+    target = queries.inbox_page(db, queries.InboxFilter(), 0, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        await pilot.press("enter")  # target "helpdesk", the first reason
+        await settle(pilot)
+        (ticket,) = outbox.pending(db)
+        assert (ticket.action, ticket.account, ticket.conversation_id) == ("create_ticket", "desk", target.id)
+        app.main.refresh_all()
+        await settle(pilot)
+        text = app.thread_view._text.plain
+        assert "⚙ ticket in desk" in text and "[queued]" in text
+        outbox.mark_sending(db, ticket.key)
+        outbox.mark_done(db, ticket.key, "41", FIXED, {"url": "https://helpdesk.demo.invalid/tickets/41"})
+        app.main.refresh_all()
+        await settle(pilot)
+        text = app.thread_view._text.plain
+        assert "⚙ ticket in desk #41" in text and "[done ✓]" in text and "/tickets/41" in text
+    row = queries.get_row(db, target.id)
+    assert row.escalated and ticket.payload["external_id"] == target.id
+
+
+def answered(db) -> tuple[str, str]:  # noqa: ANN001
+    """A demo conversation with a reply of ours on the platform (the backlog's), and that reply's text."""
+    row = db.conn.execute("SELECT conversation_id, text FROM messages WHERE direction='out' AND state='sent' "
+                          "ORDER BY conversation_id LIMIT 1").fetchone()
+    return row[0], row[1]
+
+
+async def palette(pilot, title: str) -> None:  # noqa: ANN001
+    await pilot.press("ctrl+p")
+    await settle(pilot)
+    await type_text(pilot, title)
+    await settle(pilot)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_editing_our_last_reply_queues_an_edit(workspace, db) -> None:  # noqa: ANN001
+    conv, text = answered(db)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        await palette(pilot, "Edit our last reply")
+        assert app.composer.is_open and app.composer.mode == "edit" and app.composer.text == text
+        assert "Edit our reply to" in info(app)
+        app.composer.text_area.load_text("We're on it: it ships today")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    (edit,) = outbox.pending(db)
+    assert (edit.action, edit.text, edit.payload["quote"]) == ("edit_reply", "We're on it: it ships today", text)
+    assert queries.draft(db, conv) is None  # an edit is no draft of a new reply
+
+
+async def test_deleting_our_last_reply_asks_then_queues_a_delete(workspace, db) -> None:  # noqa: ANN001
+    conv, _ = answered(db)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        await palette(pilot, "Delete our last reply")
+        assert isinstance(app.screen, ChoiceDialog) and app.screen.items[0][0] == "delete"
+        await pilot.press("enter")
+        await settle(pilot)
+    assert [i.action for i in outbox.pending(db)] == ["delete_reply"]
+
+
+async def test_opening_a_conversation_marks_it_read_on_the_platform_where_the_account_asks(workspace, db) -> None:  # noqa: ANN001
+    stored = {p: f for a, p, f in platform_facts.load(db) if a == "demo"}
+    assert all("mark_read" not in f.actions for f in stored.values())  # the option is off by default
+    platform_facts.save(db, "demo", {p: f.with_actions([*f.actions, "mark_read"]) for p, f in stored.items()})
+    unread = queries.inbox_page(db, queries.InboxFilter(), 0, 5)
+    target = next(r for r in unread if r.unread)
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, target.id)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("escape")
+        await pilot.press("enter")  # opened again: already read, nothing more to tell the platform
+        await settle(pilot)
+    assert [(i.action, i.conversation_id) for i in outbox.pending(db)] == [("mark_read", target.id)]
+    assert not queries.get_row(db, target.id).unread
