@@ -37,6 +37,7 @@ from replydesk.storage import ingest, slastate, team_db, team_local
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.faults import describe_failure
 from replydesk.storage.team_db import TeamUrl
+from replydesk.waits import pause
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,12 @@ class TeamSync:
                     log.warning("team sync: %s (retrying in %.0fs)", error, backoff(failures))
                     self._close()
                     self._report("auth_error" if isinstance(error, team_db.TeamAuthError) else "offline", str(error))
-                    self._stop.wait(backoff(failures))
+                    pause(self._stop, backoff(failures))
                 except Exception as exc:  # the cache (locked, a full disk) or a bug: stall, retry, never end
                     failures += 1
                     self._stalled(exc)
                     self._close()
-                    self._stop.wait(backoff(failures))
+                    pause(self._stop, backoff(failures))
         finally:
             self._close(leave=True)
 

@@ -24,6 +24,7 @@ from replydesk.sla import SlaEngine
 from replydesk.storage import slastate
 from replydesk.storage.db import Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
+from replydesk.waits import pause
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
     from replydesk.sync import SyncEngine
@@ -188,7 +189,7 @@ class EngineThread:
                 self.error = exc
                 self.lock.note(self.health())
                 self._ready.set()
-                self._stopping.wait(delay)
+                pause(self._stopping, delay)
                 delay = min(delay * 2, 30.0)
                 continue
             self.error = None
