@@ -25,7 +25,9 @@ REGISTRY: dict[str, str] = {
     "bluesky": "replydesk.providers.bluesky:BlueskyProvider",
     "telegram": "replydesk.providers.telegram:TelegramProvider",
     "x": "replydesk.providers.x:XProvider",
+    "google": "replydesk.providers.google:GoogleProvider",
     "demo-helpdesk": "replydesk.providers.demo_helpdesk:DemoHelpdesk",
+    "zendesk": "replydesk.providers.zendesk:ZendeskProvider",
 }
 
 #: Providers whose "remote side" lives in the workspace (they take the data dir).
@@ -51,8 +53,6 @@ FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
     # comments 2,200 characters; the Messaging API: text under 1,000 bytes of UTF-8
     "instagram": PlatformFacts("Instagram", "IG", Limit(2_200, "utf16"), Limit(1_000, "utf8"),
                                (_MESSENGER_DM, _PRIVATE_REPLY)),
-    # a review reply: at most 4,096 bytes; no private channel
-    "google": PlatformFacts("Google reviews", "GBP", Limit(4_096, "utf8"), None),
     # a text message body: 4,096 characters; chats only; 24 h after the customer's last message,
     # then only approved templates
     "whatsapp": PlatformFacts("WhatsApp", "WA", None, Limit(4_096, "utf16"), (

@@ -127,6 +127,9 @@ class Provider(abc.ABC):
         #: Set by the sync engine: maps platform message ids we may already hold to the native id of
         #: the conversation they belong to (email threading across syncs). Providers stay DB-free.
         self.resolve_thread: Callable[[Sequence[str]], str | None] = lambda ids: None
+        #: Set by the sync engine for a helpdesk: the ids of the tickets this account made that are
+        #: still worth following (not closed), so it can read their status without a database.
+        self.tickets_to_follow: Callable[[], list[str]] = lambda: []
 
     @abc.abstractmethod
     async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:

@@ -597,7 +597,9 @@ class DemoProvider(Provider):
         contact = Contact(native_id=conv.contact_id, name=conv.customer, handle=conv.handle,
                           vip=conv.customer in ("Grace Okafor", "Μαρία Παπαδοπούλου"))
         # Where a reply window applies, the message carries its time for the remote side's check.
-        meta = {"at": at} if direction == "in" and conv.platform in WINDOWED else {}
+        meta: dict[str, Any] = {"at": at} if direction == "in" and conv.platform in WINDOWED else {}
+        if conv.kind == "review" and direction == "in" and text.startswith(("★", "☆")):
+            meta["rating"] = text[:5].count("★")  # the stars a reviewer gave, as Google reports them
         return IncomingMessage(
             native_id=native, conversation_native_id=conv.native, platform=conv.platform, kind=conv.kind,
             contact=contact, text=text, created_at=at, direction=direction,

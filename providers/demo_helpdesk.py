@@ -1,4 +1,4 @@
-"""A simulated helpdesk: where an escalation becomes a ticket, until the Zendesk provider lands.
+"""A simulated helpdesk: where an escalation becomes a ticket, for the demo and the tests (Zendesk is real).
 
 An escalation target in the config names a helpdesk account (``escalation.targets``). Escalating to
 it queues a ``create_ticket`` action in the outbox, and this provider performs it. Like the demo
@@ -52,7 +52,7 @@ class DemoHelpdesk(Provider):
     FACTS = FACTS
     capabilities = Capabilities(can_dm=False, can_reply_publicly=False, supports_idempotency=True,
                                 can_lookup_sent=True, actions=frozenset({"create_ticket"}))
-    poll_interval = 300.0  # nothing to fetch yet: following a ticket's status comes with Zendesk
+    poll_interval = 300.0  # nothing to fetch: its tickets keep the status they were made with
 
     def __init__(self, account: str, options: DemoHelpdeskOptions | dict[str, Any], secret: SecretGetter, *,
                  data_dir: Path, clock=time.time) -> None:  # noqa: ANN001 - a zero-arg clock
@@ -98,4 +98,5 @@ class DemoHelpdesk(Provider):
 
 
 def _result(ticket: dict[str, Any]) -> ActionResult:
-    return ActionResult(ticket["id"], ticket["at"], {"url": TICKET_URL.format(id=ticket["id"])})
+    return ActionResult(ticket["id"], ticket["at"], {"url": TICKET_URL.format(id=ticket["id"]), "label": "Demo helpdesk",
+                                                     "status": "new"})

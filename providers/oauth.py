@@ -75,6 +75,7 @@ class OAuthApp:
     scopes: tuple[str, ...]
     client_secret: str | None = None  # confidential clients authenticate with HTTP Basic
     extra_params: tuple[tuple[str, str], ...] = ()  # e.g. Google's access_type=offline
+    redirect_path: str = CALLBACK_PATH  # the loopback redirect's path (Google's examples use "/")
 
     def __repr__(self) -> str:  # the client secret must never reach a log line
         return f"OAuthApp({self.service!r}, client_id={self.client_id!r})"
@@ -224,9 +225,8 @@ async def _token_request(client: httpx.AsyncClient, app: OAuthApp, form: dict[st
     auth = httpx.BasicAuth(app.client_id, app.client_secret) if app.client_secret else None
     if not app.client_secret:
         form = {**form, "client_id": app.client_id}
-    request = client.build_request("POST", app.token_url, data=form,
-                                   headers={"Accept": "application/json"}, **({"auth": auth} if auth else {}))
-    if auth is not None:
+    request = client.build_request("POST", app.token_url, data=form, headers={"Accept": "application/json"})
+    if auth is not None:  # build_request takes no auth: the flow adds the Authorization header
         request = next(auth.auth_flow(request))
     response = await http.send_request(client, request, app.service + " login")
     try:
@@ -435,7 +435,7 @@ async def login(app: OAuthApp, store: TokenStore, *, say: Callable[[str], None],
     verifier, challenge = pkce_pair()
     state = random_tokens.token_urlsafe(24)
     answers: queue.Queue[tuple[str, str]] = queue.Queue()
-    with LoopbackReceiver(port) as receiver:
+    with LoopbackReceiver(port, app.redirect_path) as receiver:
         url = authorization_url(app, receiver.redirect_uri, state, challenge)
         say(f"Open this URL to let replydesk use the {app.service} account:\n\n  {url}\n")
         if open_browser and browser_available():

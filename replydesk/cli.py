@@ -301,12 +301,13 @@ def _row_json(row: queries.InboxRow) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     _, db = _open(args, create=False)
+    for problem in search.problems(args.query):
+        complain(problem)
     hits, f = search.search(db, args.query, limit=args.limit)
-    rows = queries.inbox_page(db, f, 0, args.limit)
+    rows = queries.inbox_page(db, f.with_(statuses=f.statuses), 0, max(args.limit, 500))
     by_id = {h.conversation_id: h for h in hits}
-    if hits:  # best match first, as the search ranked them
-        rank = {h.conversation_id: i for i, h in enumerate(hits)}
-        rows.sort(key=lambda r: rank.get(r.id, len(rank)))
+    rows.sort(key=lambda r: (-r.last_message_at, r.id))  # newest first, as README says
+    rows = rows[: args.limit]
     if args.json:
         emit_json({"query": args.query, "results": [
             {**_row_json(r), "match": by_id[r.id].snippet if r.id in by_id else None} for r in rows
@@ -359,7 +360,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
             at = parse_when(args.at, db.now(), ws.config.ui.timezone)
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
+        if at <= db.now():
+            raise UsageError(f"--at: {args.at!r} has already passed (it would send at once); "
+                             "leave --at out to send now")
     text = sys.stdin.read() if args.text == "-" else args.text
+    if not text.strip():
+        raise UsageError("--text is empty: a reply needs words")
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
                                  to_automatic=args.force, send_as=args.send_as)
@@ -372,6 +378,9 @@ def cmd_reply(args: argparse.Namespace) -> int:
     item = outbox.get(db, key)
     if args.json:
         emit_json(outbox.as_json(item))
+    elif item.action == "edit_reply":  # the platform keeps one reply of ours (a Google review)
+        say(f"our reply on {conv_id} is up and the platform keeps one: queued an edit of it ({key}); "
+            "the sync engine sends it")
     else:
         when = f" (leaves at {iso(item.not_before)})" if at else ""
         say(f"queued reply {key} to {conv_id}{when}; it is sent by the sync engine")
@@ -414,6 +423,8 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        raise UsageError("--text is empty: a note needs words")
     ws, db = _open(args)
     actions.add_note(db, _conv(db, args.conversation), args.text, actor=ws.config.ui.agent)
     say("note added")
@@ -520,18 +531,39 @@ def cmd_sla(args: argparse.Namespace) -> int:
         return EXIT_OK
     say(f"{conv_id}: policy {doc['policy'] or '(none applies)'} at {doc['at']}")
     for m in doc["metrics"]:
-        left = m["calendar_seconds_left"]
-        say(f"  {m['metric']:<12} {m['state']:<9} target {m['target_seconds']}s ({m['calendar']})"
+        left, business = m["calendar_seconds_left"], m["business_seconds_left"]
+        say(f"  {m['metric']:<12} {m['state']:<9} target {_duration(m['target_seconds'])} ({m['calendar']})"
             + (f" due {m['due_at']}" if m["due_at"] else "")
-            + (f" left {left}s" if left is not None else "")
+            + (f" left {_duration(left)}" if left is not None else "")
+            + (f" (business {_duration(business)})" if business is not None and m["calendar"] != "24x7" else "")
+            + (f" met {m['fulfilled_at']}" if m["fulfilled_at"] else "")
             + (f" paused: {m['paused_reason']}" if m["paused_reason"] else ""))
     return EXIT_OK
 
 
+def _duration(seconds: float) -> str:
+    """``45m``, ``3h 05m``, ``2d 04h``, ``-1h 10m`` (past due): what the console shows."""
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{sign}{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{sign}{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days}d {hours:02d}h"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from replydesk.model import parse_iso
     from replydesk.reporting import run_report
 
     ws, db = _open(args, create=False)
+    with contextlib.suppress(ValueError):  # an unreadable time is run_report's to explain
+        since = parse_iso(args.since) if args.since else None
+        until = parse_iso(args.until) if args.until else db.now()
+        if since is not None and since >= until:
+            raise UsageError(f"--since ({args.since}) must be before --until ({args.until or 'now'})")
     return run_report(ws, db, args, emit_json, say)
 
 
@@ -594,8 +626,51 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
     return EXIT_OK
 
 
-def cmd_accounts(args: argparse.Namespace) -> int:
+def cmd_locations(args: argparse.Namespace) -> int:
+    """The places an account's login manages (Google Business Profile locations), to pick in the
+    config. Asks the platform now; the engine need not run."""
+    from replydesk import providers
+    from replydesk.providers.base import ProviderError
+
     ws = _workspace(args)
+    account = ws.config.account(args.account)
+    if account is None:
+        raise UsageError(f"no account {args.account!r} in the config")
+    provider = providers.create(account, ws.data_dir, secrets.getter(account.name))
+    if not hasattr(provider, "list_locations"):
+        raise UsageError(f"account {args.account!r} ({account.provider}) has no locations to list")
+
+    async def listing() -> list[Any]:
+        try:
+            return await provider.list_locations()
+        finally:
+            await provider.aclose()
+
+    try:
+        found = asyncio.run(listing())
+    except ProviderError as exc:
+        complain(str(exc))
+        return EXIT_ERROR
+    chosen = set(getattr(account, "locations", None) or ())
+    if args.json:
+        emit_json([{"name": loc.name, "title": loc.title, "address": loc.address, "account": loc.account,
+                    "chosen": not chosen or loc.name in chosen} for loc in found])
+        return EXIT_OK
+    if not found:
+        say(f"{args.account}: the login manages no locations")
+        return EXIT_OK
+    for loc in found:
+        mark = "*" if not chosen or loc.name in chosen else " "
+        where = f" · {one_line(loc.address)}" if loc.address else ""
+        group = f"  ({one_line(loc.account)})" if loc.account else ""
+        say(f"{mark} {loc.name}  {one_line(loc.title)}{where}{group}")
+    say(f"\n* answered now ({'every location' if not chosen else 'the ones in the config'}); to pick some, "
+        f"list them in the account's locations:, e.g.\n  locations: [{found[0].name}]")
+    return EXIT_OK
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
     problem = ""
@@ -610,23 +685,31 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         problem = explain(exc, ws.data_dir / "replydesk.db")
     rows = []
     for a in ws.config.accounts:
-        s = states.get(a.name, {})
+        s = states.pop(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
                      "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
-                     "secret": "n/a" if a.provider == "demo" else
+                     "configured": True, "secret": "n/a" if a.provider == "demo" else
                      ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
+    # Accounts the workspace holds data of that this config does not name (the demo's, an import's):
+    # the cache still shows them, so say so rather than "no accounts".
+    for name, s in sorted(states.items()):
+        rows.append({"name": name, "provider": s.get("platform", ""), "state": s.get("state", "idle"),
+                     "detail": s.get("detail", ""), "note": s.get("note", ""),
+                     "last_sync": iso(s.get("last_sync")), "configured": False, "secret": "n/a"})
     if args.json:
         emit_json(rows)
     else:
         if not rows:
-            say(f"no accounts configured (workspace {db_path}); see config.example.yaml")
+            say(f"no accounts configured and none in the workspace {db_path}: add one to the config "
+                "(see config.example.yaml), or try 'replydesk demo'")
         for r in rows:
+            where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
             say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
                 f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
-                + (f" · {one_line(r['note'])}" if r["note"] else ""))
+                + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
         if any(a.provider != "demo" for a in ws.config.accounts):
-            where, protects, _ = secrets.backend_info()
-            say(f"secrets: {where}: {protects}")
+            backend, protects, _ = secrets.backend_info()
+            say(f"secrets: {backend}: {protects}")
     if problem:  # the accounts are listed from the config; their sync state could not be read
         complain(f"sync states unknown: {problem}")
         return EXIT_ERROR
@@ -642,6 +725,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         "sla_calendars": sorted(config.sla.calendars),
         "views": [v.name for v in config.ui.views],
         "keymap": config.keymap,
+        "rules": [r.name for r in config.rules],
+        "csat_accounts": sorted(config.csat.accounts),
         "listening": [q.name for q in config.listening],
     }
     if args.json:
@@ -654,6 +739,39 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     say(f"  views: {', '.join(summary['views'])}")
     if config.listening:
         say(f"  listening: {', '.join(summary['listening'])}")
+    say(f"  rules: {', '.join(summary['rules']) or 'none'}")
+    if summary["csat_accounts"]:
+        say(f"  satisfaction survey: {', '.join(summary['csat_accounts'])}")
+    return EXIT_OK
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """The dry run: what the rules would have done to the stored history. Nothing changes."""
+    from replydesk import rules
+    from replydesk.slaconfig import parse_duration
+
+    ws, db = _open(args, create=False)
+    if not ws.config.rules:
+        raise UsageError("no rules in the config: add a rules: section (see config.example.yaml)")
+    until = db.now()
+    try:
+        since = until - parse_duration(args.since)
+    except ValueError:
+        from replydesk.model import parse_iso
+
+        try:
+            since = parse_iso(args.since)
+        except ValueError:
+            raise UsageError("--since: expected a duration (30d, 12h) or an ISO 8601 time") from None
+    try:
+        report = rules.dry_run(db, ws.config, since, until, args.rule)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    if args.json:
+        emit_json(report.to_json())
+        return EXIT_OK
+    for line in rules.describe(report):
+        say(line)
     return EXIT_OK
 
 
@@ -790,16 +908,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("conversation")
     p.add_argument("--at", metavar="TIME", help="replay the state at this ISO 8601 time")
 
-    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)",
-            json_=True)
+    p = add("report", cmd_report, "response-time report (medians, p90, share within target, breaches)")
     p.add_argument("--since", metavar="TIME")
     p.add_argument("--until", metavar="TIME")
     p.add_argument("--by", choices=("platform", "account", "assignee", "tag", "policy"))
-    p.add_argument("--csv", action="store_true", help="print CSV")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON for scripts")
+    out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
     p = add("login", cmd_login, "store an account's token or password in the keyring "
-            "(X: log in with OAuth in the browser)",
+            "(X and Google: log in with OAuth in the browser)",
             epilog="Where it goes: the desktop keyring when there is one (GNOME Keyring, KWallet, the macOS "
                    "Keychain, the Windows Credential Manager: encrypted at rest); with only keyrings.alt "
                    "installed, a plain file (base64, NOT encrypted). 'replydesk accounts' says which is in "
@@ -810,12 +929,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("accounts", cmd_accounts, "list accounts with their sync state", json_=True)
 
+    p = add("locations", cmd_locations, "list the locations an account's login manages (Google reviews), "
+            "to pick in the config", json_=True)
+    p.add_argument("account")
+
     p = add("config", lambda a: (a.config_parser.print_help(), EXIT_USAGE)[1], "configuration commands")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     p.set_defaults(config_parser=p)
     c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
                         description="validate the config and print a summary")
     c.set_defaults(func=cmd_config_check)
+
+    p = add("rules", lambda a: (a.rules_parser.print_help(), EXIT_USAGE)[1], "triage rules: try them on the history")
+    rsub = p.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
+    p.set_defaults(rules_parser=p)
+    r = rsub.add_parser("test", parents=[common, jsonopt],
+                        help="dry run: what the rules would have done to the stored history (nothing changes)",
+                        description="Replay the rules over the stored history and print, per rule, how many "
+                                    "conversations it would have matched, what it would have done and a sample.")
+    r.add_argument("rule", nargs="?", help="only this rule (default: all, in order)")
+    r.add_argument("--since", default="30d", metavar="WHEN", help="how far back: 30d, 12h or an ISO 8601 time "
+                                                                  "(default 30d)")
+    r.set_defaults(func=cmd_rules_test)
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from platformdirs import user_config_path, user_data_path
@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from replydesk.listening import ListeningQuery
 from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.rulesconfig import DEFAULT_LANGUAGES, LANGUAGE_CODES, CsatSettings, RuleSpec, problems
 from replydesk.slaconfig import SlaSettings
 
 APP = "replydesk"
@@ -100,6 +101,17 @@ THEMES = (
 )
 
 
+class AlertSettings(Strict):
+    notify: bool = True
+    """A notification in the console when an open conversation reaches warning or breach."""
+    bell: bool = False
+    """Ring the terminal bell with it."""
+    desktop: Literal["off", "osc9", "osc777"] = "off"
+    """Also ask the terminal for a desktop notification: ``osc9`` (iTerm2, kitty, WezTerm, Windows
+    Terminal, foot), ``osc777`` (urxvt, VTE-based terminals); inside tmux it needs
+    ``set -g allow-passthrough on``."""
+
+
 class UiSettings(Strict):
     agent: str = "me"
     """Your name: ``assignee:me`` views, notes and the event log use it."""
@@ -110,6 +122,13 @@ class UiSettings(Strict):
     timezone: str | None = None
     """The IANA zone times are typed and shown in (``reply --at``, ``snooze --until``, the console's
     "tomorrow 9:00" and clock times); default: the system's zone."""
+    alerts: AlertSettings = AlertSettings()
+    """What happens when a conversation reaches warning or breach while the console is open."""
+    count_timeout: Duration = 0.6
+    """A number typed before a key is a count (``5j``, ``3x``) if the key follows within this time;
+    later, the number was a view key (1-9) and nothing more. 0 turns counts off."""
+    clipboard: Literal["off", "osc52"] = "off"
+    """``y``/``Y`` copy through the terminal (OSC 52; tmux needs ``set -g set-clipboard on``)."""
     views: list[View] = [
         View(name="Inbox", query=""),
         View(name="Breached", query="is:breached"),
@@ -175,6 +194,21 @@ class Config(Strict):
     @classmethod
     def _listening_targets(cls, queries: list[ListeningQuery], info: ValidationInfo) -> list[ListeningQuery]:
         return check_listening(queries, info.data.get("accounts") or [])
+    rules: list[RuleSpec] = []
+    """Triage rules, tried top to bottom on each customer message (``replydesk.rules``)."""
+    csat: CsatSettings = CsatSettings()
+    """The satisfaction survey after a resolve, per account."""
+    customer_languages: list[str] = list(DEFAULT_LANGUAGES)
+    """The languages customers write in: the rules' ``language`` condition chooses among these
+    (and the ones the rules name)."""
+
+    @field_validator("customer_languages")
+    @classmethod
+    def _language_codes(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c.lower() not in LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"unknown language {unknown[0]!r}: use ISO 639-1 codes such as en, sw, hi")
+        return [c.lower() for c in v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -412,9 +446,33 @@ def parse_config(text: str, path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of sections (accounts:, sla:, …)")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, path, root)) from None
+    found = problems(config)  # what needs the whole file: rules' calendars, saved replies, accounts
+    if found:
+        lines = []
+        for loc, msg in found:
+            node = _node_at(root, loc)
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: {_describe(loc)}: {msg}")
+        raise ConfigError("\n".join(lines))
+    _check_keymap(config.keymap, path, root)
+    return config
+
+
+def _check_keymap(keymap: dict[str, str], path: Path, root: yaml.Node | None) -> None:
+    """Unknown binding ids and keys two bindings would share are errors (``replydesk.keys``)."""
+    from replydesk.keys import check_keymap
+
+    clashes = check_keymap(keymap)
+    if clashes:
+        lines = []
+        for ident, problem in clashes:
+            node = _node_at(root, ("keymap", ident))
+            line = f":{node.start_mark.line + 1}" if node is not None else ""
+            lines.append(f"{path}{line}: keymap.{ident}: {problem}")
+        raise ConfigError("\n".join(lines))
 
 
 def load_config(path: Path | None, *, required: bool = False) -> tuple[Config, Path | None]:

@@ -63,7 +63,8 @@ class ConfigWatcher:
         self._stamp = stamp
         new = self.source.build()
         old, self.current = self.current, new
-        on_restart = [name for name in ("accounts", "sync", "keymap", "ui", "listening") if getattr(old, name) != getattr(new, name)]
+        on_restart = [name for name in ("accounts", "sync", "keymap", "ui", "listening", "rules", "csat",
+                                        "customer_languages") if getattr(old, name) != getattr(new, name)]
         sla_changed = old.sla != new.sla
         if not sla_changed and not on_restart:
             return None

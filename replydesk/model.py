@@ -23,7 +23,9 @@ DELIVERY_STATES: tuple[str, ...] = ("received", "queued", "sending", "sent", "fa
 #: What the outbox carries. A reply is one kind of action. The others: mark the conversation read on
 #: the platform, edit or delete one of our own sent replies, create a ticket in a helpdesk. All of
 #: them leave the same way: durable first, an idempotency key, in order per conversation.
-ACTION_KINDS: tuple[str, ...] = ("reply", "mark_read", "edit_reply", "delete_reply", "create_ticket")
+#: ``ticket_comment`` adds an internal note to the helpdesk ticket an escalation made.
+ACTION_KINDS: tuple[str, ...] = ("reply", "mark_read", "edit_reply", "delete_reply", "create_ticket",
+                                  "ticket_comment")
 #: Actions that are safe to repeat by nature (a second "mark read" or an edit to the same text
 #: changes nothing), so an uncertain attempt is simply tried again.
 REPEATABLE_ACTIONS: tuple[str, ...] = ("mark_read", "edit_reply", "delete_reply")
@@ -133,6 +135,18 @@ class IncomingMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketStatus:
+    """Where a helpdesk ticket we created stands now, as its helpdesk said (Zendesk: new, open,
+    pending, hold, solved, closed). ``resolve``: the account asks that a solved (or closed) ticket
+    resolve its conversation here."""
+
+    ticket_id: str
+    status: str
+    updated_at: float
+    resolve: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FetchResult:
     """What one provider fetch returns: items plus the cursor that covers exactly them.
 
@@ -144,6 +158,8 @@ class FetchResult:
     cursor: dict[str, Any] | None  # None: nothing to advance (a pushed payload covers no cursor)
     stream: str = "default"
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (native id, reason)
+    #: a helpdesk's tickets whose status changed (stored with the cursor that covers them)
+    tickets: list[TicketStatus] = field(default_factory=list)
     #: The listening query these posts matched (see ``replydesk.listening``), None for the inbox's own
     #: streams. A conversation such a result creates waits in the Listening view, without a clock,
     #: until it is answered or the customer tags us; one the inbox already has stays as it is.
@@ -217,6 +233,7 @@ class OutgoingAction:
     - ``delete_reply``: ``{"remote_id": our reply's platform id}``
     - ``create_ticket``: ``{"subject", "requester": {"name", "handle"}, "transcript": [...],
       "priority", "tags", "external_id": our conversation id, "target", "reason", "note"}``
+    - ``ticket_comment``: ``{"ticket_id", "body", "message_id": our note}`` (a private comment)
 
     ``account`` is the account that performs it. For a ticket that is the helpdesk account, not
     the conversation's own. ``meta`` holds the conversation's platform details, as for a reply.

@@ -166,6 +166,8 @@ class PlatformFacts:
     channel at all (Google reviews). ``windows``: when a reply is allowed at all (``replydesk.windows``:
     WhatsApp's 24 hours, then templates only). ``actions``: what the account can do through the
     outbox besides replying (``model.ACTION_KINDS``), as the engine last learned from its provider.
+    ``single_reply``: the platform keeps one reply of ours per conversation and a new one replaces
+    it (a Google review's reply): a reply where ours is already up edits it instead.
     """
 
     label: str
@@ -174,6 +176,7 @@ class PlatformFacts:
     private: Limit | None = NO_LIMIT
     windows: tuple[WindowRule, ...] = ()
     actions: tuple[str, ...] = ()
+    single_reply: bool = False
 
     def limit(self, kind: str, private: bool) -> Limit:
         """The limit a reply on a conversation of ``kind`` counts against; DMs and email answer
@@ -223,7 +226,8 @@ class PlatformFacts:
         return cls(text("label", base.label), text("short", base.short)[:4],
                    _limit(data.get("public")), _limit(data.get("private")),
                    tuple(r for r in map(WindowRule.from_dict, windows) if r is not None),
-                   tuple(a for a in actions if isinstance(a, str) and a))
+                   tuple(a for a in actions if isinstance(a, str) and a),
+                   data.get("single_reply") is True)
 
 
 def _limit(data: Any) -> Limit | None:

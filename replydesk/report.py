@@ -20,6 +20,9 @@ Choices, stated once so readers of the numbers know what they mean:
   one reply; ``replies_per_conversation`` is the mean number of replies over all conversations.
 - Conversations no policy applies to are still measured (24x7, no pauses) for the time figures,
   but have no target, so they count in neither ``within_target`` nor ``breaches``.
+- CSAT: ``responses`` counts the survey answers recorded up to ``until`` (``csat`` events, one per
+  answer); ``satisfied`` is the share of them rated 4-5 or "good"; ``average`` is the mean score
+  of those given as a number or stars (1-5; a good/bad answer has none).
 - Medians average the two middle values; p90 is nearest-rank (an observed value: the smallest one
   with at least 90% of values at or below it). Figures with nothing to measure are ``None``.
 """
@@ -30,7 +33,7 @@ import datetime as dt
 import math
 import statistics
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from replydesk.model import iso
@@ -101,6 +104,7 @@ def group_figures(key: str, items: Sequence[ReportItem], until: float | None = N
     by_metric: dict[str, list[MetricState]] = {m: [] for m in METRICS}
     flags: dict[str, list[bool]] = {m: [] for m in METRICS}
     breaches = replies_total = resolved = one_reply = 0
+    answers: list[Mapping[str, Any]] = []
     for item in items:
         _, attrs, events, result = item
         at = until if until is not None else result.at
@@ -110,6 +114,7 @@ def group_figures(key: str, items: Sequence[ReportItem], until: float | None = N
             flags[m.metric].append(targeted)
             breaches += targeted and m.breached_at is not None
         replies = sum(1 for e in events if e.kind == "reply" and (at is None or e.at <= at))
+        answers += [e.data for e in events if e.kind == "csat" and (at is None or e.at <= at)]
         replies_total += replies
         if status_at(events, at if at is not None else math.inf) == "resolved":
             resolved += 1
@@ -122,6 +127,17 @@ def group_figures(key: str, items: Sequence[ReportItem], until: float | None = N
         "breaches": breaches,
         "first_contact_resolution": one_reply / resolved if resolved else None,
         "replies_per_conversation": replies_total / n if n else None,
+        "csat": csat_figures(answers),
+    }
+
+
+def csat_figures(answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``{"responses", "satisfied", "average"}`` of survey answers (``csat`` event data)."""
+    scores = [a["score"] for a in answers if isinstance(a.get("score"), int) and 1 <= a["score"] <= 5]
+    return {
+        "responses": len(answers),
+        "satisfied": sum(1 for a in answers if a.get("satisfied") is True) / len(answers) if answers else None,
+        "average": sum(scores) / len(scores) if scores else None,
     }
 
 

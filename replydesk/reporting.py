@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from replydesk.config import ConfigError
 from replydesk.model import parse_iso
 from replydesk.report import ReportItem, build_report
-from replydesk.sla import SlaEngine
+from replydesk.sla import SlaEngine, SlaEvent
 from replydesk.slaconfig import SlaSettings, format_duration
-from replydesk.storage import queries, slastate
+from replydesk.storage import csat, queries, slastate
 from replydesk.storage.db import Database
 
 GROUPINGS = ("platform", "account", "assignee", "tag", "policy")
@@ -53,12 +53,14 @@ def collect(db: Database, engine: SlaEngine, since: float | None, until: float,
     # only those without a customer's "in" event need the look.
     robots = queries.robots_only(db, [c for c, (_, evs, _) in inputs.items()
                                       if not any(e.kind == "in" for e in evs)])
+    ratings = csat.ratings(db, list(inputs))  # the survey answers ride along as "csat" events
     items: list[ReportItem] = []
     for row in rows:
         if row.id not in inputs or row.id in robots:
             continue
         attrs, events, _ = inputs[row.id]
         events = [e for e in events if e.at <= until]
+        events += [SlaEvent(at, "csat", data) for at, data in ratings.get(row.id, ()) if at <= until]
         result = engine.evaluate(attrs, events, until)
         if by in (None, "platform"):
             keys = [row.platform]
@@ -110,6 +112,9 @@ COLUMNS = [
     ("FCR", lambda g: _pct(g["first_contact_resolution"])),
     ("replies/conv", lambda g: "-" if g.get("replies_per_conversation") is None
      else f"{g['replies_per_conversation']:.1f}"),
+    ("CSAT answers", lambda g: str(g["csat"]["responses"])),
+    ("satisfied", lambda g: _pct(g["csat"]["satisfied"])),
+    ("avg", lambda g: "-" if g["csat"]["average"] is None else f"{g['csat']['average']:.1f}"),
 ]
 
 
@@ -123,16 +128,17 @@ def table(report: dict[str, Any]) -> str:
 
 def to_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, lineterminator="\n")  # the CLI ends lines; a "\r" would print as a visible ␍
     writer.writerow(["key", "conversations",
                      *[f"{m}_{f}" for m in ("first_reply", "next_reply", "resolution")
                        for f in ("median_seconds", "p90_seconds", "within_target")],
-                     "breaches", "first_contact_resolution"])
+                     "breaches", "first_contact_resolution", "csat_responses", "csat_satisfied", "csat_average"])
     for g in report["groups"]:
         writer.writerow([g["key"], g["conversations"],
                          *[g[m][f] for m in ("first_reply", "next_reply", "resolution")
                            for f in ("median_seconds", "p90_seconds", "within_target")],
-                         g["breaches"], g["first_contact_resolution"]])
+                         g["breaches"], g["first_contact_resolution"],
+                         g["csat"]["responses"], g["csat"]["satisfied"], g["csat"]["average"]])
     return out.getvalue()
 
 

@@ -28,9 +28,12 @@ Decisions the issue leaves open, made here and relied upon by the tests:
 - Status comes from ``status`` events only, starting ``open``; ``ConvAttrs.status`` (today's
   value) is never read, so a replay at a past ``at`` is exact and passing only the events up to
   ``at`` gives the same result as passing them all.
-- Resolving a conversation closes an open reply cycle (``fulfilled_by="resolved"``): nobody owes an
-  answer to a closed thread. An inbound message that arrives while resolved starts a cycle that is
-  paused (reason ``resolved``) until the conversation is reopened.
+- Resolving is not a reply: an unanswered reply cycle is paused while the conversation is resolved
+  (reason ``resolved``, so nothing counts and nothing breaches while it is closed) and continues
+  when it is reopened; only a sent reply fulfils ``first_reply`` and ``next_reply``. The report
+  counts such a cycle as undecided (neither met nor missed) unless it had breached before. An
+  inbound message that arrives while resolved starts (or joins) a cycle that is paused the same
+  way until the conversation is reopened.
 - A reply exactly at the due instant is in time; at the due instant with no reply the metric is
   breached.
 - While paused a metric has no due time; ``business_seconds_left`` still shows the budget left.
@@ -59,7 +62,7 @@ class SlaEvent:
     """One fact from the conversation's event log, as the SLA engine needs it."""
 
     at: float  # epoch seconds UTC
-    kind: str  # "in" | "reply" | "status" (data={"status": ...}); other kinds are ignored
+    kind: str  # "in" | "reply" | "auto_reply" | "status" (data={"status": ...}); other kinds are ignored
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -95,7 +98,7 @@ class MetricState:
     elapsed_business_seconds: float | None
     # Additions beyond the contract:
     cycle: int = 0  # 0 for first_reply/resolution; 1.. for next_reply cycles
-    fulfilled_by: str | None = None  # "reply" | "resolved"
+    fulfilled_by: str | None = None  # "reply" (reply metrics) | "resolved" (resolution)
     warn_seconds: float = 0.0
 
     @property
@@ -210,31 +213,20 @@ class _Cycle:
 
 
 def _reply_cycles(events: Sequence[SlaEvent]) -> list[_Cycle]:
-    """Group inbound messages into reply cycles: oldest unanswered inbound -> next reply (or resolve).
+    """Group inbound messages into reply cycles: oldest unanswered inbound -> next reply.
 
-    ``events`` are sorted and already limited to the evaluation instant.
+    ``events`` are sorted and already limited to the evaluation instant. Status changes do not end
+    a cycle (resolving is not a reply); ``_measure`` pauses the clock while resolved.
     """
-    ops: list[tuple[float, str, str | None]] = [
-        (ev.at, ev.kind, str(ev.data.get("status")) if ev.kind == "status" else None)
-        for ev in events
-        if ev.kind in ("in", "reply") or (ev.kind == "status" and ev.data.get("status") in _STATUSES)
-    ]
     cycles: list[_Cycle] = []
     open_at: float | None = None
-    status = "open"
-    for t, kind, st in ops:
-        if kind == "in":
+    for ev in events:
+        if ev.kind == "in":
             if open_at is None:
-                open_at = t
-        elif kind == "reply":
-            if open_at is not None:
-                cycles.append(_Cycle(open_at, t, "reply"))
-                open_at = None
-        else:
-            if st == "resolved" and status != "resolved" and open_at is not None:
-                cycles.append(_Cycle(open_at, t, "resolved"))
-                open_at = None
-            status = st or status
+                open_at = ev.at
+        elif ev.kind == "reply" and open_at is not None:
+            cycles.append(_Cycle(open_at, ev.at, "reply"))
+            open_at = None
     if open_at is not None:
         cycles.append(_Cycle(open_at, None, None))
     return cycles
@@ -411,6 +403,9 @@ class SlaEngine:
             events = [SlaEvent(e.at, "in", e.data) if e.kind == "listened" else e for e in events]
         ordered = sorted(events, key=lambda e: e.at)  # stable: same-instant events keep log order
         evs = [e for e in ordered if e.at <= at]
+        if any(e.kind == "auto_reply" for e in evs):  # an automatic reply is ours only if the policy says so
+            evs = [SlaEvent(e.at, "reply", e.data) if e.kind == "auto_reply" else e for e in evs
+                   if e.kind != "auto_reply" or policy.count_auto_replies]
         changes = status_changes(evs, at)
         runs = _runs(changes)
         pause_when = frozenset(policy.pause_when)

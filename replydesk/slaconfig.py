@@ -243,6 +243,9 @@ class PolicySpec(_Strict):
     resolution: TargetSpec | None = None
     pause_when: list[Literal["pending", "snoozed"]] = Field(default_factory=list)
     escalated_factor: float | None = Field(default=None, gt=0, le=1)
+    #: An automatic reply (a rule's acknowledgement, a survey) counts as our reply for this policy's
+    #: first and next reply; by default only a person's reply does.
+    count_auto_replies: bool = False
 
     def target(self, metric: str) -> TargetSpec | None:
         return getattr(self, metric)
@@ -304,11 +307,30 @@ DEFAULT_POLICIES: list[PolicySpec] = [
 ]
 
 
+#: Reviews of 1 or 2 stars come in at high priority: an unanswered one-star review sits in public.
+DEFAULT_REVIEW_PRIORITY: dict[int, str] = {1: "high", 2: "high"}
+
+
 class SlaSettings(_Strict):
-    """The whole ``sla:`` section; ``policies`` falls back to DEFAULT_POLICIES when absent."""
+    """The whole ``sla:`` section; ``policies`` falls back to DEFAULT_POLICIES when absent.
+
+    ``review_priority`` maps a review's stars to the priority it comes in with (raised to at least
+    that, never lowered: a person may have set it higher), so policies can match on it; ``{}`` turns
+    it off.
+    """
 
     calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
     policies: list[PolicySpec] = Field(default_factory=lambda: list(DEFAULT_POLICIES))
+    review_priority: dict[int, Literal["low", "normal", "high", "urgent"]] = Field(
+        default_factory=lambda: dict(DEFAULT_REVIEW_PRIORITY))
+
+    @field_validator("review_priority")
+    @classmethod
+    def _stars(cls, value: dict[int, str]) -> dict[int, str]:
+        for stars in value:
+            if not 1 <= stars <= 5:
+                raise ValueError(f"review_priority: {stars} is not a star rating (1-5)")
+        return value
 
     @model_validator(mode="after")
     def _check_references(self) -> SlaSettings:

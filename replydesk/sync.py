@@ -47,6 +47,7 @@ from replydesk.providers.base import (
     TransientError,
     UnknownDelivery,
 )
+from replydesk.rules import LiveRules
 from replydesk.storage import (
     accounts,
     actions,
@@ -57,9 +58,11 @@ from replydesk.storage import (
     queries,
     slastate,
     spend,
+    tickets,
 )
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.faults import describe_failure
+from replydesk.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ class SyncEngine:
             if interval is not None:
                 provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
+            provider.tickets_to_follow = self._ticket_follower(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
@@ -166,6 +170,12 @@ class SyncEngine:
 
         self.listening = Listener(self)  # the accounts' listening: queries; ``on_matches`` is the rules' hook
         self._stop = asyncio.Event()
+        # Rules act on what each ingest stores, inside its transaction (db.ingest_hook); timers and
+        # surveys come with the sweep. Both are read from the config at start.
+        self.rules = LiveRules(config) if config.rules else None
+        if self.rules is not None:
+            self.rules.attach(db)
+        self.surveys = Surveys(config) if config.csat.accounts else None
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
@@ -272,6 +282,20 @@ class SyncEngine:
             return queries.conversation_of_message(self.db, account, native_ids)
 
         return resolve
+
+    def _ticket_follower(self, account: str) -> Callable[[], list[str]]:
+        def follow() -> list[str]:
+            return tickets.followed(self.db, account)
+
+        return follow
+
+    def forward_notes(self, run: AccountRun) -> int:
+        """A helpdesk account that takes notes (``notes_as_comments``): internal notes written after
+        an escalation are queued as private comments on its ticket, once each, before the drain."""
+        if "ticket_comment" not in run.provider.capabilities.actions or \
+                not getattr(run.provider.options, "notes_as_comments", False):
+            return 0
+        return len(tickets.queue_note_comments(self.db, run.name))
 
     def _fault(self, run: AccountRun, exc: ProviderError) -> str:
         """Translate a provider failure into account state; returns a one-line reason."""
@@ -519,12 +543,20 @@ class SyncEngine:
     # ---- housekeeping -----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Time-driven changes: snoozes that ran out, SLAs that just breached."""
+        """Time-driven changes: snoozes that ran out, SLAs that just breached, rules' timers that
+        came due, surveys after a resolve."""
         actions.wake_snoozed(self.db)
         due = slastate.due_conversations(self.db, self.db.now())
         if due:
             with self.db.transaction():
                 slastate.refresh(self.db, due)
+        self.run_timers()
+        if self.surveys is not None:
+            self.surveys.run(self.db)
+
+    def run_timers(self) -> None:
+        if self.rules is not None:
+            self.rules.run_timers(self.db)
 
     # ---- running ----------------------------------------------------------------------------------
 
@@ -532,11 +564,13 @@ class SyncEngine:
         report = PassReport()
         self._check_clock()
         await self.reconcile_in_flight()
+        self.run_timers()  # timers due before what this pass fetches fire first, as time ran
         for run in self.accounts.values():
             if self.can_call(run):
                 self._status(run.name, "syncing")
             report.fetched[run.name] = await self.fetch_account(run) + self.ingest_pushed(run)
             report.fetched[run.name] += await self.listening.step(run)
+            self.forward_notes(run)
             report.sent += await self.drain(run)
             if self._metered(run) is not None:
                 self._next_poll_in(run)
@@ -647,6 +681,7 @@ class SyncEngine:
         if self.listening.due(run) and self.can_call(run):
             await self.listening.step(run)
             self._publish_note(run)
+        self.forward_notes(run)
         await self.drain(run)
         return self._idle(run)
 

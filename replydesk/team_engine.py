@@ -95,8 +95,10 @@ class TeamEngine(SyncEngine):
         """The team's word that this engine, the account's leader, sends this reply now.
 
         Each try is a command of its own (a unique id): an attempt the platform refused is given back
-        (``attempts`` stays), so the next claim is for the same attempt number, and a repeated id
-        would be refused by the team as a duplicate command, for ever."""
+        (``attempts`` stays), so the next claim is for the same attempt number, and its own id keeps
+        it its own line in the team's log. The team copes with a repeated id too (``replydesk.claim``:
+        it stands while this engine holds the reply, otherwise it is logged under a suffixed id), so an
+        older engine's claims are never refused as duplicate commands."""
         if self.coord is None or item.account not in self.led:
             return False
         try:
@@ -120,7 +122,8 @@ class TeamEngine(SyncEngine):
             team_local.note_outbox_change(self.db, key)
 
     def sweep(self) -> None:
-        """Snoozes of the accounts this engine leads wake here, once for the team; SLAs as solo."""
+        """Snoozes of the accounts this engine leads wake here, once for the team; SLAs as solo; the
+        rules' timers and the surveys of the accounts it leads, once for the team too."""
         due = team_local.due_snoozes(self.db, self.led, self.db.now())
         if due:
             actions.set_status(self.db, due, "open", actor="system")
@@ -128,6 +131,15 @@ class TeamEngine(SyncEngine):
         if late:
             with self.db.transaction():
                 slastate.refresh(self.db, late)
+        self.run_timers()
+        if self.surveys is not None:
+            self.surveys.run(self.db, accounts=frozenset(self.led))
+
+    def run_timers(self) -> None:
+        """Only the accounts this engine leads. The rules themselves run in the leader's ingest (the
+        one engine that fetches an account); what the team's log brings in runs no rule anywhere."""
+        if self.rules is not None:
+            self.rules.run_timers(self.db, accounts=frozenset(self.led))
 
     # ---- running ------------------------------------------------------------------------------------
 

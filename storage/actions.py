@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from replydesk.model import STATUSES
+from replydesk.slaconfig import PRIORITIES
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, clean_text
@@ -33,7 +35,7 @@ def _require(db: Database, conv_ids: Sequence[str]) -> None:
 
 
 def normalise_tag(tag: str) -> str:
-    tag = " ".join(clean_text(tag, 100).split()).strip().lower()
+    tag = " ".join(clean_text(tag).split()).strip().lower()
     if not tag:
         raise ActionError("a tag cannot be empty")
     return tag
@@ -77,12 +79,28 @@ def untag(db: Database, conv_ids: Sequence[str], tags: Iterable[str], actor: str
 
 
 def assign(db: Database, conv_ids: Sequence[str], who: str | None, actor: str = "me") -> None:
-    who = clean_text(who, 200).strip() or None if who is not None else None
+    who = clean_text(who).strip() or None if who is not None else None
     with db.transaction():
         _require(db, conv_ids)
         for conv_id in conv_ids:
-            db.conn.execute("UPDATE conversations SET assignee=? WHERE id=?", (who, conv_id))
-            _event(db, conv_id, "assign", actor, {"assignee": who})
+            cur = db.conn.execute("UPDATE conversations SET assignee=? WHERE id=? AND assignee IS NOT ?",
+                                  (who, conv_id, who))
+            if cur.rowcount:  # assigning to whoever has it already changes nothing, logs nothing
+                _event(db, conv_id, "assign", actor, {"assignee": who})
+
+
+def set_priority(db: Database, conv_ids: Sequence[str], priority: str, actor: str = "me") -> None:
+    """Set the priority (low, normal, high, urgent); SLA policies can match on it."""
+    if priority not in PRIORITIES:
+        raise ActionError(f"priority must be one of {', '.join(PRIORITIES)}")
+    with db.transaction():
+        _require(db, conv_ids)
+        for conv_id in conv_ids:
+            cur = db.conn.execute("UPDATE conversations SET priority=? WHERE id=? AND priority != ?",
+                                  (priority, conv_id, priority))
+            if cur.rowcount:
+                _event(db, conv_id, "priority", actor, {"priority": priority})
+        slastate.refresh(db, conv_ids)
 
 
 def escalate(db: Database, conv_ids: Sequence[str], *, target: str = "helpdesk", reason: str = "",
@@ -103,15 +121,22 @@ def escalate(db: Database, conv_ids: Sequence[str], *, target: str = "helpdesk",
 
 
 def set_status(db: Database, conv_ids: Sequence[str], status: str, *, until: float | None = None,
-               actor: str = "me") -> None:
+               actor: str = "me") -> list[str]:
+    """Set the status; returns the conversations it changed. One already in that status (and, for
+    a snooze, until the same time) is left alone: no event, so reopening an open conversation
+    neither says nor logs that it did anything."""
     if status not in STATUSES:
         raise ActionError(f"status must be one of {', '.join(STATUSES)}")
     if status == "snoozed" and until is None:
         raise ActionError("snoozing needs a time to wake up")
+    changed: list[str] = []
     with db.transaction():
         _require(db, conv_ids)
         for conv_id in conv_ids:
-            old = db.conn.execute("SELECT status FROM conversations WHERE id=?", (conv_id,)).fetchone()[0]
+            old, old_until = db.conn.execute(
+                "SELECT status, snoozed_until FROM conversations WHERE id=?", (conv_id,)).fetchone()
+            if old == status and (status != "snoozed" or old_until == until):
+                continue
             db.conn.execute(
                 "UPDATE conversations SET status=?, snoozed_until=? WHERE id=?",
                 (status, until if status == "snoozed" else None, conv_id),
@@ -120,19 +145,81 @@ def set_status(db: Database, conv_ids: Sequence[str], status: str, *, until: flo
             if until is not None:
                 data["until"] = until
             _event(db, conv_id, "status", actor, data)
-        slastate.refresh(db, conv_ids)
+            changed.append(conv_id)
+        slastate.refresh(db, changed)
+    return changed
 
 
-def resolve(db: Database, conv_ids: Sequence[str], actor: str = "me") -> None:
-    set_status(db, conv_ids, "resolved", actor=actor)
+def resolve(db: Database, conv_ids: Sequence[str], actor: str = "me") -> list[str]:
+    return set_status(db, conv_ids, "resolved", actor=actor)
 
 
-def reopen(db: Database, conv_ids: Sequence[str], actor: str = "me") -> None:
-    set_status(db, conv_ids, "open", actor=actor)
+def reopen(db: Database, conv_ids: Sequence[str], actor: str = "me") -> list[str]:
+    return set_status(db, conv_ids, "open", actor=actor)
 
 
-def snooze(db: Database, conv_ids: Sequence[str], until: float, actor: str = "me") -> None:
-    set_status(db, conv_ids, "snoozed", until=until, actor=actor)
+def snooze(db: Database, conv_ids: Sequence[str], until: float, actor: str = "me") -> list[str]:
+    return set_status(db, conv_ids, "snoozed", until=until, actor=actor)
+
+
+@dataclass(frozen=True)
+class TriageState:
+    """What triage can change on one conversation, as it was: undo puts it back."""
+
+    id: str
+    status: str
+    snoozed_until: float | None
+    assignee: str | None
+    priority: str
+    escalated: bool
+    escalation_target: str | None
+    tags: tuple[str, ...]
+
+
+def snapshot(db: Database, conv_ids: Sequence[str]) -> list[TriageState]:
+    """The triage state of ``conv_ids`` now (read before an action, for its undo)."""
+    out = []
+    for conv_id in conv_ids:
+        r = db.conn.execute(
+            "SELECT status, snoozed_until, assignee, priority, escalated, escalation_target, tags "
+            "FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        if r is not None:
+            out.append(TriageState(conv_id, r[0], r[1], r[2], r[3], bool(r[4]), r[5],
+                                   tuple(t for t in r[6].split(TAG_SEP) if t)))
+    return out
+
+
+def restore(db: Database, states: Sequence[TriageState], actor: str = "me") -> list[str]:
+    """Put conversations back as ``states`` recorded them (undo), with an event for each change,
+    so the log keeps both the action and its undo. Returns the conversations it changed."""
+    changed: set[str] = set()
+    with db.transaction():
+        for was in states:
+            now = next(iter(snapshot(db, [was.id])), None)
+            if now is None:
+                continue
+            if (now.status, now.snoozed_until) != (was.status, was.snoozed_until):
+                changed.update(set_status(db, [was.id], was.status, until=was.snoozed_until, actor=actor))
+            if now.assignee != was.assignee:
+                assign(db, [was.id], was.assignee, actor=actor)
+                changed.add(was.id)
+            added = [t for t in now.tags if t not in was.tags]
+            removed = [t for t in was.tags if t not in now.tags]
+            if added:
+                untag(db, [was.id], added, actor=actor)
+            if removed:
+                tag(db, [was.id], removed, actor=actor)
+            if added or removed:
+                changed.add(was.id)
+            if (now.escalated, now.escalation_target, now.priority) != (
+                    was.escalated, was.escalation_target, was.priority):
+                db.conn.execute("UPDATE conversations SET escalated=?, escalation_target=?, priority=? WHERE id=?",
+                                (int(was.escalated), was.escalation_target, was.priority, was.id))
+                _event(db, was.id, "escalate" if was.escalated else "deescalate", actor,
+                       {"target": was.escalation_target, "undo": True})
+                slastate.refresh(db, [was.id])
+                changed.add(was.id)
+    return sorted(changed)
 
 
 def wake_snoozed(db: Database) -> list[str]:

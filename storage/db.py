@@ -46,7 +46,9 @@ class Database:
     """A connection plus what every storage function needs: the SLA engine and a clock.
 
     ``sla`` is a ``replydesk.sla.SlaEngine`` (or None to skip SLA bookkeeping, e.g. a bare import);
-    ``clock`` returns epoch seconds and is swapped in tests for a fixed time.
+    ``clock`` returns epoch seconds and is swapped in tests for a fixed time. ``ingest_hook`` is
+    called inside each ingest's transaction with what it stored (the engine's rules and survey
+    answers), so their effects commit with the messages or not at all.
     """
 
     conn: sqlite3.Connection
@@ -54,6 +56,7 @@ class Database:
     sla: Any = None
     clock: Callable[[], float] = field(default=time.time)
     lock_timeout: float = LOCK_TIMEOUT
+    ingest_hook: Callable[[Database, str, Any], None] | None = None
 
     def now(self) -> float:
         return self.clock()

@@ -41,6 +41,7 @@ from replydesk.storage import slastate
 from replydesk.storage.actions import _event, normalise_tag
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import (
+    MAX_TEXT,
     TAG_SEP,
     IngestStats,
     _check,
@@ -108,7 +109,7 @@ class _Progress:
 # ---- reading ------------------------------------------------------------------------------------
 
 
-def _text(value: Any, where: str, name: str, *, limit: int = 1000, required: bool = False) -> str | None:
+def _text(value: Any, where: str, name: str, *, limit: int = MAX_TEXT, required: bool = False) -> str | None:
     if value is None or (value == "" and not required):
         if required:
             raise ImportError_(f"{where}: missing field {name!r}")
@@ -181,8 +182,8 @@ def prepare(r: Any, where: str, accounts: set[str]) -> _Record:
     if not isinstance(customer, dict):
         raise ImportError_(f"{where}: customer must be an object")
     cw = f"{where}: customer"
-    name = _text(customer.get("name"), cw, "name", limit=500) or ""
-    handle = _text(customer.get("handle"), cw, "handle", limit=500) or ""
+    name = _text(customer.get("name"), cw, "name") or ""
+    handle = _text(customer.get("handle"), cw, "handle") or ""
     cid = _text(customer.get("id"), cw, "id") or handle or name or "unknown"
     contact = Contact(native_id=_native(cid, account, accounts, cw), name=name, handle=handle,
                       vip=_flag(customer, "vip", cw))
@@ -220,8 +221,8 @@ def prepare(r: Any, where: str, accounts: set[str]) -> _Record:
         msg = IncomingMessage(
             native_id=native, conversation_native_id=conv_native, platform=platform, kind=kind, contact=contact,
             text=clean_text(m["text"]), created_at=_time(m.get("created_at"), mw, "created_at"),
-            direction=direction, author=_text(m.get("author"), mw, "author", limit=500) or "", subject=subject,
-            automatic=_text(m.get("automatic"), mw, "automatic", limit=200),  # a robot's reason, as exported
+            direction=direction, author=_text(m.get("author"), mw, "author") or "", subject=subject,
+            automatic=_text(m.get("automatic"), mw, "automatic"),  # a robot's reason, as exported
         )
         reason = _check(msg)
         if reason is not None:

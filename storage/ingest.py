@@ -23,12 +23,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
-from replydesk.storage import reply_windows, slastate
+from replydesk.storage import csat, reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 100_000  # characters; longer texts are cut with a visible marker
+#: The one limit for every text field (message, name, handle, subject, tag, author): stored as
+#: received up to here; a longer one keeps this much and says how much was left out. Lists and
+#: headers shorten for display only.
+MAX_TEXT = 100_000
 #: Rejected items kept as rows per account (the first ones: they show what went wrong); beyond them
 #: only a count grows, so a flood of malformed items costs a counter, not millions of rows.
 REJECTED_KEEP = 100
@@ -62,6 +65,9 @@ class IngestStats:
     skipped: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     conversations: set[str] = field(default_factory=set)
+    #: (conversation id, message id) of each new customer message, oldest first; collected only for
+    #: a ``Database.ingest_hook`` (the rules), which runs on them in the same transaction.
+    inbound: list[tuple[str, str]] = field(default_factory=list)
     listened: list[ListeningMatch] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)  # listening conversations that joined the inbox
 
@@ -178,7 +184,7 @@ def _automatic(msg: IncomingMessage) -> str | None:
     """The stored reason: only inbound messages can be automatic (our own replies never are)."""
     if msg.direction != "in" or not msg.automatic:
         return None
-    return clean_text(msg.automatic, 300)
+    return clean_text(msg.automatic)
 
 
 def _spans(msg: IncomingMessage, text: str) -> list[list]:
@@ -246,6 +252,10 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
     with db.transaction():
         for result in results:
             _ingest_one(db, account, result, stats)
+            if result.tickets:  # a helpdesk's word on the tickets we made, with the cursor covering it
+                from replydesk.storage import tickets
+
+                stats.conversations.update(tickets.apply(db, account, result.tickets))
             if result.cursor is None:  # a pushed payload: no cursor to advance
                 continue
             db.conn.execute(
@@ -254,7 +264,23 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
                 (account, result.stream, json.dumps(result.cursor), db.now()),
             )
         slastate.refresh(db, stats.conversations)
+        if db.ingest_hook is not None and stats.inbound:
+            _run_hook(db, account, stats)
     return stats
+
+
+def _run_hook(db: Database, account: str, stats: IngestStats) -> None:
+    """The engine's rules on what was just stored, in the same transaction (so a crash loses or keeps
+    both). A failing rule must not cost the messages: its writes roll back to a savepoint, the
+    messages stay, and the error is logged."""
+    db.conn.execute("SAVEPOINT ingest_hook")
+    try:
+        db.ingest_hook(db, account, stats)
+    except Exception:
+        log.exception("account %s: the rules failed on %d new message(s); the messages are kept",
+                      account, len(stats.inbound))
+        db.conn.execute("ROLLBACK TO ingest_hook")
+    db.conn.execute("RELEASE ingest_hook")
 
 
 def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestStats, *,
@@ -351,7 +377,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         conv_rows.append((
             conv_id, account, first.platform, first.kind, first.conversation_native_id,
             item_id(account, customer.contact.native_id),
-            clean_text(next((m.subject for _, m in items if m.subject), ""), 1000),
+            clean_text(next((m.subject for _, m in items if m.subject), "")),
             _snippet(visible_text(last.text, _spans(last, last.text)) if last.spans else last.text),
             first.created_at, last.created_at,
             inbound[-1].created_at if inbound else None,
@@ -399,7 +425,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         "parent_id, state, meta, automatic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (mid, item_id(account, m.conversation_native_id), account, m.native_id, m.direction,
-             clean_text(m.author or _customer_name(m), 500), m.text, m.created_at,
+             clean_text(m.author or _customer_name(m)), m.text, m.created_at,
              item_id(account, m.parent_native_id) if m.parent_native_id else None,
              "received" if m.direction == "in" else "sent",
              _json({**(_meta(m) if m.spans else m.meta), "listening": query} if query
@@ -408,14 +434,19 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             for mid, m in fresh.items()
         ],
     )
+    # A customer's message records when it reached us ("received"): the rules run then, and their
+    # dry run replays history in that order. An import's messages did not reach us now (and an
+    # import is history: no rule runs on it), so they keep only the time they were written.
+    received = "}" if checked else ', "received": ' + repr(float(now)) + "}"
     if joining:
         _join(db, joining, "the customer wrote to us", stats)
     db.conn.executemany(
         "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
-        [_event_row(mid, m, account, waiting) if m.automatic or waiting else
+        [_event_row(mid, m, account, waiting, received) if m.automatic or waiting else
          (item_id(account, m.conversation_native_id), m.created_at,
           "in" if m.direction == "in" else ("reply" if m.direction == "out" else "note"),
-          "customer" if m.direction == "in" else "platform", '{"message": ' + _json_str(mid) + "}")
+          "customer" if m.direction == "in" else "platform",
+          '{"message": ' + _json_str(mid) + (received if m.direction == "in" else "}"))
          for mid, m in fresh.items()],
     )
     if query:
@@ -424,7 +455,13 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
                 conv = item_id(account, m.conversation_native_id)
                 stats.listened.append(ListeningMatch(conv, mid, query, m.text, conv in waiting))
     stats.new_messages += len(fresh)
-    _wake_on_inbound(db, convs, known)
+    answered = _wake_on_inbound(db, convs, known)
+    _review_priority(db, account, fresh)
+    if db.ingest_hook is not None:
+        stats.inbound.extend(sorted(
+            ((item_id(account, m.conversation_native_id), mid) for mid, m in fresh.items()
+             if m.direction == "in" and not _automatic(m) and mid not in answered),
+            key=lambda pair: fresh[pair[1]].created_at))
     if any(m.delivery_failure is not None for m in fresh.values()):
         _record_delivery_failures(db, account, fresh)
     # The conversation search rows follow by trigger (schema migration 8), renamed contacts included.
@@ -468,8 +505,8 @@ class _ContactSeen:
 
     def row(self, cid: str, account: str) -> tuple:
         c = self.contact
-        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id, 500),
-                clean_text(self.handle, 500), int(self.vip), self.rank, self.name_at,
+        return (cid, account, self.platform, c.native_id, clean_text(c.name or c.handle or c.native_id),
+                clean_text(self.handle), int(self.vip), self.rank, self.name_at,
                 self.handle_at if self.handle else None)
 
 
@@ -501,8 +538,8 @@ ON CONFLICT(id) DO UPDATE SET
 """
 
 
-def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset()
-               ) -> tuple:
+def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | frozenset[str] = frozenset(),
+               received: str = "}") -> tuple:
     """The log row of a new message. An automatic one is logged as ``automatic``, a kind the SLA
     engine and the reports do not read: it neither starts nor restarts a clock. A customer's post in a
     conversation waiting in the Listening view is logged as ``listened``: no clock either."""
@@ -513,6 +550,7 @@ def _event_row(mid: str, m: IncomingMessage, account: str, waiting: set[str] | f
         kind, actor, data = "automatic", "robot", json.dumps({"message": mid, "reason": reason})
     elif m.direction == "in":
         kind, actor = ("listened" if conv_id in waiting else "in"), "customer"
+        data = '{"message": ' + _json_str(mid) + received
     else:
         kind, actor = ("reply" if m.direction == "out" else "note"), "platform"
     return (conv_id, m.created_at, kind, actor, data)
@@ -566,7 +604,7 @@ def _record_delivery_failures(db: Database, account: str, fresh: dict[str, Incom
             continue
         ids = [i for i in failure.remote_ids if isinstance(i, str)][:50]
         keys = [k for k in failure.outbox_keys if isinstance(k, str)][:50]
-        reason = clean_text(f"not delivered: {failure.reason}", 500)
+        reason = clean_text(f"not delivered: {failure.reason}")
         qi, qk = ",".join("?" * len(ids)) or "NULL", ",".join("?" * len(keys)) or "NULL"
         rows = db.conn.execute(
             f"SELECT id, conversation_id FROM messages WHERE account=? AND direction='out' AND ("
@@ -615,9 +653,41 @@ def _conv_meta(items: list[tuple[str, IncomingMessage]]) -> dict:
 
 
 
-def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> None:
-    """A customer writing again reopens a resolved, pending or snoozed conversation (as helpdesks do)."""
+PRIORITY_ORDER = ("low", "normal", "high", "urgent")
+
+
+def _review_priority(db: Database, account: str, fresh: dict[str, IncomingMessage]) -> None:
+    """A review (or its new version) with few stars raises its conversation's priority to what
+    ``sla.review_priority`` says (1-2 stars: high, by default), so policies and the inbox see it.
+    Never lowered: a person may have set it higher, and a better edit does not undo the first word."""
+    wanted = getattr(getattr(db.sla, "settings", None), "review_priority", None)
+    if not wanted:
+        return
+    raise_to: dict[str, tuple[str, int]] = {}
+    for m in fresh.values():
+        rating = m.meta.get("rating") if m.kind == "review" and m.direction == "in" and isinstance(m.meta, dict) \
+            else None
+        if isinstance(rating, int) and not isinstance(rating, bool) and rating in wanted:
+            raise_to[item_id(account, m.conversation_native_id)] = (wanted[rating], rating)
+    for conv_id, (priority, rating) in raise_to.items():
+        row = db.conn.execute("SELECT priority FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        now = row[0] if row is not None and row[0] in PRIORITY_ORDER else "normal"
+        if row is None or PRIORITY_ORDER.index(priority) <= PRIORITY_ORDER.index(now):
+            continue
+        db.conn.execute("UPDATE conversations SET priority=? WHERE id=?", (priority, conv_id))
+        db.conn.execute(
+            "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
+            (conv_id, db.now(), "priority", "system",
+             json.dumps({"priority": priority, "from": row[0], "reason": f"{rating}-star review"})))
+
+
+def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMessage]]], known: set[str]) -> set[str]:
+    """A customer writing again reopens a resolved, pending or snoozed conversation (as helpdesks do).
+
+    Except an answer to a satisfaction survey: a resolved conversation's survey that awaits an answer
+    takes the message as its rating (``storage.csat``) and stays resolved. Returns those messages' ids."""
     woken = []
+    answered: set[str] = set()
     for conv_id, items in convs.items():
         if conv_id not in known:
             continue
@@ -626,6 +696,14 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
         if latest_in is None:
             continue
         row = db.conn.execute("SELECT status FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        if row and row[0] == "resolved":
+            people = [(mid, m) for mid, m in items if m.direction == "in" and not _automatic(m)]
+            taken = csat.take_answers(db, conv_id, [(mid, m.text, m.created_at) for mid, m in people])
+            answered |= taken
+            rest = [m.created_at for mid, m in people if mid not in taken]
+            if not rest:
+                continue
+            latest_in = max(rest)
         if row and row[0] != "open":
             woken.append((conv_id, latest_in, row[0]))
     for conv_id, at, old in woken:
@@ -634,6 +712,7 @@ def _wake_on_inbound(db: Database, convs: dict[str, list[tuple[str, IncomingMess
             "INSERT INTO events(conversation_id, at, kind, actor, data) VALUES (?,?,?,?,?)",
             (conv_id, at, "status", "customer", json.dumps({"status": "open", "from": old})),
         )
+    return answered
 
 
 def reindex_conversations(db: Database, conv_ids: Sequence[str]) -> None:

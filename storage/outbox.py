@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replydesk.model import ACTION_KINDS, iso
-from replydesk.storage import reply_windows, slastate
+from replydesk.storage import reply_windows, slastate, tickets
 from replydesk.storage.actions import ActionError, _event, _require
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, clean_text
-from replydesk.storage.queries import ReplyTarget, action_summary, reply_target
+from replydesk.storage.queries import ReplyTarget, action_summary, get_row, reply_target
 from replydesk.windows import Verdict
 
 #: States in which a reply still holds its place in its conversation's queue.
@@ -113,7 +113,7 @@ class OutsideReplyWindow(ActionError):
 
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
                 at: float | None = None, actor: str = "me", to_automatic: bool = False,
-                send_as: str | None = None) -> str:
+                send_as: str | None = None, automatic: str | None = None) -> str:
     """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
 
     A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
@@ -122,7 +122,11 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
 
     A reply that would leave (``not_before``) after its conversation's reply window closed raises
     ``OutsideReplyWindow`` with the choices the platform still allows; ``send_as`` is the choice
-    the user took (``windows.HUMAN_AGENT``), checked against the window the same way."""
+    the user took (``windows.HUMAN_AGENT``), checked against the window the same way.
+
+    ``automatic`` marks a reply no person wrote (``"rule:NAME"``, ``"csat"``): once sent it is logged
+    as ``auto_reply``, which is not our reply for the SLA unless the policy says so
+    (``count_auto_replies``), and the conversation still waits for a person's answer."""
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -131,6 +135,10 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
     not_before = max(now + delay, at or 0.0)
     with db.transaction():
         _require(db, [conv_id])
+        if not private and _replaces_ours(db, conv_id):
+            # The platform keeps one reply of ours (a Google review): a second one would replace the
+            # first there, so it is an edit of ours here too, and the thread keeps one reply.
+            return queue_action(db, conv_id, "edit_reply", {"text": text}, delay=not_before - now, actor=actor)
         target = reply_target(db, conv_id)
         if target is not None and target.automatic and not to_automatic:
             raise AutomaticRecipient(conv_id, target.automatic)
@@ -144,7 +152,9 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
             "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg_id, conv_id, account, f"out:{key}", "out", actor, text, now, "queued", int(private)),
         )
-        payload = {"send_as": send_as} if send_as else {}
+        payload: dict[str, Any] = {"send_as": send_as} if send_as else {}
+        if automatic:
+            payload["automatic"] = automatic
         _insert(db, key, conv_id, msg_id, account, private, text, now, not_before, "reply", payload)
         data: dict[str, Any] = {"key": key, "private": private, "not_before": not_before}
         if send_as:
@@ -152,6 +162,24 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
         _event(db, conv_id, "queued", actor, data)
         db.conn.execute("DELETE FROM drafts WHERE conversation_id=?", (conv_id,))
     return key
+
+
+def _replaces_ours(db: Database, conv_id: str) -> bool:
+    """A reply on ``conv_id`` would replace ours on the platform: its facts say the platform keeps one
+    reply per conversation (``PlatformFacts.single_reply``) and one of ours is up."""
+    from replydesk.storage import platform_facts
+
+    if db.conn.execute("SELECT 1 FROM meta WHERE key='team.link'").fetchone():  # team_local.META_LINK
+        # A team carries replies, not the other outbox actions: in a joined workspace it stays a reply,
+        # which the team sends exactly once (on Google the reply's PUT replaces ours all the same).
+        # (team_local is not imported for this: it brings psycopg into the console.)
+        return False
+    row = db.conn.execute("SELECT account, platform FROM conversations WHERE id=?", (conv_id,)).fetchone()
+    facts = platform_facts.for_account(db, row[0]).get(row[1]) if row else None
+    if facts is None or not facts.single_reply or "edit_reply" not in facts.actions:
+        return False
+    return db.conn.execute("SELECT 1 FROM messages WHERE conversation_id=? AND direction='out' AND state='sent' "
+                           "LIMIT 1", (conv_id,)).fetchone() is not None
 
 
 def _insert(db: Database, key: str, conv_id: str, msg_id: str, account: str, private: bool, text: str,
@@ -252,6 +280,10 @@ def queue_ticket(db: Database, conv_id: str, *, account: str, target: str, reaso
                        "text": m[2] if len(m[2]) <= TRANSCRIPT_CHARS else m[2][:TRANSCRIPT_CHARS] + " […]"}
                       for m in reversed(messages)]
         subject = row[0] or " ".join((row[1] or "").split())[:80] or f"{row[4]} {row[5]} from {row[6] or row[7]}"
+        if row[5] == "review" and row[0]:  # a review's subject is its location: say what it is about
+            rating = get_row(db, conv_id).rating
+            words = " ".join((row[1] or "").split())[:80]
+            subject = f"{f'{rating}★ ' if rating else ''}review of {row[0]}" + (f": {words}" if words else "")
         payload = {
             "subject": subject, "requester": {"name": row[6], "handle": row[7]}, "priority": row[2],
             "tags": [t for t in (row[3] or "").split(TAG_SEP) if t], "external_id": conv_id,
@@ -372,8 +404,15 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
             return
         new_id = f"{item.account}:{remote_id}"
         # (not our own row: a reply recorded sent once keeps its new id if it is ever recorded again)
-        clash = new_id != item.message_id and db.conn.execute(
-            "SELECT 1 FROM messages WHERE id=?", (new_id,)).fetchone()
+        clash = None if new_id == item.message_id else db.conn.execute(
+            "SELECT direction, state FROM messages WHERE id=?", (new_id,)).fetchone()
+        if clash is not None and clash[0] == "out" and clash[1] in ("deleted", "failed"):
+            # A platform that reuses the id (a Google review's one reply): our earlier reply there was
+            # deleted or refused, and this one takes its place; the old one stays in the thread.
+            moved = f"~{uuid.uuid4().hex[:8]}"
+            db.conn.execute("UPDATE messages SET id=?, native_id=native_id || ? WHERE id=?", (new_id + moved, moved, new_id))
+            db.conn.execute("UPDATE outbox SET message_id=? WHERE message_id=?", (new_id + moved, new_id))
+            clash = None
         if clash:  # the platform's copy arrived by sync first: keep it, drop our placeholder
             db.conn.execute("DELETE FROM messages WHERE id=?", (item.message_id,))
             db.conn.execute("UPDATE messages SET state='sent' WHERE id=?", (new_id,))
@@ -386,15 +425,25 @@ def mark_sent(db: Database, key: str, remote_id: str, sent_at: float) -> None:
             "UPDATE outbox SET state='sent', remote_id=?, message_id=?, last_error=NULL, updated_at=? WHERE key=?",
             (remote_id, new_id, db.now(), key),
         )
-        db.conn.execute(
-            "UPDATE conversations SET last_outbound_at=max(coalesce(last_outbound_at, 0), ?), "
-            "last_message_at=max(last_message_at, ?), needs_reply=0, unread=0, "
-            "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
-            (sent_at, sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
-        )
+        robot = item.payload.get("automatic") if isinstance(item.payload.get("automatic"), str) else None
+        if robot:  # an acknowledgement or a survey: the customer still waits for a person
+            db.conn.execute(
+                "UPDATE conversations SET last_message_at=max(last_message_at, ?), "
+                "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
+                (sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
+            )
+        else:
+            db.conn.execute(
+                "UPDATE conversations SET last_outbound_at=max(coalesce(last_outbound_at, 0), ?), "
+                "last_message_at=max(last_message_at, ?), needs_reply=0, unread=0, "
+                "snippet=CASE WHEN ? >= last_message_at THEN ? ELSE snippet END WHERE id=?",
+                (sent_at, sent_at, sent_at, " ".join(item.text.split())[:160], item.conversation_id),
+            )
         if not clash:
-            _event(db, item.conversation_id, "reply", "me",
-                   {"key": key, "remote_id": remote_id, "private": item.private}, at=sent_at)
+            data = {"key": key, "remote_id": remote_id, "private": item.private}
+            if robot:
+                data["by"] = robot
+            _event(db, item.conversation_id, "auto_reply" if robot else "reply", robot or "me", data, at=sent_at)
         slastate.refresh(db, [item.conversation_id])
 
 
@@ -418,8 +467,10 @@ def mark_done(db: Database, key: str, remote_id: str, done_at: float, details: d
         elif item.action == "delete_reply" and target:
             db.conn.execute("UPDATE messages SET state='deleted', meta=json_set(meta, '$.deleted_at', ?) WHERE id=?",
                             (done_at, target))
+        elif item.action == "create_ticket":
+            tickets.record(db, item.conversation_id, item.account, key, remote_id, done_at, details or {})
         kind = {"edit_reply": "reply_edited", "delete_reply": "reply_deleted", "mark_read": "platform_read",
-                "create_ticket": "ticket"}.get(item.action, item.action)
+                "create_ticket": "ticket", "ticket_comment": "ticket_comment"}.get(item.action, item.action)
         _event(db, item.conversation_id, kind, "me",
                {"key": key, "account": item.account, "remote_id": remote_id, **(details or {})}, at=done_at)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from replydesk.storage import tickets
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP
 from replydesk.storage.schema import (
@@ -81,6 +82,8 @@ class InboxRow:
     #: When the platform lets us answer (``replydesk.windows``: WhatsApp's 24 hours, then templates);
     #: empty where no window applies. The composer and the SLA pane count it down.
     reply_windows: tuple[Window, ...] = ()
+    #: A review's stars (1-5) as the customer's latest version gives them; None elsewhere.
+    rating: int | None = None
     listening: str | None = None  # the query that found it, while it waits in the Listening view
 
 
@@ -88,7 +91,8 @@ _ROW_SQL = (
     "SELECT c.id, c.account, c.platform, c.kind, coalesce(p.name, ''), coalesce(p.handle, ''), c.subject, "
     "c.snippet, c.status, c.assignee, c.priority, c.escalated, c.tags, c.needs_reply, c.unread, "
     "coalesce(p.vip, 0), c.sla_state, c.sla_metric, c.sla_due_at, c.sla_warn_at, c.last_message_at, "
-    "c.reply_window, c.listening FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
+    "c.reply_window, CASE WHEN c.kind = 'review' AND json_valid(c.meta) THEN json_extract(c.meta, '$.rating') END, "
+    "c.listening FROM conversations c LEFT JOIN contacts p ON p.id = c.contact_id"
 )
 
 
@@ -107,8 +111,13 @@ def _row(r: tuple) -> InboxRow:
         snippet=r[7], status=r[8], assignee=r[9], priority=r[10], escalated=bool(r[11]),
         tags=tuple(t for t in r[12].split(TAG_SEP) if t), needs_reply=bool(r[13]), unread=bool(r[14]),
         vip=bool(r[15]), sla_state=r[16], sla_metric=r[17], sla_due_at=r[18], sla_warn_at=r[19],
-        last_message_at=r[20], reply_windows=_windows(r[21]), listening=r[22],
+        last_message_at=r[20], reply_windows=_windows(r[21]), rating=_rating(r[22]), listening=r[23],
     )
+
+
+def _rating(value: Any) -> int | None:
+    """A stored review rating, as stars 1-5 (anything else the platform may have sent: none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5 else None
 
 
 def _where(f: InboxFilter) -> tuple[str, list[Any]]:
@@ -399,6 +408,9 @@ def action_summary(action: str, account: str, text: str, payload: dict, result: 
         ticket = result.get("id") or remote_id
         subject = payload.get("subject") if isinstance(payload.get("subject"), str) else ""
         return f"ticket in {account}" + (f" #{ticket}" if ticket else "") + (f": {subject}" if subject else "")
+    if action == "ticket_comment":
+        body = payload.get("body") if isinstance(payload.get("body"), str) else ""
+        return f"private comment on {account} #{payload.get('ticket_id')}: " + " ".join(body.split())[:80]
     return action
 
 
@@ -419,6 +431,8 @@ class Thread:
     snoozed_until: float | None
     meta: dict
     actions: list[ActionView] = field(default_factory=list)
+    #: helpdesk tickets its escalations made (``storage.tickets.Ticket``: id, link, status)
+    tickets: list[Any] = field(default_factory=list)
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
@@ -453,6 +467,7 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
     return Thread(
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
         escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"), actions=acts,
+        tickets=tickets.of_conversation(db, conv_id),
     )
 
 
@@ -492,23 +507,19 @@ def robots_only(db: Database, conv_ids: list[str]) -> set[str]:
 
 
 def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20) -> list[InboxRow]:
-    """The same customer's other conversations on any channel.
+    """The same customer's other conversations on any channel (``contacts.same_customer``: the
+    contacts an agent merged, else the same display name or handle elsewhere)."""
+    from replydesk.storage.contacts import same_customer
 
-    Platforms give us no shared identity, so "the same customer" is the same contact, or a contact
-    on another account with the same display name or handle (case-insensitive).
-    """
     if not contact_id:
         return []
-    me = db.conn.execute("SELECT name, handle FROM contacts WHERE id=?", (contact_id,)).fetchone()
-    if me is None:
+    ids = same_customer(db, contact_id)
+    if not ids:
         return []
-    # A UNION of three index lookups (id, lower(name), lower(handle)); an OR would scan contacts.
     rows = db.conn.execute(
-        f"{_ROW_SQL} WHERE c.id != ? AND c.contact_id IN ("
-        "  SELECT ? UNION SELECT id FROM contacts WHERE ? != '' AND lower(name) = lower(?) "
-        "  UNION SELECT id FROM contacts WHERE ? != '' AND lower(handle) = lower(?))"
+        f"{_ROW_SQL} WHERE c.id != ? AND c.contact_id IN ({','.join('?' * len(ids))})"
         " ORDER BY c.last_message_at DESC LIMIT ?",
-        (conv_id, contact_id, me[0], me[0], me[1], me[1], limit),
+        (conv_id, *ids, limit),
     )
     return [_row(tuple(r)) for r in rows]
 

@@ -35,7 +35,7 @@ COUNTERS_9 = CounterLayout(
     cells=("status", "platform", "kind", "account", "sla_state", "escalated", "needs_reply", "assignee"),
     ranks=("status", "sla_state", "escalated", "needs_reply", "kind", "assignee"),
 )
-#: Since migration 11, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
+#: Since migration 14, both keep ``listening`` as a flag (1: waiting in the Listening view), so the
 #: inbox's counts, positions and deep pages leave listening matches out, and the Listening view's count.
 COUNTERS = CounterLayout(cells=(*COUNTERS_9.cells, "listening"), ranks=(*COUNTERS_9.ranks, "listening"))
 #: Columns a view can filter on, in inbox_cells ...
@@ -576,6 +576,55 @@ MIGRATIONS: list[list[str]] = [
             shown INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX notices_unshown ON notices(id) WHERE shown = 0",
+    ],
+    # 16: one customer across platforms. Platforms share no identity, so an agent links contacts that
+    # are the same person (merge) and can take one out again (split); a contact listed here belongs
+    # to exactly its ``person``'s group, and name/handle guessing no longer applies to it. A person
+    # (the id of one of its contacts) carries the agent's name for them and note; the contacts'
+    # own names stay as the platforms send them.
+    [
+        """CREATE TABLE contact_links (
+            contact_id TEXT PRIMARY KEY REFERENCES contacts(id),
+            person TEXT NOT NULL
+        )""",
+        "CREATE INDEX contact_links_person ON contact_links(person)",
+        """CREATE TABLE people (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        )""",
+    ],
+    # 17: the helpdesk tickets escalations made (Zendesk, the demo helpdesk): the ticket's id, link and
+    # last known status on its conversation, and how far the conversation's internal notes have been
+    # forwarded to it as private comments (the seq of the last note event handed over).
+    [
+        """CREATE TABLE tickets (
+            account TEXT NOT NULL,
+            ticket_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            note_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (account, ticket_id)
+        )""",
+        "CREATE INDEX tickets_conv ON tickets(conversation_id)",
+    ],
+    # 18: the rules' "no reply for N minutes" timers: one row per (rule, conversation) while a
+    # customer waits, due at the oldest unanswered message's time plus N; the engine's sweep fires
+    # the due ones (once per wait) and drops those a reply or a resolve ended.
+    [
+        """CREATE TABLE rule_timers (
+            rule TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            since REAL NOT NULL,
+            due REAL NOT NULL,
+            PRIMARY KEY (rule, conversation_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX rule_timers_due ON rule_timers(due)",
     ],
 ]
 

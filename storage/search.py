@@ -1,87 +1,21 @@
 """Search the cache: a small documented syntax on top of FTS5, and never raw FTS from the user.
 
-Syntax: plain words match message text, customer names, subjects and tags (every word must
-match; each is searched literally, so quotes, ``*``, ``NEAR``, ``-`` and brackets are just text).
-Filters: ``from:NAME`` (message author or customer), ``tag:TAG``, ``platform:NAME``, ``account:NAME``,
-``kind:KIND``, ``assignee:WHO``, ``is:open|pending|snoozed|resolved|escalated|breached|unread``,
-``is:listening`` (the Listening view: posts a listening query found, not yet answered; without it a
-search looks in the inbox only) and ``listening:QUERY`` (one query's matches).
-A word that looks like a filter with an unknown key (``col:val``) is searched as text.
+The syntax is parsed by ``replydesk.searchsyntax`` (pure, shared with the rules' conditions and
+the config check); this module turns a parsed query into FTS5 and the inbox filter.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass
 
-from replydesk.model import STATUSES
-from replydesk.storage.db import Database
+from replydesk.searchsyntax import FILTER_KEYS, IS_VALUES, ParsedQuery, parse, problems
+from replydesk.storage.db import Database, StorageError
 from replydesk.storage.queries import InboxFilter
 
-FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
-_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
-
-
-@dataclass
-class ParsedQuery:
-    words: list[str] = field(default_factory=list)
-    authors: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    platforms: list[str] = field(default_factory=list)
-    accounts: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    assignee: str | None = None
-    statuses: list[str] = field(default_factory=list)
-    escalated: bool | None = None
-    breached: bool = False
-    unread: bool = False
-    listening: bool = False
-    listening_queries: list[str] = field(default_factory=list)
-
-
-def parse(query: str) -> ParsedQuery:
-    q = ParsedQuery()
-    for match in _TOKEN.finditer(query):
-        if match.group(1) is not None:  # a "quoted phrase" (closing quote optional)
-            if match.group(1).strip():
-                q.words.append(match.group(1))
-            continue
-        token = match.group(2)
-        key, sep, value = token.partition(":")
-        key = key.lower()
-        if sep and value and key in FILTER_KEYS and ":" not in value:
-            if key == "from":
-                q.authors.append(value)
-            elif key == "tag":
-                q.tags.append(value.lower())
-            elif key == "platform":
-                q.platforms.append(value.lower())
-            elif key == "account":
-                q.accounts.append(value)
-            elif key == "kind":
-                q.kinds.append(value.lower())
-            elif key == "assignee":
-                q.assignee = value
-            elif key == "listening":
-                q.listening = True
-                q.listening_queries.append(value)
-            elif key == "is":
-                v = value.lower()
-                if v in STATUSES:
-                    q.statuses.append(v)
-                elif v == "escalated":
-                    q.escalated = True
-                elif v == "breached":
-                    q.breached = True
-                elif v == "unread":
-                    q.unread = True
-                elif v == "listening":
-                    q.listening = True
-                else:
-                    q.words.append(token)
-            continue
-        q.words.append(token)
-    return q
+__all__ = ["FILTER_KEYS", "IS_VALUES", "Hit", "ParsedQuery", "SearchIndexDamaged", "fts_phrase", "fts_query",
+           "message_hits_sql", "parse", "problems", "search"]
 
 
 def fts_phrase(text: str) -> str:
@@ -89,10 +23,24 @@ def fts_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def fts_word(word: str) -> str:
+    """A literal phrase, or a prefix query for a word ending in ``*`` (``refun*``)."""
+    if word.endswith("*") and re.search(r"\w", word[:-1]):
+        return fts_phrase(word.rstrip("*")) + "*"
+    return fts_phrase(word)
+
+
 def fts_query(words: list[str]) -> str | None:
-    """AND of literal phrases; words the tokenizer drops entirely (pure punctuation) are skipped."""
-    parts = [fts_phrase(w) for w in words if re.search(r"\w", w)]
+    """AND of literal phrases (prefixes for ``word*``); words the tokenizer drops entirely (pure
+    punctuation) are skipped."""
+    parts = [fts_word(w) for w in words if re.search(r"\w", w)]
     return " AND ".join(parts) if parts else None
+
+
+def name_query(name: str) -> str | None:
+    """``from:NAME``: every word of NAME a prefix of a word of the name (AND)."""
+    words = [w for w in re.split(r"[\s._@-]+", name) if re.search(r"\w", w)]
+    return " AND ".join(fts_phrase(w) + "*" for w in words) if words else None
 
 
 @dataclass(frozen=True)
@@ -111,7 +59,26 @@ def message_hits_sql() -> str:
     )
 
 
+class SearchIndexDamaged(StorageError):
+    """The full-text index cannot be read; what ``replydesk doctor`` would say, and the repair."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"the search index is damaged ({error}); 'replydesk doctor' checks it and "
+                         "'replydesk doctor --repair' rebuilds it from the messages (nothing is lost)")
+
+
 def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxFilter]:
+    """See :func:`_search`; a damaged full-text index raises ``SearchIndexDamaged`` (a message the
+    console and the CLI show as it is) instead of SQLite's error."""
+    try:
+        return _search(db, query, limit)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise SearchIndexDamaged(exc) from exc
+
+
+def _search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxFilter]:
     """Hits (newest first, one per conversation) and the inbox filter that shows exactly them.
 
     Newest first rather than by bm25 rank: agents look for the recent conversation, and walking
@@ -120,7 +87,7 @@ def search(db: Database, query: str, limit: int = 50) -> tuple[list[Hit], InboxF
     q = parse(query)
     hits: dict[str, Hit] = {}
     match = fts_query(q.words)
-    author_match = " OR ".join(fts_phrase(a) for a in q.authors if re.search(r"\w", a)) or None
+    author_match = " OR ".join(f"({n})" for n in map(name_query, q.authors) if n) or None
     if match or author_match:
         # Words match message text only: matching authors too made a word like "shop" hit every
         # reply we ever sent (our author name). Authors are for from:, customers come from below.

@@ -15,9 +15,12 @@ from replydesk.sla import ConvAttrs, SlaEvent, SlaResult
 from replydesk.storage.db import Database
 from replydesk.storage.schema import NO_DUE
 
-#: Event kinds the SLA engine reads; everything else in the log is skipped when loading. ``listened``
-#: (a post a listening query found) starts a clock only under a policy that matches ``listening: true``.
-SLA_INPUT_KINDS = ("in", "reply", "status", "listened")
+#: Event kinds the SLA engine reads; everything else in the log is skipped when loading. An
+#: ``auto_reply`` (a rule's acknowledgement, a survey) counts only where the policy says so; a
+#: ``reclassify`` takes a customer message out (marked automatic by a rule, a survey's answer);
+#: ``listened`` (a post a listening query found) starts a clock only under a policy that matches
+#: ``listening: true``.
+SLA_INPUT_KINDS = ("in", "reply", "status", "auto_reply", "reclassify", "listened")
 _CHUNK = 500
 
 
@@ -33,13 +36,24 @@ def load_inputs(db: Database, conv_ids: Sequence[str]) -> dict[str, tuple[ConvAt
     marks = ",".join("?" * len(SLA_INPUT_KINDS))
     for chunk in _chunks(list(conv_ids)):
         qs = ",".join("?" * len(chunk))
+        raw_in: dict[str, list[tuple[int, str]]] = {}  # conversation -> (index, data) of its "in" events
+        taken_out: dict[str, set[str]] = {}  # conversation -> messages reclassified
         for row in db.conn.execute(
             f"SELECT conversation_id, at, kind, data FROM events WHERE conversation_id IN ({qs}) "
             f"AND kind IN ({marks}) ORDER BY conversation_id, at, seq",
             (*chunk, *SLA_INPUT_KINDS),
         ):
-            data = json.loads(row[3]) if row[2] == "status" else {}
-            events[row[0]].append(SlaEvent(at=row[1], kind=row[2], data=data))
+            kind = row[2]
+            if kind == "reclassify":
+                taken_out.setdefault(row[0], set()).add(json.loads(row[3]).get("message"))
+                continue
+            if kind == "in":
+                raw_in.setdefault(row[0], []).append((len(events[row[0]]), row[3]))
+            data = json.loads(row[3]) if kind == "status" else {}
+            events[row[0]].append(SlaEvent(at=row[1], kind=kind, data=data))
+        for conv_id, messages in taken_out.items():  # rare: parse "in" data only where needed
+            drop = {i for i, raw in raw_in.get(conv_id, ()) if json.loads(raw).get("message") in messages}
+            events[conv_id] = [e for i, e in enumerate(events[conv_id]) if i not in drop]
         for row in db.conn.execute(
             f"SELECT id, platform, kind, tags, priority, escalated, status, sla_checked_at, listening "
             f"FROM conversations WHERE id IN ({qs})",

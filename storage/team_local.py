@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.storage import outbox, slastate
+from replydesk.storage import outbox, reply_windows, slastate
 from replydesk.storage.actions import _event, _sync_tag_column
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import IngestStats, _ingest_one, reindex_conversations
@@ -42,8 +42,8 @@ META_PUSHED = "team.pushed"
 #: Local event kinds whose command needs the conversation's team version (conflict rules use it).
 BASED_KINDS = ("assign", "status", "escalate", "queued")
 #: Local event kinds that say a person or an engine changed something the team should know.
-PUSHED_KINDS = ("in", "automatic", "reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
-                "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced")
+PUSHED_KINDS = ("in", "automatic", "reply", "auto_reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
+                "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority")
 _FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation"}
 _OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox")
 
@@ -207,6 +207,8 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
     if kind in ("in", "automatic") or (kind in ("reply", "note") and "message" in data
                                        and actor in ("platform", "customer", "robot")):
         payload = _message_payload(db, data.get("message", ""))
+        if payload is not None and kind == "in" and not payload["message"]["automatic"]:
+            payload["message"]["automatic"] = _survey_answer(db, conv_id, payload["message"]["id"])
         return None if payload is None else {**common, "kind": "message", **payload}
     if kind == "note" and "message" in data:
         row = db.conn.execute("SELECT text, created_at FROM messages WHERE id=?", (data["message"],)).fetchone()
@@ -232,6 +234,10 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         target = data.get("target") if data.get("target") is not None else (row[0] if row else None)
         return {**common, "kind": "set", "base": base,
                 "fields": {"escalated": True, "escalation_target": target, "priority": row[1] if row else "high"}}
+    if kind == "priority":  # a low-rated review's raised priority, or a rule's: the team's too
+        priority = data.get("priority")
+        return {**common, "kind": "set", "base": base, "fields": {"priority": priority}} \
+            if priority in ("low", "normal", "high", "urgent") else None
     if kind == "bounced":
         return {**common, "kind": "bounced", "message": data.get("message"), "reason": data.get("reason")}
     key = data.get("key")
@@ -239,10 +245,13 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
     if item is None:
         return None
     if kind == "queued":
-        return {**common, "kind": "reply", "base": base, "outbox": {
+        command = {**common, "kind": "reply", "base": base, "outbox": {
             "key": key, "message_id": f"{item.account}:out:{key}", "text": item.text, "private": item.private,
             "created_at": item.created_at, "not_before": item.not_before}}
-    if kind == "reply":  # delivered (an engine) or confirmed by the user (an unknown one)
+        if isinstance(item.payload.get("automatic"), str):  # a rule's or a survey's: every cache knows it
+            command["outbox"]["automatic"] = item.payload["automatic"]
+        return command
+    if kind in ("reply", "auto_reply"):  # delivered (an engine) or confirmed by the user (an unknown one)
         return {**common, "kind": "outbox", "key": key, "state": "sent",
                 "remote_id": item.remote_id or data.get("remote_id"), "sent_at": at}
     if kind == "cancelled":
@@ -259,6 +268,21 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         return {**common, "kind": "outbox", "key": key, "state": "queued", "last_error": item.last_error,
                 "not_before": item.not_before, "attempts": item.attempts}
     return None
+
+
+def _survey_answer(db: Database, conv_id: str, message_id: str) -> str | None:
+    """A customer's message this cache took as the answer to a satisfaction survey goes to the team
+    as written by no person, with its rating: the team (and every cache) then leaves the conversation
+    resolved and starts no clock, as the engine that read the answer did."""
+    row = db.conn.execute(
+        "SELECT data FROM events WHERE conversation_id=? AND kind='csat' AND json_extract(data, '$.message')=? "
+        "LIMIT 1", (conv_id, message_id)).fetchone()
+    if row is None:
+        return None
+    rating = json.loads(row[0])
+    said = f"{rating['score']}/5" if isinstance(rating.get("score"), int) else (
+        "satisfied" if rating.get("satisfied") else "not satisfied")
+    return f"survey answer: {said}"
 
 
 def note_outbox_change(db: Database, key: str) -> None:
@@ -369,10 +393,10 @@ def pending_intents(db: Database) -> Intents:
     ranges = _applied_ranges(db, start)
     fields: dict[str, set[str]] = defaultdict(set)
     keys: set[str] = set()
-    marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply")))
+    marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")))
     for seq, conv_id, kind, actor, raw in db.conn.execute(
             f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND kind IN ({marks})",
-            (start, *_FIELD_OF, *_OUTBOX_KINDS, "reply")):
+            (start, *_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")):
         if _inside(seq, ranges) or (kind == "status" and actor == "customer"):
             continue
         if kind in _FIELD_OF:
@@ -523,11 +547,18 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
             "ON CONFLICT(account, stream) DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
             (d.get("account"), d.get("stream"), json.dumps(d.get("cursor")), event.at))
     elif kind == "account" and not own and d.get("name"):
+        facts = json.dumps(d.get("facts") or {})
+        before = db.conn.execute("SELECT facts FROM accounts WHERE name=?", (d["name"],)).fetchone()
         db.conn.execute(
             "INSERT INTO accounts(name, provider, platform, created_at, facts) VALUES (?,?,?,?,?) "
             "ON CONFLICT(name) DO UPDATE SET provider=excluded.provider, platform=excluded.platform, "
             "facts=excluded.facts",
-            (d["name"], d.get("provider", ""), d.get("platform", ""), event.at, json.dumps(d.get("facts") or {})))
+            (d["name"], d.get("provider", ""), d.get("platform", ""), event.at, facts))
+        if before is None or before[0] != facts:
+            # The rules may reach this cache after the conversations they bind (the engine publishes
+            # facts once it leads, its backlog can be ahead of them in the log): without this, the
+            # windows stay unknown here, a reply queues to a closed one and the engine refuses it.
+            reply_windows.refresh(db, d["name"])
 
 
 def _exists(db: Database, conv_id: str) -> bool:
@@ -544,11 +575,15 @@ def _insert_reply(db: Database, row: dict[str, Any], event: TeamEvent) -> None:
         "state, private) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (row["message_id"], conv_id, account, f"out:{key}", "out", row.get("author") or event.agent, row["text"],
          row["created_at"], "queued", int(bool(row.get("private")))))
+    # A rule's acknowledgement or a survey says so in the command: once sent it is an ``auto_reply``
+    # here too (not our first reply for the SLA unless the policy says so), as in the engine's cache.
+    automatic = (event.data.get("outbox") or {}).get("automatic")
+    payload = json.dumps({"automatic": automatic}) if isinstance(automatic, str) and automatic else "{}"
     db.conn.execute(
         "INSERT INTO outbox(key, conversation_id, message_id, account, private, text, created_at, not_before, state, "
-        "attempts, last_error, remote_id, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "attempts, last_error, remote_id, updated_at, seq, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (key, conv_id, row["message_id"], account, int(bool(row.get("private"))), row["text"], row["created_at"],
-         row["not_before"], "queued", 0, None, None, event.at, event.seq))
+         row["not_before"], "queued", 0, None, None, event.at, event.seq, payload))
     _event(db, conv_id, "queued", event.agent, {"key": key, "private": bool(row.get("private")),
                                                  "not_before": row["not_before"]}, at=event.at)
 

@@ -492,6 +492,15 @@ FUNCTIONS: list[str] = [
          IF NOT (o.state = 'queued' OR (o.state = 'sending' AND (o.claimed_by = me.name OR p_seen >= o.attempts))) THEN
            RETURN replydesk._reject('state', format('the reply is %s', o.state), jsonb_build_object('outbox', to_jsonb(o)));
          END IF;
+         IF p_id IS NOT NULL AND EXISTS (SELECT 1 FROM replydesk.events WHERE command_id = p_id) THEN
+           -- The same claim again (its answer was lost, or the replica had not counted the attempt
+           -- yet): it still stands when this engine holds the reply; otherwise it is a new claim,
+           -- logged under an id of its own (command ids are unique in the log).
+           IF o.state = 'sending' AND o.claimed_by = me.name THEN
+             RETURN jsonb_build_object('ok', true, 'attempts', o.attempts, 'repeat', true);
+           END IF;
+           p_id := p_id || ':' || (o.attempts + 1);
+         END IF;
          s := nextval('replydesk.event_seq');
          UPDATE replydesk.outbox SET state = 'sending', attempts = attempts + 1, claimed_by = me.name, updated_at = now()
           WHERE key = p_key RETURNING * INTO o;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -28,9 +29,15 @@ def run(ws, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def first_conv(ws, capsys) -> str:
+    """The newest open conversation no reply window binds (a closed window refuses a reply)."""
     code, out, _ = run(ws, capsys, "search", "is:open", "--json")
     assert code == 0
-    return json.loads(out)["results"][0]["id"]
+    db = ws.open_db()
+    try:
+        free = {r[0] for r in db.conn.execute("SELECT id FROM conversations WHERE reply_window IS NULL")}
+    finally:
+        db.close()
+    return next(r["id"] for r in json.loads(out)["results"] if r["id"] in free)
 
 
 def test_every_command_has_help():
@@ -139,7 +146,7 @@ def test_reply_queues_and_outbox_lists_it(ws, capsys):
     assert later["not_before"] > item["not_before"]
     assert run(ws, capsys, "outbox", "--discard", later["key"])[0] == 0
     assert len(json.loads(run(ws, capsys, "outbox", "--json")[1])) == 1
-    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 1  # an empty reply is refused
+    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 2  # an empty reply is bad usage
 
 
 def test_search_json_and_text(ws, capsys):
@@ -186,7 +193,7 @@ def test_accounts_and_doctor(ws, capsys):
     code, out, _ = run(ws, capsys, "doctor", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
     code, out, _ = run(ws, capsys, "accounts")
-    assert code == 0 and "no accounts configured" in out
+    assert code == 0 and out.startswith("demo ")  # the workspace's account, though not in this config
 
 
 def test_hostile_customer_text_is_terminal_safe_in_cli_output(tmp_path, capsys):
@@ -269,3 +276,62 @@ def test_the_fault_demo_readme_shows_runs_and_keeps_sub_second_latency(tmp_path,
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"replydesk: {said}"), lines
         assert "validation error" not in lines[0]
+
+
+# ---- the console's rules, from the command line (issue 13, item 14) -------------------------------
+
+
+def test_search_on_a_damaged_index_says_what_doctor_says(ws, capsys):
+    """A damaged full-text index printed a traceback."""
+    db = ws.open_db()
+    db.conn.execute("UPDATE messages_fts_data SET block = CAST(printf('%.*c', length(block), 'x') AS BLOB) "
+                    "WHERE id > 10")  # the segments, not the structure record: doctor rebuilds it
+    db.close()
+    code, out, err = run(ws, capsys, "search", "order")
+    assert code == 1 and "Traceback" not in err
+    assert "search index is damaged" in err and "replydesk doctor --repair" in err
+    assert run(ws, capsys, "doctor", "--repair")[0] == 0
+    code, out, err = run(ws, capsys, "search", "order")
+    assert code == 0 and out.strip() and not err
+
+
+def test_reply_refuses_a_past_time_and_empty_text_with_exit_2(ws, capsys):
+    conv = first_conv(ws, capsys)
+    code, _, err = run(ws, capsys, "reply", conv, "--text", "hello", "--at", "2020-01-01T00:00:00Z")
+    assert code == 2 and "has already passed" in err
+    assert run(ws, capsys, "reply", conv, "--text", "   ")[0] == 2
+    assert run(ws, capsys, "note", conv, "--text", "")[0] == 2
+    code, out, _ = run(ws, capsys, "outbox", "--json")
+    assert json.loads(out) == []  # nothing was queued
+
+
+def test_report_refuses_two_formats_and_an_inverted_window(ws, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(ws, capsys, "report", "--json", "--csv")
+    assert exit_.value.code == 2
+    code, _, err = run(ws, capsys, "report", "--since", "2026-11-23T00:00:00Z", "--until", "2026-11-01T00:00:00Z")
+    assert code == 2 and "must be before" in err
+
+
+def test_sla_prints_durations_not_seconds(ws, capsys):
+    code, out, _ = run(ws, capsys, "sla", first_conv(ws, capsys))
+    assert code == 0
+    assert "target " in out and not re.search(r"\d+s\b", out), out
+    assert re.search(r"target \d+(m|h \d\dm|d \d\dh)", out), out
+
+
+def test_accounts_lists_what_the_workspace_holds(ws, capsys):
+    """On the demo workspace (no account in this config) it said "no accounts configured"."""
+    code, out, _ = run(ws, capsys, "accounts")
+    assert code == 0 and "no accounts configured" not in out
+    assert out.startswith("demo ") and "not in this config" in out
+    code, out, _ = run(ws, capsys, "accounts", "--json")
+    assert [(a["name"], a["configured"]) for a in json.loads(out)] == [("demo", False)]
+
+
+def test_search_lists_newest_first_and_warns_of_mistyped_filters(ws, capsys):
+    code, out, err = run(ws, capsys, "search", "platform:x", "--json")
+    times = [r["last_message_at"] for r in json.loads(out)["results"]]
+    assert code == 0 and times and times == sorted(times, reverse=True)
+    code, out, err = run(ws, capsys, "search", "status:open")
+    assert code == 0 and "did you mean is:?" in err

@@ -317,3 +317,47 @@ def test_sub_second_durations_are_kept(tmp_path):
     path = _write(tmp_path, "sync:\n  lock_timeout: 250ms\n  retry_base: 1.5s\nui:\n  undo_seconds: 0.5s\n")
     config, _ = load_config(path)
     assert (config.sync.lock_timeout, config.sync.retry_base, config.ui.undo_seconds) == (0.25, 1.5, 0.5)
+
+
+# ---- keymap ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("keymap:\n  reply: r\n  cursor_down: \"j,down,ctrl+n\"\n",
+         ":3: keymap.cursor_down: unknown binding id (did you mean inbox.down"),
+        ("keymap:\n  resolve: \"r\"\n",
+         ":2: keymap.resolve: 'r' is also the key of reply in the inbox list; give one of them another key"),
+        ("keymap:\n  inbox.down: \"x\"\n",
+         ":2: keymap.inbox.down: 'x' is also the key of resolve in the inbox list"),
+        ("keymap:\n  composer.send: \"s\"\n",
+         ":2: keymap.composer.send: 's' is typed as text in the composer"),
+        ("keymap:\n  search: \"ctrl+p\"\n",
+         ":2: keymap.search: 'ctrl+p' is reserved for the command palette"),
+        ("keymap:\n  reply: \"\"\n", ":2: keymap.reply: no keys given"),
+    ],
+)
+def test_keymap_mistakes_are_errors_with_file_and_line(tmp_path, text, expected):
+    """config check used to accept an unknown id and a key stolen from another binding (which
+    then silently stopped working)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}:") and expected in str(err.value)
+    assert main(["config", "check", "--config", str(path)]) == 2
+
+
+def test_keymap_remaps_and_swaps_are_accepted(tmp_path):
+    """Moving a key to a free one, swapping two keys, and keys the defaults already share are fine;
+    so are the example's own (commented) lines."""
+    example = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    commented = [line[1:] for line in example.splitlines() if re.match(r"#  [\w.]+: ", line)]
+    assert commented, "config.example.yaml shows how to remap keys"
+    for body in ("\n".join(commented), 'resolve: "x,ctrl+d"', 'resolve: "r"\n  reply: "x"',
+                 '"inbox.down": "j,down,ctrl+n"', 'composer.close: "escape,ctrl+w"'):
+        path = tmp_path / "config.yaml"
+        path.write_text(f"keymap:\n  {body.strip()}\n", encoding="utf-8")
+        config, _ = load_config(path)
+        assert config.keymap

@@ -150,7 +150,10 @@ def test_lost_acknowledgements_never_duplicate(tmp_path, clock):
     keys = [outbox.queue_reply(db, c, f"reply {i}") for i, c in enumerate(convs)]
     flaky = make_workspace(tmp_path, clock, config=demo_config(faults=DemoFaults(lost_ack=0.6)))
     flaky.config.sync.send_retries = 50
-    for _ in range(30):
+    # Each lost answer puts the account into backoff, so a pass may settle one reply or none: the
+    # number of passes needed is chance (geometric, mean ~25 for ten replies). Loop until settled,
+    # with a cap no run reaches (it would take 300 lost answers in a row of passes).
+    for _ in range(300):
         sync_once(flaky, clock)
         clock.advance(400)
         if all(outbox.get(db, k).state == "sent" for k in keys):

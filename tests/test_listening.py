@@ -333,14 +333,16 @@ def test_an_edited_listening_section_applies_at_the_next_start(tmp_path: Path):
 
 
 def test_a_workspace_of_the_previous_schema_upgrades_with_its_counters_intact(tmp_path: Path, clock: Clock):
-    """Migration 11 rebuilds the inbox counters with the listening flag from the conversations there."""
+    """The listening migration (14) rebuilds the inbox counters with the listening flag from the conversations there."""
     from unittest import mock
 
     from replydesk.storage import db as db_module
     from replydesk.storage import doctor, schema
     from replydesk.storage.db import open_database
 
-    with mock.patch.object(db_module, "SCHEMA_VERSION", schema.SCHEMA_VERSION - 1):
+    # The schema just before the listening migration (later ones follow it in the list).
+    before = next(i for i, m in enumerate(schema.MIGRATIONS) if any("ADD COLUMN listening" in q for q in m))
+    with mock.patch.object(db_module, "SCHEMA_VERSION", before):
         old = open_database(tmp_path / "ws", clock=clock)
         with old.transaction():
             for n in range(30):
@@ -349,7 +351,7 @@ def test_a_workspace_of_the_previous_schema_upgrades_with_its_counters_intact(tm
                     "status, sort_due, sla_state) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (conv(n), ACCOUNT, "mastodon", "mention", str(n), FIXED_NOW - n * 3600, FIXED_NOW - n * 3600,
                      ("open", "pending", "resolved")[n % 3], FIXED_NOW + n * 60, ("ok", "breached")[n % 2]))
-        assert old.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION - 1
+        assert old.conn.execute("PRAGMA user_version").fetchone()[0] == before
         old.close()
     db = open_database(tmp_path / "ws", clock=clock)
     assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION

@@ -229,9 +229,14 @@ def test_escalating_to_a_helpdesk_target_creates_one_ticket_through_the_outbox(t
     tickets = [json.loads(line) for line in (data / TICKETS).read_text().splitlines()]
     assert [(t["key"], t["external_id"]) for t in tickets] == [(queued.key, conv)]
     done = outbox.get(db, queued.key)
-    assert done.state == "sent" and done.result == {"id": "1", "url": "https://helpdesk.demo.invalid/tickets/1"}
-    (shown,) = queries.thread(db, conv).actions
+    assert done.state == "sent" and done.result == {"id": "1", "url": "https://helpdesk.demo.invalid/tickets/1",
+                                                    "label": "Demo helpdesk", "status": "new"}
+    thread = queries.thread(db, conv)
+    (shown,) = thread.actions
     assert shown.summary.startswith("ticket in desk #1: ") and shown.result["url"].endswith("/tickets/1")
+    # the ticket is kept on the conversation: the thread and the SLA pane show it with its status
+    assert [(t.summary(), t.url) for t in thread.tickets] == [
+        ("Demo helpdesk #1 · new", "https://helpdesk.demo.invalid/tickets/1")]
     kinds = [r[0] for r in db.conn.execute("SELECT kind FROM events WHERE conversation_id=? ORDER BY seq", (conv,))]
     assert kinds[-3:] == ["note", "action_queued", "ticket"]
     db.close()

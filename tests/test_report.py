@@ -23,6 +23,11 @@ All (5 conversations):
   breaches: B first_reply, C next_reply, C resolution = 3.
   first-contact resolution: resolved A (1 reply), B (2 replies) -> 1/2.
   replies per conversation: (1 + 2 + 2 + 0 + 1) / 5 = 1.2.
+
+CSAT answers (``csat`` events, which the SLA ignores): A 5 stars at 10:30, B "good" at 12:30 (and a
+second answer at 17:00, after until: not counted), E "2" at 11:30.
+  All: 3 responses; satisfied A and B -> 2/3; average of the scores (5 + 2) / 2 = 3.5 (B has none).
+  x: 2 responses, both satisfied -> 1.0, average 5.0; facebook: none; mastodon: 1, 0.0, 2.0.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ def ev(hhmm: str, kind: str, status: str | None = None) -> SlaEvent:
     return SlaEvent(T(hhmm), kind, {"status": status} if status else {})
 
 
+def answer(hhmm: str, score: int | None, satisfied: bool) -> SlaEvent:
+    return SlaEvent(T(hhmm), "csat", {"score": score, "satisfied": satisfied, "how": "number"})
+
+
 SETTINGS = SlaSettings.model_validate(
     {
         "policies": [
@@ -71,7 +80,7 @@ UNTIL = T("16:00")
 CONVERSATIONS = {
     "A": (
         ConvAttrs("x", "comment"),
-        [ev("10:00", "in"), ev("10:10", "reply"), ev("10:20", "status", "resolved")],
+        [ev("10:00", "in"), ev("10:10", "reply"), ev("10:20", "status", "resolved"), answer("10:30", 5, True)],
     ),
     "B": (
         ConvAttrs("x", "dm"),
@@ -81,6 +90,8 @@ CONVERSATIONS = {
             ev("11:00", "in"),
             ev("11:30", "reply"),
             ev("12:00", "status", "resolved"),
+            answer("12:30", None, True),
+            answer("17:00", 1, False),
         ],
     ),
     "C": (
@@ -96,7 +107,7 @@ CONVERSATIONS = {
         ],
     ),
     "D": (ConvAttrs("facebook", "dm"), [ev("15:45", "in")]),
-    "E": (ConvAttrs("mastodon", "mention"), [ev("10:00", "in"), ev("11:00", "reply")]),
+    "E": (ConvAttrs("mastodon", "mention"), [ev("10:00", "in"), ev("11:00", "reply"), answer("11:30", 2, False)]),
 }
 
 
@@ -119,6 +130,7 @@ def test_all_group_hand_computed() -> None:
         "breaches": 3,
         "first_contact_resolution": 0.5,
         "replies_per_conversation": 1.2,
+        "csat": {"responses": 3, "satisfied": pytest.approx(2 / 3), "average": 3.5},
     }
 
 
@@ -135,6 +147,7 @@ def test_groups_by_platform_hand_computed() -> None:
         "breaches": 1,
         "first_contact_resolution": 0.5,
         "replies_per_conversation": 1.5,
+        "csat": {"responses": 2, "satisfied": 1.0, "average": 5.0},
     }
     # facebook: C and D. FR [1200] (D undecided); NR [5400] breached; resolution: none resolved,
     # C breached -> within 0/1; nothing resolved -> first-contact resolution undefined.
@@ -147,6 +160,7 @@ def test_groups_by_platform_hand_computed() -> None:
         "breaches": 2,
         "first_contact_resolution": None,
         "replies_per_conversation": 1.0,
+        "csat": {"responses": 0, "satisfied": None, "average": None},
     }
     # mastodon: E without a policy: measured, never judged.
     assert groups["mastodon"]["first_reply"] == {
@@ -155,6 +169,7 @@ def test_groups_by_platform_hand_computed() -> None:
         "within_target": None,
     }
     assert groups["mastodon"]["breaches"] == 0
+    assert groups["mastodon"]["csat"] == {"responses": 1, "satisfied": 0.0, "average": 2.0}
 
 
 def test_build_report_shape() -> None:
@@ -171,6 +186,7 @@ def test_build_report_shape() -> None:
         "breaches",
         "first_contact_resolution",
         "replies_per_conversation",
+        "csat",
     }
     by = build_report(items(by_platform=True), None, UNTIL, by="platform")
     assert by["by"] == "platform" and len(by["groups"]) == 3

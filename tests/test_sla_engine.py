@@ -427,12 +427,27 @@ def test_warning_by_percent(engine, at: str, state: str) -> None:
     assert metric(engine.evaluate(COMMENT, CYCLE_EVENTS, T(at)), "next_reply").state == state
 
 
-def test_resolve_closes_an_open_reply_cycle(engine) -> None:
+def test_resolving_pauses_an_open_reply_cycle_without_fulfilling_it(engine) -> None:
     events = [inb("10:00"), rep("10:05"), inb("10:10"), st("10:15", "resolved")]
     r = engine.evaluate(COMMENT, events, T("12:00"))
     m = metric(r, "next_reply")
-    assert (m.state, m.fulfilled_at, m.fulfilled_by) == ("fulfilled", T("10:15"), "resolved")
-    assert r.state == "fulfilled" and r.urgent() is None and r.due_at is None
+    assert (m.state, m.paused_reason, m.fulfilled_at, m.breached_at) == ("paused", "resolved", None, None)
+    assert m.elapsed_calendar_seconds == 5 * 60  # 10:10-10:15; nothing counts while resolved
+    assert r.due_at is None
+
+
+def test_resolving_an_unanswered_conversation_is_not_a_first_reply(engine) -> None:
+    """README: a reply counts when it is sent. Resolve and reopen a never-answered conversation:
+    its first reply is still owed, with the time spent resolved left out."""
+    events = [inb("10:00"), st("10:10", "resolved"), st("11:00", "open")]
+    m = metric(engine.evaluate(COMMENT, events, T("10:30")), "first_reply")
+    assert (m.state, m.paused_reason, m.fulfilled_at) == ("paused", "resolved", None)
+    m = metric(engine.evaluate(COMMENT, events, T("11:05")), "first_reply")
+    assert (m.state, m.fulfilled_at, m.due_at) == ("ok", None, T("11:20"))  # 30m target, 15m used
+    m = metric(engine.evaluate(COMMENT, [*events, rep("11:12")], T("12:00")), "first_reply")
+    assert (m.state, m.fulfilled_at, m.fulfilled_by) == ("fulfilled", T("11:12"), "reply")
+    m = metric(engine.evaluate(COMMENT, events, T("12:00")), "first_reply")
+    assert (m.state, m.breached_at) == ("breached", T("11:20"))
 
 
 def test_inbound_while_resolved_waits_for_reopen(engine) -> None:

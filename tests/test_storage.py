@@ -270,6 +270,27 @@ def test_search_syntax_is_literal_text():
     assert search.fts_query(['say "hi"']) == '"say ""hi"""'
 
 
+def test_search_prefixes_partial_names_and_mistyped_filters(searchable):
+    """refun* finds refund, from: takes the start of any word of a name, and a filter that looks
+    mistyped is said (it is still searched as text)."""
+    db = searchable
+
+    def ids(q):
+        _, f = search.search(db, q)
+        return sorted(r.id for r in queries.inbox_page(db, f, 0, 50))
+
+    assert ids("refun") == []  # a word is a word
+    assert ids("refun*") == ["x:a", "x:d"]
+    assert ids("from:Beck") == ids("from:tom") == ["x:d"]
+    assert ids("from:Παπαδ") == ["x:b"]
+    assert ids("from:ecker") == []  # the start of a word, not any part
+    assert search.problems("refund") == []
+    assert search.problems("order:1234 10:30 https://shop.example/x") == []
+    assert "did you mean is:?" in search.problems("status:open")[0]
+    assert "did you mean platform:?" in search.problems("platfrom:x")[0]
+    assert search.problems("is:brached")[0].startswith("unknown is:brached (known: open, pending")
+
+
 def test_two_connections_opening_a_new_workspace_at_once(tmp_path):
     """The TUI's reader and the engine's writer may create the same workspace simultaneously."""
     import threading

@@ -19,8 +19,18 @@ import psycopg
 import pytest
 
 from replydesk.cli import main
-from replydesk.storage import actions, activity, outbox, queries, team_db, team_local
+from replydesk.storage import (
+    actions,
+    activity,
+    outbox,
+    platform_facts,
+    queries,
+    reply_windows,
+    team_db,
+    team_local,
+)
 from replydesk.storage.db import open_database
+from replydesk.team import TeamSync
 from team_support import Team, cache_state, differences, engine_config, engine_pass, sync, team_state
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -174,6 +184,60 @@ def test_a_reply_after_another_agents_reply_is_stopped_at_the_team(team: Team, j
     assert_equal_to_team(team, joined["ana"], joined["ben"])
 
 
+def test_reply_windows_reach_agents_whose_conversations_came_before_the_rules(team: Team,
+                                                                             joined: dict[str, Path]) -> None:
+    """The engine publishes its account's facts once it leads, after the backlog is in the log: an
+    agent's cache learns the rules after the conversations, and must still know which DM windows
+    closed (or it queues replies the engine then refuses, and they block their thread)."""
+    engine = open_database(joined["engine-a"])
+    try:
+        TeamSync(joined["engine-a"], engine, leads=lambda: frozenset({"demo"})).once()
+        verdicts = {c: reply_windows.verdict(engine, c, engine.now(), private=False)
+                    for c in conversations(joined["engine-a"], 40)}
+        closed = [c for c, v in verdicts.items() if v is not None and not v.allowed]
+        windows = dict(engine.conn.execute("SELECT id, reply_window FROM conversations"))
+    finally:
+        engine.close()
+    assert closed, "the demo backlog has DMs whose messaging window closed"
+    sync(joined["ana"])
+    ana = open_database(joined["ana"])
+    try:
+        assert dict(ana.conn.execute("SELECT id, reply_window FROM conversations")) == windows
+        with pytest.raises(outbox.OutsideReplyWindow):
+            outbox.queue_reply(ana, closed[0], "Sorry for the wait!", actor="ana")
+    finally:
+        ana.close()
+
+
+def test_a_reply_on_a_review_we_answered_stays_a_reply_the_team_sends(team: Team, joined: dict[str, Path]) -> None:
+    """Google keeps one reply of ours per review: solo, a second reply is queued as an edit of ours.
+    A team carries replies (not the other outbox actions), so there it stays a reply and reaches the
+    team, instead of waiting in the agent's cache for an engine that never sees it."""
+    engine = open_database(joined["engine-a"])
+    try:  # the account as a leading engine publishes it to the team, and each cache applies it
+        (row,) = team_local.account_rows(engine, ["demo"])
+    finally:
+        engine.close()
+    ana = open_database(joined["ana"])
+    try:
+        with ana.transaction():
+            ana.conn.execute("INSERT INTO accounts(name, provider, platform, created_at, facts) VALUES (?,?,?,?,?) "
+                             "ON CONFLICT(name) DO UPDATE SET facts=excluded.facts",
+                             (row["name"], row["provider"], row["platform"], ana.now(), json.dumps(row["facts"])))
+        assert platform_facts.for_account(ana, "demo")["google"].single_reply
+        conv = ana.conn.execute(
+            "SELECT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id WHERE c.platform = "
+            "'google' AND m.direction = 'out' AND m.state = 'sent' ORDER BY c.id LIMIT 1").fetchone()[0]
+        key = outbox.queue_reply(ana, conv, "Thank you, the oven is fixed.", actor="ana")
+        assert outbox.get(ana, key).action == "reply"
+    finally:
+        ana.close()
+    assert sync(joined["ana"]).refused == []
+    assert team_state(team)["outbox"][key][1] == "queued"
+    sync(joined["ben"])
+    assert_equal_to_team(team, joined["ana"], joined["ben"])
+
+
 def test_offline_changes_wait_and_reach_the_team_in_order(team: Team, joined: dict[str, Path]) -> None:
     c1, c2, _ = conversations(joined["ben"])
     ben = open_database(joined["ben"])
@@ -323,6 +387,36 @@ def test_only_the_leader_claims_and_a_takeover_waits_for_the_interrupted_attempt
         assert claims == [("engine-a", "a:claim:1"), ("engine-b", "b:claim:2")]
     finally:
         b.close()
+
+
+def test_a_claim_repeated_with_its_id_stands_and_does_not_cost_the_engine_its_lead(team: Team,
+                                                                                     joined: dict[str, Path]) -> None:
+    """An engine whose replica had not counted an attempt claims again with the same command id: the
+    team said 'duplicate key' and the engine, taking that for a lost database, gave up leading and
+    came back to the same refusal, so the reply never left."""
+    conv = conversations(joined["ana"], 1)[0]
+    ana = open_database(joined["ana"])
+    try:
+        key = outbox.queue_reply(ana, conv, "Hello", actor="ana")
+    finally:
+        ana.close()
+    sync(joined["ana"])
+    a = team_db.connect(team_db.TeamUrl.parse(team.url("engine-a"))[0], team.passwords["engine-a"])
+    try:
+        assert team_db.lead(a, "demo") is True
+        assert team_db.claim(a, key, 0, "a:claim:k:1")["ok"] is True
+        again = team_db.claim(a, key, 0, "a:claim:k:1")  # the same claim: it still stands
+        assert again["ok"] is True and again["attempts"] == 1
+        # The send waited (back to queued); the replica, behind, claims with the id it used before.
+        assert team_db.submit(a, {"kind": "outbox", "key": key, "state": "queued"})["ok"] is True
+        third = team_db.claim(a, key, 0, "a:claim:k:1")
+        assert third["ok"] is True and third["attempts"] == 2
+        with team.admin() as conn:
+            claims = conn.execute("SELECT command_id FROM replydesk.events WHERE kind = 'outbox' "
+                                  "AND command_id LIKE 'a:claim:%' ORDER BY seq").fetchall()
+        assert [c[0] for c in claims] == ["a:claim:k:1", "a:claim:k:1:2"]
+    finally:
+        a.close()
 
 
 def test_join_keeps_the_password_in_the_keyring_and_the_engine_reads_it_there(

@@ -10,26 +10,33 @@ other second, whether the config file was edited. Workers that fail unexpectedly
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual import events, on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from replydesk.config import ConfigError
+from replydesk.platforms import info
+from replydesk.safetext import one_line
 from replydesk.storage import slastate
+from replydesk.storage.deadlines import upcoming
 from replydesk.timeparse import user_zone
+from replydesk.tui.alerts import Alerts
 from replydesk.tui.composer import Composer
+from replydesk.tui.contrast import ContrastFilter
 from replydesk.tui.format import clock_time
 from replydesk.tui.inbox import InboxList
 from replydesk.tui.main_screen import MainScreen
 from replydesk.tui.messages import (
     ConfigReloaded,
     DataChanged,
+    DeadlinesLoaded,
     EngineHealth,
     EngineStatus,
     WorkerFailed,
@@ -56,6 +63,8 @@ class ReplydeskApp(App[int]):
     def __init__(self, workspace: Workspace, *, start_engine: bool = True,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__()
+        # Last of the line filters: every text segment reads at WCAG AA in any theme and colour mode.
+        self._filters.append(ContrastFilter())
         self.workspace = workspace
         self.clock: Callable[[], float] = clock or workspace.clock or time.time
         self.start_engine = start_engine
@@ -70,10 +79,20 @@ class ReplydeskApp(App[int]):
         self._config_ticks = 0
         #: Another process syncs this workspace: the console watches for it to stop, then takes over.
         self.engine_elsewhere = False
+        self.alerts = Alerts(self.clock())
+        self._deadlines_read_at = -10  # the tick count of the last read of the next deadlines
 
     def get_default_screen(self) -> Screen:
         note = "starting sync…" if self.start_engine else "sync off"
-        return MainScreen(self.store, self.workspace.config.ui, self.clock, self.tz, engine_note=note)
+        return MainScreen(self.store, self.workspace.config.ui, self.clock, self.tz, engine_note=note,
+                          has_accounts=bool(self.workspace.config.accounts))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette entries, less the ones ours already hold (Quit is ours: it asks
+        when replies wait) and the keys panel (``?`` is the help for this console)."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
 
     @property
     def main(self) -> MainScreen:
@@ -107,6 +126,7 @@ class ReplydeskApp(App[int]):
         if self.start_engine:
             self._start_engine()
         self._poll()
+        self._load_deadlines()
         self.set_interval(1.0, self._tick)
         # Between ticks too: a teammate's presence or change shows within a second of reaching the
         # cache (one cheap PRAGMA per look; the reload happens only when something moved).
@@ -117,7 +137,34 @@ class ReplydeskApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
             self.gc_pacer.input()
+            if not event.is_forwarded and await self._split_alt(event):
+                return
         await super().on_event(event)
+
+    async def _split_alt(self, event: events.Key) -> bool:
+        """Escape then a key, typed quickly (a vim user's ``Esc j``), reaches us as one alt+key:
+        the terminal (or tmux, whose escape-time is longer) sends them together. Where no binding
+        takes that alt+key, it is handled as escape, then the key."""
+        key = event.key
+        if not key.startswith("alt+") or key in self.screen.active_bindings:
+            return False
+        rest = key[4:]
+        if not rest or "+" in rest.replace("shift+", ""):
+            return False
+        rest = rest[-1].upper() if rest.startswith("shift+") and len(rest) == 7 else rest
+        char = rest if len(rest) == 1 else None
+        if isinstance(self.screen, ModalScreen):
+            # A dialog: escape dismisses it, and the key is for the screen below once it is gone.
+            await super().on_event(events.Key("escape", "\x1b"))
+            self.call_after_refresh(self.post_message, events.Key(rest, char))
+            return True
+        # The main screen: escape's binding runs now (leaving the thread, closing the composer,
+        # which hands the focus back to the list at once), then the key goes where escape left the
+        # focus, ahead of any key typed after it.
+        if not await self._check_bindings("escape"):
+            await super().on_event(events.Key("escape", "\x1b"))
+        await super().on_event(events.Key(rest, char))
+        return True
 
     async def on_unmount(self) -> None:
         self.gc_pacer.stopped()
@@ -189,11 +236,14 @@ class ReplydeskApp(App[int]):
             main.tick()
         except NoMatches:  # the timer fired while the app shuts down (the screen or its widgets gone)
             return
+        self._alert()
         self._poll_if_idle()
         self.gc_pacer.tick()
         self._config_ticks += 1
         if self._config_ticks % 2 == 0:
             self._follow_config()
+        if self._config_ticks % 60 == 0:
+            self._load_deadlines()
         self._watch_engine()
 
     def _watch_engine(self) -> None:
@@ -251,13 +301,52 @@ class ReplydeskApp(App[int]):
     @on(DataChanged)
     def _on_data_changed(self, _: DataChanged) -> None:
         self._refresh_main()
+        # New deadlines at most every 5 s: while syncing the data changes every second, and a
+        # conversation's warning comes minutes after it arrives.
+        if self._config_ticks - self._deadlines_read_at >= 5:
+            self._load_deadlines()
+
+    # ---- alerts -----------------------------------------------------------------------------------
+
+    @background("reading the next deadlines", group="deadlines", exclusive=True)
+    def _load_deadlines(self) -> None:
+        self._deadlines_read_at = self._config_ticks
+        since = self.alerts.since
+        self.post_message(DeadlinesLoaded(self.store.read(lambda db: upcoming(db, since))))
+
+    @on(DeadlinesLoaded)
+    def _on_deadlines(self, event: DeadlinesLoaded) -> None:
+        self.alerts.update(event.deadlines)
+
+    def _alert(self) -> None:
+        """Once a second: conversations whose warning or breach time just passed (``ui.alerts``)."""
+        settings = self.workspace.config.ui.alerts
+        found = self.alerts.due(self.clock())
+        if not found:
+            return
+        for alert in found[:5]:
+            d = alert.deadline
+            what = "breached its SLA" if alert.state == "breached" else "is close to breaching its SLA"
+            metric = f" ({d.metric.replace('_', ' ')})" if d.metric else ""
+            text = f"{one_line(d.customer) or 'A customer'} on {info(d.platform).label} {what}{metric}"
+            if settings.notify:
+                self.notify(text, title="SLA breached" if alert.state == "breached" else "SLA warning",
+                            severity="error" if alert.state == "breached" else "warning", timeout=8)
+            if settings.desktop != "off":
+                from replydesk.tui import terminal
+
+                terminal.write_sequence(self, terminal.desktop_notification(
+                    settings.desktop, "replydesk", text, in_tmux=bool(os.environ.get("TMUX"))))
+        if len(found) > 5 and settings.notify:
+            self.notify(f"… and {len(found) - 5} more", severity="warning", timeout=8)
+        if settings.bell:
+            self.bell()
 
     def _refresh_main(self) -> None:
         try:
-            main = self.main
-        except NoMatches:  # data arrived while the app shuts down
+            self.main.refresh_all()
+        except NoMatches:  # data arrived while the app starts or shuts down
             return
-        main.refresh_all()
 
     # ---- worker failures --------------------------------------------------------------------------
 

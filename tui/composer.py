@@ -14,19 +14,22 @@ allows (the human-agent tag, a public answer), so nothing leaves only to be refu
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static, TextArea
 
 from replydesk.platforms import BOOK, NO_LIMIT, Limit, PlatformFacts
-from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import graphemes, safe
+from replydesk.safetext import one_line
+from replydesk.storage.queries import InboxRow, MessageView
+from replydesk.tui.format import cell, clock_time, graphemes, safe
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 from replydesk.tui.window_text import short, verdict_for
 from replydesk.windows import Verdict
@@ -37,18 +40,36 @@ MODE_LABEL = {"public": "Reply", "private": "Private reply", "note": "Internal n
 UNSENT = ("note", "edit")
 
 
+class ReplyArea(TextArea):
+    """The composer's text area. Textual's TextArea drops keys whose character is not printable,
+    and typed emoji sequences send their joiners (ZWJ, ZWNJ, tag characters: Unicode's format
+    characters) as keys of their own, so a typed family emoji fell apart into four faces (a paste
+    arrives whole and was kept). Format characters are inserted like any other typed character."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        char = event.character
+        if (not self.read_only and char and len(char) == 1 and not event.is_printable
+                and unicodedata.category(char) == "Cf"):
+            event.stop()
+            event.prevent_default()
+            start, end = self.selection
+            self._replace_via_keyboard(char, start, end)
+            return
+        await super()._on_key(event)
+
+
+def quoted(m: MessageView, when: str) -> str:
+    """A message as a quote at the top of a reply: an attribution line, then ``> `` lines."""
+    body = "\n".join("> " + line if line else ">" for line in m.text.strip("\n").split("\n"))
+    return f"{when}, {one_line(m.author or 'you')} wrote:\n{body}\n\n"
+
+
 class Composer(Vertical):
     """Docked under the thread while open; hidden otherwise."""
 
-    BINDINGS = [
-        # Not a priority binding: it must queue behind the characters typed before it (a priority
-        # binding ran at once and sent a reply missing its last keystrokes).
-        Binding("ctrl+s,alt+enter", "send", "Send", id="composer.send"),
-        Binding("escape", "close", "Close", id="composer.close"),
-        Binding("ctrl+t", "toggle_private", "Public/private", id="composer.private"),
-        Binding("ctrl+o", "saved_reply", "Saved reply", id="composer.saved"),
-        Binding("ctrl+l", "send_later", "Send later", id="composer.later"),
-    ]
+    # Not priority bindings: send must queue behind the characters typed before it (a priority
+    # binding ran at once and sent a reply missing its last keystrokes).
+    BINDINGS = bindings("composer")
 
     COMPONENT_CLASSES = ROLE_CLASSES
     DEFAULT_CSS = """
@@ -62,6 +83,9 @@ class Composer(Vertical):
     Composer > TextArea, Composer > TextArea:focus { height: 5; border: none; padding: 0 1; }
     Composer.-note > TextArea { background: $warning 10%; }
     Composer > #composer-info { height: 1; padding: 0 1; }
+    Composer > #composer-answering { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    .-narrow Composer > #composer-answering { max-height: 1; }
+    .-narrow Composer > TextArea, .-narrow Composer > TextArea:focus { height: 4; }
     """ + role_css("Composer")
 
     class Send(Message):
@@ -90,10 +114,13 @@ class Composer(Vertical):
             super().__init__()
             self.conv_id, self.text, self.mode, self.verdict = conv_id, text, mode, verdict
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, tz: str | None = None, *,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
-        self.clock = clock
+        self.clock, self.tz = clock, tz
         self.row: InboxRow | None = None
+        self.answering: MessageView | None = None  # the customer's message this reply answers
+        self.quote_from: MessageView | None = None  # what ctrl+g quotes
         self.mode = "public"
         self.editing: str | None = None  # edit mode: the id of our reply being edited
         self._draft_timer: Timer | None = None
@@ -107,7 +134,8 @@ class Composer(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="composer-info")
-        yield TextArea(id="composer-text", soft_wrap=True, tab_behavior="focus")
+        yield Static(id="composer-answering")
+        yield ReplyArea(id="composer-text", soft_wrap=True, tab_behavior="focus")
 
     @property
     def is_open(self) -> bool:
@@ -130,12 +158,18 @@ class Composer(Vertical):
     def _can_reply_privately(self) -> bool:
         return self.row is not None and self.facts.can_reply_privately(self.row.kind)
 
-    def open(self, row: InboxRow, mode: str, text: str = "", editing: str | None = None) -> None:
+    def open(self, row: InboxRow, mode: str, text: str = "", answering: MessageView | None = None,
+             quote: MessageView | None = None, editing: str | None = None) -> None:
         """Show the composer for ``row``; ``private`` falls back to public where impossible.
+        ``answering``: the message the reply answers, shown above the text (at 80x24 too);
+        ``quote``: what ctrl+g quotes (the message selected in the thread; else ``answering``);
         ``editing``: edit mode on that reply of ours (``text`` is its current text)."""
         if mode == "private" and not BOOK.for_account(row.account, row.platform).can_reply_privately(row.kind):
             mode = "public"
         self.row, self.mode, self.editing = row, mode, editing if mode == "edit" else None
+        self.answering = answering if mode not in UNSENT else None
+        self.quote_from = quote if quote is not None else self.answering
+        self._show_answering()
         self.set_class(mode == "note", "-note")
         self._loading = True
         self.text_area.load_text(text)
@@ -167,11 +201,65 @@ class Composer(Vertical):
             self.also_replying = names
             self.update_info()
 
+    def set_answering(self, message: MessageView | None) -> None:
+        """A newer customer message arrived while composing: show that one."""
+        if message is not None and self.is_open and self.mode not in UNSENT:
+            self.answering = self.quote_from = message
+            self._show_answering()
+
+    def _show_answering(self) -> None:
+        """The answered message: who and when, then its first lines, each flattened to one line."""
+        m = self.answering
+        target = self.query_one("#composer-answering", Static)
+        if self.mode == "edit":
+            target.update(Text("editing our reply on the platform: ctrl+s replaces its text there",
+                               style="dim italic"))
+            return
+        if m is None or self.mode == "note":
+            target.update(Text("(nothing from the customer to answer yet)" if self.mode != "note" else "",
+                               style="dim italic"))
+            return
+        width = max(self.size.width - 2, 20)
+        head = Text(no_wrap=True, overflow="ellipsis", end="")
+        head.append("↳ ", style="bold")
+        head.append(clock_time(m.created_at, self.clock(), self.tz) + " ")
+        author = cell(m.author or "customer", 24, "bold")
+        author.rstrip()
+        head.append_text(author)
+        head.append(": ")
+        lines = [line for line in m.text.split("\n") if line.strip()]
+        first = cell(lines[0] if lines else "", max(width - head.cell_len, 10))
+        first.rstrip()
+        head.append_text(first)
+        out = [head]
+        for line in lines[1:3]:
+            out.append(cell("  " + line, width))
+        target.update(Text("\n").join(out))
+
+    def on_resize(self) -> None:
+        if self.is_open:
+            self._show_answering()
+
+    def action_quote(self) -> None:
+        """Insert the answered message as a quote where the cursor is (ctrl+g)."""
+        m = self.quote_from
+        if m is None or self.mode in UNSENT:
+            self.notify("Nothing to quote: no message here.", severity="warning")
+            return
+        when = clock_time(m.created_at, self.clock(), self.tz)
+        self.text_area.insert(quoted(m, when))
+        self.text_area.focus()
+
     def close(self) -> None:
         if self._draft_timer is not None:
             self._draft_timer.stop()
             self._draft_timer = None
         self.remove_class("-open")
+        # The focus leaves with us, now: a key typed right after escape is for the list, not for
+        # a hidden text area (the screen's handler of Closed comes a message later).
+        if self.screen.focused is not None and self in self.screen.focused.ancestors_with_self:
+            inbox = self.screen.query("#inbox")
+            self.screen.set_focus(inbox.first() if inbox else None)
 
     def insert(self, text: str) -> None:
         self.text_area.insert(text)
@@ -218,7 +306,10 @@ class Composer(Vertical):
             t.append("  ⚠ ", style=self.palette("warning", "bold"))
             t.append_text(safe(", ".join(self.also_replying), self.palette("warning", "bold")))
             t.append(" replying too", style=self.palette("warning", "bold"))
-        t.append("  ctrl+s send · esc close", style="dim")
+        if self.mode in UNSENT:
+            t.append("  ctrl+s send · esc close", style="dim")
+        else:
+            t.append("  ctrl+s send · ctrl+l later · esc close · ctrl+g quote", style="dim")
         if self.mode not in UNSENT and self._can_reply_privately():
             t.append(" · ctrl+t public/private", style="dim")
         if self.mode not in UNSENT:

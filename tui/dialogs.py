@@ -13,35 +13,67 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.suggester import SuggestFromList
+from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from replydesk.tui.format import cell, safe, snooze_until
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, role_css
 
+# The dialog sits in a band as wide as the screen: every line the dialog covers is painted whole,
+# so no row of the inbox below shares a line with its border. A row holding an Indic conjunct,
+# which Rich and the terminal may measure differently, would otherwise shift (or double) the
+# border on its line, whatever the terminal makes of the cluster.
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
-{name} > Vertical {{
-    width: 64; max-width: 95%; height: auto; max-height: 90%;
+{name} > .band {{
+    width: 100%; height: auto; max-height: 90%; background: $background 70%; align-horizontal: center;
+}}
+{name} > .band > Vertical {{
+    width: 64; max-width: 95%; height: auto;
     border: thick $accent; background: $surface; padding: 0 1;
 }}
+{name} > .band.-wide > Vertical {{ width: 100; }}
 {name} .title {{ text-style: bold; width: 1fr; }}
 {name} .hint {{ color: $text-muted; width: 1fr; }}
 {name} OptionList {{ height: auto; max-height: 10; }}
 """
 
 
+class TagSuggester(Suggester):
+    """Completes the tag being typed, also after a comma: ``vip, shipp`` → ``vip, shipping-delay``
+    (Textual's SuggestFromList matched the whole value, so only the first tag completed)."""
+
+    def __init__(self, tags: list[str]) -> None:
+        super().__init__(use_cache=False, case_sensitive=False)
+        self.tags = tags
+
+    async def get_suggestion(self, value: str) -> str | None:
+        head, sep, last = value.rpartition(",")
+        typed = last.lstrip()
+        if not typed:
+            return None
+        for tag in self.tags:
+            if tag.lower().startswith(typed.lower()) and tag.lower() != typed.lower():
+                return f"{head}{sep}{last[: len(last) - len(typed)]}{tag}"
+        return None
+
+
 class _Dialog(ModalScreen[Any]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    BINDINGS = bindings("dialog")
     COMPONENT_CLASSES = ROLE_CLASSES
+    WIDE = False
 
     def __init__(self) -> None:
         super().__init__()
         self.palette = Palette(self)
+
+    def band(self) -> Horizontal:
+        """The full-width band the dialog's box sits in (see DIALOG_CSS)."""
+        return Horizontal(classes="band -wide" if self.WIDE else "band")
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -53,18 +85,17 @@ class PromptDialog(_Dialog):
     DEFAULT_CSS = DIALOG_CSS.format(name="PromptDialog")
 
     def __init__(self, title: str, *, hint: str = "", value: str = "", suggestions: list[str] | None = None,
-                 placeholder: str = "") -> None:
+                 placeholder: str = "", suggester: Suggester | None = None) -> None:
         super().__init__()
         self.title_text, self.hint, self.value, self.placeholder = title, hint, value, placeholder
         self.suggestions = suggestions or []
+        self.suggester = suggester or (SuggestFromList(self.suggestions, case_sensitive=False)
+                                       if self.suggestions else None)
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with self.band(), Vertical():
             yield Label(Text(self.title_text), classes="title")
-            yield Input(
-                self.value, placeholder=self.placeholder, id="prompt",
-                suggester=SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None,
-            )
+            yield Input(self.value, placeholder=self.placeholder, id="prompt", suggester=self.suggester)
             if self.suggestions:
                 shown = Text("known: ", style="dim")
                 shown.append_text(safe(", ".join(self.suggestions[:30])))
@@ -93,7 +124,7 @@ class EscalateDialog(_Dialog):
         self.targets = list(dict.fromkeys([*(targets or []), *self.TARGETS]))
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with self.band(), Vertical():
             yield Label("Escalate", classes="title")
             yield Label("Target (team or person):", classes="hint")
             yield Input("helpdesk", id="target", suggester=SuggestFromList(self.targets, case_sensitive=False))
@@ -135,7 +166,7 @@ class SnoozeDialog(_Dialog):
         self.clock, self.tz, self.title_text = clock, tz, title
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with self.band(), Vertical():
             yield Label(self.title_text, classes="title")
             yield OptionList(*[Option(label, id=key) for key, label in self.PRESETS], id="presets")
             yield Input(placeholder="custom: 30m, 2h, 3d, 14:30, 2025-06-01 09:00", id="custom")
@@ -164,19 +195,22 @@ class ChoiceDialog(_Dialog):
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ChoiceDialog")
 
-    def __init__(self, title: str, items: list[tuple[str, str]], *, empty: str = "nothing to choose") -> None:
+    def __init__(self, title: str, items: list[tuple[str, str]], *, empty: str = "nothing to choose",
+                 wide: bool = False) -> None:
         super().__init__()
         self.title_text, self.items, self.empty = title, items, empty
+        self.WIDE = wide
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with self.band(), Vertical():
             yield Label(Text(self.title_text), classes="title")
             if self.items:
                 options = []
+                key_width = min(max(len(k) for k, _ in self.items) + 1, 14)
                 for key, preview in self.items:
-                    label = cell(key, 14, "bold")
+                    label = cell(key, key_width, "bold")
                     label.append(" ")
-                    label.append_text(cell(preview, 44, "dim"))
+                    label.append_text(cell(preview, (96 if self.WIDE else 58) - key_width - 2, "dim"))
                     options.append(Option(label, id=key))
                 yield OptionList(*options, id="choices")
             else:

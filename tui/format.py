@@ -8,6 +8,7 @@ text goes through :func:`safe` / :func:`cell`, which apply ``replydesk.safetext`
 from __future__ import annotations
 
 import datetime as dt
+import math
 import unicodedata
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -23,9 +24,20 @@ from replydesk.timeparse import parse_when
 _GRAPHEME = regex.compile(r"\X")
 
 #: Symbols carry the state without colour (NO_COLOR, monochrome terminals, screen readers).
-STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulfilled": " ", "none": " "}
+#: ``missed``: a target was missed earlier (a breach stays a breach) while the clock shown, the one
+#: the row is sorted by, is still running in time.
+STATE_SYMBOL = {"breached": "!", "warning": "~", "paused": "=", "ok": " ", "fulfilled": " ", "none": " ",
+                "missed": "×"}
 #: A listening match in the list (no clock: the query that found it stands where the countdown would).
 LISTENING_SYMBOL = "○"
+
+
+def stars(rating: int | None, *, compact: bool = False) -> str:
+    """A review's rating in characters, so it reads without colour: ``★★☆☆☆`` (``2★`` compact);
+    '' for none."""
+    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+        return ""
+    return f"{rating}★" if compact else "★" * rating + "☆" * (5 - rating)
 
 
 def graphemes(text: str) -> int:
@@ -47,21 +59,27 @@ def duration(seconds: float) -> str:
 
 
 def countdown(state: str, due_at: float | None, warn_at: float | None, now: float) -> tuple[str, str]:
-    """(text, effective state) for the list's SLA column.
+    """(text, effective state) for the list's SLA column: the clock the row is sorted by.
 
     The stored ``sla_state`` may be up to a sweep behind; the deadline is exact, so a row whose
-    deadline passed shows breached at once, and one past its warning time shows warning.
+    deadline passed shows breached at once, and one past its warning time shows warning. The stored
+    state is the worst of the conversation's metrics, so ``breached`` with a deadline still ahead
+    means an earlier target was missed (a first reply sent late) while the next one (resolution,
+    say) runs: the row shows that live clock, marked ``missed``, not a false ``0m``.
     """
     if state == "paused":
         return "paused", "paused"
     if due_at is None:
-        return "", state if state in ("breached", "fulfilled") else "none"
+        if state == "breached":  # every clock has stopped; one of them was late
+            return "", "missed"
+        return "", state if state == "fulfilled" else "none"
     left = due_at - now
-    if left <= 0 or state == "breached":
+    if left <= 0:
         return "-" + duration(-left) if left < 0 else "0m", "breached"
-    if state == "warning" or (warn_at is not None and now >= warn_at):
+    warning = state == "warning" or (warn_at is not None and now >= warn_at)
+    if warning:
         return duration(left), "warning"
-    return duration(left), "ok"
+    return duration(left), "missed" if state == "breached" else "ok"
 
 
 def safe(text: str | None, style: str | Style = "") -> Text:
@@ -102,6 +120,12 @@ def fit(text: str, width: int, *, align: str = "left") -> str:
     return pad + text if align == "right" else text + pad
 
 
+def safe_line(text: str | None, style: str | Style = "") -> Text:
+    """Customer text for a header or a label: ``safe`` and flattened to one line (a multi-line
+    name or subject must not fill a header)."""
+    return Text(one_line((text or "").expandtabs(4)), style=style)
+
+
 def cell(text: str | None, width: int, style: str | Style = "", *, align: str = "left") -> Text:
     """One fixed-width, single-line cell measured in terminal cells (CJK, emoji, combining marks)."""
     return Text(fit(one_line(text or ""), width, align=align), style=style, no_wrap=True, end="")
@@ -119,6 +143,15 @@ def clock_time(at: float | None, now: float, tz: str | dt.tzinfo | None = None) 
     when = dt.datetime.fromtimestamp(at, zone)
     today = dt.datetime.fromtimestamp(now, zone).date()
     return when.strftime("%H:%M") if when.date() == today else when.strftime("%d %b %H:%M")
+
+
+def leaves(at: float, now: float, tz: str | dt.tzinfo | None = None) -> str:
+    """When a queued reply leaves, as a person reads it: ``in 4s`` inside the undo window,
+    ``at 14:05 (in 29m)`` for a scheduled one, counting down as the clock moves."""
+    left = at - now
+    if left < 60:
+        return f"in {max(math.ceil(left), 1)}s"
+    return f"at {clock_time(at, now, tz)} (in {duration(left)})"
 
 
 def snooze_until(choice: str, now: float, tz: str | dt.tzinfo | None = None) -> float:

@@ -9,14 +9,15 @@ cursor's new index comes from ``position_of``, so the selection stays on the sam
 
 from __future__ import annotations
 
+import textwrap
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from rich.color import Color, ColorTriplet
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
-from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -25,10 +26,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.worker import Worker, WorkerState
 
+from replydesk.keys import BY_ID, COUNTED
 from replydesk.platforms import info
 from replydesk.storage import queries
 from replydesk.storage.queries import InboxFilter, InboxRow
-from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line
+from replydesk.tui.contrast import readable_background
+from replydesk.tui.format import LISTENING_SYMBOL, STATE_SYMBOL, countdown, fit, one_line, stars
+from replydesk.tui.keymap import bindings
 from replydesk.tui.messages import InboxReloaded, PageLoaded
 from replydesk.tui.store import Store
 from replydesk.tui.workers import background
@@ -45,20 +49,11 @@ NOT_DIM = Style(dim=False)
 class InboxList(ScrollView, can_focus=True):
     """Conversations of the current view, most urgent first, one line each."""
 
-    BINDINGS = [
-        Binding("j,down", "cursor_down", "Down", id="inbox.down", show=False),
-        Binding("k,up", "cursor_up", "Up", id="inbox.up", show=False),
-        Binding("g,home", "first", "First", id="inbox.first", show=False),
-        Binding("G,end", "last", "Last", id="inbox.last", show=False),
-        Binding("pagedown,ctrl+f", "page_down", "Page down", id="inbox.page_down", show=False),
-        Binding("pageup,ctrl+b", "page_up", "Page up", id="inbox.page_up", show=False),
-        Binding("enter", "open", "Open", id="inbox.open"),
-        Binding("space", "mark", "Mark", id="inbox.mark", show=False),
-    ]
+    BINDINGS = bindings("inbox")
 
     COMPONENT_CLASSES = {
         "inbox--cursor", "inbox--cursor-blur", "inbox--unread", "inbox--read", "inbox--breached",
-        "inbox--warning", "inbox--paused", "inbox--mark", "inbox--tags", "inbox--platform", "inbox--empty",
+        "inbox--warning", "inbox--paused", "inbox--missed", "inbox--mark", "inbox--tags", "inbox--platform", "inbox--empty",
         "inbox--track", "inbox--thumb",
     }
 
@@ -77,6 +72,7 @@ class InboxList(ScrollView, can_focus=True):
     InboxList > .inbox--read { color: $text-muted; }
     InboxList > .inbox--breached { color: $text-error; text-style: bold; }
     InboxList > .inbox--warning { color: $text-warning; }
+    InboxList > .inbox--missed { color: $text-error; }
     InboxList > .inbox--paused { color: $text-muted; }
     InboxList > .inbox--mark { color: $text-secondary; text-style: bold; }
     InboxList > .inbox--tags { color: $text-accent; }
@@ -109,6 +105,7 @@ class InboxList(ScrollView, can_focus=True):
         self.loaded = False
         self.cursor_index = 0
         self.cursor_id: str | None = None
+        self._announced: str | None = None  # the conversation last posted in CursorMoved
         self.marked: set[str] = set()
         self._pages: OrderedDict[int, list[InboxRow]] = OrderedDict()
         self._stale: dict[int, list[InboxRow]] = {}
@@ -118,9 +115,15 @@ class InboxList(ScrollView, can_focus=True):
         self._reload_running = False
         self._reload_again = False
         self._base_style: Style | None = None
+        self._cursor_styles: dict[str, Style] = {}
         self._prerender_pending = False
         self._composer_key_map: dict[str, tuple[Any, str]] | None = None
         self.reading_into: Any = None  # the thread view while reading (enter), else None
+        self.count_prefix = ""  # digits typed so far (5j, 12k, 3x)
+        self.count_timeout = 0.6  # ui.count_timeout: the key must follow the number within this
+        self._count_saved: Any = None  # the screen's view before the first digit switched it
+        self._count_at = 0.0  # when the last digit came (the key event's own time)
+        self.empty_hint: Callable[[], str] = lambda: "nothing here: no conversations match this view"
         #: Others in a conversation (a team's presence): conversation id -> (mark, "name").
         self.presence: dict[str, tuple[str, str]] = {}
 
@@ -172,7 +175,7 @@ class InboxList(ScrollView, can_focus=True):
             rows: list[InboxRow] = []
             for page in range(first, last + 1):
                 rows.extend(queries.inbox_page(db, f, page * PAGE, PAGE))
-            return InboxReloaded(generation, total, index, first, rows, cursor_id)
+            return InboxReloaded(generation, total, index, first, rows, cursor_id, cursor_index)
 
         self.post_message(self.store.read(read))
 
@@ -191,7 +194,11 @@ class InboxList(ScrollView, can_focus=True):
             self.total = event.total
             self.virtual_size = Size(self.size.width, event.total)
             index, lost = event.cursor_index, False
-            if self.cursor_id != event.cursor_id:
+            if self.cursor_id == event.cursor_id and self.cursor_index != event.asked_index:
+                # The user moved onto a row whose page is not read yet (its id is not known), so
+                # the id is the old one: keep the place moved to; that page's read follows.
+                index = self.cursor_index
+            elif self.cursor_id != event.cursor_id:
                 # The user moved (or a selection was asked for) while this read ran: the read
                 # located an older cursor, so find the current one in what it read, or read again.
                 index = self._index_in(event, self.cursor_id)
@@ -289,14 +296,18 @@ class InboxList(ScrollView, can_focus=True):
             self._wanted.clear()
 
     def _sync_cursor_id(self) -> None:
+        """Follow the row under the cursor, and tell the screen whenever the conversation it
+        shows is no longer that one: compared with what was last announced, not with
+        ``cursor_id``, because a selection asked for (``select_id``, ``!``) sets ``cursor_id``
+        before the row is read, and an emptied view has no row at all."""
         row = self._row(self.cursor_index) if self.total else None
         new_id = row.id if row else (None if not self.total else self.cursor_id)
         if not self.total:
             new_id = None
-        if new_id != self.cursor_id or row is not None:
-            changed = new_id != self.cursor_id
+        if new_id != self.cursor_id or row is not None or not self.total:
             self.cursor_id = new_id
-            if changed:
+            if (row is not None or not self.total) and new_id != self._announced:
+                self._announced = new_id
                 self.post_message(self.CursorMoved(new_id))
 
     @property
@@ -352,17 +363,19 @@ class InboxList(ScrollView, can_focus=True):
     def _reader(self) -> Any:
         return self.reading_into
 
-    def action_cursor_down(self) -> None:
+    def action_cursor_down(self, count: int = 1) -> None:
         if reader := self._reader():
-            reader.scroll_down(animate=False)
+            reader.scroll_to(y=reader.scroll_y + count, animate=False) if count > 1 else reader.scroll_down(
+                animate=False)
         else:
-            self.move_to(self.cursor_index + 1)
+            self.move_to(self.cursor_index + count)
 
-    def action_cursor_up(self) -> None:
+    def action_cursor_up(self, count: int = 1) -> None:
         if reader := self._reader():
-            reader.scroll_up(animate=False)
+            reader.scroll_to(y=reader.scroll_y - count, animate=False) if count > 1 else reader.scroll_up(
+                animate=False)
         else:
-            self.move_to(self.cursor_index - 1)
+            self.move_to(self.cursor_index - count)
 
     def action_first(self) -> None:
         if reader := self._reader():
@@ -370,38 +383,49 @@ class InboxList(ScrollView, can_focus=True):
         else:
             self.move_to(0)
 
-    def action_last(self) -> None:
+    def action_last(self, count: int | None = None) -> None:
+        """G: the last row; with a count, that row (5G: the fifth), as in vim."""
         if reader := self._reader():
             reader.scroll_end(animate=False)
+        elif count is not None:
+            self.move_to(count - 1)
         else:
             self.move_to(self.total - 1)
 
-    def action_page_down(self) -> None:
+    def action_page_down(self, count: int = 1) -> None:
         if reader := self._reader():
-            reader.scroll_page_down(animate=False)
+            for _ in range(count):
+                reader.scroll_page_down(animate=False)
         else:
-            self.move_to(self.cursor_index + max(self.size.height - 1, 1))
+            self.move_to(self.cursor_index + count * max(self.size.height - 1, 1))
 
-    def action_page_up(self) -> None:
+    def action_page_up(self, count: int = 1) -> None:
         if reader := self._reader():
-            reader.scroll_page_up(animate=False)
+            for _ in range(count):
+                reader.scroll_page_up(animate=False)
         else:
-            self.move_to(self.cursor_index - max(self.size.height - 1, 1))
+            self.move_to(self.cursor_index - count * max(self.size.height - 1, 1))
 
     def action_open(self) -> None:
         if self.cursor_id and not self._reader():
             self.post_message(self.Opened(self.cursor_id))
 
-    def action_mark(self) -> None:
-        """Toggle the bulk mark on the current row and step down, like mutt's tag-and-next."""
-        if not self.cursor_id:
-            return
-        if self.cursor_id in self.marked:
-            self.marked.discard(self.cursor_id)
-        else:
-            self.marked.add(self.cursor_id)
-        self.refresh_line(self.cursor_index)
-        self.move_to(self.cursor_index + 1)
+    def action_mark(self, count: int = 1) -> None:
+        """Toggle the bulk mark on the current row (``count`` rows) and step down, like mutt's
+        tag-and-next."""
+        for _ in range(count):
+            if not self.cursor_id:
+                return
+            if self.cursor_id in self.marked:
+                self.marked.discard(self.cursor_id)
+            else:
+                self.marked.add(self.cursor_id)
+            self.refresh_line(self.cursor_index)
+            if self.cursor_index >= self.total - 1:
+                return
+            self.move_to(self.cursor_index + 1)
+            if self._row(self.cursor_index) is None:  # a page not read yet: its rows are unknown
+                return
 
     def clear_marks(self) -> None:
         self.marked.clear()
@@ -412,7 +436,7 @@ class InboxList(ScrollView, can_focus=True):
     #: Actions that move focus into the composer; run at once so the keys after them follow.
     OPENS_COMPOSER = ("reply", "reply_private", "note")
 
-    def on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         """Keep a burst of typing together: "r" and the first words, typed at once or pasted
         over a slow SSH link, all arrive here before a binding would run. Open the composer on the
         spot (focus moves synchronously) and hand it the keys that follow, in order."""
@@ -422,12 +446,102 @@ class InboxList(ScrollView, can_focus=True):
             event.prevent_default()
             focused.post_message(events.Key(event.key, event.character))
             return
+        if await self._count_key(event):
+            return
         bound = self._composer_keys().get(event.key)
         if bound is not None:
             event.stop()
             event.prevent_default()
             node, action = bound
             getattr(node, f"action_{action}")()
+
+    # Counts, as in vim: 5j, 12k, 3x. The digits 1-9 are also the view keys, so the first digit
+    # switches the view at once, as it always did, and starts a count; if a key that takes a count
+    # follows within ``count_timeout`` (ui.count_timeout), the digits were a count: the view the
+    # user was on comes back (its rows, cursor and scroll as they were) and the key runs that many
+    # times. Any other key, or one that comes later, ends the count: the digit was a view key.
+
+    async def _count_key(self, event: events.Key) -> bool:
+        """Handle ``event`` as part of a count; True when it was used up here."""
+        key = event.key
+        if self.count_prefix and event.time - self._count_at > self.count_timeout:
+            self.count_prefix, self._count_saved = "", None  # too late: the digit was a view key
+            self.screen.paint_status()  # type: ignore[attr-defined]
+        if not self.count_timeout:
+            return False
+        if len(key) == 1 and key.isdigit() and (self.count_prefix or key != "0"):
+            first = not self.count_prefix
+            self._count_at = event.time
+            self.count_prefix += key
+            started = self._count_at
+            # The status line's "count 5…" goes when the count can no longer come.
+            self.set_timer(self.count_timeout, lambda: self._expire_count(started))
+            event.stop()
+            event.prevent_default()
+            self.screen.paint_status()  # type: ignore[attr-defined]
+            if first:
+                self._count_saved = self.screen.view_state()  # type: ignore[attr-defined]
+                # The view key's own binding runs here, now, not when the key has bubbled up to
+                # the app: a key typed right after it ("5j" in one burst) is already queued here
+                # and must find the view switched, to switch it back.
+                active = self.screen.active_bindings.get(key)
+                if active is not None:
+                    await self.app.run_action(active.binding.action, active.node)
+            return True
+        if not self.count_prefix:
+            return False
+        count, saved = int(self.count_prefix), self._count_saved
+        self.count_prefix, self._count_saved = "", None
+        self.screen.paint_status()  # type: ignore[attr-defined]
+        active = self.screen.active_bindings.get(key)
+        spec = BY_ID.get(active.binding.id or "") if active is not None else None
+        if spec is None or spec.id not in COUNTED:
+            return False  # not a count: the digit was a view key, and this key does what it does
+        event.stop()
+        event.prevent_default()
+        self.screen.restore_view_state(saved)  # type: ignore[attr-defined]
+        node = active.node
+        if node is self:
+            getattr(self, f"action_{spec.action}")(count=count)
+        else:
+            self.screen.run_counted(spec.action, count)  # type: ignore[attr-defined]
+        return True
+
+    def _expire_count(self, started: float) -> None:
+        if self.count_prefix and self._count_at == started:
+            self.count_prefix, self._count_saved = "", None
+            self.screen.paint_status()  # type: ignore[attr-defined]
+
+    def save_state(self) -> tuple[Any, ...]:
+        """What the list shows now, to come back to without a read (a count after a digit)."""
+        return (self.filter, dict(self._pages), self.total, self.cursor_index, self.cursor_id,
+                int(self.scroll_offset.y), self.loaded, self._announced)
+
+    def restore_state(self, state: tuple[Any, ...]) -> None:
+        (self.filter, pages, total, self.cursor_index, cursor_id, top, self.loaded, announced) = state
+        self.generation += 1  # reads started for the other view are dropped when they land
+        self._pages = OrderedDict(pages)
+        self._stale.clear()
+        self._painted.clear()
+        self.cursor_id, self._announced = cursor_id, announced
+        self.total = total
+        self.virtual_size = Size(self.size.width, total)
+        self.scroll_to(y=top, animate=False)
+        self.refresh()
+        if cursor_id is not None:
+            self.post_message(self.CursorMoved(cursor_id))
+        self.reload()
+
+    def on_click(self, event: events.Click) -> None:
+        """A click selects the row under the pointer; a double click opens it."""
+        if not self.total:
+            return
+        index = int(self.scroll_offset.y) + event.y
+        if 0 <= index < self.total:
+            self.focus()
+            self.move_to(index)
+            if event.chain >= 2:
+                self.action_open()
 
     def _composer_keys(self) -> dict[str, tuple[Any, str]]:
         """Keys that open the composer now, with the node whose action they run; kept until the
@@ -476,11 +590,32 @@ class InboxList(ScrollView, can_focus=True):
                 self.refresh_line(index)
 
     def _style(self, name: str) -> Style:
+        if name in ("inbox--cursor", "inbox--cursor-blur"):
+            return self._cursor_style(name)
         return self.get_component_rich_style(name, partial=True)
+
+    def _cursor_style(self, name: str) -> Style:
+        """The selected row's background: the accent over the list's background as the CSS says
+        (60% focused, 25% not), made a tone on which text can read (``contrast``); the text on it is
+        then raised to AA by the app's contrast filter, tags and states included."""
+        cached = self._cursor_styles.get(name)
+        if cached is None:
+            css = self.get_component_rich_style(name, partial=True)
+            base = self._base().bgcolor
+            if css.bgcolor is None or base is None or css.bgcolor.triplet is None or base.triplet is None:
+                cached = css
+            else:
+                share = 0.6 if name == "inbox--cursor" else 0.25
+                accent, under = css.bgcolor.triplet, base.triplet
+                mixed = ColorTriplet(*(round(u + (a - u) * share) for a, u in zip(accent, under, strict=True)))
+                cached = css + Style(bgcolor=Color.from_triplet(readable_background(mixed)), dim=False)
+            self._cursor_styles[name] = cached
+        return cached
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._base_style = None
+        self._cursor_styles.clear()
         self._strips.clear()
 
     def _base(self) -> Style:
@@ -495,9 +630,10 @@ class InboxList(ScrollView, can_focus=True):
         index = int(self.scroll_offset.y) + y
         base = self._base()
         if not self.loaded or self.total == 0:
-            if y == 0:
-                msg = "loading…" if not self.loaded else "nothing here: no conversations match this view"
-                return Strip([Segment(fit(msg, width), base + self._style("inbox--empty"))], width)
+            msg = "loading…" if not self.loaded else self.empty_hint()
+            lines = textwrap.wrap(msg, max(width - 2, 10)) or [""]
+            if y < len(lines):  # the hint wraps: at 80 columns it is several lines
+                return Strip([Segment(fit(lines[y], width), base + self._style("inbox--empty"))], width)
             return Strip.blank(width, base)
         if index >= self.total:
             return Strip.blank(width, base)
@@ -605,11 +741,13 @@ class InboxList(ScrollView, can_focus=True):
         text_style = style("inbox--unread" if attention else "inbox--read")
         cd_style = {
             "breached": style("inbox--breached"), "warning": style("inbox--warning"),
-            "paused": style("inbox--paused"),
+            "paused": style("inbox--paused"), "missed": style("inbox--missed"),
         }.get(state, NO_STYLE)
         snippet = row.snippet
-        if row.kind == "email" and row.subject:
-            snippet = f"{row.subject} — {row.snippet}"
+        if row.kind in ("email", "review") and row.subject:  # a review's subject is its location
+            snippet = f"{row.subject} — {row.snippet}" if row.snippet else row.subject
+        if row.rating:
+            snippet = f"{stars(row.rating, compact=snip_w < 30)} {snippet}"
         symbol = STATE_SYMBOL.get(state, " ")
         if row.listening and not cd_text:  # a listening match has no clock: the query that found it
             symbol, cd_text, cd_style = LISTENING_SYMBOL, one_line(row.listening), style("inbox--paused")

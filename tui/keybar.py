@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.screen import Screen
 from textual.strip import Strip
 from textual.widget import Widget
+from textual.widgets import Input, TextArea
 
 
 class KeyBar(Widget):
@@ -55,8 +56,12 @@ class KeyBar(Widget):
             return
         shown: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for _node, binding, enabled, _tooltip in screen.active_bindings.values():
+        # In a text field a printable key is typed, not a binding: do not offer it ("/ Search").
+        typing = isinstance(screen.focused, TextArea | Input)
+        for key, (_node, binding, enabled, _tooltip) in screen.active_bindings.items():
             if not binding.show or not enabled or binding.action in seen:
+                continue
+            if typing and len(key) == 1 or typing and key in ("slash", "question_mark", "full_stop"):
                 continue
             seen.add(binding.action)
             shown.append((self.app.get_key_display(binding), binding.description))

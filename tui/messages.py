@@ -6,7 +6,7 @@ Workers never touch widgets: they call storage functions on the ``Store``'s conn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
@@ -34,6 +34,7 @@ class InboxReloaded(Message):
     page: int
     rows: list[InboxRow]
     cursor_id: str | None = None  # the conversation the reload was asked to find
+    asked_index: int = 0  # where the cursor was when the reload was asked for
 
 
 @dataclass
@@ -47,10 +48,11 @@ class PageLoaded(Message):
 
 @dataclass
 class UrgentFound(Message):
-    """Index of the most urgent conversation in the current list (the ``!`` key)."""
+    """Index of a conversation in the current list (the ``!`` key, or one asked for by id)."""
 
     index: int | None
     conv_id: str | None
+    everything: bool = False  # not in this view: show it among every conversation, not the open ones
 
 
 @dataclass
@@ -89,8 +91,10 @@ class ViewApplied(Message):
 
     title: str
     filter: InboxFilter
-    hits: int | None
+    hits: int | None  # for a search: how many conversations the list shows
     is_search: bool = False  # a search (escape goes back to the view) rather than a saved view
+    problems: list[str] = field(default_factory=list)  # mistyped filters (``search.problems``)
+    seq: int = 0  # the view request it answers (a later one wins)
 
 
 @dataclass
@@ -102,6 +106,9 @@ class ActionDone(Message):
     error: str | None = None
     quiet: bool = False  # no notification (drafts, marking read)
     clear_marks: bool = False  # a bulk action on the marked conversations: the marks go
+    undo: list[Any] | None = None  # triage: the state before (``actions.TriageState``), for u
+    unchanged: str | None = None  # what to say when nothing changed ("already open")
+    undoing: bool = False  # this was an undo (not itself pushed on the undo stack)
 
 
 @dataclass
@@ -158,6 +165,7 @@ class ReplyQueued(Message):
     text: str
     private: bool
     undo_seconds: float
+    at: float | None = None  # scheduled for this time (send later)
 
 
 @dataclass
@@ -170,6 +178,24 @@ class ReplyCancelled(Message):
     private: bool
     row: InboxRow | None
     error: str | None = None
+    scheduled_for: float | None = None  # it was a scheduled reply (the composer says so)
+
+
+@dataclass
+class QuitChecked(Message):
+    """q: the replies that would wait if the console quit now (and, while quitting, those not gone)."""
+
+    soon: list[str]  # keys of replies leaving within the next couple of minutes
+    next_scheduled: float | None
+    scheduled: int
+    waiting: bool = False  # quitting already: these are the ones that have not left yet
+
+
+@dataclass
+class DeadlinesLoaded(Message):
+    """The next SLA deadlines, for alerts (``storage.deadlines``)."""
+
+    deadlines: list[Any]
 
 
 @dataclass
@@ -193,6 +219,7 @@ class TagsLoaded(Message):
 
     tags: list[str]
     purpose: str
+    targets: Any = None  # the conversations the dialog's answer applies to (triage_actions.Targets)
 
 
 @dataclass
@@ -218,3 +245,26 @@ class WorkerRecovered(Message):
     """A worker of a group that had failed succeeded again."""
 
     group: str
+
+
+@dataclass
+class OutboxLoaded(Message):
+    """The replies not gone yet, for the outbox screen (``storage.outbox_list.waiting``)."""
+
+    entries: list[Any]
+
+
+@dataclass
+class CardLoaded(Message):
+    """The customer card: the person's contacts, note and conversations (``storage.contacts``)."""
+
+    card: Any
+    conversations: list[InboxRow]
+    error: str | None = None
+
+
+@dataclass
+class ContactsFound(Message):
+    """Contacts matching what the user typed, to merge with."""
+
+    contacts: list[Any]

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -22,6 +21,7 @@ from replydesk.report import breaches_per_day, build_report, reply_times
 from replydesk.reporting import COLUMNS, GROUPINGS, collect
 from replydesk.sla import SlaEngine
 from replydesk.tui.keybar import KeyBar
+from replydesk.tui.keymap import bindings
 from replydesk.tui.workers import background
 
 if TYPE_CHECKING:
@@ -38,10 +38,7 @@ class ReportReady(Message):
 class ReportScreen(Screen[None]):
     """Response times for everything in the cache; ``b`` cycles the grouping."""
 
-    BINDINGS = [
-        Binding("escape,q", "app.pop_screen", "Back", id="report.back"),
-        Binding("b", "cycle_grouping", "Group by", id="report.group"),
-    ]
+    BINDINGS = bindings("report")
 
     DEFAULT_CSS = """
     ReportScreen #report-title { height: 1; padding: 0 1; background: $boost; }

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.css.scalar import Unit
 from textual.widgets import Static
 
+from replydesk.safetext import one_line
 from replydesk.sla import MetricState, SlaResult
 from replydesk.storage.queries import InboxRow
-from replydesk.tui.format import STATE_SYMBOL, duration, one_line, safe
+from replydesk.tui.format import STATE_SYMBOL, duration, safe_line
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 from replydesk.tui.window_text import pane_line
 
@@ -26,6 +28,13 @@ def _left(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return ("-" if seconds < 0 else "") + duration(seconds)
+
+
+def _lines(lines: list[Text], height: int) -> Text:
+    """At most ``height`` lines, none of them wrapping (the pane's height would cut them off)."""
+    out = Text("\n").join(lines[:height])
+    out.no_wrap, out.overflow = True, "ellipsis"
+    return out
 
 
 class SlaPane(Static):
@@ -44,7 +53,7 @@ class SlaPane(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.palette = Palette(self)
-        self._args: tuple[InboxRow | None, SlaResult | None, float] | None = None
+        self._args: tuple[InboxRow | None, SlaResult | None, float, tuple] | None = None
 
     def on_mount(self) -> None:
         follow_theme(self, self._restyle)
@@ -57,43 +66,54 @@ class SlaPane(Static):
         role, extra = STATE_ROLE.get(state, (None, ""))
         return self.palette(role, extra) if role else extra
 
-    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> None:
-        self._args = (row, sla, now)
-        text = self.render_sla(row, sla, now)
+    def show(self, row: InboxRow | None, sla: SlaResult | None, now: float, tickets: tuple = ()) -> None:
+        """``tickets``: the helpdesk tickets its escalations made (``storage.tickets.Ticket``)."""
+        self._args = (row, sla, now, tuple(tickets))
+        text = self.render_sla(row, sla, now, self._width(), self._height(), tickets=tuple(tickets))
         if text == getattr(self, "_shown", None):
             return  # a refresh with nothing new must not cost a layout pass
         self._shown = text
         self.update(text, layout=text.plain.count("\n") != getattr(self, "_lines", -1))
         self._lines = text.plain.count("\n")
 
-    def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float) -> Text:
+    def _width(self) -> int:
+        return max(self.size.width - 2, 20) if self.size.width else 80  # padding: 0 1
+
+    def _height(self) -> int:
+        """The lines the pane may use (its max-height: 6 beside the inbox, 3 below it)."""
+        max_height = self.styles.max_height
+        return int(max_height.value) if max_height is not None and max_height.unit == Unit.CELLS else 6
+
+    def on_resize(self) -> None:
+        if self._args is not None:
+            self.show(*self._args)
+
+    def render_sla(self, row: InboxRow | None, sla: SlaResult | None, now: float, width: int = 200,
+                   height: int = 6, *, tickets: tuple = ()) -> Text:
+        """One line per metric, each made to fit ``width`` (nothing wraps, so nothing is cut off by
+        the pane's height), under the reply window's line and a title line when there is room."""
         if row is None:
             return Text("SLA: nothing selected", style="dim")
         window = self.window_line(row, now)  # second: when a reply may go at all is read first
+        extra = [window] if window is not None else []
+        for ticket in tickets:  # then where the case was handed over, and where it stands there
+            extra.append(Text.assemble(("Ticket ", "bold"), safe_line(ticket.summary(), self.palette("special"))))
         if row.listening and (sla is None or not any(m.active for m in sla.metrics)):
-            out = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe(one_line(row.listening), "bold"),
-                                (" · no SLA clock · a reply joins it to the inbox", "dim"))
-            if window is not None:
-                out.append("\n")
-                out.append_text(window)
-            return out
+            head = Text.assemble(("Listening ", "bold"), ("found by ", "dim"), safe_line(row.listening, "bold"),
+                                 (" · no SLA clock · a reply joins it to the inbox", "dim"))
+            return _lines([head, *extra], height)
         if sla is None or sla.policy is None:
             age = now - row.last_message_at
-            out = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
-                                (duration(age) + " ago", ""))
-            if window is not None:
-                out.append("\n")
-                out.append_text(window)
-            return out
-        out = Text.assemble(("SLA ", "bold"), safe(sla.policy, "bold"), (f" · {sla.state}", self.state_style(sla.state)))
-        if window is not None:
-            out.append("\n")
-            out.append_text(window)
+            head = Text.assemble(("SLA ", "bold"), ("no policy applies · last message ", "dim"),
+                                 (duration(age) + " ago", ""))
+            return _lines([head, *extra], height)
+        title = Text.assemble(("SLA ", "bold"), safe_line(sla.policy, "bold"),
+                              (f" · {sla.state}", self.state_style(sla.state)))
         metrics = [m for m in sla.metrics if m.active or m.state == "breached"] or sla.metrics
-        for m in metrics:
-            out.append("\n")
-            out.append_text(self.metric_line(m))
-        return out
+        lines = [*extra, *(self.metric_line(m, width) for m in metrics)]
+        if len(lines) < height:
+            lines.insert(0, title)
+        return _lines(lines, height)
 
     def window_line(self, row: InboxRow, now: float) -> Text | None:
         """The platform's reply window, counted down (``tui.window_text``): when replies must be
@@ -105,21 +125,28 @@ class SlaPane(Static):
         return Text.assemble(("  Reply window", "bold"), (f" {label}", self.palette(role) if role else ""),
                              (f" · {detail}", ""))
 
-    def metric_line(self, m: MetricState) -> Text:
+    def metric_line(self, m: MetricState, width: int = 200) -> Text:
+        """The metric in the longest form that fits ``width``: target, calendar, time left and the
+        business time left; shorter forms drop the calendar name, then the words."""
         style = self.state_style(m.state)
-        t = Text.assemble(
-            (STATE_SYMBOL.get(m.state, " ") + " ", style),
-            (f"{METRIC_LABEL.get(m.metric, m.metric):<11}", "bold"),
-            (f" {m.state:<9}", style),
-            (f" target {duration(m.target_seconds)} ({m.calendar})", "dim"),
-        )
+        label = METRIC_LABEL.get(m.metric, m.metric)
         if m.fulfilled_at is not None:
-            t.append(" · met", style="dim")
+            left = " · met"
         else:
-            t.append(f" · left {_left(m.calendar_seconds_left)}")
+            left = f" · left {_left(m.calendar_seconds_left)}"
             if m.calendar != "24x7":
-                t.append(f" · business {_left(m.business_seconds_left)}")
-        if m.paused_reason:
-            t.append(" · paused: ", style="dim")
-            t.append_text(safe(m.paused_reason, "dim"))
+                left += f" · business {_left(m.business_seconds_left)}"
+        paused = f" · paused: {one_line(m.paused_reason)}" if m.paused_reason else ""
+        forms = [
+            (f"{label:<11}", f" {m.state:<9}", f" target {duration(m.target_seconds)} ({m.calendar})", left + paused),
+            (f"{label:<11}", f" {m.state:<9}", f" target {duration(m.target_seconds)}", left + paused),
+            (label, f" {m.state}", f" /{duration(m.target_seconds)}", left.replace(" business", " biz") + paused),
+            (label, f" {m.state}", "", left.replace(" left", "").replace(" business", " biz") + paused),
+        ]
+        for head, state, target, rest in forms:
+            t = Text.assemble((STATE_SYMBOL.get(m.state, " ") + " ", style), (head, "bold"), (state, style),
+                              (target, "dim"), (rest, ""))
+            if t.cell_len <= width:
+                break
+        t.no_wrap, t.overflow = True, "ellipsis"
         return t

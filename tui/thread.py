@@ -20,15 +20,17 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
+from textual import events
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from replydesk.platforms import info
 from replydesk.storage.queries import ActionView, MessageView, Thread
-from replydesk.tui.format import cell, clock_time, safe
+from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line, stars
+from replydesk.tui.keymap import bindings
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 #: Delivery state of our reply -> (label, colour role): the label says it without colour too.
@@ -114,12 +116,7 @@ def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
 class ThreadView(ScrollView, can_focus=True):
     """Scrollable transcript of the selected conversation."""
 
-    BINDINGS = [
-        Binding("j,down", "scroll_down", "Scroll", id="thread.down", show=False),
-        Binding("k,up", "scroll_up", "Scroll", id="thread.up", show=False),
-        Binding("g,home", "scroll_home", "Top", id="thread.top", show=False),
-        Binding("G,end", "scroll_end", "Bottom", id="thread.bottom", show=False),
-    ]
+    BINDINGS = bindings("thread")
 
     COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
 
@@ -135,6 +132,20 @@ class ThreadView(ScrollView, can_focus=True):
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
 
+    class NewMessages(Message):
+        """Customer messages arrived in the conversation on screen (the screen announces them)."""
+
+        def __init__(self, conv_id: str, count: int, author: str) -> None:
+            super().__init__()
+            self.conv_id, self.count, self.author = conv_id, count, author
+
+    class OpenConversation(Message):
+        """A click on an "Also from this customer" entry."""
+
+        def __init__(self, conv_id: str) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+
     def __init__(self, clock: Callable[[], float], tz: str | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
@@ -143,12 +154,18 @@ class ThreadView(ScrollView, can_focus=True):
         self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
         self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
         self.reading = False
+        self.selected: int | None = None  # the message [ and ] moved to (None: the newest inbound)
         self._text: Text = self.PLACEHOLDER
+        self._parts: list[Text] = [self.PLACEHOLDER]
+        self._part_lines: list[int] = [0]  # wrapped line where each part starts
         self._lines: list[Strip] = []
         self._wrapped_at = -1
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
+        self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
+        self._edits: set[str] = set()  # ids of a review's later versions (the customer's edits)
+        self._platform = ""  # the shown conversation's platform (the bounce hint is email's own)
         #: Other agents in this conversation now (a team's presence), shown under the header.
         self.presence: tuple[tuple[str, str], ...] = ()
 
@@ -158,13 +175,14 @@ class ThreadView(ScrollView, can_focus=True):
     def _restyle(self) -> None:
         """Another theme: the transcript was built with the old one's colours."""
         if self.thread is not None:
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
 
     # ---- content ----------------------------------------------------------------------------------
 
     def clear(self) -> None:
         self.thread = None
-        self._set_text(self.PLACEHOLDER)
+        self.selected = None
+        self._set_parts([self.PLACEHOLDER])
 
     def show(self, thread: Thread | None, *, keep_scroll: bool = False) -> None:
         """Render ``thread``; scroll to the newest message unless the reader scrolled up in this one."""
@@ -176,13 +194,31 @@ class ThreadView(ScrollView, can_focus=True):
         if not same and (thread is None or self.thread is None
                          or thread.conversation.id != self.thread.conversation.id):
             self.unfolded = False  # another conversation opens folded
+            self.selected = None
+        if same and thread is not None and self.thread is not None:
+            self._announce(self.thread, thread)
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
-        self._set_text(self.render_thread(thread))
+        if thread is not None and self.selected is not None and self.selected >= len(thread.messages):
+            self.selected = None
+        self._set_parts(self.render_parts(thread))
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
+
+    def _announce(self, old: Thread, new: Thread) -> None:
+        seen = {m.id for m in old.messages}
+        fresh = [m for m in new.messages if m.direction == "in" and m.id not in seen and not m.automatic]
+        if fresh:
+            self.post_message(self.NewMessages(new.conversation.id, len(fresh), fresh[-1].author))
+
+    def tick(self) -> None:
+        """Once a second: a queued reply's "leaves in" countdown moves on (nothing else is redrawn)."""
+        if self._countdowns and self.thread is not None:
+            top = self.scroll_y
+            self._set_parts(self.render_parts(self.thread))
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def set_presence(self, items: list[object], *, repaint: bool = True) -> None:
         """Who else is here: "ana is replying…", "ben is viewing"; re-rendered only on a change."""
@@ -192,7 +228,7 @@ class ThreadView(ScrollView, can_focus=True):
         self.presence = shown
         if repaint and self.thread is not None:
             top = self.scroll_y
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
@@ -200,8 +236,39 @@ class ThreadView(ScrollView, can_focus=True):
         self.unfolded = not self.unfolded
         if self.thread is not None:
             top = self.scroll_y
-            self._set_text(self.render_thread(self.thread))
+            self._set_parts(self.render_parts(self.thread))
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
+
+    # ---- the message under the reader ---------------------------------------------------------------
+
+    def current_message(self) -> MessageView | None:
+        """The message [ and ] selected, else the customer's newest (else the newest of any)."""
+        if self.thread is None or not self.thread.messages:
+            return None
+        msgs = self.thread.messages
+        if self.selected is not None and 0 <= self.selected < len(msgs):
+            return msgs[self.selected]
+        return next((m for m in reversed(msgs) if m.direction == "in"), msgs[-1])
+
+    def select_message(self, step: int) -> MessageView | None:
+        """Move the selection ``step`` messages on (from the newest inbound when none is selected)
+        and scroll its first line into view."""
+        if self.thread is None or not self.thread.messages:
+            return None
+        msgs = self.thread.messages
+        current = self.current_message()
+        index = msgs.index(current) if current in msgs else len(msgs) - 1
+        self.selected = max(0, min(index + step, len(msgs) - 1))
+        self._set_parts(self.render_parts(self.thread))
+        self.scroll_to(y=min(self._part_lines[self.selected + 1], self.max_scroll_y), animate=False,
+                       immediate=True)
+        return msgs[self.selected]
+
+    def on_click(self, event: events.Click) -> None:
+        conv_id = event.style.meta.get("open_conversation") if event.style else None
+        if isinstance(conv_id, str):
+            event.stop()
+            self.post_message(self.OpenConversation(conv_id))
 
     def set_reading(self, on: bool) -> None:
         """Highlight the pane while the movement keys scroll it: a repaint of cached lines, not a
@@ -211,7 +278,12 @@ class ThreadView(ScrollView, can_focus=True):
             self.refresh()
 
     def _set_text(self, text: Text) -> None:
-        self._text = text
+        """Show ``text`` as the whole transcript (one part)."""
+        self._set_parts([text])
+
+    def _set_parts(self, parts: list[Text]) -> None:
+        self._parts = parts
+        self._text = Text("").join(parts) if len(parts) > 1 else parts[0]
         self._wrap()
         self.refresh()
 
@@ -219,13 +291,16 @@ class ThreadView(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.width - 2, 1)  # one column of margin each side
 
     def _wrap(self) -> None:
-        """Wrap the text to the pane once; painting then only picks lines."""
+        """Wrap the text to the pane once; painting then only picks lines. Each part (the header,
+        each message) is wrapped on its own, so where a message starts is known ([ and ])."""
         width = self._text_width()
         console = self.app.console
-        self._lines = [
-            Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-            for line in wrap_with_gutter(self._text, console, width)
-        ]
+        self._lines, self._part_lines = [], []
+        for part in self._parts:
+            self._part_lines.append(len(self._lines))
+            self._lines.extend(
+                Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
+                for line in wrap_with_gutter(part, console, width))
         self._wrapped_at = width
         self._painted.clear()
         self.virtual_size = Size(width + 2, len(self._lines))
@@ -285,29 +360,43 @@ class ThreadView(ScrollView, can_focus=True):
             self._line_strip(index, lit)
 
     def render_thread(self, thread: Thread | None) -> Text:
+        """The whole transcript as one Text (what ``render_parts`` shows, joined)."""
+        return Text("").join(self.render_parts(thread))
+
+    def render_parts(self, thread: Thread | None) -> list[Text]:
+        """The header, then one Text per message. Header fields are customer-controlled and
+        flattened to one line each (a multi-line name must not fill the pane); bodies keep lines."""
         if thread is None:
-            return Text("This conversation is no longer in the cache.", style="dim italic")
+            return [Text("This conversation is no longer in the cache.", style="dim italic")]
         c = thread.conversation
         now = self.clock()
         out = Text(no_wrap=False, overflow="fold")
-        out.append_text(safe(c.customer or c.handle or "?", "bold"))
+        out.append_text(safe_line(c.customer or c.handle or "?", "bold"))
         if c.handle and c.handle != c.customer:
             out.append("  ")
-            out.append_text(safe(c.handle, "dim"))
+            out.append_text(safe_line(c.handle, "dim"))
         out.append(f"  · {info(c.platform).label} {c.kind} · {c.status}", style="dim")
+        if c.vip:
+            out.append("  ★ VIP", style=self.palette("special", "bold"))
         if c.assignee:
             out.append("  · assigned ")
-            out.append_text(safe(c.assignee))
+            out.append_text(safe_line(c.assignee))
         role = self.palette
         if c.escalated:
             out.append("  ⇑ escalated", style=role("special", "bold"))
             if thread.escalation_target:
                 out.append(" → ")
-                out.append_text(safe(thread.escalation_target))
+                out.append_text(safe_line(thread.escalation_target))
         if c.priority not in ("normal", ""):
             out.append(f"  · priority {c.priority}", style="bold" if c.priority in ("high", "urgent") else "")
         if thread.snoozed_until:
             out.append(f"  · snoozed until {clock_time(thread.snoozed_until, now, self.tz)}", style="dim")
+        for ticket in thread.tickets:  # the helpdesk's ticket an escalation made, with its status
+            out.append("\nTicket: ", style="dim")
+            out.append_text(safe_line(ticket.summary(), role("special", "bold")))
+            if ticket.url:
+                out.append("  ")
+                out.append_text(safe_line(ticket.url, "dim"))
         if self.presence:
             out.append("\n")
             for i, (agent, doing) in enumerate(self.presence):
@@ -318,32 +407,52 @@ class ThreadView(ScrollView, can_focus=True):
                            style=role("warning"))
         if c.tags:
             out.append("\n")
-            out.append_text(safe("  ".join("#" + t for t in c.tags), role("accent")))
+            out.append_text(safe_line("  ".join("#" + t for t in c.tags), role("accent")))
         if c.subject:
-            out.append("\nSubject: ", style="dim")
-            out.append_text(safe(c.subject, "bold"))
+            out.append("\nLocation: " if c.kind == "review" else "\nSubject: ", style="dim")
+            out.append_text(safe_line(c.subject, "bold"))
         if thread.history:
             out.append("\n")
             out.append(f"Also from this customer ({len(thread.history)}):", style="bold")
+            out.append("  c: customer card", style="dim")
             for h in thread.history[:3]:
-                out.append("\n  ")
-                out.append_text(cell(info(h.platform).short, 5, "dim"))
-                out.append_text(cell(h.status, 9, "dim"))
-                out.append_text(cell(clock_time(h.last_message_at, now, self.tz), 13, "dim"))
-                out.append_text(cell(h.snippet, max(self.size.width - 32, 10)))
+                link = Style(meta={"open_conversation": h.id})
+                out.append("\n  ", style=link)
+                out.append_text(cell(info(h.platform).short, 5, Style(dim=True) + link))
+                out.append_text(cell(h.status, 9, Style(dim=True) + link))
+                out.append_text(cell(clock_time(h.last_message_at, now, self.tz), 13, Style(dim=True) + link))
+                out.append_text(cell(h.snippet, max(self.size.width - 32, 10), link))
             if len(thread.history) > 3:
-                out.append(f"\n  … and {len(thread.history) - 3} more", style="dim")
+                out.append(f"\n  … and {len(thread.history) - 3} more (c shows them all)", style="dim")
         out.append("\n")
-        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for.
+        # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for,
+        # each in the part of the message before it (a part per message: [ and ] scroll to them).
         # A read mark shows only when it needs the user: it is routine otherwise.
-        shown = [a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")]
-        entries: list[tuple[float, int, MessageView | ActionView]] = [(m.created_at, 0, m) for m in thread.messages]
-        entries += [(a.created_at, 1, a) for a in shown]
-        for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1])):
-            out.append("\n")
-            out.append_text(self.render_action(entry, now) if isinstance(entry, ActionView)
-                            else self.render_message(entry, now))
-        return out
+        actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")),
+                         key=lambda a: a.created_at)
+        taken = 0
+        # A review's later versions are the customer's edits (each kept as it was written).
+        versions = [m for m in thread.messages if c.kind == "review" and m.direction == "in" and not m.automatic]
+        self._edits = {m.id for m in versions[1:]}
+        self._platform = c.platform
+
+        def add_actions(part: Text, until: float | None) -> None:
+            nonlocal taken
+            while taken < len(actions) and (until is None or actions[taken].created_at < until):
+                part.append("\n")
+                part.append_text(self.render_action(actions[taken], now))
+                taken += 1
+
+        messages = thread.messages
+        add_actions(out, messages[0].created_at if messages else None)
+        parts = [out]
+        self._countdowns = False
+        for index, m in enumerate(messages):
+            part = Text("\n")
+            part.append_text(self.render_message(m, now, selected=index == self.selected))
+            add_actions(part, messages[index + 1].created_at if index + 1 < len(messages) else None)
+            parts.append(part)
+        return parts
 
     def render_action(self, a: ActionView, now: float) -> Text:
         """One outbox action: what it does, where it stands (the label says it without colour)."""
@@ -368,27 +477,35 @@ class ThreadView(ScrollView, can_focus=True):
             t.append(f"\n  retry key: {a.key}", style="dim")
         return t
 
-    def render_message(self, m: MessageView, now: float) -> Text:
+    def render_message(self, m: MessageView, now: float, *, selected: bool = False) -> Text:
         """One message: a header line (time, direction, author, delivery) and the indented body."""
         t = Text()
         role = self.palette
         when = clock_time(m.created_at, now, self.tz)
         body_style = ""
+        rating = m.meta.get("rating") if isinstance(m.meta, dict) else None
+        if selected:
+            t.append("▶ ", style=role("accent", "bold"))
         if m.direction == "in":
             t.append(f"{when}  ← ", style="dim")
-            t.append_text(safe(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            t.append_text(safe_line(m.author or "customer", "dim bold" if m.automatic else "bold"))
+            if stars(rating):  # the stars, and the number: both read without colour
+                t.append(f"  {stars(rating)} {rating}/5", style=role("warning", "bold"))
+            written = m.meta.get("written_at") if isinstance(m.meta, dict) else None
+            if m.id in self._edits or (isinstance(written, int | float) and m.created_at - written > 60):
+                t.append("  ✎ edited review", style="italic")
             if m.automatic:
                 t.append("  ⚙ automatic", style=role("special", "bold"))
                 t.append(" · ", style="dim")
-                t.append_text(safe(m.automatic, role("special")))
+                t.append_text(safe_line(m.automatic, role("special")))
             gutter = "  "
         elif m.direction == "note":
             t.append(f"{when}  ✎ internal note by ", style=role("warning", "italic"))
-            t.append_text(safe(m.author or "me", role("warning", "italic")))
+            t.append_text(safe_line(m.author or "me", role("warning", "italic")))
             gutter, body_style = "  ┃ ", "italic"
         else:
             t.append(f"{when}  → ", style="dim")
-            t.append_text(safe(m.author or "me", role("accent", "bold")))
+            t.append_text(safe_line(m.author or "me", role("accent", "bold")))
             if m.private:
                 t.append("  (private)", style=role("special"))
             if isinstance(m.meta, dict) and m.meta.get("edited_at"):
@@ -401,16 +518,24 @@ class ThreadView(ScrollView, can_focus=True):
             t.append("  [", style="dim")
             t.append(label, style=role(state_role) if state_role else "dim")
             if m.state == "queued" and m.not_before and m.not_before > now:
-                t.append(f" · leaves in {int(m.not_before - now) + 1}s", style="dim")
+                t.append(f" · leaves {leaves(m.not_before, now, self.tz)}", style="dim")
+                t.append(" · u takes it back, O: outbox", style="dim")
+                self._countdowns = True
             t.append("]", style="dim")
             if m.error:
                 t.append("\n  reason: ", style=role("error", "not bold"))
-                t.append_text(safe(m.error, role("error", "not bold")))
-            if bounced:
+                t.append_text(safe_line(m.error, role("error", "not bold")))
+            if bounced and self._platform == "email":
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
+            elif bounced:
+                t.append("\n  the platform did not publish it; write it again (r)", style="dim")
             elif m.state in ("failed", "unknown") and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
+        if m.direction == "in" and stars(rating) and not m.text.strip():
+            t.append("\n" + "  ")
+            t.append("(a rating without words)", style="dim italic")
+            return t
         for kind, piece in body_pieces(m, self.unfolded):
             if kind == "folded":
                 t.append("\n" + gutter)

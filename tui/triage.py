@@ -7,13 +7,16 @@ No Textual here; the main screen runs the returned write in a worker through ``S
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from replydesk.storage import actions, outbox
 from replydesk.storage.db import Database
 
-#: (database, conversation ids, the dialog's answer, the acting agent) -> the write.
-Step = Callable[[Database, Sequence[str], Mapping[str, Any], str], None]
+#: (database, conversation ids, the dialog's answer, the acting agent) -> the write (status changes
+#: return the conversations they changed).
+Step = Callable[[Database, Sequence[str], Mapping[str, Any], str], Any]
+
 
 def escalate(db: Database, ids: Sequence[str], p: Mapping[str, Any], actor: str) -> None:
     """Escalate; a target with a helpdesk account (``p["ticket_account"]``) also gets a ticket per
@@ -37,8 +40,31 @@ TRIAGE: dict[str, Step] = {
 }
 
 
-def triage_write(name: str, ids: Sequence[str], params: Mapping[str, Any], actor: str) -> Callable[[Database], None]:
-    """The write of triage action ``name`` on ``ids``; a name not in ``TRIAGE`` is a bug (KeyError)."""
+@dataclass(frozen=True)
+class TriageResult:
+    """What a triage write did: how many conversations it changed, and how they were before."""
+
+    changed: int
+    before: list[actions.TriageState]
+
+
+def triage_write(name: str, ids: Sequence[str], params: Mapping[str, Any], actor: str
+                 ) -> Callable[[Database], TriageResult]:
+    """The write of triage action ``name`` on ``ids``, with the state before it for undo (read in
+    the same transaction); a name not in ``TRIAGE`` is a bug (KeyError)."""
     step = TRIAGE[name]
     ids, params = list(ids), dict(params)
-    return lambda db: step(db, ids, params, actor)
+
+    def write(db: Database) -> TriageResult:
+        with db.transaction():
+            before = actions.snapshot(db, ids)
+            changed = step(db, ids, params, actor)
+        return TriageResult(len(changed) if isinstance(changed, list) else len(ids), before)
+
+    return write
+
+
+def undo_write(before: Sequence[actions.TriageState], actor: str) -> Callable[[Database], TriageResult]:
+    """Put the conversations back as ``before`` recorded them."""
+    states = list(before)
+    return lambda db: TriageResult(len(actions.restore(db, states, actor=actor)), states)

@@ -343,6 +343,21 @@ async def test_move_during_a_reload_is_kept(workspace, db) -> None:  # noqa: ANN
         assert app.inbox.cursor_id == rows[3].id and app.inbox.cursor_index == 3
 
 
+async def test_a_jump_to_a_page_not_read_yet_survives_a_reload(workspace, db) -> None:  # noqa: ANN001
+    """A reload asked before the cursor jumped to a row whose page was not read (its id not yet
+    known) put the cursor back on the old row when it landed (a conversation opened from the
+    customer card was lost this way)."""
+    far = 150  # page 1: neither the first screens nor the last, which are read ahead
+    target = queries.inbox_page(db, InboxFilter(), far, 1)[0]
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.inbox.reload()
+        app.inbox.move_to(far)
+        await settle(pilot)
+        assert app.inbox.cursor_index == far and app.inbox.cursor_id == target.id
+
+
 async def test_search_and_back(workspace, db) -> None:  # noqa: ANN001
     app = app_for(workspace)
     async with app.run_test(size=SIZE) as pilot:
@@ -597,8 +612,11 @@ async def test_selection_follows_conversation_on_new_writes(workspace, db) -> No
         assert app.inbox.cursor_id == rows[3].id
         # Another process (the engine, the CLI) resolves two conversations above the cursor.
         actions.resolve(db, [rows[0].id, rows[1].id])
-        await pilot.pause(1.3)  # the data_version poll runs every second
-        await settle(pilot)
+        for _ in range(100):  # the data_version poll runs every second: wait for it, not for a time
+            if app.inbox.total == queries.inbox_count(db, InboxFilter()):
+                break
+            await pilot.pause(0.1)
+            await settle(pilot)
         assert app.inbox.cursor_id == rows[3].id and app.inbox.cursor_index == 1
 
 
@@ -649,6 +667,9 @@ async def test_report_screen_shows_the_figures_of_the_cli(workspace, db) -> None
         row = [str(c) for c in table.get_row_at(0)]
         assert row[0] == "all" and row[1] == str(expected["conversations"])
         assert row[9] == str(expected["breaches"])
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[-3:] == ["CSAT answers", "satisfied", "avg"]
+        assert row[-3] == str(expected["csat"]["responses"])
         await pilot.press("b")  # group by platform
         await settle(pilot)
         keys = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}

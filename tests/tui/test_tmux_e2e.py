@@ -79,10 +79,19 @@ def test_console_in_tmux_shows_inbox_and_queues_a_reply(tmp_path: Path) -> None:
             assert items, "the reply never reached the outbox"
         finally:
             db.close()
+        # q inside the undo window says the reply is waiting and offers to send it now.
         tm("send-keys", "-t", session, "q")
-        # q ends the app, and with it the tmux session: a vanished session counts as closed.
+        assert _wait_for(lambda: "waiting to leave" in screen()), screen()
+        tm("send-keys", "-t", session, "Enter")  # the first choice: send now, then quit
+        # The app quits once the engine has sent it, and with it the tmux session ends.
         closed = _wait_for(lambda: subprocess.run([tmux, "has-session", "-t", session], capture_output=True,
-                                                  env=env).returncode != 0, timeout=10)
-        assert closed, f"q did not quit:\n{screen()}"
+                                                  env=env).returncode != 0, timeout=20)
+        assert closed, f"send now did not quit:\n{screen()}"
+        db = open_database(data_dir, create=False)
+        try:
+            sent = [i for i in outbox.pending(db, ("sent",)) if i.text == "Hello from tmux"]
+            assert sent, "quitting with 'send now' left the reply unsent"
+        finally:
+            db.close()
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)

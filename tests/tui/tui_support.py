@@ -21,8 +21,12 @@ def fixed_clock() -> float:
 
 
 def make_config(undo_seconds: float = 0.0, **ui: Any) -> Config:
+    """The demo config with test settings. Counts are off unless a test asks (``count_timeout``):
+    whether a digit then a key is a count depends on the time between them, which a test that
+    switches a view and then acts must not depend on; the count tests set a long window."""
     cfg = demo_config(seed=SEED)
-    return cfg.model_copy(update={"ui": cfg.ui.model_copy(update={"undo_seconds": undo_seconds, **ui})})
+    ui = {"undo_seconds": undo_seconds, "count_timeout": 0.0, **ui}
+    return cfg.model_copy(update={"ui": cfg.ui.model_copy(update=ui)})
 
 
 def fill_demo(data_dir: Path, cfg: Config, clock: Callable[[], float] = fixed_clock) -> None:
