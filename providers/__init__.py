@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from replydesk.options import AccountOptions
-from replydesk.platforms import Limit, PlatformFacts
+from replydesk.platforms import PlatformFacts
 from replydesk.providers.base import Provider
-from replydesk.windows import HUMAN_AGENT, WindowRule, WindowStep
 
 #: provider name in config -> "module:Class"
 REGISTRY: dict[str, str] = {
@@ -26,6 +25,9 @@ REGISTRY: dict[str, str] = {
     "telegram": "replydesk.providers.telegram:TelegramProvider",
     "x": "replydesk.providers.x:XProvider",
     "google": "replydesk.providers.google:GoogleProvider",
+    "facebook": "replydesk.providers.facebook:FacebookProvider",
+    "instagram": "replydesk.providers.instagram:InstagramProvider",
+    "whatsapp": "replydesk.providers.whatsapp:WhatsAppProvider",
     "demo-helpdesk": "replydesk.providers.demo_helpdesk:DemoHelpdesk",
     "zendesk": "replydesk.providers.zendesk:ZendeskProvider",
 }
@@ -33,31 +35,10 @@ REGISTRY: dict[str, str] = {
 #: Providers whose "remote side" lives in the workspace (they take the data dir).
 SIMULATED = ("demo", "demo-helpdesk")
 
-HOUR, DAY = 3600.0, 86400.0
-#: Meta's windows (Messenger Platform, Instagram Messaging, WhatsApp Cloud API docs): a reply within
-#: 24 h of the customer's last message; Messenger and Instagram then allow the human-agent tag up
-#: to 7 days; a private reply to a Page or Instagram comment must leave within 7 days of it.
-_MESSENGER_DM = WindowRule("24-hour messaging window", ("dm",),
-                           (WindowStep(24 * HOUR), WindowStep(7 * DAY, HUMAN_AGENT)),
-                           "no message can be sent until the customer writes again")
-_PRIVATE_REPLY = WindowRule("7-day window for private replies", ("comment",), (WindowStep(7 * DAY),),
-                            "only a public answer to the comment is possible", "public", private_only=True)
-
 #: Platforms that only the demo simulates so far. Their facts wait here for their provider module:
 #: when one lands, its entry moves into that module's ``FACTS``. Where a platform documents
 #: "characters" without saying which, we count UTF-16 units (the largest plausible unit).
 FACTS_WITHOUT_PROVIDER: dict[str, PlatformFacts] = {
-    # comments 8,000 characters; Messenger's Send API: 2,000 characters
-    "facebook": PlatformFacts("Facebook", "FB", Limit(8_000, "utf16"), Limit(2_000, "utf16"),
-                              (_MESSENGER_DM, _PRIVATE_REPLY)),
-    # comments 2,200 characters; the Messaging API: text under 1,000 bytes of UTF-8
-    "instagram": PlatformFacts("Instagram", "IG", Limit(2_200, "utf16"), Limit(1_000, "utf8"),
-                               (_MESSENGER_DM, _PRIVATE_REPLY)),
-    # a text message body: 4,096 characters; chats only; 24 h after the customer's last message,
-    # then only approved templates
-    "whatsapp": PlatformFacts("WhatsApp", "WA", None, Limit(4_096, "utf16"), (
-        WindowRule("24-hour customer-service window", ("dm",), (WindowStep(24 * HOUR),),
-                   "only approved message templates may be sent", "template"),)),
 }
 
 

@@ -36,6 +36,7 @@ from replydesk.model import (
     REPEATABLE_ACTIONS,
     ActionResult,
     FetchResult,
+    MessageTemplate,
     OutgoingAction,
     OutgoingReply,
     SendResult,
@@ -100,6 +101,8 @@ class Capabilities:
     actions: frozenset[str] = field(default_factory=frozenset)
     #: takes pushed payloads (webhooks) through verify_push / parse_push
     accepts_push: bool = False
+    #: has approved message templates (``templates()``) that may be sent outside a reply window
+    templates: bool = False
 
 
 class Provider(abc.ABC):
@@ -130,6 +133,9 @@ class Provider(abc.ABC):
         #: Set by the sync engine for a helpdesk: the ids of the tickets this account made that are
         #: still worth following (not closed), so it can read their status without a database.
         self.tickets_to_follow: Callable[[], list[str]] = lambda: []
+        #: Set by the sync engine: maps ids a customer may be known by (a user id, a phone number,
+        #: see ``Contact.aliases``) to the native id of the contact we hold for them, if any.
+        self.resolve_contact: Callable[[Sequence[str]], str | None] = lambda ids: None
 
     @abc.abstractmethod
     async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
@@ -182,6 +188,16 @@ class Provider(abc.ABC):
         ``ValueError``) only when nothing in the body can be mapped: the body is then kept as
         unmappable, with the reason."""
         raise PermanentError(f"{self.platform}: this provider takes no pushed payloads")
+
+    async def templates(self) -> list[MessageTemplate]:
+        """The account's approved message templates (``capabilities.templates``); the engine stores
+        them for the composer, which never calls the network itself."""
+        return []
+
+    def claims_push(self, raw_body: bytes) -> bool:
+        """Whether a verified body shared by several accounts of one app (one webhook URL) carries
+        events of this account (its Page, its phone number). Only called after verification."""
+        return False
 
     async def stream(self) -> AsyncIterator[FetchResult]:  # pragma: no cover - optional
         """Push-based platforms yield results as they arrive; the default does not stream."""

@@ -39,6 +39,8 @@ from replydesk.workspace import Workspace
 log = logging.getLogger("replydesk")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+#: Providers whose accounts also keep the Meta app's secret (webhook signatures, appsecret_proof).
+META_PROVIDERS = ("facebook", "instagram", "whatsapp")
 
 
 class UsageError(Exception):
@@ -190,11 +192,96 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 c = queries.counts(db)
                 say(f"{c.open} open, {c.breached} breached, {c.warning} warning in {ws.data_dir}")
             return EXIT_OK
+        receiver = _start_receiver(ws) if ws.config.webhooks.enabled else None
         say(f"syncing {len(ws.config.accounts)} account(s) into {ws.data_dir}; Ctrl-C stops")
-        return _run_forever(engine)
+        try:
+            return _run_forever(engine)
+        finally:
+            if receiver is not None:
+                receiver.stop()
     finally:
         lock.release()
         db.close()
+
+
+def _start_receiver(ws: Workspace) -> Any:
+    """The webhook receiver on a thread of ``replydesk sync`` (its own store: it never waits for the engine)."""
+    from replydesk import webhooks
+
+    settings = ws.config.webhooks
+    app = webhooks.build_app(ws.config, ws.data_dir)
+    for problem in webhooks.setup_problems(app):
+        complain(f"webhooks: {problem}")
+    receiver = webhooks.Receiver(app, settings.host, settings.port)
+    try:
+        receiver.start()
+    except OSError as exc:
+        raise UsageError(f"webhooks: {exc}") from None
+    say(f"receiving webhooks on http://{settings.host}:{receiver.port}{settings.path}/meta")
+    return receiver
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """``serve``: the receiver alone (the engine, in ``sync`` or the console, ingests what it keeps);
+    ``token``: the verification token to paste into Meta's dashboard, made once and kept in the keyring."""
+    from replydesk import webhooks
+
+    ws = _workspace(args)
+    if args.webhooks_command == "token":
+        token = secrets.fetch(webhooks.VERIFY_TOKEN_ENTRY)
+        if token is None or args.new:
+            import secrets as random
+
+            token = random.token_urlsafe(24)
+            secrets.store(webhooks.VERIFY_TOKEN_ENTRY, token)
+        # The one secret printed on purpose, unmasked: the user asked for it, to paste into Meta's dashboard.
+        sys.stdout.write(visible(token) + "\n")
+        return EXIT_OK
+    settings = ws.config.webhooks
+    app = webhooks.build_app(ws.config, ws.data_dir)
+    if not app.providers:
+        raise UsageError("no account takes webhooks (facebook, instagram, whatsapp or a demo in push mode)")
+    for problem in webhooks.setup_problems(app):
+        complain(problem)
+    receiver = webhooks.Receiver(app, args.host or settings.host, settings.port if args.port is None else args.port)
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # before the server's thread starts: it inherits the mask
+    try:
+        try:
+            receiver.start()
+        except OSError as exc:
+            complain(str(exc))
+            return EXIT_ERROR
+        sys.stdout.write(f"receiving webhooks for {', '.join(app.providers)} on "
+                         f"http://{receiver.config.host}:{receiver.port}{settings.path}/meta "
+                         f"(or {settings.path}/ACCOUNT); Ctrl-C stops\n")
+        sys.stdout.flush()
+        signal.sigwait(stopping)  # Ctrl-C or a service manager's SIGTERM: close cleanly
+    finally:
+        receiver.stop()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
+    say("stopped")
+    return EXIT_OK
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """The approved message templates the engine last fetched (WhatsApp), for ``reply --template``."""
+    from replydesk.storage import templates
+
+    _, db = _open(args, create=False)
+    names = [args.account] if args.account else templates.accounts(db)
+    found = {name: templates.of_account(db, name) for name in names}
+    if args.json:
+        emit_json({name: [{"name": t.name, "language": t.language, "category": t.category, "body": t.body,
+                           "params": list(t.params)} for t in ts] for name, ts in found.items()})
+        return EXIT_OK
+    if not any(found.values()):
+        say("no templates yet: the sync engine fetches an account's approved templates hourly")
+    for name, ts in found.items():
+        for t in ts:
+            say(f"{name}  {t.name} ({t.language}, {t.category or '-'}, {len(t.params)} variable(s)): "
+                f"{one_line(t.body)[:70]}")
+    return EXIT_OK
 
 
 def _say_team_pass(report: Any, as_json: bool) -> None:
@@ -363,12 +450,19 @@ def cmd_reply(args: argparse.Namespace) -> int:
         if at <= db.now():
             raise UsageError(f"--at: {args.at!r} has already passed (it would send at once); "
                              "leave --at out to send now")
-    text = sys.stdin.read() if args.text == "-" else args.text
+    template, send_as = None, args.send_as
+    if args.template:
+        text, template = _template_reply(db, conv_id, args.template, args.param or [])
+        send_as = "template"
+    elif args.text is None:
+        raise UsageError("reply needs --text (or --template NAME with its --param values)")
+    else:
+        text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         raise UsageError("--text is empty: a reply needs words")
     try:
         key = outbox.queue_reply(db, conv_id, text, private=args.private, at=at, actor=ws.config.ui.agent,
-                                 to_automatic=args.force, send_as=args.send_as)
+                                 to_automatic=args.force, send_as=send_as, template=template)
     except outbox.AutomaticRecipient as exc:
         complain(f"{exc}: use --force to send it anyway")
         return EXIT_ERROR
@@ -387,6 +481,20 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _template_reply(db: Database, conv_id: str, spec: str, values: list[str]) -> tuple[str, dict[str, Any]]:
+    """(the text the customer will read, what the outbox keeps) for ``--template NAME[:LANGUAGE]``."""
+    from replydesk.storage import templates
+
+    name, _, language = spec.partition(":")
+    account, found = templates.for_conversation(db, conv_id, name, language or None)
+    if found is None:
+        raise UsageError(f"no approved template {spec!r} for {account} (replydesk templates lists them)")
+    if len(values) != len(found.params):
+        raise UsageError(f"template {found.name} needs {len(found.params)} --param value(s) "
+                         f"({', '.join(found.params) or 'none'}), got {len(values)}")
+    return found.fill(values), found.as_reply(values)
+
+
 def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
     """What the CLI can do about a closed reply window: the choices as options."""
     from replydesk.windows import HUMAN_AGENT
@@ -397,6 +505,9 @@ def _window_hints(choices: Sequence[tuple[str, float | None]]) -> list[str]:
             hints.append(f"\n  to send it with the human-agent tag: add --send-as {HUMAN_AGENT}")
         elif choice == "public":
             hints.append("\n  to answer the comment publicly instead: leave out --private")
+        elif choice == "template":
+            hints.append("\n  to send an approved template: --template NAME --param VALUE … "
+                         "(replydesk templates lists them)")
     return hints
 
 
@@ -581,6 +692,23 @@ def cmd_login(args: argparse.Namespace) -> int:
     secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
     try:
         secrets.store(args.account, secret)
+        if getattr(account, "provider", "") in META_PROVIDERS:  # the app's secret signs its webhooks
+            from replydesk.providers.meta import APP_SECRET_SUFFIX
+
+            entry = args.account + APP_SECRET_SUFFIX
+            had = secrets.fetch(entry) is not None
+            print(f"{args.account}: enter the Meta app's secret (App settings → Basic → App secret)"
+                  + ("; empty keeps the one stored" if had else ""), file=sys.stderr)
+            app_secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("secret: ")
+            if app_secret:
+                secrets.store(entry, app_secret)
+            elif had:
+                say(f"stored the token for {args.account}; kept the app secret already stored")
+                return EXIT_OK
+            else:
+                complain(f"stored the token for {args.account}, but no app secret: its webhooks are refused "
+                         f"until `replydesk login {args.account}` stores it")
+                return EXIT_ERROR
     except secrets.SecretError as exc:
         complain(str(exc))
         return EXIT_ERROR
@@ -688,8 +816,7 @@ def cmd_accounts(args: argparse.Namespace) -> int:
         s = states.pop(a.name, {})
         rows.append({"name": a.name, "provider": a.provider, "state": s.get("state", "never synced"),
                      "detail": s.get("detail", ""), "note": s.get("note", ""), "last_sync": iso(s.get("last_sync")),
-                     "configured": True, "secret": "n/a" if a.provider == "demo" else
-                     ("set" if secrets.fetch(a.name) or secrets.fetch(a.name + ":oauth") else "missing")})
+                     "configured": True, "secret": _secret_state(a)})
     # Accounts the workspace holds data of that this config does not name (the demo's, an import's):
     # the cache still shows them, so say so rather than "no accounts".
     for name, s in sorted(states.items()):
@@ -707,13 +834,25 @@ def cmd_accounts(args: argparse.Namespace) -> int:
             say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
                 f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
                 + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
-        if any(a.provider != "demo" for a in ws.config.accounts):
+        if any(a.provider not in ("demo", "demo-helpdesk") for a in ws.config.accounts):
             backend, protects, _ = secrets.backend_info()
             say(f"secrets: {backend}: {protects}")
     if problem:  # the accounts are listed from the config; their sync state could not be read
         complain(f"sync states unknown: {problem}")
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _secret_state(account: Any) -> str:
+    """``set``, ``missing``, or for a Meta account without its app secret ``no app secret`` (its
+    webhooks cannot be verified, so none is accepted)."""
+    if account.provider in ("demo", "demo-helpdesk"):
+        return "n/a"
+    if not (secrets.fetch(account.name) or secrets.fetch(account.name + ":oauth")):
+        return "missing"
+    if account.provider in META_PROVIDERS and not secrets.fetch(account.name + ":app-secret"):
+        return "no app secret"
+    return "set"
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -851,7 +990,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("reply", cmd_reply, "queue a reply in the outbox (the sync engine sends it)", json_=True)
     p.add_argument("conversation")
-    p.add_argument("--text", required=True, help="the reply text, or - to read standard input")
+    p.add_argument("--text", help="the reply text, or - to read standard input")
+    p.add_argument("--template", metavar="NAME[:LANG]",
+                   help="send an approved WhatsApp template instead (allowed outside the 24-hour window)")
+    p.add_argument("--param", action="append", metavar="VALUE", help="a template variable, in order (repeat)")
     p.add_argument("--private", action="store_true", help="answer privately where the platform allows")
     p.add_argument("--at", metavar="WHEN", help="send later: 2h, 'tomorrow 9:00', ISO 8601")
     p.add_argument("--force", action="store_true",
@@ -932,6 +1074,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("locations", cmd_locations, "list the locations an account's login manages (Google reviews), "
             "to pick in the config", json_=True)
     p.add_argument("account")
+    p = add("templates", cmd_templates, "list approved message templates (WhatsApp) as last fetched", json_=True)
+    p.add_argument("account", nargs="?", help="one account (default: all)")
+
+    p = add("webhooks", lambda a: (a.webhooks_parser.print_help(), EXIT_USAGE)[1],
+            "the webhook receiver for Meta's pushed events")
+    p.set_defaults(webhooks_parser=p)
+    wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND")
+    w = wsub.add_parser("serve", parents=[common], help="run the receiver (Ctrl-C stops)",
+                        description="run the receiver; the sync engine ingests what it keeps")
+    w.add_argument("--host", help="listen address (default: webhooks.host)")
+    w.add_argument("--port", type=int, help="listen port (default: webhooks.port; 0: any free port)")
+    w.set_defaults(func=cmd_webhooks)
+    w = wsub.add_parser("token", parents=[common], help="print the verify token for Meta's dashboard",
+                        description="print the verify token to paste into Meta's webhook settings "
+                                    "(made once and kept in the keyring)")
+    w.add_argument("--new", action="store_true", help="make a new token (then update it at Meta too)")
+    w.set_defaults(func=cmd_webhooks)
 
     p = add("config", lambda a: (a.config_parser.print_help(), EXIT_USAGE)[1], "configuration commands")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

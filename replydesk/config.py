@@ -181,11 +181,26 @@ class EscalationSettings(Strict):
     """Escalation targets by name (what ``e`` and ``replydesk escalate --target`` offer)."""
 
 
+class WebhookSettings(Strict):
+    enabled: bool = False
+    """Run the webhook receiver inside ``replydesk sync`` (``replydesk webhooks serve`` runs it alone)."""
+    host: str = "127.0.0.1"
+    """The address it listens on: keep it local and put a reverse proxy or a tunnel with public HTTPS in
+    front (README: "Webhooks")."""
+    port: int = Field(8787, ge=0, le=65535)
+    """The port it listens on."""
+    path: str = Field("/webhooks", pattern=r"^/[A-Za-z0-9_./-]{0,100}$")
+    """The URL path: Meta's callback URL is ``https://your.host{path}/meta`` (or ``{path}/<account>``)."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=4 * 1024 * 1024)
+    """Bodies larger than this are refused (413) and nothing is stored; Meta's are far smaller."""
+
+
 class Config(Strict):
     accounts: list[Account] = []
     sync: SyncSettings = SyncSettings()
     sla: SlaSettings = SlaSettings()
     escalation: EscalationSettings = EscalationSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     keymap: dict[str, str] = {}
     ui: UiSettings = UiSettings()
     listening: list[ListeningQuery] = []

@@ -7,7 +7,7 @@ without pulling in Textual, httpx or SQLite.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 Direction = Literal["in", "out", "note"]
@@ -81,6 +81,10 @@ class Contact:
     #: Storage never lets a stand-in replace a real name; it also recognises the usual stand-ins
     #: (empty, the native id, the handle) without this flag.
     name_is_fallback: bool = False
+    #: Other platform ids this customer is known by (WhatsApp: the phone number beside the
+    #: business-scoped user id, or the user id they had before a number change). Storage keeps them,
+    #: and a provider's ``resolve_contact`` finds the contact by any of them, so it stays one.
+    aliases: tuple[str, ...] = ()
 
 
 def automatic_kind(reason: str | None) -> str | None:
@@ -134,6 +138,26 @@ class IncomingMessage:
     delivery_failure: DeliveryFailure | None = None
 
 
+#: What a platform may report about one of our sent messages, in the order it happens (a later state
+#: never goes back to an earlier one; ``failed`` ends it). WhatsApp's ``played`` (a voice message
+#: listened to) counts as ``read``.
+RECEIPT_STATES: tuple[str, ...] = ("sent", "delivered", "read", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    """A platform's word on one of our sent messages: it left, reached the customer's phone, was
+    read, or failed (with the platform's reason). ``remote_id`` is the message's platform id;
+    ``outbox_key`` the key the platform echoes back where it can (WhatsApp's
+    ``biz_opaque_callback_data``), which also settles a send whose outcome we did not know."""
+
+    remote_id: str
+    state: str  # one of RECEIPT_STATES
+    at: float
+    error: str = ""
+    outbox_key: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class TicketStatus:
     """Where a helpdesk ticket we created stands now, as its helpdesk said (Zendesk: new, open,
@@ -158,8 +182,11 @@ class FetchResult:
     cursor: dict[str, Any] | None  # None: nothing to advance (a pushed payload covers no cursor)
     stream: str = "default"
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (native id, reason)
+    _: KW_ONLY  # what follows is named: platforms add kinds of result, and a position would shift
     #: a helpdesk's tickets whose status changed (stored with the cursor that covers them)
     tickets: list[TicketStatus] = field(default_factory=list)
+    #: Delivery receipts for our own messages (WhatsApp's status webhooks).
+    updates: list[DeliveryUpdate] = field(default_factory=list)
     #: The listening query these posts matched (see ``replydesk.listening``), None for the inbox's own
     #: streams. A conversation such a result creates waits in the Listening view, without a clock,
     #: until it is answered or the customer tags us; one the inbox already has stays as it is.
@@ -197,8 +224,11 @@ class OutgoingReply:
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: float | None = None  # when the user wrote it (epoch); the same on every retry
     #: How the user chose to send it outside the plain reply window (``windows.HUMAN_AGENT``:
-    #: Messenger's human-agent tag), or None for a plain reply.
+    #: Messenger's human-agent tag; ``"template"``: an approved WhatsApp template), or None.
     send_as: str | None = None
+    #: The approved template a ``send_as="template"`` reply sends: ``{"name", "language",
+    #: "params": [...]}`` (``text`` is what it reads as, filled in, for the thread).
+    template: dict[str, Any] | None = None
 
     @property
     def in_reply_to_native_id(self) -> str | None:
@@ -258,6 +288,33 @@ class ActionResult:
     remote_id: str
     done_at: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """An approved message template (WhatsApp: the only thing that may be sent once the 24-hour
+    window has closed). ``body`` is its text with ``{{1}}``/``{{name}}`` placeholders, ``params``
+    their names in order; the header, footer and buttons stay in ``components`` as the platform
+    gave them."""
+
+    name: str
+    language: str
+    body: str
+    params: tuple[str, ...] = ()
+    category: str = ""
+    components: tuple[dict[str, Any], ...] = ()
+
+    def fill(self, values: list[str] | tuple[str, ...]) -> str:
+        """The text the customer will read with ``values`` in place of the placeholders, in order."""
+        import re
+
+        given = dict(zip(self.params, values, strict=False))
+        return re.sub(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}", lambda m: given.get(m.group(1), m.group(0)), self.body)
+
+    def as_reply(self, values: list[str] | tuple[str, ...]) -> dict[str, Any]:
+        """What the outbox keeps for a reply that sends this template (``OutgoingReply.template``)."""
+        return {"name": self.name, "language": self.language, "params": list(values),
+                "param_names": list(self.params)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ class AccountOptions(Strict):
     """Seconds between fetches; default: the provider's own interval."""
     mark_read: bool = False
     """Mark a conversation read on the platform when you open it (the customer may see a read
-    receipt), through the outbox; only where the provider can (the demo so far)."""
+    receipt), through the outbox; only where the provider can (the demo and WhatsApp)."""
 
 
 def _quiet_hours(value: Any) -> Any:

@@ -19,10 +19,11 @@ from replydesk.providers.base import Provider
 from replydesk.storage import pushes
 from replydesk.storage.db import Database
 from replydesk.storage.pushes import BodyTooLarge
+from replydesk.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BodyTooLarge", "Receipt", "PushStats", "receive", "ingest_pending"]
+__all__ = ["BodyTooLarge", "Receipt", "PushStats", "receive", "accept", "adopt_spooled", "ingest_pending"]
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,47 @@ class Receipt:
     fresh: bool
 
 
+def verified(provider: Provider, headers: Mapping[str, str], raw_body: bytes,
+             limit: int = pushes.MAX_BODY) -> tuple[str, dict[str, str]]:
+    """Check size and signature before anything else looks at the body; returns (dedupe key, the
+    headers to keep). Raises ``BodyTooLarge`` or ``PushRejected``."""
+    limit = min(limit, pushes.MAX_BODY)
+    if len(raw_body) > limit:
+        raise BodyTooLarge(f"the body is {len(raw_body)} bytes; at most {limit} are accepted")
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    provider.verify_push(lower, raw_body)
+    key = provider.push_key(lower, raw_body)
+    return key, {name: lower[name] for name in provider.push_headers if name in lower}
+
+
 def receive(db: Database, provider: Provider, headers: Mapping[str, str], raw_body: bytes) -> Receipt:
     """Verify ``raw_body`` with its provider and commit it; only then may the receiver answer 2xx.
 
     Raises ``PushRejected`` (bad or missing signature) or ``BodyTooLarge`` before anything is stored.
     Parsing waits for ``ingest_pending``: a body we cannot map is still kept, never refused, so a
     platform change costs no data."""
-    if len(raw_body) > pushes.MAX_BODY:
-        raise BodyTooLarge(f"the body is {len(raw_body)} bytes; at most {pushes.MAX_BODY} are accepted")
-    lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    provider.verify_push(lower, raw_body)
-    key = provider.push_key(lower, raw_body)
-    kept = {name: lower[name] for name in provider.push_headers if name in lower}
+    key, kept = verified(provider, headers, raw_body)
     body_id, fresh = pushes.store(db, provider.account, key, raw_body, kept)
     return Receipt(body_id, key, fresh)
+
+
+def accept(spool: Spool, provider: Provider, headers: Mapping[str, str], raw_body: bytes,
+           limit: int = pushes.MAX_BODY, *, checked: tuple[str, dict[str, str]] | None = None) -> Receipt:
+    """``receive`` for the webhook receiver (``replydesk.webhooks``): the same checks, committed to
+    the receiver's own spool, which never waits for the engine. ``checked``: the receiver verified
+    the body already (routing a body among several accounts of one app)."""
+    key, kept = checked if checked is not None else verified(provider, headers, raw_body, limit)
+    body_id, fresh = spool.put(provider.account, key, raw_body, kept)
+    return Receipt(body_id, key, fresh)
+
+
+def adopt_spooled(db: Database, spool: Spool, account: str, limit: int = 200) -> int:
+    """Move the receiver's spooled bodies for ``account`` into the workspace (durably), then forget
+    them in the spool; returns how many moved. A crash in between moves one again later, which the
+    workspace's dedupe absorbs (only its delivery count grows)."""
+    moved = pushes.adopt(db, spool.waiting(account, limit))
+    spool.forget(moved)
+    return len(moved)
 
 
 @dataclass

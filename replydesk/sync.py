@@ -51,6 +51,7 @@ from replydesk.rules import LiveRules
 from replydesk.storage import (
     accounts,
     actions,
+    aliases,
     ingest,
     outbox,
     platform_facts,
@@ -58,6 +59,8 @@ from replydesk.storage import (
     queries,
     slastate,
     spend,
+    spool,
+    templates,
     tickets,
 )
 from replydesk.storage.db import DATABASE_ERRORS, Database
@@ -72,6 +75,7 @@ IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an ac
 STALL_RETRY_MAX = 30.0
 #: A jump of the wall clock against the monotonic one larger than this is a step, not drift.
 CLOCK_STEP = 2.0
+TEMPLATES_EVERY = 3600.0  # seconds between refreshes of an account's message templates
 
 
 def _clock(at: float) -> str:
@@ -114,6 +118,7 @@ class AccountRun:
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
     stream_resume_at: float = 0.0  # monotonic: a partial stream's own backoff (polling goes on meanwhile)
     pace_note: str = ""  # how often a metered account polls now, and why
+    templates_due: float = 0.0  # monotonic: when the account's message templates are fetched again
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
 
 
@@ -158,6 +163,7 @@ class SyncEngine:
                 provider.poll_interval = interval
             provider.resolve_thread = self._thread_resolver(account.name)
             provider.tickets_to_follow = self._ticket_follower(account.name)
+            provider.resolve_contact = self._contact_resolver(account.name)
             self.accounts[account.name] = AccountRun(account.name, provider)
             with db.transaction():
                 ingest.ensure_account(db, account.name, account.provider,
@@ -176,6 +182,7 @@ class SyncEngine:
         if self.rules is not None:
             self.rules.attach(db)
         self.surveys = Surveys(config) if config.csat.accounts else None
+        self._spool: spool.Spool | None = None  # the webhook receiver's store, opened once it exists
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
@@ -297,6 +304,12 @@ class SyncEngine:
             return 0
         return len(tickets.queue_note_comments(self.db, run.name))
 
+    def _contact_resolver(self, account: str) -> Callable[[Any], str | None]:
+        def resolve(ids: Any) -> str | None:
+            return aliases.resolve(self.db, account, ids)
+
+        return resolve
+
     def _fault(self, run: AccountRun, exc: ProviderError) -> str:
         """Translate a provider failure into account state; returns a one-line reason."""
         now = self.db.now()
@@ -336,15 +349,41 @@ class SyncEngine:
             self._record_usage(run, *([Usage(spend.POLLS, 1, 0.0)] if self._metered(run) else []))
         stats = ingest.ingest(self.db, run.name, results)
         run.failures = 0
+        await self._refresh_templates(run)
         self._publish_facts(run)
         self._status(run.name, "ok", f"{stats.new_messages} new" if stats.new_messages else "", synced=True)
         return stats.new_messages
+
+    async def _refresh_templates(self, run: AccountRun) -> None:
+        """An account's approved message templates (WhatsApp), for the composer: on the first fetch
+        and then hourly. A failure keeps the last set and says why in the log."""
+        if not run.provider.capabilities.templates or self.mono() < run.templates_due:
+            return
+        run.templates_due = self.mono() + TEMPLATES_EVERY
+        try:
+            found = await run.provider.templates()
+        except ProviderError as exc:
+            log.warning("account %s: message templates not refreshed: %s", run.name, exc)
+            return
+        templates.save(self.db, run.name, found)
+
+    def _adopt_spooled(self, run: AccountRun) -> None:
+        """Bodies the webhook receiver spooled (``storage.spool``) move into the workspace first."""
+        if self._spool is None:
+            if not spool.exists(self.data_dir):
+                return
+            self._spool = spool.Spool(self.data_dir)
+        if self._spool.has(run.name):
+            push.adopt_spooled(self.db, self._spool, run.name)
 
     def ingest_pushed(self, run: AccountRun) -> int:
         """Bodies a webhook receiver stored for this account (``replydesk.push``), through the same
         ingest path as a fetch; returns the number of new messages. Needs no network, so it runs
         while the account backs off too."""
-        if not run.provider.capabilities.accepts_push or not pushes.has_pending(self.db, run.name):
+        if not run.provider.capabilities.accepts_push:
+            return 0
+        self._adopt_spooled(run)
+        if not pushes.has_pending(self.db, run.name):
             return 0
         stats = push.ingest_pending(self.db, run.provider)
         if stats.new_messages:
@@ -362,7 +401,7 @@ class SyncEngine:
             key=item.key, conversation_id=item.conversation_id, conversation_native_id=row[0],
             account=item.account, kind=row[1], private=item.private, text=item.text,
             customer_handle=row[3], answering=answering, meta=meta, created_at=item.created_at,
-            send_as=item.send_as,
+            send_as=item.send_as, template=item.template,
         )
 
     def _action(self, item: outbox.OutboxItem) -> OutgoingAction:
@@ -441,6 +480,8 @@ class SyncEngine:
             self._send_fault(run, item.key, exc, attempted)
             return False
         except Exception as exc:  # a provider bug: treat as uncertain, never leave the row 'sending'
+            if not attempted and isinstance(exc, DATABASE_ERRORS):
+                raise  # the workspace failed (locked, full) before anything left: the step stalls and retries
             log.exception("account %s: unexpected error sending %s", run.name, item.key)
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
@@ -772,6 +813,9 @@ class SyncEngine:
             for run in self.accounts.values():
                 with contextlib.suppress(Exception):
                     await run.provider.aclose()
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
 
     async def _start_step(self) -> float:
         """Settle replies a crash left in 'sending' before anything else leaves (retried like any task)."""

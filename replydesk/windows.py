@@ -29,9 +29,11 @@ CHOICES: dict[str, str] = {
     "public": "answer publicly instead",
     "template": "send an approved template",
 }
-#: Choices the user can take now. "template" is the platform's rule, and is described but not
-#: offered: the template picker comes with the WhatsApp provider.
-ACTIONABLE = (HUMAN_AGENT, "public")
+#: Choices the user can take now (the console offers them when a window has closed).
+ACTIONABLE = (HUMAN_AGENT, "public", "template")
+#: What a platform allows whatever the window says (WhatsApp: an approved template, at any time).
+TEMPLATE = "template"
+AT_ANY_TIME = (TEMPLATE,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ def check(windows: Sequence[Window], at: float, *, private: bool, send_as: str |
     if window is None:
         return None
     wanted = send_as or REPLY
+    if wanted == window.after_choice and wanted in AT_ANY_TIME:  # an approved template: always allowed
+        return Verdict(window, True, None, (), "")
     until = max((u for u, allows in window.steps if allows == wanted), default=None)
     allowed = until is not None and at <= until
     choices: list[tuple[str, float | None]] = []

@@ -163,7 +163,12 @@ def schema_problems(conn: sqlite3.Connection) -> tuple[list[tuple[str, str, str]
 
 def _modes(data_dir: Path, path: Path, repair: bool, findings: list[str]) -> bool:
     ok = True
-    for target, want, what in ((path, FILE_MODE, "file"), (data_dir, DIR_MODE, "folder")):
+    from replydesk.storage import spool
+
+    targets = [(path, FILE_MODE, "file"), (data_dir, DIR_MODE, "folder")]
+    if spool.exists(data_dir):  # the webhook receiver's store holds customer messages too
+        targets.append((spool.path_in(data_dir), FILE_MODE, "file"))
+    for target, want, what in targets:
         mode = target.stat().st_mode & 0o777
         if mode & 0o077:
             findings.append(f"{target}: {what} readable by other users (mode {mode:o})"
@@ -208,6 +213,7 @@ def check(data_dir: Path, repair: bool = False, timeout: float = 2.0,
                         else f"{path}: {fault.line}")
     finally:
         db.close()
+    findings.extend(_receiver(data_dir))
     ok = _engine_finding(data_dir, findings) and ok
     return {"ok": ok, "findings": findings}
 
@@ -326,6 +332,33 @@ def _pushed(db: Any) -> list[str]:
              + (f"; {summary['redeliveries']} redeliveries stored once" if summary["redeliveries"] else "")]
     for bad in summary["unmappable"]:
         lines.append(f"  unmappable webhook body {bad['id']} ({bad['account']}, {bad['received_at']}): {bad['reason']}")
+    return lines
+
+
+def _receiver(data_dir: Path) -> list[str]:
+    """The webhook receiver's own store: when the last body came, what waits to be moved in, and
+    whether requests were refused (a signature that fails means a wrong app secret, or a forger)."""
+    from replydesk.model import iso
+    from replydesk.storage import spool
+
+    if not spool.exists(data_dir):
+        return []
+    try:
+        store = spool.Spool(data_dir, busy_ms=2000)
+        try:
+            summary = store.summary()
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        return [f"webhook receiver store: cannot be read ({exc})"]
+    waiting = sum(summary["waiting"].values())
+    lines = [f"webhook receiver: last body received {iso(summary['last_received_at']) or 'never'}"
+             + (f"; {waiting} waiting for the sync engine" if waiting else "")]
+    for reason, seen in sorted(summary["refusals"].items()):
+        advice = {"bad signature": " (check the app secret: replydesk login ACCOUNT)",
+                  "no signature": " (not from Meta, or a proxy drops the X-Hub-Signature-256 header)",
+                  "handshake": " (the verify token does not match: replydesk webhooks token)"}.get(reason, "")
+        lines.append(f"  refused {seen['count']} request(s): {reason}, last {iso(seen['last_at'])}{advice}")
     return lines
 
 

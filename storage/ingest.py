@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
-from replydesk.storage import csat, reply_windows, slastate
+from replydesk.storage import aliases, csat, receipts, reply_windows, slastate
 from replydesk.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class IngestStats:
     #: (conversation id, message id) of each new customer message, oldest first; collected only for
     #: a ``Database.ingest_hook`` (the rules), which runs on them in the same transaction.
     inbound: list[tuple[str, str]] = field(default_factory=list)
+    receipts: int = 0  # delivery receipts that changed one of our messages
     listened: list[ListeningMatch] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)  # listening conversations that joined the inbox
 
@@ -256,6 +257,8 @@ def ingest(db: Database, account: str, results: Iterable[FetchResult]) -> Ingest
                 from replydesk.storage import tickets
 
                 stats.conversations.update(tickets.apply(db, account, result.tickets))
+            if result.updates:  # receipts after the messages: a body may carry both
+                stats.receipts += receipts.apply(db, account, result.updates)
             if result.cursor is None:  # a pushed payload: no cursor to advance
                 continue
             db.conn.execute(
@@ -335,6 +338,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
         convs.setdefault(item_id(account, msg.conversation_native_id), []).append((mid, msg))
 
     db.conn.executemany(CONTACT_UPSERT, [seen.row(cid, account) for cid, seen in contacts.items()])
+    for seen in contacts.values():
+        if seen.aliases:
+            aliases.remember(db, account, seen.contact.native_id, seen.aliases, seen.name_at)
 
     conv_ids = list(convs)
     known_marks = _known_conversations(db, conv_ids)
@@ -486,16 +492,18 @@ class _ContactSeen:
     the name is the best-ranked one, newest among those by the message's created_at.
     """
 
-    __slots__ = ("contact", "platform", "rank", "name_at", "handle", "handle_at", "vip")
+    __slots__ = ("contact", "platform", "rank", "name_at", "handle", "handle_at", "vip", "aliases")
 
     def __init__(self, msg: IncomingMessage) -> None:
         self.contact, self.platform, self.vip = msg.contact, msg.platform, bool(msg.contact.vip)
+        self.aliases: list[str] = list(getattr(msg.contact, "aliases", ()) or ())
         self.rank, self.name_at = name_rank(msg.contact), msg.created_at
         self.handle, self.handle_at = _handle(msg.contact), msg.created_at
 
     def add(self, msg: IncomingMessage) -> None:
         contact, at = msg.contact, msg.created_at
         self.vip = self.vip or bool(contact.vip)
+        self.aliases.extend(getattr(contact, "aliases", ()) or ())
         rank = name_rank(contact)
         if (rank, at) >= (self.rank, self.name_at):
             self.contact, self.rank, self.name_at = contact, rank, at

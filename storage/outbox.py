@@ -66,6 +66,12 @@ class OutboxItem:
         return self.action == "reply"
 
     @property
+    def template(self) -> dict[str, Any] | None:
+        """The approved template a ``send_as="template"`` reply sends (see ``queue_reply``)."""
+        value = self.payload.get("template")
+        return value if isinstance(value, dict) else None
+
+    @property
     def send_as(self) -> str | None:
         """The choice a reply outside its plain window was queued with (``windows.HUMAN_AGENT``)."""
         value = self.payload.get("send_as")
@@ -113,7 +119,8 @@ class OutsideReplyWindow(ActionError):
 
 def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False, delay: float = 0.0,
                 at: float | None = None, actor: str = "me", to_automatic: bool = False,
-                send_as: str | None = None, automatic: str | None = None) -> str:
+                send_as: str | None = None, automatic: str | None = None,
+                template: dict[str, Any] | None = None) -> str:
     """Queue a reply; returns its idempotency key. ``delay`` is the undo window, ``at`` a send-later time.
 
     A reply whose conversation holds only automatic inbound mail (a bounce, an out-of-office or a
@@ -126,7 +133,12 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
 
     ``automatic`` marks a reply no person wrote (``"rule:NAME"``, ``"csat"``): once sent it is logged
     as ``auto_reply``, which is not our reply for the SLA unless the policy says so
-    (``count_auto_replies``), and the conversation still waits for a person's answer."""
+    (``count_auto_replies``), and the conversation still waits for a person's answer.
+
+    ``template`` (with ``send_as="template"``): the approved template and its filled variables
+    (``{"name", "language", "params", "param_names"}``); ``text`` is what it reads as."""
+    if (send_as == "template") != (template is not None):
+        raise ActionError("a template reply needs its template (and a template only goes as one)")
     text = clean_text(text)
     if not text.strip():
         raise ActionError("a reply cannot be empty")
@@ -155,6 +167,8 @@ def queue_reply(db: Database, conv_id: str, text: str, *, private: bool = False,
         payload: dict[str, Any] = {"send_as": send_as} if send_as else {}
         if automatic:
             payload["automatic"] = automatic
+        if template is not None:
+            payload["template"] = template
         _insert(db, key, conv_id, msg_id, account, private, text, now, not_before, "reply", payload)
         data: dict[str, Any] = {"key": key, "private": private, "not_before": not_before}
         if send_as:

@@ -104,6 +104,31 @@ def pending(db: Database, account: str, limit: int = 50) -> list[PushedBody]:
         (account, limit))]
 
 
+def adopt(db: Database, spooled: Iterable[Any]) -> list[int]:
+    """Take bodies the webhook receiver spooled (``storage.spool``) into this table, in one
+    transaction synced to disk, and return the spool ids now held here (the caller then forgets
+    them there). A body already here (a redelivery) only adds its deliveries."""
+    rows = list(spooled)
+    if not rows:
+        return []
+    if db.conn.in_transaction:
+        raise StorageError("spooled bodies are adopted in a transaction of their own")
+    now = db.now()
+    db.conn.execute("PRAGMA synchronous = FULL")  # the spool forgets them once this returns
+    try:
+        with db.transaction():
+            for s in rows:
+                kept = json.dumps({str(k).lower(): str(v)[:1000] for k, v in s.headers.items()}, ensure_ascii=False)
+                db.conn.execute(
+                    "INSERT INTO pushed_bodies(account, dedupe_key, received_at, headers, body, state, deliveries, "
+                    "updated_at) VALUES (?,?,?,?,?,'received',?,?) ON CONFLICT(account, dedupe_key) DO UPDATE SET "
+                    "deliveries = deliveries + excluded.deliveries, updated_at = excluded.updated_at",
+                    (s.account, s.dedupe_key, s.received_at, kept, bytes(s.body), s.deliveries, now))
+    finally:
+        db.conn.execute("PRAGMA synchronous = NORMAL")
+    return [s.id for s in rows]
+
+
 def ingest_body(db: Database, body_id: int, results: Iterable[FetchResult]) -> ingest.IngestStats:
     """Store what a body was parsed into and mark it ingested, in one transaction: a crash leaves
     it ``received`` (and ingested again later; ingest is idempotent) or done, never half.
@@ -114,7 +139,7 @@ def ingest_body(db: Database, body_id: int, results: Iterable[FetchResult]) -> i
         if row is None or row[1] != "received":
             return ingest.IngestStats()
         stats = ingest.ingest(db, row[0], list(results))
-        took = stats.new_messages + stats.skipped
+        took = stats.new_messages + stats.skipped + stats.receipts
         if stats.rejected and not took:
             state, reason = "unmappable", f"every item was rejected: {stats.rejected[0][1]}"[:500]
         else:

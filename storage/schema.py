@@ -626,6 +626,29 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX rule_timers_due ON rule_timers(due)",
     ],
+    # 19: Meta's platforms. contact_aliases: the other ids a customer is known by (WhatsApp: the phone number beside the business-scoped user
+    # id, the user id before a number change), so a provider can keep them one contact. message_templates: an account's approved WhatsApp
+    # templates as the engine last fetched them, for the composer (which never calls the network).
+    [
+        """CREATE TABLE contact_aliases (
+            account TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            native_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (account, alias)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE message_templates (
+            account TEXT NOT NULL,
+            name TEXT NOT NULL,
+            language TEXT NOT NULL,
+            category TEXT NOT NULL DEFAULT '',
+            body TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '[]',
+            components TEXT NOT NULL DEFAULT '[]',
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (account, name, language)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -94,3 +94,23 @@ async def test_the_console_with_its_engine_creates_only_private_files(tmp_path: 
                 break
         assert app.engine is not None
     assert loose(data) == []
+
+
+def test_the_webhook_receivers_store_is_private_and_doctor_tightens_it(tmp_path: Path, umask: int,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The receiver's spool holds customer messages before the engine moves them in."""
+    from replydesk.storage.spool import Spool, path_in
+
+    data = tmp_path / "ws"
+    assert main(["demo", "--headless", "--once", "--data-dir", str(data)]) == 0
+    spool = Spool(tmp_path / "receiver-only")  # the receiver may start before any workspace exists
+    spool.put("shop-whatsapp", "k1", b'{"object": "whatsapp_business_account"}', {})
+    spool.close()
+    assert loose(tmp_path / "receiver-only") == []
+    Spool(data).close()
+    path_in(data).chmod(0o644)
+    capsys.readouterr()
+    assert main(["doctor", "--data-dir", str(data)]) == 1
+    assert "webhooks.db: file readable by other users (mode 644); run with --repair" in capsys.readouterr().out
+    assert main(["doctor", "--repair", "--data-dir", str(data)]) == 0
+    assert loose(data) == []

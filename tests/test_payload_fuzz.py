@@ -405,3 +405,16 @@ def test_email_mutated_messages(db: Database) -> None:
         ingest.ingest(db, "e", [FetchResult(messages=messages, rejected=rejected, cursor={}, stream="imap:INBOX")])
 
     run()
+
+
+def test_meta_headers_and_error_bodies_nested_past_the_limit_are_garbage_not_a_crash() -> None:
+    """Meta's usage headers and error bodies went through ``json.loads``, whose RecursionError on a
+    deeply nested value escaped the provider (the account's task stalled on every poll)."""
+    from replydesk.providers import meta
+
+    deep = "[" * 50_000 + "]" * 50_000
+    assert meta.usage({"x-app-usage": deep, "x-business-use-case-usage": deep}) == (0.0, 0.0)
+    response = httpx.Response(400, content=deep.encode(), request=httpx.Request("GET", "https://graph.test/x"))
+    assert meta.error_of(response) == {}
+    with pytest.raises(ValueError):
+        meta.MetaProvider.body_of(deep.encode(), "page")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -536,10 +537,13 @@ def test_cli_rules_test_prints_per_rule_and_json(demo_ws: Workspace, tmp_path: P
     config = tmp_path / "rules.yaml"
     config.write_text(DEMO_RULES, encoding="utf-8")
     args = ["--data-dir", str(demo_ws.data_dir), "--config", str(config)]
-    assert main(["rules", "test", "--since", "30d", *args]) == 0
+    # The demo's history is dated by the suite's fixed clock, the CLI reads the wall clock: a window
+    # given as the date 30 days before the fixed time holds the history whatever today is.
+    since = datetime.fromtimestamp(FIXED_NOW - 30 * 86400, UTC).isoformat()
+    assert main(["rules", "test", "--since", since, *args]) == 0
     out = capsys.readouterr().out
     assert "(a dry run: nothing was changed)" in out and "refund-words: " in out and "would tag refund:" in out
-    assert main(["rules", "test", "swahili", "--json", *args]) == 0
+    assert main(["rules", "test", "swahili", "--json", "--since", since, *args]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["rule"] for r in doc["rules"]] == ["swahili"] and doc["rules"][0]["conversations"] > 0
     assert main(["rules", "test", "nope", *args]) == 2

@@ -21,6 +21,7 @@ from support import REPO
 
 #: What only a sync may load: the HTTP client, the mail wire, the mail parser, the engine.
 HEAVY = ("httpx", "httpcore", "imaplib", "smtplib", "html2text", "html.parser", "tenacity", "replydesk.sync",
+         "uvicorn", "replydesk.webhooks",
          "replydesk.providers.email_imap", "replydesk.providers.email_mailbox", "replydesk.providers.email_smtp",
          "replydesk.providers.email_parse", "replydesk.providers.html_text")
 

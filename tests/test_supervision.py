@@ -293,3 +293,39 @@ def test_pushed_bodies_waiting_through_a_stall_are_taken_in_when_it_ends(
     wait_until(taken_in, "the pushed bodies to be ingested once the lock was released")
     wait_until(lambda: state_of(ws, key) == "sent", "the queued reply to leave")
     wait_until(lambda: engine.health() == {"state": "running"}, "the stall to clear")
+
+
+def test_a_database_fault_while_claiming_a_reply_stalls_the_step_and_costs_the_reply_no_backoff(
+        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk met while marking a reply 'sending' (nothing has left yet) was taken for a provider
+    bug: the reply was given a backoff as if the platform had failed, so on a clock that had not moved
+    it stayed queued after the space came back (seen under load in the full-disk test above). It is
+    the workspace's fault: the step stalls, and the reply leaves on the retry once the write works."""
+    import sqlite3
+
+    ws = make_workspace(tmp_path / "ws", clock, config=quick_config(backlog=5))
+    sync_once(ws, clock)
+    key = queue(ws)
+    clock.advance(60)  # past the undo window
+    real = outbox.mark_sending
+    full = [True]
+
+    def mark_sending(db, k):  # noqa: ANN001, ANN202 - the disk fills exactly at the claim
+        if full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(db, k)
+
+    monkeypatch.setattr(outbox, "mark_sending", mark_sending)
+    db = ws.open_db()
+    try:
+        engine = ws.engine(db)
+        with pytest.raises(sqlite3.OperationalError):
+            asyncio.run(engine.run_once())
+        item = outbox.get(db, key)
+        assert item is not None and (item.state, item.attempts) == ("queued", 0)
+        assert item.not_before <= clock.now  # no backoff: the platform was never asked
+        full[0] = False
+        asyncio.run(engine.run_once())  # the same instant: nothing waits for a clock to move
+        assert outbox.get(db, key).state == "sent"
+    finally:
+        db.close()

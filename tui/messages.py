@@ -11,6 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
+from replydesk.model import MessageTemplate
 from replydesk.sla import SlaResult
 from replydesk.storage.activity import Notice, Presence
 from replydesk.storage.queries import Counts, InboxFilter, InboxRow, Thread
@@ -136,6 +137,19 @@ class ReplyOutsideWindow(Message):
 
 
 @dataclass
+class TemplatesRead(Message):
+    """The account's approved templates, read for a reply whose window has closed."""
+
+    conv_id: str
+    mode: str
+    at: float | None
+    reason: str
+    templates: list[MessageTemplate]
+    text: str  # the draft, kept for the way back
+    row: InboxRow | None
+
+
+@dataclass
 class ActivityLoaded(Message):
     """Who else is where (conversation id -> presences), and notices the engine left for the user."""
 
@@ -154,6 +168,8 @@ class Collision(Message):
     changes: list[str]
     row: InboxRow | None
     mark: int
+    send_as: str | None = None  # kept through the question: the window choice (human-agent tag, template)
+    template: dict[str, Any] | None = None  # the approved template a closed window's reply is sent as
 
 
 @dataclass

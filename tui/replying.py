@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from replydesk.safetext import one_line
-from replydesk.storage import actions, activity, outbox, queries
+from replydesk.storage import actions, activity, outbox, queries, templates
 from replydesk.storage.db import Database
 from replydesk.tui.composer import UNSENT, Composer
 from replydesk.tui.dialogs import ChoiceDialog, SnoozeDialog
@@ -25,13 +25,15 @@ from replydesk.tui.messages import (
     ReplyOutsideWindow,
     ReplyQueued,
     ReplyToRobot,
+    TemplatesRead,
 )
 from replydesk.tui.undo import ReplyUndo
 from replydesk.tui.window_text import dialog_items
 from replydesk.tui.workers import background
-from replydesk.windows import Verdict
+from replydesk.windows import TEMPLATE, Verdict
 
 if TYPE_CHECKING:
+    from replydesk.model import MessageTemplate
     from replydesk.storage.queries import InboxRow, MessageView
     from replydesk.tui.main_screen import MainScreen
 
@@ -189,16 +191,17 @@ class ReplyingMixin(_Base):
     # ---- sending ------------------------------------------------------------------------------------
 
     def _send(self, conv_id: str, text: str, mode: str, at: float | None = None, to_robot: bool = False,
-              checked: bool = False, send_as: str | None = None) -> None:
+              checked: bool = False, send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
         """Queue it, unless the thread moved on since the composer opened (asked first)."""
         mark = self._compose_mark[1] if self._compose_mark and self._compose_mark[0] == conv_id else None
         self._compose_mark = None
         self._announce(conv_id, "viewing")
-        self._queue(conv_id, text, mode, at, to_robot, None if checked or mode == "note" else mark, send_as)
+        self._queue(conv_id, text, mode, at, to_robot, None if checked or mode == "note" else mark, send_as,
+                    template)
 
     @background("queueing the reply", group="write")
     def _queue(self, conv_id: str, text: str, mode: str, at: float | None, to_robot: bool, mark: int | None,
-               send_as: str | None = None) -> None:
+               send_as: str | None = None, template: dict[str, Any] | None = None) -> None:
         from replydesk.tui.main_screen import EXPECTED
 
         agent, delay = self.agent, float(self.ui.undo_seconds)
@@ -214,11 +217,11 @@ class ReplyingMixin(_Base):
 
                 changes, now_mark, row = self.store.read(look)
                 if changes:  # someone wrote while this reply was written: ask (see on_collision)
-                    self.post_message(Collision(conv_id, text, mode, at, changes, row, now_mark))
+                    self.post_message(Collision(conv_id, text, mode, at, changes, row, now_mark, send_as, template))
                     return
             key = self.store.write(lambda db: outbox.queue_reply(
                 db, conv_id, text, private=mode == "private", delay=delay, at=at, actor=agent,
-                to_automatic=to_robot, send_as=send_as))
+                to_automatic=to_robot, send_as=send_as, template=template))
         except outbox.AutomaticRecipient as exc:  # ask first (see on_reply_to_robot)
             row = self.store.read(lambda db: queries.get_row(db, conv_id))
             self.post_message(ReplyToRobot(conv_id, text, mode, at, exc.reason, row))
@@ -238,7 +241,8 @@ class ReplyingMixin(_Base):
 
         def chosen(answer: str | None) -> None:
             if answer == "send":
-                self._send(event.conv_id, event.text, event.mode, event.at, checked=True)
+                self._send(event.conv_id, event.text, event.mode, event.at, checked=True, send_as=event.send_as,
+                           template=event.template)
             elif event.row is not None:  # back to the draft, text intact; the new messages are now seen
                 self._open_composer(event.mode, event.text, row=event.row)
                 self._compose_mark = (event.conv_id, event.mark)
@@ -270,6 +274,10 @@ class ReplyingMixin(_Base):
         """Say why the reply cannot leave and offer what the platform still allows: the human-agent
         tag, a public answer instead, or back to the draft (nothing is queued until one is chosen)."""
         def chosen(answer: str | None) -> None:
+            if answer == TEMPLATE:  # pick an approved template (read in the background), then queue it
+                shown = row or self.composer.row
+                self._load_templates(conv_id, shown.account if shown else "", mode, at, verdict.reason, text, row)
+                return
             if answer == "public":
                 if self.composer.is_open and self.composer.row is not None and self.composer.row.id == conv_id:
                     self.composer.mode = "public"
@@ -291,6 +299,35 @@ class ReplyingMixin(_Base):
         reason = verdict.reason[:1].upper() + verdict.reason[1:]
         self.app.push_screen(ChoiceDialog(f"Not sent: {one_line(reason)}.", dialog_items(verdict, self.clock())),
                              chosen)
+
+    @background("reading the message templates", group="read")
+    def _load_templates(self, conv_id: str, account: str, mode: str, at: float | None, reason: str, text: str,
+                        row: InboxRow | None) -> None:
+        found = self.store.read(lambda db: templates.of_account(db, account))
+        self.post_message(TemplatesRead(conv_id, mode, at, reason, found, text, row))
+
+    def on_templates_read(self, event: TemplatesRead) -> None:
+        """The templates dialog; what it returns is queued as a template reply (the filled-in text
+        is what the thread shows). Escape goes back to the draft."""
+        from replydesk.tui.template_dialog import TemplateDialog
+
+        def chosen(answer: tuple[MessageTemplate, list[str]] | None) -> None:
+            if answer is None:  # back to the draft, text intact
+                if self.composer.is_open:
+                    self.composer.text_area.focus()
+                elif event.row is not None:
+                    self._open_composer(event.mode, event.text, row=event.row)
+                return
+            template, values = answer
+            if self.composer.is_open:
+                self._close_composer()
+            else:
+                self.inbox.focus()
+            self._send(event.conv_id, template.fill(values), event.mode, event.at, send_as=TEMPLATE,
+                       template=template.as_reply(values))
+
+        reason = event.reason[:1].upper() + event.reason[1:]
+        self.app.push_screen(TemplateDialog(event.templates, one_line(reason)), chosen)
 
     def on_reply_queued(self, event: ReplyQueued) -> None:
         self.push_undo(ReplyUndo(event.key, event.conv_id))

@@ -43,6 +43,8 @@ DELIVERY = {
     "deleted": ("deleted on the platform", None),
 }
 
+#: What the platform reported after "sent" (``storage.receipts``).
+RECEIPTS = {"delivered": ("delivered ✓✓", "success"), "read": ("read ✓✓", "accent")}
 
 GUTTER = " ┃"
 #: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
@@ -515,6 +517,9 @@ class ThreadView(ScrollView, can_focus=True):
                 label, state_role = "NOT DELIVERED", "error"
             else:
                 label, state_role = DELIVERY.get(m.state, (m.state, None))
+                receipt = m.meta.get("receipt") if m.state == "sent" and isinstance(m.meta, dict) else None
+                if receipt in RECEIPTS:  # the platform said it arrived, or was read (WhatsApp's ticks)
+                    label, state_role = RECEIPTS[receipt]
             t.append("  [", style="dim")
             t.append(label, style=role(state_role) if state_role else "dim")
             if m.state == "queued" and m.not_before and m.not_before > now:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from replydesk import windows
 from replydesk.config import EscalationSettings, EscalationTarget
-from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.model import Contact, DeliveryUpdate, FetchResult, IncomingMessage, MessageTemplate
 from replydesk.providers.demo_helpdesk import DemoHelpdeskOptions
-from replydesk.storage import ingest, outbox, platform_facts, queries
+from replydesk.storage import ingest, outbox, platform_facts, queries, templates
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.dialogs import ChoiceDialog
+from replydesk.tui.template_dialog import TemplateDialog
 from replydesk.workspace import Workspace
 from tui_support import FIXED, fixed_clock, settle
 
@@ -96,12 +97,51 @@ async def test_a_whatsapp_reply_at_24_01_is_refused_with_what_the_platform_allow
         assert isinstance(dialog, ChoiceDialog)
         assert dialog.title_text == ("Not sent: WhatsApp's 24-hour customer-service window closed 1m ago (it counts "
                                      "from the customer's last message): only approved message templates may be sent.")
-        assert dialog.items == [("back", "back to the draft")]  # templates are the platform's rule, not a button
+        assert dialog.items == [("template", "send an approved template"), ("back", "back to the draft")]
         assert outbox.pending(db) == []
-        await pilot.press("enter")
+        await pilot.press("down", "enter")  # back to the draft
         await settle(pilot)
         assert app.composer.is_open and app.composer.text == "On its way"  # the draft is intact
     assert outbox.pending(db) == []
+
+
+async def test_at_24_01_the_composer_offers_the_approved_templates_filled_in_before_anything_is_queued(
+        workspace, db) -> None:  # noqa: ANN001
+    """Outside the window only a template may go: the dialog lists the account's approved templates
+    (as the engine stored them), fills its variables, shows what the customer will read, and only
+    then queues it, as a template reply whose thread text is the filled-in result."""
+    conv = customer_writes(db, "whatsapp", "wa-tpl", 24 * H + MIN)
+    templates.save(db, "demo", [
+        MessageTemplate("order_update", "en_US", "Hi {{1}}, your order {{2}} is on its way.", ("1", "2"), "UTILITY"),
+        MessageTemplate("welcome_back", "en_US", "We are open again!", (), "MARKETING")])
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        await pilot.press("r")
+        await type_text(pilot, "On its way")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("enter")  # "send an approved template"
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, TemplateDialog)
+        assert [t.name for t in dialog.templates] == ["order_update", "welcome_back"]
+        await pilot.press("enter")  # order_update: its two variables
+        await settle(pilot)
+        await type_text(pilot, "Ann")
+        await pilot.press("enter")
+        await type_text(pilot, "#42")
+        await settle(pilot)
+        assert "Hi Ann, your order #42 is on its way." in str(dialog.query_one("#preview").render())
+        assert outbox.pending(db) == []  # nothing yet: the user sees the result first
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not isinstance(app.screen, TemplateDialog) and not app.composer.is_open
+    [item] = outbox.pending(db)
+    assert (item.conversation_id, item.text, item.send_as) == (conv, "Hi Ann, your order #42 is on its way.", "template")
+    assert item.template == {"name": "order_update", "language": "en_US", "params": ["Ann", "#42"],
+                             "param_names": ["1", "2"]}
 
 
 async def test_messenger_after_24_hours_offers_the_human_agent_tag(workspace, db) -> None:  # noqa: ANN001
@@ -247,3 +287,22 @@ async def test_opening_a_conversation_marks_it_read_on_the_platform_where_the_ac
         await settle(pilot)
     assert [(i.action, i.conversation_id) for i in outbox.pending(db)] == [("mark_read", target.id)]
     assert not queries.get_row(db, target.id).unread
+
+
+async def test_the_thread_shows_whatsapps_delivered_read_and_failed_receipts(workspace, db) -> None:  # noqa: ANN001
+    """Status webhooks update our replies: the thread says delivered, read, or not delivered with the
+    platform's reason, in words (not only colour)."""
+    conv = customer_writes(db, "whatsapp", "wa-ticks", 2 * H)
+    ann = Contact(native_id="whatsapp:ann-wa-ticks", name="Ann Window", handle="@ann")
+    ours = [IncomingMessage(f"wamid.{n}", "wa-ticks", "whatsapp", "dm", ann, f"reply {n}", FIXED - H + n,
+                            direction="out") for n in range(3)]
+    updates = [DeliveryUpdate("wamid.0", "delivered", FIXED - 50), DeliveryUpdate("wamid.1", "read", FIXED - 40),
+               DeliveryUpdate("wamid.2", "failed", FIXED - 30, "#131026 Message undeliverable")]
+    ingest.ingest(db, "demo", [FetchResult(ours, None, "test", updates=updates)])
+    app = app_for(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, conv)
+        shown = " ".join(str(app.thread_view.render_thread(app.thread_view.thread)).split())
+    assert "[delivered ✓✓]" in shown and "[read ✓✓]" in shown
+    assert "[FAILED] reason: not delivered: #131026 Message undeliverable" in shown
