@@ -61,7 +61,7 @@ class Session:
 
 def xrpc_error(response: httpx.Response) -> tuple[str, str]:
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return "", ""
     if not isinstance(body, dict):

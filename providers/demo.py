@@ -247,9 +247,11 @@ class DemoRemote:
         try:
             return float(json.loads(self.state_path.read_text())["started_at"])
         except (OSError, ValueError, KeyError):
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"started_at": now}))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # private, whatever the umask
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"started_at": now}))
             os.replace(tmp, self.state_path)
             return now
 
@@ -304,7 +306,7 @@ class DemoRemote:
         """Append ``make(n)`` (n: the entry's number, from 1) exactly once per ``key``; durable
         (fsync) before it returns. A repeated key returns the first entry and records nothing;
         ``dedupe=False`` is a platform that ignores keys: every call records a new entry."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.ledger_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -323,7 +325,8 @@ class DemoRemote:
 
     def _note_repeat(self, key: str, now: float) -> None:
         """Count the duplicates idempotency prevented (tests and benchmarks report them)."""
-        with self.repeats_path.open("a", encoding="utf-8") as fh:
+        fd = os.open(self.repeats_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "at": now}) + "\n")
 
     def repeats(self) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from replydesk.model import Contact, DeliveryFailure, FetchResult, IncomingMessage
+from replydesk.providers import payload
 from replydesk.providers.base import PermanentError, TransientError
 from replydesk.providers.email_auto import outbox_keys
 from replydesk.providers.email_imap import (
@@ -94,8 +95,9 @@ class MailboxSync:
         raw_pages = await self.session.run(lambda conn: self._sync_folder(conn, folder, state))
         results: list[FetchResult] = []
         for items, new_state in raw_pages:
-            messages = [m for m in (self._to_incoming(folder, new_state["uidvalidity"], it) for it in items) if m]
-            results.append(FetchResult(messages=messages, cursor={folder: new_state}, stream=f"imap:{folder}"))
+            messages, rejected = self.map_fetched(folder, new_state["uidvalidity"], items)
+            results.append(FetchResult(messages=messages, cursor={folder: new_state}, stream=f"imap:{folder}",
+                                       rejected=rejected))
         if raw_pages:
             self._state[folder] = raw_pages[-1][1]
         return results
@@ -171,14 +173,17 @@ class MailboxSync:
                 if typ != "OK":
                     raise TransientError("IMAP FETCH failed")
                 bodies.update(parse_fetch(data))
-        out: list[tuple[FetchedItem, ParsedMail]] = []
+        out: list[tuple[FetchedItem, ParsedMail | None]] = []
         for uid in uids:
             item = meta.get(uid)
             if item is None:
                 continue  # expunged meanwhile
             body = bodies.get(uid)
             item.body = body.body if body else None
-            parsed = parse_message(item.body or b"", self.cfg.address)
+            parsed = self.parse(item)
+            if parsed is None:
+                out.append((item, None))
+                continue
             if item.body is None:
                 parsed.warnings.append("message body could not be fetched")
             if uid in big:
@@ -190,8 +195,27 @@ class MailboxSync:
         return out
 
     # -- mapping ---------------------------------------------------------------------------------
-    def _to_incoming(self, folder: str, uidvalidity: int, entry: tuple[FetchedItem, ParsedMail]) -> IncomingMessage | None:
+    def parse(self, item: FetchedItem) -> ParsedMail | None:
+        """The fetched message parsed, or None when it cannot be (hostile or broken: it is rejected
+        when mapped, and the others of its page go on)."""
+        try:
+            return parse_message(item.body or b"", self.cfg.address)
+        except Exception:
+            log.debug("%s: uid %s cannot be parsed", self.account, item.uid, exc_info=True)
+            return None
+
+    def map_fetched(self, folder: str, uidvalidity: int, items: Sequence[tuple[FetchedItem, ParsedMail | None]]
+                    ) -> tuple[list[IncomingMessage], list[tuple[str, str]]]:
+        """One page of fetched mail as messages; a message that cannot be parsed or mapped is rejected
+        with a reason (``payload.map_each``), the others are kept."""
+        return payload.map_each(items, lambda it: self._to_incoming(folder, uidvalidity, it),
+                                lambda it: f"{folder} uid {it[0].uid}")
+
+    def _to_incoming(self, folder: str, uidvalidity: int,
+                     entry: tuple[FetchedItem, ParsedMail | None]) -> IncomingMessage | None:
         item, p = entry
+        if p is None:
+            raise payload.BadItem("the message cannot be parsed")
         own = self.cfg.address
         outgoing = folder == self.cfg.imap.sent_folder or p.from_addr == own
         native_id = p.message_id or p.synthetic_id()

@@ -31,7 +31,7 @@ from replydesk.model import Contact, DeliveryUpdate, FetchResult, IncomingMessag
 from replydesk.platforms import Limit, PlatformFacts
 from replydesk.providers import meta
 from replydesk.providers.base import Capabilities, PermanentError, SecretGetter, UnknownDelivery
-from replydesk.providers.meta_messaging import LOOKUP_MESSAGES, Messaging, match_ours
+from replydesk.providers.meta_messaging import LOOKUP_MESSAGES, Messaging, event_ids, match_ours
 from replydesk.providers.payload import (
     BadItem,
     Rejected,
@@ -200,13 +200,9 @@ class FacebookProvider(meta.MetaProvider):
 
     def push_key(self, headers: Mapping[str, str], raw_body: bytes) -> str:
         try:
-            parts = []
-            for entry in self._entries(raw_body):
-                parts += Messaging.event_ids(entry)
-                for change in items(entry, "changes"):
-                    value = mapping(change, "value", required=False)
-                    parts.append(f"c:{text(value, 'comment_id') or text(value, 'post_id')}:{text(value, 'verb')}:"
-                                 f"{value.get('created_time')}")
+            parts = event_ids(self._entries(raw_body), lambda change, value: (
+                f"c:{text(value, 'comment_id') or text(value, 'post_id')}:{text(value, 'verb')}:"
+                f"{value.get('created_time')}"))
         except ValueError:
             parts = []
         return self.ids_key(parts) if parts else super().push_key(headers, raw_body)

@@ -183,7 +183,7 @@ def problem(response: httpx.Response) -> tuple[str, str]:
     """Google's error envelope (``{"error": {code, message, status, details}}``) as (status, reason),
     the reason with the field-level messages v4 puts in ``details[].errorDetails``; redacted."""
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return "", ""
     error = body.get("error") if isinstance(body, dict) else None

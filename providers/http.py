@@ -11,6 +11,12 @@ URL) ends up in a traceback chain.
 the rate gate and ``aclose``, so a provider module states only its endpoints and mappings. httpx
 itself (~100 ms of imports) loads with the first client, not with this module: provider modules
 import this one, and the config imports the provider modules it names at start-up.
+
+What one response may cost is capped here for every platform: a body is read streamed and given
+up past ``MAX_BODY`` (or the endpoint's own limit; a gzip bomb counts decoded), a push stream's
+line past ``MAX_LINE`` and its event past ``MAX_EVENT``, JSON nested past the interpreter's limit;
+each is a ``ResponseTooLarge`` (a transient error: the account backs off and the status bar says
+why), never a process that grows until the machine gives out.
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ DEFAULT_RATE_WAIT = 60.0
 #: a Retry-After further out than this is treated as a typo on the platform side
 MAX_RATE_WAIT = 24 * 3600.0
 
+#: The most one response body may hold (decoded), unless the endpoint says otherwise.
+MAX_BODY = 8 * 1024 * 1024
+#: The longest line and the largest event a push stream (SSE) may send.
+MAX_LINE = 1024 * 1024
+MAX_EVENT = 1024 * 1024
+
 _URL_RE = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+")
 _BOT_TOKEN_RE = re.compile(r"bot\d+:[A-Za-z0-9_-]{10,}")
 
@@ -57,8 +69,11 @@ _BOT_TOKEN_RE = re.compile(r"bot\d+:[A-Za-z0-9_-]{10,}")
 
 
 def redact(text: object, limit: int = 300) -> str:
-    """``text`` safe for a log line or an exception: URLs cut to scheme://host, bot tokens masked."""
-    value = str(text)
+    """``text`` safe for a log line or an exception: known secrets and bot tokens masked (before
+    anything is cut, so no part of a secret survives a truncation), URLs cut to scheme://host."""
+    from replydesk import secrets
+
+    value = secrets.mask(str(text))
     value = _BOT_TOKEN_RE.sub("bot<redacted>", value)
 
     def _host_only(match: re.Match[str]) -> str:
@@ -290,14 +305,52 @@ class LazyClient:
             self._client = None
 
 
+class ResponseTooLarge(TransientError):
+    """A response (or a stream's line or event) over its limit: not read further, retried later."""
+
+
+def _size(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB" if n >= 1024 * 1024 else f"{n / 1024:g} KB"
+
+
+async def read_capped(response: httpx.Response, service: str, limit: int = MAX_BODY) -> httpx.Response:
+    """The streamed ``response`` read whole, but never past ``limit`` decoded bytes: returns an
+    ordinary (read) response, or raises ``ResponseTooLarge`` after closing the connection."""
+    import httpx
+
+    declared = response.headers.get("content-length", "")
+    too_big = ResponseTooLarge(f"{service}: the server's answer is over {_size(limit)}, the limit for one "
+                               "response; not read (retrying later)")
+    try:
+        if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+            raise too_big
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise too_big
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{service}: the answer was cut off ({type(exc).__name__})") from None
+    finally:
+        await response.aclose()
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                          request=response.request, extensions=response.extensions)
+
+
 async def send_request(client: httpx.AsyncClient, request: httpx.Request, service: str, *,
-                       stream: bool = False) -> httpx.Response:
+                       stream: bool = False, max_bytes: int = MAX_BODY) -> httpx.Response:
     """Send, translating transport failures. Connect failures mean the request never left (``Offline``);
-    anything after that may have reached the platform (``TransientError``: the outcome is uncertain)."""
+    anything after that may have reached the platform (``TransientError``: the outcome is uncertain).
+
+    The body is read streamed and capped at ``max_bytes`` (``read_capped``); with ``stream`` it is
+    left to the caller, who reads it through ``iter_lines`` (capped per line)."""
     import httpx
 
     try:
-        return await client.send(request, stream=stream)
+        response = await client.send(request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         reason = "timed out connecting" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else \
             "cannot connect (network down, DNS or refused)"
@@ -308,12 +361,24 @@ async def send_request(client: httpx.AsyncClient, request: httpx.Request, servic
         raise PermanentError(f"{service}: invalid URL in configuration") from None
     except httpx.HTTPError as exc:
         raise TransientError(f"{service}: connection failed ({type(exc).__name__})") from None
+    if stream:
+        return response
+    return await read_capped(response, service, max_bytes)
+
+
+def parse_json(content: bytes | str) -> Any:
+    """``json.loads`` that fails with ``ValueError`` only: a document nested past the interpreter's
+    recursion limit (hostile, or broken) is not a crash of the account's loop."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def error_detail(response: httpx.Response) -> str:
     """The platform's own short reason from a JSON error body, redacted; '' if none."""
     try:
-        body = response.json()
+        body = parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return ""
     if not isinstance(body, dict):
@@ -351,9 +416,10 @@ def json_body(response: httpx.Response, service: str) -> Any:
     """Decoded JSON of a successful response. A 2xx that is not JSON (a captive portal, a proxy page)
     is transient: the platform did not answer us."""
     try:
-        return json.loads(response.content)
+        return parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
-        raise TransientError(f"{service}: the server answered with something that is not JSON") from None
+        raise TransientError(f"{service}: the server answered with something that is not JSON "
+                             "(or JSON nested too deeply)") from None
 
 
 # ---- server-sent events ---------------------------------------------------------------------------
@@ -366,40 +432,61 @@ class SseEvent:
     id: str | None = None
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseEvent]:
+async def iter_sse(lines: AsyncIterator[str], service: str = "stream",
+                   max_event: int = MAX_EVENT) -> AsyncIterator[SseEvent]:
     """Parse a text/event-stream (WHATWG) from its lines: comments (heartbeats) skipped, multi-line
-    data joined, an event dispatched on each blank line."""
-    event, data, last_id = "", [], None
+    data joined, an event dispatched on each blank line. An event whose data grows past
+    ``max_event`` characters (data lines without the blank line that ends it) is an error."""
+    event, data, last_id, size = "", [], None, 0
     async for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
             if data:
                 yield SseEvent(event or "message", "\n".join(data), last_id)
-            event, data = "", []
+            event, data, size = "", [], 0
             continue
         if line.startswith(":"):
             continue
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "event":
-            event = value
+            event = value[:200]
         elif name == "data":
+            size += len(value) + 1
+            if size > max_event:
+                raise ResponseTooLarge(f"{service}: a pushed event is over {_size(max_event)}, the limit; "
+                                       "the stream was dropped (polling carries on)")
             data.append(value)
         elif name == "id" and "\0" not in value:
-            last_id = value
+            last_id = value[:200]
     if data:
         yield SseEvent(event or "message", "\n".join(data), last_id)
 
 
-async def iter_lines(response: httpx.Response, service: str) -> AsyncIterator[str]:
-    """A streamed response's lines; a dropped connection becomes a TransientError without the URL."""
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+async def iter_lines(response: httpx.Response, service: str, max_line: int = MAX_LINE) -> AsyncIterator[str]:
+    """A streamed response's lines (CR, LF or CRLF, as SSE allows), none longer than ``max_line``
+    characters; a dropped connection becomes a TransientError without the URL."""
     import httpx
 
+    pending = ""
     try:
-        async for line in response.aiter_lines():
-            yield line
+        async for chunk in response.aiter_text():
+            text = pending + chunk
+            cut = len(text) - 1 if text.endswith("\r") else len(text)  # "\r" may start a "\r\n"
+            lines = _LINE_BREAK.split(text[:cut])
+            pending = lines.pop() + text[cut:]
+            for line in lines:
+                yield line
+            if len(pending) > max_line:
+                raise ResponseTooLarge(f"{service}: a pushed line is over {_size(max_line)}, the limit; "
+                                       "the stream was dropped (polling carries on)")
     except httpx.HTTPError as exc:
         raise TransientError(f"{service}: the stream was interrupted ({type(exc).__name__})") from None
+    if pending:
+        yield pending
 
 
 # ---- the provider base ----------------------------------------------------------------------------
@@ -431,17 +518,17 @@ class HttpProvider(Provider):
 
     async def request(self, method: str, url: str, *, params: Any = None, json: Any = None,
                       headers: dict[str, str] | None = None, read_timeout: float | None = None,
-                      stream: bool = False, check: bool = True) -> httpx.Response:
+                      stream: bool = False, check: bool = True, max_bytes: int = MAX_BODY) -> httpx.Response:
         """Send one request through the gate. ``check``: map a non-2xx status to our errors here
-        (a platform with its own error envelope, as Telegram's, maps it itself)."""
+        (a platform with its own error envelope, as Telegram's, maps it itself). ``max_bytes``: the
+        endpoint's limit on the body (``MAX_BODY`` unless it says otherwise)."""
         self.gate.check()
         client = self.client()
         extra = {"timeout": timeouts(read_timeout)} if read_timeout is not None else {}
         request = client.build_request(method, url, params=params, json=json, headers=headers, **extra)
-        response = await send_request(client, request, self.service, stream=stream)
+        response = await send_request(client, request, self.service, stream=stream, max_bytes=max_bytes)
         if check:
-            if stream and response.status_code >= 300:
-                await response.aread()
-                await response.aclose()
+            if stream and response.status_code >= 300:  # the error's body, for its reason (capped too)
+                response = await read_capped(response, self.service, 64 * 1024)
             raise_for_status(response, self.service, self.gate)
         return response

@@ -19,7 +19,6 @@ mention counts its local part), against the instance's ``configuration.statuses.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -349,11 +348,11 @@ class MastodonProvider(http.HttpProvider):
             headers={"Authorization": f"Bearer {self._token()}", "Accept": "text/event-stream"},
         )
         try:
-            async for event in http.iter_sse(http.iter_lines(response, SERVICE)):
+            async for event in http.iter_sse(http.iter_lines(response, SERVICE), SERVICE):
                 if event.event != "notification":
                     continue
                 try:
-                    item = json.loads(event.data)
+                    item = http.parse_json(event.data)
                 except ValueError:
                     yield FetchResult([], {}, "push", [("stream", "event data is not JSON")])
                     continue

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -167,7 +166,7 @@ def usage(headers: Mapping[str, str]) -> tuple[float, float]:
         if not raw:
             continue
         try:
-            data = json.loads(raw[:65536])
+            data = http.parse_json(raw[:65536])
         except ValueError:
             continue
         entries: list[Any] = [data]
@@ -185,7 +184,7 @@ def usage(headers: Mapping[str, str]) -> tuple[float, float]:
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The Graph's error object, or {} when the body has none."""
     try:
-        body = json.loads(response.content[:1_000_000])
+        body = http.parse_json(response.content[:1_000_000])
     except (ValueError, UnicodeDecodeError):
         return {}
     error = body.get("error") if isinstance(body, dict) else None
@@ -349,7 +348,7 @@ class MetaProvider(http.HttpProvider):
     def body_of(raw_body: bytes, expected: str) -> list[dict[str, Any]]:
         """The ``entry`` list of a verified body whose ``object`` is ``expected``; ``ValueError``
         (the body is kept as unmappable, with the reason) for anything else."""
-        data = json.loads(raw_body)
+        data = http.parse_json(raw_body)
         if not isinstance(data, dict) or data.get("object") != expected:
             found = data.get("object") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"not a {expected!r} webhook body (object is {str(found)[:40]!r})")

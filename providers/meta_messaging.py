@@ -19,7 +19,7 @@ uncertain send is tried again, ``find_ours`` looks through the conversation's la
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from replydesk.model import Contact, DeliveryUpdate, FetchResult, IncomingMessage, OutgoingReply, SendResult
@@ -256,3 +256,15 @@ def match_ours(candidates: list[Any], reply: OutgoingReply, ours: set[str], fiel
                 return SendResult(remote, at)
     raise UnknownDelivery(f"{service}: the reply is not among the latest messages there (no Graph endpoint takes "
                           "an idempotency key); check it on the platform, then retry or confirm it as sent")
+
+
+def event_ids(entries: list[dict[str, Any]], change_id: Callable[[Any, Any], str]) -> list[str]:
+    """The ids of what a Messenger-shaped webhook body (a Page's, an Instagram account's) brings: each
+    messaging event's, and ``change_id(change, value)`` for each change, so a redelivery of the same
+    events in another body is known for the same (``MetaProvider.ids_key``)."""
+    parts: list[str] = []
+    for entry in entries:
+        parts += Messaging.event_ids(entry)
+        for change in items(entry, "changes"):
+            parts.append(change_id(change, mapping(change, "value", required=False)))
+    return parts

@@ -230,7 +230,7 @@ async def _token_request(client: httpx.AsyncClient, app: OAuthApp, form: dict[st
         request = next(auth.auth_flow(request))
     response = await http.send_request(client, request, app.service + " login")
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         body = None
     if response.status_code >= 400 or not isinstance(body, dict):

@@ -21,6 +21,10 @@ from replydesk.providers.base import ProviderError
 T = TypeVar("T")
 Rejected = list[tuple[str, str]]
 
+#: Items read from one page: far above any page size we ask for (40-100), so only a hostile or
+#: broken answer meets it; the rest of such a page is one rejected entry, not millions.
+MAX_PAGE_ITEMS = 1000
+
 
 class BadItem(ValueError):
     """A platform item we cannot map; it goes to ``FetchResult.rejected`` with this reason."""
@@ -131,7 +135,7 @@ def map_each(batch: Iterable[T], map_one: Callable[[T], Mapped], label: Callable
     """
     messages: list[IncomingMessage] = []
     rejected = [] if rejected is None else rejected
-    for item in batch:
+    for item in _capped(batch, rejected):
         try:
             _collect(map_one(item), messages)
         except ProviderError:
@@ -147,7 +151,7 @@ async def map_items(batch: Iterable[T], map_one: Callable[[T], Mapped | Awaitabl
     """``map_each`` for a mapper that may be a coroutine function."""
     messages: list[IncomingMessage] = []
     rejected = [] if rejected is None else rejected
-    for item in batch:
+    for item in _capped(batch, rejected):
         try:
             mapped = map_one(item)
             if hasattr(mapped, "__await__"):
@@ -158,6 +162,17 @@ async def map_items(batch: Iterable[T], map_one: Callable[[T], Mapped | Awaitabl
         except Exception as exc:  # a bad item never stops the batch, whatever is wrong with it
             rejected.append((_label(label, item), reject_reason(exc)))
     return messages, rejected
+
+
+def _capped(batch: Iterable[T], rejected: Rejected) -> Iterable[T]:
+    """The first ``MAX_PAGE_ITEMS`` of ``batch``; the rest is noted once in ``rejected``."""
+    for i, item in enumerate(batch):
+        if i >= MAX_PAGE_ITEMS:
+            total = f"{len(batch)} items" if hasattr(batch, "__len__") else "more items"
+            rejected.append(("(page)", f"the page holds {total}, over the limit of {MAX_PAGE_ITEMS}: "
+                                       f"only the first {MAX_PAGE_ITEMS} were read"))
+            return
+        yield item
 
 
 def _collect(mapped: Any, messages: list[IncomingMessage]) -> None:

@@ -173,7 +173,7 @@ class TelegramProvider(http.HttpProvider):
         response = await self.request("POST", f"{self.base}/bot{token}/{method}", json=payload,
                                       read_timeout=30.0 + wait, check=False)
         try:
-            body = response.json()
+            body = http.parse_json(response.content)
         except (ValueError, UnicodeDecodeError):
             body = None
         if response.status_code == 200 and isinstance(body, dict) and body.get("ok") is True:

@@ -166,7 +166,7 @@ def comparable(text: str) -> str:
 def _problem(response: httpx.Response) -> str:
     """X's reason from its error envelope (``detail``/``title``, or ``errors[0].message``), redacted."""
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return ""
     if not isinstance(body, dict):

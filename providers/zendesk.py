@@ -108,7 +108,7 @@ def problem(response: httpx.Response) -> str:
     """Zendesk's reason: ``{"error": "...", "description": "...", "details": {field: [{description}]}}``
     or ``{"error": {"title", "message"}}``, redacted."""
     try:
-        body = response.json()
+        body = http.parse_json(response.content)
     except (ValueError, UnicodeDecodeError):
         return ""
     if not isinstance(body, dict):

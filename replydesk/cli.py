@@ -100,22 +100,29 @@ def _json_safe(text: str) -> str:
     return re.sub("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def _masked(text: str) -> str:
+    """``secrets.mask``: a secret is known only once replydesk.secrets fetched it, so a command that
+    never loaded that module has none to mask (and the read commands do not load it for this)."""
+    loaded = sys.modules.get("replydesk.secrets")
+    return loaded.mask(text) if loaded is not None else text
+
+
 def emit_json(obj: Any, out: Any = None) -> None:
     import json
 
     out = out or sys.stdout
-    out.write(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None)) + "\n")
+    out.write(_masked(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None))) + "\n")
 
 
 def say(text: str = "") -> None:
     """Every text line the CLI prints goes through here: ids, names and subjects can come from
     customers or imported files, so control and bidi characters are made visible at this one sink."""
-    sys.stdout.write(visible(text) + "\n")
+    sys.stdout.write(_masked(visible(text)) + "\n")
 
 
 def complain(text: str) -> None:
     """Errors on stderr: they quote what the user or a file gave us, so the same rule applies."""
-    sys.stderr.write(visible(f"replydesk: {text}") + "\n")
+    sys.stderr.write(_masked(visible(f"replydesk: {text}")) + "\n")
 
 
 # ---- workspace ------------------------------------------------------------------------------------
@@ -174,17 +181,28 @@ def parse_faults(spec: str) -> Any:
         if key not in DemoFaults.model_fields:
             raise UsageError(f"--faults: unknown fault {key!r} (known: {', '.join(DemoFaults.model_fields)})")
         value = value.strip()
-        if key == "latency" and value.endswith("ms"):
-            value = str(float(value[:-2]) / 1000)
-        values[key] = value.lower() in ("1", "true", "yes", "on") if key == "offline" else value
+        if key == "offline":
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise UsageError(f"--faults: offline={value!r}: expected 1 or 0")
+            values[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            values[key] = value
+    from pydantic import ValidationError
+
     try:
         return DemoFaults.model_validate(values)
-    except Exception as exc:
-        raise UsageError(f"--faults: {exc}") from None
+    except ValidationError as exc:  # one line: which fault, what was given, what is accepted
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}={values.get(field, '')!s}: {msg}")
+        raise UsageError("--faults: " + "; ".join(problems)) from None
 
 
 def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Database]:
     ws = _demo_workspace(args) if getattr(args, "command", None) == "demo" else _workspace(args)
+    args.db_where = (ws.data_dir / "replydesk.db", ws.config.sync.lock_timeout)  # for error messages
     return ws, ws.open_db(create=create)
 
 
@@ -251,7 +269,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from replydesk.tui.app import run_tui
 
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
-    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    ws.open_db().close()  # create or migrate it, and meet a damaged or locked file here, in one line
     return run_tui(ws)
 
 
@@ -274,7 +292,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         complain(f"another replydesk is already syncing {ws.data_dir}")
         return EXIT_ERROR
     try:
-        engine = ws.engine(db, follow_config=not args.once)
+        engine = ws.engine(db, follow_config=not args.once, on_health=lock.note)
         if args.once:
             report = asyncio.run(engine.run_once())
             if ws.team is not None:  # a joined workspace: one push and pull with the team
@@ -334,7 +352,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
             token = random.token_urlsafe(24)
             secrets.store(webhooks.VERIFY_TOKEN_ENTRY, token)
-        say(token)
+        # The one secret printed on purpose, unmasked: the user asked for it, to paste into Meta's dashboard.
+        sys.stdout.write(visible(token) + "\n")
         return EXIT_OK
     settings = ws.config.webhooks
     app = webhooks.build_app(ws.config, ws.data_dir)
@@ -412,7 +431,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     import json
 
     _, db = _open(args, create=False)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    from replydesk.storage.files import open_private
+
+    out = open_private(args.output) if args.output else sys.stdout  # customer data: 0600, whatever the umask
     try:
         records = exchange.export_records(db)
         if args.format == "json":  # one element at a time: an export of a million messages stays small
@@ -548,7 +569,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         from replydesk.timeparse import parse_when
 
         try:
-            at = parse_when(args.at, db.now())
+            at = parse_when(args.at, db.now(), ws.config.ui.timezone)
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
         if at <= db.now():
@@ -722,7 +743,7 @@ def cmd_snooze(args: argparse.Namespace) -> int:
 
     ws, db = _open(args)
     try:
-        until = parse_when(args.until, db.now())
+        until = parse_when(args.until, db.now(), ws.config.ui.timezone)
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
     actions.snooze(db, [_conv(db, args.conversation)], until, actor=ws.config.ui.agent)
@@ -821,7 +842,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     except secrets.SecretError as exc:
         complain(str(exc))
         return EXIT_ERROR
-    say(f"stored the secret for {args.account} in the system keyring")
+    where, protects, encrypted = secrets.backend_info()
+    say(f"stored the secret for {args.account} in {where}: {protects}")
+    if not encrypted:
+        say("for encryption at rest, run a desktop keyring (GNOME Keyring, KWallet) or keep the secret in "
+            f"the environment variable {secrets.env_name(args.account)} instead")
     return EXIT_OK
 
 
@@ -908,16 +933,21 @@ def cmd_locations(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
-    import contextlib
-
-    from replydesk.storage.db import DATABASE_ERRORS
+    from replydesk.storage.db import DATABASE_ERRORS, StorageError
 
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
-    with contextlib.suppress(*DATABASE_ERRORS):  # StorageError among them
+    problem = ""
+    try:
         db = ws.open_db(create=False)
         states = {s["account"]: s for s in queries.account_states(db)}
+    except StorageError as exc:
+        problem = str(exc) if exc.kind != "missing" else ""
+    except DATABASE_ERRORS as exc:
+        from replydesk.storage.faults import explain
+
+        problem = explain(exc, ws.data_dir / "replydesk.db")
     rows = []
     for a in ws.config.accounts:
         s = states.pop(a.name, {})
@@ -932,15 +962,21 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                      "last_sync": iso(s.get("last_sync")), "configured": False, "secret": "n/a"})
     if args.json:
         emit_json(rows)
-        return EXIT_OK
-    if not rows:
-        say(f"no accounts configured and none in the workspace {db_path}: add one to the config "
-            "(see config.example.yaml), or try 'replydesk demo'")
-    for r in rows:
-        where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
-        say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
-            f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
-            + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
+    else:
+        if not rows:
+            say(f"no accounts configured and none in the workspace {db_path}: add one to the config "
+                "(see config.example.yaml), or try 'replydesk demo'")
+        for r in rows:
+            where = "" if r["configured"] else "  (in the workspace, not in this config: its cache is read-only here)"
+            say(f"{r['name']:<16} {r['provider']:<9} {r['state']:<13} secret {r['secret']:<7} "
+                f"last sync {r['last_sync'] or 'never'} {one_line(r['detail'])}"
+                + (f" · {one_line(r['note'])}" if r["note"] else "") + where)
+        if any(a.provider not in ("demo", "demo-helpdesk") for a in ws.config.accounts):
+            backend, protects, _ = secrets.backend_info()
+            say(f"secrets: {backend}: {protects}")
+    if problem:  # the accounts are listed from the config; their sync state could not be read
+        complain(f"sync states unknown: {problem}")
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -1024,6 +1060,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     ws = _workspace(args) if args.command != "demo" else _demo_workspace(args)
     report = check(ws.data_dir, repair=args.repair)
+    if any(a.provider != "demo" for a in ws.config.accounts):
+        where, protects, _ = secrets.backend_info()
+        report["findings"].append(f"secrets: {where}: {protects}")
     if args.json:
         emit_json(report)
     else:
@@ -1119,7 +1158,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "open the console on the built-in demo workspace (no account needed)")
     p.add_argument("--seed", type=int, default=42, help="the demo shop's random seed (default 42)")
-    p.add_argument("--faults", metavar="SPEC", help="fault injection, e.g. fail=0.3,latency=200ms,ratelimit=0.1,offline=1")
+    p.add_argument("--faults", metavar="SPEC", help="fault injection, e.g. fail=0.3,latency=200ms,ratelimit=0.1,offline=1 "
+                   "(shares 0-1; durations as 200ms, 1.5s, 2m)")
     p.add_argument("--pace", type=float, default=None, help="seconds between new customer messages (default 20)")
     p.add_argument("--headless", action="store_true", help="run the demo's sync engine without the UI")
     p.add_argument("--once", action="store_true", help="with --headless: one pass, then exit")
@@ -1215,8 +1255,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--what-if", metavar="POLICY_FILE", help="replay history under the SLA policies in this YAML")
 
-    p = add("login", cmd_login, "store an account's token or password in the system keyring "
-            "(X and Google: log in with OAuth in the browser)")
+    p = add("login", cmd_login, "store an account's token or password in the keyring "
+            "(X and Google: log in with OAuth in the browser)",
+            epilog="Where it goes: the desktop keyring when there is one (GNOME Keyring, KWallet, the macOS "
+                   "Keychain, the Windows Credential Manager: encrypted at rest); with only keyrings.alt "
+                   "installed, a plain file (base64, NOT encrypted). 'replydesk accounts' says which is in "
+                   "use; REPLYDESK_SECRET_<ACCOUNT> in the environment is used instead when set.")
     p.add_argument("account")
     p.add_argument("--no-browser", action="store_true",
                    help="OAuth logins: only print the URL (paste the redirected address back over SSH)")
@@ -1285,8 +1329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("REPLYDESK_LOG") or getattr(args, "func", None) not in (cmd_search, cmd_show, cmd_outbox):
         import logging  # the read commands log nothing: 2 ms of their start-up spared
 
+        ours = not logging.getLogger().handlers  # a host (a test runner) may have its own already
         logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
                             format="%(levelname)s %(name)s: %(message)s")
+        if ours:
+            from replydesk import logcap
+
+            for handler in logging.getLogger().handlers:  # no flood, no secret, whatever a platform sends
+                logcap.install(handler)
     for name in ("data_dir", "config"):
         if not hasattr(args, name):
             setattr(args, name, None)
@@ -1312,10 +1362,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             + _raised("replydesk.secrets", "SecretError")) as exc:
         complain(str(exc))
         return EXIT_ERROR
-    except _raised("sqlite3", "Error") as exc:  # SQLite's own (damage, a lock held too long): what doctor would say
-        complain(f"the workspace database failed: {exc}; 'replydesk doctor' checks it, "
-                 "'replydesk doctor --repair' fixes what is safe")
-        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -1324,6 +1370,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return EXIT_OK
+    except (*_raised("sqlite3", "Error"), OSError) as exc:  # locked, full, read-only, damaged: one line, never a traceback
+        import logging
+
+        from replydesk.storage.faults import explain
+
+        path, timeout = getattr(args, "db_where", (None, None))
+        logging.getLogger("replydesk").debug("database error", exc_info=True)
+        complain(explain(exc, path, timeout))
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: say so in one line; REPLYDESK_LOG=debug shows the traceback
+        import logging
+
+        logging.getLogger("replydesk").debug("internal error", exc_info=True)
+        complain(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                 "(run with REPLYDESK_LOG=debug for the details, and please report it)")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

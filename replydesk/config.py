@@ -77,6 +77,9 @@ class SyncSettings(Strict):
     """First retry delay; doubles each time, with jitter."""
     retry_max: Duration = 300.0
     """Longest delay between retries."""
+    lock_timeout: Duration = Field(30.0, gt=0, le=3600)
+    """How long a write (the engine's or a command's) waits for another process's write lock on the
+    database before it says "database is locked"; the engine then retries with backoff."""
 
 
 class View(Strict):
@@ -109,10 +112,13 @@ class AlertSettings(Strict):
 class UiSettings(Strict):
     agent: str = "me"
     """Your name: ``assignee:me`` views, notes and the event log use it."""
-    undo_seconds: Duration = 5.0
-    """How long a sent reply waits in the outbox so it can be taken back."""
+    undo_seconds: Duration = Field(5.0, le=3600)
+    """How long a sent reply waits in the outbox so it can be taken back (at most an hour)."""
     theme: str = "textual-dark"
     """The console's colours: one of ``THEMES`` (light ones included)."""
+    timezone: str | None = None
+    """The IANA zone times are typed and shown in (``reply --at``, ``snooze --until``, the console's
+    "tomorrow 9:00" and clock times); default: the system's zone."""
     alerts: AlertSettings = AlertSettings()
     """What happens when a conversation reaches warning or breach while the console is open."""
     count_timeout: Duration = 0.6
@@ -139,6 +145,18 @@ class UiSettings(Strict):
     def _known_theme(cls, v: str) -> str:
         if v not in THEMES:
             raise ValueError(f"unknown theme {v!r}; choose one of: {', '.join(THEMES)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Europe/Athens") from None
         return v
 
     @field_validator("views")
@@ -316,10 +334,112 @@ def _format_errors(exc: ValidationError, path: Path, root: yaml.Node | None) -> 
     return "\n".join(lines)
 
 
+#: Deeper than this is not a config a person wrote (and PyYAML would recurse until Python gives up).
+MAX_DEPTH = 32
+#: Nodes after expanding aliases: anchors that refer to anchors multiply ("billion laughs").
+MAX_NODES = 20_000
+
+
+class _Limited(Exception):
+    """A limit of ``_Loader`` was hit at ``node``."""
+
+    def __init__(self, node: yaml.Node, problem: str, loc: tuple[Any, ...] | None = None) -> None:
+        super().__init__(problem)
+        self.node, self.problem, self.loc = node, problem, loc
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses what a person cannot have meant: nesting deeper than
+    ``MAX_DEPTH`` (checked while composing, before any recursion gets deep) and dates that do not
+    exist (``2026-02-30``), each raised with the node so the message can name its line and key."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._loc: list[Any] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        inside = parent is not None and index is not None  # None: composing a mapping's key
+        if inside:  # index: the key node (mapping) or the position (sequence)
+            self._loc.append(index.value if isinstance(index, yaml.ScalarNode) else index)
+        try:
+            if len(self._loc) > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Limited(yaml.ScalarNode("tag:yaml.org,2002:null", "", mark, mark),
+                               f"nested more than {MAX_DEPTH} levels deep", tuple(self._loc))
+            return super().compose_node(parent, index)
+        finally:
+            if inside:
+                self._loc.pop()
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            raise _Limited(node, f"{node.value!r} is not a real date or time ({exc})") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _walk(node: yaml.Node, loc: tuple[Any, ...] = ()) -> Any:
+    """Every (location, node) of the tree, aliases followed (the same node object again)."""
+    yield loc, node
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _walk(value, (*loc, key.value if isinstance(key, yaml.ScalarNode) else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _walk(item, (*loc, i))
+
+
+def _check_tree(root: yaml.Node, path: Path) -> None:
+    """Duplicate keys (YAML says they are an error; PyYAML lets the later one win unseen) and a
+    tree that expands beyond ``MAX_NODES``."""
+    for count, (loc, node) in enumerate(_walk(root), 1):
+        if count > MAX_NODES:
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: {_describe(loc)}: the file expands to more than "
+                              f"{MAX_NODES} values (anchors referring to anchors?)")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key, _ in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name is None or name == "<<":
+                    continue
+                if name in seen:
+                    raise ConfigError(f"{path}:{key.start_mark.line + 1}: {_describe((*loc, name))}: duplicate key "
+                                      f"(also on line {seen[name].start_mark.line + 1}); keep one")
+                seen[name] = key
+
+
+def _location_of(root: yaml.Node | None, target: yaml.Node) -> tuple[Any, ...]:
+    if root is not None:
+        for loc, node in _walk(root):
+            if node is target:
+                return loc
+    return ()
+
+
+def _load_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    """The document and its node tree (for error lines), composed once, checked, then constructed."""
+    loader = _Loader(text)
+    root = None
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_tree(root, path)
+        return loader.construct_document(root), root
+    except _Limited as exc:
+        loc = exc.loc if exc.loc is not None else _location_of(root, exc.node)
+        key = f" {_describe(loc)}:" if loc else ""
+        raise ConfigError(f"{path}:{exc.node.start_mark.line + 1}:{key} {exc.problem}") from None
+    finally:
+        loader.dispose()
+
+
 def parse_config(text: str, path: Path) -> Config:
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data, root = _load_yaml(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -8,6 +8,10 @@ name (``FetchResult.listening``); what a search cost on a metered platform (X) i
 ``listening_share`` of it: listening slows as its share runs low and pauses when it is spent, the
 inbox's own polling is not touched.
 
+Its waits (the next run of a query, a rate limit's reset, its backoff) are decided on the engine's
+monotonic clock like the account's, so a wall clock stepped back holds no query; the poll time kept
+in the cursor (for a restart) and what the status bar shows stay wall time.
+
 Faults stay listening's own: a search refused by a rate limit waits for its reset, a platform error
 backs listening off, and neither stops the account's mentions, DMs or replies; only an auth error
 stops the account (the token is the same). The status bar's note says which.
@@ -57,10 +61,11 @@ class ListenState:
     """One account's listening in this engine."""
 
     queries: list[ListeningQuery]
-    blocked_until: float = 0.0  # a rate limit's reset, or listening's own backoff
+    blocked_until: float = 0.0  # a rate limit's reset, or listening's own backoff (wall time: shown)
+    resume_at: float = 0.0  # the same wait on the engine's monotonic clock (what decides)
     failures: int = 0
     note: str = ""  # for the status bar: what listening does or why it waits
-    next_at: dict[str, float] = field(default_factory=dict)  # query -> when it is due
+    next_at: dict[str, float] = field(default_factory=dict)  # query -> when it is due (monotonic)
 
 
 class Listener:
@@ -82,6 +87,17 @@ class Listener:
     def db(self) -> Database:
         return self.engine.db
 
+    def _mono(self, wall: float) -> float:
+        """A wall-clock instant (a stored poll time, a platform's reset) on the monotonic clock."""
+        return self.engine.mono() + (wall - self.db.now())
+
+    def _wall(self, mono: float) -> float:
+        return self.db.now() + (mono - self.engine.mono())
+
+    def _wait(self, state: ListenState, seconds: float) -> None:
+        state.resume_at = self.engine.mono() + seconds
+        state.blocked_until = self.db.now() + seconds
+
     # ---- when ---------------------------------------------------------------------------------------
 
     def due(self, run: AccountRun) -> bool:
@@ -89,13 +105,13 @@ class Listener:
         state = self.state.get(run.name)
         if state is None or run.stopped:
             return False
-        now = self.db.now()
-        if now < state.blocked_until:
+        now = self.engine.mono()
+        if now < state.resume_at:
             return False
         if len(state.next_at) < len(state.queries):
             cursors = ingest.all_cursors(self.db, run.name)
             for q in state.queries:
-                state.next_at.setdefault(q.name, self._due_at(q, cursors.get(q.stream) or {}))
+                state.next_at.setdefault(q.name, self._mono(self._due_at(q, cursors.get(q.stream) or {})))
         return min(state.next_at.values()) <= now
 
     @staticmethod
@@ -130,15 +146,15 @@ class Listener:
         state = self.state.get(run.name)
         if state is None or not self.engine.can_call(run) or not self.due(run):
             return 0
-        now = self.db.now()
+        now, mono = self.db.now(), self.engine.mono()
         cursors = ingest.all_cursors(self.db, run.name)
-        due = [q for q in state.queries if state.next_at[q.name] <= now]
+        due = [q for q in state.queries if state.next_at[q.name] <= mono]
         metered = isinstance(run.provider.options, MeteredOptions)
         if metered:
             interval, why = self._paced(run, state, due[0])
             if why.startswith("paused"):
                 for query in due:
-                    state.next_at[query.name] = now + interval
+                    state.next_at[query.name] = mono + interval
                 state.note = f"listening {why}"
                 return 0
         try:
@@ -147,7 +163,7 @@ class Listener:
             self.engine._fault(run, exc)
             return 0
         except RateLimited as exc:
-            state.blocked_until = exc.reset_at
+            self._wait(state, exc.reset_at - now)
             state.note = f"listening waits until {_clock(exc.reset_at)} (rate limit)"
             return 0
         except ProviderError as exc:
@@ -156,7 +172,7 @@ class Listener:
             wait = backoff_delay(state.failures, sync.retry_base, sync.retry_max)
             if isinstance(exc, PermanentError):  # refused, not failed: asking every poll would not help
                 wait = max(wait, REFUSED_RETRY)
-            state.blocked_until = now + wait
+            self._wait(state, wait)
             state.note = f"listening: {exc}; again at {_clock(state.blocked_until)}"
             log.warning("account %s: listening failed: %s", run.name, exc)
             return 0
@@ -173,7 +189,7 @@ class Listener:
         why = ""
         for query in due:
             interval, why = self._paced(run, state, query)
-            state.next_at[query.name] = max(now + interval, waits.get(query.stream, 0.0))
+            state.next_at[query.name] = max(mono + interval, self._mono(waits.get(query.stream, 0.0)))
         state.note = self._describe(run, state, why)
         if waits:
             state.note += f", waits until {_clock(max(waits.values()))} (rate limit)"
@@ -191,7 +207,7 @@ class Listener:
         text = f"listening {n} quer{'y' if n == 1 else 'ies'}"
         soonest = min(state.next_at.values(), default=None)
         if why and soonest is not None:
-            text += f", next {_clock(soonest)} ({why})"
+            text += f", next {_clock(self._wall(soonest))} ({why})"
         options = run.provider.options
         if isinstance(options, MeteredOptions):
             mine = spend.listening_summary(spend.summary(self.db, run.name), options.listening_share)
@@ -204,7 +220,7 @@ class Listener:
         state = self.state.get(run.name)
         if state is None:
             return ""
-        if state.blocked_until > self.db.now() and not state.note:
+        if state.resume_at > self.engine.mono() and not state.note:
             return f"listening waits until {_clock(state.blocked_until)}"
         return state.note or self._describe(run, state, "")
 

@@ -8,12 +8,12 @@ rule that plain http (or a mail server without TLS) is only for this machine.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-from replydesk.slaconfig import parse_duration
 
 #: The hosts a password or token may reach without TLS: this machine only.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -31,17 +31,47 @@ def https_or_local(url: str) -> str:
     raise ValueError("must be an https:// URL (plain http only for localhost)")
 
 
+_SECONDS_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(ms|[wdhms])", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest duration any option takes (about 300 years, "never" for every practical purpose):
+#: beyond it a value would overflow the clock arithmetic it feeds (``undo_seconds: 1e300`` once broke
+#: ``outbox --json``); options with a tighter sensible range say so themselves (``undo_seconds``).
+MAX_SECONDS = 1e10
+
+
+def parse_seconds(text: str) -> float:
+    """``200ms``, ``1.5s``, ``30s``, ``5m``, ``1h30m``, ``2d`` or a bare number → seconds, exactly
+    (sub-second values are kept: ``200ms`` is 0.2, not 0)."""
+    raw = text.strip()
+    try:
+        number = float(raw)
+    except ValueError:
+        compact = raw.replace(" ", "")
+        parts = _SECONDS_PART.findall(compact)
+        if not compact or "".join(n + u for n, u in parts).lower() != compact.lower():
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 200ms, 1.5s, 30s, 5m, 1h30m") from None
+        units = [u.lower() for _, u in parts]
+        if len(set(units)) != len(units):
+            raise ValueError(f"invalid duration {text!r}: a unit appears twice") from None
+        number = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"invalid duration {text!r}: must be a finite, non-negative time")
+    return number
+
+
 def seconds(value: Any) -> Any:
-    """``30s``/``5m``/``1h`` or a plain number → seconds; anything else is left to the type check."""
+    """``200ms``/``30s``/``5m``/``1h`` or a plain number → seconds; anything else is left to the type check."""
     if isinstance(value, str):
-        return float(parse_duration(value))
+        return parse_seconds(value)
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m, 1h")
+        raise ValueError("expected a duration such as 200ms, 30s, 5m, 1h")
+    if isinstance(value, int | float) and not math.isfinite(value):
+        raise ValueError("expected a finite duration")
     return value
 
 
-#: A duration option: ``90s``, ``30m``, ``4h`` or a number of seconds.
-Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0)]
+#: A duration option: ``200ms``, ``90s``, ``30m``, ``4h`` or a number of seconds (up to ``MAX_SECONDS``).
+Duration = Annotated[float, BeforeValidator(seconds), Field(ge=0, le=MAX_SECONDS)]
 HttpsUrl = Annotated[str, BeforeValidator(lambda v: https_or_local(v) if isinstance(v, str) else v)]
 
 

@@ -457,7 +457,13 @@ class SlaEngine:
     def evaluate_with_transitions(
         self, attrs: ConvAttrs, events: Sequence[SlaEvent], since: float, at: float
     ) -> tuple[SlaResult, list[Transition]]:
-        """``evaluate`` and ``transitions(since, at)`` from one computation (the sync hot path)."""
+        """``evaluate`` and ``transitions(since, at)`` from one computation (the sync hot path).
+
+        Never evaluated before ``since`` (the last evaluation): a wall clock stepped back must not
+        take a recorded breach back; the result's ``at`` says which instant was used.
+        """
+        if since > at:
+            at = since
         policy, current, history, trans = self._compute(attrs, events, at)
         result = SlaResult(policy=policy.name if policy else None, metrics=current, history=history, at=at)
         return result, [tr for tr in trans if since < tr[0] <= at]

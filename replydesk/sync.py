@@ -8,6 +8,14 @@ connection, so it never blocks the UI; the UI reads with its own connection and 
 Failure handling, per account: transient faults back off exponentially with jitter (tenacity's
 ``wait_exponential_jitter``), rate limits wait until their reset without spending requests, auth
 errors stop the account ("re-login needed") and keep everything queued.
+
+Every task of the engine (one loop per account, one per push stream, the SLA sweep) is supervised:
+an unexpected error — a locked or full database, a bug — is logged once, recorded as a stall
+("stalled: database is locked by another process since 08:34") in the account's status, the lease
+file (``doctor`` and other processes read it) and ``health()`` (the console in this process), then
+retried with backoff; the task resumes by itself when the cause is gone. Waits (backoff, rate-limit
+resets, the next poll) run on the monotonic clock, so a wall clock stepped back holds nothing; the
+outbox's stored retry times written before such a step are moved back with it.
 """
 
 from __future__ import annotations
@@ -55,12 +63,18 @@ from replydesk.storage import (
     templates,
     tickets,
 )
-from replydesk.storage.db import Database
+from replydesk.storage.db import DATABASE_ERRORS, Database
+from replydesk.storage.faults import describe_failure
 from replydesk.surveys import Surveys
 
 log = logging.getLogger(__name__)
 
 IDLE = 0.25  # seconds between looks at the outbox when nothing else wakes an account
+#: Longest wait between two tries of a stalled task: the cause (a lock, a full disk) is usually
+#: fixed by someone who then expects the engine to carry on within moments.
+STALL_RETRY_MAX = 30.0
+#: A jump of the wall clock against the monotonic one larger than this is a step, not drift.
+CLOCK_STEP = 2.0
 TEMPLATES_EVERY = 3600.0  # seconds between refreshes of an account's message templates
 
 
@@ -97,14 +111,24 @@ class AccountRun:
     name: str
     provider: Provider
     failures: int = 0
-    blocked_until: float = 0.0  # backoff or rate-limit reset
+    blocked_until: float = 0.0  # backoff or rate-limit reset, wall time (what the user is told)
+    resume_at: float = 0.0  # the same wait on the monotonic clock (what decides)
     stopped: bool = False  # auth error: needs the user
-    next_fetch: float = 0.0
+    next_fetch: float = 0.0  # monotonic; 0 until the first poll
     streaming: bool = False  # a push stream is delivering: polling pauses (it would race it)
-    stream_blocked_until: float = 0.0  # a partial stream's own backoff (polling goes on meanwhile)
+    stream_resume_at: float = 0.0  # monotonic: a partial stream's own backoff (polling goes on meanwhile)
     pace_note: str = ""  # how often a metered account polls now, and why
-    templates_due: float = 0.0  # when the account's message templates are fetched again
+    templates_due: float = 0.0  # monotonic: when the account's message templates are fetched again
     facts: dict[str, PlatformFacts] = field(default_factory=dict)  # as last stored for the console
+
+
+@dataclass
+class Stall:
+    """A supervised task that keeps failing: why, since when (wall time), how many tries."""
+
+    reason: str
+    since: float
+    tries: int = 1
 
 
 @dataclass
@@ -118,9 +142,16 @@ class SyncEngine:
     def __init__(self, config: Config, db: Database, data_dir: Path, *,
                  secret_for: Callable[[str], Callable[[], str | None]] = secrets.getter,
                  clock: Callable[[], float] | None = None,
-                 config_check: Callable[[], ConfigChange | None] | None = None) -> None:
+                 config_check: Callable[[], ConfigChange | None] | None = None,
+                 monotonic: Callable[[], float] | None = None,
+                 on_health: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
         self.db = db
+        # Waits run on a clock that never steps; a test's fixed clock is its own monotonic clock.
+        self.mono = monotonic or (time.monotonic if db.clock is time.time else db.clock)
+        self._offset = db.now() - self.mono()  # wall minus monotonic: a drop is a clock stepped back
+        self.stalls: dict[str, Stall] = {}
+        self.on_health = on_health
         self.config_check = config_check
         self._config_checked = 0.0
         self.data_dir = Path(data_dir)
@@ -155,9 +186,27 @@ class SyncEngine:
 
     def _restore_rate_limits(self) -> None:
         """A platform's "wait until T" binds the next process too: a restart must not spend requests."""
-        for name, until in accounts.rate_limits_in_force(self.db, self.db.now()).items():
+        now = self.db.now()
+        for name, until in accounts.rate_limits_in_force(self.db, now).items():
             if name in self.accounts:
-                self.accounts[name].blocked_until = until
+                self._block(self.accounts[name], until - now)
+
+    def _block(self, run: AccountRun, seconds: float) -> None:
+        """Hold the account's calls for ``seconds``: decided on the monotonic clock, shown in wall time."""
+        seconds = max(0.0, seconds)
+        run.resume_at = self.mono() + seconds
+        run.blocked_until = self.db.now() + seconds
+
+    def _check_clock(self) -> None:
+        """Notice a wall clock stepped back (NTP, a VM resumed, a hand correction): the waits stored in
+        the outbox before the step are moved back with it, so no reply is held for the step's length."""
+        offset = self.db.now() - self.mono()
+        step = self._offset - offset
+        if step > CLOCK_STEP:
+            moved = outbox.rebase_waits(self.db, -step, written_after=self.db.now())
+            log.warning("the system clock went back %.0f s: %d reply wait(s) moved back with it", step, moved)
+        if abs(step) > CLOCK_STEP:
+            self._offset = offset
 
     # ---- status -----------------------------------------------------------------------------------
 
@@ -227,14 +276,13 @@ class SyncEngine:
 
     def can_call(self, run: AccountRun) -> bool:
         """False while the account is stopped, backing off or waiting for a rate-limit reset."""
-        return not run.stopped and self.db.now() >= run.blocked_until
+        return not run.stopped and self.mono() >= run.resume_at
 
     def can_stream(self, run: AccountRun) -> bool:
         """Whether to open the account's push stream now: after the first poll has stored its cursors
         (both would ask the platform at once), and not while it must wait."""
-        now = self.db.now()
-        return not run.stopped and run.next_fetch > 0 and now >= run.blocked_until \
-            and now >= run.stream_blocked_until
+        now = self.mono()
+        return not run.stopped and run.next_fetch > 0 and now >= run.resume_at and now >= run.stream_resume_at
 
     def _thread_resolver(self, account: str) -> Callable[[Any], str | None]:
         def resolve(native_ids: Any) -> str | None:
@@ -265,24 +313,24 @@ class SyncEngine:
     def _fault(self, run: AccountRun, exc: ProviderError) -> str:
         """Translate a provider failure into account state; returns a one-line reason."""
         now = self.db.now()
-        reason = str(exc) or type(exc).__name__
+        reason = secrets.mask(str(exc) or type(exc).__name__)
         if isinstance(exc, AuthError):
             run.stopped = True
             self._status(run.name, "auth_error", f"re-login needed: {reason}")
         elif isinstance(exc, RateLimited):
-            run.blocked_until = max(run.blocked_until, exc.reset_at)
+            if self.can_call(run) or exc.reset_at > run.blocked_until:  # never shortens a longer wait
+                self._block(run, exc.reset_at - now)
             self._status(run.name, "rate_limited", f"{reason}; waiting until {_clock(run.blocked_until)}",
                          until=run.blocked_until)
         elif isinstance(exc, TransientError):
             run.failures += 1
             sync = self.config.sync
-            run.blocked_until = now + backoff_delay(run.failures, sync.retry_base, sync.retry_max)
+            self._block(run, backoff_delay(run.failures, sync.retry_base, sync.retry_max))
             self._status(run.name, "offline" if isinstance(exc, Offline) else "backoff", reason,
                          until=run.blocked_until)
         else:
             run.failures += 1
-            run.blocked_until = now + backoff_delay(run.failures, self.config.sync.retry_base,
-                                                    self.config.sync.retry_max)
+            self._block(run, backoff_delay(run.failures, self.config.sync.retry_base, self.config.sync.retry_max))
             self._status(run.name, "error", reason, until=run.blocked_until)
         return reason
 
@@ -309,9 +357,9 @@ class SyncEngine:
     async def _refresh_templates(self, run: AccountRun) -> None:
         """An account's approved message templates (WhatsApp), for the composer: on the first fetch
         and then hourly. A failure keeps the last set and says why in the log."""
-        if not run.provider.capabilities.templates or self.db.now() < run.templates_due:
+        if not run.provider.capabilities.templates or self.mono() < run.templates_due:
             return
-        run.templates_due = self.db.now() + TEMPLATES_EVERY
+        run.templates_due = self.mono() + TEMPLATES_EVERY
         try:
             found = await run.provider.templates()
         except ProviderError as exc:
@@ -432,6 +480,8 @@ class SyncEngine:
             self._send_fault(run, item.key, exc, attempted)
             return False
         except Exception as exc:  # a provider bug: treat as uncertain, never leave the row 'sending'
+            if not attempted and isinstance(exc, DATABASE_ERRORS):
+                raise  # the workspace failed (locked, full) before anything left: the step stalls and retries
             log.exception("account %s: unexpected error sending %s", run.name, item.key)
             self._send_fault(run, item.key, TransientError(f"internal error: {type(exc).__name__}: {exc}"),
                              attempted)
@@ -453,7 +503,7 @@ class SyncEngine:
         """
         sync = self.config.sync
         now = self.db.now()
-        reason = str(exc) or type(exc).__name__
+        reason = secrets.mask(str(exc) or type(exc).__name__)
         if isinstance(exc, UnknownDelivery):
             outbox.mark_unknown(self.db, key, reason)
         elif isinstance(exc, RateLimited):
@@ -553,6 +603,7 @@ class SyncEngine:
 
     async def run_once(self) -> PassReport:
         report = PassReport()
+        self._check_clock()
         await self.reconcile_in_flight()
         self.run_timers()  # timers due before what this pass fetches fire first, as time ran
         for run in self.accounts.values():
@@ -576,72 +627,152 @@ class SyncEngine:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _account_loop(self, run: AccountRun) -> None:
+    # ---- supervision ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """How the engine is doing, for the console in this process and the lease note:
+        ``{"state": "running"|"stalled", "reason", "since", "tasks"}`` (no database needed)."""
+        if not self.stalls:
+            return {"state": "running"}
+        first = min(self.stalls.values(), key=lambda st: st.since)
+        return {"state": "stalled", "reason": first.reason, "since": first.since,
+                "tasks": {name: {"reason": st.reason, "since": st.since, "tries": st.tries}
+                          for name, st in self.stalls.items()}}
+
+    def _publish_health(self) -> None:
+        if self.on_health is not None:
+            with contextlib.suppress(Exception):
+                self.on_health(self.health())
+
+    def describe(self, exc: BaseException) -> str:
+        """One line for a task's unexpected failure (``storage.faults.describe_failure``), secrets masked."""
+        return secrets.mask(describe_failure(exc, self.db.path, self.db.lock_timeout))[:200]
+
+    def _stalled(self, task: str, account: str | None, exc: BaseException) -> Stall:
+        """Record a failed try of ``task``. Logged (with the traceback) once per reason; the account's
+        status row says so too when the database takes the write (best effort: it may be the cause)."""
+        reason = self.describe(exc)
+        stall = self.stalls.get(task)
+        if stall is not None and stall.reason == reason:
+            stall.tries += 1
+            log.debug("%s: still stalled (%s), try %d", task, reason, stall.tries)
+            return stall
+        stall = self.stalls[task] = Stall(reason, self.db.now(), 1 if stall is None else stall.tries + 1)
+        if isinstance(exc, (*DATABASE_ERRORS, OSError)):
+            log.warning("%s stalled: %s; retrying with backoff", task, reason)
+        else:
+            log.exception("%s stalled: %s; retrying with backoff", task, reason)
+        self._publish_health()
+        if account is not None:
+            with contextlib.suppress(Exception):
+                self._status(account, "stalled", f"{reason} since {_clock(stall.since)[:5]}; retrying by itself")
+        return stall
+
+    def _recovered(self, task: str, account: str | None) -> None:
+        stall = self.stalls.pop(task, None)
+        if stall is None:
+            return
+        log.warning("%s resumed after %d failed tr%s (%s)", task, stall.tries, "y" if stall.tries == 1 else "ies",
+                    stall.reason)
+        self._publish_health()
+        if account is not None:
+            with contextlib.suppress(Exception):
+                current = accounts.status_of(self.db, account)
+                if current is not None and current.state == "stalled":
+                    self._status(account, "ok", "resumed")
+
+    async def _supervise(self, task: str, step: Callable[[], Any], account: str | None = None, *,
+                         once: bool = False) -> None:
+        """Run ``step`` (a coroutine function returning the seconds to wait) until ``stop()`` (with
+        ``once``: until it has succeeded once).
+
+        An error ``step`` does not handle itself stalls the task, never ends it: it is retried with
+        backoff (at most ``STALL_RETRY_MAX`` apart) until it works again.
+        """
         while not self._stop.is_set():
-            now = self.db.now()
             try:
-                paused = run.streaming and run.provider.stream_replaces_polling
-                if not run.stopped and not paused and now >= run.next_fetch and now >= run.blocked_until:
-                    await self.fetch_account(run)
-                    run.next_fetch = self.db.now() + self._next_poll_in(run)
-                    self._publish_note(run)
-                self.ingest_pushed(run)
-                if self.listening.due(run) and self.can_call(run):
-                    await self.listening.step(run)
-                    self._publish_note(run)
-                self.forward_notes(run)
-                await self.drain(run)
-            except Exception as exc:  # a bug or a broken database must not end the account silently
-                log.exception("account %s: unexpected error", run.name)
-                self._fault(run, ProviderError(f"internal error: {type(exc).__name__}: {exc}"))
+                wait = await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a locked or full database, a bug: stall, retry, never end
+                stall = self._stalled(task, account, exc)
+                sync = self.config.sync
+                wait = backoff_delay(stall.tries, min(sync.retry_base, STALL_RETRY_MAX),
+                                     min(sync.retry_max, STALL_RETRY_MAX))
+            else:
+                if task in self.stalls:
+                    self._recovered(task, account)
+                if once:
+                    return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._idle(run))
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, wait))
+
+    # ---- the tasks --------------------------------------------------------------------------------
+
+    async def _account_step(self, run: AccountRun) -> float:
+        """One turn of an account: fetch when due, take in pushed bodies, run the listening queries
+        that are due, send what is due; returns the seconds to sleep."""
+        self._check_clock()
+        paused = run.streaming and run.provider.stream_replaces_polling
+        if not paused and self.mono() >= run.next_fetch and self.can_call(run):
+            await self.fetch_account(run)
+            run.next_fetch = self.mono() + self._next_poll_in(run)
+            self._publish_note(run)
+        self.ingest_pushed(run)
+        if self.listening.due(run) and self.can_call(run):
+            await self.listening.step(run)
+            self._publish_note(run)
+        self.forward_notes(run)
+        await self.drain(run)
+        return self._idle(run)
 
     def _idle(self, run: AccountRun) -> float:
         """Seconds to sleep: until the account's next wait ends, at most 0.25 s (new replies queued by
         another process are noticed by polling)."""
-        now = self.db.now()
-        waits = [t - now for t in (run.next_fetch, run.blocked_until) if t > now and not run.stopped]
+        now = self.mono()
+        waits = [t - now for t in (run.next_fetch, run.resume_at) if t > now and not run.stopped]
         return min([IDLE, *waits]) if waits else IDLE
 
-    async def _stream_loop(self, run: AccountRun) -> None:
+    async def _stream_step(self, run: AccountRun) -> float:
         """Push where the platform offers it (IMAP IDLE, Mastodon streaming, Telegram long polling).
 
         Each streamed result is stored with its cursor like a polled one. While the stream is up,
         polling pauses; when it drops, polling takes over at once and the stream is retried after
         the account's backoff, so nothing arrives only through one path.
         """
+        # Start after the first poll has stored its cursors (both would ask the platform at once).
         partial = not run.provider.stream_replaces_polling
-        while not self._stop.is_set():
-            if self.can_stream(run):
-                run.streaming = True
-                try:
-                    async for result in run.provider.stream():
-                        stats = ingest.ingest(self.db, run.name, [result])
-                        self._record_usage(run)
-                        run.failures = 0
-                        self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
-                                     else "live", synced=True)
-                        self._publish_note(run)
-                        if self._stop.is_set():
-                            break
-                except ProviderError as exc:
+        if self.can_stream(run):
+            run.streaming = True
+            try:
+                async for result in run.provider.stream():
+                    stats = ingest.ingest(self.db, run.name, [result])
                     self._record_usage(run)
-                    if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
-                        run.stream_blocked_until = self.db.now() + backoff_delay(
-                            2, self.config.sync.retry_base, self.config.sync.retry_max)
-                        log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
-                    else:
-                        self._fault(run, exc)
-                except Exception as exc:  # a provider bug must not end the stream silently
-                    log.exception("account %s: stream failed", run.name)
-                    self._fault(run, ProviderError(f"internal error in stream: {type(exc).__name__}: {exc}"))
-                finally:
-                    run.streaming = False
-                    if partial:
-                        self._publish_note(run)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=max(1.0, self._idle(run)))
+                    run.failures = 0
+                    self._status(run.name, "ok", f"live · {stats.new_messages} new" if stats.new_messages
+                                 else "live", synced=True)
+                    self._publish_note(run)
+                    if self._stop.is_set():
+                        break
+            except ProviderError as exc:
+                self._record_usage(run)
+                if partial and not isinstance(exc, AuthError):  # polling carries on: back off the stream only
+                    run.stream_resume_at = self.mono() + backoff_delay(
+                        2, self.config.sync.retry_base, self.config.sync.retry_max)
+                    log.info("account %s: stream ended (%s); polling meanwhile", run.name, exc)
+                else:
+                    self._fault(run, exc)
+            finally:
+                run.streaming = False
+                if partial:
+                    self._publish_note(run)
+        return max(1.0, self._idle(run))
+
+    async def _sweep_step(self) -> float:
+        self._check_clock()
+        self.follow_config()
+        self.sweep()
+        return 1.0
 
     def follow_config(self) -> None:
         """Every few seconds: put an edited SLA section in force and re-evaluate from the log."""
@@ -661,21 +792,18 @@ class SyncEngine:
         if change.on_restart:
             log.warning("config changed in %s: applies when replydesk sync restarts", ", ".join(change.on_restart))
 
-    async def _sweep_loop(self) -> None:
-        while not self._stop.is_set():
-            self.follow_config()
-            self.sweep()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
-
     async def run(self) -> None:
-        """Run until ``stop()``: one loop per account plus the SLA/snooze sweeper."""
+        """Run until ``stop()``: one supervised task per account, per push stream, and the SLA/snooze
+        sweeper."""
         self._stop = asyncio.Event()
-        await self.reconcile_in_flight()
-        tasks = [asyncio.create_task(self._account_loop(run)) for run in self.accounts.values()]
-        tasks += [asyncio.create_task(self._stream_loop(run)) for run in self.accounts.values()
-                  if run.provider.capabilities.streams]
-        tasks.append(asyncio.create_task(self._sweep_loop()))
+        await self._supervise("start", self._start_step, once=True)
+        tasks = [asyncio.create_task(self._supervise(f"account {run.name}", lambda run=run: self._account_step(run),
+                                                     run.name))
+                 for run in self.accounts.values()]
+        tasks += [asyncio.create_task(self._supervise(f"stream {run.name}", lambda run=run: self._stream_step(run),
+                                                      run.name))
+                  for run in self.accounts.values() if run.provider.capabilities.streams]
+        tasks.append(asyncio.create_task(self._supervise("sla sweep", self._sweep_step)))
         try:
             await self._stop.wait()
         finally:
@@ -688,3 +816,8 @@ class SyncEngine:
             if self._spool is not None:
                 self._spool.close()
                 self._spool = None
+
+    async def _start_step(self) -> float:
+        """Settle replies a crash left in 'sending' before anything else leaves (retried like any task)."""
+        await self.reconcile_in_flight()
+        return 0.0

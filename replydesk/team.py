@@ -12,7 +12,10 @@ agents' machines never talk to a platform. One loop, on its own thread with its 
   after ``PRESENCE_TTL``; others' rows are copied into the cache, written only when they change.
 
 Offline (the server down, the network gone) the console keeps working on the cache; changes wait
-and go out in order when the team is back. A team engine runs the same loop for its replica, and
+and go out in order when the team is back. The loop is supervised like the solo engine's tasks: a
+failure of the cache itself (locked past its timeout, a full disk) or a bug stalls it — logged once,
+in ``health()`` (the console, the lease note) and the team's status row — and it retries with
+backoff until the cause is gone, never ending. A team engine runs the same loop for its replica, and
 also publishes the cursors, facts and states of the accounts it leads (``replydesk.team_engine``).
 """
 
@@ -32,7 +35,9 @@ from replydesk import presence, secrets
 from replydesk.storage import accounts as account_state
 from replydesk.storage import ingest, slastate, team_db, team_local
 from replydesk.storage.db import DATABASE_ERRORS, Database
+from replydesk.storage.faults import describe_failure
 from replydesk.storage.team_db import TeamUrl
+from replydesk.waits import pause
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +80,8 @@ class TeamSync:
 
     def __init__(self, data_dir: Path, db: Database, *, secret: Callable[[], str | None] | None = None,
                  leads: Callable[[], frozenset[str]] | None = None, sweep: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None,
+                 on_health: Callable[[dict[str, Any]], None] | None = None) -> None:
         link = team_local.link(db)
         if link is None:
             raise team_db.TeamError(f"{data_dir} is not joined to a team ('replydesk team join URL --agent NAME')")
@@ -96,6 +102,8 @@ class TeamSync:
         self._doing = presence.NOTHING
         self._published: dict[Any, Any] = {}
         self.connected = threading.Event()
+        self.on_health = on_health
+        self._stall: tuple[str, float, int] | None = None  # (reason, since (wall time), tries)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -128,15 +136,60 @@ class TeamSync:
                     self._connect()
                     failures = 0
                     self._loop()
-                except (*team_db.TEAM_ERRORS, *DATABASE_ERRORS) as exc:
+                except team_db.TEAM_ERRORS as exc:  # the team is out of reach: offline, the cache works on
                     failures += 1
                     error = self._explain(exc)
                     log.warning("team sync: %s (retrying in %.0fs)", error, backoff(failures))
                     self._close()
                     self._report("auth_error" if isinstance(error, team_db.TeamAuthError) else "offline", str(error))
-                    self._stop.wait(backoff(failures))
+                    pause(self._stop, backoff(failures))
+                except Exception as exc:  # the cache (locked, a full disk) or a bug: stall, retry, never end
+                    failures += 1
+                    self._stalled(exc)
+                    self._close()
+                    pause(self._stop, backoff(failures))
         finally:
             self._close(leave=True)
+
+    # ---- supervision ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """As the solo engine's ``health()``: ``{"state": "running"}`` or why the link is stalled."""
+        if self._stall is None:
+            return {"state": "running"}
+        reason, since, tries = self._stall
+        return {"state": "stalled", "reason": reason, "since": since,
+                "tasks": {"team link": {"reason": reason, "since": since, "tries": tries}}}
+
+    def _publish_health(self) -> None:
+        if self.on_health is not None:
+            with contextlib.suppress(Exception):
+                self.on_health(self.health())
+
+    def _stalled(self, exc: Exception) -> None:
+        """Record a failed try: logged (with the traceback when it is not a database fault) once per
+        reason, told to ``on_health``, and in the team's status row when the cache takes the write."""
+        reason = secrets.mask(describe_failure(exc, self.db.path, self.db.lock_timeout))[:200]
+        if self._stall is not None and self._stall[0] == reason:
+            self._stall = (reason, self._stall[1], self._stall[2] + 1)
+            log.debug("team link: still stalled (%s), try %d", reason, self._stall[2])
+            return
+        self._stall = (reason, time.time(), 1 if self._stall is None else self._stall[2] + 1)
+        if isinstance(exc, (*DATABASE_ERRORS, OSError)):
+            log.warning("team link stalled: %s; retrying with backoff", reason)
+        else:
+            log.exception("team link stalled: %s; retrying with backoff", reason)
+        self._publish_health()
+        since = time.strftime("%H:%M", time.localtime(self._stall[1]))
+        self._report("stalled", f"{reason} since {since}; retrying by itself")
+
+    def _recovered(self) -> None:
+        if self._stall is None:
+            return
+        reason, _, tries = self._stall
+        self._stall = None
+        log.warning("team link resumed after %d failed tr%s (%s)", tries, "y" if tries == 1 else "ies", reason)
+        self._publish_health()
 
     def _explain(self, exc: BaseException) -> Exception:
         if isinstance(exc, team_db.TeamError):
@@ -177,6 +230,7 @@ class TeamSync:
     def _report(self, state: str, detail: str = "") -> None:
         """The team link's state in the status bar; written on a change (or a minute on): a write
         wakes every reader of the cache."""
+        detail = secrets.mask(detail)  # a server's error may quote what we sent it
         now = time.monotonic()
         if self._state == (state, detail) and now - self._state_written < 60:
             return
@@ -196,6 +250,7 @@ class TeamSync:
         stamp = presence.stamp(self.data_dir)
         self._doing = presence.read(self.data_dir)
         self.cycle()
+        self._recovered()
         last_pull = last_live = last_beat = last_sweep = time.monotonic()
         while not self._stop.is_set():
             channels = team_db.wait_notified(self.listener, TICK)

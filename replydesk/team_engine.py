@@ -16,6 +16,10 @@ of the team's cache, with three things added:
 - **a replicator** (``replydesk.team.TeamSync`` on a second connection and thread): what this engine
   fetched and sent goes to the team (messages with their cursor in one transaction), and what agents
   queued comes in.
+
+Both added tasks are supervised like the solo engine's own (``SyncEngine._supervise``): an unexpected
+error (the replica locked past its timeout, a full disk, a bug) stalls the task, shown in
+``health()`` with the solo tasks' stalls, and it is retried with backoff, never ended.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +50,10 @@ CATCH_UP = 10.0  # at most this long to catch up with the log before settling a 
 
 class TeamEngine(SyncEngine):
     def __init__(self, workspace: Workspace, db: Database, *, secret: Callable[[], str | None] | None = None,
-                 clock: Callable[[], float] | None = None, config_check: Any = None) -> None:
-        super().__init__(workspace.config, db, workspace.data_dir, clock=clock, config_check=config_check)
+                 clock: Callable[[], float] | None = None, config_check: Any = None,
+                 on_health: Callable[[dict[str, Any]], None] | None = None) -> None:
+        super().__init__(workspace.config, db, workspace.data_dir, clock=clock, config_check=config_check,
+                         on_health=on_health)
         link = team_local.link(db)
         if link is None or link.kind != "engine":
             raise team_db.TeamError(f"{workspace.data_dir} is not joined as a team engine")
@@ -57,7 +64,8 @@ class TeamEngine(SyncEngine):
         self.coord: Any = None  # the session holding the leadership locks; claims go through it
         self._replica_db = workspace.open_db()
         self.replicator = TeamSync(workspace.data_dir, self._replica_db, secret=self.secret,
-                                   leads=lambda: frozenset(self.led), sweep=False)
+                                   leads=lambda: frozenset(self.led), sweep=False,
+                                   on_health=lambda _: self._publish_health())
 
     # ---- only the leader fetches and sends ----------------------------------------------------------
 
@@ -84,12 +92,18 @@ class TeamEngine(SyncEngine):
         return await super().send_one(run, item, uncertain)
 
     def _claim(self, item: outbox.OutboxItem) -> bool:
-        """The team's word that this engine, the account's leader, sends this reply now."""
+        """The team's word that this engine, the account's leader, sends this reply now.
+
+        Each try is a command of its own (a unique id): an attempt the platform refused is given back
+        (``attempts`` stays), so the next claim is for the same attempt number, and its own id keeps
+        it its own line in the team's log. The team copes with a repeated id too (``replydesk.claim``:
+        it stands while this engine holds the reply, otherwise it is logged under a suffixed id), so an
+        older engine's claims are never refused as duplicate commands."""
         if self.coord is None or item.account not in self.led:
             return False
         try:
             outcome = team_db.claim(self.coord, item.key, item.attempts,
-                                    f"{self.link.replica}:claim:{item.key}:{item.attempts + 1}")
+                                    f"{self.link.replica}:claim:{item.key}:{item.attempts + 1}:{uuid.uuid4().hex[:12]}")
         except team_db.TEAM_ERRORS as exc:
             self._lose_all(str(team_db.explain(exc, self.url)))
             return False
@@ -133,9 +147,18 @@ class TeamEngine(SyncEngine):
         super().stop()
         self.replicator.stop()
 
+    def health(self) -> dict[str, Any]:
+        """The solo tasks' stalls and the replicator's together (the first stall gives the reason)."""
+        mine, theirs = super().health(), self.replicator.health()
+        if theirs["state"] != "stalled":
+            return mine
+        if mine["state"] != "stalled" or theirs["since"] < mine["since"]:
+            return {**theirs, "tasks": {**mine.get("tasks", {}), **theirs["tasks"]}}
+        return {**mine, "tasks": {**mine["tasks"], **theirs["tasks"]}}
+
     async def run(self) -> None:
-        replicator = asyncio.create_task(self.replicator.run())
-        leader = asyncio.create_task(self._lead_loop())
+        replicator = asyncio.create_task(self._supervise("team link", self._replicate_step))
+        leader = asyncio.create_task(self._supervise("team lead", self._lead_step))
         try:
             await super().run()
         finally:
@@ -145,14 +168,20 @@ class TeamEngine(SyncEngine):
             self._lose_all("stopping")
             self._replica_db.close()
 
-    async def _lead_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self._lead_once()
-            except team_db.TEAM_ERRORS as exc:
-                self._lose_all(str(team_db.explain(exc, self.url) if not isinstance(exc, team_db.TeamError) else exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=LEAD_EVERY)
+    async def _replicate_step(self) -> float:
+        """The replicator's loop (it retries the team's faults and its replica's itself); anything that
+        still escapes it is the supervisor's to stall and retry."""
+        await self.replicator.run()
+        return LEAD_EVERY
+
+    async def _lead_step(self) -> float:
+        """One look at the leadership: the team out of reach drops every lead (another engine may take
+        them); any other error (this replica failing under a take-over) stalls the step."""
+        try:
+            await self._lead_once()
+        except team_db.TEAM_ERRORS as exc:
+            self._lose_all(str(team_db.explain(exc, self.url) if not isinstance(exc, team_db.TeamError) else exc))
+        return LEAD_EVERY
 
     async def _lead_once(self) -> None:
         if self.coord is None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from replydesk.sla import SlaEngine
 from replydesk.storage import remembered, slastate
 from replydesk.storage.db import Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
+from replydesk.waits import pause
 
 if TYPE_CHECKING:  # the engine (providers, httpx, tenacity) loads when a sync starts, not with the console
     from replydesk.sync import SyncEngine
@@ -70,12 +72,17 @@ class Workspace:
         If the SLA policies changed since the workspace was last opened, every conversation is
         re-evaluated now, so the inbox order and states follow the edit at once.
         """
-        db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create)
+        db = open_database(self.data_dir, sla=SlaEngine(self.config.sla), clock=self.clock, create=create,
+                           lock_timeout=self.config.sync.lock_timeout)
+        try:
+            slastate.apply_policy_changes(db)
+            if self.config_digest is not None:
+                remembered.remember(db, self.config_digest, slastate.policies_fingerprint(db),
+                                    self.config.sla.model_dump(mode="json"))
+        except BaseException:
+            db.close()
+            raise
         self._dbs.add(db)
-        slastate.apply_policy_changes(db)
-        if self.config_digest is not None:
-            remembered.remember(db, self.config_digest, slastate.policies_fingerprint(db),
-                                self.config.sla.model_dump(mode="json"))
         return db
 
     def check_config(self) -> ConfigChange | None:
@@ -96,9 +103,11 @@ class Workspace:
                     db.sla = SlaEngine(change.config.sla)
             return change
 
-    def engine(self, db: Database, *, follow_config: bool = False) -> SyncEngine | TeamSync:
+    def engine(self, db: Database, *, follow_config: bool = False,
+               on_health: Callable[[dict], None] | None = None) -> SyncEngine | TeamSync:
         """The sync engine on ``db``; ``follow_config``: it applies SLA edits itself (the sync
-        daemon; inside the console, the console does, to tell the user).
+        daemon; inside the console, the console does, to tell the user). ``on_health``: told when a
+        task stalls or recovers (the lease's note).
 
         In a workspace joined to a team it is the team's: an agent's local engine (push, pull,
         presence: ``replydesk.team``), or on an engine's workspace the team engine."""
@@ -106,31 +115,44 @@ class Workspace:
         if self.team is not None and self.team.kind == "engine":
             from replydesk.team_engine import TeamEngine
 
-            return TeamEngine(self, db, clock=self.clock, config_check=check)
+            return TeamEngine(self, db, clock=self.clock, config_check=check, on_health=on_health)
         if self.team is not None:
             from replydesk.team import TeamSync
 
-            return TeamSync(self.data_dir, db)
+            return TeamSync(self.data_dir, db, on_health=on_health)
         from replydesk.sync import SyncEngine
 
-        return SyncEngine(self.config, db, self.data_dir, clock=self.clock, config_check=check)
+        return SyncEngine(self.config, db, self.data_dir, clock=self.clock, config_check=check,
+                          on_health=on_health)
 
 
 class EngineThread:
-    """The sync engine in the background; ``start()`` returns False when another process writes."""
+    """The sync engine in the background; ``start()`` returns False when another process writes.
+
+    Supervised like the engine's own tasks: if the engine cannot even start (the database is locked
+    past its timeout, the disk is full), the thread keeps the lease and tries again with backoff
+    until it can, instead of ending; ``health()`` says why it waits.
+    """
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.lock = EngineLock(workspace.data_dir)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine: SyncEngine | None = None
+        self._engine: SyncEngine | TeamSync | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self.error: BaseException | None = None
+        self._failed_since = 0.0
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called (an engine no longer running is then no surprise)."""
+        return self._stopping.is_set()
 
     def start(self) -> bool:
         if not self.workspace.syncs:
@@ -142,18 +164,62 @@ class EngineThread:
         self._ready.wait(timeout=10)
         return True
 
+    def health(self) -> dict:
+        """The engine's ``health()``, or why it has not started (``{"state": "starting"|"stalled", ...}``)."""
+        if self._engine is not None:
+            return self._engine.health()
+        if self.error is not None:
+            return {"state": "stalled", "reason": self._reason(self.error), "since": self._failed_since}
+        return {"state": "starting"}
+
+    def _reason(self, exc: BaseException) -> str:
+        from replydesk import secrets
+        from replydesk.storage.faults import describe_failure
+
+        return secrets.mask(describe_failure(exc, self.workspace.data_dir / "replydesk.db"))[:200]
+
+    def _prepare(self) -> tuple[Database, SyncEngine | TeamSync] | None:
+        """The engine and its connection, retried with backoff until both are made or ``stop()``
+        (opening migrates and the engine records its accounts: both write)."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            db = None
+            try:
+                db = self.workspace.open_db()
+                engine = self.workspace.engine(db, on_health=self.lock.note)
+            except Exception as exc:  # locked past the timeout, a full disk, damage: wait and retry
+                if db is not None:
+                    db.close()
+                if self.error is None or str(exc) != str(self.error):
+                    log.warning("sync engine cannot start yet: %s", self._reason(exc))
+                    self._failed_since = time.time()
+                self.error = exc
+                self.lock.note(self.health())
+                self._ready.set()
+                pause(self._stopping, delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.error = None
+            return db, engine
+        return None
+
     def _main(self) -> None:
         db = None
         try:
-            db = self.workspace.open_db()
-            self._engine = self.workspace.engine(db)
+            prepared = self._prepare()
+            if prepared is None:
+                return
+            db, self._engine = prepared
+            self.lock.note(self._engine.health())
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             self._ready.set()
-            self._loop.run_until_complete(self._engine.run())
+            if not self._stopping.is_set():
+                self._loop.run_until_complete(self._engine.run())
         except BaseException as exc:  # shown in the status bar; never kills the UI
             log.exception("sync engine stopped")
             self.error = exc
+            self._failed_since = time.time()
             self._ready.set()
         finally:
             if db is not None:
@@ -163,6 +229,7 @@ class EngineThread:
             self.lock.release()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
         if self._engine is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._engine.stop)

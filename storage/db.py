@@ -1,7 +1,12 @@
 """Opening a workspace database: file mode, pragmas, migrations, and the handle the rest uses.
 
 One SQLite file per workspace, WAL mode so readers (the TUI, the CLI) never block the single
-writer (the sync engine), foreign keys on. The file is created 0600: it holds customer data.
+writer (the sync engine), foreign keys on. The file is created 0600 in a 0700 folder: it holds
+customer data.
+
+A new workspace is built under a temporary name and linked into place only once its schema is
+complete, so ``replydesk.db`` is never an empty file of ours: an empty one found later is damage
+(a truncation, a failed restore), reported as such, never silently turned into a fresh workspace.
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replydesk.storage.files import FILE_MODE, private_dir
 from replydesk.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "replydesk.db"
+#: How long a write waits for another connection's write lock before "database is locked".
+LOCK_TIMEOUT = 30.0
 
 
 class StorageError(Exception):
-    """A database problem with a message a user can act on."""
+    """A database problem with a message a user can act on. ``kind`` as ``storage.faults.Fault``."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 #: What a storage call can fail with that a caller should report rather than crash on: our own
@@ -43,6 +55,7 @@ class Database:
     path: Path
     sla: Any = None
     clock: Callable[[], float] = field(default=time.time)
+    lock_timeout: float = LOCK_TIMEOUT
     ingest_hook: Callable[[Database, str, Any], None] | None = None
 
     def now(self) -> float:
@@ -80,18 +93,43 @@ class Database:
         self.conn.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def _connect(path: Path, lock_timeout: float = LOCK_TIMEOUT) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=lock_timeout)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
     return conn
 
 
 def _create_private(path: Path) -> None:
     """Create the file 0600 before SQLite touches it, so no other user can ever read it."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
+
+
+def _create_workspace(path: Path) -> None:
+    """Build a complete, migrated database beside ``path`` and link it into place atomically.
+
+    Two processes creating the same workspace at once each build their own; the first link wins and
+    the other opens the winner's. Until the link, ``path`` does not exist, so a crash mid-creation
+    leaves no empty ``replydesk.db`` behind (only a stray temporary file, removed here next time).
+    """
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{time.monotonic_ns()}")
+    _create_private(tmp)
+    try:
+        conn = _connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn, tmp)
+        finally:
+            conn.close()  # the last connection: SQLite checkpoints and removes the -wal/-shm
+        with suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            with suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
@@ -134,27 +172,42 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.commit()
 
 
+def empty_file_problem(path: Path) -> str:
+    return (f"{path} is an empty file (0 bytes) where a workspace was: its data is gone (truncated, or a "
+            "failed copy or restore). Restore it from a backup or an export ('replydesk import' into a "
+            "fresh --data-dir), or remove the file to start an empty workspace")
+
+
 def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float] | None = None,
-                  create: bool = True) -> Database:
-    """Open (creating and migrating as needed) the workspace database in ``data_dir``."""
+                  create: bool = True, lock_timeout: float = LOCK_TIMEOUT) -> Database:
+    """Open (creating and migrating as needed) the workspace database in ``data_dir``.
+
+    Every failure is a ``StorageError`` with one line saying what is wrong and what to do.
+    """
+    from replydesk.storage.faults import classify
+
     data_dir = Path(data_dir)
     path = data_dir / DB_FILENAME
-    if not path.exists():
-        if not create:
-            raise StorageError(f"no replydesk workspace at {data_dir} (expected {path.name})")
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with suppress(FileExistsError):
-            _create_private(path)
+    conn = None
     try:
-        conn = _connect(path)
+        if not path.exists():
+            if not create:
+                raise StorageError(f"no replydesk workspace at {data_dir} (expected {path.name})", "missing")
+            private_dir(data_dir)
+            _create_workspace(path)
+        elif path.stat().st_size == 0:
+            raise StorageError(empty_file_problem(path), "damaged")
+        conn = _connect(path, lock_timeout)
         _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn, path)
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"cannot open {path}: {exc}. Run 'replydesk doctor' to check and repair it"
-        ) from exc
-    db = Database(conn=conn, path=path, sla=sla)
+    except (sqlite3.Error, OSError) as exc:
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+        fault = classify(exc, path, lock_timeout)
+        raise StorageError(f"cannot open the workspace: {fault.line}", fault.kind) from exc
+    db = Database(conn=conn, path=path, sla=sla, lock_timeout=lock_timeout)
     if clock is not None:
         db.clock = clock
     return db

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, item_id
+from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
 from replydesk.storage import aliases, csat, receipts, reply_windows, slastate
 from replydesk.storage.db import Database
 from replydesk.storage.schema import TAG_SEP
@@ -33,8 +33,17 @@ log = logging.getLogger(__name__)
 #: received up to here; a longer one keeps this much and says how much was left out. Lists and
 #: headers shorten for display only.
 MAX_TEXT = 100_000
+#: Rejected items kept as rows per account (the first ones: they show what went wrong); beyond them
+#: only a count grows, so a flood of malformed items costs a counter, not millions of rows.
+REJECTED_KEEP = 100
 SNIPPET = 160
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: The times an item may claim: from 2000-01-01 to a day past now. Outside them a date is a broken or
+#: hostile one (year 1, 9999), and it costs every SLA evaluation of its conversation a walk over the
+#: years between (seconds, for a business calendar from year 1); it is stored as the time we received
+#: it, with the claimed value kept in the message's meta as ``claimed_at``.
+EARLIEST = 946684800.0
+LATEST_AHEAD = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,66 @@ def _check(msg: IncomingMessage) -> str | None:
     if msg.automatic is not None and not isinstance(msg.automatic, str):
         return f"automatic reason is {type(msg.automatic).__name__}"
     return None
+
+
+def _keep_rejected(db: Database, account: str, rejected: list[tuple[str, str]], now: float) -> None:
+    """Record rejected items: the first ``REJECTED_KEEP`` of the account as rows, all in its count,
+    and one log line per batch (not one per item)."""
+    native, reason = rejected[0]
+    log.warning("account %s: %d item(s) rejected, e.g. %s: %s", account, len(rejected), str(native)[:80], reason)
+    kept = db.conn.execute("SELECT count(*) FROM rejected_items WHERE account=?", (account,)).fetchone()[0]
+    room = max(0, REJECTED_KEEP - kept)
+    if room:
+        db.conn.executemany(
+            "INSERT INTO rejected_items(account, native_id, reason, at) VALUES (?,?,?,?)",
+            [(account, str(n)[:200], str(r)[:500], now) for n, r in rejected[:room]],
+        )
+    db.conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+        "value = json_set(meta.value, '$.count', json_extract(meta.value, '$.count') + ?, '$.last_at', ?, "
+        "'$.last_reason', ?)",
+        (f"rejected:{account}", json.dumps({"count": len(rejected), "last_at": now, "last_reason": str(reason)[:300]}),
+         len(rejected), now, str(rejected[-1][1])[:300]),
+    )
+
+
+def rejected_summary(db: Database) -> dict[str, dict]:
+    """Per account: how many items were rejected in all, when last and why, and the first few kept."""
+    out: dict[str, dict] = {}
+    for key, value in db.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'rejected:%'"):
+        try:
+            out[key.split(":", 1)[1]] = json.loads(value)
+        except ValueError:
+            continue
+    for account, n in db.conn.execute("SELECT account, count(*) FROM rejected_items GROUP BY account"):
+        entry = out.setdefault(account, {"count": 0})
+        entry["count"] = max(int(entry.get("count") or 0), n)  # rows from before the count was kept
+    for account, entry in out.items():
+        entry["first"] = [tuple(r) for r in db.conn.execute(
+            "SELECT native_id, reason FROM rejected_items WHERE account=? ORDER BY rowid LIMIT 3", (account,))]
+    return out
+
+
+def _storable(msg: IncomingMessage, now: float) -> IncomingMessage:
+    """``msg`` with what SQLite cannot store or the SLA engine cannot afford made safe: lone
+    surrogates in its ids (8-bit mail headers decoded with ``surrogateescape``) replaced, the same
+    way every time so the identity holds, and a date outside ``EARLIEST``..now+``LATEST_AHEAD``
+    replaced by ``now`` (the original kept as ``meta["claimed_at"]``)."""
+    changes: dict = {}
+    for name in ("native_id", "conversation_native_id", "parent_native_id"):
+        value = getattr(msg, name)
+        if isinstance(value, str) and _SURROGATE.search(value):
+            changes[name] = _SURROGATE.sub("\ufffd", value)
+    if _SURROGATE.search(msg.contact.native_id):
+        changes["contact"] = replace(msg.contact, native_id=_SURROGATE.sub("\ufffd", msg.contact.native_id))
+    if not EARLIEST <= msg.created_at <= now + LATEST_AHEAD:
+        changes["created_at"] = now
+        try:
+            claimed: object = iso(msg.created_at)
+        except (ValueError, OverflowError, OSError):
+            claimed = repr(msg.created_at)
+        changes["meta"] = {**(msg.meta if isinstance(msg.meta, dict) else {}), "claimed_at": claimed}
+    return replace(msg, **changes) if changes else msg
 
 
 def _automatic(msg: IncomingMessage) -> str | None:
@@ -222,7 +291,7 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     """Store one fetch result. ``checked``: every message already passed ``_check`` and ``clean_text``
     (the importer checks a record whole before writing it)."""
     now = db.now()
-    good: list[IncomingMessage] = list(result.messages) if checked else []
+    good: list[IncomingMessage] = [_storable(m, now) for m in result.messages] if checked else []
     rejected = list(result.rejected)
     for msg in () if checked else result.messages:
         reason = _check(msg)
@@ -236,15 +305,10 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
             continue
         if msg_text is not msg.text:
             msg = _replace_text(msg, msg_text)
-        good.append(msg)
+        good.append(_storable(msg, now))
     if rejected:
-        for native, reason in rejected:
-            log.warning("skipped item %s from %s: %s", native, account, reason)
-        db.conn.executemany(
-            "INSERT INTO rejected_items(account, native_id, reason, at) VALUES (?,?,?,?)",
-            [(account, native, reason, now) for native, reason in rejected],
-        )
-        stats.rejected.extend(rejected)
+        _keep_rejected(db, account, rejected, now)
+        stats.rejected.extend(rejected[:REJECTED_KEEP])
     if not good:
         return
 

@@ -583,3 +583,16 @@ def as_json(item: OutboxItem) -> dict:
         "error": item.last_error, "created_at": iso(item.created_at), "not_before": iso(item.not_before),
         "remote_id": item.remote_id, "payload": item.payload, "result": item.result,
     }
+
+
+def rebase_waits(db: Database, shift: float, *, written_after: float) -> int:
+    """The wall clock stepped by ``shift`` seconds (negative: back): move the send times of queued
+    replies written before the step (their ``updated_at`` lies after ``written_after``, the clock's
+    new now) by the same amount, so an undo window or a retry keeps its length instead of growing
+    by the step. Returns how many replies moved."""
+    with db.transaction():
+        return db.conn.execute(
+            "UPDATE outbox SET not_before = not_before + ?, updated_at = updated_at + ? "
+            "WHERE state = 'queued' AND updated_at > ?",
+            (shift, shift, written_after),
+        ).rowcount

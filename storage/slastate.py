@@ -86,7 +86,7 @@ def refresh(db: Database, conv_ids: Iterable[str], now: float | None = None) -> 
         warn_at = due - urgent.warn_seconds if (due is not None and urgent and urgent.warn_seconds) else None
         updates.append((
             result.policy, result.state, urgent.metric if urgent else None, due, warn_at,
-            due if due is not None else NO_DUE, now, conv_id,
+            due if due is not None else NO_DUE, result.at, conv_id,  # result.at >= the last check
         ))
         for at, kind, metric in transitions:
             logged.append((conv_id, at, "sla", "system", json.dumps({"transition": kind, "metric": metric})))

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replydesk.storage.files import create_private, private_dir
+
 SPOOL_FILENAME = "webhooks.db"
 REFUSAL_FLUSH = 1.0  # seconds between writes of the refusal counters
 
@@ -78,10 +80,9 @@ class Spool:
 
     def __init__(self, data_dir: Path, *, clock: Any = time.time, busy_ms: int = 5000) -> None:
         path = path_in(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         if not path.exists():  # 0600 before SQLite touches it: it holds customer messages
-            with suppress(FileExistsError):
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.close(create_private(path))
         self.path = path
         self.clock = clock
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000)

@@ -7,6 +7,7 @@ name ``conftest``, so importing from one by name is not reliable.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import keyring
@@ -25,6 +26,8 @@ def clock() -> Clock:
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's real config, data or keyring."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("TZ", "UTC")  # local times are the machine's zone unless configured: pin it
+    time.tzset()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.delenv("REPLYDESK_HOME", raising=False)

@@ -125,6 +125,8 @@ class DovecotServer:
     root: Path
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)
+    #: Extra passwd-file fields per user (Dovecot expands %variables in them; ``%w`` is the password).
+    extra: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     #: (certificate chain, private key) PEM files: TLS on (STARTTLS on ``port``, implicit on ``tls_port``).
     tls: tuple[Path, Path] | None = None
@@ -215,14 +217,16 @@ namespace inbox {{
         return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\nssl_min_protocol = TLSv1.2"
 
     def _write_passwd(self) -> None:
-        lines = [f"{u}:{{PLAIN}}{p}::::::" for u, p in self.users.items()]
+        lines = [f"{u}:{{PLAIN}}{p}::::::{self.extra.get(u, '')}" for u, p in self.users.items()]
         path = self.root / "passwd"
         path.write_text("\n".join(lines) + "\n")
         os.chmod(path, 0o644)
 
-    def add_user(self, user: str, password: str) -> None:
+    def add_user(self, user: str, password: str, extra: str = "") -> None:
         """Add a mail user; passwd-file is re-read on change, so this works while running."""
         self.users[user] = password
+        if extra:
+            self.extra[user] = extra
         self._write_passwd()
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -324,6 +324,26 @@ def test_main_help_and_version_exit_0_for_every_command(capsys):
     assert stop.value.code == 2 and "required: query" in capsys.readouterr().err
 
 
+def test_the_fault_demo_readme_shows_runs_and_keeps_sub_second_latency(tmp_path, capsys):
+    """README: ``make demo ARGS="--faults fail=0.3,latency=200ms"``; the units it shows work, 200ms is
+    0.2 s (not rounded to 0), and a bad value is one clear line with exit 2."""
+    from replydesk.cli import parse_faults
+
+    faults = parse_faults("fail=0.3,latency=200ms")
+    assert (faults.fail, faults.latency) == (0.3, 0.2)
+    assert parse_faults("latency=1.5s,retry_after=0.5s").latency == 1.5
+    assert main(["demo", "--headless", "--once", "--faults", "fail=0.3,latency=200ms",
+                 "--data-dir", str(tmp_path / "demo")]) == 0
+    capsys.readouterr()
+    for spec, said in (("latency=fast", "--faults: latency=fast: invalid duration 'fast'"),
+                       ("fail=2", "--faults: fail=2: Input should be less than or equal to 1"),
+                       ("offline=perhaps", "--faults: offline='perhaps': expected 1 or 0")):
+        assert main(["demo", "--headless", "--once", "--faults", spec, "--data-dir", str(tmp_path / "d2")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"replydesk: {said}"), lines
+        assert "validation error" not in lines[0]
+
+
 # ---- the console's rules, from the command line (issue 13, item 14) -------------------------------
 
 

@@ -283,6 +283,42 @@ def test_example_config_lists_every_theme():
     assert [t for t in THEMES if t not in re.findall(r"[a-z0-9-]+", comment)] == []
 
 
+_LAUGHS = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10 if i else ["1"] * 10) + "]\n" for i in range(6))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ui:\n  agent: ann\n  theme: nord\n  agent: bob\n", ":4: ui.agent: duplicate key (also on line 2)"),
+        ("accounts:\n  - name: demo\n    provider: demo\n    seed: 1\n    seed: 2\n",
+         ":5: accounts[0].seed: duplicate key (also on line 4)"),
+        ("sla:\n  calendars:\n    office:\n      timezone: UTC\n      holidays: [2026-12-25, 2026-02-30]\n",
+         ":5: sla.calendars.office.holidays[1]: '2026-02-30' is not a real date"),
+        ("ui:\n  views:\n" + "    " + "[" * 3000 + "]" * 3000 + "\n", ": nested more than 32 levels deep"),
+        ("sync:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(200)), ": nested more than 32 levels deep"),
+        (_LAUGHS, "expands to more than 20000 values"),
+        ("ui:\n  undo_seconds: 1e300\n", ":2: ui.undo_seconds: Input should be less than or equal to 3600"),
+        ("sync:\n  lock_timeout: 0s\n", ":2: sync.lock_timeout: Input should be greater than 0"),
+    ],
+    ids=["duplicate", "duplicate-in-account", "impossible-date", "deep-list", "deep-map", "alias-bomb",
+         "absurd-undo", "zero-lock-timeout"],
+)
+def test_hostile_config_is_one_error_with_file_line_and_key(tmp_path, capsys, text, expected):
+    path = _write(tmp_path, text)
+    code = main(["--config", str(path), "config", "check"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert expected in err and str(path) in err
+    assert len(err.strip().splitlines()) == 2  # "bad config:" and the one problem
+
+
+def test_sub_second_durations_are_kept(tmp_path):
+    path = _write(tmp_path, "sync:\n  lock_timeout: 250ms\n  retry_base: 1.5s\nui:\n  undo_seconds: 0.5s\n")
+    config, _ = load_config(path)
+    assert (config.sync.lock_timeout, config.sync.retry_base, config.ui.undo_seconds) == (0.25, 1.5, 0.5)
+
+
 # ---- keymap ------------------------------------------------------------------------------------
 
 

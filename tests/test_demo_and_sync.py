@@ -180,9 +180,12 @@ def test_run_loop_stops_cleanly(tmp_path, clock):
 
     async def go():
         task = asyncio.create_task(engine.run())
-        await asyncio.sleep(0.5)
+        for _ in range(1200):  # until the first pass stored the backlog (a cap of a minute, not a duration)
+            await asyncio.sleep(0.05)
+            if queries.counts(db).open > 200:
+                break
         engine.stop()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 30)
 
     asyncio.run(go())
     assert queries.counts(db).open > 200

@@ -82,3 +82,46 @@ def test_demo_token_never_reaches_db_export_logs_or_help(file_keyring, tmp_path,
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path.name
     assert TOKEN not in out + err + caplog.text
+
+
+# ---- which backend, and what it protects against ------------------------------------------------------
+
+
+def test_login_and_accounts_say_the_backend_and_that_a_plain_file_is_not_encrypted(file_keyring, tmp_path,
+                                                                                   monkeypatch, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("accounts:\n  - {name: shop, provider: mastodon, instance: https://mastodon.example}\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    assert main(["--config", str(cfg), "login", "shop"]) == 0
+    out = capsys.readouterr().out
+    assert "a plain file (keyrings.alt PlaintextKeyring): NOT encrypted: base64 in " + file_keyring.file_path in out
+    assert "for encryption at rest, run a desktop keyring" in out and "REPLYDESK_SECRET_SHOP" in out
+    assert "encrypted-at-rest" not in out
+    assert main(["--config", str(cfg), "--data-dir", str(tmp_path / "ws"), "accounts"]) in (0, 1)
+    assert "secrets: a plain file (keyrings.alt PlaintextKeyring): NOT encrypted" in capsys.readouterr().out
+    main(["--config", str(cfg), "--data-dir", str(tmp_path / "ws"), "doctor"])
+    assert "secrets: a plain file" in capsys.readouterr().out
+
+
+def test_an_encrypting_backend_is_preferred_over_a_plain_file():
+    from keyring.backends import SecretService, fail
+    from keyrings.alt.file import PlaintextKeyring
+
+    plain, desktop = PlaintextKeyring(), SecretService.Keyring()
+    assert secrets.prefer_encrypted(plain, [plain, desktop]) is desktop
+    assert secrets.prefer_encrypted(desktop, [plain, desktop]) is desktop
+    assert secrets.prefer_encrypted(plain, [plain, fail.Keyring()]) is plain  # nothing better: as it was
+
+
+def test_the_environment_variable_is_named_as_the_place(monkeypatch):
+    monkeypatch.setenv("REPLYDESK_SECRET_SHOP", TOKEN)
+    where, protects, encrypted = secrets.backend_info("shop")
+    assert where == "the environment variable REPLYDESK_SECRET_SHOP" and not encrypted
+    assert "visible to programs running as you" in protects
+
+
+def test_login_help_no_longer_promises_encryption_it_cannot_give(capsys):
+    with pytest.raises(SystemExit):
+        main(["login", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a plain file (base64, NOT encrypted)" in text and "encrypted at rest" in text

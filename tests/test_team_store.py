@@ -432,3 +432,109 @@ def test_join_keeps_the_password_in_the_keyring_and_the_engine_reads_it_there(
     link = json.loads((where / "team.json").read_text())
     assert team.passwords["ben"] not in (where / "team.json").read_text() and link["agent"] == "ben"
     assert sync(where).cursor == sync(joined["ana"]).head  # the local engine connects with the stored one
+
+
+HOLD_LOCK = (
+    "import sqlite3, sys\n"
+    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "c.execute('BEGIN IMMEDIATE')\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "c.execute('ROLLBACK')\n"
+)
+
+
+def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(team: Team,
+                                                                              joined: dict[str, Path]) -> None:
+    """The agent's local engine (push, pull, presence) is supervised like the solo engine's tasks: a
+    cache locked by another process past its timeout is a stall in ``health()`` and the lease's note
+    (the team is not "offline"), and what the team sent meanwhile arrives once the lock is gone."""
+    import subprocess
+
+    from replydesk.config import Config, SyncSettings
+    from replydesk.storage.lock import EngineLock
+    from replydesk.workspace import EngineThread, Workspace
+
+    c1, *_ = conversations(joined["ben"])
+    ws = Workspace(joined["ben"], Config(sync=SyncSettings(lock_timeout=0.3)))
+    engine = EngineThread(ws)
+    holder = None
+    try:
+        assert engine.start()
+        wait_for(lambda: engine._engine is not None and engine._engine.connected.is_set(), "ben's link to connect")
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(joined["ben"] / "replydesk.db")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        ana = open_database(joined["ana"])
+        try:
+            actions.tag(ana, [c1], ["vip"], actor="ana")
+        finally:
+            ana.close()
+        sync(joined["ana"])  # the team has a change for ben's cache, which cannot take it now
+        wait_for(lambda: engine.health().get("state") == "stalled", "ben's link to say it is stalled")
+        assert engine.health()["reason"] == "database is locked by another process"
+        assert EngineLock(joined["ben"]).holder_note()["state"] == "stalled"
+        holder.communicate("release\n", timeout=30)
+        holder = None
+
+        def tagged() -> bool:
+            ben = open_database(joined["ben"])
+            try:
+                return "vip" in queries.get_row(ben, c1).tags
+            finally:
+                ben.close()
+
+        wait_for(tagged, "ana's tag to reach ben's cache once the lock was released")
+        wait_for(lambda: engine.health() == {"state": "running"}, "the stall to clear")
+    finally:
+        if holder is not None:
+            holder.communicate("release\n", timeout=30)
+        engine.stop(timeout=30)
+
+
+def wait_for(condition, what: str, cap: float = 90.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + cap
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting {cap:g} s for: {what}")
+
+
+def test_a_reply_the_platform_refused_once_is_claimed_again_and_leaves(team: Team, joined: dict[str, Path]) -> None:
+    """A rate-limited attempt gives its attempt back (the reply never left), so the next claim is the
+    same attempt again: it must be a claim of its own, not a repeat of the first's command (which the
+    team refuses as a duplicate, and the engine then dropped its lead and tried again forever)."""
+    from replydesk.config import parse_config
+    from replydesk.workspace import EngineThread, Workspace
+
+    ana = open_database(joined["ana"])
+    try:  # a conversation no reply window binds (an email thread)
+        conv = queries.inbox_page(ana, queries.InboxFilter(statuses=None, platforms=("email",)), 0, 1)[0].id
+        key = outbox.queue_reply(ana, conv, "Hello again", actor="ana")
+    finally:
+        ana.close()
+    sync(joined["ana"])
+    text = engine_config(joined["engine-a"].parent / "platform", extra="    faults: {ratelimit: 1.0, retry_after: 0.3s}\n")
+    engine = EngineThread(Workspace(joined["engine-a"], parse_config(text, Path("engine.yaml"))))
+
+    def local(predicate) -> bool:  # noqa: ANN001
+        db = open_database(joined["engine-a"])
+        try:
+            item = outbox.get(db, key)
+            return item is not None and predicate(item)
+        finally:
+            db.close()
+
+    try:
+        assert engine.start()
+        wait_for(lambda: local(lambda i: "rate limited" in (i.last_error or "")), "the platform to refuse the reply")
+        provider = engine._engine.accounts["demo"].provider
+        provider.wire.faults = provider.wire.faults.model_copy(update={"ratelimit": 0.0})  # the limit lifts
+        wait_for(lambda: local(lambda i: i.state == "sent"), "the reply to leave on a claim of its own")
+    finally:
+        engine.stop(timeout=30)
+    with team.admin() as conn:
+        ids = [r[0] for r in conn.execute("SELECT command_id FROM replydesk.events WHERE kind = 'outbox' "
+                                          "AND agent = 'engine-a' AND command_id LIKE %s", (f"%:claim:{key}:%",))]
+    assert len(ids) >= 2 and len(set(ids)) == len(ids)

@@ -9,6 +9,7 @@ other second, whether the config file was edited. Workers that fail unexpectedly
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import time
@@ -25,15 +26,18 @@ from replydesk.platforms import info
 from replydesk.safetext import one_line
 from replydesk.storage import slastate
 from replydesk.storage.deadlines import upcoming
+from replydesk.timeparse import user_zone
 from replydesk.tui.alerts import Alerts
 from replydesk.tui.composer import Composer
 from replydesk.tui.contrast import ContrastFilter
+from replydesk.tui.format import clock_time
 from replydesk.tui.inbox import InboxList
 from replydesk.tui.main_screen import MainScreen
 from replydesk.tui.messages import (
     ConfigReloaded,
     DataChanged,
     DeadlinesLoaded,
+    EngineHealth,
     EngineStatus,
     WorkerFailed,
     WorkerRecovered,
@@ -45,12 +49,10 @@ from replydesk.tui.workers import background
 from replydesk.workspace import EngineThread, Workspace
 
 
-def _workspace_tz(workspace: Workspace) -> str | None:
-    try:
-        spec = workspace.config.sla.calendar("business")
-    except KeyError:
-        return None
-    return spec.timezone if spec else None
+def _workspace_tz(workspace: Workspace) -> dt.tzinfo:
+    """The zone the console shows and reads times in: ``ui.timezone``, else the system's (the same
+    as the CLI's, so "tomorrow 9:00" is one instant whichever of them was used)."""
+    return user_zone(workspace.config.ui.timezone)
 
 
 class ReplydeskApp(App[int]):
@@ -75,6 +77,8 @@ class ReplydeskApp(App[int]):
         self.gc_pacer = GcPacer()
         self._switch_interval = sys.getswitchinterval()
         self._config_ticks = 0
+        #: Another process syncs this workspace: the console watches for it to stop, then takes over.
+        self.engine_elsewhere = False
         self.alerts = Alerts(self.clock())
         self._deadlines_read_at = -10  # the tick count of the last read of the next deadlines
 
@@ -184,11 +188,44 @@ class ReplydeskApp(App[int]):
             self.engine = engine
             self.post_message(EngineStatus(True, ""))
         else:
+            self.engine_elsewhere = True
             self.post_message(EngineStatus(False, "sync runs in another replydesk process"))
+
+    @background("taking over syncing", group="engine", exclusive=True)
+    def _take_over(self) -> None:
+        """Another replydesk was syncing: once it has stopped (its lease is free), sync here, as
+        ``replydesk sync`` would if started now; while it runs, show its stall if it has one."""
+        engine = EngineThread(self.workspace)
+        if engine.start():
+            self.engine, self.engine_elsewhere = engine, False
+            self.post_message(EngineStatus(True, "took over syncing (the other replydesk stopped)"))
+            return
+        note = engine.lock.holder_note()
+        if note.get("state") == "stalled":
+            self.post_message(EngineHealth(self._stall_text(note, "the other replydesk's sync")))
+        else:
+            self.post_message(EngineHealth(None))
+
+    def _stall_text(self, note: dict, who: str = "sync") -> str:
+        since = note.get("since")
+        at = f" since {clock_time(since, self.clock(), self.tz)}" if isinstance(since, int | float) else ""
+        return f"{who} stalled: {note.get('reason', '?')}{at}, retrying"
 
     @on(EngineStatus)
     def _on_engine(self, event: EngineStatus) -> None:
         self.main.set_engine_note(event.note)
+        if event.running and event.note:
+            self.notify(event.note.capitalize(), timeout=6)
+
+    @on(EngineHealth)
+    def _on_engine_health(self, event: EngineHealth) -> None:
+        if event.problem:
+            self.failing = {**self.failing, "engine": event.problem}
+        elif "engine" in self.failing:
+            self.failing = {k: v for k, v in self.failing.items() if k != "engine"}
+        else:
+            return
+        self._show_failures()
 
     # ---- timers -----------------------------------------------------------------------------------
 
@@ -207,8 +244,20 @@ class ReplydeskApp(App[int]):
             self._follow_config()
         if self._config_ticks % 60 == 0:
             self._load_deadlines()
-        if self.engine is not None and self.engine.error is not None and not main.engine_note:
-            main.set_engine_note(f"sync stopped: {type(self.engine.error).__name__}")
+        self._watch_engine()
+
+    def _watch_engine(self) -> None:
+        """The engine's health in the status bar (a stall, with its cause); every few seconds, a look
+        at whether another process's engine stopped, to take over."""
+        if self.engine is not None:
+            health = self.engine.health()
+            stalled = health.get("state") == "stalled"
+            if stalled or "engine" in self.failing:
+                self._on_engine_health(EngineHealth(self._stall_text(health) if stalled else None))
+            if not self.engine.running and not self.engine.stopping:
+                self.engine, self.engine_elsewhere = None, True  # it ended: start again on the next look
+        if self.engine_elsewhere and self.start_engine and self._config_ticks % 2 == 1:
+            self._take_over()
 
     @background("following the config file", group="config", exclusive=True)
     def _follow_config(self) -> None:

@@ -18,9 +18,9 @@ from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
 
 #: Account state -> its colour role (None: dim) and its mark.
 STATE_ROLE = {"ok": "success", "idle": None, "syncing": "accent", "backoff": "warning", "rate_limited": "warning",
-              "offline": "error", "auth_error": "error"}
+              "offline": "error", "auth_error": "error", "stalled": "error", "error": "error"}
 STATE_MARK = {"ok": "●", "idle": "○", "syncing": "↻", "backoff": "…", "rate_limited": "⧗", "offline": "✕",
-              "auth_error": "✕"}
+              "auth_error": "✕", "stalled": "⚠", "error": "✕"}
 
 
 class _Bar(Static):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import unicodedata
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -20,6 +19,7 @@ from rich.style import Style
 from rich.text import Text
 
 from replydesk.safetext import one_line, visible
+from replydesk.timeparse import parse_when
 
 _GRAPHEME = regex.compile(r"\X")
 
@@ -131,17 +131,21 @@ def cell(text: str | None, width: int, style: str | Style = "", *, align: str = 
     return Text(fit(one_line(text or ""), width, align=align), style=style, no_wrap=True, end="")
 
 
-def clock_time(at: float | None, now: float, tz: str | None = None) -> str:
+def _zone(tz: str | dt.tzinfo | None) -> dt.tzinfo:
+    return tz if isinstance(tz, dt.tzinfo) else ZoneInfo(tz) if tz else dt.UTC
+
+
+def clock_time(at: float | None, now: float, tz: str | dt.tzinfo | None = None) -> str:
     """Short time for the thread: ``14:05`` today, ``3 Mar 14:05`` otherwise."""
     if at is None:
         return ""
-    zone = ZoneInfo(tz) if tz else dt.UTC
+    zone = _zone(tz)
     when = dt.datetime.fromtimestamp(at, zone)
     today = dt.datetime.fromtimestamp(now, zone).date()
     return when.strftime("%H:%M") if when.date() == today else when.strftime("%d %b %H:%M")
 
 
-def leaves(at: float, now: float, tz: str | None = None) -> str:
+def leaves(at: float, now: float, tz: str | dt.tzinfo | None = None) -> str:
     """When a queued reply leaves, as a person reads it: ``in 4s`` inside the undo window,
     ``at 14:05 (in 29m)`` for a scheduled one, counting down as the clock moves."""
     left = at - now
@@ -150,43 +154,21 @@ def leaves(at: float, now: float, tz: str | None = None) -> str:
     return f"at {clock_time(at, now, tz)} (in {duration(left)})"
 
 
-_REL = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.I)
+def snooze_until(choice: str, now: float, tz: str | dt.tzinfo | None = None) -> float:
+    """Epoch for a snooze or send-later preset (``1h``, ``4h``, ``tomorrow`` = tomorrow 9:00) or a
+    custom entry (``30m``, ``2h``, ``3d``, ``14:30``, ``monday 9:00``, ``2025-06-01 09:00``).
 
-
-def snooze_until(choice: str, now: float, tz: str | None = None) -> float:
-    """Epoch for a snooze preset (``1h``, ``4h``, ``tomorrow``) or a custom entry.
-
-    Custom: a duration (``30m``, ``2h``, ``3d``, ``1w``), ``HH:MM`` (next such time) or
-    ``YYYY-MM-DD HH:MM`` in the workspace's time zone. Raises ValueError with a readable message.
+    The same reading as the CLI's ``--at``/``--until`` (``timeparse.parse_when``), in the same zone,
+    DST-correct. Raises ValueError with a readable message.
     """
-    zone = ZoneInfo(tz) if tz else dt.UTC
-    local = dt.datetime.fromtimestamp(now, zone)
     choice = choice.strip()
-    if choice == "tomorrow":
-        t = (local + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
-        return t.timestamp()
-    m = _REL.match(choice)
-    if m:
-        n, unit = int(m.group(1)), m.group(2).lower()
-        secs = n * {"m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        if secs <= 0:
-            raise ValueError("snooze for at least a minute")
-        return now + secs
-    for fmt in ("%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            parsed = dt.datetime.strptime(choice, fmt)
-        except ValueError:
-            continue
-        if fmt == "%H:%M":
-            t = local.replace(hour=parsed.hour, minute=parsed.minute, second=0, microsecond=0)
-            if t <= local:
-                t += dt.timedelta(days=1)
-        else:
-            t = parsed.replace(tzinfo=zone)
-        if t.timestamp() <= now:
-            raise ValueError("that time has already passed")
-        return t.timestamp()
-    raise ValueError("use 30m, 2h, 3d, 14:30 or 2025-06-01 09:00")
+    try:
+        at = parse_when("tomorrow 9:00" if choice == "tomorrow" else choice, now, _zone(tz) if tz else None)
+    except ValueError:
+        raise ValueError("use 30m, 2h, 3d, 14:30, tomorrow 9:00 or 2025-06-01 09:00") from None
+    if at - now < 60:
+        raise ValueError("that time has already passed" if at <= now else "snooze for at least a minute")
+    return at
 
 
 def fill_template(template: str, customer: str) -> str:

@@ -223,6 +223,13 @@ class EngineStatus(Message):
 
 
 @dataclass
+class EngineHealth(Message):
+    """A sync engine (this console's or another process's) is stalled, and why; None: it is not."""
+
+    problem: str | None
+
+
+@dataclass
 class TagsLoaded(Message):
     """Every tag in the cache, for completion in the tag dialog."""
 

@@ -16,15 +16,28 @@ from typing import Any, TypeVar
 
 from textual import work
 
+from replydesk.storage.db import DATABASE_ERRORS, StorageError
+from replydesk.storage.faults import SHORT, classify
 from replydesk.tui.messages import WorkerFailed, WorkerRecovered
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def describe(error: BaseException) -> str:
-    """One line for the status bar: the error's type and message."""
+def describe(error: BaseException, path: Any = None) -> str:
+    """One line for the status bar: a database fault in the words ``storage.faults`` gives every
+    surface ("database is locked by another process", "disk full (12 KB free)"); anything else as
+    its type and message."""
+    if isinstance(error, StorageError):
+        return SHORT.get(error.kind) or str(error)
+    if isinstance(error, DATABASE_ERRORS):
+        return classify(error, path).short
     text = str(error).strip().splitlines()
     return type(error).__name__ + (f": {text[0]}" if text else "")
+
+
+def _db_path(app: Any) -> Any:
+    data_dir = getattr(getattr(app, "workspace", None), "data_dir", None)
+    return data_dir / "replydesk.db" if data_dir is not None else None
 
 
 def background(what: str, *, group: str, exclusive: bool = False) -> Callable[[F], F]:
@@ -41,7 +54,7 @@ def background(what: str, *, group: str, exclusive: bool = False) -> Callable[[F
             try:
                 result = method(self, *args, **kwargs)
             except Exception as exc:
-                app.post_message(WorkerFailed(what, group, describe(exc)))
+                app.post_message(WorkerFailed(what, group, describe(exc, _db_path(app))))
                 raise  # Textual marks the worker failed and logs the traceback; exit_on_error=False
             if group in app.failing:  # read across threads: a dict lookup, replaced only by the app
                 app.post_message(WorkerRecovered(group))

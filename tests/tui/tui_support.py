@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -57,5 +58,8 @@ async def settle(pilot: Any, rounds: int = 40) -> None:
             if not [w for w in app.workers if not w.is_finished]:
                 return
         else:
-            await app.workers.wait_for_complete(busy)
+            from textual.worker import WorkerCancelled
+
+            with contextlib.suppress(WorkerCancelled):  # an exclusive worker replaced by a newer one:
+                await app.workers.wait_for_complete(busy)  # the next round waits for that one
     await pilot.pause()
