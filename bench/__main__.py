@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tui", action="store_true", help="skip the TUI figures")
     run.add_argument("--no-tmux", action="store_true", help="skip the real-terminal (tmux) start-up figure")
     run.add_argument("--no-team", action="store_true", help="skip the team (PostgreSQL) figures")
+    run.add_argument("--no-peers", action="store_true",
+                     help="skip the command-line and tmux figures (against notmuch and neomutt)")
+    run.add_argument("--only-peers", action="store_true",
+                     help="only the command-line and tmux figures, and the in-process TUI ones")
     run.add_argument("--cache-dir", type=Path, default=generate.CACHE_DIR, help="where workspaces are cached")
 
     gen = sub.add_parser("generate", help="build a workspace that `replydesk --data-dir DIR` opens")
@@ -93,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sizes = args.sizes or (["10k"] if args.quick else ["10k", "100k", "1m"])
     opts = Options(sizes=sizes, runs=args.runs, quick=args.quick, tui=not args.no_tui, tmux=not args.no_tmux,
-                   markdown=args.markdown, cache_dir=args.cache_dir, team=not args.no_team)
+                   markdown=args.markdown, cache_dir=args.cache_dir, team=not args.no_team and not args.only_peers,
+                   peers=not args.no_peers, only_peers=args.only_peers)
     try:
         return run(opts)
     except KeyboardInterrupt:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import generate, import_bench, storage_bench, tui_bench
-from bench.report import Figure, Reporter, percentile
+from bench import cli_bench, generate, import_bench, peers, storage_bench, tui_bench
+from bench.report import Figure, Reporter, median, percentile
 from replydesk.config import Config
+from replydesk.storage import queries
+from replydesk.storage.queries import InboxFilter
 from replydesk.workspace import Workspace
 
 
@@ -30,6 +32,8 @@ class Options:
     markdown: bool = False
     cache_dir: Path = generate.CACHE_DIR
     team: bool = True
+    peers: bool = True  # the command line and tmux figures against notmuch and neomutt
+    only_peers: bool = False  # skip the storage and import figures (a partial run: say so when quoting)
 
 
 def log(text: str) -> None:
@@ -96,6 +100,8 @@ class Runner:
         self.keys = "quick" if opts.quick else "full"
         self.config_file = opts.cache_dir / "bench-config.yaml"
         self.config_file.write_text("# an empty config: no accounts, offline review of the cache\naccounts: []\n")
+        self.cli_setup: tuple[Path, dict[str, str]] | None = None
+        self.startup_done = False
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -118,6 +124,11 @@ class Runner:
                           note=("reused from cache; " if gen.cached else "") +
                                f"generated through storage.ingest.ingest in {gen.seconds:.1f} s "
                                f"({gen.messages / max(gen.seconds, 1e-9):,.0f} messages/s incl. bookkeeping)"))
+        if self.opts.only_peers:
+            self.tui(n, spec, gen.data_dir)
+            self.cli(n, spec, gen.data_dir)
+            self.terminal(n, spec, gen.data_dir)
+            return
         runs = 1 if self.opts.quick else self.opts.runs
         ingest_n = 5_000 if self.opts.quick else min(n, 100_000)
         if n <= 1_000_000:  # above, the ingest figure would repeat the 100k measurement
@@ -137,6 +148,9 @@ class Runner:
                     self.tmp)):
                 self.r.add(fig)
         self.tui(n, spec, gen.data_dir)
+        if self.opts.peers:
+            self.cli(n, spec, gen.data_dir)
+            self.terminal(n, spec, gen.data_dir)
 
     # ---- TUI ----------------------------------------------------------------------------------------
 
@@ -215,6 +229,28 @@ class Runner:
                           ok=s95 is not None and s95 < 16,
                           note=f"same keys while a writer thread ingests {pages_n} pages of 300 messages "
                                f"(one every 0.15 s) into the same workspace; baseline = same size, no sync"))
+        def settled(ps: list[dict[str, Any]], q: float) -> float | None:
+            values = [v for p in ps for k in ("j", "k") for v in p.get("per_key_settled_ms", {}).get(k, [])]
+            return percentile(values, q) if values else None
+
+        s95, sb95 = settled(probes, 95), settled(tiny, 95)
+        self.r.add(Figure("tui_settled_jk_p95_ms", n, s95, "ms", sb95, target="< 30 ms",
+                          ok=s95 is not None and s95 < 30, measured="j and k only",
+                          note="key event -> end of the first frame in which the thread and the SLA pane show the "
+                               "conversation under the cursor, headless; baseline = a 100-conversation cache",
+                          extra={"p50_ms": round(settled(probes, 50), 2) if settled(probes, 50) is not None else None,
+                                 "all_keys_p95_ms": round(percentile([v for p in probes for v in p["settled_ms"]],
+                                                                     95), 2) if probes[0]["settled_ms"] else None}))
+        bursts = [p["burst"] for p in probes if p.get("burst")]
+        if bursts:
+            b = bursts[0]
+            self.r.add(Figure("tui_burst_reads_never_shown", n, _med([x["reads_never_shown"] for x in bursts]), "reads",
+                              measured=f"{b['keys']} j at {b['gap_ms']:.0f} ms",
+                              note="a held j: thread reads made before the screen settled that the screen never "
+                                   "showed (wasted reads); reads_during and settled_after_last_key_ms in extra",
+                              extra={"reads_during": _med([x["reads_during"] for x in bursts]),
+                                     "rows_passed": _med([x["rows_passed"] for x in bursts]),
+                                     "settled_after_last_key_ms": _med([x["settled_after_last_key_ms"] for x in bursts])}))
         jump = _med([p["jump_last_rows_ms"] for p in probes])
         self.r.add(Figure("tui_jump_last_rows_ms", n, jump, "ms", _med([p["jump_last_rows_ms"] for p in tiny]),
                           note="G (last row) -> the unread bottom page painted (page query in a worker)"))
@@ -228,6 +264,104 @@ class Runner:
                           note="storage.ingest.ingest under the engine lock from a writer thread while the TUI "
                                "reads (same process, like EngineThread) vs the same ingest with no TUI"
                                + (f"; writer error {syncing['writer_error']}" if syncing.get("writer_error") else "")))
+
+    # ---- the command line, a real terminal, and the peers (notmuch, neomutt) on the same messages ------
+
+    def _installed(self) -> tuple[Path, dict[str, str]]:
+        if self.cli_setup is None:
+            self.cli_setup = (self.timed("wheel install", lambda: cli_bench.installed(self.opts.cache_dir, log)),
+                              cli_bench.config_home(self.tmp, self.config_file))
+        return self.cli_setup
+
+    def _maildir(self, spec: generate.Spec, data_dir: Path) -> tuple[Path, int]:
+        export = import_bench.export_file(data_dir, self.opts.cache_dir, spec.key)
+        return self.timed("maildir", lambda: peers.maildir(export, self.opts.cache_dir, spec.key, log))
+
+    def notmuch(self, spec: generate.Spec, data_dir: Path) -> Path | None:
+        """The notmuch database of this workspace's messages (indexed once, cached), or None."""
+        if not peers.available("notmuch"):
+            return None
+        mail_root, count = self._maildir(spec, data_dir)
+        db_dir = self.opts.cache_dir / f"{spec.key}-notmuch"
+        done = db_dir / peers.DONE
+        if done.exists():
+            return db_dir / "notmuch-config"
+        seconds, peak, config = self.timed("notmuch new", lambda: peers.notmuch_new(mail_root, db_dir))
+        done.write_text(json.dumps({"seconds": seconds, "peak_mb": peak, "messages": count}))
+        return config
+
+    def cli(self, n: int, spec: generate.Spec, data_dir: Path) -> None:
+        bin_dir, env = self._installed()
+        runs = 5 if self.opts.quick else 15 * self.opts.runs
+        if not self.startup_done:
+            self.startup_done = True
+            for fig in self.timed("cli start-up", lambda: cli_bench.bench_startup(bin_dir, env, runs)):
+                self.r.add(fig)
+        config = self.notmuch(spec, data_dir)
+        words = list(dict.fromkeys(q for q in storage_bench.search_queries(200)
+                                   if q.isalpha() and len(q) > 3))[:12]
+        db = Workspace(data_dir, Config()).open_db(create=False)
+        try:
+            conv_ids = [r.id for r in queries.inbox_page(db, InboxFilter(), 0, 12)]
+        finally:
+            db.close()
+        for fig in self.timed("cli reads", lambda: cli_bench.bench_reads(bin_dir, env, data_dir, config, n, words,
+                                                                          conv_ids, runs)):
+            self.r.add(fig)
+
+    def terminal(self, n: int, spec: generate.Spec, data_dir: Path) -> None:
+        """Keys in tmux, as a user feels them: replydesk and neomutt alternately, same keys."""
+        if not (self.opts.tmux and tui_bench.tmux_available()) or self.tui_reason:
+            _null(self.r, [("tmux_key_first_change_p95_ms", "ms"), ("tmux_key_settled_p95_ms", "ms")], n,
+                  "tmux not installed, --no-tmux or no TUI")
+            return
+        ours_cmd = tui_bench.replydesk_command(data_dir, self.config_file)
+        peer_cmd = None
+        if peers.available("neomutt"):
+            mail_root, _ = self._maildir(spec, data_dir)
+            work = self.tmp / "neomutt"
+            work.mkdir(exist_ok=True)
+            peer_cmd = tui_bench.neomutt_command(mail_root, work, None)
+        ours: list[dict[str, Any]] = []
+        theirs: list[dict[str, Any]] = []
+        for r in range(1 if self.opts.quick else self.opts.runs):
+            order = [(ours, ours_cmd, tui_bench.ROW_MARKERS)]
+            if peer_cmd is not None:
+                order.append((theirs, peer_cmd, tui_bench.NEOMUTT_MARKERS))
+            for into, cmd, markers in (order if r % 2 == 0 else order[::-1]):
+                into.append(self.timed("tmux keys", lambda c=cmd, m=markers: tui_bench.tmux_keys(c, m, timeout=180)))
+
+        def pooled(results: list[dict[str, Any]], what: str, keys: tuple[str, ...] | None = None) -> list[float]:
+            if keys is None:
+                return [v for res in results for v in res[what]]
+            index = 0 if what == "first_ms" else 1
+            return [pair[index] for res in results for k in keys for pair in res["per_key"].get(k, [])]
+
+        def p95(values: list[float]) -> float | None:
+            return percentile(values, 95) if values else None
+
+        keys = " ".join(tui_bench.TMUX_KEYS)
+        note = (f"keys sent to a 120x40 tmux pane through a control-mode client; per key the first and the last "
+                f"output tmux relays before {tui_bench.QUIET * 1000:.0f} ms of quiet (so the settled figure is the "
+                f"screen's last change); keys {keys}; baseline = neomutt on a maildir of the same messages "
+                f"(no header cache: it reads every file at start), alternately, {len(ours)} run(s) each")
+        for name, what, sel in (("tmux_key_first_change_p95_ms", "first_ms", None),
+                                ("tmux_key_settled_p95_ms", "settled_ms", None),
+                                ("tmux_key_settled_jk_p95_ms", "settled_ms", ("j", "k"))):
+            value, base = p95(pooled(ours, what, sel)), p95(pooled(theirs, what, sel)) if theirs else None
+            target = "< 30 ms" if sel else None
+            self.r.add(Figure(name, n, value, "ms", base, target=target,
+                              ok=(value is not None and value < 30) if sel else None,
+                              measured="j and k only" if sel else f"{len(tui_bench.TMUX_KEYS)} keys", note=note,
+                              extra={"p50_ms": round(median(pooled(ours, what, sel)), 2) if pooled(ours, what, sel)
+                                     else None}))
+        first = _med([o["first_rows_s"] for o in ours])
+        peer_first = _med([t["first_rows_s"] for t in theirs]) if theirs else None
+        self.r.add(Figure("tmux_start_vs_neomutt_s", n, first, "s", peer_first,
+                          note="process start -> first rows in a tmux pane; baseline = neomutt's first index rows "
+                               "on the same messages as a maildir (no header cache)",
+                          extra={"rss_mb": _med([o.get("rss_mb") for o in ours]),
+                                 "neomutt_rss_mb": _med([t.get("rss_mb") for t in theirs]) if theirs else None}))
 
     # ---- once per run -------------------------------------------------------------------------------
 
@@ -262,7 +396,7 @@ def run(opts: Options, reporter: Reporter | None = None) -> int:
     try:
         for i, size in enumerate(opts.sizes):
             runner.size(size)
-            if i == 0:
+            if i == 0 and not opts.only_peers:
                 runner.outbox(generate.SIZES[size][1])
         if opts.team:
             from bench import team_bench

@@ -143,10 +143,28 @@ class Writer:
 def _install_hooks(marks: dict[str, Any]) -> None:
     from textual.screen import Screen
 
+    from replydesk.storage import queries
     from replydesk.tui.inbox import InboxList
+    from replydesk.tui.sla_pane import SlaPane
+    from replydesk.tui.thread import ThreadView
 
     original_render = InboxList.render_line
     original_refresh = Screen._compositor_refresh
+    original_thread_show, original_sla_show = ThreadView.show, SlaPane.show
+    original_read = queries.thread
+
+    def thread_show(self: ThreadView, thread: Any, **kwargs: Any) -> None:
+        original_thread_show(self, thread, **kwargs)
+        marks["thread_shown"] = (thread.conversation.id if thread is not None else None, time.perf_counter())
+        marks["shown"].append(marks["thread_shown"])
+
+    def sla_show(self: SlaPane, row: Any, *args: Any) -> None:
+        original_sla_show(self, row, *args)
+        marks["sla_shown"] = (row.id if row is not None else None, time.perf_counter())
+
+    def read_thread(db: Any, conv_id: str, *args: Any, **kwargs: Any) -> Any:
+        marks["thread_reads"].append((conv_id, time.perf_counter()))
+        return original_read(db, conv_id, *args, **kwargs)
 
     def render_line(self: InboxList, y: int):  # noqa: ANN202 - Textual's Strip
         strip = original_render(self, y)
@@ -162,6 +180,22 @@ def _install_hooks(marks: dict[str, Any]) -> None:
 
     InboxList.render_line = render_line  # type: ignore[method-assign]
     Screen._compositor_refresh = compositor_refresh  # type: ignore[method-assign]
+    ThreadView.show = thread_show  # type: ignore[method-assign]
+    SlaPane.show = sla_show  # type: ignore[method-assign]
+    queries.thread = read_thread
+
+
+async def _settled(marks: dict[str, Any], inbox: Any, after: float, timeout: float = 3.0) -> float | None:
+    """The end of the first frame after ``after`` in which the thread and the SLA pane show the
+    conversation under the cursor (the screen has settled), or None."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        want = inbox.cursor_id
+        thread, sla = marks.get("thread_shown", (None, 0.0)), marks.get("sla_shown", (None, 0.0))
+        if want is not None and thread[0] == want and sla[0] == want:
+            return await _next_frame(marks, max(after, thread[1], sla[1]), timeout)
+        await asyncio.sleep(0.0005)
+    return None
 
 
 async def _next_frame(marks: dict[str, Any], after: float, timeout: float = 2.0) -> float | None:
@@ -185,7 +219,7 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
     from replydesk.tui.app import ReplydeskApp
     from replydesk.workspace import Workspace
 
-    marks: dict[str, Any] = {"frames": []}
+    marks: dict[str, Any] = {"frames": [], "thread_reads": [], "shown": []}
     _install_hooks(marks)
     app = ReplydeskApp(Workspace(data_dir, Config()), start_engine=engine)
     result: dict[str, Any] = {}
@@ -202,6 +236,8 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
             await asyncio.sleep(0.3)
         latencies: list[float] = []
         per_key: dict[str, list[float]] = {}
+        settled_ms: list[float] = []
+        per_key_settled: dict[str, list[float]] = {}
         jump_rows_ms = None
         driver = app._driver
         assert driver is not None
@@ -216,6 +252,11 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
                 ms = (frame - t0) * 1000
                 latencies.append(ms)
                 per_key.setdefault(key, []).append(ms)
+            settled = await _settled(marks, inbox, t0)
+            if settled is not None:
+                ms = (settled - t0) * 1000
+                settled_ms.append(ms)
+                per_key_settled.setdefault(key, []).append(ms)
             if key == "G" and inbox.total:
                 # How long until the rows at the bottom of the list (a page not yet read) are painted.
                 wait_until = time.perf_counter() + 5
@@ -227,6 +268,10 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
             await asyncio.sleep(KEY_GAP)  # a brisk typist: the debounced thread load of the last key has landed
         result["key_ms"] = latencies
         result["per_key_ms"] = per_key
+        result["settled_ms"] = settled_ms
+        result["per_key_settled_ms"] = per_key_settled
+        if keys and inbox.total > 40:
+            result["burst"] = await _burst(marks, app, inbox)
         result["jump_last_rows_ms"] = jump_rows_ms
         result["keys_without_frame"] = len(keys) - len(latencies)
         if writer is not None:
@@ -237,6 +282,43 @@ async def _probe(data_dir: Path, spawned_at: float, keys: list[str], writer: Wri
         await pilot.pause(0.5)
     result["rss_mb"] = vm_hwm_mb()
     return result
+
+
+BURST = 12  # keys
+BURST_GAP = 0.033  # seconds: a held key at 30 repeats per second
+
+
+async def _burst(marks: dict[str, Any], app: Any, inbox: Any) -> dict[str, Any]:
+    """Hold j for a dozen rows (key repeat): how many thread reads it costs, how many of those were
+    for rows the cursor only passed, and how long the screen takes to settle after the last key."""
+    from textual import events
+
+    driver = app._driver
+    await asyncio.sleep(KEY_GAP)
+    start_reads, start_shown = len(marks["thread_reads"]), len(marks["shown"])
+    t_first = time.perf_counter()
+    passed: list[str] = []
+    for _ in range(BURST):
+        event = events.Key("j", "j")
+        event.set_sender(app)
+        driver.send_message(event)
+        await asyncio.sleep(BURST_GAP)
+        if inbox.cursor_id:
+            passed.append(inbox.cursor_id)
+    t_last = time.perf_counter() - BURST_GAP
+    settled = await _settled(marks, inbox, t_last)
+    await asyncio.sleep(0.5)  # what is read ahead once the key is let go
+    reads = marks["thread_reads"][start_reads:]
+    end = settled or t_last
+    during = [c for c, at in reads if at <= end]
+    shown = {c for c, at in marks["shown"][start_shown:] if at <= end}
+    return {
+        "keys": BURST, "gap_ms": BURST_GAP * 1000, "rows_passed": len(set(passed)), "reads_during": len(during),
+        "reads_never_shown": sum(1 for c in during if c not in shown),
+        "reads_after": len(reads) - len(during),
+        "settled_after_last_key_ms": round((settled - t_last) * 1000, 2) if settled else None,
+        "burst_s": round(time.perf_counter() - t_first, 3),
+    }
 
 
 def probe_main(data_dir: Path, spawned_at: float, sync_pages_n: int, sync_per_page: int,
@@ -365,3 +447,120 @@ def tmux_first_rows(data_dir: Path, config: Path, timeout: float = 60) -> dict[s
     finally:
         _tmux("kill-session", "-t", session, check=False)
     return {"first_rows_s": seen, "rss_mb": rss, "screen_tail": None if seen else screen[-400:]}
+
+
+# ---- keys in a real terminal: first change and settled screen, from tmux's own output stream -------
+
+NEOMUTT_MARKERS = ["Msgs:"]  # its status line, once the index is read
+TMUX_KEYS = ["j"] * 10 + ["k"] * 4 + ["NPage", "PPage", "G", "g", "j", "j"]
+QUIET = 0.3  # seconds without output that end a key's screen changes
+
+
+class _ControlClient:
+    """A tmux control-mode client on a session: keys go in as commands, and every byte the program
+    writes to its terminal comes back as an ``%output`` line, stamped on arrival."""
+
+    def __init__(self, session: str) -> None:
+        self.proc = subprocess.Popen(["tmux", "-L", TMUX_SOCKET, "-C", "attach-session", "-t", session],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.outputs: list[float] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(b"%output "):
+                self.outputs.append(time.perf_counter())
+
+    def send(self, session: str, key: str) -> float:
+        assert self.proc.stdin is not None
+        t0 = time.perf_counter()
+        self.proc.stdin.write(f"send-keys -t {session} {key}\n".encode())
+        self.proc.stdin.flush()
+        return t0
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def changes_after(self, t0: float, timeout: float = 5.0) -> tuple[float | None, float | None]:
+        """(first output, last output before a quiet spell) after ``t0``, in ms from ``t0``."""
+        deadline = t0 + timeout
+        while time.perf_counter() < deadline:
+            after = [t for t in self.outputs if t > t0]
+            if after and time.perf_counter() - after[-1] >= QUIET:
+                return (after[0] - t0) * 1000, (after[-1] - t0) * 1000
+            time.sleep(0.005)
+        after = [t for t in self.outputs if t > t0]
+        return ((after[0] - t0) * 1000, (after[-1] - t0) * 1000) if after else (None, None)
+
+
+def tmux_session(cmd: str, markers: list[str], timeout: float = 120) -> tuple[str, float | None, str]:
+    """Start ``cmd`` in a 120x40 tmux pane: (session, seconds until a marker showed, last screen)."""
+    session = f"b{time.monotonic_ns()}"
+    t0 = time.time()
+    _tmux("new-session", "-d", "-s", session, "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
+    screen = ""
+    while time.time() - t0 < timeout:
+        screen = _tmux("capture-pane", "-p", "-t", session, check=False).stdout
+        if any(marker in screen for marker in markers):
+            return session, time.time() - t0, screen
+        time.sleep(0.01)
+    return session, None, screen
+
+
+def tmux_keys(cmd: str, markers: list[str], keys: list[str] = TMUX_KEYS, quit_key: str = "q",
+              timeout: float = 120) -> dict[str, Any]:
+    """Start ``cmd`` in tmux, wait for its first rows, then press ``keys`` one at a time: per key
+    the time to the terminal's first change and to its last before the screen went quiet."""
+    session, seen, screen = tmux_session(cmd, markers, timeout)
+    result: dict[str, Any] = {"first_rows_s": seen, "first_ms": [], "settled_ms": [], "per_key": {}}
+    try:
+        if seen is None:
+            result["screen_tail"] = screen[-400:]
+            return result
+        time.sleep(1.5)  # start-up settles (the first thread, reads ahead, counts)
+        client = _ControlClient(session)
+        try:
+            time.sleep(0.3)
+            for key in keys:
+                first, last = client.changes_after(client.send(session, key))
+                if first is not None:
+                    result["first_ms"].append(first)
+                    result["settled_ms"].append(last)
+                    result["per_key"].setdefault(key, []).append((round(first, 2), round(last, 2)))
+                time.sleep(0.1)
+        finally:
+            client.close()
+        pid = _pane_pid(session)
+        result["rss_mb"] = vm_hwm_mb(pid) if pid else None
+        _tmux("send-keys", "-t", session, quit_key, check=False)
+        time.sleep(0.3)
+    finally:
+        _tmux("kill-session", "-t", session, check=False)
+    return result
+
+
+def replydesk_command(data_dir: Path, config: Path) -> str:
+    exe = Path(sys.executable).with_name("replydesk")
+    return f"exec {exe} --data-dir {data_dir} --config {config}"
+
+
+def neomutt_command(maildir: Path, work: Path, header_cache: Path | None) -> str:
+    """neomutt on the maildir, with a config of its own (nothing of the user's); ``header_cache``
+    None: every message file is read at start, as on a first open."""
+    rc = work / "neomuttrc"
+    rc.write_text(
+        "set mbox_type=Maildir\n"
+        f'set folder="{maildir}"\nset spoolfile="{maildir}/inbox"\n'
+        f'set header_cache="{header_cache or ""}"\n'
+        "set sort=date-received\nset mail_check=0\nset timeout=0\nset sleep_time=0\nset mark_old=no\n"
+        "set quit=yes\nset help=no\nset wait_key=no\nset read_inc=0\n",
+        encoding="utf-8",
+    )
+    return f"exec neomutt -n -F {rc} -f {maildir}/inbox"

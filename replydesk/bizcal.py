@@ -15,8 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from replydesk.slaconfig import ALWAYS_OPEN, CalendarSpec, SlaSettings
+from replydesk.slaspec import ALWAYS_OPEN
+
+if TYPE_CHECKING:  # validated models or their plain-data twins (slaspec): the same rules
+    from replydesk.slaconfig import CalendarSpec, SlaSettings
 
 _DAY = dt.timedelta(days=1)
 # A calendar with open hours but (say) years of listed holidays must not spin forever.

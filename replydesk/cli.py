@@ -6,37 +6,77 @@ document (or JSON Lines for ``export``); text output makes customer text termina
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import getpass
-import json
-import logging
 import os
-import re
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-from replydesk import __version__, cli_team, secrets
-from replydesk.config import (
-    Config,
-    ConfigError,
-    default_config_path,
-    default_data_dir,
-    demo_config,
-    load_config,
-)
-from replydesk.config_watch import ConfigSource
-from replydesk.model import iso
-from replydesk.safetext import BIDI_CONTROLS, one_line, visible
-from replydesk.storage import actions, exchange, outbox, queries, search, slastate
-from replydesk.storage.db import DATABASE_ERRORS, Database, StorageError
-from replydesk.workspace import Workspace
+from replydesk import __version__
 
-log = logging.getLogger("replydesk")
+TYPE_CHECKING = False  # not typing's: importing typing is a millisecond of every start
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from replydesk import secrets
+    from replydesk.config import Config
+    from replydesk.storage import actions, exchange, outbox, queries, search, slastate
+    from replydesk.storage.db import Database
+    from replydesk.workspace import Workspace
+
+# Start-up: a command imports what it uses and nothing else. ``--version`` needs nothing, ``--help``
+# argparse, and the read commands (search, show, outbox) the storage functions (no pydantic, yaml,
+# Textual, httpx or provider): the modules below load on first use, each where a command needs it.
+
+
+class _OnFirstUse:
+    """A module imported the first time one of its names is used."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+# The command bodies use these names as modules (the imports under TYPE_CHECKING say which).
+actions: Any = _OnFirstUse("replydesk.storage.actions")
+exchange: Any = _OnFirstUse("replydesk.storage.exchange")
+outbox: Any = _OnFirstUse("replydesk.storage.outbox")
+queries: Any = _OnFirstUse("replydesk.storage.queries")
+search: Any = _OnFirstUse("replydesk.storage.search")
+slastate: Any = _OnFirstUse("replydesk.storage.slastate")
+secrets: Any = _OnFirstUse("replydesk.secrets")
+
+
+def visible(text: str) -> str:
+    from replydesk.safetext import visible as made_visible
+
+    return made_visible(text)
+
+
+def one_line(text: str) -> str:
+    from replydesk.safetext import one_line as flattened
+
+    return flattened(text)
+
+
+def iso(ts: float | None) -> str | None:
+    from replydesk.model import iso as to_iso
+
+    return to_iso(ts)
+
+
+def _raised(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """Exception classes of ``module`` to catch, if it was imported: if not, none was raised."""
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, name) for name in names) if loaded is not None else ()
+
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 #: Providers whose accounts also keep the Meta app's secret (webhook signatures, appsecret_proof).
@@ -50,44 +90,69 @@ class UsageError(Exception):
 # ---- output ---------------------------------------------------------------------------------------
 
 
-_JSON_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]")
-
-
 def _json_safe(text: str) -> str:
     """json.dumps leaves DEL, C1 controls and bidi marks raw with ensure_ascii=False: escape them
     as \\uXXXX too, so JSON on a terminal cannot act on it while scripts still get the exact text."""
-    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    import re  # re caches the compiled pattern
+
+    from replydesk.safetext import BIDI_CONTROLS
+
+    return re.sub("[\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS + "]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _masked(text: str) -> str:
+    """``secrets.mask``: a secret is known only once replydesk.secrets fetched it, so a command that
+    never loaded that module has none to mask (and the read commands do not load it for this)."""
+    loaded = sys.modules.get("replydesk.secrets")
+    return loaded.mask(text) if loaded is not None else text
 
 
 def emit_json(obj: Any, out: Any = None) -> None:
+    import json
+
     out = out or sys.stdout
-    out.write(secrets.mask(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None))) + "\n")
+    out.write(_masked(_json_safe(json.dumps(obj, ensure_ascii=False, indent=None))) + "\n")
 
 
 def say(text: str = "") -> None:
     """Every text line the CLI prints goes through here: ids, names and subjects can come from
     customers or imported files, so control and bidi characters are made visible at this one sink."""
-    sys.stdout.write(secrets.mask(visible(text)) + "\n")
+    sys.stdout.write(_masked(visible(text)) + "\n")
 
 
 def complain(text: str) -> None:
     """Errors on stderr: they quote what the user or a file gave us, so the same rule applies."""
-    sys.stderr.write(secrets.mask(visible(f"replydesk: {text}")) + "\n")
+    sys.stderr.write(_masked(visible(f"replydesk: {text}")) + "\n")
 
 
 # ---- workspace ------------------------------------------------------------------------------------
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
+    from pathlib import Path
+
+    from replydesk.config import load_config
+    from replydesk.config_watch import ConfigSource
+    from replydesk.paths import config_digest, default_config_path, default_data_dir
+    from replydesk.workspace import Workspace
+
     explicit = Path(args.config) if args.config else None
+    digest = config_digest(explicit)  # of the bytes before they are read: an edit in between shows later
     config, path = load_config(explicit)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     watched = path or default_config_path()  # a config created while running is followed too
-    return Workspace(data_dir=data_dir, config=config,
+    return Workspace(data_dir=data_dir, config=config, config_digest=digest,
                      config_source=ConfigSource(watched, lambda: load_config(watched)[0]))
 
 
 def _demo_workspace(args: argparse.Namespace) -> Workspace:
+    from pathlib import Path
+
+    from replydesk.config import demo_config, load_config
+    from replydesk.config_watch import ConfigSource
+    from replydesk.paths import default_data_dir
+    from replydesk.workspace import Workspace
+
     faults = parse_faults(args.faults) if getattr(args, "faults", None) else None
     base = demo_config(seed=args.seed, faults=faults, pace=getattr(args, "pace", None))
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir() / "demo"
@@ -141,6 +206,55 @@ def _open(args: argparse.Namespace, create: bool = True) -> tuple[Workspace, Dat
     return ws, ws.open_db(create=create)
 
 
+def _open_to_read(args: argparse.Namespace, *, sla: bool = False, create: bool = False) -> Database:
+    """The workspace for a command that only reads it (search, show, the outbox list).
+
+    When the workspace last validated this very config file (same path and bytes, and its SLA
+    policies are the ones in force) it remembers the validated SLA settings, and this opens the
+    database alone: no config machinery (pydantic, yaml), which would be most of the command's
+    time. Otherwise (an edited, new or broken config, no workspace yet) it is ``_open``: the
+    config is validated, errors are reported and a policy edit is applied, as for any command.
+    """
+    import contextlib
+    from pathlib import Path
+
+    from replydesk.paths import config_digest, default_data_dir
+    from replydesk.storage import remembered
+    from replydesk.storage.db import StorageError, open_database
+
+    digest = config_digest(Path(args.config) if args.config else None)
+    if digest is not None:
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        with contextlib.suppress(StorageError):
+            db = open_database(data_dir, create=False)
+            settings = remembered.recall(db, digest)
+            if settings is not None:
+                if sla:
+                    from replydesk.sla import SlaEngine
+                    from replydesk.slaspec import SettingsData
+
+                    db.sla = SlaEngine(SettingsData.from_json(settings))
+                return db
+            db.close()
+    return _open(args, create=create)[1]
+
+
+def default_data_dir() -> Path:
+    from replydesk.paths import default_data_dir as data_dir
+
+    return data_dir()
+
+
+def _joined(args: argparse.Namespace) -> bool:
+    """Whether the workspace is joined to a team (a file in it): looked at before the team
+    commands' module is imported, so a solo workspace's commands never load it."""
+    from pathlib import Path
+
+    from replydesk import teamlink
+
+    return (Path(args.data_dir) if args.data_dir else default_data_dir()).joinpath(teamlink.FILE).exists()
+
+
 def _conv(db: Database, ref: str) -> str:
     conv_id = queries.resolve_conversation(db, ref)
     if conv_id is None:
@@ -166,6 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
     from replydesk.storage.lock import EngineLock
 
     ws, db = _open(args)
@@ -224,6 +340,8 @@ def _start_receiver(ws: Workspace) -> Any:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """``serve``: the receiver alone (the engine, in ``sync`` or the console, ingests what it keeps);
     ``token``: the verification token to paste into Meta's dashboard, made once and kept in the keyring."""
+    import signal
+
     from replydesk import webhooks
 
     ws = _workspace(args)
@@ -295,6 +413,9 @@ def _say_team_pass(report: Any, as_json: bool) -> None:
 
 
 def _run_forever(engine: Any) -> int:
+    import asyncio
+    import signal
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -307,6 +428,8 @@ def _run_forever(engine: Any) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
     _, db = _open(args, create=False)
     from replydesk.storage.files import open_private
 
@@ -352,6 +475,8 @@ class _ImportProgress:
     """A progress bar on a terminal's stderr (rich, which Textual brings anyway); nothing otherwise."""
 
     def __init__(self, source: str) -> None:
+        import contextlib
+
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
         total = None
@@ -387,7 +512,7 @@ def _row_json(row: queries.InboxRow) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    _, db = _open(args, create=False)
+    db = _open_to_read(args)
     for problem in search.problems(args.query):
         complain(problem)
     hits, f = search.search(db, args.query, limit=args.limit)
@@ -410,7 +535,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _, db = _open(args, create=False)
+    db = _open_to_read(args, sla=True)
     conv_id = _conv(db, args.conversation)
     record = exchange.export_record(db, conv_id, db.now())
     if args.json:
@@ -543,7 +668,8 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    _, db = _open(args)
+    reading = not (args.retry or args.discard or args.confirm_sent)
+    db = _open_to_read(args, create=True) if reading else _open(args)[1]
     if args.retry:
         outbox.retry(db, args.retry)
         say(f"reply {args.retry} queued again")
@@ -569,11 +695,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bulk(fn: Callable[..., None], label: str) -> Callable[[argparse.Namespace], int]:
+def _bulk(action: str, label: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         ws, db = _open(args)
         ids = [_conv(db, ref) for ref in args.conversations]
-        fn(db, ids, actor=ws.config.ui.agent)
+        getattr(actions, action)(db, ids, actor=ws.config.ui.agent)
         say(f"{label} {len(ids)} conversation(s)")
         return EXIT_OK
 
@@ -666,6 +792,8 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import contextlib
+
     from replydesk.model import parse_iso
     from replydesk.reporting import run_report
 
@@ -679,6 +807,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
     ws = _workspace(args)
     account = ws.config.account(args.account)
     if account is None:
@@ -723,6 +853,9 @@ def cmd_login(args: argparse.Namespace) -> int:
 def _login_oauth(args: argparse.Namespace, account: Any) -> int:
     """OAuth 2.0 with PKCE (X): the browser approves, the redirect or a pasted URL brings the code,
     the tokens go to the keyring. Over SSH the URL is printed and the redirected address pasted."""
+    import asyncio
+    import getpass
+
     from replydesk.providers import oauth
 
     if not secrets.backend_available():
@@ -757,6 +890,8 @@ def _login_oauth(args: argparse.Namespace, account: Any) -> int:
 def cmd_locations(args: argparse.Namespace) -> int:
     """The places an account's login manages (Google Business Profile locations), to pick in the
     config. Asks the platform now; the engine need not run."""
+    import asyncio
+
     from replydesk import providers
     from replydesk.providers.base import ProviderError
 
@@ -798,6 +933,8 @@ def cmd_locations(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
+    from replydesk.storage.db import DATABASE_ERRORS, StorageError
+
     ws = _demo_workspace(args) if args.command == "demo" else _workspace(args)
     states: dict[str, dict] = {}
     db_path = ws.data_dir
@@ -856,6 +993,10 @@ def _secret_state(account: Any) -> str:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from replydesk.config import load_config
+
     config, path = load_config(Path(args.config) if args.config else None)
     summary = {
         "file": str(path) if path else None,
@@ -887,7 +1028,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_rules_test(args: argparse.Namespace) -> int:
     """The dry run: what the rules would have done to the stored history. Nothing changes."""
     from replydesk import rules
-    from replydesk.slaconfig import parse_duration
+    from replydesk.slaspec import parse_duration
 
     ws, db = _open(args, create=False)
     if not ws.config.rules:
@@ -933,17 +1074,67 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # ---- argument parsing -----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _NotBuilt:
+    """Stands in for the parser of a command that is not being run: building all 23 costs 3 ms
+    of the start-up of the one that is (``build_parser(only=...)``); its definition is skipped."""
+
+    def __getattr__(self, name: str) -> Callable[..., _NotBuilt]:
+        return lambda *args, **kwargs: self
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it ($COLUMNS, stdout, else 80)."""
+    try:
+        if int(os.environ.get("COLUMNS", "0")) > 0:
+            return int(os.environ["COLUMNS"])
+    except ValueError:
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+#: The top-level options and whether each takes a value (argparse also accepts unique prefixes).
+_TOP_OPTIONS = {"--data-dir": True, "--config": True, "--version": False, "--help": False}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The word argparse will take for the command, or None when that is not plain (the console,
+    an unusual spelling): then every command's parser is built."""
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg
+        option, has_value, _ = arg.partition("=")
+        known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
+        if len(known) != 1 or known[0] == "--help":  # -h too: the top-level help lists every command
+            return None
+        if _TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None:
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, just that command's parser (the one being run)."""
+    import argparse
+
+    class Formatter(argparse.HelpFormatter):
+        """argparse's, told the width: its own lookup imports shutil (and bz2, lzma) at every start."""
+
+        def __init__(self, prog: str, **kwargs: Any) -> None:
+            super().__init__(prog, **{"width": _columns() - 2, **kwargs})
+
+    common = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
     common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="workspace directory (env REPLYDESK_HOME; default: the user data dir)")
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="config file (default: config.yaml in the user config dir)")
-    jsonopt = argparse.ArgumentParser(add_help=False)
+    jsonopt = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
     jsonopt.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     parser = argparse.ArgumentParser(
-        prog="replydesk", parents=[common],
+        prog="replydesk", parents=[common], formatter_class=Formatter,
         description="Answer customers from every platform in one terminal console. "
                     "With no command, opens the console on the configured workspace.",
         epilog="Exit codes: 0 success, 2 bad usage or config, 1 other errors. "
@@ -953,10 +1144,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"replydesk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    built: list[str] = []
+
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, json_: bool = False,
-            **kw: Any) -> argparse.ArgumentParser:
+            **kw: Any) -> Any:
+        if only is not None and name != only:
+            return _NotBuilt()
+        built.append(name)
         p = sub.add_parser(name, parents=[common, jsonopt] if json_ else [common], help=help_,
-                           description=help_, **kw)
+                           description=help_, formatter_class=Formatter, **kw)
         p.set_defaults(func=fn)
         return p
 
@@ -1038,8 +1234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (shown in the thread)")
     p.add_argument("--target", default="helpdesk", help="where to (default: helpdesk)")
 
-    for name, fn, verb in (("resolve", actions.resolve, "resolved"), ("reopen", actions.reopen, "reopened")):
-        p = add(name, _bulk(fn, verb), f"mark conversations {verb}")
+    for name, verb in (("resolve", "resolved"), ("reopen", "reopened")):
+        p = add(name, _bulk(name, verb), f"mark conversations {verb}")
         p.add_argument("conversations", nargs="+", metavar="CONVERSATION")
 
     p = add("snooze", cmd_snooze, "snooze a conversation until a time")
@@ -1082,13 +1278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(webhooks_parser=p)
     wsub = p.add_subparsers(dest="webhooks_command", metavar="SUBCOMMAND")
     w = wsub.add_parser("serve", parents=[common], help="run the receiver (Ctrl-C stops)",
-                        description="run the receiver; the sync engine ingests what it keeps")
+                        description="run the receiver; the sync engine ingests what it keeps", formatter_class=Formatter)
     w.add_argument("--host", help="listen address (default: webhooks.host)")
     w.add_argument("--port", type=int, help="listen port (default: webhooks.port; 0: any free port)")
     w.set_defaults(func=cmd_webhooks)
     w = wsub.add_parser("token", parents=[common], help="print the verify token for Meta's dashboard",
                         description="print the verify token to paste into Meta's webhook settings "
-                                    "(made once and kept in the keyring)")
+                                    "(made once and kept in the keyring)", formatter_class=Formatter)
     w.add_argument("--new", action="store_true", help="make a new token (then update it at Meta too)")
     w.set_defaults(func=cmd_webhooks)
 
@@ -1096,7 +1292,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     p.set_defaults(config_parser=p)
     c = csub.add_parser("check", parents=[common, jsonopt], help="validate the config and print a summary",
-                        description="validate the config and print a summary")
+                        description="validate the config and print a summary", formatter_class=Formatter)
     c.set_defaults(func=cmd_config_check)
 
     p = add("rules", lambda a: (a.rules_parser.print_help(), EXIT_USAGE)[1], "triage rules: try them on the history")
@@ -1105,7 +1301,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("test", parents=[common, jsonopt],
                         help="dry run: what the rules would have done to the stored history (nothing changes)",
                         description="Replay the rules over the stored history and print, per rule, how many "
-                                    "conversations it would have matched, what it would have done and a sample.")
+                                    "conversations it would have matched, what it would have done and a sample.",
+                        formatter_class=Formatter)
     r.add_argument("rule", nargs="?", help="only this rule (default: all, in order)")
     r.add_argument("--since", default="30d", metavar="WHEN", help="how far back: 30d, 12h or an ISO 8601 time "
                                                                   "(default 30d)")
@@ -1113,22 +1310,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+    if only is None or only in ("serve", "team"):  # their module is not imported for the others
+        from replydesk import cli_team
 
-    cli_team.register(sub, common, jsonopt, add, EXIT_USAGE)
+        cli_team.register(sub, common, jsonopt, add, EXIT_USAGE)
+    if only is not None and not built:  # not a command: the whole line, so argparse lists them all
+        return build_parser()
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ours = not logging.getLogger().handlers  # a host (a test runner) may have its own already
-    logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
-    if ours:
-        from replydesk import logcap
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # scripts and completions ask this in loops: no parser needed
+        sys.stdout.write(f"replydesk {__version__}\n")
+        return EXIT_OK
+    parser = build_parser(only=command_in(argv))
+    args = parser.parse_args(argv)  # --help prints and exits here, before logging is set up
+    if os.environ.get("REPLYDESK_LOG") or getattr(args, "func", None) not in (cmd_search, cmd_show, cmd_outbox):
+        import logging  # the read commands log nothing: 2 ms of their start-up spared
 
-        for handler in logging.getLogger().handlers:  # no flood, no secret, whatever a platform sends
-            logcap.install(handler)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+        ours = not logging.getLogger().handlers  # a host (a test runner) may have its own already
+        logging.basicConfig(level=os.environ.get("REPLYDESK_LOG", "WARNING").upper(),
+                            format="%(levelname)s %(name)s: %(message)s")
+        if ours:
+            from replydesk import logcap
+
+            for handler in logging.getLogger().handlers:  # no flood, no secret, whatever a platform sends
+                logcap.install(handler)
     for name in ("data_dir", "config"):
         if not hasattr(args, name):
             setattr(args, name, None)
@@ -1138,33 +1346,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.command = None
             return cmd_tui(args)
         code = func(args)
-        if code == EXIT_OK and args.command in cli_team.WRITES:
-            code = cli_team.after_write(args) or code
+        if code == EXIT_OK and _joined(args):
+            from replydesk import cli_team
+
+            if args.command in cli_team.WRITES:
+                code = cli_team.after_write(args) or code
         return code
     except UsageError as exc:
         complain(str(exc))
         return EXIT_USAGE
-    except ConfigError as exc:
+    except _raised("replydesk.config", "ConfigError") as exc:
         complain(f"bad config:\n{exc}")
         return EXIT_USAGE
-    except (actions.ActionError, StorageError, secrets.SecretError) as exc:
+    except (_raised("replydesk.storage.actions", "ActionError") + _raised("replydesk.storage.db", "StorageError")
+            + _raised("replydesk.secrets", "SecretError")) as exc:
         complain(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        import contextlib
+
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return EXIT_OK
-    except (*DATABASE_ERRORS, OSError) as exc:  # locked, full, read-only, damaged: one line, never a traceback
+    except (*_raised("sqlite3", "Error"), OSError) as exc:  # locked, full, read-only, damaged: one line, never a traceback
+        import logging
+
         from replydesk.storage.faults import explain
 
         path, timeout = getattr(args, "db_where", (None, None))
-        log.debug("database error", exc_info=True)
+        logging.getLogger("replydesk").debug("database error", exc_info=True)
         complain(explain(exc, path, timeout))
         return EXIT_ERROR
     except Exception as exc:  # a bug: say so in one line; REPLYDESK_LOG=debug shows the traceback
-        log.debug("internal error", exc_info=True)
+        import logging
+
+        logging.getLogger("replydesk").debug("internal error", exc_info=True)
         complain(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                  "(run with REPLYDESK_LOG=debug for the details, and please report it)")
         return EXIT_ERROR

@@ -12,14 +12,12 @@ are pushed at once (``after_write``), or by the running engine when there is one
 from __future__ import annotations
 
 import argparse
-import getpass
-import secrets as token
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from replydesk import secrets, teamlink
+# The rest loads in the commands that use it: ``replydesk --help`` builds these parsers too.
 
 #: Commands that change the workspace: in a joined one their change goes to the team right away.
 WRITES = frozenset({"tag", "untag", "assign", "escalate", "resolve", "reopen", "snooze", "reply", "note",
@@ -70,6 +68,8 @@ def _cli() -> Any:
 def _read_secret(prompt: str) -> str:
     """A password from the terminal (not echoed), or one line of standard input for scripts."""
     if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
         return getpass.getpass(prompt)
     line = sys.stdin.readline() if sys.stdin is not None else ""
     return line.rstrip("\n")
@@ -77,6 +77,7 @@ def _read_secret(prompt: str) -> str:
 
 def _owner(args: argparse.Namespace) -> Any:
     """A connection as the URL's user, the password from the URL, the keyring, or a prompt."""
+    from replydesk import secrets
     from replydesk.storage import team_db
 
     url, password = team_db.TeamUrl.parse(args.url)
@@ -100,6 +101,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_add_agent(args: argparse.Namespace) -> int:
+    import secrets as token
+
     from replydesk.storage import team_db
 
     cli = _cli()
@@ -122,6 +125,8 @@ def cmd_add_agent(args: argparse.Namespace) -> int:
 
 def _store_password(url: Any, password: str) -> str:
     """Keep the team password in the keyring; say where it went (or how to provide it instead)."""
+    from replydesk import secrets
+
     if not secrets.backend_available():
         return ("no keyring on this machine: set " + secrets.env_name(url.secret_name())
                 + " to the password for the engine to connect")
@@ -130,6 +135,7 @@ def _store_password(url: Any, password: str) -> str:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
+    from replydesk import secrets, teamlink
     from replydesk.storage import team_db, team_local
     from replydesk.team import TeamSync
 
@@ -307,6 +313,7 @@ def after_write(args: argparse.Namespace) -> int | None:
     will within a moment). Returns an exit code when the team refused the change (the user is told)."""
     from pathlib import Path
 
+    from replydesk import teamlink
     from replydesk.storage.lock import EngineLock
 
     cli = _cli()

@@ -7,12 +7,10 @@ locations back onto the YAML nodes so the message can say ``config.yaml:12: acco
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from platformdirs import user_config_path, user_data_path
 from pydantic import (
     Field,
     PlainValidator,
@@ -26,10 +24,9 @@ from pydantic_core import PydanticCustomError
 
 from replydesk.listening import ListeningQuery
 from replydesk.options import AccountOptions, Duration, Strict
+from replydesk.paths import APP, default_config_path, default_data_dir  # noqa: F401 - re-exported
 from replydesk.rulesconfig import DEFAULT_LANGUAGES, LANGUAGE_CODES, CsatSettings, RuleSpec, problems
 from replydesk.slaconfig import SlaSettings
-
-APP = "replydesk"
 
 
 class ConfigError(Exception):
@@ -335,14 +332,6 @@ def _format_errors(exc: ValidationError, path: Path, root: yaml.Node | None) -> 
             msg = msg[len("Value error, "):]
         lines.append(f"{path}{line}: {_describe(loc)}: {msg}")
     return "\n".join(lines)
-
-
-def default_config_path() -> Path:
-    return user_config_path(APP) / "config.yaml"
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("REPLYDESK_HOME") or user_data_path(APP))
 
 
 #: Deeper than this is not a config a person wrote (and PyYAML would recurse until Python gives up).

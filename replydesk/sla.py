@@ -45,11 +45,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replydesk.bizcal import Calendar, build_calendars
 from replydesk.model import iso
-from replydesk.slaconfig import METRICS, PolicySpec, SlaSettings, TargetSpec
+from replydesk.slaspec import METRICS
+
+if TYPE_CHECKING:  # the validated models (pydantic) or their plain-data twins (slaspec) alike
+    from replydesk.slaconfig import PolicySpec, SlaSettings, TargetSpec
 
 STATES_BY_SEVERITY: tuple[str, ...] = ("none", "fulfilled", "paused", "ok", "warning", "breached")
 TRANSITION_KINDS: tuple[str, ...] = ("activate", "pause", "resume", "fulfil", "breach")

@@ -19,89 +19,36 @@ sets ``escalated_factor`` explicitly.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from replydesk.model import KINDS
-
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
-PAUSE_STATUSES: tuple[str, ...] = ("pending", "snoozed")
-ALWAYS_OPEN = "24x7"
-BUSINESS = "business"
-DEFAULT_ESCALATED_FACTOR = 0.5
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])", re.IGNORECASE)
-_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-
-
-def parse_duration(text: str | int) -> int:
-    """``"30m"``, ``"4h"``, ``"1d"``, ``"1h30m"``, ``"90s"`` (or a bare number of seconds) -> seconds.
-
-    Raises ValueError saying what is accepted, because this text comes straight from a user's YAML.
-    """
-    if isinstance(text, bool):
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30m, 4h, 1d, 1h30m or 90s")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"invalid duration {text!r}: must not be negative")
-        return text
-    if not isinstance(text, str):
-        raise ValueError(f"invalid duration {text!r}: expected a string such as 30m, 4h, 1d, 1h30m or 90s")
-    raw = text.strip()
-    if raw.isdigit():
-        return int(raw)
-    compact = raw.replace(" ", "")
-    parts = _DURATION_PART.findall(compact)
-    if not compact or "".join(n + u for n, u in parts).lower() != compact.lower():
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30m, 4h, 1d, 1h30m or 90s")
-    units = [u.lower() for _, u in parts]
-    if len(set(units)) != len(units):
-        raise ValueError(f"invalid duration {text!r}: a unit appears twice")
-    total = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in parts)
-    return int(round(total))
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds back to the compact form (``5400`` -> ``"1h30m"``), for messages and the UI."""
-    sign = "-" if seconds < 0 else ""
-    rest = int(round(abs(seconds)))
-    out = []
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if rest >= size:
-            out.append(f"{rest // size}{unit}")
-            rest %= size
-    return sign + ("".join(out) or "0s")
-
-
-def parse_interval(text: str) -> tuple[int, int]:
-    """``"09:00-17:00"`` -> (540, 1020) minutes from local midnight.
-
-    An end at or before the start means the interval crosses midnight (``"22:00-02:00"`` is open
-    until 02:00 the next day); ``"00:00-24:00"`` is the whole day.
-    """
-    m = _INTERVAL.match(text) if isinstance(text, str) else None
-    if not m:
-        raise ValueError(f"invalid opening interval {text!r}: expected HH:MM-HH:MM, e.g. 09:00-17:00")
-    h1, m1, h2, m2 = (int(g) for g in m.groups())
-    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
-        raise ValueError(f"invalid opening interval {text!r}: times must be 00:00-23:59 (end may be 24:00)")
-    start, end = h1 * 60 + m1, h2 * 60 + m2
-    if start == end:
-        raise ValueError(f"invalid opening interval {text!r}: start equals end (use 00:00-24:00 for all day)")
-    return start, end
+from replydesk.slaspec import (  # noqa: F401 - the rules and units live there, pydantic-free; re-exported
+    ALWAYS_OPEN,
+    BUSINESS,
+    BUSINESS_HOURS,
+    DEFAULT_ESCALATED_FACTOR,
+    METRICS,
+    PAUSE_STATUSES,
+    PRIORITIES,
+    WEEKDAYS,
+    CalendarRules,
+    PolicyRules,
+    SettingsRules,
+    TargetRules,
+    format_duration,
+    parse_duration,
+    parse_interval,
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CalendarSpec(_Strict):
+class CalendarSpec(_Strict, CalendarRules):
     """A business calendar: when the team is expected to answer.
 
     ``hours`` maps weekdays (mon..sun) to open intervals in local time; several per day are split
@@ -138,17 +85,11 @@ class CalendarSpec(_Strict):
             raise ValueError("a calendar needs at least one open interval (e.g. mon: [09:00-17:00])")
         return value
 
-    def intervals(self) -> dict[int, list[tuple[int, int]]]:
-        """Weekday index (0 = Monday) -> parsed (start, end) minutes as written."""
-        return {WEEKDAYS.index(day): [parse_interval(t) for t in ivs] for day, ivs in self.hours.items()}
+
+BUSINESS_CALENDAR = CalendarSpec(timezone="UTC", hours=BUSINESS_HOURS)
 
 
-BUSINESS_CALENDAR = CalendarSpec(
-    timezone="UTC", hours={d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
-)
-
-
-class TargetSpec(_Strict):
+class TargetSpec(_Strict, TargetRules):
     """One metric's target: a duration on a calendar, with an optional early warning."""
 
     target: int
@@ -177,18 +118,6 @@ class TargetSpec(_Strict):
                 raise ValueError(f"warn_before {value!r} must be between 0% and 100%")
             return f"{pct:g}%"
         return format_duration(parse_duration(value))
-
-    def warn_seconds(self, target_seconds: float | None = None) -> float:
-        """Seconds before the due time at which the metric turns to `warning` (0 = never warns).
-
-        A percentage applies to ``target_seconds`` when given (the escalated, effective target).
-        """
-        base = self.target if target_seconds is None else target_seconds
-        if self.warn_before is None:
-            return 0.0
-        if self.warn_before.endswith("%"):
-            return base * float(self.warn_before[:-1]) / 100.0
-        return float(parse_duration(self.warn_before))
 
 
 def _as_list(value: Any) -> Any:
@@ -233,7 +162,7 @@ class MatchSpec(_Strict):
         return value
 
 
-class PolicySpec(_Strict):
+class PolicySpec(_Strict, PolicyRules):
     """A named set of targets; the first policy (top to bottom) whose ``match`` applies wins."""
 
     name: str
@@ -247,26 +176,6 @@ class PolicySpec(_Strict):
     #: first and next reply; by default only a person's reply does.
     count_auto_replies: bool = False
 
-    def target(self, metric: str) -> TargetSpec | None:
-        return getattr(self, metric)
-
-    def factor_for(self, escalated: bool) -> float:
-        """Multiplier for targets: halved (by default) for escalated conversations.
-
-        A policy that explicitly matches ``escalated: true`` wrote its targets for escalated
-        conversations, so they are not halved again unless ``escalated_factor`` is set.
-        """
-        if not escalated:
-            return 1.0
-        if self.escalated_factor is not None:
-            return self.escalated_factor
-        return 1.0 if self.match.escalated is True else DEFAULT_ESCALATED_FACTOR
-
-    def calendars_used(self) -> list[tuple[str, str]]:
-        return [(m, t.calendar) for m in METRICS if (t := self.target(m)) is not None]
-
-
-METRICS: tuple[str, ...] = ("first_reply", "next_reply", "resolution")
 
 DEFAULT_POLICIES: list[PolicySpec] = [
     PolicySpec.model_validate(p)
@@ -311,7 +220,7 @@ DEFAULT_POLICIES: list[PolicySpec] = [
 DEFAULT_REVIEW_PRIORITY: dict[int, str] = {1: "high", 2: "high"}
 
 
-class SlaSettings(_Strict):
+class SlaSettings(_Strict, SettingsRules):
     """The whole ``sla:`` section; ``policies`` falls back to DEFAULT_POLICIES when absent.
 
     ``review_priority`` maps a review's stars to the priority it comes in with (raised to at least
@@ -352,18 +261,8 @@ class SlaSettings(_Strict):
                     )
         return self
 
-    def calendar_names(self) -> set[str]:
-        return {ALWAYS_OPEN, BUSINESS, *self.calendars}
-
-    def calendar(self, name: str) -> CalendarSpec | None:
-        """The spec for ``name``; None for the always-open ``24x7``. KeyError if unknown."""
-        if name == ALWAYS_OPEN:
-            return None
-        if name in self.calendars:
-            return self.calendars[name]
-        if name == BUSINESS:
-            return BUSINESS_CALENDAR
-        raise KeyError(name)
+    def business_default(self) -> CalendarSpec:
+        return BUSINESS_CALENDAR
 
 
 def load_sla_settings(section: Any) -> SlaSettings:

@@ -14,7 +14,7 @@ import os
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from replydesk.slaconfig import parse_duration
+from replydesk.slaspec import parse_duration
 
 _DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?$")

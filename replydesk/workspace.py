@@ -21,7 +21,7 @@ from replydesk import teamlink
 from replydesk.config import Config
 from replydesk.config_watch import ConfigChange, ConfigSource, ConfigWatcher
 from replydesk.sla import SlaEngine
-from replydesk.storage import slastate
+from replydesk.storage import remembered, slastate
 from replydesk.storage.db import Database, StorageError, open_database
 from replydesk.storage.lock import EngineLock
 from replydesk.waits import pause
@@ -40,6 +40,9 @@ class Workspace:
     clock: Callable[[], float] | None = None
     #: The config file, to follow edits while running (None: a config built in code, as in tests).
     config_source: ConfigSource | None = None
+    #: ``paths.config_digest`` of the file ``config`` was read from: the database remembers the
+    #: validated SLA settings under it, so read commands need not validate them again.
+    config_digest: str | None = None
     _dbs: weakref.WeakSet[Database] = field(default_factory=weakref.WeakSet, init=False, repr=False)
     _watcher: ConfigWatcher | None = field(default=None, init=False, repr=False)
     _watch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -73,6 +76,9 @@ class Workspace:
                            lock_timeout=self.config.sync.lock_timeout)
         try:
             slastate.apply_policy_changes(db)
+            if self.config_digest is not None:
+                remembered.remember(db, self.config_digest, slastate.policies_fingerprint(db),
+                                    self.config.sla.model_dump(mode="json"))
         except BaseException:
             db.close()
             raise
@@ -92,6 +98,7 @@ class Workspace:
             change = self._watcher.poll()
             if change is not None and change.sla_changed:
                 self.config = self.config.model_copy(update={"sla": change.config.sla})
+                self.config_digest = None  # the settings now in force came from an edit of the file
                 for db in list(self._dbs):
                     db.sla = SlaEngine(change.config.sla)
             return change

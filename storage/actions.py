@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from replydesk.model import STATUSES
-from replydesk.slaconfig import PRIORITIES
+from replydesk.slaspec import PRIORITIES
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import TAG_SEP, clean_text

@@ -84,6 +84,11 @@ class Database:
         """
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
+    def changes(self) -> int:
+        """Rows this connection has changed since it opened (SQLite's ``total_changes``): a
+        caller tells a write that changed nothing from one that did, without a query."""
+        return self.conn.total_changes
+
     def close(self) -> None:
         self.conn.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 from replydesk.model import iso
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import TAG_SEP
+from replydesk.storage.schema import TAG_SEP
 
 
 def export_records(db: Database, conv_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:

@@ -36,7 +36,7 @@ from replydesk.model import (
     item_id,
     parse_iso,
 )
-from replydesk.slaconfig import PRIORITIES
+from replydesk.slaspec import PRIORITIES
 from replydesk.storage import slastate
 from replydesk.storage.actions import _event, normalise_tag
 from replydesk.storage.db import Database

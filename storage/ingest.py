@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
 from replydesk.storage import aliases, csat, receipts, reply_windows, slastate
 from replydesk.storage.db import Database
+from replydesk.storage.schema import TAG_SEP
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ MAX_TEXT = 100_000
 #: only a count grows, so a flood of malformed items costs a counter, not millions of rows.
 REJECTED_KEEP = 100
 SNIPPET = 160
-TAG_SEP = "\x1f"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: The times an item may claim: from 2000-01-01 to a day past now. Outside them a date is a broken or
 #: hostile one (year 1, 9999), and it costs every SLA evaluation of its conversation a walk over the

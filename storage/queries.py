@@ -15,13 +15,13 @@ from typing import Any
 
 from replydesk.storage import tickets
 from replydesk.storage.db import Database
-from replydesk.storage.ingest import TAG_SEP
 from replydesk.storage.schema import (
     CELL_COLUMNS,
     NO_DUE,
     NO_DUE_BUCKETS,
     RANK_COLUMNS,
     RANK_LEVELS,
+    TAG_SEP,
     rank_bucket,
 )
 from replydesk.windows import Window

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 # A sentinel "due" far in the future so rows without a running SLA sort after every real deadline
 # while the inbox index stays a plain ascending one.
 NO_DUE = 1e15
+#: Between the tags in ``conversations.tags`` (here, not in ingest: the readers need it without the writer).
+TAG_SEP = "\x1f"
 
 # The conversation search row's customer column: the contact's name and handle (" " without one),
 # and its tags column: the tag list with the separator (\x1f) as a space.

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from replydesk.model import TicketStatus
-from replydesk.storage.actions import _event
 from replydesk.storage.db import Database
 
 #: Statuses after which a ticket is no longer followed (Zendesk: a closed ticket cannot change).
@@ -68,6 +67,8 @@ def apply(db: Database, account: str, statuses: Iterable[TicketStatus]) -> list[
     A changed status is stored and logged on the conversation; a ticket solved (or closed) with
     ``resolve`` set resolves its conversation. Tickets we did not make are ignored. Returns the
     conversations that changed."""
+    from replydesk.storage.actions import _event  # here: reading a thread (queries) needs none of the writes
+
     changed: list[str] = []
     for s in statuses:
         row = db.conn.execute("SELECT conversation_id, status, updated_at FROM tickets WHERE account=? AND ticket_id=?",

@@ -120,3 +120,17 @@ def test_percentile() -> None:
     assert percentile([1.0], 95) == 1.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert percentile(list(range(101)), 95) == 95
+
+
+def test_a_row_that_measured_less_than_its_size_says_so(tmp_path: Path) -> None:
+    """The ingest row of a large run ingests a capped number of messages: the row says how many."""
+    out = io.StringIO()
+    reporter = Reporter(out=out, err=io.StringIO())
+    fig = reporter.add(storage_bench.bench_ingest(10_000, 300, 1, tmp_path))
+    line = json.loads(out.getvalue())
+    assert line["size_messages"] == 10_000 and line["measured"] == fig.measured
+    assert fig.measured is not None and fig.measured.endswith(" ingested") and not fig.measured.startswith("10,000")
+    row = next(r for r in reporter.table(markdown=True).splitlines() if r.startswith("| ingest_rows_per_s"))
+    assert f"| 10,000 | {fig.measured} |" in row
+    other = json.loads(json.dumps(Figure("search_p50_ms", 10_000, 1.0, "ms").as_json()))
+    assert other["measured"] == "the workspace"

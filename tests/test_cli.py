@@ -12,9 +12,9 @@ import pytest
 from replydesk.cli import build_parser, main
 from support import REPO, hostile_texts
 
-COMMANDS = ["demo", "sync", "export", "import", "search", "show", "reply", "note", "outbox", "tag", "untag",
-            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "config",
-            "doctor"]
+COMMANDS = ["demo", "sync", "export", "import", "search", "show", "reply", "action", "note", "outbox", "tag", "untag",
+            "assign", "escalate", "resolve", "reopen", "snooze", "sla", "report", "login", "accounts", "locations",
+            "templates", "webhooks", "config", "rules", "doctor", "serve", "team"]
 
 
 @pytest.fixture
@@ -256,6 +256,72 @@ def test_json_export_streams_an_array_that_imports_back(ws, capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     assert result["conversations"] == len(records)
     assert result["messages"] == sum(len(r["messages"]) for r in records)
+
+
+def _sub(parser, name: str):
+    return next(a for a in parser._actions if a.dest == "command").choices[name]
+
+
+def every_command() -> list[str]:
+    """Every command the whole command line has (COMMANDS, and any added since)."""
+    return list(next(a for a in build_parser()._actions if a.dest == "command").choices)
+
+
+def test_a_command_alone_parses_and_helps_as_in_the_whole_command_line(monkeypatch):
+    """main builds only the parser of the command it runs (start-up): its help and its parse are
+    the whole command line's, for every command."""
+    from replydesk.cli import command_in
+
+    monkeypatch.setenv("COLUMNS", "100")
+    full = build_parser()
+    assert set(COMMANDS) <= set(every_command())
+    for name in every_command():
+        assert _sub(build_parser(only=name), name).format_help() == _sub(full, name).format_help(), name
+    for argv in (["search", "refund tag:vip", "--json", "--limit", "5"], ["--data-dir", "d", "show", "x:1"],
+                 ["--data-dir=d", "--config", "c", "outbox", "--retry", "k"], ["--data", "d", "resolve", "a", "b"],
+                 ["config", "check", "--json"], ["reply", "c", "--text", "-", "--at", "2h", "--private"],
+                 ["rules", "test", "greet", "--since", "2d", "--json"], ["locations", "reviews", "--json"],
+                 ["report", "--csv", "--by", "tag"], ["webhooks", "serve", "--port", "0"], ["templates", "wa", "--json"],
+                 ["reply", "c", "--template", "hello:en", "--param", "Ann", "--param", "42"]):
+        assert command_in(argv) == next(a for a in argv if a in COMMANDS and not a.startswith("-"))
+        alone, whole = build_parser(only=command_in(argv)).parse_args(argv), full.parse_args(argv)
+        plain = lambda ns: {k: v for k, v in vars(ns).items() if k != "func" and not k.endswith("_parser")}  # noqa: E731
+        assert plain(alone) == plain(whole), argv
+        assert alone.func.__name__ == whole.func.__name__
+
+
+def test_the_whole_command_line_is_built_when_the_command_is_not_plain():
+    from replydesk.cli import command_in
+
+    for argv in ([], ["--help"], ["-h", "search"], ["--data-dir"], ["--d", "x", "-q", "search"], ["--", "search"],
+                 ["--config"]):
+        assert command_in(argv) is None, argv
+    assert command_in(["--version", "search", "x"]) == "search"  # --version exits before any command
+    whole = build_parser(only="frobnicate")  # not a command: every command is there to be listed
+    assert set(COMMANDS) <= set(next(a for a in whole._actions if a.dest == "command").choices)
+
+
+def test_help_is_as_wide_as_shutil_finds_the_terminal(monkeypatch):
+    import shutil
+
+    from replydesk.cli import _columns
+
+    for columns in ("100", "61", "", "zero"):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert _columns() == shutil.get_terminal_size().columns, columns
+
+
+def test_main_help_and_version_exit_0_for_every_command(capsys):
+    for argv in [[name] for name in every_command()] + [["config", "check"], ["rules", "test"], ["team", "status"],
+                                                          ["webhooks", "serve"], ["webhooks", "token"]]:
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--help"])
+        assert stop.value.code == 0, argv
+        assert f"usage: replydesk {' '.join(argv)}" in capsys.readouterr().out, argv
+    assert main(["--version"]) == 0 and capsys.readouterr().out == "replydesk 0.1.0\n"
+    with pytest.raises(SystemExit) as stop:
+        main(["search"])  # the query is missing: a usage error
+    assert stop.value.code == 2 and "required: query" in capsys.readouterr().err
 
 
 def test_the_fault_demo_readme_shows_runs_and_keeps_sub_second_latency(tmp_path, capsys):

@@ -24,14 +24,15 @@ PACKAGES = {"replydesk": "replydesk", "storage": "replydesk.storage", "providers
             "tui": "replydesk.tui"}
 
 #: Pure functions and data: nothing but the standard library and each other.
-PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaconfig", "replydesk.bizcal",
-                       "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms", "replydesk.windows",
-                       "replydesk.keys", "replydesk.searchsyntax", "replydesk.csat"})
+PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaspec", "replydesk.slaconfig",
+                       "replydesk.bizcal", "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms",
+                       "replydesk.windows", "replydesk.keys", "replydesk.searchsyntax", "replydesk.csat"})
 #: The config modules (``config.py``, ``slaconfig.py``: its ``sla:`` section, ``rulesconfig.py``: its
 #: ``rules:`` and ``csat:`` sections) validate YAML. ``options.py`` holds the base every provider's
-#: account options build on, ``listening.py`` the ``listening:`` queries providers run.
+#: account options build on, ``listening.py`` the ``listening:`` queries providers run; ``paths.py``
+#: where the config and the workspace live (platformdirs), light enough for the read commands.
 CONFIG_MODULES = frozenset({"replydesk.config", "replydesk.slaconfig", "replydesk.options", "replydesk.listening",
-                            "replydesk.rulesconfig"})
+                            "replydesk.rulesconfig", "replydesk.paths"})
 CONFIG_LIBS = frozenset({"pydantic", "pydantic_core", "yaml", "platformdirs"})
 #: The SQL statements a module outside storage must not run itself.
 SQL_CALLS = frozenset({"execute", "executemany", "executescript"})
@@ -63,8 +64,8 @@ LAYERS: tuple[Layer, ...] = (
           "and the provider registry (each account is validated by its provider's options; provider modules are "
           "cheap to import by contract: their wire libraries load with the first request)",
           tuple(sorted(CONFIG_MODULES)), PURE_CORE | CONFIG_MODULES | {"replydesk.providers"}, CONFIG_LIBS),
-    Layer("pure core", "model, sla, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax and csat "
-          "import only the standard library, "
+    Layer("pure core", "model, sla, slaspec, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax "
+          "and csat import only the standard library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),
     Layer("storage", "storage imports only the pure core, storage, database libraries and ijson (the import "

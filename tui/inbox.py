@@ -119,6 +119,7 @@ class InboxList(ScrollView, can_focus=True):
         self._prerender_pending = False
         self._composer_key_map: dict[str, tuple[Any, str]] | None = None
         self.reading_into: Any = None  # the thread view while reading (enter), else None
+        self._direction = 1  # of the last move: the rows read ahead are those the cursor heads for
         self.count_prefix = ""  # digits typed so far (5j, 12k, 3x)
         self.count_timeout = 0.6  # ui.count_timeout: the key must follow the number within this
         self._count_saved: Any = None  # the screen's view before the first digit switched it
@@ -315,6 +316,21 @@ class InboxList(ScrollView, can_focus=True):
         """The row under the cursor, if its page is loaded."""
         return self._row(self.cursor_index) if self.total else None
 
+    def ids_around(self, ahead: int, behind: int) -> tuple[list[str], list[str]]:
+        """Conversations around the cursor, from the rows in memory (nothing is read): near, nearest
+        first (``ahead`` rows the way the cursor last moved, ``behind`` the other way), and far
+        (where the page keys, ``g`` and ``G`` would go)."""
+        step, here = self._direction, self.cursor_index
+        page = max(self.size.height - 1, 1)
+        near = [here + step * n for n in range(1, ahead + 1)] + [here - step * n for n in range(1, behind + 1)]
+        far = [here + page, here - page, 0, self.total - 1]
+
+        def ids(indexes: list[int]) -> list[str]:
+            rows = (self._cached_row(i) for i in indexes if 0 <= i < self.total and i != here)
+            return [row.id for row in rows if row is not None]
+
+        return ids(near), ids(far)
+
     def targets(self) -> list[str]:
         """Marked conversations, or the one under the cursor: what an action applies to."""
         if self.marked:
@@ -328,6 +344,8 @@ class InboxList(ScrollView, can_focus=True):
             return
         index = max(0, min(index, self.total - 1))
         old = self.cursor_index
+        if index != old:
+            self._direction = 1 if index > old else -1
         self.cursor_index = index
         self.refresh_line(old)
         self.refresh_line(index)

@@ -20,12 +20,11 @@ from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.keys import format_key
 from textual.screen import Screen
-from textual.timer import Timer
 
 from replydesk import presence
 from replydesk.config import UiSettings
 from replydesk.keys import BY_ID
-from replydesk.storage import actions, activity, outbox, queries, slastate
+from replydesk.storage import actions, activity, outbox, queries
 from replydesk.storage.actions import ActionError
 from replydesk.storage.db import DATABASE_ERRORS, Database
 from replydesk.storage.queries import InboxFilter
@@ -103,9 +102,8 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self.searching = False
         self.reading = False
         self._header: HeaderLoaded | None = None
-        self._thread_timer: Timer | None = None
         self._thread_for: str | None = None
-        self._minute = 0
+        self._minute = int(clock() // 60)  # the thread read at start is this minute's
         #: Where each shown thread's messages stood, and where the open composer's stood when it
         #: opened: a reply asks first when the thread moved on since (the collision check).
         self._marks: dict[str, int] = {}
@@ -125,7 +123,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
             yield InboxList(self.store, self.clock, id="inbox")
             with Vertical(id="right"):
                 yield SlaPane(id="sla")
-                yield ThreadView(self.clock, self.tz, id="thread")
+                yield ThreadView(self.clock, self.tz, store=self.store, id="thread")
                 yield Composer(self.clock, self.tz, id="composer")
         yield StatusBar(id="status")
         yield KeyBar(id="keys")
@@ -183,7 +181,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         if minute != self._minute:
             self._minute = minute
             if self.inbox.cursor_id:
-                self._load_thread(self.inbox.cursor_id, True)
+                self._reread_thread(self.inbox.cursor_id)
 
     def set_engine_note(self, note: str) -> None:
         self.engine_note = note
@@ -200,7 +198,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self._load_header()
         self._load_activity()
         if self.inbox.cursor_id:
-            self._load_thread(self.inbox.cursor_id, True)
+            self._reread_thread(self.inbox.cursor_id)
 
     # ---- presence, notices ------------------------------------------------------------------------
 
@@ -277,8 +275,6 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
 
     @on(InboxList.CursorMoved)
     def _on_cursor(self, event: InboxList.CursorMoved) -> None:
-        if self._thread_timer is not None:
-            self._thread_timer.stop()
         if event.conv_id != self._thread_for:
             self.set_reading(False)  # another conversation selected ('!', a view, a search)
         if event.conv_id is None:
@@ -286,37 +282,37 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
             self.thread_view.clear()
             self.query_one(SlaPane).show(None, None, self.clock())
             return
-        conv_id = event.conv_id
-        # A short debounce: holding j does not start a thread read per row.
-        self._thread_timer = self.set_timer(0.05, lambda: self._load_thread(conv_id, False))
+        # Shown in this frame when it was read ahead; the thread view reads what is missing (the
+        # selected conversation first) without waiting for the keys to stop.
+        hit = self.thread_view.follow(event.conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
+        if hit is not None:
+            self._show_thread(hit.conv_id, hit.thread, hit.sla, hit.mark, keep_scroll=False)
 
-    @background("reading the thread", group="thread", exclusive=True)
-    def _load_thread(self, conv_id: str, keep_scroll: bool) -> None:
-        now = self.clock()
-
-        def read(db: Database) -> ThreadLoaded:
-            t = queries.thread(db, conv_id)
-            sla = slastate.evaluate_at(db, conv_id, now) if t else None
-            return ThreadLoaded(conv_id, t, sla, keep_scroll, activity.thread_mark(db, conv_id) if t else None)
-
-        self.post_message(self.store.read(read))
+    def _reread_thread(self, conv_id: str) -> None:
+        """Data or the minute changed: read the selected conversation again (the reader's scroll
+        stays), through the thread view's reading, which keeps the reads in order."""
+        self.store.threads.drop(conv_id)
+        self.thread_view.follow(conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
 
     @on(ThreadLoaded)
     def _on_thread(self, event: ThreadLoaded) -> None:
-        if event.conv_id != self.inbox.cursor_id:
-            return
-        keep = event.keep_scroll and self._thread_for == event.conv_id
-        self._thread_for = event.conv_id
-        if event.mark is not None:
-            self._marks[event.conv_id] = event.mark
-        self.thread_view.set_presence(self._presence.get(event.conv_id, []), repaint=False)
-        self.thread_view.show(event.thread, keep_scroll=keep)
+        if event.conv_id == self.inbox.cursor_id:
+            self._show_thread(event.conv_id, event.thread, event.sla, event.mark, keep_scroll=event.keep_scroll)
+
+    def _show_thread(self, conv_id: str, thread: Any, sla: Any, mark: int | None, *, keep_scroll: bool) -> None:
+        """Show a read (just arrived, or read ahead): its mark is where the messages shown stood."""
+        keep = keep_scroll and self._thread_for == conv_id
+        self._thread_for = conv_id
+        if mark is not None:
+            self._marks[conv_id] = mark
+        self.thread_view.set_presence(self._presence.get(conv_id, []), repaint=False)
+        self.thread_view.show(thread, keep_scroll=keep)
         if not self.composer.is_open:
-            self._announce(event.conv_id, "viewing")
-        row = event.thread.conversation if event.thread else None
-        self.query_one(SlaPane).show(row, event.sla, self.clock(), event.thread.tickets if event.thread else ())
+            self._announce(conv_id, "viewing")
+        row = thread.conversation if thread else None
+        self.query_one(SlaPane).show(row, sla, self.clock(), thread.tickets if thread else ())
         composer = self.composer
-        if composer.is_open and composer.row is not None and composer.row.id == event.conv_id:
+        if composer.is_open and composer.row is not None and composer.row.id == conv_id:
             # The composer opened before the thread was read ('j' then 'r' at once): now it knows.
             answered = self.answered_message()
             if answered is not None and answered != composer.answering:

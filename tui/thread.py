@@ -5,6 +5,12 @@ and shown with the Line API: scrolling and the reading highlight repaint only ca
 new thread is no relayout of the screen (a ``Static`` in a scroll container cost 10-20 ms a key).
 A thousand-line message scrolls, and a ``[@click=…]`` body is just text.
 
+Moving onto a conversation shows it in the same frame as the list's highlight when it was read
+ahead: while the cursor rests (and while a key is held), a worker reads the conversations around
+it, those the cursor is heading for first (``follow``), and the transcripts are wrapped ahead on
+the event loop; so reading down a list with ``j`` never shows the previous conversation for a
+moment, and a burst of keys reads each conversation it passes once, none it skips.
+
 A message shows its new words first: quoted history and signatures (``MessageView.spans``) fold
 into one dim line each until the unfold key (``toggle_quoted``, z) shows them; quoted lines the
 customer answered inline stay, dimmed, in order with the answers. Messages no person wrote
@@ -13,7 +19,10 @@ customer answered inline stay, dimmed, in order with the answers. Messages no pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -26,12 +35,19 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from replydesk.platforms import info
 from replydesk.storage.queries import ActionView, MessageView, Thread
 from replydesk.tui.format import cell, clock_time, leaves, safe, safe_line, stars
 from replydesk.tui.keymap import bindings
+from replydesk.tui.messages import ThreadLoaded
 from replydesk.tui.palette import ROLE_CLASSES, Palette, follow_theme, role_css
+from replydesk.tui.workers import background
+
+if TYPE_CHECKING:
+    from replydesk.tui.store import Store, ThreadRead
 
 #: Delivery state of our reply -> (label, colour role): the label says it without colour too.
 DELIVERY = {
@@ -115,6 +131,21 @@ def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A transcript read ahead, rendered and wrapped while idle for the layout ``key`` it was made for."""
+
+    thread: Thread
+    key: tuple
+    parts: list[Text]
+    text: Text
+    lines: list[Strip]
+    part_lines: list[int]
+    width: int
+    countdowns: bool  # a queued reply's "leaves in" countdown is in it (``tick`` redraws it)
+    edits: set[str]  # a review's later versions
+
+
 class ThreadView(ScrollView, can_focus=True):
     """Scrollable transcript of the selected conversation."""
 
@@ -126,7 +157,7 @@ class ThreadView(ScrollView, can_focus=True):
     ThreadView {
         background: $surface;
         overflow-x: hidden;
-        overflow-y: auto;
+        overflow-y: scroll;
         scrollbar-size-vertical: 1;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
@@ -148,10 +179,23 @@ class ThreadView(ScrollView, can_focus=True):
             super().__init__()
             self.conv_id = conv_id
 
-    def __init__(self, clock: Callable[[], float], tz: str | None = None, *, id: str | None = None) -> None:
+    def __init__(self, clock: Callable[[], float], tz: str | None = None, *, store: Store | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.clock = clock
         self.tz = tz
+        self.store = store
+        # Reading ahead: the conversations wanted, the selected one first (replaced by the UI thread,
+        # read by the worker), and whether the worker runs (under the lock, so none is lost).
+        self._plan: tuple[str, ...] = ()
+        self._ahead_lock = threading.Lock()
+        self._ahead_running = False
+        self._rest_timer: Timer | None = None
+        self._catching_up: str | None = None  # shown from a read a write may have overtaken
+        # Transcripts wrapped ahead, by conversation id.
+        self._prepared: LRUCache[str, Prepared] = LRUCache(24)
+        self._to_prepare: list[str] = []
+        self._preparing = False
         self.thread: Thread | None = None
         self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
         self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
@@ -162,6 +206,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._part_lines: list[int] = [0]  # wrapped line where each part starts
         self._lines: list[Strip] = []
         self._wrapped_at = -1
+        self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
         self._base_style: dict[bool, Style] = {}
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
@@ -176,6 +221,7 @@ class ThreadView(ScrollView, can_focus=True):
 
     def _restyle(self) -> None:
         """Another theme: the transcript was built with the old one's colours."""
+        self._prepared.clear()  # and so were those wrapped ahead
         if self.thread is not None:
             self._set_parts(self.render_parts(self.thread))
 
@@ -192,19 +238,26 @@ class ThreadView(ScrollView, can_focus=True):
             self.thread.conversation.id == thread.conversation.id
         )
         if same and thread == self.thread:
+            self._catching_up = None
             return  # a refresh with nothing new (another conversation changed): no re-render
         if not same and (thread is None or self.thread is None
                          or thread.conversation.id != self.thread.conversation.id):
             self.unfolded = False  # another conversation opens folded
             self.selected = None
         if same and thread is not None and self.thread is not None:
-            self._announce(self.thread, thread)
+            catching_up, self._catching_up = self._catching_up, None
+            if catching_up != thread.conversation.id:
+                self._announce(self.thread, thread)
         # Follow the conversation like a chat: stay pinned to the newest message if we were there.
         was_at_bottom = self.scroll_y >= self.max_scroll_y - 1
         self.thread = thread
         if thread is not None and self.selected is not None and self.selected >= len(thread.messages):
             self.selected = None
-        self._set_parts(self.render_parts(thread))
+        prepared = self._prepared.get(thread.conversation.id) if thread is not None else None
+        if prepared is not None and prepared.thread == thread and prepared.key == self._layout_key():
+            self._use(prepared)
+        else:
+            self._set_parts(self.render_parts(thread))
         if not same or was_at_bottom:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.set_timer(0.1, self._prepaint)
@@ -286,6 +339,7 @@ class ThreadView(ScrollView, can_focus=True):
     def _set_parts(self, parts: list[Text]) -> None:
         self._parts = parts
         self._text = Text("").join(parts) if len(parts) > 1 else parts[0]
+        self._rendered_at = self.size.width
         self._wrap()
         self.refresh()
 
@@ -295,20 +349,182 @@ class ThreadView(ScrollView, can_focus=True):
     def _wrap(self) -> None:
         """Wrap the text to the pane once; painting then only picks lines. Each part (the header,
         each message) is wrapped on its own, so where a message starts is known ([ and ])."""
-        width = self._text_width()
-        console = self.app.console
-        self._lines, self._part_lines = [], []
-        for part in self._parts:
-            self._part_lines.append(len(self._lines))
-            self._lines.extend(
-                Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-                for line in wrap_with_gutter(part, console, width))
+        self._lines, self._part_lines, width = self._wrapped_for_pane(self._parts)
         self._wrapped_at = width
         self._painted.clear()
-        self.virtual_size = Size(width + 2, len(self._lines))
+        self._set_virtual_size(Size(width + 2, len(self._lines)))
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """A new transcript's length, without a layout of the whole screen when the scroll bar
+        stays as it is (shown or not): Textual lays out every widget on a ``virtual_size``
+        change, 5-40 ms of the frame that shows the conversation, though this pane keeps its
+        place and size. The scroll bar's own thumb is updated (Textual 8.2.8's ``_scroll_update``)."""
+        height, overflow = self.container_size.height, self.styles.overflow_y
+        toggles = overflow == "auto" and (size.height > height) != self.show_vertical_scrollbar
+        if not height or overflow not in ("auto", "scroll") or toggles:
+            self.virtual_size = size  # the bar comes or goes: the content's width changes, lay out
+            return
+        self.set_reactive(ThreadView.virtual_size, size)
+        self._scroll_update(size)
+
+    def _wrapped_for_pane(self, parts: list[Text]) -> tuple[list[Strip], list[int], int]:
+        """The parts wrapped to the width they will have (the pane's, less the scroll bar when it
+        shows: always with ``overflow-y: scroll``, else when they are longer than the pane), so
+        showing them never wraps them twice; with the line where each part starts."""
+        full, height = self.container_size.width, self.container_size.height
+        if not full:  # not laid out yet
+            return *self._wrapped(parts, self._text_width()), self._text_width()
+        bar, overflow = self.styles.scrollbar_size_vertical, self.styles.overflow_y
+        if bar and overflow == "scroll":
+            width = max(full - bar - 2, 1)
+            return *self._wrapped(parts, width), width
+        width = max(full - 2, 1)
+        lines, starts = self._wrapped(parts, width)
+        if bar and overflow == "auto" and len(lines) > height:
+            width = max(full - bar - 2, 1)
+            lines, starts = self._wrapped(parts, width)
+        return lines, starts, width
+
+    def _wrapped(self, parts: list[Text], width: int) -> tuple[list[Strip], list[int]]:
+        """Each part wrapped on its own (where a message starts is known: [ and ])."""
+        console = self.app.console
+        lines: list[Strip] = []
+        starts: list[int] = []
+        for part in parts:
+            starts.append(len(lines))
+            lines.extend(Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
+                         for line in wrap_with_gutter(part, console, width))
+        return lines, starts
+
+    def _use(self, prepared: Prepared) -> None:
+        """Show a transcript wrapped ahead: no render, no wrap in the frame that shows it."""
+        self._parts, self._text, self._lines = prepared.parts, prepared.text, prepared.lines
+        self._part_lines, self._wrapped_at, self._countdowns = prepared.part_lines, prepared.width, prepared.countdowns
+        self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
+        self._rendered_at = self.size.width  # part of the layout key
+        self._painted.clear()
+        self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
+        self.refresh()
+
+    # ---- following the cursor, reading ahead -----------------------------------------------------
+
+    #: How far ahead the worker reads: rows in the direction the cursor last moved, and behind it.
+    AHEAD, BEHIND = 4, 2
+    #: Seconds the cursor rests before the rows a page or the list's ends away are read too.
+    RESTS = 0.2
+
+    def follow(self, conv_id: str, near: Sequence[str], far: Sequence[str] = ()) -> ThreadRead | None:
+        """The cursor is on ``conv_id``: its read if one is cached (the caller shows it now),
+        and the worker told to read it (when missing or possibly out of date) and ``near`` (the
+        rows to read ahead, nearest first) as the cursor rests or moves on; ``far`` (a page away,
+        the first, the last) once it has rested, so a held key does not read rows it never shows."""
+        if self.store is None:
+            return None
+        self._plan = plan = tuple(dict.fromkeys((conv_id, *near)))
+        if self._rest_timer is not None:
+            self._rest_timer.stop()
+        if far:
+            self._rest_timer = self.set_timer(self.RESTS, lambda: self._read_also(plan, far))
+        urgent = not self.store.threads.fresh(conv_id, self.clock())
+        hit = self.store.threads.get(conv_id)
+        # A read from before a write is shown now and read again: what the second read adds was
+        # there before the cursor came, so it is no "new message" to announce.
+        self._catching_up = conv_id if hit is not None and urgent else None
+        with self._ahead_lock:
+            if not self._ahead_running:
+                self._ahead_running = True
+                # The selected one missing: read it now. Else read ahead once this key's frame is
+                # painted: the worker's Python (rows, the SLA engine) would share the GIL with it.
+                if urgent:
+                    self._read_ahead()
+                else:
+                    self.app.call_after_refresh(self._read_ahead)
+        return hit
+
+    def _read_also(self, plan: tuple[str, ...], far: Sequence[str]) -> None:
+        """The cursor rested on the plan's conversation: read the far rows as well."""
+        if self._plan is plan:
+            self._plan = tuple(dict.fromkeys((*plan, *far)))
+            with self._ahead_lock:
+                if not self._ahead_running:
+                    self._ahead_running = True
+                    self._read_ahead()
+
+    @background("reading the thread", group="thread-ahead")
+    def _read_ahead(self) -> None:
+        """Read, one at a time, the first conversation of the plan that is not fresh in the cache
+        (the plan is looked at again after each read: the cursor may have moved on)."""
+        assert self.store is not None
+        while True:
+            with self._ahead_lock:
+                now, plan = self.clock(), self._plan
+                todo = next((c for n, c in enumerate(plan)
+                             if not self.store.threads.fresh(c, now, written_since=n > 0)), None)
+                if todo is None or not self.is_attached:
+                    self._ahead_running = False
+                    return
+            read = self.store.read_thread(todo, now)
+            self.post_message(ThreadLoaded(read.conv_id, read.thread, read.sla, keep_scroll=True, mark=read.mark))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "thread-ahead" and event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            with self._ahead_lock:  # a failed read must not stop the reading ahead for good
+                self._ahead_running = False
+
+    def on_thread_loaded(self, event: ThreadLoaded) -> None:
+        """A read arrived (it goes on to the screen, which shows the selected one): wrap the
+        others' transcripts while idle, so moving onto them paints from the cache."""
+        if event.thread is not None and (self.thread is None or event.conv_id != self.thread.conversation.id):
+            if event.conv_id not in self._to_prepare:
+                self._to_prepare.append(event.conv_id)
+            if not self._preparing:
+                self._preparing = True
+                self.set_timer(0.005, self._prepare_one)
+
+    def _layout_key(self) -> tuple:
+        """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
+        minute (times are shown relative to today), the message [ and ] selected, the styles, who else is in it (a team's
+        presence; those wrapped ahead are wrapped without). Not the height: the SLA pane above
+        grows and shrinks with each conversation, and the height only decides the scroll bar
+        (``_wrapped_for_pane``; a wrong guess is wrapped again on the resize)."""
+        return (self.container_size.width, self.size.width, self.unfolded, self.selected, int(self.clock() // 60),
+                self._base(False), self.presence)
+
+    def _prepare_one(self) -> None:
+        """Wrap one transcript read ahead, then let a key in before the next."""
+        self._preparing = False
+        if self.store is None or not self.is_attached:
+            return
+        while self._to_prepare:
+            conv_id = self._to_prepare.pop(0)
+            read = self.store.threads.get(conv_id)
+            if read is None or read.thread is None or (self.thread is not None and conv_id == self.thread.conversation.id):
+                continue
+            # Another conversation opens folded, no message selected; its presence is not known here
+            # (shown on arrival). What rendering notes of the shown conversation is kept.
+            shown = self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform
+            self.unfolded, self.selected, self.presence = False, None, ()
+            try:
+                key = self._layout_key()
+                done = self._prepared.get(conv_id)
+                if done is None or done.thread != read.thread or done.key != key:
+                    parts = self.render_parts(read.thread)
+                    text = Text("").join(parts) if len(parts) > 1 else parts[0]
+                    self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
+                                                       countdowns=self._countdowns, edits=self._edits)
+            finally:
+                self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
+            if self._to_prepare:
+                self._preparing = True
+                self.set_timer(0.005, self._prepare_one)
+            return
 
     def on_resize(self) -> None:
-        if self._text_width() != self._wrapped_at:
+        """Another width: the rows of the customer's other conversations are cut to the pane's
+        width when the transcript is built, so it is built again; else it is wrapped again."""
+        if self.thread is not None and self.size.width != self._rendered_at:
+            self._set_parts(self.render_parts(self.thread))
+        elif self._text_width() != self._wrapped_at:
             self._wrap()
             self.refresh()
 
@@ -318,6 +534,7 @@ class ThreadView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._base_style.clear()
         self._painted.clear()
+        self._prepared.clear()
 
     def on_focus(self) -> None:
         self.refresh()

@@ -158,3 +158,24 @@ def test_wrapped_message_keeps_its_gutter() -> None:
     assert len(body) > 2 and all(line.startswith("  word") for line in body)
     assert len(note) > 1 and all(line.startswith("  ┃ note") for line in note)
     assert all(len(line) <= 40 for line in lines)
+
+
+async def test_the_customers_other_conversations_stay_one_row_each_at_any_width(workspace) -> None:  # noqa: ANN001
+    """Those rows are cut to the pane's width when the transcript is built: a pane that changes
+    width (the terminal, or the first layout) builds it again instead of wrapping the old rows."""
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.pause(0.1)
+        await settle(pilot)
+        view = app.thread_view
+        history = view.thread.history
+        assert len(history) > 3  # the demo's first customer wrote more than three times
+        for size in [(120, 36), (100, 30), (160, 48)]:
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            lines = [strip.text for strip in view._lines]
+            start = next(n for n, line in enumerate(lines) if line.startswith("Also from this customer"))
+            rows = lines[start + 1:start + 5]
+            assert rows[3].startswith("  … and"), (size, rows)  # three rows, one line each
+            assert all(len(line.rstrip()) <= view._wrapped_at for line in rows)

@@ -12,7 +12,7 @@ from tui_support import fixed_clock, settle
 
 async def _ready(pilot) -> None:  # noqa: ANN001
     await settle(pilot)
-    await pilot.pause(0.1)  # the debounced thread read
+    await pilot.pause(0.1)  # the thread read (and those read ahead)
     await settle(pilot)
 
 

@@ -94,7 +94,10 @@ def test_no_color_header_counts_read_on_their_bar(console_factory) -> None:
     own grey: invisible. Every run of the header now reads at 4.5:1 and the states keep their marks."""
     console = console_factory((120, 30), env={"NO_COLOR": "1"})
     console.wait_for_inbox()
-    screen = console.wait_until(lambda s: "breached" in s.splitlines()[0], escapes=True)
+    # The header paints zeros before its counts are read (the thread's reads share the reader):
+    # wait for the channel tallies, which only the counts bring.
+    screen = console.wait_until(lambda s: "!)" in "".join(t for t, *_ in styled_runs(s.splitlines()[0])),
+                                escapes=True)
     runs = styled_runs(screen.splitlines()[0])
     shown = "".join(text for text, *_ in runs)
     assert "! breached" in shown and "~ warning" in shown and "!)" in shown
