@@ -7,10 +7,8 @@ sync engine); everything finer-grained lives in the pilot tests.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,33 +16,14 @@ import pytest
 
 from replydesk.storage import outbox
 from replydesk.storage.db import open_database
+from tmux_support import need_tmux, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _need_tmux() -> str:
-    tmux = shutil.which("tmux")
-    if tmux:
-        return tmux
-    reason = "tmux not installed: apt-get install tmux"
-    if os.environ.get("REPLYDESK_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{reason} (REPLYDESK_REQUIRE_SERVERS=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _wait_for(fn, timeout: float = 20.0, step: float = 0.2):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(step)
-    return fn()
-
-
 @pytest.mark.slow
 def test_console_in_tmux_shows_inbox_and_queues_a_reply(tmp_path: Path) -> None:
-    tmux = _need_tmux()
+    tmux = need_tmux()
     session = f"replydesk-e2e-{uuid.uuid4().hex[:8]}"
     data_dir = tmp_path / "demo"
     env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
@@ -62,29 +41,29 @@ def test_console_in_tmux_shows_inbox_and_queues_a_reply(tmp_path: Path) -> None:
             s = screen()
             return s if "Inbox (" in s and "Inbox (0)" not in s else ""
 
-        shown = _wait_for(inbox_shown)
+        shown = wait_for(inbox_shown)
         assert shown, f"the inbox never appeared:\n{screen()}"
         assert "replydesk" in shown and "breached" in shown
         tm("send-keys", "-t", session, "r")
-        assert _wait_for(lambda: "ctrl+s send" in screen()), screen()
+        assert wait_for(lambda: "ctrl+s send" in screen()), screen()
         tm("send-keys", "-t", session, "-l", "Hello from tmux")
-        assert _wait_for(lambda: "Hello from tmux" in screen()), screen()
+        assert wait_for(lambda: "Hello from tmux" in screen()), screen()
         tm("send-keys", "-t", session, "C-s")
-        assert _wait_for(lambda: "queued" in screen().lower()), screen()
+        assert wait_for(lambda: "queued" in screen().lower()), screen()
 
         db = open_database(data_dir, create=False)
         try:
-            items = _wait_for(lambda: [i for i in outbox.pending(db, ("queued", "sending", "sent"))
+            items = wait_for(lambda: [i for i in outbox.pending(db, ("queued", "sending", "sent"))
                                        if i.text == "Hello from tmux"])
             assert items, "the reply never reached the outbox"
         finally:
             db.close()
         # q inside the undo window says the reply is waiting and offers to send it now.
         tm("send-keys", "-t", session, "q")
-        assert _wait_for(lambda: "waiting to leave" in screen()), screen()
+        assert wait_for(lambda: "waiting to leave" in screen()), screen()
         tm("send-keys", "-t", session, "Enter")  # the first choice: send now, then quit
         # The app quits once the engine has sent it, and with it the tmux session ends.
-        closed = _wait_for(lambda: subprocess.run([tmux, "has-session", "-t", session], capture_output=True,
+        closed = wait_for(lambda: subprocess.run([tmux, "has-session", "-t", session], capture_output=True,
                                                   env=env).returncode != 0, timeout=20)
         assert closed, f"send now did not quit:\n{screen()}"
         db = open_database(data_dir, create=False)
