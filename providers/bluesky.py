@@ -61,6 +61,55 @@ NO_DM_ACCESS = ("this app password has no direct-message access; create one with
                 "direct messages' to read and answer DMs")
 
 
+class IndexedWalk:
+    """A newest-first walk by ``indexedAt`` down to the stored watermark, resumable mid-walk.
+
+    The watermark is the newest time seen and the URIs at that instant (several posts can share
+    one); a walk cut short keeps its page cursor and the top it has seen so far. Notifications and
+    listening searches walk the same way. The stored cursor is read defensively: it is ours, but a
+    damaged one must cost a re-read, not a crash."""
+
+    def __init__(self, cursor: dict[str, Any]) -> None:
+        def uris(value: Any) -> list[str]:
+            return [u for u in value if isinstance(u, str)] if isinstance(value, list) else []
+
+        seen_at, walk = cursor.get("seen_at"), cursor.get("walk")
+        walk = walk if isinstance(walk, dict) else {}
+        self.seen_at: float | None = seen_at if isinstance(seen_at, int | float) else None
+        self.seen = set(uris(cursor.get("seen_uris")))
+        self.page_cursor: str | None = walk.get("cursor") if isinstance(walk.get("cursor"), str) else None
+        self.top_at: float | None = walk.get("top_at") if isinstance(walk.get("top_at"), int | float) else None
+        self.top_uris = uris(walk.get("top_uris"))
+        self.reached = False  # an item at or below the watermark came: the walk is complete
+
+    def admit(self, item: Any, rejected: list[tuple[str, str]]) -> float | None:
+        """The item's ``indexedAt`` when it is past the watermark (the top moves with it); None when
+        it was seen before or has no usable time (then it is rejected with the reason)."""
+        uri = ident(item, "uri", required=False) or "?"
+        try:
+            at = payload.timestamp(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
+        except BadItem as exc:
+            rejected.append((uri[:200], str(exc)))
+            return None
+        if self.seen_at is not None and (at < self.seen_at or (at == self.seen_at and uri in self.seen)):
+            self.reached = True
+            return None
+        if self.top_at is None or at > self.top_at:
+            self.top_at, self.top_uris = at, [uri]
+        elif at == self.top_at:
+            self.top_uris.append(uri)
+        return at
+
+    def cursor(self, next_cursor: str | None, done: bool) -> dict[str, Any]:
+        """The cursor to store after a page: the new watermark once done, else where to go on."""
+        if not done:
+            return {"seen_at": self.seen_at, "seen_uris": sorted(self.seen),
+                    "walk": {"cursor": next_cursor, "top_at": self.top_at, "top_uris": self.top_uris}}
+        if self.top_at is not None:
+            return {"seen_at": self.top_at, "seen_uris": self.top_uris}
+        return {"seen_at": self.seen_at, "seen_uris": sorted(self.seen)} if self.seen_at is not None else {}
+
+
 class BlueskyOptions(AccountOptions):
     """A Bluesky account: an app password (tick "Allow access to your direct messages" for DMs)."""
 
@@ -155,55 +204,28 @@ class BlueskyProvider(http.HttpProvider):
     # notifications
 
     async def _notifications(self, cursor: dict[str, Any], me: str) -> AsyncIterator[FetchResult]:
-        seen_at = cursor.get("seen_at") if isinstance(cursor.get("seen_at"), int | float) else None
-        seen = set(cursor.get("seen_uris") or []) if isinstance(cursor.get("seen_uris"), list) else set()
-        walk = cursor.get("walk") if isinstance(cursor.get("walk"), dict) else None
-        page_cursor = walk.get("cursor") if walk else None
-        top_at: float | None = walk.get("top_at") if walk else None
-        top_uris: list[str] = list(walk.get("top_uris") or []) if walk else []
+        walk = IndexedWalk(cursor)
         for page in range(MAX_PAGES):
             params: list[tuple[str, Any]] = [("limit", PAGE_LIMIT), *(("reasons", r) for r in REASONS)]
-            if page_cursor:
-                params.append(("cursor", page_cursor))
+            if walk.page_cursor:
+                params.append(("cursor", walk.page_cursor))
             data = await self.xrpc.call("GET", "app.bsky.notification.listNotifications", params=params)
             items = data.get("notifications") if isinstance(data, dict) else None
             if not isinstance(items, list):
                 raise PermanentError("bluesky: listNotifications answered with an unexpected shape")
-            fresh: list[dict[str, Any]] = []
             rejected: list[tuple[str, str]] = []
-            reached = False
-            for item in items:
-                uri = ident(item, "uri", required=False) or "?"
-                try:
-                    at = payload.timestamp(item.get("indexedAt") if isinstance(item, dict) else None, "indexedAt")
-                except BadItem as exc:
-                    rejected.append((uri[:200], str(exc)))
-                    continue
-                if seen_at is not None and (at < seen_at or (at == seen_at and uri in seen)):
-                    reached = True
-                    continue
-                if top_at is None or at > top_at:
-                    top_at, top_uris = at, [uri]
-                elif at == top_at:
-                    top_uris.append(uri)
-                if item.get("reason") in REASONS:
-                    fresh.append(item)
+            fresh = [item for item in items if walk.admit(item, rejected) is not None
+                     and item.get("reason") in REASONS]
             messages, rejected = await payload.map_items(
                 fresh, lambda item: self._notification_messages(item, me),
                 lambda item: ident(item, "uri", required=False) or "?", rejected)
             next_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) else None
-            first_sync_done = seen_at is None and page + 1 >= FIRST_SYNC_PAGES
-            done = reached or not items or not next_cursor or next_cursor == page_cursor or first_sync_done
-            if done:
-                new = {"seen_at": top_at, "seen_uris": top_uris} if top_at is not None else \
-                    {"seen_at": seen_at, "seen_uris": sorted(seen)} if seen_at is not None else {}
-            else:
-                new = {"seen_at": seen_at, "seen_uris": sorted(seen),
-                       "walk": {"cursor": next_cursor, "top_at": top_at, "top_uris": top_uris}}
-            yield FetchResult(messages, new, "notifications", rejected)
+            first_sync_done = walk.seen_at is None and page + 1 >= FIRST_SYNC_PAGES
+            done = walk.reached or not items or not next_cursor or next_cursor == walk.page_cursor or first_sync_done
+            yield FetchResult(messages, walk.cursor(next_cursor, done), "notifications", rejected)
             if done:
                 break
-            page_cursor = next_cursor
+            walk.page_cursor = next_cursor
 
     def _post_message(self, uri: str, cid: str, author: Any, record: Any, indexed_at: float, kind: str,
                       me: str, reason: str = "") -> IncomingMessage:

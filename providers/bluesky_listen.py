@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from replydesk.model import FetchResult, IncomingMessage, iso
 from replydesk.providers import payload
 from replydesk.providers.base import PermanentError
+from replydesk.providers.bluesky import IndexedWalk
 from replydesk.providers.payload import BadItem, ident
 
 if TYPE_CHECKING:
@@ -69,55 +70,28 @@ async def _walk(provider: BlueskyProvider, query: ListeningQuery, search: list[t
                 cursor: dict[str, Any], me: str, taken: set[str]
                 ) -> AsyncIterator[tuple[list[IncomingMessage], dict[str, Any], list[tuple[str, str]]]]:
     """One source's walk down to its watermark: (messages, its new cursor, rejected) per page."""
-    seen_at = cursor.get("seen_at") if isinstance(cursor.get("seen_at"), int | float) else None
-    seen = set(cursor.get("seen_uris") or []) if isinstance(cursor.get("seen_uris"), list) else set()
-    walk = cursor.get("walk") if isinstance(cursor.get("walk"), dict) else None
-    page_cursor = walk.get("cursor") if walk and isinstance(walk.get("cursor"), str) else None
-    top_at = walk.get("top_at") if walk and isinstance(walk.get("top_at"), int | float) else None
-    top_uris: list[str] = [u for u in walk.get("top_uris") or [] if isinstance(u, str)] if walk else []
+    walk = IndexedWalk(cursor)
     for _ in range(MAX_PAGES):
         params: list[tuple[str, Any]] = [*search, ("sort", "latest"), ("limit", PAGE_LIMIT)]
-        if seen_at is not None:
-            params.append(("since", iso(seen_at - SINCE_MARGIN)))
-        if page_cursor:
-            params.append(("cursor", page_cursor))
+        if walk.seen_at is not None:
+            params.append(("since", iso(walk.seen_at - SINCE_MARGIN)))
+        if walk.page_cursor:
+            params.append(("cursor", walk.page_cursor))
         data = await provider.xrpc.call("GET", SEARCH, params=params)
         posts = data.get("posts") if isinstance(data, dict) else None
         if not isinstance(posts, list):
             raise PermanentError("bluesky: searchPosts answered with an unexpected shape")
-        fresh: list[tuple[dict[str, Any], float]] = []
         rejected: list[tuple[str, str]] = []
-        reached = False
-        for post in posts:
-            uri = ident(post, "uri", required=False) or "?"
-            try:
-                at = payload.timestamp(post.get("indexedAt") if isinstance(post, dict) else None, "indexedAt")
-            except BadItem as exc:
-                rejected.append((uri[:200], str(exc)))
-                continue
-            if seen_at is not None and (at < seen_at or (at == seen_at and uri in seen)):
-                reached = True
-                continue
-            if top_at is None or at > top_at:
-                top_at, top_uris = at, [uri]
-            elif at == top_at:
-                top_uris.append(uri)
-            fresh.append((post, at))
+        fresh = [(post, at) for post in posts if (at := walk.admit(post, rejected)) is not None]
         messages, rejected = await payload.map_items(
             fresh, lambda item: _match(provider, query, item[0], item[1], me, taken),
             lambda item: ident(item[0], "uri", required=False) or "?", rejected)
         next_cursor = data.get("cursor") if isinstance(data.get("cursor"), str) and data.get("cursor") else None
-        done = reached or not posts or not next_cursor or next_cursor == page_cursor or seen_at is None
-        if done:
-            new = {"seen_at": top_at, "seen_uris": top_uris} if top_at is not None else \
-                {"seen_at": seen_at, "seen_uris": sorted(seen)} if seen_at is not None else {}
-        else:
-            new = {"seen_at": seen_at, "seen_uris": sorted(seen),
-                   "walk": {"cursor": next_cursor, "top_at": top_at, "top_uris": top_uris}}
-        yield messages, new, rejected
+        done = walk.reached or not posts or not next_cursor or next_cursor == walk.page_cursor or walk.seen_at is None
+        yield messages, walk.cursor(next_cursor, done), rejected
         if done:
             return
-        page_cursor = next_cursor
+        walk.page_cursor = next_cursor
 
 
 async def _match(provider: BlueskyProvider, query: ListeningQuery, post: Any, indexed_at: float, me: str,
