@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
 from collections import defaultdict
 from contextlib import redirect_stdout
@@ -178,3 +181,55 @@ def ledger_by_conversation(entries: list[dict[str, Any]]) -> dict[str, list[str]
     for e in entries:
         out[e["conversation"]].append(e["key"])
     return out
+
+
+class TeamProcesses:
+    """A team's engines (``replydesk serve``) and agents (``replydesk sync``) as real processes, one
+    data directory and log each under ``root``; the engines share one config, whose demo platform
+    keeps its remote side in ``root / "platform"``."""
+
+    def __init__(self, team: Team, root: Path, config_text: str, engines: tuple[str, ...],
+                 agents: tuple[str, ...]) -> None:
+        from support import REPO
+
+        self.team, self.root, self.remote, self.repo = team, root, root / "platform", REPO
+        self.engines = engines
+        self.env = {**os.environ, **team.env(), "REPLYDESK_LOG": "WARNING"}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.config = root / "engine.yaml"
+        self.config.write_text(config_text, encoding="utf-8")
+        for name in (*engines, *agents):
+            team.add(name, engine=name in engines)
+            team.join(self.dir(name), name, config=self.config if name in engines else None)
+
+    def dir(self, name: str) -> Path:
+        return self.root / name
+
+    def start(self, name: str) -> None:
+        engine = name in self.engines
+        cmd = [sys.executable, "-m", "replydesk.cli", "serve" if engine else "sync", "--data-dir", str(self.dir(name))]
+        if engine:
+            cmd += ["--config", str(self.config)]
+        log = (self.root / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(cmd, cwd=self.repo, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+    def leader(self) -> str | None:
+        """The engine leading the demo account now (its session alive), if any."""
+        with self.team.admin() as conn:
+            row = conn.execute("SELECT l.engine FROM replydesk.leases l WHERE l.account = 'demo' AND EXISTS "
+                               "(SELECT 1 FROM pg_stat_activity s WHERE s.pid = l.pid)").fetchone()
+        return row[0] if row else None
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.log")))

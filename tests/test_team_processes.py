@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,9 +25,9 @@ import pytest
 
 from replydesk.storage import actions, outbox, queries, reply_windows, team_local
 from replydesk.storage.db import Database, open_database
-from support import REPO
 from team_support import (
     Team,
+    TeamProcesses,
     cache_state,
     differences,
     engine_config,
@@ -46,31 +44,12 @@ TAGS = ("refund", "vip", "late", "fragile")
 FAULTS = "faults: {fail: 0.1, latency: 0.01, lost_ack: 0.1, ratelimit: 0.03, retry_after: 0.2s}\n"
 
 
-class Cluster:
+class Cluster(TeamProcesses):
     """The team's processes: start, kill, restart; the test acts on the agents' caches."""
 
     def __init__(self, team: Team, root: Path) -> None:
-        self.team = team
-        self.root = root
-        self.remote = root / "platform"
-        self.env = {**os.environ, **team.env(), "REPLYDESK_LOG": "WARNING"}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.config = root / "engine.yaml"
-        self.config.write_text(engine_config(self.remote, backlog=40, extra="    " + FAULTS), encoding="utf-8")
-        for name in (*ENGINES, *AGENTS):
-            team.add(name, engine=name in ENGINES)
-            team.join(self.dir(name), name, config=self.config if name in ENGINES else None)
-
-    def dir(self, name: str) -> Path:
-        return self.root / name
-
-    def start(self, name: str) -> None:
-        cmd = [sys.executable, "-m", "replydesk.cli", "serve" if name in ENGINES else "sync",
-               "--data-dir", str(self.dir(name))]
-        if name in ENGINES:
-            cmd += ["--config", str(self.config)]
-        log = (self.root / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        super().__init__(team, root, engine_config(root / "platform", backlog=40, extra="    " + FAULTS),
+                         ENGINES, AGENTS)
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -81,26 +60,6 @@ class Cluster:
     def running(self, name: str) -> bool:
         proc = self.procs.get(name)
         return proc is not None and proc.poll() is None
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-
-    def leader(self) -> str | None:
-        with self.team.admin() as conn:
-            row = conn.execute("SELECT l.engine FROM replydesk.leases l WHERE l.account = 'demo' AND EXISTS "
-                               "(SELECT 1 FROM pg_stat_activity s WHERE s.pid = l.pid)").fetchone()
-        return row[0] if row else None
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.log")))
 
 
 def wait_for(what: str, check: Any, timeout: float, cluster: Cluster | None = None) -> None:

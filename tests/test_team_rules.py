@@ -15,10 +15,6 @@ reply a person owes, and ran no rule itself).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,8 +24,7 @@ import pytest
 
 from replydesk.storage import team_local
 from replydesk.storage.db import open_database
-from support import REPO
-from team_support import Team, cache_state, differences, engine_config, read_ledger, team_state
+from team_support import Team, TeamProcesses, cache_state, differences, engine_config, read_ledger, team_state
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -43,28 +38,14 @@ RULES = """rules:
 """
 
 
-class Cluster:
+class Cluster(TeamProcesses):
     def __init__(self, team: Team, root: Path) -> None:
-        self.team, self.root, self.remote = team, root, root / "platform"
-        self.env = {**os.environ, **team.env(), "REPLYDESK_LOG": "WARNING"}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.config = root / "engine.yaml"
         # The worst moments, by chance on each send: the engine SIGKILLed right after the platform
         # took an acknowledgement (before it hears so), or the answer lost on the wire. Either way the
         # send must be looked up, not repeated, by whichever engine leads next.
         faults = "    faults: {crash_after_accept: 0.4, lost_ack: 0.2}\n"
-        self.config.write_text(engine_config(self.remote, backlog=20, extra=faults) + RULES, encoding="utf-8")
-        for name in (*ENGINES, AGENT):
-            team.add(name, engine=name in ENGINES)
-            team.join(root / name, name, config=self.config if name in ENGINES else None)
-
-    def start(self, name: str) -> None:
-        cmd = [sys.executable, "-m", "replydesk.cli", "serve" if name in ENGINES else "sync",
-               "--data-dir", str(self.root / name)]
-        if name in ENGINES:
-            cmd += ["--config", str(self.config)]
-        log = (self.root / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        super().__init__(team, root, engine_config(root / "platform", backlog=20, extra=faults) + RULES,
+                         ENGINES, (AGENT,))
 
     def restart_dead(self) -> int:
         """Start again each engine that died (a crash fault); returns how many."""
@@ -72,26 +53,6 @@ class Cluster:
         for name in dead:
             self.start(name)
         return len(dead)
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-
-    def leader(self) -> str | None:
-        with self.team.admin() as conn:
-            row = conn.execute("SELECT l.engine FROM replydesk.leases l WHERE l.account = 'demo' AND EXISTS "
-                               "(SELECT 1 FROM pg_stat_activity s WHERE s.pid = l.pid)").fetchone()
-        return row[0] if row else None
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.log")))
 
     def acks(self) -> list[dict[str, Any]]:
         return [e for e in read_ledger(self.remote) if ACK in e["text"]]
