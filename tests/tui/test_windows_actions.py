@@ -14,7 +14,7 @@ from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.dialogs import ChoiceDialog
 from replydesk.tui.template_dialog import TemplateDialog
 from replydesk.workspace import Workspace
-from tui_support import FIXED, fixed_clock, settle
+from tui_support import FIXED, fixed_clock, select, settle
 
 SIZE = (120, 36)
 MIN, H, D = 60.0, 3600.0, 86400.0
@@ -27,26 +27,6 @@ def customer_writes(db, platform: str, conv: str, ago: float, kind: str = "dm") 
                           meta={"at": FIXED - ago})
     ingest.ingest(db, "demo", [FetchResult([msg], None, "test")])
     return f"demo:{conv}"
-
-
-async def select(pilot, conv_id: str) -> None:  # noqa: ANN001
-    """Move the cursor to ``conv_id`` and wait until its thread (and SLA pane) is shown. By index,
-    as the keys move it: the thread is read when the cursor moves, after a short debounce."""
-    db = pilot.app.workspace.open_db()
-    try:
-        index = queries.position_of(db, queries.InboxFilter(), conv_id)
-    finally:
-        db.close()
-    assert index is not None, f"{conv_id} is not in the inbox"
-    for attempt in range(500):  # a bound, not a duration: each round waits for the app to go idle
-        if attempt % 50 == 0 and pilot.app.inbox.cursor_id != conv_id:
-            pilot.app.inbox.move_to(index)
-        await settle(pilot)
-        thread = pilot.app.thread_view.thread
-        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
-            return
-        await pilot.pause(0.01)
-    raise AssertionError(f"{conv_id} was never shown")
 
 
 async def type_text(pilot, text: str) -> None:  # noqa: ANN001

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from replydesk.config import Config, demo_config
+from replydesk.storage import queries
 from replydesk.workspace import Workspace
 
 FIXED = 1749637800.0  # Wed 2025-06-11 10:30 UTC: inside business hours, so business SLAs run
@@ -63,3 +64,23 @@ async def settle(pilot: Any, rounds: int = 40) -> None:
             with contextlib.suppress(WorkerCancelled):  # an exclusive worker replaced by a newer one:
                 await app.workers.wait_for_complete(busy)  # the next round waits for that one
     await pilot.pause()
+
+
+async def select(pilot: Any, conv_id: str) -> None:
+    """Move the cursor to ``conv_id`` and wait until its thread (and SLA pane) is shown. By index,
+    as the keys move it: the thread is read when the cursor moves, after a short debounce."""
+    db = pilot.app.workspace.open_db()
+    try:
+        index = queries.position_of(db, queries.InboxFilter(), conv_id)
+    finally:
+        db.close()
+    assert index is not None, f"{conv_id} is not in the inbox"
+    for attempt in range(500):  # a bound, not a duration: each round waits for the app to go idle
+        if attempt % 50 == 0 and pilot.app.inbox.cursor_id != conv_id:
+            pilot.app.inbox.move_to(index)
+        await settle(pilot)
+        thread = pilot.app.thread_view.thread
+        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError(f"{conv_id} was never shown")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.segment import Segment
@@ -19,46 +18,14 @@ from replydesk.config import demo_config
 from replydesk.model import FetchResult
 from replydesk.providers import oauth
 from replydesk.providers.google import GoogleProvider
-from replydesk.storage import ingest, outbox, queries
+from replydesk.storage import ingest, outbox
 from replydesk.tui.app import ReplydeskApp
 from replydesk.workspace import Workspace
 from support import Clock
+from tui_support import select, settle
 
 SIZE = (130, 40)
 REVIEW = f"{MAIN_ST}/reviews/c1"
-
-
-async def settle(pilot: Any, rounds: int = 40) -> None:
-    """Until no worker runs and the queues are drained (reads run in thread workers)."""
-    app = pilot.app
-    for _ in range(rounds):
-        await pilot.pause()
-        busy = [w for w in app.workers if not w.is_finished]
-        if not busy:
-            await pilot.pause()
-            if not [w for w in app.workers if not w.is_finished]:
-                return
-        else:
-            await app.workers.wait_for_complete(busy)
-    await pilot.pause()
-
-
-async def select(pilot: Any, conv_id: str) -> None:
-    db = pilot.app.workspace.open_db()
-    try:
-        index = queries.position_of(db, queries.InboxFilter(), conv_id)
-    finally:
-        db.close()
-    assert index is not None
-    for attempt in range(500):  # a bound, not a duration: each round waits for the app to go idle
-        if attempt % 50 == 0 and pilot.app.inbox.cursor_id != conv_id:
-            pilot.app.inbox.move_to(index)
-        await settle(pilot)
-        thread = pilot.app.thread_view.thread
-        if pilot.app.inbox.cursor_id == conv_id and thread is not None and thread.conversation.id == conv_id:
-            return
-        await pilot.pause(0.01)
-    raise AssertionError(f"{conv_id} was never shown")
 
 
 @pytest.fixture
