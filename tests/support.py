@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from replydesk.config import Config, demo_config
 from replydesk.workspace import Workspace
@@ -60,3 +66,34 @@ def hostile_texts() -> list[dict]:
 def hostile_queries() -> list[str]:
     path = SHARED_TESTDATA / "hostile-queries.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+@contextlib.contextmanager
+def own_tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A tmpfs of the test's own at ``where`` (never the machine's disk), e.g. ``size=3m``; mounting
+    needs root, so elsewhere the test skips, and fails where CI asks for every server."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") or os.environ.get("REPLYDESK_REQUIRE_SERVERS"):
+            pytest.fail("the full-disk tests need root to mount a tmpfs of their own")
+        pytest.skip("mounting a tmpfs of the test's own needs root")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Take every free byte of ``disk``; returns the filler to delete."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+    assert os.statvfs(disk).f_bavail == 0
+    return filler

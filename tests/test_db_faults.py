@@ -23,7 +23,7 @@ import pytest
 
 from replydesk import cli
 from replydesk.storage import doctor
-from support import Clock, make_workspace, sync_once
+from support import Clock, fill_disk, make_workspace, own_tmpfs, sync_once
 
 COMMANDS = [
     ["search", "order"], ["show", "c1"], ["reply", "c1", "--text", "hi"], ["note", "c1", "--text", "n"],
@@ -185,35 +185,14 @@ def test_a_write_lock_held_from_outside_is_one_line_for_every_command(pristine: 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of this test's own (never the machine's disk): needs root to mount."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") or os.environ.get("REPLYDESK_REQUIRE_SERVERS"):
-            pytest.fail("the full-disk and read-only tests need root to mount a tmpfs")
-        pytest.skip("mounting a tmpfs of the test's own needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(disk: Path) -> None:
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
+    with own_tmpfs(tmp_path / "disk", "size=4m") as disk:
+        yield disk
 
 
 def test_a_full_disk_is_named_with_the_space_left_and_no_restore_is_advised(pristine: Path,
                                                                            small_disk: Path) -> None:
     ws = copy_of(pristine, small_disk / "ws")
-    _fill(small_disk)
+    fill_disk(small_disk)
     for command in COMMANDS:
         code, out, err = run([*command, "--data-dir", str(ws)], stdin="")
         line = check_one_line(code, err, str(command), out)

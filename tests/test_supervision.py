@@ -9,7 +9,6 @@ ends on its condition (with a generous cap for a loaded machine), never on a dur
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from replydesk.config import Config, SyncSettings, demo_config
 from replydesk.storage import accounts, doctor, outbox, queries, slastate
 from replydesk.storage.lock import EngineLock
 from replydesk.workspace import EngineThread, Workspace
-from support import Clock, make_workspace, sync_once
+from support import Clock, fill_disk, make_workspace, own_tmpfs, sync_once
 
 CAP = 90.0  # seconds: only a broken engine (or a very loaded machine) gets near it
 
@@ -118,35 +117,8 @@ def test_a_write_lock_held_from_outside_stalls_the_engine_and_it_resumes_by_itse
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs of this test's own (never the machine's disk)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") or os.environ.get("REPLYDESK_REQUIRE_SERVERS"):
-            pytest.fail("the full-disk test needs root to mount a tmpfs")
-        pytest.skip("the full-disk test mounts a tmpfs of its own, which needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Take every free byte of ``disk``; returns the filler to delete."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
-            while True:
-                try:
-                    os.write(fd, b"\0" * size)
-                except OSError:
-                    break
-    finally:
-        os.close(fd)
-    assert os.statvfs(disk).f_bavail == 0
-    return filler
+    with own_tmpfs(tmp_path / "disk", "size=3m,mode=0700") as disk:
+        yield disk
 
 
 def test_a_full_disk_stalls_the_engine_and_freed_space_lets_the_reply_leave(
@@ -161,7 +133,7 @@ def test_a_full_disk_stalls_the_engine_and_freed_space_lets_the_reply_leave(
     assert engine.start()
     engine_thread.append(engine)
     wait_until(lambda: engine.health() == {"state": "running"} and engine._engine is not None, "the engine to run")
-    filler = fill(small_disk)
+    filler = fill_disk(small_disk)
     clock.advance(6 * 3600)  # the reply is due, and the shop has hours of new messages to store
     health = wait_until(lambda: engine.health().get("state") == "stalled" and engine.health(),
                         "the engine to stall on the full disk")
