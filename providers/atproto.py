@@ -60,11 +60,8 @@ class Session:
 
 
 def xrpc_error(response: httpx.Response) -> tuple[str, str]:
-    try:
-        body = http.parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    if not isinstance(body, dict):
+    body = http.json_object(response)
+    if body is None:
         return "", ""
     error, message = body.get("error"), body.get("message")
     return (error if isinstance(error, str) else ""), (message if isinstance(message, str) else "")

@@ -182,11 +182,8 @@ def violation(reply: dict[str, Any]) -> str:
 def problem(response: httpx.Response) -> tuple[str, str]:
     """Google's error envelope (``{"error": {code, message, status, details}}``) as (status, reason),
     the reason with the field-level messages v4 puts in ``details[].errorDetails``; redacted."""
-    try:
-        body = http.parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    error = body.get("error") if isinstance(body, dict) else None
+    body = http.json_object(response)
+    error = body.get("error") if body is not None else None
     if isinstance(error, str):
         return "", http.redact(error, 200)
     if not isinstance(error, dict):

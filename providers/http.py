@@ -375,13 +375,21 @@ def parse_json(content: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+def json_object(response: httpx.Response, limit: int | None = None) -> dict[str, Any] | None:
+    """A response's body when it is a JSON object (an error envelope, an API's answer), else None:
+    not JSON, not UTF-8, nested past the recursion limit, or another JSON value. ``limit``: read only
+    that many bytes (an error body has no business being larger)."""
+    try:
+        body = parse_json(response.content if limit is None else response.content[:limit])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def error_detail(response: httpx.Response) -> str:
     """The platform's own short reason from a JSON error body, redacted; '' if none."""
-    try:
-        body = parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(body, dict):
+    body = json_object(response)
+    if body is None:
         return ""
     parts = []
     for key in ("error", "message", "description", "error_description"):

@@ -183,11 +183,8 @@ def usage(headers: Mapping[str, str]) -> tuple[float, float]:
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The Graph's error object, or {} when the body has none."""
-    try:
-        body = http.parse_json(response.content[:1_000_000])
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
+    body = http.json_object(response, limit=1_000_000)
+    error = body.get("error") if body is not None else None
     return error if isinstance(error, dict) else {}
 
 

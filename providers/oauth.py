@@ -229,10 +229,7 @@ async def _token_request(client: httpx.AsyncClient, app: OAuthApp, form: dict[st
     if auth is not None:  # build_request takes no auth: the flow adds the Authorization header
         request = next(auth.auth_flow(request))
     response = await http.send_request(client, request, app.service + " login")
-    try:
-        body = http.parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    body = http.json_object(response)
     if response.status_code >= 400 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else ""
         if error in ("invalid_grant", "invalid_client", "unauthorized_client") or response.status_code == 401:

@@ -172,13 +172,10 @@ class TelegramProvider(http.HttpProvider):
             raise AuthError(f"telegram: no bot token stored for account {self.account!r}; run 'replydesk login'")
         response = await self.request("POST", f"{self.base}/bot{token}/{method}", json=payload,
                                       read_timeout=30.0 + wait, check=False)
-        try:
-            body = http.parse_json(response.content)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if response.status_code == 200 and isinstance(body, dict) and body.get("ok") is True:
+        body = http.json_object(response)
+        if response.status_code == 200 and body is not None and body.get("ok") is True:
             return body.get("result")
-        raise self._error(response, body if isinstance(body, dict) else {}, token)
+        raise self._error(response, body or {}, token)
 
     def _error(self, response: httpx.Response, body: dict[str, Any], token: str) -> Exception:
         code = body.get("error_code") if isinstance(body.get("error_code"), int) else response.status_code

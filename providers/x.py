@@ -165,11 +165,8 @@ def comparable(text: str) -> str:
 
 def _problem(response: httpx.Response) -> str:
     """X's reason from its error envelope (``detail``/``title``, or ``errors[0].message``), redacted."""
-    try:
-        body = http.parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(body, dict):
+    body = http.json_object(response)
+    if body is None:
         return ""
     errors = body.get("errors") if isinstance(body.get("errors"), list) else []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}

@@ -107,11 +107,8 @@ def _zendesk_tag(tag: str) -> str:
 def problem(response: httpx.Response) -> str:
     """Zendesk's reason: ``{"error": "...", "description": "...", "details": {field: [{description}]}}``
     or ``{"error": {"title", "message"}}``, redacted."""
-    try:
-        body = http.parse_json(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(body, dict):
+    body = http.json_object(response)
+    if body is None:
         return ""
     parts: list[str] = []
     error = body.get("error")
