@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from replydesk import secrets
     from replydesk.config import Config
-    from replydesk.storage import actions, exchange, outbox, queries, search, slastate
+    from replydesk.storage import actions, exchange, outbox, outbox_items, queries, search, slastate
     from replydesk.storage.db import Database
     from replydesk.workspace import Workspace
 
@@ -48,6 +48,7 @@ class _OnFirstUse:
 actions: Any = _OnFirstUse("replydesk.storage.actions")
 exchange: Any = _OnFirstUse("replydesk.storage.exchange")
 outbox: Any = _OnFirstUse("replydesk.storage.outbox")
+outbox_items: Any = _OnFirstUse("replydesk.storage.outbox_items")  # reading only: no ingest or SLA modules
 queries: Any = _OnFirstUse("replydesk.storage.queries")
 search: Any = _OnFirstUse("replydesk.storage.search")
 slastate: Any = _OnFirstUse("replydesk.storage.slastate")
@@ -682,9 +683,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         outbox.confirm_sent(db, args.confirm_sent)
         say(f"reply {args.confirm_sent} recorded as sent")
         return EXIT_OK
-    items = outbox.pending(db)
+    items = outbox_items.pending(db)
     if args.json:
-        emit_json([outbox.as_json(i) for i in items])
+        emit_json([outbox_items.as_json(i) for i in items])
         return EXIT_OK
     if not items:
         say("outbox empty: every reply has left")

@@ -143,6 +143,11 @@ def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str])
         assert code == 0 and out, argv
         assert _heavy(loaded) == [] and "replydesk.cli_team" not in loaded, argv  # the team commands' module too
         assert "hashlib" not in loaded, argv  # OpenSSL's load: the config digest is two checksums
+    for argv in (["search", "order", "--json"], ["outbox", "--json"], ["outbox"]):
+        code, out, loaded = _run("--data-dir", str(data_dir), "--config", str(config), *argv)
+        # listing what waits is reading: not the writers' modules (ingest, SLA state, reply windows)
+        assert code == 0 and not {"replydesk.storage.outbox", "replydesk.storage.ingest",
+                                  "replydesk.storage.slastate", "replydesk.storage.reply_windows"} & loaded, argv
 
 
 def test_the_remembered_settings_show_what_the_validated_config_shows(read_ws: tuple[Path, Path, str]) -> None:
