@@ -11,7 +11,6 @@ is queued once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,6 +108,8 @@ def of_conversation(db: Database, conv_id: str) -> list[Ticket]:
 def comment_key(account: str, ticket_id: str, message_id: str) -> str:
     """The idempotency key of a note's comment on a ticket: the same note on the same ticket is one
     comment, whichever engine of a team queues it (a failover) and however often."""
+    import hashlib  # here: OpenSSL's load stays out of the read commands that read tickets
+
     return hashlib.sha256(f"{account}\x1f{ticket_id}\x1f{message_id}".encode()).hexdigest()[:32]
 
 
