@@ -219,6 +219,19 @@ class TeamBench:
         self.procs.append(proc)
         return proc
 
+    def _wait_connected(self, team: Any, n: int, cap: float = 300.0) -> None:
+        """Until ``n`` agents are online (a heartbeat each, sent once started and caught up): the
+        figures are taken with the crowd connected, not while it starts (twenty Python processes
+        starting take this machine's cores for seconds; a fixed 2 s wait measured part of that)."""
+        deadline = time.monotonic() + cap
+        while time.monotonic() < deadline:
+            with team.admin() as conn:
+                online = conn.execute("SELECT count(*) FROM replydesk.presence WHERE expires_at > now()").fetchone()[0]
+            if online >= n:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"only {online} of {n} agents connected within {cap:.0f} s")
+
     def propagation(self, reporter: Reporter) -> None:
         from replydesk.storage import actions, team_db
         from replydesk.storage.db import open_database
@@ -286,7 +299,7 @@ class TeamBench:
             self.join(team, name, self.root / f"crowd-{name}")
         for name in agents[1:]:  # the first is the one whose keys are measured, with its own engine
             self._start_sync(self.root / f"crowd-{name}", self.root / f"crowd-{name}.log")
-        time.sleep(2.0)
+        self._wait_connected(team, len(agents) - 1)
         per_run = 1_000 if self.quick else 3_000
         extra = generate.Spec(conversations=max(per_run // 4, 1), messages=per_run * self.runs * 3, accounts=6,
                               seed=99)

@@ -9,7 +9,8 @@ escalation, even when the engine is killed between the helpdesk's answer and our
 Like Zendesk, it honours an idempotency key on create (``Idempotency-Key``: a repeat returns the
 first ticket). With ``idempotency_keys: false`` it ignores the key, as a helpdesk without them
 would. The engine then looks the ticket up (by the key it carries, as Zendesk's ``external_id``
-lookup does) before it tries again.
+lookup does) before it tries again. With ``notes_as_comments`` the notes written after an escalation
+go to its ticket as private comments (``demo-ticket-comments.jsonl``), once each, as on Zendesk.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from replydesk.providers.demo import DemoFaults, DemoRemote, FaultyWire
 
 TICKETS = "demo-tickets.jsonl"
 TICKET_REPEATS = "demo-ticket-repeats.jsonl"
+COMMENTS = "demo-ticket-comments.jsonl"
+COMMENT_REPEATS = "demo-ticket-comment-repeats.jsonl"
 TICKET_URL = "https://helpdesk.demo.invalid/tickets/{id}"
 
 
@@ -41,6 +44,12 @@ class DemoHelpdeskOptions(AccountOptions):
     makes a ticket, and the engine looks the ticket up before it tries again."""
     faults: DemoFaults = DemoFaults()
     """Fault injection on the helpdesk's side, as for the demo platform."""
+    notes_as_comments: bool = False
+    """Internal notes written on the conversation after the escalation go to its ticket as private
+    comments (``demo-ticket-comments.jsonl``), as Zendesk's option does."""
+    remote: str | None = None
+    """Where the simulated helpdesk keeps its side (its tickets and comments); default: the
+    workspace. Team engines on one machine share one, as they would share a real helpdesk."""
 
 
 FACTS = {"demo-helpdesk": PlatformFacts("Demo helpdesk", "HD", None, None)}
@@ -60,9 +69,13 @@ class DemoHelpdesk(Provider):
         opts: DemoHelpdeskOptions = self.options
         self.clock = clock
         self.wire = FaultyWire(opts.faults, clock)
-        self.tickets = DemoRemote(data_dir, TICKETS, TICKET_REPEATS)
+        remote = Path(opts.remote).expanduser() if opts.remote else data_dir
+        self.tickets = DemoRemote(remote, TICKETS, TICKET_REPEATS)
+        self.comments = DemoRemote(remote, COMMENTS, COMMENT_REPEATS)
         if not opts.idempotency_keys:
             self.capabilities = replace(self.capabilities, supports_idempotency=False)
+        if opts.notes_as_comments:
+            self.capabilities = replace(self.capabilities, actions=self.capabilities.actions | {"ticket_comment"})
 
     async def fetch(self, cursors: dict[str, dict[str, Any]]) -> list[FetchResult]:
         return []
@@ -72,6 +85,8 @@ class DemoHelpdesk(Provider):
 
     async def perform(self, action: OutgoingAction) -> ActionResult:
         await self.wire.request()
+        if action.kind == "ticket_comment" and action.kind in self.capabilities.actions:
+            return self._comment(action)
         if action.kind != "create_ticket":
             raise PermanentError(f"demo helpdesk: cannot {action.kind.replace('_', ' ')}")
         p = action.payload
@@ -90,9 +105,31 @@ class DemoHelpdesk(Provider):
         self.wire.landed()
         return _result(created)
 
+    def _comment(self, action: OutgoingAction) -> ActionResult:
+        """A private comment on one of our tickets, once per key (a repeat returns the first)."""
+        p = action.payload
+        ticket_id, body = p.get("ticket_id"), p.get("body")
+        if not isinstance(body, str) or not body.strip() or self._ticket(ticket_id) is None:
+            raise PermanentError(f"demo helpdesk: HTTP 422 no ticket {str(ticket_id)[:20]!r} of ours, or an empty comment")
+        now = self.clock()
+
+        def comment(n: int) -> dict[str, Any]:
+            return {"key": action.key, "id": f"c{n}", "ticket": ticket_id, "body": body, "public": False, "at": now}
+
+        made = self.comments.record(action.key, comment, now, dedupe=self.capabilities.supports_idempotency)
+        self.wire.landed()
+        return ActionResult(made["id"], made["at"], {"ticket_id": ticket_id})
+
+    def _ticket(self, ticket_id: Any) -> dict[str, Any] | None:
+        return next((t for t in self.tickets.ledger() if t.get("id") == ticket_id), None)
+
     async def lookup_performed(self, action: OutgoingAction) -> ActionResult | None:
-        """The ticket this create made, found by the key it carries (Zendesk: by external_id)."""
+        """The ticket this create made (or the comment), found by the key it carries (Zendesk: by
+        external_id, a comment among the ticket's)."""
         await self.wire.request()
+        if action.kind == "ticket_comment":
+            made = self.comments.find(action.key)
+            return ActionResult(made["id"], made["at"], {"ticket_id": made["ticket"]}) if made else None
         found = self.tickets.find(action.key)
         return _result(found) if found else None
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +59,23 @@ RETRY_MAX = 30.0
 def password(url: TeamUrl) -> str | None:
     """The agent's database password: the keyring (or its environment fallback), never a file."""
     return secrets.fetch(url.secret_name())
+
+
+#: How much lower than the console an agent's team link runs (nice levels, where threads have them).
+NICE = 10
+
+
+def background_priority() -> None:
+    """Lower the calling thread's CPU priority (for good: call it on a thread of its own).
+
+    An agent's team link is background work (pulling what every other agent and the engine did):
+    under load it must yield to the console's keys in the same process, and to an engine's ingest on
+    a machine it shares. Linux only (a thread has its own nice value there); elsewhere nothing changes."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
 
 
 def backoff(failures: int) -> float:
@@ -108,7 +127,19 @@ class TeamSync:
     # ---- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await asyncio.to_thread(self.run_blocking)
+        """The loop on a thread of its own (an agent's runs at a lower priority: ``background_priority``)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def main() -> None:
+            try:
+                self.run_blocking()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed first (its task was cancelled)
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        threading.Thread(target=main, name="replydesk-team-link", daemon=True).start()
+        await asyncio.shield(done)
 
     async def run_once(self) -> SyncPass:
         return await asyncio.to_thread(self.once)
@@ -129,6 +160,8 @@ class TeamSync:
             self._close()
 
     def run_blocking(self) -> None:
+        if not self.engine:
+            background_priority()
         failures = 0
         try:
             while not self._stop.is_set():

@@ -9,10 +9,11 @@ of the team's cache, with three things added:
   leader's database session ends (a crash, a SIGKILL, a lost network: the server drops the lock with
   the session). A new leader first catches up with the log, then settles the replies the old one
   left in flight (``reconcile_in_flight``), as the solo engine does after a restart;
-- **claims**: a reply leaves only after the team committed it ``sending`` for this engine, which the
-  database allows only the account's current leader (``replydesk.claim``). With the solo engine's
-  rules (idempotency keys, looking our post up, ``unknown`` when neither is possible) a reply leaves
-  exactly once however many engines run;
+- **claims**: a reply (or another outbox action: a mark read, an edit or delete of our reply, a
+  helpdesk ticket or its comment) leaves only after the team committed it ``sending`` for this
+  engine, which the database allows only the account's current leader (``replydesk.claim``). With
+  the solo engine's rules (idempotency keys, looking our post up, ``unknown`` when neither is
+  possible) each leaves exactly once however many engines run;
 - **a replicator** (``replydesk.team.TeamSync`` on a second connection and thread): what this engine
   fetched and sent goes to the team (messages with their cursor in one transaction), and what agents
   queued comes in.
@@ -85,6 +86,11 @@ class TeamEngine(SyncEngine):
         if run.name in self.led and outbox.in_flight(self.db, run.name):
             await super().reconcile_in_flight([run.name])
         return await super().drain(run, limit)
+
+    def forward_notes(self, run: AccountRun) -> int:
+        """Only the helpdesk account's leader forwards notes to its tickets (once for the team: the
+        comment's key is derived from the note, so a comment a failover queues again is the same one)."""
+        return super().forward_notes(run) if run.name in self.led else 0
 
     async def send_one(self, run: AccountRun, item: outbox.OutboxItem, uncertain: bool = False) -> bool:
         if not self._claim(item):

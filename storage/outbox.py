@@ -135,11 +135,6 @@ def _replaces_ours(db: Database, conv_id: str) -> bool:
     reply per conversation (``PlatformFacts.single_reply``) and one of ours is up."""
     from replydesk.storage import platform_facts
 
-    if db.conn.execute("SELECT 1 FROM meta WHERE key='team.link'").fetchone():  # team_local.META_LINK
-        # A team carries replies, not the other outbox actions: in a joined workspace it stays a reply,
-        # which the team sends exactly once (on Google the reply's PUT replaces ours all the same).
-        # (team_local is not imported for this: it brings psycopg into the console.)
-        return False
     row = db.conn.execute("SELECT account, platform FROM conversations WHERE id=?", (conv_id,)).fetchone()
     facts = platform_facts.for_account(db, row[0]).get(row[1]) if row else None
     if facts is None or not facts.single_reply or "edit_reply" not in facts.actions:
@@ -164,8 +159,11 @@ TRANSCRIPT_CHARS = 4000
 
 
 def queue_action(db: Database, conv_id: str, kind: str, payload: dict[str, Any] | None = None, *,
-                 account: str | None = None, delay: float = 0.0, actor: str = "me") -> str:
+                 account: str | None = None, delay: float = 0.0, actor: str = "me", key: str | None = None) -> str:
     """Queue an action other than a reply on ``conv_id``; returns its key.
+
+    ``key``: the action's idempotency key when it is derived from what it does (a note's comment on
+    a ticket: two engines of a team queueing the same one make one action); default a fresh one.
 
     ``account`` performs it (default: the conversation's own; a ticket goes to the helpdesk's).
     What the action needs is completed and frozen here, so a later change to the thread does not
@@ -179,7 +177,7 @@ def queue_action(db: Database, conv_id: str, kind: str, payload: dict[str, Any] 
     if kind not in ACTION_KINDS or kind == "reply":
         raise ActionError(f"unknown action {kind!r} (one of: {', '.join(k for k in ACTION_KINDS if k != 'reply')})")
     asked = dict(payload or {})
-    key = uuid.uuid4().hex
+    key = key or uuid.uuid4().hex
     now = db.now()
     with db.transaction():
         _require(db, [conv_id])

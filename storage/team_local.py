@@ -42,10 +42,13 @@ META_PUSHED = "team.pushed"
 #: Local event kinds whose command needs the conversation's team version (conflict rules use it).
 BASED_KINDS = ("assign", "status", "escalate", "queued")
 #: Local event kinds that say a person or an engine changed something the team should know.
+#: An action other than a reply done (``outbox.mark_done``), by the local event it logs.
+DONE_KINDS = ("reply_edited", "reply_deleted", "platform_read", "ticket", "ticket_comment")
 PUSHED_KINDS = ("in", "automatic", "reply", "auto_reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
-                "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority")
+                "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority",
+                "action_queued", *DONE_KINDS)
 _FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation"}
-_OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox")
+_OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox", "action_queued", *DONE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,13 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         if isinstance(item.payload.get("automatic"), str):  # a rule's or a survey's: every cache knows it
             command["outbox"]["automatic"] = item.payload["automatic"]
         return command
+    if kind == "action_queued":
+        return {**common, "kind": "action", "outbox": {
+            "key": key, "action": item.action, "account": item.account, "text": item.text, "payload": item.payload,
+            "created_at": item.created_at, "not_before": item.not_before}}
+    if kind in DONE_KINDS:  # an action done (an engine) or confirmed by the user (an unknown one)
+        return {**common, "kind": "outbox", "key": key, "state": "sent",
+                "remote_id": item.remote_id or data.get("remote_id"), "result": item.result, "sent_at": at}
     if kind in ("reply", "auto_reply"):  # delivered (an engine) or confirmed by the user (an unknown one)
         return {**common, "kind": "outbox", "key": key, "state": "sent",
                 "remote_id": item.remote_id or data.get("remote_id"), "sent_at": at}
@@ -332,6 +342,7 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
 
 
 _WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalation", "queued": "Reply",
+         "action_queued": "Action",
          "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag"}
 
 
@@ -347,6 +358,10 @@ def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
     if change.kind == "queued" and key:
         outbox._set(db, key, "failed", last_error=f"not sent: {detail}; retry it from the outbox to send anyway")
         return f"Reply not sent: {detail}. It waits in the outbox as failed; retry it to send anyway."
+    if change.kind == "action_queued" and key:
+        outbox._set(db, key, "failed", last_error=f"not done: {detail}")
+        action = str((change.command.get("outbox") or {}).get("action") or "action").replace("_", " ")
+        return f"{action.capitalize()} not done: {detail}. It waits in the outbox as failed."
     if isinstance(row, dict):
         _apply_outbox_row(db, row, at=db.now())
     return f"{what} not applied on {change.conversation_id}: {detail} (the team's version stands)"
@@ -531,6 +546,12 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
             _insert_reply(db, row, event)
             report.conversations.add(conv_id)
         db.conn.execute("UPDATE outbox SET seq=? WHERE key=?", (event.seq, row.get("key")))
+    elif kind == "action":
+        row = event.result.get("outbox") or {}
+        if not own and conv_id and _exists(db, conv_id) and row.get("key") and outbox.get(db, row["key"]) is None:
+            _insert_action(db, row, event)
+            report.conversations.add(conv_id)
+        db.conn.execute("UPDATE outbox SET seq=? WHERE key=?", (event.seq, row.get("key")))
     elif kind == "outbox":
         row = event.result.get("outbox") or {}
         if not own and row.get("key") and row["key"] not in intents.keys:
@@ -588,13 +609,50 @@ def _insert_reply(db: Database, row: dict[str, Any], event: TeamEvent) -> None:
                                                  "not_before": row["not_before"]}, at=event.at)
 
 
+def _insert_action(db: Database, row: dict[str, Any], event: TeamEvent) -> None:
+    """Another replica's outbox action, queued here as it was there (what it asked, frozen)."""
+    payload = row.get("payload") if isinstance(row.get("payload"), dict) else {}
+    account = row.get("account") or db.conn.execute("SELECT account FROM conversations WHERE id=?",
+                                                    (row["conversation_id"],)).fetchone()[0]
+    db.conn.execute(
+        "INSERT INTO outbox(key, conversation_id, message_id, account, private, text, created_at, not_before, state, "
+        "attempts, last_error, remote_id, updated_at, seq, action, payload, result) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (row["key"], row["conversation_id"], "", account, 0, str(row.get("text") or ""), float(row["created_at"]),
+         float(row["not_before"]), "queued", 0, None, None, event.at, event.seq, str(row.get("action")),
+         json.dumps(payload, ensure_ascii=False), "{}"))
+    _event(db, row["conversation_id"], "action_queued", event.agent,
+           {"key": row["key"], "action": row.get("action"), "account": account}, at=event.at)
+    if row.get("action") == "ticket_comment":
+        _comment_forwarded(db, row["conversation_id"], account, payload)
+
+
+def _comment_forwarded(db: Database, conv_id: str, account: str, payload: dict[str, Any]) -> None:
+    """An engine forwarded a note to its ticket: this cache counts it as forwarded too, so an engine
+    that takes the helpdesk account over later does not queue the same note again."""
+    note = payload.get("message_id")
+    if not isinstance(note, str):
+        return
+    seq = db.conn.execute("SELECT max(seq) FROM events WHERE conversation_id=? AND kind='note' "
+                          "AND json_extract(data, '$.message')=?", (conv_id, note)).fetchone()[0]
+    if seq is not None:
+        db.conn.execute("UPDATE tickets SET note_seq=max(note_seq, ?) WHERE account=? AND ticket_id=?",
+                        (seq, account, str(payload.get("ticket_id"))))
+
+
 def _apply_outbox_row(db: Database, row: dict[str, Any], *, at: float) -> None:
-    """Take the team's delivery state of one reply (sent renames the message as the engine did)."""
+    """Take the team's delivery state of one reply (sent renames the message as the engine did) or
+    action (done shows its effect: an edited or deleted reply, a ticket with its link)."""
     key = row.get("key")
     local = outbox.get(db, key) if isinstance(key, str) else None
     if local is None or local.state == "sent":  # sent is a fact: nothing moves it back
         return
     state = row.get("state")
+    if state == "sent" and not local.is_reply:
+        result = row.get("result") if isinstance(row.get("result"), dict) else {}
+        details = {k: v for k, v in result.items() if k != "id"}
+        outbox.mark_done(db, key, str(row.get("remote_id") or result.get("id") or f"team:{key}"), at, details)
+        return
     if state == "sent":
         outbox.mark_sent(db, key, row.get("remote_id") or f"team:{key}", at)
         return

@@ -138,6 +138,13 @@ TABLES: list[list[str]] = [
             last_sync double precision, until double precision, updated_at timestamptz NOT NULL DEFAULT now()
         )""",
     ],
+    # 2: the outbox carries every action (mark read, edit or delete our reply, a helpdesk ticket and
+    # its comments), not only replies: what was asked, and what the platform answered
+    [
+        "ALTER TABLE replydesk.outbox ADD COLUMN action text NOT NULL DEFAULT 'reply'",
+        "ALTER TABLE replydesk.outbox ADD COLUMN payload jsonb NOT NULL DEFAULT '{}'",
+        "ALTER TABLE replydesk.outbox ADD COLUMN result jsonb NOT NULL DEFAULT '{}'",
+    ],
 ]
 
 TEAM_SCHEMA_VERSION = len(TABLES)
@@ -290,6 +297,36 @@ FUNCTIONS: list[str] = [
                                 jsonb_build_object('outbox', to_jsonb(row_)) || replydesk._state(c), s);
          RETURN jsonb_build_object('ok', true, 'seq', s);
        END $$""",
+    # An outbox action other than a reply (mark read, edit or delete our reply, a ticket, a ticket
+    # comment): no thread message and no collision check (it answers nobody); ``account`` performs it
+    # (a ticket goes to the helpdesk's). Stored once by key, so two engines queueing the same
+    # comment (a failover) make one action.
+    """CREATE OR REPLACE FUNCTION replydesk._action(me replydesk.agents, cmd jsonb) RETURNS jsonb
+       LANGUAGE plpgsql AS $$
+       DECLARE
+         o jsonb := cmd->'outbox'; cid text := cmd->>'conversation'; c replydesk.conversations%ROWTYPE;
+         s bigint; row_ replydesk.outbox%ROWTYPE;
+       BEGIN
+         IF o->>'key' IS NULL OR (o->>'action') IS NULL OR (o->>'action') NOT IN
+            ('mark_read', 'edit_reply', 'delete_reply', 'create_ticket', 'ticket_comment')
+            OR jsonb_typeof(coalesce(o->'payload', '{}')) <> 'object' THEN
+           RETURN replydesk._reject('invalid', 'an action needs a key, a known kind and a payload object');
+         END IF;
+         SELECT * INTO c FROM replydesk.conversations WHERE id = cid FOR UPDATE;
+         IF NOT FOUND THEN RETURN replydesk._reject('missing', format('no conversation %s in the team', cid)); END IF;
+         PERFORM 1 FROM replydesk.outbox WHERE key = o->>'key';
+         IF FOUND THEN RETURN jsonb_build_object('ok', true, 'duplicate', true); END IF;
+         s := nextval('replydesk.event_seq');
+         INSERT INTO replydesk.outbox(key, conversation_id, message_id, account, private, text, created_at, not_before,
+                                      state, author, seq, action, payload)
+         VALUES (o->>'key', cid, '', coalesce(nullif(o->>'account', ''), c.account), false, coalesce(o->>'text', ''),
+                 (o->>'created_at')::double precision, (o->>'not_before')::double precision, 'queued', me.name, s,
+                 o->>'action', coalesce(o->'payload', '{}'))
+         RETURNING * INTO row_;
+         UPDATE replydesk.conversations SET version = s WHERE id = cid RETURNING * INTO c;
+         PERFORM replydesk._log(me.name, 'action', cid, cmd, jsonb_build_object('outbox', to_jsonb(row_)), s);
+         RETURN jsonb_build_object('ok', true, 'seq', s);
+       END $$""",
     # Tags merge: adds and removes commute, so two agents tagging at once both land.
     """CREATE OR REPLACE FUNCTION replydesk._tag(me replydesk.agents, cmd jsonb) RETURNS jsonb
        LANGUAGE plpgsql AS $$
@@ -378,7 +415,19 @@ FUNCTIONS: list[str] = [
                                     jsonb_build_object('outbox', to_jsonb(o)));
          END IF;
          s := nextval('replydesk.event_seq');
-         IF st = 'sent' THEN
+         IF st = 'sent' AND o.action <> 'reply' THEN
+           -- An action done: what the platform answered, and its effect on the thread (as
+           -- ``outbox.mark_done`` shows it in every cache).
+           UPDATE replydesk.outbox SET state = 'sent', remote_id = cmd->>'remote_id',
+                  result = CASE WHEN jsonb_typeof(cmd->'result') = 'object' THEN cmd->'result'
+                                ELSE jsonb_build_object('id', cmd->>'remote_id') END,
+                  last_error = NULL, updated_at = now() WHERE key = o.key RETURNING * INTO o;
+           IF o.action = 'edit_reply' THEN
+             UPDATE replydesk.messages SET text = o.text WHERE id = o.payload->>'message_id';
+           ELSIF o.action = 'delete_reply' THEN
+             UPDATE replydesk.messages SET state = 'deleted' WHERE id = o.payload->>'message_id';
+           END IF;
+         ELSIF st = 'sent' THEN
            new_id := o.account || ':' || (cmd->>'remote_id');
            IF new_id <> o.message_id AND EXISTS (SELECT 1 FROM replydesk.messages WHERE id = new_id) THEN
              DELETE FROM replydesk.messages WHERE id = o.message_id;
@@ -465,6 +514,7 @@ FUNCTIONS: list[str] = [
            WHEN 'message' THEN replydesk._message(me, cmd)
            WHEN 'note' THEN replydesk._note(me, cmd)
            WHEN 'reply' THEN replydesk._reply(me, cmd)
+           WHEN 'action' THEN replydesk._action(me, cmd)
            WHEN 'tag' THEN replydesk._tag(me, cmd)
            WHEN 'set' THEN replydesk._set(me, cmd)
            WHEN 'outbox' THEN replydesk._outbox(me, cmd)

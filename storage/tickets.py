@@ -105,6 +105,14 @@ def of_conversation(db: Database, conv_id: str) -> list[Ticket]:
         "WHERE conversation_id=? ORDER BY created_at", (conv_id,))]
 
 
+def comment_key(account: str, ticket_id: str, message_id: str) -> str:
+    """The idempotency key of a note's comment on a ticket: the same note on the same ticket is one
+    comment, whichever engine of a team queues it (a failover) and however often."""
+    import hashlib  # here: OpenSSL's load stays out of the read commands that read tickets
+
+    return hashlib.sha256(f"{account}\x1f{ticket_id}\x1f{message_id}".encode()).hexdigest()[:32]
+
+
 def queue_note_comments(db: Database, account: str, *, actor: str = "system") -> list[str]:
     """Queue each internal note written on a conversation after its escalation to ``account`` as a
     private comment on the ticket (``ticket_comment``), once, in order; returns the keys."""
@@ -126,10 +134,13 @@ def queue_note_comments(db: Database, account: str, *, actor: str = "system") ->
                 message_id = None
             note = db.conn.execute("SELECT text FROM messages WHERE id=? AND direction='note'",
                                    (message_id,)).fetchone() if isinstance(message_id, str) else None
-            if note is not None and note[0].strip():
+            key = comment_key(account, ticket_id, message_id) if isinstance(message_id, str) else None
+            if key is not None and outbox.get(db, key) is not None:
+                pass  # queued already (by another engine of the team, whose action reached this cache)
+            elif note is not None and note[0].strip():
                 keys.append(outbox.queue_action(
                     db, conv_id, "ticket_comment", {"ticket_id": ticket_id, "body": note[0], "message_id": message_id},
-                    account=account, actor=actor))
+                    account=account, actor=actor, key=key))
             db.conn.execute("UPDATE tickets SET note_seq=max(note_seq, ?) WHERE account=? AND ticket_id=?",
                             (seq, account, ticket_id))
     return keys

@@ -209,10 +209,11 @@ def test_reply_windows_reach_agents_whose_conversations_came_before_the_rules(te
         ana.close()
 
 
-def test_a_reply_on_a_review_we_answered_stays_a_reply_the_team_sends(team: Team, joined: dict[str, Path]) -> None:
-    """Google keeps one reply of ours per review: solo, a second reply is queued as an edit of ours.
-    A team carries replies (not the other outbox actions), so there it stays a reply and reaches the
-    team, instead of waiting in the agent's cache for an engine that never sees it."""
+def test_a_reply_on_a_review_we_answered_is_an_edit_of_ours_the_team_carries(team: Team,
+                                                                            joined: dict[str, Path]) -> None:
+    """Google keeps one reply of ours per review: a second reply is queued as an edit of ours, in a
+    team as in a solo workspace, and the team carries the edit to the engine (the platform's tokens
+    are there) and to every other agent."""
     engine = open_database(joined["engine-a"])
     try:  # the account as a leading engine publishes it to the team, and each cache applies it
         (row,) = team_local.account_rows(engine, ["demo"])
@@ -229,13 +230,20 @@ def test_a_reply_on_a_review_we_answered_stays_a_reply_the_team_sends(team: Team
             "SELECT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id WHERE c.platform = "
             "'google' AND m.direction = 'out' AND m.state = 'sent' ORDER BY c.id LIMIT 1").fetchone()[0]
         key = outbox.queue_reply(ana, conv, "Thank you, the oven is fixed.", actor="ana")
-        assert outbox.get(ana, key).action == "reply"
+        assert outbox.get(ana, key).action == "edit_reply"
     finally:
         ana.close()
     assert sync(joined["ana"]).refused == []
     assert team_state(team)["outbox"][key][1] == "queued"
+    with team.admin() as conn:
+        assert conn.execute("SELECT action FROM replydesk.outbox WHERE key=%s", (key,)).fetchone()[0] == "edit_reply"
     sync(joined["ben"])
     assert_equal_to_team(team, joined["ana"], joined["ben"])
+    ben = open_database(joined["ben"])
+    try:
+        assert outbox.get(ben, key).payload["text"] == "Thank you, the oven is fixed."
+    finally:
+        ben.close()
 
 
 def test_offline_changes_wait_and_reach_the_team_in_order(team: Team, joined: dict[str, Path]) -> None:
