@@ -2,6 +2,10 @@
 
 The list shows calendar time to breach (fair to sort by); this pane adds the target, business time
 left and the pause reason, from ``slastate.evaluate_at`` run in a worker at the app's clock.
+
+Its height stays put while the cursor moves (at least 5 lines beside the inbox, 3 below it: what
+most conversations need): a pane that grew and shrank with each conversation re-laid out the whole
+screen on most ``j``/``k`` — three frames, 15-30 ms after the highlight — and made the thread jump.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class SlaPane(Static):
         background: $panel;
         padding: 0 1;
         height: auto;
+        min-height: 5;
         max-height: 6;
     }
     """ + role_css("SlaPane")
@@ -73,8 +78,9 @@ class SlaPane(Static):
         if text == getattr(self, "_shown", None):
             return  # a refresh with nothing new must not cost a layout pass
         self._shown = text
-        self.update(text, layout=text.plain.count("\n") != getattr(self, "_lines", -1))
-        self._lines = text.plain.count("\n")
+        height = self._fitted(text.plain.count("\n") + 1)
+        self.update(text, layout=height != getattr(self, "_fitted_height", -1))
+        self._fitted_height = height
 
     def _width(self) -> int:
         return max(self.size.width - 2, 20) if self.size.width else 80  # padding: 0 1
@@ -83,6 +89,12 @@ class SlaPane(Static):
         """The lines the pane may use (its max-height: 6 beside the inbox, 3 below it)."""
         max_height = self.styles.max_height
         return int(max_height.value) if max_height is not None and max_height.unit == Unit.CELLS else 6
+
+    def _fitted(self, lines: int) -> int:
+        """The pane's height for ``lines`` of text: a layout is needed only when this changes."""
+        low = self.styles.min_height
+        least = int(low.value) if low is not None and low.unit == Unit.CELLS else 0
+        return min(max(lines, least), self._height())
 
     def on_resize(self) -> None:
         if self._args is not None:
