@@ -321,7 +321,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         row = thread.conversation if thread else None
         sla_pane = self.query_one(SlaPane)
         sla_pane.show(row, sla, self.clock(), thread.tickets if thread else ())
-        self._paint_together(self.thread_view, self.thread_view.vertical_scrollbar, sla_pane)
+        self._paint_together(self.thread_view, sla_pane)
         composer = self.composer
         if composer.is_open and composer.row is not None and composer.row.id == conv_id:
             # The composer opened before the thread was read ('j' then 'r' at once): now it knows.

@@ -63,6 +63,8 @@ DELIVERY = {
 RECEIPTS = {"delivered": ("delivered ✓✓", "success"), "read": ("read ✓✓", "accent")}
 
 GUTTER = " ┃"
+#: Columns right of the text: a margin, then the scroll bar (``ThreadView._thumb``).
+RIGHT = 2
 #: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
 CONTEXT_LINES = 6
 FOLD_NAMES = {"quote": "quoted text", "signature": "signature"}
@@ -151,16 +153,21 @@ class ThreadView(ScrollView, can_focus=True):
 
     BINDINGS = bindings("thread")
 
-    COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
+    COMPONENT_CLASSES = {"thread--reading", "thread--track", "thread--thumb"} | ROLE_CLASSES
 
+    # The scroll bar is the last column of each painted line (``_thumb``), not Textual's widget:
+    # that one re-rendered its whole height for every conversation shown, about 1.5 ms of the
+    # frame a key paints (the wheel still scrolls; the bar is not dragged), as in the inbox.
     DEFAULT_CSS = """
     ThreadView {
         background: $surface;
         overflow-x: hidden;
         overflow-y: scroll;
-        scrollbar-size-vertical: 1;
+        scrollbar-size-vertical: 0;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
+    ThreadView > .thread--track { background: $scrollbar-background; }
+    ThreadView > .thread--thumb { background: $scrollbar; }
     """ + role_css("ThreadView")
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
@@ -207,7 +214,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._lines: list[Strip] = []
         self._wrapped_at = -1
         self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
-        self._base_style: dict[bool, Style] = {}
+        self._base_style: dict[bool | str, Style] = {}  # lit or not, and the bar's two styles
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
@@ -344,7 +351,7 @@ class ThreadView(ScrollView, can_focus=True):
         self.refresh()
 
     def _text_width(self) -> int:
-        return max(self.scrollable_content_region.width - 2, 1)  # one column of margin each side
+        return max(self.scrollable_content_region.width - 1 - RIGHT, 1)  # a margin each side, the bar
 
     def _wrap(self) -> None:
         """Wrap the text to the pane once; painting then only picks lines. Each part (the header,
@@ -352,7 +359,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._lines, self._part_lines, width = self._wrapped_for_pane(self._parts)
         self._wrapped_at = width
         self._painted.clear()
-        self._set_virtual_size(Size(width + 2, len(self._lines)))
+        self._set_virtual_size(Size(width + 1 + RIGHT, len(self._lines)))
 
     def _set_virtual_size(self, size: Size) -> None:
         """A new transcript's length, without a layout of the whole screen when the scroll bar
@@ -368,22 +375,12 @@ class ThreadView(ScrollView, can_focus=True):
         self._scroll_update(size)
 
     def _wrapped_for_pane(self, parts: list[Text]) -> tuple[list[Strip], list[int], int]:
-        """The parts wrapped to the width they will have (the pane's, less the scroll bar when it
-        shows: always with ``overflow-y: scroll``, else when they are longer than the pane), so
-        showing them never wraps them twice; with the line where each part starts."""
-        full, height = self.container_size.width, self.container_size.height
-        if not full:  # not laid out yet
-            return *self._wrapped(parts, self._text_width()), self._text_width()
-        bar, overflow = self.styles.scrollbar_size_vertical, self.styles.overflow_y
-        if bar and overflow == "scroll":
-            width = max(full - bar - 2, 1)
-            return *self._wrapped(parts, width), width
-        width = max(full - 2, 1)
-        lines, starts = self._wrapped(parts, width)
-        if bar and overflow == "auto" and len(lines) > height:
-            width = max(full - bar - 2, 1)
-            lines, starts = self._wrapped(parts, width)
-        return lines, starts, width
+        """The parts wrapped to the width they will have (the pane's, less the margins and the
+        scroll bar column), so showing them never wraps them twice; with the line where each part
+        starts."""
+        full = self.container_size.width
+        width = max(full - 1 - RIGHT, 1) if full else self._text_width()  # not laid out yet: a guess
+        return *self._wrapped(parts, width), width
 
     def _wrapped(self, parts: list[Text], width: int) -> tuple[list[Strip], list[int]]:
         """Each part wrapped on its own (where a message starts is known: [ and ])."""
@@ -403,7 +400,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
         self._rendered_at = self.size.width  # part of the layout key
         self._painted.clear()
-        self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
+        self._set_virtual_size(Size(self._wrapped_at + 1 + RIGHT, len(self._lines)))
         self.refresh()
 
     # ---- following the cursor, reading ahead -----------------------------------------------------
@@ -552,20 +549,40 @@ class ThreadView(ScrollView, can_focus=True):
         return style
 
     def render_line(self, y: int) -> Strip:
-        return self._line_strip(int(self.scroll_offset.y) + y, self.reading or self.has_focus)
+        top = int(self.scroll_offset.y)
+        return self._line_strip(top + y, self.reading or self.has_focus, self._thumb(y, top))
 
-    def _line_strip(self, index: int, lit: bool) -> Strip:
+    def _thumb(self, y: int, top: int) -> bool:
+        """Whether screen line ``y`` shows the scroll bar's thumb (none when everything fits)."""
+        height, total = max(self.size.height, 1), len(self._lines)
+        if total <= height:
+            return False
+        size = max(1, round(height * height / total))
+        start = round(top / max(total - height, 1) * (height - size))
+        return start <= y < start + size
+
+    def _bar_style(self, thumb: bool) -> Style:
+        name = "thread--thumb" if thumb else "thread--track"
+        style = self._base_style.get(name)
+        if style is None:
+            style = self._base_style[name] = self.get_component_rich_style(name, partial=True)
+        return style
+
+    def _line_strip(self, index: int, lit: bool, thumb: bool) -> Strip:
         base = self._base(lit)
         width = self.scrollable_content_region.width
-        key = (index, base, width)
+        key = (index, base, width, thumb)
         strip = self._painted.get(key)
         if strip is None:
+            bar = Segment(" ", base + self._bar_style(thumb))
             if index >= len(self._lines):
-                strip = Strip.blank(width, base)
+                strip = Strip([Segment(" " * max(width - 1, 0), base), bar], width)
             else:
                 margin = Segment(" ")
                 line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
-                strip = line.adjust_cell_length(width).apply_style(base)
+                if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
+                    line = line.adjust_cell_length(max(width - 1, 0))
+                strip = Strip([*Segment.apply_style(line, base), bar], width)
             self._painted[key] = strip
         return strip
 
@@ -575,8 +592,8 @@ class ThreadView(ScrollView, can_focus=True):
         if not self.is_attached:
             return
         top, lit = int(self.scroll_offset.y), not (self.reading or self.has_focus)
-        for index in range(top, top + self.size.height):
-            self._line_strip(index, lit)
+        for y in range(self.size.height):
+            self._line_strip(top + y, lit, self._thumb(y, top))
 
     def render_thread(self, thread: Thread | None) -> Text:
         """The whole transcript as one Text (what ``render_parts`` shows, joined)."""
