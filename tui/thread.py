@@ -200,7 +200,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._rest_timer: Timer | None = None
         self._catching_up: str | None = None  # shown from a read a write may have overtaken
         # Transcripts wrapped ahead, by conversation id.
-        self._prepared: LRUCache[str, Prepared] = LRUCache(24)
+        self._prepared: LRUCache[str, Prepared] = LRUCache(self.PREPARED)
         self._to_prepare: list[str] = []
         self._preparing = False
         self.thread: Thread | None = None
@@ -409,6 +409,8 @@ class ThreadView(ScrollView, can_focus=True):
     AHEAD, BEHIND = 4, 2
     #: Seconds the cursor rests before the rows a page or the list's ends away are read too.
     RESTS = 0.2
+    #: Transcripts kept wrapped ahead.
+    PREPARED = 24
 
     def follow(self, conv_id: str, near: Sequence[str], far: Sequence[str] = ()) -> ThreadRead | None:
         """The cursor is on ``conv_id``: its read if one is cached (the caller shows it now),
@@ -422,6 +424,7 @@ class ThreadView(ScrollView, can_focus=True):
             self._rest_timer.stop()
         if far:
             self._rest_timer = self.set_timer(self.RESTS, lambda: self._read_also(plan, far))
+        self._prepare_soon(plan[1:])  # those read long ago may have left the wrapped ones
         urgent = not self.store.threads.fresh(conv_id, self.clock())
         hit = self.store.threads.get(conv_id)
         # A read from before a write is shown now and read again: what the second read adds was
@@ -442,6 +445,7 @@ class ThreadView(ScrollView, can_focus=True):
         """The cursor rested on the plan's conversation: read the far rows as well."""
         if self._plan is plan:
             self._plan = tuple(dict.fromkeys((*plan, *far)))
+            self._prepare_soon(self._plan[1:])
             with self._ahead_lock:
                 if not self._ahead_running:
                     self._ahead_running = True
@@ -474,9 +478,15 @@ class ThreadView(ScrollView, can_focus=True):
         if event.thread is not None and (self.thread is None or event.conv_id != self.thread.conversation.id):
             if event.conv_id not in self._to_prepare:
                 self._to_prepare.append(event.conv_id)
-            if not self._preparing:
-                self._preparing = True
-                self.set_timer(0.005, self._prepare_one)
+            self._prepare_soon(())
+
+    def _prepare_soon(self, wanted: Sequence[str]) -> None:
+        """Wrap ``wanted`` (those read already; nearest first) before the others waiting, while idle."""
+        if wanted:
+            self._to_prepare = list(dict.fromkeys((*wanted, *self._to_prepare)))[: self.PREPARED]
+        if self._to_prepare and not self._preparing:
+            self._preparing = True
+            self.set_timer(0.005, self._prepare_one)
 
     def _layout_key(self) -> tuple:
         """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
@@ -504,11 +514,12 @@ class ThreadView(ScrollView, can_focus=True):
             try:
                 key = self._layout_key()
                 done = self._prepared.get(conv_id)
-                if done is None or done.thread != read.thread or done.key != key:
-                    parts = self.render_parts(read.thread)
-                    text = Text("").join(parts) if len(parts) > 1 else parts[0]
-                    self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
-                                                       countdowns=self._countdowns, edits=self._edits)
+                if done is not None and done.thread == read.thread and done.key == key:
+                    continue  # wrapped already: no step spent on it
+                parts = self.render_parts(read.thread)
+                text = Text("").join(parts) if len(parts) > 1 else parts[0]
+                self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
+                                                   countdowns=self._countdowns, edits=self._edits)
             finally:
                 self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
             if self._to_prepare:
