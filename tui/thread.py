@@ -435,12 +435,10 @@ class ThreadView(ScrollView, can_focus=True):
         with self._ahead_lock:
             if not self._ahead_running:
                 self._ahead_running = True
-                # The selected one missing: read it now. Else read ahead once this key's frame is
-                # painted: the worker's Python (rows, the SLA engine) would share the GIL with it.
-                if urgent:
-                    self._read_ahead()
-                else:
-                    self.app.call_after_refresh(self._read_ahead)
+                # Once this key's frame is painted, even for the selected one missing (this runs in
+                # the key's handler): the worker's Python (rows, the SLA engine) would share the GIL
+                # with the frame (at start-up, the first rows').
+                self.app.call_after_refresh(self._read_ahead)
         return hit
 
     def _read_also(self, plan: tuple[str, ...], far: Sequence[str]) -> None:
