@@ -65,7 +65,6 @@ RECEIPTS = {"delivered": ("delivered ✓✓", "success"), "read": ("read ✓✓"
 GUTTER = " ┃"
 #: Columns right of the text: a margin, then the scroll bar (``ThreadView._thumb``).
 RIGHT = 2
-PAINTED = 512  # lines kept as painted strips
 #: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
 CONTEXT_LINES = 6
 FOLD_NAMES = {"quote": "quoted text", "signature": "signature"}
@@ -147,7 +146,6 @@ class Prepared:
     width: int
     countdowns: bool  # a queued reply's "leaves in" countdown is in it (``tick`` redraws it)
     edits: set[str]  # a review's later versions
-    painted: LRUCache[tuple[int, Style, int, bool], Strip]  # its lines as painted, the newest screenful ahead
 
 
 class ThreadView(ScrollView, can_focus=True):
@@ -217,7 +215,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._wrapped_at = -1
         self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
         self._base_style: dict[bool | str, Style] = {}  # lit or not, and the bar's two styles
-        self._painted: LRUCache[tuple[int, Style, int, bool], Strip] = LRUCache(PAINTED)
+        self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
         self._edits: set[str] = set()  # ids of a review's later versions (the customer's edits)
@@ -360,7 +358,7 @@ class ThreadView(ScrollView, can_focus=True):
         each message) is wrapped on its own, so where a message starts is known ([ and ])."""
         self._lines, self._part_lines, width = self._wrapped_for_pane(self._parts)
         self._wrapped_at = width
-        self._painted = LRUCache(PAINTED)
+        self._painted.clear()
         self._set_virtual_size(Size(width + 1 + RIGHT, len(self._lines)))
 
     def _set_virtual_size(self, size: Size) -> None:
@@ -401,7 +399,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._part_lines, self._wrapped_at, self._countdowns = prepared.part_lines, prepared.width, prepared.countdowns
         self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
         self._rendered_at = self.size.width  # part of the layout key
-        self._painted = prepared.painted
+        self._painted.clear()
         self._set_virtual_size(Size(self._wrapped_at + 1 + RIGHT, len(self._lines)))
         self.refresh()
 
@@ -518,10 +516,8 @@ class ThreadView(ScrollView, can_focus=True):
                     continue  # wrapped already: no step spent on it
                 parts = self.render_parts(read.thread)
                 text = Text("").join(parts) if len(parts) > 1 else parts[0]
-                lines, starts, width = self._wrapped_for_pane(parts)
-                self._prepared[conv_id] = Prepared(read.thread, key, parts, text, lines, starts, width,
-                                                   countdowns=self._countdowns, edits=self._edits,
-                                                   painted=self._paint_ahead(lines, width))
+                self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
+                                                   countdowns=self._countdowns, edits=self._edits)
             finally:
                 self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
             if self._to_prepare:
@@ -565,20 +561,9 @@ class ThreadView(ScrollView, can_focus=True):
         top = int(self.scroll_offset.y)
         return self._line_strip(top + y, self.reading or self.has_focus, self._thumb(y, top))
 
-    def _paint_ahead(self, lines: list[Strip], wrapped_at: int) -> LRUCache[tuple[int, Style, int, bool], Strip]:
-        """The strips of the screenful a transcript opens on (its newest lines, the list focused),
-        painted while idle, so showing it is no painting of lines in the key's frame."""
-        painted: LRUCache[tuple[int, Style, int, bool], Strip] = LRUCache(PAINTED)
-        height, base, width = self.size.height, self._base(False), self.scrollable_content_region.width
-        top = max(len(lines) - height, 0)
-        for y in range(height):
-            thumb = self._thumb(y, top, len(lines))
-            painted[(top + y, base, width, thumb)] = self._paint(lines, wrapped_at, top + y, base, width, thumb)
-        return painted
-
-    def _thumb(self, y: int, top: int, total: int | None = None) -> bool:
+    def _thumb(self, y: int, top: int) -> bool:
         """Whether screen line ``y`` shows the scroll bar's thumb (none when everything fits)."""
-        height, total = max(self.size.height, 1), len(self._lines) if total is None else total
+        height, total = max(self.size.height, 1), len(self._lines)
         if total <= height:
             return False
         size = max(1, round(height * height / total))
@@ -598,19 +583,17 @@ class ThreadView(ScrollView, can_focus=True):
         key = (index, base, width, thumb)
         strip = self._painted.get(key)
         if strip is None:
-            strip = self._painted[key] = self._paint(self._lines, self._wrapped_at, index, base, width, thumb)
+            bar = Segment(" ", base + self._bar_style(thumb))
+            if index >= len(self._lines):
+                strip = Strip([Segment(" " * max(width - 1, 0), base), bar], width)
+            else:
+                margin = Segment(" ")
+                line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
+                if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
+                    line = line.adjust_cell_length(max(width - 1, 0))
+                strip = Strip([*Segment.apply_style(line, base), bar], width)
+            self._painted[key] = strip
         return strip
-
-    def _paint(self, lines: list[Strip], wrapped_at: int, index: int, base: Style, width: int, thumb: bool) -> Strip:
-        """Line ``index`` of ``lines`` as painted: margins, the widget's style, the bar's cell."""
-        bar = Segment(" ", base + self._bar_style(thumb))
-        if index >= len(lines):
-            return Strip([Segment(" " * max(width - 1, 0), base), bar], width)
-        margin = Segment(" ")
-        line = Strip([margin, *lines[index], margin], wrapped_at + 2)
-        if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
-            line = line.adjust_cell_length(max(width - 1, 0))
-        return Strip([*Segment.apply_style(line, base), bar], width)
 
     def _prepaint(self) -> None:
         """While idle, render the visible lines in the other highlight too, so enter and escape
