@@ -127,6 +127,9 @@ class InboxList(ScrollView, can_focus=True):
         self.empty_hint: Callable[[], str] = lambda: "nothing here: no conversations match this view"
         #: Others in a conversation (a team's presence): conversation id -> (mark, "name").
         self.presence: dict[str, tuple[str, str]] = {}
+        #: Told at once when the cursor is on another conversation (the screen, which shows its thread
+        #: and SLA pane); without one, a ``CursorMoved`` message is posted.
+        self.cursor_listener: Callable[[str | None], None] | None = None
 
     # ---- data -----------------------------------------------------------------------------------
 
@@ -309,7 +312,16 @@ class InboxList(ScrollView, can_focus=True):
             self.cursor_id = new_id
             if (row is not None or not self.total) and new_id != self._announced:
                 self._announced = new_id
-                self.post_message(self.CursorMoved(new_id))
+                self._cursor_moved(new_id)
+
+    def _cursor_moved(self, conv_id: str | None) -> None:
+        """Tell the screen in this call, not by a message: a message posted here is handled after
+        the key's frame is painted (it bubbles up node by node), so the thread and SLA pane of the
+        new row came a frame after its highlight, 8-15 ms later, with a frame of the old thread."""
+        if self.cursor_listener is not None:
+            self.cursor_listener(conv_id)
+        else:
+            self.post_message(self.CursorMoved(conv_id))
 
     @property
     def current(self) -> InboxRow | None:
@@ -547,7 +559,7 @@ class InboxList(ScrollView, can_focus=True):
         self.scroll_to(y=top, animate=False)
         self.refresh()
         if cursor_id is not None:
-            self.post_message(self.CursorMoved(cursor_id))
+            self._cursor_moved(cursor_id)
         self.reload()
 
     def on_click(self, event: events.Click) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from textual import on
+from textual import messages, on
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.keys import format_key
 from textual.screen import Screen
+from textual.widget import Widget
 
 from replydesk import presence
 from replydesk.config import UiSettings
@@ -83,7 +84,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
     MainScreen.-narrow.-composing #inbox { height: 25%; }
     MainScreen #right { height: 1fr; }
     MainScreen #thread { height: 1fr; }
-    MainScreen.-narrow SlaPane { max-height: 3; }
+    MainScreen.-narrow SlaPane { min-height: 3; max-height: 3; }
     """
 
     def __init__(self, store: Store, ui: UiSettings, clock: Callable[[], float], tz: str | None, *,
@@ -144,6 +145,7 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         keymap = self.app.workspace.config.keymap
         self.thread_view.unfold_key = keymap.get("toggle_quoted", "z").split(",")[0]
         self.inbox.empty_hint = self._empty_hint
+        self.inbox.cursor_listener = self._cursor_moved
         self.inbox.count_timeout = float(self.ui.count_timeout)
         self.inbox.focus()
         self.watch(self.inbox, "total", lambda _: self._paint_header(), init=False)
@@ -275,18 +277,24 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
 
     @on(InboxList.CursorMoved)
     def _on_cursor(self, event: InboxList.CursorMoved) -> None:
-        if event.conv_id != self._thread_for:
+        self._cursor_moved(event.conv_id)
+
+    def _cursor_moved(self, conv_id: str | None) -> None:
+        """The list's cursor is on another conversation (called by the list in the key's own
+        handler, so what is read ahead shows in the same frame as the highlight)."""
+        if conv_id != self._thread_for:
             self.set_reading(False)  # another conversation selected ('!', a view, a search)
-        if event.conv_id is None:
+        if conv_id is None:
             self._thread_for = None
             self.thread_view.clear()
             self.query_one(SlaPane).show(None, None, self.clock())
             return
         # Shown in this frame when it was read ahead; the thread view reads what is missing (the
         # selected conversation first) without waiting for the keys to stop.
-        hit = self.thread_view.follow(event.conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
+        hit = self.thread_view.follow(conv_id, *self.inbox.ids_around(ThreadView.AHEAD, ThreadView.BEHIND))
         if hit is not None:
             self._show_thread(hit.conv_id, hit.thread, hit.sla, hit.mark, keep_scroll=False)
+        self._paint_together(self.inbox)
 
     def _reread_thread(self, conv_id: str) -> None:
         """Data or the minute changed: read the selected conversation again (the reader's scroll
@@ -308,9 +316,12 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self.thread_view.set_presence(self._presence.get(conv_id, []), repaint=False)
         self.thread_view.show(thread, keep_scroll=keep)
         if not self.composer.is_open:
-            self._announce(conv_id, "viewing")
+            # After the frame: the presence file's worker thread would share the GIL with the repaint.
+            self.after_frame(self._announce, conv_id, "viewing")
         row = thread.conversation if thread else None
-        self.query_one(SlaPane).show(row, sla, self.clock(), thread.tickets if thread else ())
+        sla_pane = self.query_one(SlaPane)
+        sla_pane.show(row, sla, self.clock(), thread.tickets if thread else ())
+        self._paint_together(self.thread_view, sla_pane)
         composer = self.composer
         if composer.is_open and composer.row is not None and composer.row.id == conv_id:
             # The composer opened before the thread was read ('j' then 'r' at once): now it knows.
@@ -342,6 +353,15 @@ class MainScreen(ReplyingMixin, TriageMixin, MessageToolsMixin, Screen[None]):
         self.inbox.read_into(self.thread_view if on else None)
         # The key bar follows a frame later: recomputing the active bindings is 1-2 ms of this key.
         self.after_frame(self.refresh_bindings)
+
+    def _paint_together(self, *widgets: Widget) -> None:
+        """Have ``widgets``' repaints in the screen's next frame. Each widget tells the screen itself
+        once its own queue is idle, and the screen paints as soon as its queue is: on a key the SLA
+        pane's word often came after the frame of the highlight and the thread, a frame (8-15 ms)
+        later. A widget's own later word then finds nothing left to paint (no output)."""
+        for widget in widgets:
+            if widget.is_mounted and widget.display:
+                self.post_message(messages.Update(widget))
 
     def after_frame(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``callback`` once the frame for this key is painted.

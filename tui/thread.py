@@ -63,6 +63,8 @@ DELIVERY = {
 RECEIPTS = {"delivered": ("delivered ✓✓", "success"), "read": ("read ✓✓", "accent")}
 
 GUTTER = " ┃"
+#: Columns right of the text: a margin, then the scroll bar (``ThreadView._thumb``).
+RIGHT = 2
 #: Inline-answer context longer than this shows only its last lines (the ones the answer is under).
 CONTEXT_LINES = 6
 FOLD_NAMES = {"quote": "quoted text", "signature": "signature"}
@@ -151,16 +153,21 @@ class ThreadView(ScrollView, can_focus=True):
 
     BINDINGS = bindings("thread")
 
-    COMPONENT_CLASSES = {"thread--reading"} | ROLE_CLASSES
+    COMPONENT_CLASSES = {"thread--reading", "thread--track", "thread--thumb"} | ROLE_CLASSES
 
+    # The scroll bar is the last column of each painted line (``_thumb``), not Textual's widget:
+    # that one re-rendered its whole height for every conversation shown, about 1.5 ms of the
+    # frame a key paints (the wheel still scrolls; the bar is not dragged), as in the inbox.
     DEFAULT_CSS = """
     ThreadView {
         background: $surface;
         overflow-x: hidden;
         overflow-y: scroll;
-        scrollbar-size-vertical: 1;
+        scrollbar-size-vertical: 0;
     }
     ThreadView > .thread--reading { background: $surface-lighten-1; }
+    ThreadView > .thread--track { background: $scrollbar-background; }
+    ThreadView > .thread--thumb { background: $scrollbar; }
     """ + role_css("ThreadView")
 
     PLACEHOLDER = Text("Select a conversation", style="dim italic")
@@ -193,7 +200,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._rest_timer: Timer | None = None
         self._catching_up: str | None = None  # shown from a read a write may have overtaken
         # Transcripts wrapped ahead, by conversation id.
-        self._prepared: LRUCache[str, Prepared] = LRUCache(24)
+        self._prepared: LRUCache[str, Prepared] = LRUCache(self.PREPARED)
         self._to_prepare: list[str] = []
         self._preparing = False
         self.thread: Thread | None = None
@@ -207,7 +214,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._lines: list[Strip] = []
         self._wrapped_at = -1
         self._rendered_at = -1  # the pane's width the transcript was built for (its row cells)
-        self._base_style: dict[bool, Style] = {}
+        self._base_style: dict[bool | str, Style] = {}  # lit or not, and the bar's two styles
         self._painted: LRUCache[tuple[int, Style, int], Strip] = LRUCache(512)
         self._countdowns = False  # a queued reply with a "leaves in" countdown is shown
         self.palette = Palette(self)
@@ -344,7 +351,7 @@ class ThreadView(ScrollView, can_focus=True):
         self.refresh()
 
     def _text_width(self) -> int:
-        return max(self.scrollable_content_region.width - 2, 1)  # one column of margin each side
+        return max(self.scrollable_content_region.width - 1 - RIGHT, 1)  # a margin each side, the bar
 
     def _wrap(self) -> None:
         """Wrap the text to the pane once; painting then only picks lines. Each part (the header,
@@ -352,7 +359,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._lines, self._part_lines, width = self._wrapped_for_pane(self._parts)
         self._wrapped_at = width
         self._painted.clear()
-        self._set_virtual_size(Size(width + 2, len(self._lines)))
+        self._set_virtual_size(Size(width + 1 + RIGHT, len(self._lines)))
 
     def _set_virtual_size(self, size: Size) -> None:
         """A new transcript's length, without a layout of the whole screen when the scroll bar
@@ -368,22 +375,12 @@ class ThreadView(ScrollView, can_focus=True):
         self._scroll_update(size)
 
     def _wrapped_for_pane(self, parts: list[Text]) -> tuple[list[Strip], list[int], int]:
-        """The parts wrapped to the width they will have (the pane's, less the scroll bar when it
-        shows: always with ``overflow-y: scroll``, else when they are longer than the pane), so
-        showing them never wraps them twice; with the line where each part starts."""
-        full, height = self.container_size.width, self.container_size.height
-        if not full:  # not laid out yet
-            return *self._wrapped(parts, self._text_width()), self._text_width()
-        bar, overflow = self.styles.scrollbar_size_vertical, self.styles.overflow_y
-        if bar and overflow == "scroll":
-            width = max(full - bar - 2, 1)
-            return *self._wrapped(parts, width), width
-        width = max(full - 2, 1)
-        lines, starts = self._wrapped(parts, width)
-        if bar and overflow == "auto" and len(lines) > height:
-            width = max(full - bar - 2, 1)
-            lines, starts = self._wrapped(parts, width)
-        return lines, starts, width
+        """The parts wrapped to the width they will have (the pane's, less the margins and the
+        scroll bar column), so showing them never wraps them twice; with the line where each part
+        starts."""
+        full = self.container_size.width
+        width = max(full - 1 - RIGHT, 1) if full else self._text_width()  # not laid out yet: a guess
+        return *self._wrapped(parts, width), width
 
     def _wrapped(self, parts: list[Text], width: int) -> tuple[list[Strip], list[int]]:
         """Each part wrapped on its own (where a message starts is known: [ and ])."""
@@ -403,7 +400,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
         self._rendered_at = self.size.width  # part of the layout key
         self._painted.clear()
-        self._set_virtual_size(Size(self._wrapped_at + 2, len(self._lines)))
+        self._set_virtual_size(Size(self._wrapped_at + 1 + RIGHT, len(self._lines)))
         self.refresh()
 
     # ---- following the cursor, reading ahead -----------------------------------------------------
@@ -412,6 +409,8 @@ class ThreadView(ScrollView, can_focus=True):
     AHEAD, BEHIND = 4, 2
     #: Seconds the cursor rests before the rows a page or the list's ends away are read too.
     RESTS = 0.2
+    #: Transcripts kept wrapped ahead.
+    PREPARED = 24
 
     def follow(self, conv_id: str, near: Sequence[str], far: Sequence[str] = ()) -> ThreadRead | None:
         """The cursor is on ``conv_id``: its read if one is cached (the caller shows it now),
@@ -425,6 +424,7 @@ class ThreadView(ScrollView, can_focus=True):
             self._rest_timer.stop()
         if far:
             self._rest_timer = self.set_timer(self.RESTS, lambda: self._read_also(plan, far))
+        self._prepare_soon(plan[1:])  # those read long ago may have left the wrapped ones
         urgent = not self.store.threads.fresh(conv_id, self.clock())
         hit = self.store.threads.get(conv_id)
         # A read from before a write is shown now and read again: what the second read adds was
@@ -433,18 +433,17 @@ class ThreadView(ScrollView, can_focus=True):
         with self._ahead_lock:
             if not self._ahead_running:
                 self._ahead_running = True
-                # The selected one missing: read it now. Else read ahead once this key's frame is
-                # painted: the worker's Python (rows, the SLA engine) would share the GIL with it.
-                if urgent:
-                    self._read_ahead()
-                else:
-                    self.app.call_after_refresh(self._read_ahead)
+                # Once this key's frame is painted, even for the selected one missing (this runs in
+                # the key's handler): the worker's Python (rows, the SLA engine) would share the GIL
+                # with the frame (at start-up, the first rows').
+                self.app.call_after_refresh(self._read_ahead)
         return hit
 
     def _read_also(self, plan: tuple[str, ...], far: Sequence[str]) -> None:
         """The cursor rested on the plan's conversation: read the far rows as well."""
         if self._plan is plan:
             self._plan = tuple(dict.fromkeys((*plan, *far)))
+            self._prepare_soon(self._plan[1:])
             with self._ahead_lock:
                 if not self._ahead_running:
                     self._ahead_running = True
@@ -477,9 +476,15 @@ class ThreadView(ScrollView, can_focus=True):
         if event.thread is not None and (self.thread is None or event.conv_id != self.thread.conversation.id):
             if event.conv_id not in self._to_prepare:
                 self._to_prepare.append(event.conv_id)
-            if not self._preparing:
-                self._preparing = True
-                self.set_timer(0.005, self._prepare_one)
+            self._prepare_soon(())
+
+    def _prepare_soon(self, wanted: Sequence[str]) -> None:
+        """Wrap ``wanted`` (those read already; nearest first) before the others waiting, while idle."""
+        if wanted:
+            self._to_prepare = list(dict.fromkeys((*wanted, *self._to_prepare)))[: self.PREPARED]
+        if self._to_prepare and not self._preparing:
+            self._preparing = True
+            self.set_timer(0.005, self._prepare_one)
 
     def _layout_key(self) -> tuple:
         """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
@@ -507,11 +512,12 @@ class ThreadView(ScrollView, can_focus=True):
             try:
                 key = self._layout_key()
                 done = self._prepared.get(conv_id)
-                if done is None or done.thread != read.thread or done.key != key:
-                    parts = self.render_parts(read.thread)
-                    text = Text("").join(parts) if len(parts) > 1 else parts[0]
-                    self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
-                                                       countdowns=self._countdowns, edits=self._edits)
+                if done is not None and done.thread == read.thread and done.key == key:
+                    continue  # wrapped already: no step spent on it
+                parts = self.render_parts(read.thread)
+                text = Text("").join(parts) if len(parts) > 1 else parts[0]
+                self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
+                                                   countdowns=self._countdowns, edits=self._edits)
             finally:
                 self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
             if self._to_prepare:
@@ -552,20 +558,40 @@ class ThreadView(ScrollView, can_focus=True):
         return style
 
     def render_line(self, y: int) -> Strip:
-        return self._line_strip(int(self.scroll_offset.y) + y, self.reading or self.has_focus)
+        top = int(self.scroll_offset.y)
+        return self._line_strip(top + y, self.reading or self.has_focus, self._thumb(y, top))
 
-    def _line_strip(self, index: int, lit: bool) -> Strip:
+    def _thumb(self, y: int, top: int) -> bool:
+        """Whether screen line ``y`` shows the scroll bar's thumb (none when everything fits)."""
+        height, total = max(self.size.height, 1), len(self._lines)
+        if total <= height:
+            return False
+        size = max(1, round(height * height / total))
+        start = round(top / max(total - height, 1) * (height - size))
+        return start <= y < start + size
+
+    def _bar_style(self, thumb: bool) -> Style:
+        name = "thread--thumb" if thumb else "thread--track"
+        style = self._base_style.get(name)
+        if style is None:
+            style = self._base_style[name] = self.get_component_rich_style(name, partial=True)
+        return style
+
+    def _line_strip(self, index: int, lit: bool, thumb: bool) -> Strip:
         base = self._base(lit)
         width = self.scrollable_content_region.width
-        key = (index, base, width)
+        key = (index, base, width, thumb)
         strip = self._painted.get(key)
         if strip is None:
+            bar = Segment(" ", base + self._bar_style(thumb))
             if index >= len(self._lines):
-                strip = Strip.blank(width, base)
+                strip = Strip([Segment(" " * max(width - 1, 0), base), bar], width)
             else:
                 margin = Segment(" ")
                 line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
-                strip = line.adjust_cell_length(width).apply_style(base)
+                if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
+                    line = line.adjust_cell_length(max(width - 1, 0))
+                strip = Strip([*Segment.apply_style(line, base), bar], width)
             self._painted[key] = strip
         return strip
 
@@ -575,8 +601,8 @@ class ThreadView(ScrollView, can_focus=True):
         if not self.is_attached:
             return
         top, lit = int(self.scroll_offset.y), not (self.reading or self.has_focus)
-        for index in range(top, top + self.size.height):
-            self._line_strip(index, lit)
+        for y in range(self.size.height):
+            self._line_strip(top + y, lit, self._thumb(y, top))
 
     def render_thread(self, thread: Thread | None) -> Text:
         """The whole transcript as one Text (what ``render_parts`` shows, joined)."""
