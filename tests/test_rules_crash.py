@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -52,24 +53,40 @@ def test_automatic_replies_leave_exactly_once_under_sigkills(tmp_path: Path) -> 
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG.format(crash=0.05, pace="1s"), encoding="utf-8")
     log = tmp_path / "sync.log"
-    kills = 0
-    for _ in range(16):
-        proc = start_sync(data, config, log)
-        time.sleep(rng.uniform(0.6, 2.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    # the last run: no faults and no new customers (their follow-ups still come), until all is sent
-    config.write_text(CONFIG.format(crash=0.0, pace="3600s"), encoding="utf-8")
     db = open_database(data)
 
     def unsettled() -> int:
         return db.conn.execute("SELECT count(*) FROM outbox WHERE state != 'sent'").fetchone()[0]
 
+    def last_sync() -> float | None:
+        return db.conn.execute("SELECT max(last_sync) FROM account_status").fetchone()[0]
+
+    def at_work(proc: subprocess.Popen, before: float | None) -> None:
+        """Until the run finished a poll of its own (or died): on a loaded machine a start takes
+        seconds, and a kill timed from the start would often hit an engine that had not begun."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and last_sync() == before:
+            time.sleep(0.05)
+
+    kills = 0
+    for _ in range(16):
+        before = last_sync()
+        proc = start_sync(data, config, log)
+        at_work(proc, before)
+        time.sleep(rng.uniform(0.6, 2.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    # the last run: no faults and no new customers (their follow-ups still come), until all is sent:
+    # two polls of its own done (what the earlier runs left is ingested and decided) and nothing unsent
+    config.write_text(CONFIG.format(crash=0.0, pace="3600s"), encoding="utf-8")
     proc = start_sync(data, config, log)
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline and (unsettled() or time.monotonic() < deadline - 40):
+    polls, seen = 0, last_sync()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (polls < 2 or unsettled()):
+        if last_sync() != seen:
+            polls, seen = polls + 1, last_sync()
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
