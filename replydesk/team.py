@@ -104,6 +104,7 @@ class TeamSync:
         link = team_local.link(db)
         if link is None:
             raise team_db.TeamError(f"{data_dir} is not joined to a team ('replydesk team join URL --agent NAME')")
+        team_local.ensure_trigger(db)  # a workspace joined before card edits were pushed
         self.data_dir = Path(data_dir)
         self.db = db
         self.link = link

@@ -113,14 +113,13 @@ def merge(db: Database, contact_id: str, other_id: str, actor: str = "me") -> st
         person = _person(db, contact_id) or contact_id
         notes = [n for n in (_note(db, _person(db, contact_id) or contact_id),
                              _note(db, _person(db, other_id) or other_id)) if n]
-        db.conn.executemany(
-            "INSERT INTO contact_links(contact_id, person) VALUES (?,?) "
-            "ON CONFLICT(contact_id) DO UPDATE SET person=excluded.person",
-            [(cid, person) for cid in dict.fromkeys([*mine, *theirs])],
-        )
-        if len(notes) > 1 and notes[0] != notes[1]:
-            set_note(db, person, "\n".join(notes))
+        edits = [Edit(cid, "person", person) for cid in dict.fromkeys([*mine, *theirs])]
+        kept = "\n".join(dict.fromkeys(notes))  # both notes, or the one either customer had
+        if kept != _note(db, person):
+            edits.append(Edit(person, "note", kept))
+        apply_edits(db, edits)
         _log(db, [*mine, *theirs], "contact_merge", actor, {"person": person, "merged": other_id})
+        _card_event(db, "merge", edits, actor)
     return person
 
 
@@ -131,26 +130,26 @@ def split(db: Database, contact_id: str, actor: str = "me") -> None:
         group = same_customer(db, contact_id)
         rest = [cid for cid in group if cid != contact_id]
         old = _person(db, contact_id) or contact_id
+        edits: list[Edit] = []
         if rest:
             # The others stay one customer as recorded (a guessed member becomes a recorded one, so
             # the split contact is not guessed back in by its name); the note stays with them.
             person = old if old != contact_id else rest[0]
-            db.conn.executemany(
-                "INSERT INTO contact_links(contact_id, person) VALUES (?,?) "
-                "ON CONFLICT(contact_id) DO UPDATE SET person=excluded.person", [(cid, person) for cid in rest])
+            edits += [Edit(cid, "person", person) for cid in rest]
             if person != old and _note(db, old):
-                set_note(db, person, _note(db, old))
-                set_note(db, old, "")
-        db.conn.execute(
-            "INSERT INTO contact_links(contact_id, person) VALUES (?,?) "
-            "ON CONFLICT(contact_id) DO UPDATE SET person=excluded.person", (contact_id, contact_id))
+                edits += [Edit(person, "note", _note(db, old)), Edit(old, "note", "")]
+        edits.append(Edit(contact_id, "person", contact_id))
+        apply_edits(db, edits)
         _log(db, group, "contact_split", actor, {"split": contact_id})
+        _card_event(db, "split", edits, actor)
 
 
-def set_vip(db: Database, contact_ids: Sequence[str], vip: bool) -> None:
+def set_vip(db: Database, contact_ids: Sequence[str], vip: bool, actor: str = "me") -> None:
     with db.transaction():
         _require(db, contact_ids)
-        db.conn.executemany("UPDATE contacts SET vip=? WHERE id=?", [(int(vip), cid) for cid in contact_ids])
+        edits = [Edit(cid, "vip", bool(vip)) for cid in contact_ids]
+        apply_edits(db, edits)
+        _card_event(db, "vip", edits, actor)
 
 
 def _note(db: Database, person: str) -> str:
@@ -158,21 +157,107 @@ def _note(db: Database, person: str) -> str:
     return row[0] if row else ""
 
 
-def set_note(db: Database, person: str, note: str) -> None:
+def set_note(db: Database, person: str, note: str, actor: str = "me") -> None:
     with db.transaction():
-        db.conn.execute(
-            "INSERT INTO people(id, note, updated_at) VALUES (?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET note=excluded.note, updated_at=excluded.updated_at",
-            (person, note, db.now()))
+        edits = [Edit(person, "note", note)]
+        apply_edits(db, edits)
+        _card_event(db, "note", edits, actor)
 
 
-def set_name(db: Database, person: str, name: str) -> None:
+def set_name(db: Database, person: str, name: str, actor: str = "me") -> None:
     """The team's name for the customer (the platforms' names are kept as they send them)."""
     with db.transaction():
-        db.conn.execute(
-            "INSERT INTO people(id, name, updated_at) VALUES (?,?,?) "
-            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, updated_at=excluded.updated_at",
-            (person, name, db.now()))
+        edits = [Edit(person, "name", name)]
+        apply_edits(db, edits)
+        _card_event(db, "name", edits, actor)
+
+
+# ---- card edits as data: what a solo edit writes, what a team replays --------------------------------
+
+
+#: The fields of a card an agent edits: ``subject`` is a person for note and name, a contact for the
+#: VIP flag and for ``person`` (the customer a merge or split put the contact in).
+CARD_FIELDS = ("note", "name", "vip", "person")
+#: The local event one card edit logs (one per edit, whatever the number of conversations): the
+#: team's change feed for the card, and its history.
+CARD_EVENT = "card"
+MAX_CARD_TEXT = 10_000  # a note or a name from another replica is untrusted data
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One field of a card as an edit left it (``value`` None: the field's default)."""
+
+    subject: str
+    field: str
+    value: str | bool | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"subject": self.subject, "field": self.field, "value": self.value}
+
+
+def edits_from(raw: object) -> list[Edit]:
+    """Edits from an event's JSON, dropping what is malformed (another replica's data is untrusted)."""
+    out: list[Edit] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict) or item.get("field") not in CARD_FIELDS:
+            continue
+        subject, field_, value = item.get("subject"), item["field"], item.get("value")
+        if not isinstance(subject, str) or not subject or len(subject) > 1024:
+            continue
+        if field_ == "vip" and not isinstance(value, bool | None):
+            continue
+        if field_ != "vip" and not (value is None or isinstance(value, str)):
+            continue
+        if isinstance(value, str):
+            value = value[:MAX_CARD_TEXT]
+        out.append(Edit(subject, field_, value))
+    return out
+
+
+def apply_edits(db: Database, edits: Sequence[Edit]) -> None:
+    """Write card fields (inside the caller's transaction): the one writer of solo edits and of the
+    team's. A contact this cache does not hold is skipped (its messages bring it, with the team's
+    grouping applied in log order before)."""
+    for e in edits:
+        if e.field in ("note", "name"):
+            db.conn.execute(
+                f"INSERT INTO people(id, {e.field}, updated_at) VALUES (?,?,?) "
+                f"ON CONFLICT(id) DO UPDATE SET {e.field}=excluded.{e.field}, updated_at=excluded.updated_at",
+                (e.subject, e.value or "", db.now()))
+        elif e.field == "vip":
+            if e.value is not None:
+                db.conn.execute("UPDATE contacts SET vip=? WHERE id=?", (int(bool(e.value)), e.subject))
+        elif not db.conn.execute("SELECT 1 FROM contacts WHERE id=?", (e.subject,)).fetchone():
+            continue
+        elif e.value is None:
+            db.conn.execute("DELETE FROM contact_links WHERE contact_id=?", (e.subject,))
+        else:
+            db.conn.execute(
+                "INSERT INTO contact_links(contact_id, person) VALUES (?,?) "
+                "ON CONFLICT(contact_id) DO UPDATE SET person=excluded.person", (e.subject, e.value))
+
+
+def card_conversation(db: Database, subjects: Sequence[str]) -> str | None:
+    """The newest conversation of the customers ``subjects`` name (contacts, or persons): where a
+    card edit is logged, and where a notice about it points."""
+    subjects = list(dict.fromkeys(subjects))
+    if not subjects:
+        return None
+    marks = ",".join("?" * len(subjects))
+    row = db.conn.execute(
+        f"SELECT id FROM conversations WHERE contact_id IN ({marks}) OR contact_id IN "
+        f"(SELECT contact_id FROM contact_links WHERE person IN ({marks})) "
+        "ORDER BY last_message_at DESC, id LIMIT 1", [*subjects, *subjects]).fetchone()
+    return row[0] if row else None
+
+
+def _card_event(db: Database, what: str, edits: Sequence[Edit], actor: str) -> None:
+    from replydesk.storage.actions import _event
+
+    conv_id = card_conversation(db, [e.subject for e in edits])
+    if conv_id is not None:
+        _event(db, conv_id, CARD_EVENT, actor, {"what": what, "edits": [e.to_json() for e in edits]})
 
 
 def _log(db: Database, contact_ids: Sequence[str], kind: str, actor: str, data: dict) -> None:

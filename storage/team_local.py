@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.storage import outbox, reply_windows, slastate
+from replydesk.storage import contacts, outbox, reply_windows, slastate
 from replydesk.storage.actions import _event, _sync_tag_column
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import IngestStats, _ingest_one, reindex_conversations
@@ -46,7 +46,7 @@ BASED_KINDS = ("assign", "status", "escalate", "queued")
 DONE_KINDS = ("reply_edited", "reply_deleted", "platform_read", "ticket", "ticket_comment")
 PUSHED_KINDS = ("in", "automatic", "reply", "auto_reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
                 "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority",
-                "action_queued", *DONE_KINDS)
+                "action_queued", contacts.CARD_EVENT, *DONE_KINDS)
 _FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation"}
 _OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox", "action_queued", *DONE_KINDS)
 
@@ -101,12 +101,23 @@ def set_link(db: Database, value: Link) -> None:
 
 
 def ensure_trigger(db: Database) -> None:
-    """Record the team version each based local change was made on, the moment it is made."""
+    """Record the team version each based local change was made on, the moment it is made.
+    Run at join, and by the team sync on a workspace joined before a trigger was added."""
+    have = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND name LIKE 'team_%'")}
+    if {"team_event_base", "team_card_base"} <= have:
+        return
     kinds = ",".join(f"'{k}'" for k in BASED_KINDS)
     db.conn.execute(
         f"CREATE TRIGGER IF NOT EXISTS team_event_base AFTER INSERT ON events WHEN new.kind IN ({kinds}) BEGIN "
         "INSERT OR REPLACE INTO team_event_base(seq, version) VALUES (new.seq, coalesce("
         "(SELECT version FROM team_versions WHERE conversation_id = new.conversation_id), 0)); END"
+    )
+    # A card edit's base is the team's log as far as this cache has applied it: the author had seen
+    # every card change below it (card fields belong to no conversation's version).
+    db.conn.execute(
+        f"CREATE TRIGGER IF NOT EXISTS team_card_base AFTER INSERT ON events WHEN new.kind = '{contacts.CARD_EVENT}' "
+        "BEGIN INSERT OR REPLACE INTO team_event_base(seq, version) VALUES (new.seq, coalesce("
+        f"(SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{META_CURSOR}'), 0)); END"
     )
 
 
@@ -241,6 +252,10 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         priority = data.get("priority")
         return {**common, "kind": "set", "base": base, "fields": {"priority": priority}} \
             if priority in ("low", "normal", "high", "urgent") else None
+    if kind == contacts.CARD_EVENT:
+        edits = contacts.edits_from(data.get("edits"))
+        return {**common, "kind": "card", "base": base, "what": str(data.get("what") or ""),
+                "edits": [e.to_json() for e in edits]} if edits else None
     if kind == "bounced":
         return {**common, "kind": "bounced", "message": data.get("message"), "reason": data.get("reason")}
     key = data.get("key")
@@ -343,7 +358,8 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
 
 _WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalation", "queued": "Reply",
          "action_queued": "Action",
-         "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag"}
+         "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag",
+         contacts.CARD_EVENT: "Customer card edit"}
 
 
 def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
@@ -362,9 +378,31 @@ def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
         outbox._set(db, key, "failed", last_error=f"not done: {detail}")
         action = str((change.command.get("outbox") or {}).get("action") or "action").replace("_", " ")
         return f"{action.capitalize()} not done: {detail}. It waits in the outbox as failed."
+    if change.kind == contacts.CARD_EVENT:
+        return _card_refused(db, change, outcome, detail)
     if isinstance(row, dict):
         _apply_outbox_row(db, row, at=db.now())
     return f"{what} not applied on {change.conversation_id}: {detail} (the team's version stands)"
+
+
+_CARD_WHAT = {"note": "note", "name": "name", "vip": "VIP flag", "merge": "merge", "split": "split"}
+
+
+def _card_refused(db: Database, change: Change, outcome: dict[str, Any], detail: str) -> str:
+    """A card edit the team refused: the card shows the team's fields again (a field the team never
+    had goes back to its default), and the notice quotes what the author wrote so it is not lost."""
+    team_fields = contacts.edits_from(outcome.get("cards"))
+    contacts.apply_edits(db, team_fields)
+    what = _CARD_WHAT.get(str(change.command.get("what")), "card edit")
+    mine = [e.get("value") for e in change.command.get("edits", [])
+            if isinstance(e, dict) and e.get("field") in ("note", "name") and isinstance(e.get("value"), str)]
+    quoted = f"; yours was: {_quote(mine[0])}" if mine and mine[0] else ""
+    return f"Customer {what} not saved: {detail} (the team's version stands{quoted})"
+
+
+def _quote(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 # ---- applying ---------------------------------------------------------------------------------------
@@ -401,6 +439,7 @@ class Intents:
 
     fields: dict[str, frozenset[str]]
     keys: frozenset[str]
+    cards: frozenset[tuple[str, str]] = frozenset()  # (subject, field) of card edits
 
 
 def pending_intents(db: Database) -> Intents:
@@ -408,6 +447,11 @@ def pending_intents(db: Database) -> Intents:
     ranges = _applied_ranges(db, start)
     fields: dict[str, set[str]] = defaultdict(set)
     keys: set[str] = set()
+    cards: set[tuple[str, str]] = set()
+    for seq, raw in db.conn.execute("SELECT seq, data FROM events WHERE seq > ? AND kind = ?",
+                                    (start, contacts.CARD_EVENT)):
+        if not _inside(seq, ranges):
+            cards |= {(e.subject, e.field) for e in contacts.edits_from(json.loads(raw or "{}").get("edits"))}
     marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")))
     for seq, conv_id, kind, actor, raw in db.conn.execute(
             f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND kind IN ({marks})",
@@ -420,7 +464,7 @@ def pending_intents(db: Database) -> Intents:
             key = json.loads(raw or "{}").get("key")
             if key:
                 keys.add(key)
-    return Intents({k: frozenset(v) for k, v in fields.items()}, frozenset(keys))
+    return Intents({k: frozenset(v) for k, v in fields.items()}, frozenset(keys), frozenset(cards))
 
 
 @dataclass
@@ -558,6 +602,8 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
             _apply_outbox_row(db, row, at=float(d.get("sent_at") or event.at))
             if conv_id:
                 report.conversations.add(conv_id)
+    elif kind == "card" and not own:
+        _apply_card(db, event, intents)
     elif kind == "bounced" and not own:
         db.conn.execute("UPDATE messages SET state='failed', error=? WHERE id=?", (d.get("reason"), d.get("message")))
         db.conn.execute("UPDATE outbox SET state='failed', last_error=? WHERE message_id=? AND state='unknown'",
@@ -580,6 +626,20 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
             # facts once it leads, its backlog can be ahead of them in the log): without this, the
             # windows stay unknown here, a reply queues to a closed one and the engine refuses it.
             reply_windows.refresh(db, d["name"])
+
+
+def _apply_card(db: Database, event: TeamEvent, intents: Intents) -> None:
+    """Another agent's card edit, written as a solo edit writes it (and logged on the customer's
+    conversation like one); a field this replica changed and has not pushed yet keeps its newer intent."""
+    edits = [e for e in contacts.edits_from(event.result.get("edits")) if (e.subject, e.field) not in intents.cards]
+    if not edits:
+        return
+    contacts.apply_edits(db, edits)
+    conv_id = event.conversation_id if event.conversation_id and _exists(db, event.conversation_id) else \
+        contacts.card_conversation(db, [e.subject for e in edits])
+    if conv_id is not None:
+        _event(db, conv_id, contacts.CARD_EVENT, event.agent,
+               {"what": str(event.data.get("what") or ""), "edits": [e.to_json() for e in edits]}, at=event.at)
 
 
 def _exists(db: Database, conv_id: str) -> bool:

@@ -145,6 +145,18 @@ TABLES: list[list[str]] = [
         "ALTER TABLE replydesk.outbox ADD COLUMN payload jsonb NOT NULL DEFAULT '{}'",
         "ALTER TABLE replydesk.outbox ADD COLUMN result jsonb NOT NULL DEFAULT '{}'",
     ],
+    # 3: the customer card's fields (a person's note and team name, a contact's VIP flag and the
+    # person a merge or split put it in), each with the seq and agent of its last change
+    [
+        """CREATE TABLE replydesk.cards (
+            subject text NOT NULL,
+            field text NOT NULL CHECK (field IN ('note', 'name', 'vip', 'person')),
+            value jsonb NOT NULL,
+            seq bigint NOT NULL,
+            agent text NOT NULL,
+            PRIMARY KEY (subject, field)
+        )""",
+    ],
 ]
 
 TEAM_SCHEMA_VERSION = len(TABLES)
@@ -389,6 +401,44 @@ FUNCTIONS: list[str] = [
          PERFORM replydesk._log(me.name, 'set', cid, cmd, replydesk._state(c), s);
          RETURN jsonb_build_object('ok', true, 'seq', s);
        END $$""",
+    # A customer card edit (note, name, VIP, a merge or split as the links it left): all its fields
+    # or none. The rule of single-valued fields: a field another agent changed after the seq the
+    # author had seen (``base``) is not overwritten; the whole edit is refused with the team's values.
+    """CREATE OR REPLACE FUNCTION replydesk._card(me replydesk.agents, cmd jsonb) RETURNS jsonb
+       LANGUAGE plpgsql AS $$
+       DECLARE base bigint := coalesce((cmd->>'base')::bigint, 0); e jsonb; r replydesk.cards%ROWTYPE;
+         s bigint; clash replydesk.cards%ROWTYPE; team_ jsonb := '[]';
+       BEGIN
+         IF jsonb_typeof(cmd->'edits') IS DISTINCT FROM 'array' OR jsonb_array_length(cmd->'edits') = 0 THEN
+           RETURN replydesk._reject('invalid', 'a card edit needs edits');
+         END IF;
+         FOR e IN SELECT * FROM jsonb_array_elements(cmd->'edits') LOOP
+           IF jsonb_typeof(e) IS DISTINCT FROM 'object' OR (e->>'field') IS NULL
+              OR (e->>'field') NOT IN ('note', 'name', 'vip', 'person') OR coalesce(e->>'subject', '') = ''
+              OR NOT e ? 'value' THEN
+             RETURN replydesk._reject('invalid', 'a card edit names a subject, a known field and a value');
+           END IF;
+           SELECT * INTO r FROM replydesk.cards WHERE subject = e->>'subject' AND field = e->>'field' FOR UPDATE;
+           team_ := team_ || jsonb_build_object('subject', e->>'subject', 'field', e->>'field',
+                                                'value', CASE WHEN FOUND THEN r.value ELSE 'null' END);
+           IF FOUND AND r.seq > base AND r.agent IS DISTINCT FROM me.name AND clash.seq IS NULL THEN
+             clash := r;
+           END IF;
+         END LOOP;
+         IF clash.seq IS NOT NULL THEN
+           RETURN replydesk._reject('conflict', format('%s changed the customer''s %s first', clash.agent,
+                                    CASE clash.field WHEN 'person' THEN 'grouping' WHEN 'vip' THEN 'VIP flag'
+                                    ELSE clash.field END),
+                                    jsonb_build_object('field', clash.field, 'by', clash.agent, 'cards', team_));
+         END IF;
+         s := nextval('replydesk.event_seq');
+         INSERT INTO replydesk.cards(subject, field, value, seq, agent)
+         SELECT x->>'subject', x->>'field', x->'value', s, me.name FROM jsonb_array_elements(cmd->'edits') x
+         ON CONFLICT (subject, field) DO UPDATE SET value = excluded.value, seq = excluded.seq, agent = excluded.agent;
+         PERFORM replydesk._log(me.name, 'card', cmd->>'conversation', cmd,
+                                jsonb_build_object('edits', cmd->'edits'), s);
+         RETURN jsonb_build_object('ok', true, 'seq', s);
+       END $$""",
     # A reply's delivery state. Agents may cancel, retry (from failed/unknown) or confirm an unknown
     # one; the leading engine moves it through retry waits, sent, failed and unknown.
     """CREATE OR REPLACE FUNCTION replydesk._outbox(me replydesk.agents, cmd jsonb) RETURNS jsonb
@@ -521,6 +571,7 @@ FUNCTIONS: list[str] = [
            WHEN 'bounced' THEN replydesk._bounced(me, cmd)
            WHEN 'cursor' THEN replydesk._cursor(me, cmd)
            WHEN 'account' THEN replydesk._account(me, cmd)
+           WHEN 'card' THEN replydesk._card(me, cmd)
            ELSE replydesk._reject('invalid', format('unknown command kind %s', k)) END;
        END $$""",
     # The leading engine claims a reply before the network call (committed 'sending'). A reply another

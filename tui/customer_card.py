@@ -143,18 +143,18 @@ class CustomerCard(Screen[str | None]):
     def action_vip(self) -> None:
         if self.card is None:
             return
-        ids, vip = [c.id for c in self.card.contacts], not self.card.vip
-        self._write("VIP on" if vip else "VIP off", lambda db: contacts.set_vip(db, ids, vip))
+        ids, vip, agent = [c.id for c in self.card.contacts], not self.card.vip, self.agent
+        self._write("VIP on" if vip else "VIP off", lambda db: contacts.set_vip(db, ids, vip, actor=agent))
 
     def action_name(self) -> None:
         if self.card is None:
             return
-        person = self.card.person
+        person, agent = self.card.person, self.agent
         current = self.card.name or (self.card.contacts[0].name if self.card.contacts else "")
 
         def done(value: str | None) -> None:
             if value is not None:
-                self._write("Name saved", lambda db: contacts.set_name(db, person, value.strip()))
+                self._write("Name saved", lambda db: contacts.set_name(db, person, value.strip(), actor=agent))
 
         self.app.push_screen(PromptDialog("The customer's name (for the team)", value=current,
                                           hint="enter saves · empty: the platforms' names"), done)
@@ -162,11 +162,11 @@ class CustomerCard(Screen[str | None]):
     def action_note(self) -> None:
         if self.card is None:
             return
-        person = self.card.person
+        person, agent = self.card.person, self.agent
 
         def done(value: str | None) -> None:
             if value is not None:
-                self._write("Note saved", lambda db: contacts.set_note(db, person, value.strip()))
+                self._write("Note saved", lambda db: contacts.set_note(db, person, value.strip(), actor=agent))
 
         self.app.push_screen(PromptDialog("Note about this customer", value=self.card.note,
                                           hint="enter saves · empty clears"), done)

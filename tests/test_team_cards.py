@@ -1,0 +1,192 @@
+"""The customer card through the team: a note, the team's name, VIP, merging and splitting contacts.
+
+An agent's card edit is written in their cache first (as in solo mode), pushed as one ``card``
+command, and replayed into every other cache; two agents editing the same field without having
+seen each other's change: the first to reach the team wins, the other is told and sees the team's
+version. Real PostgreSQL, real joined workspaces (the demo platform's customers, fetched by an
+engine replica), pushes and pulls as ``replydesk sync --once`` does them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replydesk.storage import contacts, team_local
+from replydesk.storage.db import Database, open_database
+from team_support import Team, engine_config, engine_pass, sync
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def team(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Team:
+    t = Team.create(pg_server)
+    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
+        t.add(name, engine=engine)
+    for key, value in t.env().items():
+        monkeypatch.setenv(key, value)
+    return t
+
+
+@pytest.fixture
+def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
+    text = engine_config(tmp_path / "platform")
+    (tmp_path / "engine.yaml").write_text(text)
+    dirs = {name: tmp_path / name for name in ("engine-a", "ana", "ben")}
+    team.join(dirs["engine-a"], "engine-a", config=tmp_path / "engine.yaml")
+    engine_pass(dirs["engine-a"], text)
+    team.join(dirs["ana"], "ana")
+    team.join(dirs["ben"], "ben")
+    return dirs
+
+
+def loners(db: Database, n: int) -> list[str]:
+    """``n`` contacts that are each a customer of their own (no other contact shares a name or handle)."""
+    out = []
+    for (cid,) in db.conn.execute("SELECT DISTINCT contact_id FROM conversations ORDER BY contact_id"):
+        card = contacts.card(db, cid)
+        if card is not None and len(card.contacts) == 1:
+            out.append(cid)
+        if len(out) == n:
+            return out
+    pytest.fail(f"the demo workspace has fewer than {n} single-contact customers")
+
+
+def card_of(data_dir: Path, contact_id: str) -> contacts.Card:
+    db = open_database(data_dir)
+    try:
+        card = contacts.card(db, contact_id)
+        assert card is not None
+        return card
+    finally:
+        db.close()
+
+
+def edit(data_dir: Path, fn: Any) -> Any:
+    db = open_database(data_dir)
+    try:
+        return fn(db)
+    finally:
+        db.close()
+
+
+def team_cards(team: Team) -> dict[tuple[str, str], tuple[Any, str]]:
+    with team.admin() as conn:
+        return {(r[0], r[1]): (r[2], r[3]) for r in conn.execute("SELECT subject, field, value, agent FROM replydesk.cards")}
+
+
+def test_a_card_edit_by_one_agent_shows_in_the_other_agents_cache(team: Team, joined: dict[str, Path]) -> None:
+    (who,) = edit(joined["ana"], lambda db: loners(db, 1))
+    before = card_of(joined["ben"], who)
+    assert (before.note, before.name, before.vip) == ("", "", False)
+
+    def card_edits(db: Database) -> int:
+        contacts.set_note(db, who, "Prefers email; ships to Lyon", actor="ana")
+        contacts.set_name(db, who, "Mme Dupont", actor="ana")
+        contacts.set_vip(db, [who], True, actor="ana")
+        return team_local.pending_count(db)
+
+    assert edit(joined["ana"], card_edits) == 3
+    assert sync(joined["ana"]).pushed == 3
+    cards = team_cards(team)
+    assert cards[(who, "note")] == ("Prefers email; ships to Lyon", "ana")  # the author is the session's agent
+    assert cards[(who, "vip")] == (True, "ana")
+
+    sync(joined["ben"])
+    after = card_of(joined["ben"], who)
+    assert (after.note, after.name, after.vip) == ("Prefers email; ships to Lyon", "Mme Dupont", True)
+    # ben's cache logged the edit on the customer's conversation, as the team's (never pushed back)
+    db = open_database(joined["ben"])
+    try:
+        assert [r[0] for r in db.conn.execute("SELECT actor FROM events WHERE kind='card' ORDER BY seq")] == ["ana"] * 3
+        assert team_local.pending_count(db) == 0
+    finally:
+        db.close()
+    assert sync(joined["ben"]).pushed == 0
+
+
+def test_merging_and_splitting_contacts_reaches_every_cache(team: Team, joined: dict[str, Path]) -> None:
+    one, two = edit(joined["ana"], lambda db: loners(db, 2))
+    edit(joined["ana"], lambda db: contacts.set_note(db, two, "asked for a refund", actor="ana"))
+    person = edit(joined["ana"], lambda db: contacts.merge(db, one, two, actor="ana"))
+    sync(joined["ana"])
+    sync(joined["ben"])
+    merged = card_of(joined["ben"], two)
+    assert merged.person == person == one
+    assert {c.id for c in merged.contacts} == {one, two}
+    assert merged.note == "asked for a refund"  # the note moved to the merged customer with the contacts
+
+    edit(joined["ben"], lambda db: contacts.split(db, two, actor="ben"))
+    sync(joined["ben"])
+    sync(joined["ana"])
+    assert {c.id for c in card_of(joined["ana"], one).contacts} == {one}
+    assert {c.id for c in card_of(joined["ana"], two).contacts} == {two}
+
+
+def test_two_agents_editing_one_note_at_once_the_first_wins_and_the_other_is_told(
+        team: Team, joined: dict[str, Path]) -> None:
+    (who,) = edit(joined["ana"], lambda db: loners(db, 1))
+    # Both write before either hears of the other's edit.
+    edit(joined["ana"], lambda db: contacts.set_note(db, who, "VIP since 2019", actor="ana"))
+    edit(joined["ben"], lambda db: contacts.set_note(db, who, "Call before shipping", actor="ben"))
+    assert sync(joined["ana"]).refused == []
+    report = sync(joined["ben"])
+    assert len(report.refused) == 1
+    assert "ana changed the customer's note first" in report.refused[0]
+    assert "Call before shipping" in report.refused[0]  # what ben wrote is quoted, not lost
+    assert card_of(joined["ben"], who).note == "VIP since 2019"  # ben's card shows the team's version
+    db = open_database(joined["ben"])
+    try:  # the console shows the notice once
+        assert db.conn.execute("SELECT count(*) FROM notices WHERE text LIKE '%note not saved%'").fetchone()[0] == 1
+    finally:
+        db.close()
+    sync(joined["ana"])
+    assert card_of(joined["ana"], who).note == "VIP since 2019"
+    assert team_cards(team)[(who, "note")] == ("VIP since 2019", "ana")
+
+    # Having seen ana's note, ben's next edit is the last write and wins.
+    edit(joined["ben"], lambda db: contacts.set_note(db, who, "VIP since 2019; call first", actor="ben"))
+    assert sync(joined["ben"]).refused == []
+    sync(joined["ana"])
+    assert card_of(joined["ana"], who).note == "VIP since 2019; call first"
+
+
+def test_a_merge_refused_for_a_concurrent_one_is_undone_with_the_teams_grouping(
+        team: Team, joined: dict[str, Path]) -> None:
+    a, b, c = edit(joined["ana"], lambda db: loners(db, 3))
+    edit(joined["ana"], lambda db: contacts.merge(db, a, b, actor="ana"))
+    edit(joined["ben"], lambda db: contacts.merge(db, c, b, actor="ben"))  # b, at the same time
+    assert {x.id for x in card_of(joined["ben"], c).contacts} == {b, c}
+    sync(joined["ana"])
+    report = sync(joined["ben"])
+    assert len(report.refused) == 1 and "ana changed the customer's grouping first" in report.refused[0]
+    # ben's cache takes the team's grouping: b is a's, and c (never grouped in the team) alone again
+    assert {x.id for x in card_of(joined["ben"], b).contacts} == {a, b}
+    assert {x.id for x in card_of(joined["ben"], c).contacts} == {c}
+
+
+def test_an_offline_card_edit_goes_out_when_back(team: Team, joined: dict[str, Path]) -> None:
+    one, two = edit(joined["ben"], lambda db: loners(db, 2))
+    # ben offline: edits wait in the cache, in order
+    edit(joined["ben"], lambda db: contacts.set_vip(db, [one], True, actor="ben"))
+    edit(joined["ben"], lambda db: contacts.merge(db, one, two, actor="ben"))
+    edit(joined["ben"], lambda db: contacts.set_name(db, one, "The Martins", actor="ben"))
+    assert edit(joined["ben"], team_local.pending_count) == 3
+    assert team_cards(team) == {}
+    # meanwhile ana changes another customer's card: no conflict with ben's
+    (other,) = [x for x in edit(joined["ana"], lambda db: loners(db, 3)) if x not in (one, two)][:1]
+    edit(joined["ana"], lambda db: contacts.set_note(db, other, "left a 5-star review", actor="ana"))
+    sync(joined["ana"])
+
+    report = sync(joined["ben"])  # back online
+    assert report.pushed == 3 and report.refused == []
+    with team.admin() as conn:
+        whats = [r[0] for r in conn.execute("SELECT data->>'what' FROM replydesk.events WHERE kind='card' ORDER BY seq")]
+    assert whats == ["note", "vip", "merge", "name"]
+    assert card_of(joined["ben"], other).note == "left a 5-star review"
+    sync(joined["ana"])
+    card = card_of(joined["ana"], two)
+    assert (card.name, card.vip, {x.id for x in card.contacts}) == ("The Martins", True, {one, two})
