@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from replydesk.model import STATUSES
+from replydesk.vocabulary import STATUSES
 
 FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
 IS_VALUES = (*STATUSES, "escalated", "breached", "unread", "listening")

@@ -184,8 +184,6 @@ def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float]
 
     Every failure is a ``StorageError`` with one line saying what is wrong and what to do.
     """
-    from replydesk.storage.faults import classify
-
     data_dir = Path(data_dir)
     path = data_dir / DB_FILENAME
     conn = None
@@ -205,6 +203,8 @@ def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float]
         if conn is not None:
             with suppress(sqlite3.Error):
                 conn.close()
+        from replydesk.storage.faults import classify  # only a failure needs its diagnosis
+
         fault = classify(exc, path, lock_timeout)
         raise StorageError(f"cannot open the workspace: {fault.line}", fault.kind) from exc
     db = Database(conn=conn, path=path, sla=sla, lock_timeout=lock_timeout)

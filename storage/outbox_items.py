@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from replydesk.model import iso
 from replydesk.storage.db import Database
 from replydesk.storage.queries import action_summary
+from replydesk.vocabulary import iso
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")

@@ -11,9 +11,8 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from replydesk.storage import tickets
 from replydesk.storage.db import Database
 from replydesk.storage.schema import (
     CELL_COLUMNS,
@@ -24,8 +23,9 @@ from replydesk.storage.schema import (
     TAG_SEP,
     rank_bucket,
 )
-from replydesk.windows import Window
-from replydesk.windows import parse as parse_windows
+
+if TYPE_CHECKING:
+    from replydesk.windows import Window
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -99,6 +99,8 @@ _ROW_SQL = (
 def _windows(raw: str | None) -> tuple[Window, ...]:
     if not raw:
         return ()
+    from replydesk.windows import parse as parse_windows  # only for a row that has windows: most have none
+
     try:
         return tuple(parse_windows(json.loads(raw)))
     except ValueError:
@@ -436,6 +438,8 @@ class Thread:
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
+    from replydesk.storage.tickets import of_conversation  # a thread's, not a list's: not for search
+
     conv = get_row(db, conv_id)
     if conv is None:
         return None
@@ -467,7 +471,7 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
     return Thread(
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
         escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"), actions=acts,
-        tickets=tickets.of_conversation(db, conv_id),
+        tickets=of_conversation(db, conv_id),
     )
 
 
