@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from replydesk.storage.db import Database
 from replydesk.storage.schema import (
@@ -33,8 +32,7 @@ ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
 OPEN_STATUSES = ("open", "pending")
 
 
-@dataclass(frozen=True)
-class InboxFilter:
+class InboxFilter(NamedTuple):
     """Which conversations a list shows. Saved views and search both build one of these."""
 
     statuses: tuple[str, ...] | None = OPEN_STATUSES
@@ -53,11 +51,10 @@ class InboxFilter:
     listening_queries: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> InboxFilter:
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
-@dataclass(frozen=True)
-class InboxRow:
+class InboxRow(NamedTuple):
     id: str
     account: str
     platform: str
@@ -352,8 +349,7 @@ def get_row(db: Database, conv_id: str) -> InboxRow | None:
     return _row(tuple(r)) if r else None
 
 
-@dataclass(frozen=True)
-class MessageView:
+class MessageView(NamedTuple):
     id: str
     direction: str
     author: str
@@ -365,7 +361,7 @@ class MessageView:
     outbox_key: str | None
     attempts: int
     not_before: float | None
-    meta: dict = field(default_factory=dict)
+    meta: dict = {}  # shared by those built without one: read, never written to
     automatic: str | None = None  # why no person wrote it (bounce, auto-reply, ...), or None
 
     @property
@@ -379,8 +375,7 @@ class MessageView:
         return []
 
 
-@dataclass(frozen=True)
-class ActionView:
+class ActionView(NamedTuple):
     """An outbox action on the conversation other than a reply (a ticket, an edit, a delete, a read
     mark), as the thread shows it."""
 
@@ -392,7 +387,7 @@ class ActionView:
     created_at: float
     updated_at: float
     summary: str
-    result: dict = field(default_factory=dict)
+    result: dict = {}  # as MessageView.meta
 
 
 def action_summary(action: str, account: str, text: str, payload: dict, result: dict, remote_id: str | None) -> str:
@@ -424,17 +419,16 @@ def _json_dict(raw: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-@dataclass(frozen=True)
-class Thread:
+class Thread(NamedTuple):
     conversation: InboxRow
     messages: list[MessageView]
     history: list[InboxRow]
     escalation_target: str | None
     snoozed_until: float | None
     meta: dict
-    actions: list[ActionView] = field(default_factory=list)
+    actions: list[ActionView]
     #: helpdesk tickets its escalations made (``storage.tickets.Ticket``: id, link, status)
-    tickets: list[Any] = field(default_factory=list)
+    tickets: list[Any]
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
@@ -475,8 +469,7 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
     )
 
 
-@dataclass(frozen=True)
-class ReplyTarget:
+class ReplyTarget(NamedTuple):
     """The inbound message a reply answers: the newest one a person wrote, else the newest."""
 
     native_id: str
@@ -528,8 +521,7 @@ def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20)
     return [_row(tuple(r)) for r in rows]
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     open: int
     breached: int
     warning: int
@@ -609,8 +601,7 @@ def conversation_of_message(db: Database, account: str, native_ids: Iterable[str
     return None
 
 
-@dataclass(frozen=True)
-class ReportRow:
+class ReportRow(NamedTuple):
     """A conversation as the report groups it."""
 
     id: str

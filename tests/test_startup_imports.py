@@ -148,6 +148,11 @@ def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str])
         # listing what waits is reading: not the writers' modules (ingest, SLA state, reply windows)
         assert code == 0 and not {"replydesk.storage.outbox", "replydesk.storage.ingest",
                                   "replydesk.storage.slastate", "replydesk.storage.reply_windows"} & loaded, argv
+        # nor the model's record types, reply windows, tickets, the team link's record or the open's
+        # fault diagnosis: a list needs their vocabulary, not them; and no dataclass on the way
+        # (the machinery imports inspect, ast and dis, and every class costs its creation)
+        assert not {"replydesk.model", "replydesk.windows", "replydesk.storage.tickets", "replydesk.teamlink",
+                    "replydesk.storage.faults", "dataclasses", "inspect"} & loaded, argv
 
 
 def test_the_remembered_settings_show_what_the_validated_config_shows(read_ws: tuple[Path, Path, str]) -> None:
