@@ -1,7 +1,8 @@
 """The domain model shared by providers, storage, the sync engine, the CLI and the TUI.
 
 Plain dataclasses and string constants, stdlib only, so every layer (and the tests) can use them
-without pulling in Textual, httpx or SQLite.
+without pulling in Textual, httpx or SQLite. The constants, literal types and time conversions live
+in ``replydesk.vocabulary`` (re-exported here): the read commands import that alone.
 """
 
 from __future__ import annotations
