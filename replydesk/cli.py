@@ -68,7 +68,7 @@ def one_line(text: str) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    from replydesk.model import iso as to_iso
+    from replydesk.vocabulary import iso as to_iso
 
     return to_iso(ts)
 
@@ -251,9 +251,9 @@ def _joined(args: argparse.Namespace) -> bool:
     commands' module is imported, so a solo workspace's commands never load it."""
     from pathlib import Path
 
-    from replydesk import teamlink
+    from replydesk.paths import TEAM_FILE
 
-    return (Path(args.data_dir) if args.data_dir else default_data_dir()).joinpath(teamlink.FILE).exists()
+    return (Path(args.data_dir) if args.data_dir else default_data_dir()).joinpath(TEAM_FILE).exists()
 
 
 def _conv(db: Database, ref: str) -> str:

@@ -12,6 +12,9 @@ import zlib
 from pathlib import Path
 
 APP = "replydesk"
+#: The file in a workspace's dir that joins it to a team (``replydesk.teamlink``): here, because every
+#: command looks for it and teamlink's record type is more than that look needs.
+TEAM_FILE = "team.json"
 
 
 def default_config_path() -> Path:

@@ -20,9 +20,8 @@ the key looks like a mistyped filter (``status:open``, ``is:brached``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-from replydesk.model import STATUSES
+from replydesk.vocabulary import STATUSES
 
 FILTER_KEYS = ("from", "tag", "platform", "account", "kind", "assignee", "is", "listening")
 IS_VALUES = (*STATUSES, "escalated", "breached", "unread", "listening")
@@ -32,22 +31,25 @@ KEY_ALIASES = {"status": "is", "state": "is", "channel": "platform", "type": "ki
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 
 
-@dataclass
 class ParsedQuery:
-    words: list[str] = field(default_factory=list)
-    authors: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    platforms: list[str] = field(default_factory=list)
-    accounts: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    assignee: str | None = None
-    statuses: list[str] = field(default_factory=list)
-    escalated: bool | None = None
-    breached: bool = False
-    unread: bool = False
-    listening: bool = False
-    listening_queries: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # mistyped filters, said to the user
+    """What a query asks for, filled in by ``parse`` as it reads the query's words. A plain class:
+    a read command's start-up pays for no dataclass machinery."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.authors: list[str] = []
+        self.tags: list[str] = []
+        self.platforms: list[str] = []
+        self.accounts: list[str] = []
+        self.kinds: list[str] = []
+        self.assignee: str | None = None
+        self.statuses: list[str] = []
+        self.escalated: bool | None = None
+        self.breached = False
+        self.unread = False
+        self.listening = False
+        self.listening_queries: list[str] = []
+        self.problems: list[str] = []  # mistyped filters, said to the user
 
 
 def parse(query: str) -> ParsedQuery:

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from replydesk.bizcal import Calendar, build_calendars
-from replydesk.model import iso
 from replydesk.slaspec import METRICS
+from replydesk.vocabulary import iso
 
 if TYPE_CHECKING:  # the validated models (pydantic) or their plain-data twins (slaspec) alike
     from replydesk.slaconfig import PolicySpec, SlaSettings, TargetSpec

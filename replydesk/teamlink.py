@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FILE = "team.json"
+from replydesk.paths import TEAM_FILE as FILE
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,15 @@ writes; and everything that queues or sends a reply asks ``check`` first: the co
 storage when it queues, and the engine again before sending. So a reply outside its window gets a
 clear message and the choices the platform allows. It never leaves only to be refused later.
 
-Pure (standard library only): the console, the CLI, storage and the engine all use it.
+Pure (standard library only): the console, the CLI, storage and the engine all use it. Its records
+are NamedTuples: the inbox rows a read command lists carry windows, and dataclasses would cost
+that command their machinery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 #: What may be sent, besides a plain reply, while a step of a window lasts (``WindowStep.allows``).
 HUMAN_AGENT = "human_agent"
@@ -36,8 +37,7 @@ TEMPLATE = "template"
 AT_ANY_TIME = (TEMPLATE,)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowStep:
+class WindowStep(NamedTuple):
     """Until ``seconds`` after the customer's last message, ``allows`` may be sent
     (``"reply"``: any reply; a choice id such as ``"human_agent"``: a reply sent that way)."""
 
@@ -45,8 +45,7 @@ class WindowStep:
     allows: str = REPLY
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRule:
+class WindowRule(NamedTuple):
     """A platform's rule for one or more conversation kinds.
 
     ``steps`` all count from the customer's last message. ``after`` says what the platform still
@@ -90,8 +89,7 @@ class WindowRule:
                    choice if isinstance(choice, str) else None, data.get("private_only") is True)
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """One rule applied to one conversation: ``steps`` as (until, allows) in epoch seconds."""
 
     name: str
@@ -139,8 +137,7 @@ def parse(stored: Any) -> list[Window]:
     return [w for w in (Window.from_dict(d) for d in stored) if w is not None] if isinstance(stored, list) else []
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What a window says about one reply at one moment.
 
     ``allowed``: the reply may leave (as ``send_as`` asks). ``until``: when the step that allows it

@@ -16,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ class StorageError(Exception):
 DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, sqlite3.Error)
 
 
-@dataclass(eq=False)  # a connection is itself: compared and hashed by identity
 class Database:
     """A connection plus what every storage function needs: the SLA engine and a clock.
 
@@ -51,12 +49,17 @@ class Database:
     answers), so their effects commit with the messages or not at all.
     """
 
-    conn: sqlite3.Connection
-    path: Path
-    sla: Any = None
-    clock: Callable[[], float] = field(default=time.time)
-    lock_timeout: float = LOCK_TIMEOUT
-    ingest_hook: Callable[[Database, str, Any], None] | None = None
+    # A plain class (compared and hashed by identity: a connection is itself): a read command's
+    # start-up pays for no dataclass machinery.
+    def __init__(self, conn: sqlite3.Connection, path: Path, sla: Any = None,
+                 clock: Callable[[], float] = time.time, lock_timeout: float = LOCK_TIMEOUT,
+                 ingest_hook: Callable[[Database, str, Any], None] | None = None) -> None:
+        self.conn = conn
+        self.path = path
+        self.sla = sla
+        self.clock = clock
+        self.lock_timeout = lock_timeout
+        self.ingest_hook = ingest_hook
 
     def now(self) -> float:
         return self.clock()
@@ -184,8 +187,6 @@ def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float]
 
     Every failure is a ``StorageError`` with one line saying what is wrong and what to do.
     """
-    from replydesk.storage.faults import classify
-
     data_dir = Path(data_dir)
     path = data_dir / DB_FILENAME
     conn = None
@@ -205,6 +206,8 @@ def open_database(data_dir: Path, *, sla: Any = None, clock: Callable[[], float]
         if conn is not None:
             with suppress(sqlite3.Error):
                 conn.close()
+        from replydesk.storage.faults import classify  # only a failure needs its diagnosis
+
         fault = classify(exc, path, lock_timeout)
         raise StorageError(f"cannot open the workspace: {fault.line}", fault.kind) from exc
     db = Database(conn=conn, path=path, sla=sla, lock_timeout=lock_timeout)

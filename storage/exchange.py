@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from replydesk.model import iso
 from replydesk.storage import slastate
 from replydesk.storage.db import Database
 from replydesk.storage.schema import TAG_SEP
+from replydesk.vocabulary import iso
 
 
 def export_records(db: Database, conv_ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:

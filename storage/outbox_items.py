@@ -8,19 +8,17 @@ scripts call in loops.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from replydesk.model import iso
 from replydesk.storage.db import Database
 from replydesk.storage.queries import action_summary
+from replydesk.vocabulary import iso
 
 #: States in which a reply still holds its place in its conversation's queue.
 BLOCKING = ("queued", "sending", "failed", "unknown")
 
 
-@dataclass(frozen=True)
-class OutboxItem:
+class OutboxItem(NamedTuple):
     key: str
     conversation_id: str
     message_id: str
@@ -34,8 +32,8 @@ class OutboxItem:
     last_error: str | None
     remote_id: str | None
     action: str = "reply"  # one of model.ACTION_KINDS
-    payload: dict[str, Any] = field(default_factory=dict)  # what was asked (see model.OutgoingAction)
-    result: dict[str, Any] = field(default_factory=dict)  # what the platform answered (a ticket's link)
+    payload: dict[str, Any] = {}  # what was asked (see model.OutgoingAction)
+    result: dict[str, Any] = {}  # what the platform answered (a ticket's link)
 
     @property
     def is_reply(self) -> bool:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from replydesk.storage import tickets
 from replydesk.storage.db import Database
 from replydesk.storage.schema import (
     CELL_COLUMNS,
@@ -24,8 +22,9 @@ from replydesk.storage.schema import (
     TAG_SEP,
     rank_bucket,
 )
-from replydesk.windows import Window
-from replydesk.windows import parse as parse_windows
+
+if TYPE_CHECKING:
+    from replydesk.windows import Window
 
 #: The inbox order: breached and soonest-to-breach first, then escalated, then newest.
 ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
@@ -33,8 +32,7 @@ ORDER = "c.sort_due ASC, c.escalated DESC, c.last_message_at DESC, c.id ASC"
 OPEN_STATUSES = ("open", "pending")
 
 
-@dataclass(frozen=True)
-class InboxFilter:
+class InboxFilter(NamedTuple):
     """Which conversations a list shows. Saved views and search both build one of these."""
 
     statuses: tuple[str, ...] | None = OPEN_STATUSES
@@ -53,11 +51,10 @@ class InboxFilter:
     listening_queries: tuple[str, ...] = ()
 
     def with_(self, **changes: Any) -> InboxFilter:
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
-@dataclass(frozen=True)
-class InboxRow:
+class InboxRow(NamedTuple):
     id: str
     account: str
     platform: str
@@ -99,6 +96,8 @@ _ROW_SQL = (
 def _windows(raw: str | None) -> tuple[Window, ...]:
     if not raw:
         return ()
+    from replydesk.windows import parse as parse_windows  # only for a row that has windows: most have none
+
     try:
         return tuple(parse_windows(json.loads(raw)))
     except ValueError:
@@ -350,8 +349,7 @@ def get_row(db: Database, conv_id: str) -> InboxRow | None:
     return _row(tuple(r)) if r else None
 
 
-@dataclass(frozen=True)
-class MessageView:
+class MessageView(NamedTuple):
     id: str
     direction: str
     author: str
@@ -363,7 +361,7 @@ class MessageView:
     outbox_key: str | None
     attempts: int
     not_before: float | None
-    meta: dict = field(default_factory=dict)
+    meta: dict = {}  # shared by those built without one: read, never written to
     automatic: str | None = None  # why no person wrote it (bounce, auto-reply, ...), or None
 
     @property
@@ -377,8 +375,7 @@ class MessageView:
         return []
 
 
-@dataclass(frozen=True)
-class ActionView:
+class ActionView(NamedTuple):
     """An outbox action on the conversation other than a reply (a ticket, an edit, a delete, a read
     mark), as the thread shows it."""
 
@@ -390,7 +387,7 @@ class ActionView:
     created_at: float
     updated_at: float
     summary: str
-    result: dict = field(default_factory=dict)
+    result: dict = {}  # as MessageView.meta
 
 
 def action_summary(action: str, account: str, text: str, payload: dict, result: dict, remote_id: str | None) -> str:
@@ -422,20 +419,21 @@ def _json_dict(raw: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-@dataclass(frozen=True)
-class Thread:
+class Thread(NamedTuple):
     conversation: InboxRow
     messages: list[MessageView]
     history: list[InboxRow]
     escalation_target: str | None
     snoozed_until: float | None
     meta: dict
-    actions: list[ActionView] = field(default_factory=list)
+    actions: list[ActionView]
     #: helpdesk tickets its escalations made (``storage.tickets.Ticket``: id, link, status)
-    tickets: list[Any] = field(default_factory=list)
+    tickets: list[Any]
 
 
 def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None:
+    from replydesk.storage.tickets import of_conversation  # a thread's, not a list's: not for search
+
     conv = get_row(db, conv_id)
     if conv is None:
         return None
@@ -467,12 +465,11 @@ def thread(db: Database, conv_id: str, history_limit: int = 20) -> Thread | None
     return Thread(
         conversation=conv, messages=msgs, history=history(db, conv_id, extra[3], history_limit),
         escalation_target=extra[0], snoozed_until=extra[1], meta=json.loads(extra[2] or "{}"), actions=acts,
-        tickets=tickets.of_conversation(db, conv_id),
+        tickets=of_conversation(db, conv_id),
     )
 
 
-@dataclass(frozen=True)
-class ReplyTarget:
+class ReplyTarget(NamedTuple):
     """The inbound message a reply answers: the newest one a person wrote, else the newest."""
 
     native_id: str
@@ -524,8 +521,7 @@ def history(db: Database, conv_id: str, contact_id: str | None, limit: int = 20)
     return [_row(tuple(r)) for r in rows]
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(NamedTuple):
     open: int
     breached: int
     warning: int
@@ -605,8 +601,7 @@ def conversation_of_message(db: Database, account: str, native_ids: Iterable[str
     return None
 
 
-@dataclass(frozen=True)
-class ReportRow:
+class ReportRow(NamedTuple):
     """A conversation as the report groups it."""
 
     id: str

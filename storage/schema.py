@@ -6,7 +6,7 @@ never edit a released one — databases in the wild have already run it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # A sentinel "due" far in the future so rows without a running SLA sort after every real deadline
 # while the inbox index stays a plain ascending one.
@@ -22,8 +22,7 @@ _TAGS = "replace({t}, char(31), ' ')"
 # ---- the inbox counters (migrations 9 and 11) ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CounterLayout:
+class CounterLayout(NamedTuple):
     """Which columns the counter tables keep: ``cells`` in inbox_cells (every filterable column),
     ``ranks`` in inbox_ranks (the columns the default views filter on). A migration that changes
     them rebuilds the tables with the new layout; released migrations keep the layout they had."""

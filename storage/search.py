@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from replydesk.searchsyntax import FILTER_KEYS, IS_VALUES, ParsedQuery, parse, problems
 from replydesk.storage.db import Database, StorageError
@@ -43,8 +43,7 @@ def name_query(name: str) -> str | None:
     return " AND ".join(fts_phrase(w) + "*" for w in words) if words else None
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     conversation_id: str
     message_id: str | None
     snippet: str

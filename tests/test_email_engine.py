@@ -68,7 +68,7 @@ def test_mail_thread_reply_and_threading_headers(tmp_path, servers, monkeypatch)
     sync_once(ws)
     thread = queries.thread(db, row.id)
     assert [m.direction for m in thread.messages] == ["in", "in", "out"]
-    assert "shop-pw" not in json.dumps([m.__dict__ for m in thread.messages], default=str)
+    assert "shop-pw" not in json.dumps([m._asdict() for m in thread.messages], default=str)
 
 
 def test_wrong_password_stops_only_that_account(tmp_path, servers, monkeypatch, clock):

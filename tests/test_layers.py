@@ -24,7 +24,7 @@ PACKAGES = {"replydesk": "replydesk", "storage": "replydesk.storage", "providers
             "tui": "replydesk.tui"}
 
 #: Pure functions and data: nothing but the standard library and each other.
-PURE_CORE = frozenset({"replydesk.model", "replydesk.sla", "replydesk.slaspec", "replydesk.slaconfig",
+PURE_CORE = frozenset({"replydesk.model", "replydesk.vocabulary", "replydesk.sla", "replydesk.slaspec", "replydesk.slaconfig",
                        "replydesk.bizcal", "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms",
                        "replydesk.windows", "replydesk.keys", "replydesk.searchsyntax", "replydesk.csat"})
 #: The config modules (``config.py``, ``slaconfig.py``: its ``sla:`` section, ``rulesconfig.py``: its
@@ -64,7 +64,7 @@ LAYERS: tuple[Layer, ...] = (
           "and the provider registry (each account is validated by its provider's options; provider modules are "
           "cheap to import by contract: their wire libraries load with the first request)",
           tuple(sorted(CONFIG_MODULES)), PURE_CORE | CONFIG_MODULES | {"replydesk.providers"}, CONFIG_LIBS),
-    Layer("pure core", "model, sla, slaspec, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax "
+    Layer("pure core", "model (and its vocabulary), sla, slaspec, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax "
           "and csat import only the standard library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),

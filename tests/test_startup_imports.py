@@ -143,11 +143,19 @@ def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str])
         assert code == 0 and out, argv
         assert _heavy(loaded) == [] and "replydesk.cli_team" not in loaded, argv  # the team commands' module too
         assert "hashlib" not in loaded, argv  # OpenSSL's load: the config digest is two checksums
+        # nor the model's record types, tickets, the team link's record or the open's fault
+        # diagnosis: a read needs their vocabulary (replydesk.vocabulary), not them
+        assert not {"replydesk.model", "replydesk.storage.tickets", "replydesk.teamlink",
+                    "replydesk.storage.faults"} & loaded, argv
     for argv in (["search", "order", "--json"], ["outbox", "--json"], ["outbox"]):
         code, out, loaded = _run("--data-dir", str(data_dir), "--config", str(config), *argv)
         # listing what waits is reading: not the writers' modules (ingest, SLA state, reply windows)
         assert code == 0 and not {"replydesk.storage.outbox", "replydesk.storage.ingest",
                                   "replydesk.storage.slastate", "replydesk.storage.reply_windows"} & loaded, argv
+        # and no dataclass on the way, reply windows included (the workspace has WhatsApp rows): the
+        # machinery imports inspect, ast and dis, and every class costs its creation (show needs the
+        # SLA engine's, a list needs none)
+        assert not {"dataclasses", "inspect"} & loaded, argv
 
 
 def test_the_remembered_settings_show_what_the_validated_config_shows(read_ws: tuple[Path, Path, str]) -> None:
