@@ -92,6 +92,29 @@ class Team:
             assert main(args) == 0
 
 
+def engine_ana_ben(pg_server: Any, monkeypatch: Any) -> Team:
+    """The team most tests need: one engine (engine-a) and two agents (ana, ben), with their
+    credentials where the keyring's stand-in reads them (the environment)."""
+    t = Team.create(pg_server)
+    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
+        t.add(name, engine=engine)
+    for key, value in t.env().items():
+        monkeypatch.setenv(key, value)
+    return t
+
+
+def join_engine_ana_ben(team: Team, root: Path, config_text: str) -> dict[str, Path]:
+    """engine-a's replica with its platforms' backlog pushed to the team, then ana's and ben's
+    caches joined (pulled from it); the directories by name."""
+    (root / "engine.yaml").write_text(config_text)
+    dirs = {name: root / name for name in ("engine-a", "ana", "ben")}
+    team.join(dirs["engine-a"], "engine-a", config=root / "engine.yaml")
+    engine_pass(dirs["engine-a"], config_text)
+    team.join(dirs["ana"], "ana")
+    team.join(dirs["ben"], "ben")
+    return dirs
+
+
 def workspace(data_dir: Path, config: Config | None = None, clock: Any = None) -> Workspace:
     return Workspace(data_dir, config or Config(), clock=clock)
 

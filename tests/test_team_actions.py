@@ -27,8 +27,9 @@ from team_support import (
     TeamProcesses,
     cache_state,
     differences,
+    engine_ana_ben,
     engine_config,
-    engine_pass,
+    join_engine_ana_ben,
     sync,
     team_state,
 )
@@ -50,25 +51,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def team(pg_server, monkeypatch: pytest.MonkeyPatch) -> Team:
-    t = Team.create(pg_server)
-    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
-        t.add(name, engine=engine)
-    for key, value in t.env().items():
-        monkeypatch.setenv(key, value)
-    return t
+    return engine_ana_ben(pg_server, monkeypatch)
 
 
 @pytest.fixture
 def joined(team: Team, tmp_path: Path) -> dict[str, Any]:
     remote = tmp_path / "platform"
     text = engine_config(remote, extra=desk(remote))
-    (tmp_path / "engine.yaml").write_text(text)
-    dirs = {name: tmp_path / name for name in ("engine-a", "ana", "ben")}
-    team.join(dirs["engine-a"], "engine-a", config=tmp_path / "engine.yaml")
-    engine_pass(dirs["engine-a"], text)
-    team.join(dirs["ana"], "ana")
-    team.join(dirs["ben"], "ben")
-    return {**dirs, "remote": remote, "config": text}
+    return {**join_engine_ana_ben(team, tmp_path, text), "remote": remote, "config": text}
 
 
 def wait_for(condition: Any, what: str, cap: float = 90.0) -> None:

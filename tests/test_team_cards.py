@@ -16,31 +16,19 @@ import pytest
 
 from replydesk.storage import contacts, team_local
 from replydesk.storage.db import Database, open_database
-from team_support import Team, engine_config, engine_pass, sync
+from team_support import Team, engine_ana_ben, engine_config, join_engine_ana_ben, sync
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def team(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Team:
-    t = Team.create(pg_server)
-    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
-        t.add(name, engine=engine)
-    for key, value in t.env().items():
-        monkeypatch.setenv(key, value)
-    return t
+    return engine_ana_ben(pg_server, monkeypatch)
 
 
 @pytest.fixture
 def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
-    text = engine_config(tmp_path / "platform")
-    (tmp_path / "engine.yaml").write_text(text)
-    dirs = {name: tmp_path / name for name in ("engine-a", "ana", "ben")}
-    team.join(dirs["engine-a"], "engine-a", config=tmp_path / "engine.yaml")
-    engine_pass(dirs["engine-a"], text)
-    team.join(dirs["ana"], "ana")
-    team.join(dirs["ben"], "ben")
-    return dirs
+    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
 
 
 def loners(db: Database, n: int) -> list[str]:

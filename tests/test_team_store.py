@@ -31,33 +31,30 @@ from replydesk.storage import (
 )
 from replydesk.storage.db import open_database
 from replydesk.team import TeamSync
-from team_support import Team, cache_state, differences, engine_config, engine_pass, sync, team_state
+from team_support import (
+    Team,
+    cache_state,
+    differences,
+    engine_ana_ben,
+    engine_config,
+    engine_pass,
+    join_engine_ana_ben,
+    sync,
+    team_state,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def team(pg_server, monkeypatch: pytest.MonkeyPatch) -> Team:
-    t = Team.create(pg_server)
-    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
-        t.add(name, engine=engine)
-    for key, value in t.env().items():
-        monkeypatch.setenv(key, value)
-    return t
+    return engine_ana_ben(pg_server, monkeypatch)
 
 
 @pytest.fixture
 def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
     """The engine's replica with the demo backlog pushed, and ana's and ben's caches pulled from it."""
-    remote = tmp_path / "platform"
-    text = engine_config(remote)
-    (tmp_path / "engine.yaml").write_text(text)
-    dirs = {name: tmp_path / name for name in ("engine-a", "ana", "ben")}
-    team.join(dirs["engine-a"], "engine-a", config=tmp_path / "engine.yaml")
-    engine_pass(dirs["engine-a"], text)
-    team.join(dirs["ana"], "ana")
-    team.join(dirs["ben"], "ben")
-    return dirs
+    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
 
 
 def conversations(data_dir: Path, n: int = 3) -> list[str]:
