@@ -584,16 +584,10 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
                  m.get("created_at", event.at), "received"))
             if cur.rowcount:
                 _event(db, conv_id, "note", event.agent, {"message": m["id"]}, at=event.at)
-    elif kind == "reply":
+    elif kind in ("reply", "action"):  # another replica's queued reply or action, in the team's order
         row = event.result.get("outbox") or {}
         if not own and conv_id and _exists(db, conv_id) and row.get("key") and outbox.get(db, row["key"]) is None:
-            _insert_reply(db, row, event)
-            report.conversations.add(conv_id)
-        db.conn.execute("UPDATE outbox SET seq=? WHERE key=?", (event.seq, row.get("key")))
-    elif kind == "action":
-        row = event.result.get("outbox") or {}
-        if not own and conv_id and _exists(db, conv_id) and row.get("key") and outbox.get(db, row["key"]) is None:
-            _insert_action(db, row, event)
+            (_insert_reply if kind == "reply" else _insert_action)(db, row, event)
             report.conversations.add(conv_id)
         db.conn.execute("UPDATE outbox SET seq=? WHERE key=?", (event.seq, row.get("key")))
     elif kind == "outbox":
