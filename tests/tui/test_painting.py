@@ -13,7 +13,7 @@ from rich.text import Text
 from replydesk.storage.db import Database
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.inbox import PAGE
-from replydesk.tui.pacing import EVERY, QUIET_FOR, GcPacer
+from replydesk.tui.pacing import EVERY, FROZEN_LIMIT, QUIET_FOR, GcPacer
 from tui_support import fixed_clock, settle
 
 SIZE = (120, 36)
@@ -163,10 +163,7 @@ def test_what_survives_a_second_is_frozen_so_full_collections_stay_short() -> No
         assert not pacer.tick()
         assert gc.get_freeze_count() >= frozen + len(kept)  # out of the collector's walk...
         assert len(gc.get_objects(generation=2)) < 1_000  # ...so a full collection has little to walk
-        young = weakref.ref(_Node())
-        now[0] += 1
-        pacer.tick()
-        assert young() is None  # a cycle that died young is collected by the tick
+        kept.clear()
         node = _Node()  # one that lives past a tick is frozen, and once it dies...
         ref = weakref.ref(node)
         now[0] += 1
@@ -177,6 +174,28 @@ def test_what_survives_a_second_is_frozen_so_full_collections_stay_short() -> No
         assert ref() is not None  # ...it waits for the next quiet full collection
         now[0] += EVERY + QUIET_FOR
         assert pacer.tick() and ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_much_frozen_brings_the_full_collection_forward() -> None:
+    """Freezing each second keeps what dies later (a strip painted) until a full collection: one
+    comes at the first quiet moment once many were frozen, not only every few minutes."""
+    now = [1000.0]
+    pacer = GcPacer(clock=lambda: now[0])
+    try:
+        pacer.started()
+        painted = [_Node() for _ in range(FROZEN_LIMIT + 1000)]  # each a cycle, as a strip is
+        gc.collect(1)
+        now[0] += 1
+        pacer.input()
+        assert not pacer.tick()  # frozen now; a key was just pressed
+        one = weakref.ref(painted[0])
+        del painted  # dropped, but frozen: nothing frees them yet
+        assert one() is not None
+        now[0] += QUIET_FOR
+        assert pacer.tick() and pacer.collections == 1  # long before EVERY
+        assert one() is None
     finally:
         gc.unfreeze()
 
