@@ -153,6 +153,9 @@ class Prepared:
     width: int
     countdowns: bool  # a queued reply's "leaves in" countdown is in it (``tick`` redraws it)
     edits: set[str]  # a review's later versions
+    #: The screenful it opens on (its end), painted as ``ThreadView._line_strip`` would: the frame
+    #: that shows it builds no strip of its own.
+    painted: dict[tuple, Strip] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +171,7 @@ class Preparing:
     parts: list[Text] = field(default_factory=list)
     lines: list[Strip] = field(default_factory=list)
     part_lines: list[int] = field(default_factory=list)
+    painted: dict[tuple, Strip] = field(default_factory=dict)
     # What rendering notes of the thread (``render_parts`` keeps them on the view), between slices.
     countdowns: bool = False
     edits: set[str] = field(default_factory=set)
@@ -176,7 +180,7 @@ class Preparing:
     def prepared(self) -> Prepared:
         text = Text("").join(self.parts) if len(self.parts) > 1 else self.parts[0]
         return Prepared(self.thread, self.key, self.parts, text, self.lines, self.part_lines, self.width,
-                        countdowns=self.countdowns, edits=self.edits)
+                        countdowns=self.countdowns, edits=self.edits, painted=self.painted)
 
 
 class ThreadView(ScrollView, can_focus=True):
@@ -434,6 +438,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
         self._rendered_at = self.size.width  # part of the layout key
         self._painted.clear()
+        for key, strip in prepared.painted.items():
+            self._painted[key] = strip
         self._set_virtual_size(Size(self._wrapped_at + 1 + RIGHT, len(self._lines)))
         self.refresh()
 
@@ -579,15 +585,15 @@ class ThreadView(ScrollView, can_focus=True):
             if done is not None and done.thread == read.thread and done.key == key:
                 continue
             job = Preparing(conv_id, read.thread, key, self._wrapped_for_pane([])[2])
-            job.steps = self._prepare_steps(job.thread, job.width, job.parts, job.lines, job.part_lines)
+            job.steps = self._prepare_steps(job.thread, job.width, job.parts, job.lines, job.part_lines, job.painted)
             return job
         return None
 
     def _prepare_steps(self, thread: Thread, width: int, parts: list[Text], lines: list[Strip],
-                       part_lines: list[int]) -> Iterator[None]:
-        """A job's work in small steps, into its lists: each message rendered, then each source line
-        wrapped. (Not given the job: the job holds this generator, and a cycle would keep its strips
-        alive until a full collection.)"""
+                       part_lines: list[int], painted: dict[tuple, Strip]) -> Iterator[None]:
+        """A job's work in small steps, into its lists: each message rendered, each source line
+        wrapped, then the screenful it opens on painted. (Not given the job: the job holds this
+        generator, and a cycle would keep its strips alive until a full collection.)"""
         for part in self._render_steps(thread):
             parts.append(part)
             yield
@@ -597,6 +603,13 @@ class ThreadView(ScrollView, can_focus=True):
             for line in part.split("\n", allow_blank=True):
                 lines.extend(_strip(piece, console, width) for piece in wrap_line(line, console, width))
                 yield
+        # Shown from a key in the list: at its end, not lit (the list has the focus).
+        height = self.size.height
+        top, base, full = max(len(lines) - self.container_size.height, 0), self._base(False), \
+            self.scrollable_content_region.width
+        for y in range(height):
+            thumb = self._thumb(y, top, len(lines))
+            painted[(top + y, base, full, thumb)] = self._paint(lines, width, top + y, base, full, thumb)
 
     def _advance(self, job: Preparing, deadline: float) -> bool:
         """Run the job's steps until ``deadline`` (one at least); whether it is done. Another
@@ -659,9 +672,9 @@ class ThreadView(ScrollView, can_focus=True):
         top = int(self.scroll_offset.y)
         return self._line_strip(top + y, self.reading or self.has_focus, self._thumb(y, top))
 
-    def _thumb(self, y: int, top: int) -> bool:
+    def _thumb(self, y: int, top: int, total: int | None = None) -> bool:
         """Whether screen line ``y`` shows the scroll bar's thumb (none when everything fits)."""
-        height, total = max(self.size.height, 1), len(self._lines)
+        height, total = max(self.size.height, 1), len(self._lines) if total is None else total
         if total <= height:
             return False
         size = max(1, round(height * height / total))
@@ -681,17 +694,20 @@ class ThreadView(ScrollView, can_focus=True):
         key = (index, base, width, thumb)
         strip = self._painted.get(key)
         if strip is None:
-            bar = Segment(" ", base + self._bar_style(thumb))
-            if index >= len(self._lines):
-                strip = Strip([Segment(" " * max(width - 1, 0), base), bar], width)
-            else:
-                margin = Segment(" ")
-                line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
-                if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
-                    line = line.adjust_cell_length(max(width - 1, 0))
-                strip = Strip([*Segment.apply_style(line, base), bar], width)
-            self._painted[key] = strip
+            strip = self._painted[key] = self._paint(self._lines, self._wrapped_at, index, base, width, thumb)
         return strip
+
+    def _paint(self, lines: list[Strip], wrapped_at: int, index: int, base: Style, width: int, thumb: bool) -> Strip:
+        """Line ``index`` of ``lines`` (wrapped to ``wrapped_at``) as painted: margins, the
+        highlight's ``base`` style and the scroll bar's cell, ``width`` cells in all."""
+        bar = Segment(" ", base + self._bar_style(thumb))
+        if index >= len(lines):
+            return Strip([Segment(" " * max(width - 1, 0), base), bar], width)
+        margin = Segment(" ")
+        line = Strip([margin, *lines[index], margin], wrapped_at + 2)
+        if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
+            line = line.adjust_cell_length(max(width - 1, 0))
+        return Strip([*Segment.apply_style(line, base), bar], width)
 
     def _prepaint(self) -> None:
         """While idle, render the visible lines in the other highlight too, so enter and escape

@@ -240,3 +240,34 @@ async def test_showing_a_transcript_half_wrapped_ahead_finishes_it(workspace, db
         assert rendered == [] and view._job is None  # finished from where it stopped, not rendered again
         assert "log line 119" in "\n".join(_plain(view._lines))
         assert _plain(view._lines) == _plain(view._wrapped_for_pane(original(view.thread))[0])
+
+
+async def test_the_screenful_a_conversation_opens_on_is_painted_ahead(workspace, db) -> None:  # noqa: ANN001
+    """The frame that shows a conversation wrapped ahead builds none of the thread pane's lines
+    (they were painted while idle, 10-13 KB of output in that frame), and they are the lines a
+    paint of its own would have made."""
+    rows = queries.inbox_page(db, InboxFilter(), 0, 4)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = app.thread_view
+        assert view._prepared.get(rows[1].id) is not None  # wrapped ahead
+        painted: list[int] = []
+        original = view._paint
+
+        def paint(lines: Any, wrapped_at: int, index: int, base: Any, *args: Any) -> Any:
+            # The shown one's, as the frame paints it (not those wrapped ahead meanwhile, nor the
+            # other highlight painted while idle for enter).
+            if lines is view._lines and base == view._base(view.reading or view.has_focus):
+                painted.append(index)
+            return original(lines, wrapped_at, index, base, *args)
+
+        view._paint = paint  # type: ignore[method-assign]
+        await pilot.press("j")
+        assert view.thread is not None and view.thread.conversation.id == rows[1].id
+        screen = [view.render_line(y) for y in range(view.size.height)]  # what the frame painted
+        assert painted == []
+        view._painted.clear()
+        fresh = [view.render_line(y) for y in range(view.size.height)]
+        assert len(painted) == view.size.height  # (now each line was painted on its own)
+        assert [list(s) for s in screen] == [list(s) for s in fresh]
