@@ -20,8 +20,9 @@ customer answered inline stay, dimmed, in order with the answers. Messages no pe
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -120,17 +121,23 @@ def body_pieces(m: MessageView, unfolded: bool) -> list[tuple[str, str]]:
 def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
     """Wrap to ``width``; a line that starts with a gutter (message bodies are indented, notes
     carry a bar) keeps it on its continuation lines, so a long message reads as one block."""
-    out: list[Text] = []
-    for line in text.split("\n", allow_blank=True):
-        plain = line.plain
-        indent = len(plain) - len(plain.lstrip(GUTTER))
-        if 0 < indent <= width // 2 and cell_len(plain) > width:
-            prefix = line[:indent]
-            for piece in line[indent:].wrap(console, width - indent, overflow="fold", no_wrap=False):
-                out.append(Text.assemble(prefix, piece, end=""))
-        else:
-            out.extend(line.wrap(console, width, overflow="fold", no_wrap=False))
-    return out
+    return [piece for line in text.split("\n", allow_blank=True) for piece in wrap_line(line, console, width)]
+
+
+def wrap_line(line: Text, console: Console, width: int) -> list[Text]:
+    """One source line of ``wrap_with_gutter`` (the unit a transcript wrapped ahead is sliced by)."""
+    plain = line.plain
+    indent = len(plain) - len(plain.lstrip(GUTTER))
+    if 0 < indent <= width // 2 and cell_len(plain) > width:
+        prefix = line[:indent]
+        return [Text.assemble(prefix, piece, end="")
+                for piece in line[indent:].wrap(console, width - indent, overflow="fold", no_wrap=False)]
+    return list(line.wrap(console, width, overflow="fold", no_wrap=False))
+
+
+def _strip(line: Text, console: Console, width: int) -> Strip:
+    """One wrapped line as the strip painted, padded or cut to ``width``."""
+    return Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,34 @@ class Prepared:
     width: int
     countdowns: bool  # a queued reply's "leaves in" countdown is in it (``tick`` redraws it)
     edits: set[str]  # a review's later versions
+    #: The screenful it opens on (its end), painted as ``ThreadView._line_strip`` would: the frame
+    #: that shows it builds no strip of its own.
+    painted: dict[tuple, Strip] = field(default_factory=dict)
+
+
+@dataclass
+class Preparing:
+    """A transcript being wrapped ahead, a slice at a time (``ThreadView._prepare_one``): what is
+    done so far, and the steps left (each one message rendered or one source line wrapped)."""
+
+    conv_id: str
+    thread: Thread
+    key: tuple
+    width: int
+    steps: Iterator[None] | None = None
+    parts: list[Text] = field(default_factory=list)
+    lines: list[Strip] = field(default_factory=list)
+    part_lines: list[int] = field(default_factory=list)
+    painted: dict[tuple, Strip] = field(default_factory=dict)
+    # What rendering notes of the thread (``render_parts`` keeps them on the view), between slices.
+    countdowns: bool = False
+    edits: set[str] = field(default_factory=set)
+    platform: str = ""
+
+    def prepared(self) -> Prepared:
+        text = Text("").join(self.parts) if len(self.parts) > 1 else self.parts[0]
+        return Prepared(self.thread, self.key, self.parts, text, self.lines, self.part_lines, self.width,
+                        countdowns=self.countdowns, edits=self.edits, painted=self.painted)
 
 
 class ThreadView(ScrollView, can_focus=True):
@@ -203,6 +238,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._prepared: LRUCache[str, Prepared] = LRUCache(self.PREPARED)
         self._to_prepare: list[str] = []
         self._preparing = False
+        self._job: Preparing | None = None  # the one being wrapped, a slice at a time
         self.thread: Thread | None = None
         self.unfolded = False  # quoted history and signatures shown (the unfold key), per conversation
         self.unfold_key = "z"  # shown in the fold placeholders; the app sets it from the keymap
@@ -229,6 +265,7 @@ class ThreadView(ScrollView, can_focus=True):
     def _restyle(self) -> None:
         """Another theme: the transcript was built with the old one's colours."""
         self._prepared.clear()  # and so were those wrapped ahead
+        self._job = None
         if self.thread is not None:
             self._set_parts(self.render_parts(self.thread))
 
@@ -260,6 +297,8 @@ class ThreadView(ScrollView, can_focus=True):
         self.thread = thread
         if thread is not None and self.selected is not None and self.selected >= len(thread.messages):
             self.selected = None
+        if thread is not None:
+            self._finish_job(thread)
         prepared = self._prepared.get(thread.conversation.id) if thread is not None else None
         if prepared is not None and prepared.thread == thread and prepared.key == self._layout_key():
             self._use(prepared)
@@ -389,8 +428,7 @@ class ThreadView(ScrollView, can_focus=True):
         starts: list[int] = []
         for part in parts:
             starts.append(len(lines))
-            lines.extend(Strip(list(line.render(console, end="")), line.cell_len).adjust_cell_length(width)
-                         for line in wrap_with_gutter(part, console, width))
+            lines.extend(_strip(line, console, width) for line in wrap_with_gutter(part, console, width))
         return lines, starts
 
     def _use(self, prepared: Prepared) -> None:
@@ -400,6 +438,8 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits, self._platform = prepared.edits, prepared.thread.conversation.platform
         self._rendered_at = self.size.width  # part of the layout key
         self._painted.clear()
+        for key, strip in prepared.painted.items():
+            self._painted[key] = strip
         self._set_virtual_size(Size(self._wrapped_at + 1 + RIGHT, len(self._lines)))
         self.refresh()
 
@@ -484,46 +524,116 @@ class ThreadView(ScrollView, can_focus=True):
             self._to_prepare = list(dict.fromkeys((*wanted, *self._to_prepare)))[: self.PREPARED]
         if self._to_prepare and not self._preparing:
             self._preparing = True
-            self.set_timer(0.005, self._prepare_one)
+            self.set_timer(self.GAP, self._prepare_one)
 
-    def _layout_key(self) -> tuple:
+    def _layout_key(self, *, ahead: bool = False) -> tuple:
         """What a wrapped transcript depends on besides the thread: the pane's width, folds, the
         minute (times are shown relative to today), the message [ and ] selected, the styles, who else is in it (a team's
-        presence; those wrapped ahead are wrapped without). Not the height: the SLA pane above
+        presence; those wrapped ahead are wrapped without: ``ahead``, folded, none selected). Not the height: the SLA pane above
         grows and shrinks with each conversation, and the height only decides the scroll bar
         (``_wrapped_for_pane``; a wrong guess is wrapped again on the resize)."""
-        return (self.container_size.width, self.size.width, self.unfolded, self.selected, int(self.clock() // 60),
-                self._base(False), self.presence)
+        unfolded, selected, presence = (False, None, ()) if ahead else (self.unfolded, self.selected, self.presence)
+        return (self.container_size.width, self.size.width, unfolded, selected, int(self.clock() // 60),
+                self._base(False), presence)
+
+    #: Seconds of wrapping ahead in one step of the event loop: a key waits at most this (and one
+    #: message rendered or one source line wrapped) behind it. A long transcript wrapped in one step
+    #: held keys for 50-90 ms at 10M conversations.
+    SLICE = 0.004
+    #: Seconds between two slices: the loop's turn for a key and its frame.
+    GAP = 0.005
 
     def _prepare_one(self) -> None:
-        """Wrap one transcript read ahead, then let a key in before the next."""
+        """Wrap ahead for one slice of time (resumable: a long transcript takes several), then let
+        a key in before the next."""
         self._preparing = False
         if self.store is None or not self.is_attached:
+            self._job = None
             return
+        deadline = time.perf_counter() + self.SLICE
+        while True:
+            job = self._job
+            if job is not None and (job.key != self._layout_key(ahead=True) or self._is_shown(job.conv_id)):
+                self._job = job = None  # wrapped for another layout, or on screen now: of no use
+            if job is None:
+                job = self._job = self._next_job()
+                if job is None:
+                    return
+            if self._advance(job, deadline):
+                self._prepared[job.conv_id] = job.prepared()
+                self._job = None
+            if time.perf_counter() >= deadline:
+                break
+        if self._job is not None or self._to_prepare:
+            self._preparing = True
+            self.set_timer(self.GAP, self._prepare_one)
+
+    def _is_shown(self, conv_id: str) -> bool:
+        return self.thread is not None and conv_id == self.thread.conversation.id
+
+    def _next_job(self) -> Preparing | None:
+        """The nearest conversation read ahead and not wrapped for this layout yet (those wrapped
+        already cost no slice)."""
+        assert self.store is not None
         while self._to_prepare:
             conv_id = self._to_prepare.pop(0)
             read = self.store.threads.get(conv_id)
-            if read is None or read.thread is None or (self.thread is not None and conv_id == self.thread.conversation.id):
+            if read is None or read.thread is None or self._is_shown(conv_id):
                 continue
-            # Another conversation opens folded, no message selected; its presence is not known here
-            # (shown on arrival). What rendering notes of the shown conversation is kept.
-            shown = self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform
-            self.unfolded, self.selected, self.presence = False, None, ()
-            try:
-                key = self._layout_key()
-                done = self._prepared.get(conv_id)
-                if done is not None and done.thread == read.thread and done.key == key:
-                    continue  # wrapped already: no step spent on it
-                parts = self.render_parts(read.thread)
-                text = Text("").join(parts) if len(parts) > 1 else parts[0]
-                self._prepared[conv_id] = Prepared(read.thread, key, parts, text, *self._wrapped_for_pane(parts),
-                                                   countdowns=self._countdowns, edits=self._edits)
-            finally:
-                self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
-            if self._to_prepare:
-                self._preparing = True
-                self.set_timer(0.005, self._prepare_one)
-            return
+            key = self._layout_key(ahead=True)
+            done = self._prepared.get(conv_id)
+            if done is not None and done.thread == read.thread and done.key == key:
+                continue
+            job = Preparing(conv_id, read.thread, key, self._wrapped_for_pane([])[2])
+            job.steps = self._prepare_steps(job.thread, job.width, job.parts, job.lines, job.part_lines, job.painted)
+            return job
+        return None
+
+    def _prepare_steps(self, thread: Thread, width: int, parts: list[Text], lines: list[Strip],
+                       part_lines: list[int], painted: dict[tuple, Strip]) -> Iterator[None]:
+        """A job's work in small steps, into its lists: each message rendered, each source line
+        wrapped, then the screenful it opens on painted. (Not given the job: the job holds this
+        generator, and a cycle would keep its strips alive until a full collection.)"""
+        for part in self._render_steps(thread):
+            parts.append(part)
+            yield
+        console = self.app.console
+        for part in parts:
+            part_lines.append(len(lines))
+            for line in part.split("\n", allow_blank=True):
+                lines.extend(_strip(piece, console, width) for piece in wrap_line(line, console, width))
+                yield
+        # Shown from a key in the list: at its end, not lit (the list has the focus).
+        height = self.size.height
+        top, base, full = max(len(lines) - self.container_size.height, 0), self._base(False), \
+            self.scrollable_content_region.width
+        for y in range(height):
+            thumb = self._thumb(y, top, len(lines))
+            painted[(top + y, base, full, thumb)] = self._paint(lines, width, top + y, base, full, thumb)
+
+    def _advance(self, job: Preparing, deadline: float) -> bool:
+        """Run the job's steps until ``deadline`` (one at least); whether it is done. Another
+        conversation opens folded, no message selected, its presence not known here (shown on
+        arrival); what rendering notes of the shown conversation is kept."""
+        shown = self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform
+        self.unfolded, self.selected, self.presence = False, None, ()
+        self._countdowns, self._edits, self._platform = job.countdowns, job.edits, job.platform
+        try:
+            assert job.steps is not None
+            return all(time.perf_counter() < deadline for _ in job.steps)  # a step, then the clock
+        finally:
+            job.countdowns, job.edits, job.platform = self._countdowns, self._edits, self._platform
+            self.unfolded, self.selected, self.presence, self._countdowns, self._edits, self._platform = shown
+
+    def _finish_job(self, thread: Thread) -> None:
+        """``thread`` is to be shown and is being wrapped ahead: finish it now (the slices done are
+        not done again), when it is wrapped for the layout it is shown in."""
+        job = self._job
+        if (job is not None and job.conv_id == thread.conversation.id and job.thread == thread
+                and job.key == self._layout_key()):
+            self._job = None
+            self._advance(job, float("inf"))
+            self._prepared[job.conv_id] = job.prepared()
 
     def on_resize(self) -> None:
         """Another width: the rows of the customer's other conversations are cut to the pane's
@@ -541,6 +651,7 @@ class ThreadView(ScrollView, can_focus=True):
         self._base_style.clear()
         self._painted.clear()
         self._prepared.clear()
+        self._job = None
 
     def on_focus(self) -> None:
         self.refresh()
@@ -561,9 +672,9 @@ class ThreadView(ScrollView, can_focus=True):
         top = int(self.scroll_offset.y)
         return self._line_strip(top + y, self.reading or self.has_focus, self._thumb(y, top))
 
-    def _thumb(self, y: int, top: int) -> bool:
+    def _thumb(self, y: int, top: int, total: int | None = None) -> bool:
         """Whether screen line ``y`` shows the scroll bar's thumb (none when everything fits)."""
-        height, total = max(self.size.height, 1), len(self._lines)
+        height, total = max(self.size.height, 1), len(self._lines) if total is None else total
         if total <= height:
             return False
         size = max(1, round(height * height / total))
@@ -583,17 +694,20 @@ class ThreadView(ScrollView, can_focus=True):
         key = (index, base, width, thumb)
         strip = self._painted.get(key)
         if strip is None:
-            bar = Segment(" ", base + self._bar_style(thumb))
-            if index >= len(self._lines):
-                strip = Strip([Segment(" " * max(width - 1, 0), base), bar], width)
-            else:
-                margin = Segment(" ")
-                line = Strip([margin, *self._lines[index], margin], self._wrapped_at + 2)
-                if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
-                    line = line.adjust_cell_length(max(width - 1, 0))
-                strip = Strip([*Segment.apply_style(line, base), bar], width)
-            self._painted[key] = strip
+            strip = self._painted[key] = self._paint(self._lines, self._wrapped_at, index, base, width, thumb)
         return strip
+
+    def _paint(self, lines: list[Strip], wrapped_at: int, index: int, base: Style, width: int, thumb: bool) -> Strip:
+        """Line ``index`` of ``lines`` (wrapped to ``wrapped_at``) as painted: margins, the
+        highlight's ``base`` style and the scroll bar's cell, ``width`` cells in all."""
+        bar = Segment(" ", base + self._bar_style(thumb))
+        if index >= len(lines):
+            return Strip([Segment(" " * max(width - 1, 0), base), bar], width)
+        margin = Segment(" ")
+        line = Strip([margin, *lines[index], margin], wrapped_at + 2)
+        if line.cell_length != width - 1:  # wrapped for another width (a resize on its way)
+            line = line.adjust_cell_length(max(width - 1, 0))
+        return Strip([*Segment.apply_style(line, base), bar], width)
 
     def _prepaint(self) -> None:
         """While idle, render the visible lines in the other highlight too, so enter and escape
@@ -613,6 +727,10 @@ class ThreadView(ScrollView, can_focus=True):
         flattened to one line each (a multi-line name must not fill the pane); bodies keep lines."""
         if thread is None:
             return [Text("This conversation is no longer in the cache.", style="dim italic")]
+        return list(self._render_steps(thread))
+
+    def _render_steps(self, thread: Thread) -> Iterator[Text]:
+        """``render_parts``, a part at a time (wrapping ahead renders a long thread in slices)."""
         c = thread.conversation
         now = self.clock()
         out = Text(no_wrap=False, overflow="fold")
@@ -690,14 +808,13 @@ class ThreadView(ScrollView, can_focus=True):
 
         messages = thread.messages
         add_actions(out, messages[0].created_at if messages else None)
-        parts = [out]
         self._countdowns = False
+        yield out
         for index, m in enumerate(messages):
             part = Text("\n")
             part.append_text(self.render_message(m, now, selected=index == self.selected))
             add_actions(part, messages[index + 1].created_at if index + 1 < len(messages) else None)
-            parts.append(part)
-        return parts
+            yield part
 
     def render_action(self, a: ActionView, now: float) -> Text:
         """One outbox action: what it does, where it stands (the label says it without colour)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from typing import Any
 
 from rich.text import Text
@@ -12,7 +13,7 @@ from rich.text import Text
 from replydesk.storage.db import Database
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.inbox import PAGE
-from replydesk.tui.pacing import EVERY, QUIET_FOR, GcPacer
+from replydesk.tui.pacing import EVERY, FROZEN_LIMIT, QUIET_FOR, GcPacer
 from tui_support import fixed_clock, settle
 
 SIZE = (120, 36)
@@ -144,6 +145,66 @@ def test_full_collections_wait_for_a_quiet_moment() -> None:
         assert pacer.tick() and pacer.collections == 2
     finally:
         gc.unfreeze()
+
+
+def test_what_survives_a_second_is_frozen_so_full_collections_stay_short() -> None:
+    """At 10M messages, reading ahead left 40-70k objects a full collection walked (30-65 ms of a
+    key's step, three times in thirty keys): each tick freezes what lives on, so the oldest
+    generation holds only what the last second made."""
+    now = [1000.0]
+    pacer = GcPacer(clock=lambda: now[0])
+    try:
+        pacer.started()
+        pacer.input()  # typing: no full collection now
+        kept = [[n] for n in range(20_000)]  # what reading ahead keeps (tracked objects)
+        gc.collect(1)  # they survived the young collections that ran meanwhile
+        frozen = gc.get_freeze_count()
+        now[0] += 1
+        assert not pacer.tick()
+        assert gc.get_freeze_count() >= frozen + len(kept)  # out of the collector's walk...
+        assert len(gc.get_objects(generation=2)) < 1_000  # ...so a full collection has little to walk
+        kept.clear()
+        node = _Node()  # one that lives past a tick is frozen, and once it dies...
+        ref = weakref.ref(node)
+        now[0] += 1
+        pacer.tick()
+        del node
+        now[0] += 1
+        pacer.tick()
+        assert ref() is not None  # ...it waits for the next quiet full collection
+        now[0] += EVERY + QUIET_FOR
+        assert pacer.tick() and ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_much_frozen_brings_the_full_collection_forward() -> None:
+    """Freezing each second keeps what dies later (a strip painted) until a full collection: one
+    comes at the first quiet moment once many were frozen, not only every few minutes."""
+    now = [1000.0]
+    pacer = GcPacer(clock=lambda: now[0])
+    try:
+        pacer.started()
+        painted = [_Node() for _ in range(FROZEN_LIMIT + 1000)]  # each a cycle, as a strip is
+        gc.collect(1)
+        now[0] += 1
+        pacer.input()
+        assert not pacer.tick()  # frozen now; a key was just pressed
+        one = weakref.ref(painted[0])
+        del painted  # dropped, but frozen: nothing frees them yet
+        assert one() is not None
+        now[0] += QUIET_FOR
+        assert pacer.tick() and pacer.collections == 1  # long before EVERY
+        assert one() is None
+    finally:
+        gc.unfreeze()
+
+
+class _Node:
+    """An object in a cycle (it refers to itself): only a collection frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
 
 
 def test_wrapped_message_keeps_its_gutter() -> None:

@@ -12,13 +12,15 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.screen import Screen
 
-from replydesk.storage import queries
+from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.storage import ingest, queries
 from replydesk.storage.queries import InboxFilter
+from replydesk.tui import thread as thread_module
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.main_screen import MainScreen
 from replydesk.tui.sla_pane import SlaPane
 from replydesk.tui.thread import ThreadView
-from tui_support import fixed_clock, settle
+from tui_support import FIXED, fixed_clock, settle
 
 SIZE = (120, 36)
 
@@ -152,3 +154,120 @@ async def test_the_thread_shows_its_position_in_the_last_column(workspace) -> No
         width = view.scrollable_content_region.width
         assert all(view.render_line(y).cell_length == width for y in range(view.size.height))
         assert "line 299" in view.render_line(view.size.height - 1).text  # the text is not under the bar
+
+
+def _long_message(db: Any, conv_id: str, lines: int) -> None:
+    """A customer pastes a long log into ``conv_id`` (the sync engine's write)."""
+    conv = queries.get_row(db, conv_id)
+    who = Contact(native_id="paste", name=conv.customer or "x", handle=conv.handle or "@x")
+    body = "\n".join(f"log line {n}: the printer says E{n:04d} and stops" for n in range(lines))
+    ingest.ingest(db, "demo", [FetchResult([IncomingMessage(
+        "paste-1", conv_id.split(":", 1)[1], conv.platform, conv.kind, who, body, FIXED - 1,
+    )], None, "test")])
+
+
+def _plain(lines: list[Any]) -> list[str]:
+    return [line.text for line in lines]
+
+
+async def test_a_long_transcript_is_wrapped_ahead_in_slices_a_key_can_come_between(workspace, db, monkeypatch) -> None:  # noqa: ANN001
+    """A transcript wrapped ahead in one step of the event loop held a key behind it (50-90 ms for
+    a long one at 10M conversations): it is wrapped a bounded slice at a time, resumed where it
+    stopped, and comes out as the transcript the key would have wrapped itself."""
+    target = queries.inbox_page(db, InboxFilter(), 0, 3)[1].id
+    _long_message(db, target, 120)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = app.thread_view
+        read = app.store.threads.get(target)
+        assert read is not None and read.thread is not None  # read ahead
+        monkeypatch.setattr(ThreadView, "SLICE", 0.0)  # each slice: one step (a message, a source line)
+        steps: list[int] = []  # source lines wrapped in each step of the event loop
+        original_one, original_line = ThreadView._prepare_one, thread_module.wrap_line
+
+        def prepare_one(self: ThreadView) -> None:
+            steps.append(0)
+            original_one(self)
+
+        def wrap_line(*args: Any) -> Any:
+            steps[-1] += 1
+            return original_line(*args)
+
+        monkeypatch.setattr(ThreadView, "_prepare_one", prepare_one)
+        monkeypatch.setattr(thread_module, "wrap_line", wrap_line)
+        view._prepared.clear()
+        view._prepare_soon([target])
+        for _ in range(2000):  # a bound, not a duration: each round lets one slice run
+            if view._prepared.get(target) is not None:
+                break
+            await pilot.pause(0.001)
+        prepared = view._prepared.get(target)
+        assert prepared is not None
+        assert max(steps) == 1 and sum(steps) > 120  # each source line in a step of its own
+        view.unfolded, view.selected, view.presence = False, None, ()
+        direct = view._wrapped_for_pane(view.render_parts(read.thread))
+        assert _plain(prepared.lines) == _plain(direct[0]) and prepared.part_lines == direct[1]
+        assert any("log line 119" in line for line in _plain(prepared.lines))
+
+
+async def test_showing_a_transcript_half_wrapped_ahead_finishes_it(workspace, db, monkeypatch) -> None:  # noqa: ANN001
+    """The key lands on the conversation being wrapped ahead: the slices done are kept, the rest
+    is wrapped in the key's step, and the pane shows the whole transcript."""
+    target = queries.inbox_page(db, InboxFilter(), 0, 3)[1].id
+    _long_message(db, target, 120)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = app.thread_view
+        monkeypatch.setattr(ThreadView, "SLICE", 0.0)
+        monkeypatch.setattr(ThreadView, "GAP", 60.0)  # no second slice before the key
+        view._prepared.clear()
+        view._job, view._to_prepare = None, [target]
+        view._prepare_one()  # the first slice (the header rendered); the next would come after the key
+        job = view._job
+        assert job is not None and job.conv_id == target and view._prepared.get(target) is None  # half done
+        rendered: list[str] = []
+        original = view.render_parts
+
+        def render_parts(thread: Any) -> list[Text]:
+            rendered.append(thread.conversation.id if thread else "")
+            return original(thread)
+
+        view.render_parts = render_parts  # type: ignore[method-assign]
+        app.inbox.move_to(queries.position_of(db, app.inbox.filter, target))  # what the key does
+        assert view.thread is not None and view.thread.conversation.id == target
+        assert rendered == [] and view._job is None  # finished from where it stopped, not rendered again
+        assert "log line 119" in "\n".join(_plain(view._lines))
+        assert _plain(view._lines) == _plain(view._wrapped_for_pane(original(view.thread))[0])
+
+
+async def test_the_screenful_a_conversation_opens_on_is_painted_ahead(workspace, db) -> None:  # noqa: ANN001
+    """The frame that shows a conversation wrapped ahead builds none of the thread pane's lines
+    (they were painted while idle, 10-13 KB of output in that frame), and they are the lines a
+    paint of its own would have made."""
+    rows = queries.inbox_page(db, InboxFilter(), 0, 4)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = app.thread_view
+        assert view._prepared.get(rows[1].id) is not None  # wrapped ahead
+        painted: list[int] = []
+        original = view._paint
+
+        def paint(lines: Any, wrapped_at: int, index: int, base: Any, *args: Any) -> Any:
+            # The shown one's, as the frame paints it (not those wrapped ahead meanwhile, nor the
+            # other highlight painted while idle for enter).
+            if lines is view._lines and base == view._base(view.reading or view.has_focus):
+                painted.append(index)
+            return original(lines, wrapped_at, index, base, *args)
+
+        view._paint = paint  # type: ignore[method-assign]
+        await pilot.press("j")
+        assert view.thread is not None and view.thread.conversation.id == rows[1].id
+        screen = [view.render_line(y) for y in range(view.size.height)]  # what the frame painted
+        assert painted == []
+        view._painted.clear()
+        fresh = [view.render_line(y) for y in range(view.size.height)]
+        assert len(painted) == view.size.height  # (now each line was painted on its own)
+        assert [list(s) for s in screen] == [list(s) for s in fresh]
