@@ -145,3 +145,18 @@ def test_a_batch_cannot_write_as_another_agent_and_takes_messages_only(pg_server
                          (Jsonb([{"kind": "tag", "conversation": "demo:mine", "add": ["x"]}]),))
     with team.admin() as admin:
         assert admin.execute("SELECT count(*) FROM replydesk.messages WHERE id LIKE 'demo:x:%'").fetchone() == (0,)
+
+
+def test_a_team_whose_functions_predate_the_batch_takes_the_push_one_by_one(pg_server: Any) -> None:
+    """An engine upgraded before the owner re-ran ``team init``: the push still goes through."""
+    team = prepare(pg_server)
+    with team.admin() as admin:
+        admin.execute("DROP FUNCTION replydesk.submit_messages(jsonb)")
+    with connect(team, "engine-a") as conn:
+        got = team_db.submit_many(conn, mixed())
+        again = team_db.submit_many(conn, [message("late:1", "demo:late", "demo:late:m1"),
+                                           message("late:2", "demo:late", "demo:late:m2")])
+    assert [o["ok"] for o in got].count(False) == 1 and all(o["ok"] for o in again)
+    with team.admin() as admin:
+        assert admin.execute("SELECT count(*) FROM replydesk.messages WHERE conversation_id = 'demo:late'"
+                             ).fetchone() == (2,)
