@@ -266,16 +266,69 @@ class TeamEvent:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+#: A run of at least this many message commands goes to the team as one ``submit_messages`` call.
+MESSAGE_RUN = 2
+_ONE = "SELECT replydesk.submit(%s::jsonb)"
+_MESSAGES = "SELECT replydesk.submit_messages(%s::jsonb)"
+
+
+def _runs(commands: Sequence[dict[str, Any]], batched: bool) -> list[tuple[bool, list[dict[str, Any]]]]:
+    """Consecutive message commands as one run (True), everything else in runs of its own (False)."""
+    runs: list[tuple[bool, list[dict[str, Any]]]] = []
+    for command in commands:
+        is_message = batched and command.get("kind") == "message"
+        if runs and runs[-1][0] == is_message:
+            runs[-1][1].append(command)
+        else:
+            runs.append((is_message, [command]))
+    out: list[tuple[bool, list[dict[str, Any]]]] = []
+    for is_message, run in runs:  # a lone message is cheaper through ``submit``
+        short = is_message and len(run) < MESSAGE_RUN
+        if out and (short or not is_message) and not out[-1][0]:
+            out[-1][1].extend(run)
+        else:
+            out.append((is_message and not short, run))
+    return out
+
+
 def submit_many(conn: psycopg.Connection, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Apply ``commands`` in one transaction, in order; one outcome each ({ok, seq} or {ok: False, reason})."""
+    """Apply ``commands`` in one transaction, in order; one outcome each ({ok, seq} or {ok: False, reason}).
+
+    Why runs of messages go as one call: an engine's fetch is mostly messages, and the set-based
+    ``submit_messages`` stores a run of them with one statement per table where ``submit`` runs a
+    dozen per message (the team engine's ingest would otherwise be a fraction of a solo one's). A
+    database whose functions predate it (``team init`` not re-run) gets every command one by one."""
     if not commands:
         return []
-    out: list[dict[str, Any]] = []
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany("SELECT replydesk.submit(%s::jsonb)", [(json.dumps(c),) for c in commands],
-                        returning=True)
-        for _ in cur.results():
-            out.append(cur.fetchone()[0])
+    batched = not getattr(conn, "_replydesk_no_batch", False)
+    try:
+        return _submit_runs(conn, _runs(commands, batched))
+    except psycopg.errors.UndefinedFunction:
+        if not batched:
+            raise
+        conn._replydesk_no_batch = True  # type: ignore[attr-defined]
+        return _submit_runs(conn, _runs(commands, False))
+
+
+def _submit_runs(conn: psycopg.Connection, runs: list[tuple[bool, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    pending: list[tuple[bool, psycopg.Cursor[Any]]] = []
+    with conn.transaction():
+        with conn.pipeline():
+            for is_messages, run in runs:
+                cur = conn.cursor()
+                if is_messages:
+                    cur.execute(_MESSAGES, (json.dumps(run),))
+                else:
+                    cur.executemany(_ONE, [(json.dumps(c),) for c in run], returning=True)
+                pending.append((is_messages, cur))
+        out: list[dict[str, Any]] = []
+        for is_messages, cur in pending:
+            if is_messages:
+                out.extend(cur.fetchone()[0])
+            else:
+                for _ in cur.results():
+                    out.append(cur.fetchone()[0])
+            cur.close()
     return out
 
 

@@ -542,6 +542,174 @@ FUNCTIONS: list[str] = [
          PERFORM replydesk._log(me.name, 'account', NULL, cmd, '{}', s);
          RETURN jsonb_build_object('ok', true, 'seq', s);
        END $$""",
+    # A run of message commands in one call, set-based: what ``submit`` does for each (the session's
+    # agent, a command id seen before is a repeat, a message stored once by id, an inbound one from a
+    # person reopens its conversation, round-robin for a fresh conversation), with the same events and
+    # state, but one statement per table instead of a dozen per message, and one NOTIFY. Why it keeps
+    # the per-message seqs: a replica applies the log as it is, so message i's event carries the state
+    # message i left (its own version), and a round-robin event follows its conversation's first message.
+    # Round-robin picks count open conversations before the batch's reopenings (a fresh conversation
+    # picked earlier in the batch counts).
+    f"""CREATE OR REPLACE FUNCTION replydesk.submit_messages(cmds jsonb) RETURNS jsonb
+       LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+       DECLARE
+         me replydesk.agents%ROWTYPE; bad text; fresh text[];
+         v_ord bigint[]; v_verdict text[]; v_cid text[]; v_created double precision[];
+         a_ord bigint[]; a_seq bigint[]; a_cid text[]; a_created double precision[]; a_inbound boolean[];
+         a_pf integer[]; a_result jsonb[];
+         rr boolean; cap_ integer; f record; pick text; picks jsonb := '{{}}'; n bigint; s0 bigint; out_ jsonb;
+       BEGIN
+         {_ME}
+         IF jsonb_typeof(cmds) IS DISTINCT FROM 'array' OR EXISTS (
+             SELECT 1 FROM jsonb_array_elements(cmds) c WHERE jsonb_typeof(c) <> 'object' OR c->>'kind' IS DISTINCT FROM 'message') THEN
+           RAISE EXCEPTION 'submit_messages takes an array of message commands' USING ERRCODE = '22023';
+         END IF;
+         SELECT c->>'agent' INTO bad FROM jsonb_array_elements(cmds) c
+          WHERE c ? 'agent' AND (c->>'agent') IS DISTINCT FROM me.name LIMIT 1;
+         IF FOUND THEN
+           RAISE EXCEPTION 'signed in as agent %: an event cannot be written as %', me.name, bad USING ERRCODE = '42501';
+         END IF;
+         {_LOCK}
+         -- What becomes of each command, in the batch's order: a command id seen before, invalid, a
+         -- message stored before or earlier in the batch, the same command id again, or new.
+         -- (MATERIALIZED, and the look-ups as LATERAL probes: the planner would otherwise hash the
+         -- whole log once per reference to them, a cost that grows with the log.)
+         WITH c AS MATERIALIZED (
+           SELECT t.ord, t.cmd, t.cmd->>'id' AS cmd_id, t.cmd->'message'->>'id' AS mid, t.cmd->>'conversation' AS cid,
+                  coalesce(e.seen, false) AS seen, coalesce(x.stored, false) AS stored
+             FROM jsonb_array_elements(cmds) WITH ORDINALITY t(cmd, ord)
+             LEFT JOIN LATERAL (SELECT true AS seen FROM replydesk.events e
+                                 WHERE e.command_id = t.cmd->>'id' LIMIT 1) e ON true
+             LEFT JOIN LATERAL (SELECT true AS stored FROM replydesk.messages x
+                                 WHERE x.id = t.cmd->'message'->>'id' LIMIT 1) x ON true),
+         v AS (
+           SELECT c.*, CASE WHEN c.seen THEN NULL ELSE (c.cmd->'message'->>'created_at')::double precision END AS created
+             FROM c),
+         w AS MATERIALIZED (
+           SELECT v.*, CASE WHEN v.seen THEN 'repeat'
+                  WHEN v.mid IS NULL OR v.cid IS NULL OR v.created IS NULL OR v.cmd->'thread'->>'account' IS NULL
+                    THEN 'invalid'
+                  WHEN v.stored THEN 'duplicate'
+                  ELSE 'new' END AS verdict FROM v),
+         d1 AS (
+           SELECT w.*, CASE WHEN w.verdict = 'new'
+                                 AND row_number() OVER (PARTITION BY w.verdict = 'new', w.mid ORDER BY w.ord) > 1
+                            THEN 'duplicate' ELSE w.verdict END AS v1 FROM w),
+         d2 AS (
+           SELECT d1.*, CASE WHEN d1.v1 = 'new' AND d1.cmd_id IS NOT NULL
+                                  AND row_number() OVER (PARTITION BY d1.v1 = 'new', d1.cmd_id ORDER BY d1.ord) > 1
+                             THEN 'repeat' ELSE d1.v1 END AS verdict2 FROM d1)
+         SELECT array_agg(ord ORDER BY ord), array_agg(verdict2 ORDER BY ord), array_agg(cid ORDER BY ord),
+                array_agg(created ORDER BY ord)
+           INTO v_ord, v_verdict, v_cid, v_created FROM d2;
+         -- The batch's fresh conversations (their version is set below, with the seqs).
+         WITH r AS (
+           SELECT r.*, cmds->(r.ord::integer - 1) AS cmd
+             FROM unnest(v_ord, v_verdict, v_cid, v_created) AS r(ord, verdict, cid, created) WHERE r.verdict = 'new'),
+         ins AS (
+           INSERT INTO replydesk.conversations(id, account, platform, kind, created_at, last_message_at, version)
+           SELECT DISTINCT ON (r.cid) r.cid, r.cmd->'thread'->>'account', r.cmd->'thread'->>'platform',
+                  r.cmd->'thread'->>'kind', min(r.created) OVER (PARTITION BY r.cid),
+                  max(r.created) OVER (PARTITION BY r.cid), 0
+             FROM r WHERE NOT EXISTS (SELECT 1 FROM replydesk.conversations x WHERE x.id = r.cid)
+            ORDER BY r.cid, r.ord
+           RETURNING id)
+         SELECT coalesce(array_agg(id), '{{}}') INTO fresh FROM ins;
+         -- Round-robin, in the order the fresh conversations came.
+         SELECT (value #>> '{{}}')::boolean INTO rr FROM replydesk.settings WHERE key = 'round_robin';
+         IF coalesce(rr, false) AND cardinality(fresh) > 0 THEN
+           SELECT (value #>> '{{}}')::integer INTO cap_ FROM replydesk.settings WHERE key = 'cap';
+           FOR f IN SELECT r.cid FROM unnest(v_ord, v_verdict, v_cid) AS r(ord, verdict, cid)
+                     WHERE r.verdict = 'new' AND r.cid = ANY(fresh) GROUP BY r.cid ORDER BY min(r.ord) LOOP
+             pick := NULL;
+             SELECT a.name INTO pick FROM replydesk.agents a
+               JOIN replydesk.presence p ON p.agent = a.name AND p.expires_at > now()
+               CROSS JOIN LATERAL (SELECT count(*) AS n FROM replydesk.conversations x
+                                   WHERE x.assignee = a.name AND x.status IN ('open', 'pending')) open_
+              WHERE a.kind = 'agent' AND a.round_robin AND open_.n < coalesce(a.cap, cap_, 10)
+              ORDER BY open_.n, a.last_assigned_at NULLS FIRST, a.name LIMIT 1;
+             EXIT WHEN pick IS NULL;  -- counts only grow within the batch: nobody later either
+             UPDATE replydesk.conversations SET assignee = pick WHERE id = f.cid;
+             UPDATE replydesk.agents SET last_assigned_at = clock_timestamp() WHERE name = pick;
+             picks := picks || jsonb_build_object(f.cid, pick);
+           END LOOP;
+         END IF;
+         -- Seqs in the batch's order (a picked conversation's assignment right after its first
+         -- message), taken at once: the log lock is held, so they are consecutive.
+         SELECT count(*) + (SELECT count(*) FROM jsonb_object_keys(picks)) INTO n
+           FROM unnest(v_verdict) AS r(verdict) WHERE r.verdict = 'new';
+         IF n > 0 THEN
+           s0 := nextval('replydesk.event_seq');
+           IF n > 1 THEN PERFORM setval('replydesk.event_seq', s0 + n - 1); END IF;
+           WITH r AS (
+             SELECT r.*, (m->>'direction') = 'in' AND coalesce(m->>'automatic', '') = '' AS inbound,
+                    CASE WHEN picks ? r.cid AND r.ord = min(r.ord) OVER (PARTITION BY r.cid) THEN 1 ELSE 0 END AS pf
+               FROM unnest(v_ord, v_verdict, v_cid, v_created) AS r(ord, verdict, cid, created)
+               CROSS JOIN LATERAL (SELECT cmds->(r.ord::integer - 1)->'message' AS m) mm
+              WHERE r.verdict = 'new'),
+           q AS (
+             SELECT r.*, s0 + row_number() OVER (ORDER BY r.ord) - 1
+                         + coalesce(sum(r.pf) OVER (ORDER BY r.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                           AS seq,
+                    bool_or(r.inbound) OVER (PARTITION BY r.cid ORDER BY r.ord ROWS UNBOUNDED PRECEDING) AS reopened
+               FROM r)
+           SELECT array_agg(q.ord ORDER BY q.ord), array_agg(q.seq ORDER BY q.ord), array_agg(q.cid ORDER BY q.ord),
+                  array_agg(q.created ORDER BY q.ord), array_agg(q.inbound ORDER BY q.ord),
+                  array_agg(q.pf ORDER BY q.ord),
+                  array_agg(jsonb_build_object(
+                      'status', CASE WHEN q.reopened THEN 'open' ELSE x.status END,
+                      'snoozed_until', CASE WHEN q.reopened THEN NULL ELSE x.snoozed_until END,
+                      'assignee', CASE WHEN q.pf = 1 THEN NULL ELSE x.assignee END,
+                      'priority', x.priority, 'escalated', x.escalated, 'escalation_target', x.escalation_target,
+                      'tags', to_jsonb(x.tags), 'version', q.seq) ORDER BY q.ord)
+             INTO a_ord, a_seq, a_cid, a_created, a_inbound, a_pf, a_result
+             FROM q JOIN replydesk.conversations x ON x.id = q.cid;
+           UPDATE replydesk.conversations x SET
+             last_message_at = greatest(x.last_message_at, a.last_at), created_at = least(x.created_at, a.first_at),
+             status_seq = CASE WHEN a.first_in IS NOT NULL AND x.status <> 'open' THEN a.first_in ELSE x.status_seq END,
+             status_by = CASE WHEN a.first_in IS NOT NULL AND x.status <> 'open' THEN 'customer' ELSE x.status_by END,
+             status = CASE WHEN a.first_in IS NOT NULL THEN 'open' ELSE x.status END,
+             snoozed_until = CASE WHEN a.first_in IS NOT NULL THEN NULL ELSE x.snoozed_until END,
+             assignee_seq = coalesce(a.rr_seq, x.assignee_seq),
+             assignee_by = CASE WHEN a.rr_seq IS NOT NULL THEN 'round-robin' ELSE x.assignee_by END,
+             version = greatest(a.last_seq, a.rr_seq)
+           FROM (SELECT r.cid, max(r.created) AS last_at, min(r.created) AS first_at,
+                        min(r.seq) FILTER (WHERE r.inbound) AS first_in, max(r.seq) AS last_seq,
+                        max(r.seq + 1) FILTER (WHERE r.pf = 1) AS rr_seq
+                   FROM unnest(a_cid, a_seq, a_created, a_inbound, a_pf) AS r(cid, seq, created, inbound, pf)
+                  GROUP BY r.cid) a
+          WHERE x.id = a.cid;
+           INSERT INTO replydesk.messages(id, conversation_id, direction, author, text, created_at, state, error,
+                                          private, automatic, seq)
+           SELECT m->>'id', r.cid, m->>'direction', coalesce(m->>'author', ''), coalesce(m->>'text', ''), r.created,
+                  coalesce(m->>'state', 'received'), m->>'error', coalesce((m->>'private')::boolean, false),
+                  nullif(m->>'automatic', ''), r.seq
+             FROM unnest(a_ord, a_cid, a_seq, a_created) AS r(ord, cid, seq, created)
+             CROSS JOIN LATERAL (SELECT cmds->(r.ord::integer - 1)->'message' AS m) mm;
+           INSERT INTO replydesk.events(seq, at, agent, kind, conversation_id, command_id, data, result)
+           SELECT r.seq, coalesce((cmd->>'at')::double precision, extract(epoch FROM clock_timestamp())), me.name,
+                  'message', r.cid, cmd->>'id', cmd - 'id' - 'agent' - 'base', r.result
+             FROM unnest(a_ord, a_cid, a_seq, a_result) AS r(ord, cid, seq, result)
+             CROSS JOIN LATERAL (SELECT cmds->(r.ord::integer - 1) AS cmd) cc
+           UNION ALL
+           SELECT r.seq + 1, extract(epoch FROM clock_timestamp()), 'round-robin', 'set', r.cid, NULL,
+                  jsonb_build_object('fields', jsonb_build_object('assignee', picks->>r.cid)),
+                  r.result || jsonb_build_object('assignee', picks->>r.cid, 'version', r.seq + 1)
+             FROM unnest(a_cid, a_seq, a_result, a_pf) AS r(cid, seq, result, pf)
+            WHERE r.pf = 1;
+           PERFORM pg_notify('{EVENTS_CHANNEL}', '');
+         END IF;
+         SELECT jsonb_agg(CASE v.verdict
+                  WHEN 'repeat' THEN jsonb_build_object('ok', true, 'repeat', true)
+                  WHEN 'duplicate' THEN jsonb_build_object('ok', true, 'duplicate', true)
+                  WHEN 'invalid' THEN replydesk._reject('invalid',
+                                        'a message needs an id, a conversation, an account and a time')
+                  ELSE jsonb_build_object('ok', true, 'seq', a.seq) END ORDER BY v.ord)
+           INTO out_
+           FROM unnest(v_ord, v_verdict) AS v(ord, verdict)
+           LEFT JOIN unnest(a_ord, a_seq) AS a(ord, seq) ON a.ord = v.ord;
+         RETURN coalesce(out_, '[]');
+       END $$""",
     # The one door agents and engines write through.
     f"""CREATE OR REPLACE FUNCTION replydesk.submit(cmd jsonb) RETURNS jsonb
        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -680,7 +848,7 @@ GRANTS: list[str] = [
     "REVOKE ALL ON ALL TABLES IN SCHEMA replydesk FROM PUBLIC",
     "GRANT SELECT ON ALL TABLES IN SCHEMA replydesk TO {agents}, {engines}",
     "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA replydesk FROM PUBLIC",
-    "GRANT EXECUTE ON FUNCTION replydesk.submit(jsonb), replydesk.heartbeat(text, text, double precision), "
+    "GRANT EXECUTE ON FUNCTION replydesk.submit(jsonb), replydesk.submit_messages(jsonb), replydesk.heartbeat(text, text, double precision), "
     "replydesk.leave() TO {agents}, {engines}",
     "GRANT EXECUTE ON FUNCTION replydesk.claim(text, integer, text), replydesk.lead(text), replydesk.renew(text[]), "
     "replydesk.set_account_status(text, text, text, double precision, double precision) TO {engines}",
