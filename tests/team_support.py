@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,19 @@ class TeamProcesses:
         for name in (*engines, *agents):
             team.add(name, engine=name in engines)
             team.join(self.dir(name), name, config=self.config if name in engines else None)
+
+    @classmethod
+    def serving(cls, pg_server: Any, root: Path, monkeypatch: Any) -> Iterator[Any]:
+        """The body of a test fixture: a fresh team with this class's processes on it, its
+        credentials in the environment, everything stopped afterwards (``yield from`` it)."""
+        team = Team.create(pg_server)
+        processes = cls(team, root)
+        for key, value in team.env().items():
+            monkeypatch.setenv(key, value)
+        try:
+            yield processes
+        finally:
+            processes.stop_all()
 
     def dir(self, name: str) -> Path:
         return self.root / name

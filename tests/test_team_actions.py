@@ -244,14 +244,7 @@ class Cluster(TeamProcesses):
 
 @pytest.fixture
 def cluster(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    team = Team.create(pg_server)
-    c = Cluster(team, tmp_path)
-    for key, value in team.env().items():
-        monkeypatch.setenv(key, value)
-    try:
-        yield c
-    finally:
-        c.stop_all()
+    yield from Cluster.serving(pg_server, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow

@@ -91,14 +91,7 @@ def settled(cluster: Cluster) -> bool | str:
 
 @pytest.fixture
 def cluster(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    team = Team.create(pg_server)
-    c = Cluster(team, tmp_path)
-    for key, value in team.env().items():
-        monkeypatch.setenv(key, value)
-    try:
-        yield c
-    finally:
-        c.stop_all()
+    yield from Cluster.serving(pg_server, tmp_path, monkeypatch)
 
 
 def test_two_engines_and_an_agent_acknowledge_each_conversation_exactly_once(cluster: Cluster) -> None:
