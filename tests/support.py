@@ -97,3 +97,42 @@ def fill_disk(disk: Path) -> Path:
         os.close(fd)
     assert os.statvfs(disk).f_bavail == 0
     return filler
+
+
+_HOLD_WRITE_LOCK = (
+    "import sqlite3, sys\n"
+    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "c.execute('BEGIN IMMEDIATE')\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "c.execute('ROLLBACK')\n"
+)
+
+
+class OutsideWriteLock:
+    """Another process holding a workspace's write lock (``BEGIN IMMEDIATE``) from when it is made
+    (it returns once the lock is held) until ``release`` or the end of its ``with`` block."""
+
+    def __init__(self, db_path: Path) -> None:
+        import sys
+
+        self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_WRITE_LOCK, str(db_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert self._proc.stdout is not None and self._proc.stdout.readline() == "held\n"
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            proc.communicate("release\n", timeout=30)
+
+    def __enter__(self) -> OutsideWriteLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+

@@ -9,8 +9,6 @@ ends on its condition (with a generous cap for a loaded machine), never on a dur
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,18 +19,10 @@ from replydesk.config import Config, SyncSettings, demo_config
 from replydesk.storage import accounts, doctor, outbox, queries, slastate
 from replydesk.storage.lock import EngineLock
 from replydesk.workspace import EngineThread, Workspace
-from support import Clock, fill_disk, make_workspace, own_tmpfs, sync_once
+from support import Clock, OutsideWriteLock, fill_disk, make_workspace, own_tmpfs, sync_once
 
 CAP = 90.0  # seconds: only a broken engine (or a very loaded machine) gets near it
 
-HOLD_LOCK = (
-    "import sqlite3, sys\n"
-    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    "c.execute('BEGIN IMMEDIATE')\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.readline()\n"
-    "c.execute('ROLLBACK')\n"
-)
 
 
 def wait_until(condition: Callable[[], object], what: str, cap: float = CAP) -> object:
@@ -86,10 +76,7 @@ def test_a_write_lock_held_from_outside_stalls_the_engine_and_it_resumes_by_itse
     ws = make_workspace(tmp_path / "ws", clock, config=quick_config())
     sync_once(ws, clock)
     key = queue(ws)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ws.data_dir / "replydesk.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with OutsideWriteLock(ws.data_dir / "replydesk.db"):
         engine = EngineThread(ws)
         assert engine.start()
         engine_thread.append(engine)
@@ -103,8 +90,6 @@ def test_a_write_lock_held_from_outside_stalls_the_engine_and_it_resumes_by_itse
         assert not found["ok"]
         assert any("stalled: database is locked by another process since" in f for f in found["findings"])
         assert state_of(ws, key) == "queued"  # nothing left while the database could not record it
-    finally:
-        holder.communicate("release\n", timeout=30)
     wait_until(lambda: state_of(ws, key) == "sent", "the queued reply to leave once the lock was released")
     wait_until(lambda: engine.health() == {"state": "running"}, "the stall to clear")
     assert EngineLock(ws.data_dir).holder_note() == {"state": "running"}
@@ -244,16 +229,11 @@ def test_pushed_bodies_waiting_through_a_stall_are_taken_in_when_it_ends(
     finally:
         db.close()
     key = queue(ws)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(ws.data_dir / "replydesk.db")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with OutsideWriteLock(ws.data_dir / "replydesk.db"):
         engine = EngineThread(ws)
         assert engine.start()
         engine_thread.append(engine)
         wait_until(lambda: engine.health().get("state") == "stalled", "the engine to say it is stalled")
-    finally:
-        holder.communicate("release\n", timeout=30)
 
     def taken_in() -> bool:
         db = ws.open_db()

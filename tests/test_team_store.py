@@ -31,6 +31,7 @@ from replydesk.storage import (
 )
 from replydesk.storage.db import open_database
 from replydesk.team import TeamSync
+from support import OutsideWriteLock
 from team_support import (
     Team,
     cache_state,
@@ -439,14 +440,6 @@ def test_join_keeps_the_password_in_the_keyring_and_the_engine_reads_it_there(
     assert sync(where).cursor == sync(joined["ana"]).head  # the local engine connects with the stored one
 
 
-HOLD_LOCK = (
-    "import sqlite3, sys\n"
-    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    "c.execute('BEGIN IMMEDIATE')\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.readline()\n"
-    "c.execute('ROLLBACK')\n"
-)
 
 
 def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(team: Team,
@@ -454,7 +447,6 @@ def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(te
     """The agent's local engine (push, pull, presence) is supervised like the solo engine's tasks: a
     cache locked by another process past its timeout is a stall in ``health()`` and the lease's note
     (the team is not "offline"), and what the team sent meanwhile arrives once the lock is gone."""
-    import subprocess
 
     from replydesk.config import Config, SyncSettings
     from replydesk.storage.lock import EngineLock
@@ -467,9 +459,7 @@ def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(te
     try:
         assert engine.start()
         wait_for(lambda: engine._engine is not None and engine._engine.connected.is_set(), "ben's link to connect")
-        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(joined["ben"] / "replydesk.db")],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        holder = OutsideWriteLock(joined["ben"] / "replydesk.db")
         ana = open_database(joined["ana"])
         try:
             actions.tag(ana, [c1], ["vip"], actor="ana")
@@ -479,8 +469,7 @@ def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(te
         wait_for(lambda: engine.health().get("state") == "stalled", "ben's link to say it is stalled")
         assert engine.health()["reason"] == "database is locked by another process"
         assert EngineLock(joined["ben"]).holder_note()["state"] == "stalled"
-        holder.communicate("release\n", timeout=30)
-        holder = None
+        holder.release()
 
         def tagged() -> bool:
             ben = open_database(joined["ben"])
@@ -493,7 +482,7 @@ def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(te
         wait_for(lambda: engine.health() == {"state": "running"}, "the stall to clear")
     finally:
         if holder is not None:
-            holder.communicate("release\n", timeout=30)
+            holder.release()
         engine.stop(timeout=30)
 
 
