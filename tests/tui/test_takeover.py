@@ -18,6 +18,7 @@ import pytest
 from replydesk.storage import outbox, queries
 from replydesk.tui.app import ReplydeskApp
 from replydesk.workspace import Workspace
+from support import OutsideWriteLock
 from tui_support import fixed_clock, settle
 
 HOLD_LEASE = (
@@ -67,14 +68,6 @@ async def test_the_console_takes_over_when_the_other_engine_stops(workspace: Wor
             other.wait()
 
 
-HOLD_DB_LOCK = (
-    "import sqlite3, sys\n"
-    "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    "c.execute('BEGIN IMMEDIATE')\n"
-    "print('held', flush=True)\n"
-    "sys.stdin.readline()\n"
-    "c.execute('ROLLBACK')\n"
-)
 
 
 async def test_a_stalled_engine_is_in_the_status_bar_until_it_resumes(workspace: Workspace, db) -> None:  # noqa: ANN001
@@ -93,16 +86,11 @@ async def test_a_stalled_engine_is_in_the_status_bar_until_it_resumes(workspace:
         await settle(pilot)
         await wait_for(pilot, lambda: app.engine is not None and app.engine.health().get("state") == "running",
                        "the console's engine to run")
-        holder = subprocess.Popen([sys.executable, "-c", HOLD_DB_LOCK, str(ws.data_dir / "replydesk.db")],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with OutsideWriteLock(ws.data_dir / "replydesk.db"):
             clock.advance(900)  # the reply is due: the engine must write, and cannot
             await wait_for(pilot, lambda: "sync stalled: database is locked by another process since" in
                            status_line(app), "the stall in the status bar")
             assert "locked by another process since 10:45, retrying" in status_line(app)
-        finally:
-            holder.communicate("release\n", timeout=30)
         await wait_for(pilot, lambda: "stalled" not in status_line(app), "the note to go once it resumed")
         await wait_for(pilot, lambda: outbox.get(db, key).state == "sent", "the reply to leave")
 
