@@ -105,6 +105,13 @@ def engine_pass(site: Running, monkeypatch: pytest.MonkeyPatch, clock: Clock) ->
     return ws
 
 
+def serve_webhooks(data_dir: Path, config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``replydesk webhooks serve`` on a free port as its own process (its first line says where)."""
+    return subprocess.Popen([sys.executable, "-m", "replydesk.cli", "--data-dir", str(data_dir), "--config",
+                             str(config), "webhooks", "serve", "--port", "0"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_the_verification_handshake_echoes_the_challenge_only_for_our_token(running: Running) -> None:
     ok = running.http.get(f"{running.base}/meta", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN,
                                                           "hub.challenge": "1158201444"})
@@ -261,9 +268,7 @@ def test_a_receiver_killed_right_after_its_200_has_the_body_in_its_store(
     env = {**os.environ, **meta_secrets(monkeypatch, "wa"), "PYTHONUNBUFFERED": "1"}
     data_dir = tmp_path / "ws"
     config = workspace_config(tmp_path / "config.yaml", [whatsapp_account("wa")])
-    proc = subprocess.Popen([sys.executable, "-m", "replydesk.cli", "--data-dir", str(data_dir), "--config", str(config),
-                             "webhooks", "serve", "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = serve_webhooks(data_dir, config, env)
     try:
         line = proc.stdout.readline()
         assert "receiving webhooks for wa on http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() else line
@@ -298,9 +303,7 @@ def test_a_receiver_killed_right_after_its_200_has_the_body_in_its_store(
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {**os.environ, **meta_secrets(monkeypatch, "wa"), "PYTHONUNBUFFERED": "1"}
     config = workspace_config(tmp_path / "config.yaml", [whatsapp_account("wa")])
-    proc = subprocess.Popen([sys.executable, "-m", "replydesk.cli", "--data-dir", str(tmp_path / "ws"), "--config",
-                             str(config), "webhooks", "serve", "--port", "0"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = serve_webhooks(tmp_path / "ws", config, env)
     try:
         assert "receiving webhooks" in proc.stdout.readline()
         proc.send_signal(signal.SIGTERM)
@@ -368,9 +371,7 @@ def test_serve_says_at_start_what_will_make_metas_requests_fail(tmp_path: Path) 
                 secrets.env_name("fb:app-secret"): APP_SECRET, "PYTHONUNBUFFERED": "1",
                 "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
     config = workspace_config(tmp_path / "config.yaml", [whatsapp_account("wa"), ACCOUNTS[2]])
-    proc = subprocess.Popen([sys.executable, "-m", "replydesk.cli", "--data-dir", str(tmp_path / "ws"), "--config",
-                             str(config), "webhooks", "serve", "--port", "0"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = serve_webhooks(tmp_path / "ws", config, env)
     try:
         assert "receiving webhooks" in proc.stdout.readline()
         proc.send_signal(signal.SIGTERM)
