@@ -107,6 +107,9 @@ class AlertSettings(Strict):
     """Also ask the terminal for a desktop notification: ``osc9`` (iTerm2, kitty, WezTerm, Windows
     Terminal, foot), ``osc777`` (urxvt, VTE-based terminals); inside tmux it needs
     ``set -g allow-passthrough on``."""
+    every: Duration = Field(10.0, ge=0, le=3600)
+    """At most one telling per this long: alerts that come sooner wait and are told together in one
+    summary (none is dropped); 0 tells each second's alerts at once."""
 
 
 class UiSettings(Strict):

@@ -27,7 +27,7 @@ from replydesk.safetext import one_line
 from replydesk.storage import slastate
 from replydesk.storage.deadlines import upcoming
 from replydesk.timeparse import user_zone
-from replydesk.tui.alerts import Alerts
+from replydesk.tui.alerts import Alert, AlertPacer, Alerts, summary
 from replydesk.tui.composer import Composer
 from replydesk.tui.contrast import ContrastFilter
 from replydesk.tui.format import clock_time
@@ -80,6 +80,7 @@ class ReplydeskApp(App[int]):
         #: Another process syncs this workspace: the console watches for it to stop, then takes over.
         self.engine_elsewhere = False
         self.alerts = Alerts(self.clock())
+        self.alert_pacer = AlertPacer(float(self.workspace.config.ui.alerts.every))
         self._deadlines_read_at = -10  # the tick count of the last read of the next deadlines
 
     def get_default_screen(self) -> Screen:
@@ -319,28 +320,35 @@ class ReplydeskApp(App[int]):
         self.alerts.update(event.deadlines)
 
     def _alert(self) -> None:
-        """Once a second: conversations whose warning or breach time just passed (``ui.alerts``)."""
+        """Once a second: conversations whose warning or breach time just passed (``ui.alerts``),
+        told at once after a quiet spell, else gathered for ``ui.alerts.every`` into one summary."""
         settings = self.workspace.config.ui.alerts
-        found = self.alerts.due(self.clock())
-        if not found:
+        now = self.clock()
+        batch = self.alert_pacer.take(self.alerts.due(now), now)
+        if not batch:
             return
-        for alert in found[:5]:
-            d = alert.deadline
-            what = "breached its SLA" if alert.state == "breached" else "is close to breaching its SLA"
+        breached = any(a.state == "breached" for a in batch)
+        if len(batch) == 1:
+            d, what = batch[0].deadline, "breached its SLA" if breached else "is close to breaching its SLA"
             metric = f" ({d.metric.replace('_', ' ')})" if d.metric else ""
-            text = f"{one_line(d.customer) or 'A customer'} on {info(d.platform).label} {what}{metric}"
-            if settings.notify:
-                self.notify(text, title="SLA breached" if alert.state == "breached" else "SLA warning",
-                            severity="error" if alert.state == "breached" else "warning", timeout=8)
-            if settings.desktop != "off":
-                from replydesk.tui import terminal
+            text = f"{self._alert_name(batch[0])} {what}{metric}"
+        else:
+            text = summary(batch, self._alert_name)
+        if settings.notify:
+            self.notify(text, title="SLA breached" if breached else "SLA warning",
+                        severity="error" if breached else "warning", timeout=8)
+        if settings.desktop != "off":
+            from replydesk.tui import terminal
 
-                terminal.write_sequence(self, terminal.desktop_notification(
-                    settings.desktop, "replydesk", text, in_tmux=bool(os.environ.get("TMUX"))))
-        if len(found) > 5 and settings.notify:
-            self.notify(f"… and {len(found) - 5} more", severity="warning", timeout=8)
+            terminal.write_sequence(self, terminal.desktop_notification(
+                settings.desktop, "replydesk", text, in_tmux=bool(os.environ.get("TMUX"))))
         if settings.bell:
             self.bell()
+
+    @staticmethod
+    def _alert_name(alert: Alert) -> str:
+        d = alert.deadline
+        return f"{one_line(d.customer) or 'A customer'} on {info(d.platform).label}"
 
     def _refresh_main(self) -> None:
         try:

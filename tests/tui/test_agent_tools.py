@@ -4,6 +4,7 @@ the composer showing what it answers, the first run (issue 13, second list)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def notes(app: ReplydeskApp) -> list[str]:
 
 
 async def test_a_conversation_reaching_warning_or_breach_alerts_once(make_workspace, db, monkeypatch) -> None:  # noqa: ANN001
-    ws = make_workspace(alerts=AlertSettings(notify=True, bell=True, desktop="osc777"))
+    ws = make_workspace(alerts=AlertSettings(notify=True, bell=True, desktop="osc777", every=0))
     warn_at, due_at, conv_id, name = db.conn.execute(
         "SELECT c.sla_warn_at, c.sla_due_at, c.id, p.name FROM conversations c JOIN contacts p ON p.id = c.contact_id "
         "WHERE c.status='open' AND c.sla_state='ok' AND c.sla_warn_at > ? ORDER BY c.sla_warn_at LIMIT 1",
@@ -46,27 +47,84 @@ async def test_a_conversation_reaching_warning_or_breach_alerts_once(make_worksp
     app = app_for(ws, clock)
     bells: list[int] = []
     app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+
+    async def at(t: float) -> list[str]:
+        """The notifications told when the clock reaches ``t`` (others crossing before are told first)."""
+        clock.now = t - 0.5
+        app._alert()
+        await settle(pilot)
+        before = len(notes(app))
+        clock.now = t
+        app._alert()
+        await settle(pilot)
+        return notes(app)[before:]
+
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         app._alert()
         await settle(pilot)
         assert not [m for m in notes(app) if "SLA" in m]  # the backlog does not alert at start
-        clock.now = warn_at + 1
+        told = await at(warn_at + 0.25)
+        assert len(told) == 1 and name in told[0] and "close to breaching" in told[0]
+        bells_then = len(bells)
         app._alert()
         await settle(pilot)
-        warned = [m for m in notes(app) if "close to breaching" in m]
-        assert len(warned) == 1 and name in warned[0]
-        app._alert()
-        await settle(pilot)
-        assert len([m for m in notes(app) if "close to breaching" in m]) == 1  # once per state
-        clock.now = due_at + 1
-        app._alert()
-        await settle(pilot)
-        breached = [m for m in notes(app) if name in m and "breached its SLA" in m]
-        assert len(breached) == 1
-        assert len(bells) == 2
+        assert len(bells) == bells_then  # once per state: nothing new
+        told = await at(due_at + 0.25)
+        assert len(told) == 1 and name in told[0] and "breached its SLA" in told[0]
         assert sent and all(s.startswith("\x1b]777;notify;replydesk;") and s.endswith("\x07") for s in sent)
+        assert len(sent) == len(bells)  # each telling rings once and asks the desktop once
     assert conv_id
+
+
+async def test_a_flood_of_breaches_is_one_notification_then_one_summary_with_nobody_left_out(
+        make_workspace, db) -> None:  # noqa: ANN001
+    """A big inbox crosses deadlines every second: the first alert is told at once, the ones within
+    ``ui.alerts.every`` after it are gathered into one summary (the screen does not fill with toasts
+    repainting under the agent's keys), and every conversation that crossed is counted in it."""
+    ws = make_workspace(alerts=AlertSettings(notify=True, bell=True, every=30))
+    times = sorted(t for (t,) in db.conn.execute(
+        "SELECT sla_warn_at FROM conversations WHERE status='open' AND sla_state='ok' AND sla_warn_at > ? "
+        "ORDER BY sla_warn_at LIMIT 4", (FIXED,)))
+    assert len(times) == 4
+    clock = Clock(FIXED)
+    app = app_for(ws, clock)
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+
+    def sla_notes() -> list[str]:
+        return [m for m in notes(app) if "SLA" in m or "breach" in m]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app._alert()
+        clock.now = times[0] + 0.5
+        app._alert()
+        await settle(pilot)
+        assert len(sla_notes()) == 1 and len(bells) == 1  # after a quiet spell: at once
+        told_at = clock.now
+        crossed_before = clock.now
+        for t in times[1:]:  # more cross within the pacing interval: nothing new on screen yet
+            clock.now = min(t + 0.5, told_at + 29)
+            app._alert()
+        await settle(pilot)
+        assert len(sla_notes()) == 1 and len(bells) == 1
+        clock.now = told_at + 30
+        app._alert()
+        await settle(pilot)
+        crossed = [r for r in db.conn.execute(
+            "SELECT p.name, c.sla_warn_at, c.sla_due_at FROM conversations c JOIN contacts p ON p.id = c.contact_id "
+            "WHERE c.status IN ('open','pending') AND c.listening IS NULL AND ((c.sla_warn_at > ? AND c.sla_warn_at <= ?) OR "
+            "(c.sla_due_at > ? AND c.sla_due_at <= ?))", (crossed_before, clock.now, crossed_before, clock.now))]
+        later = sla_notes()[1:]
+        assert len(later) == 1 and len(bells) == 2
+        summary_text = later[0]
+        if len(crossed) == 1:
+            assert crossed[0][0] in summary_text
+        else:
+            counted = sum(int(w) for w in re.findall(r"(\d+) (?:conversations?|are|is)", summary_text))
+            assert counted == len(crossed), summary_text
+            assert any(name in summary_text for name, *_ in crossed)
 
 
 def test_desktop_notifications_cannot_be_broken_by_customer_text() -> None:
