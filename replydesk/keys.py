@@ -98,7 +98,7 @@ BINDINGS: tuple[KeySpec, ...] = (
     _main("yank_id", "Y", "Copy the conversation's id"),
     _main("links", "L", "Links in the message"),
     _main("attachments", "v", "Attachments of the message"),
-    _main("toggle_quoted", "z", "Show / hide quoted history and signatures"),
+    _main("toggle_quoted", "z", "Show / hide quoted history, signatures and the middle of long threads"),
     _main("back", "escape", "Back / cancel"),
     _main("help", "question_mark", "Help", show=True),
     _main("report", "ctrl+r", "Report screen"),

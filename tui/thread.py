@@ -14,7 +14,8 @@ moment, and a burst of keys reads each conversation it passes once, none it skip
 A message shows its new words first: quoted history and signatures (``MessageView.spans``) fold
 into one dim line each until the unfold key (``toggle_quoted``, z) shows them; quoted lines the
 customer answered inline stay, dimmed, in order with the answers. Messages no person wrote
-(bounces, auto-replies) carry an "automatic" mark with the reason.
+(bounces, auto-replies) carry an "automatic" mark with the reason. A long thread opens on its first
+message and its newest ``NEWEST``; the middle is one line until the same key (or [ moving into it).
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ def body_pieces(m: MessageView, unfolded: bool) -> list[tuple[str, str]]:
         pieces.append(("new", rest.strip("\n")))
     flush_hidden()
     return pieces
+
+
+#: The part of a message folded into the line before it (the middle of a long thread): no lines.
+COLLAPSED = Text("")
 
 
 def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
@@ -333,7 +338,7 @@ class ThreadView(ScrollView, can_focus=True):
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
 
     def toggle_folds(self) -> None:
-        """Show or hide quoted history and signatures in this conversation, keeping the place."""
+        """Show or hide quoted history, signatures and the middle of a long thread, keeping the place."""
         self.unfolded = not self.unfolded
         if self.thread is not None:
             top = self.scroll_y
@@ -360,6 +365,8 @@ class ThreadView(ScrollView, can_focus=True):
         current = self.current_message()
         index = msgs.index(current) if current in msgs else len(msgs) - 1
         self.selected = max(0, min(index + step, len(msgs) - 1))
+        if self.selected in self.hidden(len(msgs)):
+            self.unfolded = True  # moving into the folded middle opens it
         self._set_parts(self.render_parts(self.thread))
         self.scroll_to(y=min(self._part_lines[self.selected + 1], self.max_scroll_y), animate=False,
                        immediate=True)
@@ -428,6 +435,8 @@ class ThreadView(ScrollView, can_focus=True):
         starts: list[int] = []
         for part in parts:
             starts.append(len(lines))
+            if part is COLLAPSED:
+                continue
             lines.extend(_strip(line, console, width) for line in wrap_with_gutter(part, console, width))
         return lines, starts
 
@@ -600,6 +609,8 @@ class ThreadView(ScrollView, can_focus=True):
         console = self.app.console
         for part in parts:
             part_lines.append(len(lines))
+            if part is COLLAPSED:
+                continue
             for line in part.split("\n", allow_blank=True):
                 lines.extend(_strip(piece, console, width) for piece in wrap_line(line, console, width))
                 yield
@@ -810,11 +821,35 @@ class ThreadView(ScrollView, can_focus=True):
         add_actions(out, messages[0].created_at if messages else None)
         self._countdowns = False
         yield out
+        hidden = self.hidden(len(messages))
         for index, m in enumerate(messages):
+            until = messages[index + 1].created_at if index + 1 < len(messages) else None
+            if index in hidden:  # the middle of a long thread, folded: one line says how much
+                while taken < len(actions) and (until is None or actions[taken].created_at < until):
+                    taken += 1
+                if index == hidden.start:
+                    part = Text("\n")
+                    part.append(f"  ⋯ {len(hidden)} earlier messages · {self.unfold_key} shows them", style="dim")
+                    yield part
+                else:
+                    yield COLLAPSED
+                continue
             part = Text("\n")
             part.append_text(self.render_message(m, now, selected=index == self.selected))
-            add_actions(part, messages[index + 1].created_at if index + 1 < len(messages) else None)
+            add_actions(part, until)
             yield part
+
+    #: A long thread opens on its first message and its newest ones; the middle is one line until
+    #: unfolded (the fold key, or [ moving into it). Wrapping 270 messages took 175-310 ms in the
+    #: key that showed them; the folded thread wraps at most this many.
+    NEWEST = 20
+    FOLD_AT_LEAST = 5  # fewer hidden messages than this are not worth a fold
+
+    def hidden(self, count: int) -> range:
+        """The messages (by index) folded into one line: the middle of a long thread, unless unfolded."""
+        if self.unfolded or count - 1 - self.NEWEST < self.FOLD_AT_LEAST:
+            return range(0)
+        return range(1, count - self.NEWEST)
 
     def render_action(self, a: ActionView, now: float) -> Text:
         """One outbox action: what it does, where it stands (the label says it without colour)."""

@@ -1,0 +1,73 @@
+"""A long thread opens on its first message and its newest ones, the middle folded into one line
+that says how many messages it holds; the fold key or [ moving into it shows them all."""
+
+from __future__ import annotations
+
+from replydesk.model import Contact, FetchResult, IncomingMessage
+from replydesk.storage import ingest
+from replydesk.tui.app import ReplydeskApp
+from replydesk.tui.thread import ThreadView
+from tui_support import FIXED, fixed_clock, settle
+
+SIZE = (120, 40)
+COUNT = 60
+
+
+def add_long_thread(db) -> str:  # noqa: ANN001
+    person = Contact(native_id="long-person", name="Lena Long", handle="lena@example.com")
+    msgs = [IncomingMessage(
+        native_id=f"long-{i}", conversation_native_id="long", platform="email", kind="email", contact=person,
+        text=f"Message number {i:02d} about the order", created_at=FIXED - 90000 + i * 60, author="Lena Long",
+        subject="A long story") for i in range(COUNT)]
+    ingest.ingest(db, "demo", [FetchResult(messages=msgs, cursor={}, stream="test")])
+    return "demo:long"
+
+
+def transcript(view: ThreadView) -> str:
+    return "\n".join(strip.text for strip in view._lines)
+
+
+async def open_long(pilot, app: ReplydeskApp, conv_id: str) -> ThreadView:  # noqa: ANN001
+    app.main.open_conversation(conv_id)
+    for _ in range(100):  # bounded: each round waits for the app to be idle
+        await settle(pilot)
+        view = app.thread_view
+        if view.thread is not None and view.thread.conversation.id == conv_id:
+            return view
+    raise AssertionError("the long conversation never opened")
+
+
+async def test_a_long_thread_opens_folded_and_the_fold_key_shows_every_message(workspace, db) -> None:  # noqa: ANN001
+    conv_id = add_long_thread(db)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_long(pilot, app, conv_id)
+        shown = transcript(view)
+        hidden = COUNT - 1 - ThreadView.NEWEST
+        assert "Message number 00" in shown  # the first message: what the customer came with
+        assert f"Message number {COUNT - 1:02d}" in shown and f"Message number {COUNT - ThreadView.NEWEST:02d}" in shown
+        assert f"{hidden} earlier messages" in shown and "z shows them" in shown
+        assert not any(f"Message number {i:02d}" in shown for i in range(1, COUNT - ThreadView.NEWEST))
+        app.main.focus()
+        await pilot.press("z")
+        await settle(pilot)
+        shown = transcript(view)
+        assert all(f"Message number {i:02d}" in shown for i in range(COUNT))
+        assert "earlier messages" not in shown
+
+
+async def test_bracket_moving_into_the_folded_middle_unfolds_it(workspace, db) -> None:  # noqa: ANN001
+    conv_id = add_long_thread(db)
+    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_long(pilot, app, conv_id)
+        for _ in range(ThreadView.NEWEST - 1):  # from the newest to the oldest shown: still folded
+            view.select_message(-1)
+        assert "earlier messages" in transcript(view)
+        picked = view.select_message(-1)  # one more: into the middle
+        await settle(pilot)
+        shown = transcript(view)
+        assert picked is not None and picked.text.endswith(f"{COUNT - ThreadView.NEWEST - 1:02d} about the order")
+        assert "earlier messages" not in shown and "Message number 05" in shown
