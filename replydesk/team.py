@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 TEAM_ACCOUNT = "team"
 TICK = 0.05  # seconds between looks at the local cache and the presence file
 POLL = 2.0  # a pull without any notification
+#: Seconds between two pulls while notifications keep coming: the first after a quiet spell is
+#: pulled at once, the ones after it wait for this gap and are pulled together. An engine pushing
+#: 10,000 messages a second notifies about 50 times a second; twenty agents pulling on each took
+#: the team's server a thousand queries a second, and the engine's ingest a quarter of its rate.
+PULL_GAP = 0.2
 LIVE_EVERY = 5.0
 HEARTBEAT = 20.0
 PRESENCE_TTL = 60.0
@@ -286,10 +291,13 @@ class TeamSync:
         self.cycle()
         self._recovered()
         last_pull = last_live = last_beat = last_sweep = time.monotonic()
+        notified = False  # events announced and not pulled yet (waiting for PULL_GAP)
         while not self._stop.is_set():
-            channels = team_db.wait_notified(self.listener, TICK)
+            wait = TICK if not notified else min(TICK, max(last_pull + PULL_GAP - time.monotonic(), 0.0))
+            channels = team_db.wait_notified(self.listener, wait)
             now = time.monotonic()
-            pull_now = team_db.EVENTS_CHANNEL in channels or now - last_pull >= POLL
+            notified = notified or team_db.EVENTS_CHANNEL in channels
+            pull_now = (notified and now - last_pull >= PULL_GAP) or now - last_pull >= POLL
             live_now = team_db.LIVE_CHANNEL in channels or now - last_live >= LIVE_EVERY
             current = self.db.data_version()
             if current != version:
@@ -307,7 +315,7 @@ class TeamSync:
                 last_beat = now
             if pull_now:
                 self.pull(LIVE_BATCH)
-                last_pull = now
+                last_pull, notified = now, False
             if live_now:
                 self.refresh_live()
                 last_live = now

@@ -1,0 +1,88 @@
+"""An agent's cache in step with a flood of team events: pulled in a few transactions, none missed.
+
+An engine pushing thousands of messages a second notifies the team's channel with every batch; an
+agent that pulled on each notification made twenty agents a thousand queries a second for the
+team's server (and the engine's ingest lost a quarter of its rate). The listening agent pulls the
+first notification after a quiet spell at once (an action by a colleague shows within a moment),
+and the ones that follow together, ``PULL_GAP`` apart. Real PostgreSQL, a real joined workspace,
+the agent's team link listening in a thread as ``replydesk sync`` runs it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replydesk import team as team_link
+from replydesk.storage import actions, queries, team_db
+from replydesk.storage.db import open_database
+from replydesk.storage.queries import InboxFilter
+from replydesk.team import TeamSync
+from team_support import (
+    Team,
+    cache_state,
+    engine_ana_ben,
+    engine_config,
+    join_engine_ana_ben,
+    sync,
+    team_state,
+)
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
+FLOOD = 40
+
+
+def wait_for(condition: Any, what: str, cap: float = 90.0) -> None:
+    deadline = time.monotonic() + cap
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    pytest.fail(f"gave up waiting {cap:g} s for: {what}")
+
+
+def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equal(
+        pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    team: Team = engine_ana_ben(pg_server, monkeypatch)
+    dirs = join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
+    pulls: list[float] = []
+    real_pull = team_db.pull
+
+    def counted(conn: Any, after: int, limit: int = 2000) -> list[Any]:
+        if threading.current_thread().name == "ben-link":
+            pulls.append(time.monotonic())
+        return real_pull(conn, after, limit)
+
+    monkeypatch.setattr(team_db, "pull", counted)
+    ben_db = open_database(dirs["ben"])
+    link = TeamSync(dirs["ben"], ben_db)
+    listener = threading.Thread(target=link.run_blocking, name="ben-link", daemon=True)
+    listener.start()
+    ana = open_database(dirs["ana"])
+    try:
+        conv_ids = [r.id for r in queries.inbox_page(ana, InboxFilter(), 0, 4)]
+        wait_for(lambda: len(pulls) > 0, "ben's link pulls once it is up")
+        wait_for(lambda: link.health()["state"] == "running", "ben's link is up")
+        time.sleep(team_link.PULL_GAP)  # a quiet spell: the first notification is pulled at once
+        before = len(pulls)
+        started = time.monotonic()
+        for i in range(FLOOD):  # forty pushes, each its own transaction and notification
+            actions.tag(ana, [conv_ids[i % len(conv_ids)]], [f"flood-{i}"], actor="ana")
+            sync(dirs["ana"])
+        flooded = time.monotonic() - started
+        expected = team_state(team)
+        wait_for(lambda: cache_state(open_database(dirs["ben"])) == expected, "ben's cache equals the team")
+        during = [t for t in pulls[before:] if t <= started + flooded]
+        # At most one pull a PULL_GAP while notifications keep coming (and one at its start, one for
+        # the POLL fallback); pulling on each would be FLOOD.
+        assert len(during) <= flooded / team_link.PULL_GAP + 3, (len(during), round(flooded, 2))
+        assert len(during) < FLOOD
+    finally:
+        link.stop()
+        listener.join(30)
+        ana.close()
+        ben_db.close()
