@@ -75,7 +75,11 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
             sync(dirs["ana"])
         flooded = time.monotonic() - started
         expected = team_state(team)
-        wait_for(lambda: cache_state(open_database(dirs["ben"])) == expected, "ben's cache equals the team")
+        reader = open_database(dirs["ben"])  # its own connection: the link's is the link thread's
+        try:
+            wait_for(lambda: cache_state(reader) == expected, "ben's cache equals the team")
+        finally:
+            reader.close()
         during = [t for t in pulls[before:] if t <= started + flooded]
         # At most one pull a PULL_GAP while notifications keep coming (and one at its start, one for
         # the POLL fallback); pulling on each would be FLOOD.
