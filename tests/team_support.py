@@ -15,12 +15,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pgserver import PgServer
 from replydesk import secrets
@@ -270,3 +273,16 @@ class TeamProcesses:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.log")))
+
+
+def wait_for(condition: Any, what: str, cap: float = 90.0) -> None:
+    """Until ``condition()`` is True (a condition, not a duration: a busy machine only waits longer);
+    the failure says what was awaited and what the condition last returned."""
+    deadline = time.monotonic() + cap
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last is True:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting {cap:g} s for: {what} ({last})")

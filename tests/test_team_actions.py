@@ -11,7 +11,6 @@ in the console (in process); the failover test runs two engines as processes and
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from team_support import (
     join_engine_ana_ben,
     sync,
     team_state,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
@@ -60,16 +60,6 @@ def joined(team: Team, tmp_path: Path) -> dict[str, Any]:
     text = engine_config(remote, extra=desk(remote))
     return {**join_engine_ana_ben(team, tmp_path, text), "remote": remote, "config": text}
 
-
-def wait_for(condition: Any, what: str, cap: float = 90.0) -> None:
-    deadline = time.monotonic() + cap
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last is True:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting {cap:g} s for: {what} ({last})")
 
 
 def team_outbox(team: Team) -> dict[str, tuple[str, str, str]]:

@@ -30,19 +30,12 @@ from team_support import (
     join_engine_ana_ben,
     sync,
     team_state,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 FLOOD = 40
 
-
-def wait_for(condition: Any, what: str, cap: float = 90.0) -> None:
-    deadline = time.monotonic() + cap
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"gave up waiting {cap:g} s for: {what}")
 
 
 def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equal(

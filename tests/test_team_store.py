@@ -42,6 +42,7 @@ from team_support import (
     join_engine_ana_ben,
     sync,
     team_state,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -485,14 +486,6 @@ def test_the_team_link_stalls_on_a_locked_cache_says_so_and_resumes_by_itself(te
             holder.release()
         engine.stop(timeout=30)
 
-
-def wait_for(condition, what: str, cap: float = 90.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + cap
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting {cap:g} s for: {what}")
 
 
 def test_a_reply_the_platform_refused_once_is_claimed_again_and_leaves(team: Team, joined: dict[str, Path]) -> None:

@@ -3,6 +3,10 @@ that says how many messages it holds; the fold key or [ moving into it shows the
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.storage import ingest
 from replydesk.tui.app import ReplydeskApp
@@ -27,29 +31,32 @@ def transcript(view: ThreadView) -> str:
     return "\n".join(strip.text for strip in view._lines)
 
 
-async def open_long(pilot, app: ReplydeskApp, conv_id: str) -> ThreadView:  # noqa: ANN001
-    app.main.open_conversation(conv_id)
-    for _ in range(100):  # bounded: each round waits for the app to be idle
-        await settle(pilot)
-        view = app.thread_view
-        if view.thread is not None and view.thread.conversation.id == conv_id:
-            return view
-    raise AssertionError("the long conversation never opened")
-
-
-async def test_a_long_thread_opens_folded_and_the_fold_key_shows_every_message(workspace, db) -> None:  # noqa: ANN001
+@asynccontextmanager
+async def long_thread_open(workspace, db) -> AsyncIterator[tuple[Any, ThreadView]]:  # noqa: ANN001
+    """The console with the long conversation open in the thread: (pilot, thread view)."""
     conv_id = add_long_thread(db)
     app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        view = await open_long(pilot, app, conv_id)
+        app.main.open_conversation(conv_id)
+        for _ in range(100):  # bounded: each round waits for the app to be idle
+            await settle(pilot)
+            view = app.thread_view
+            if view.thread is not None and view.thread.conversation.id == conv_id:
+                yield pilot, view
+                return
+        raise AssertionError("the long conversation never opened")
+
+
+async def test_a_long_thread_opens_folded_and_the_fold_key_shows_every_message(workspace, db) -> None:  # noqa: ANN001
+    async with long_thread_open(workspace, db) as (pilot, view):
         shown = transcript(view)
         hidden = COUNT - 1 - ThreadView.NEWEST
         assert "Message number 00" in shown  # the first message: what the customer came with
         assert f"Message number {COUNT - 1:02d}" in shown and f"Message number {COUNT - ThreadView.NEWEST:02d}" in shown
         assert f"{hidden} earlier messages" in shown and "z shows them" in shown
         assert not any(f"Message number {i:02d}" in shown for i in range(1, COUNT - ThreadView.NEWEST))
-        app.main.focus()
+        pilot.app.main.focus()
         await pilot.press("z")
         await settle(pilot)
         shown = transcript(view)
@@ -58,11 +65,7 @@ async def test_a_long_thread_opens_folded_and_the_fold_key_shows_every_message(w
 
 
 async def test_bracket_moving_into_the_folded_middle_unfolds_it(workspace, db) -> None:  # noqa: ANN001
-    conv_id = add_long_thread(db)
-    app = ReplydeskApp(workspace, start_engine=False, clock=fixed_clock)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        view = await open_long(pilot, app, conv_id)
+    async with long_thread_open(workspace, db) as (pilot, view):
         for _ in range(ThreadView.NEWEST - 1):  # from the newest to the oldest shown: still folded
             view.select_message(-1)
         assert "earlier messages" in transcript(view)
