@@ -302,6 +302,28 @@ def card_conversation(db: Database, subjects: Sequence[str]) -> str | None:
     return row[0] if row else None
 
 
+def last_editor(db: Database, card: Card, field: str) -> str | None:
+    """Who last changed ``field`` (``note``, ``name``) of the customer on ``card``, as the card
+    events on the customer's conversations say: the agent a notice about that change names."""
+    import json
+
+    ids = [c.id for c in card.contacts]
+    if not ids:
+        return None
+    rows = db.conn.execute(
+        f"SELECT actor, data FROM events WHERE kind = ? AND conversation_id IN "
+        f"(SELECT id FROM conversations WHERE contact_id IN ({','.join('?' * len(ids))})) ORDER BY seq DESC LIMIT 200",
+        [CARD_EVENT, *ids])
+    for actor, raw in rows:
+        try:
+            edits = edits_from(json.loads(raw or "{}").get("edits"))
+        except (ValueError, AttributeError):
+            continue
+        if any(e.subject == card.person and e.field == field for e in edits):
+            return actor
+    return None
+
+
 def _card_event(db: Database, what: str, edits: Sequence[Edit], actor: str) -> None:
     from replydesk.storage.actions import _event
 
