@@ -215,3 +215,21 @@ def test_the_contact_command_goes_through_the_team_like_the_card(team: Team, joi
     code, _, err = cli(joined["ben"], "contact", "note", two, "Call first")
     assert code == 1 and "ana changed the customer's note first" in err and "Call first" in err
     assert card_of(joined["ben"], one).note == "Prefers email; ships to Lyon"
+
+
+def test_undoing_a_refused_card_edit_keeps_the_authors_later_edit_of_the_same_field(
+        team: Team, joined: dict[str, Path]) -> None:
+    a, b, c = edit(joined["ana"], lambda db: loners(db, 3))
+    edit(joined["ana"], lambda db: contacts.merge(db, c, b, actor="ana"))
+    sync(joined["ana"])
+    # ben, not having seen ana's merge: a note on b, a merge of b into a (which carries b's note to a's
+    # customer: refused, ana grouped b first), then a note of his own on a (nobody else's: accepted)
+    edit(joined["ben"], lambda db: contacts.set_note(db, b, "asked for a refund", actor="ben"))
+    edit(joined["ben"], lambda db: contacts.merge(db, a, b, actor="ben"))
+    edit(joined["ben"], lambda db: contacts.set_note(db, a, "ships to Lyon", actor="ben"))
+    report = sync(joined["ben"])
+    assert len(report.refused) == 1 and "grouping first" in report.refused[0]
+    assert team_cards(team)[(a, "note")] == ("ships to Lyon", "ben")
+    assert card_of(joined["ben"], a).note == "ships to Lyon"  # the merge's undo left ben's later note alone
+    sync(joined["ana"])
+    assert card_of(joined["ana"], a).note == "ships to Lyon"
