@@ -66,10 +66,10 @@ def _cli() -> Any:
 
 
 def _describe(db: Any, contact_id: str) -> str:
-    row = db.conn.execute("SELECT platform, name, handle FROM contacts WHERE id=?", (contact_id,)).fetchone()
-    one_line = _cli().one_line
-    return f"{contact_id} ({row[0]}: {one_line(row[1] or '')} {one_line(row[2] or '')})".replace(" )", ")") \
-        if row else contact_id
+    from replydesk.storage import contacts
+
+    c, one_line = contacts.contact(db, contact_id), _cli().one_line
+    return f"{contact_id} ({c.platform}: {one_line(c.name)} {one_line(c.handle)})".replace(" )", ")") if c else contact_id
 
 
 def contact_named(db: Any, ref: str) -> str:

@@ -88,6 +88,12 @@ def card(db: Database, contact_id: str) -> Card | None:
     return Card(person, [rows[i] for i in ids if i in rows], row[0] if row else "", row[1] if row else "")
 
 
+def contact(db: Database, contact_id: str) -> ContactInfo | None:
+    row = db.conn.execute(f"SELECT {_COLS} FROM contacts c LEFT JOIN contact_links l ON l.contact_id = c.id "
+                          "WHERE c.id = ?", (contact_id,)).fetchone()
+    return _info(tuple(row)) if row else None
+
+
 def find(db: Database, text: str, limit: int = 20) -> list[ContactInfo]:
     """Contacts whose name or handle contains ``text`` (case-insensitive), for the merge picker."""
     needle = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
