@@ -1311,6 +1311,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = add("doctor", cmd_doctor, "check the workspace database and repair what is safe", json_=True)
     p.add_argument("--repair", action="store_true", help="rebuild search indexes, clear stale locks")
+    if only is None or only == "contact":
+        from replydesk import cli_contact
+
+        cli_contact.register(sub, common, jsonopt, add, Formatter, EXIT_USAGE)
     if only is None or only in ("serve", "team"):  # their module is not imported for the others
         from replydesk import cli_team
 
@@ -1327,7 +1331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     parser = build_parser(only=command_in(argv))
     args = parser.parse_args(argv)  # --help prints and exits here, before logging is set up
-    if os.environ.get("REPLYDESK_LOG") or getattr(args, "func", None) not in (cmd_search, cmd_show, cmd_outbox):
+    reads = getattr(args, "func", None) in (cmd_search, cmd_show, cmd_outbox) or getattr(args, "writes", None) is False
+    if os.environ.get("REPLYDESK_LOG") or not reads:
         import logging  # the read commands log nothing: 2 ms of their start-up spared
 
         ours = not logging.getLogger().handlers  # a host (a test runner) may have its own already
@@ -1350,7 +1355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == EXIT_OK and _joined(args):
             from replydesk import cli_team
 
-            if args.command in cli_team.WRITES:
+            if args.command in cli_team.WRITES and getattr(args, "writes", True):
                 code = cli_team.after_write(args) or code
         return code
     except UsageError as exc:
@@ -1390,4 +1395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    # ``python -m replydesk.cli``: the command modules' ``from replydesk import cli`` must find this
+    # module, not import a second copy (whose UsageError this main would not catch).
+    sys.modules.setdefault("replydesk.cli", sys.modules[__name__])
     sys.exit(main())

@@ -20,8 +20,9 @@ from typing import Any
 # The rest loads in the commands that use it: ``replydesk --help`` builds these parsers too.
 
 #: Commands that change the workspace: in a joined one their change goes to the team right away.
+#: (A subcommand that only reads, ``contact show``, says so with ``writes=False``.)
 WRITES = frozenset({"tag", "untag", "assign", "escalate", "resolve", "reopen", "snooze", "reply", "note",
-                    "import", "outbox"})
+                    "import", "outbox", "contact"})
 
 
 def register(sub: Any, common: argparse.ArgumentParser, jsonopt: argparse.ArgumentParser,

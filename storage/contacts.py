@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from replydesk.storage.actions import ActionError
 from replydesk.storage.db import Database
 
 
@@ -89,6 +88,12 @@ def card(db: Database, contact_id: str) -> Card | None:
     return Card(person, [rows[i] for i in ids if i in rows], row[0] if row else "", row[1] if row else "")
 
 
+def contact(db: Database, contact_id: str) -> ContactInfo | None:
+    row = db.conn.execute(f"SELECT {_COLS} FROM contacts c LEFT JOIN contact_links l ON l.contact_id = c.id "
+                          "WHERE c.id = ?", (contact_id,)).fetchone()
+    return _info(tuple(row)) if row else None
+
+
 def find(db: Database, text: str, limit: int = 20) -> list[ContactInfo]:
     """Contacts whose name or handle contains ``text`` (case-insensitive), for the merge picker."""
     needle = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -98,7 +103,58 @@ def find(db: Database, text: str, limit: int = 20) -> list[ContactInfo]:
         (needle, needle, limit))]
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def named(db: Database, ref: str, limit: int = 50) -> list[str]:
+    """The contacts a person means by ``ref`` on the command line, by the first rule that finds any:
+    a contact id, a conversation id (its customer), a handle (the leading ``@`` optional), a display
+    name (both case-insensitive), then a unique end of a contact or conversation id (what a person
+    copies from a list, as ``replydesk show`` takes). Several contacts can match (one name on two
+    platforms, an end of several ids; at most ``limit``): ``customers`` says whether they are one
+    customer."""
+    ref = ref.strip()
+    if not ref:
+        return []
+    if db.conn.execute("SELECT 1 FROM contacts WHERE id=?", (ref,)).fetchone():
+        return [ref]
+    row = db.conn.execute("SELECT contact_id FROM conversations WHERE id=? AND contact_id IS NOT NULL",
+                          (ref,)).fetchone()
+    if row:
+        return [row[0]]
+    bare = ref.removeprefix("@")
+    for sql, params in (
+            ("SELECT id FROM contacts WHERE lower(handle) IN (lower(?), lower(?)) ORDER BY id", (bare, "@" + bare)),
+            ("SELECT id FROM contacts WHERE lower(name) = lower(?) ORDER BY id", (ref,))):
+        found = [r[0] for r in db.conn.execute(sql, params)]
+        if found:
+            return found
+    for sql in ("SELECT id FROM contacts WHERE id LIKE '%' || ? ESCAPE '\\' ORDER BY id LIMIT ?",
+                "SELECT DISTINCT contact_id FROM conversations WHERE id LIKE '%' || ? ESCAPE '\\' "
+                "AND contact_id IS NOT NULL ORDER BY contact_id LIMIT ?"):
+        found = [r[0] for r in db.conn.execute(sql, (_like(ref), limit))]
+        if found:
+            return found
+    return []
+
+
+def customers(db: Database, contact_ids: Sequence[str]) -> list[list[str]]:
+    """``contact_ids`` grouped by the customer each belongs to (as its card groups it), in order."""
+    groups: list[list[str]] = []
+    for cid in dict.fromkeys(contact_ids):
+        for group in groups:
+            if cid in same_customer(db, group[0]):
+                group.append(cid)
+                break
+        else:
+            groups.append([cid])
+    return groups
+
+
 def _require(db: Database, contact_ids: Sequence[str]) -> None:
+    from replydesk.storage.actions import ActionError  # here: reading a card loads no writer module
+
     for cid in contact_ids:
         if not db.conn.execute("SELECT 1 FROM contacts WHERE id=?", (cid,)).fetchone():
             raise ActionError(f"no contact {cid!r}")
@@ -250,6 +306,28 @@ def card_conversation(db: Database, subjects: Sequence[str]) -> str | None:
         f"(SELECT contact_id FROM contact_links WHERE person IN ({marks})) "
         "ORDER BY last_message_at DESC, id LIMIT 1", [*subjects, *subjects]).fetchone()
     return row[0] if row else None
+
+
+def last_editor(db: Database, card: Card, field: str) -> str | None:
+    """Who last changed ``field`` (``note``, ``name``) of the customer on ``card``, as the card
+    events on the customer's conversations say: the agent a notice about that change names."""
+    import json
+
+    ids = [c.id for c in card.contacts]
+    if not ids:
+        return None
+    rows = db.conn.execute(
+        f"SELECT actor, data FROM events WHERE kind = ? AND conversation_id IN "
+        f"(SELECT id FROM conversations WHERE contact_id IN ({','.join('?' * len(ids))})) ORDER BY seq DESC LIMIT 200",
+        [CARD_EVENT, *ids])
+    for actor, raw in rows:
+        try:
+            edits = edits_from(json.loads(raw or "{}").get("edits"))
+        except (ValueError, AttributeError):
+            continue
+        if any(e.subject == card.person and e.field == field for e in edits):
+            return actor
+    return None
 
 
 def _card_event(db: Database, what: str, edits: Sequence[Edit], actor: str) -> None:

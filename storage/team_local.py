@@ -391,8 +391,10 @@ _CARD_WHAT = {"note": "note", "name": "name", "vip": "VIP flag", "merge": "merge
 def _card_refused(db: Database, change: Change, outcome: dict[str, Any], detail: str) -> str:
     """A card edit the team refused: the card shows the team's fields again (a field the team never
     had goes back to its default), and the notice quotes what the author wrote so it is not lost."""
-    team_fields = contacts.edits_from(outcome.get("cards"))
-    contacts.apply_edits(db, team_fields)
+    # A field the author changed again since (pushed in this batch, or still waiting) keeps that
+    # newer change: it is accepted or refused on its own, and undone by its own refusal.
+    later = own_card_fields_after(db, change.local_seq)
+    contacts.apply_edits(db, [e for e in contacts.edits_from(outcome.get("cards")) if (e.subject, e.field) not in later])
     what = _CARD_WHAT.get(str(change.command.get("what")), "card edit")
     mine = [e.get("value") for e in change.command.get("edits", [])
             if isinstance(e, dict) and e.get("field") in ("note", "name") and isinstance(e.get("value"), str)]
@@ -442,16 +444,24 @@ class Intents:
     cards: frozenset[tuple[str, str]] = frozenset()  # (subject, field) of card edits
 
 
+def own_card_fields_after(db: Database, seq: int) -> set[tuple[str, str]]:
+    """(subject, field) of this replica's own card edits logged after local ``seq`` (the team's
+    edits replayed here are left out): newer intents that neither a pull nor an undo overwrites."""
+    ranges = _applied_ranges(db, seq)
+    fields: set[tuple[str, str]] = set()
+    for at, raw in db.conn.execute("SELECT seq, data FROM events WHERE seq > ? AND kind = ?",
+                                   (seq, contacts.CARD_EVENT)):
+        if not _inside(at, ranges):
+            fields |= {(e.subject, e.field) for e in contacts.edits_from(json.loads(raw or "{}").get("edits"))}
+    return fields
+
+
 def pending_intents(db: Database) -> Intents:
     start = pushed(db)
     ranges = _applied_ranges(db, start)
     fields: dict[str, set[str]] = defaultdict(set)
     keys: set[str] = set()
-    cards: set[tuple[str, str]] = set()
-    for seq, raw in db.conn.execute("SELECT seq, data FROM events WHERE seq > ? AND kind = ?",
-                                    (start, contacts.CARD_EVENT)):
-        if not _inside(seq, ranges):
-            cards |= {(e.subject, e.field) for e in contacts.edits_from(json.loads(raw or "{}").get("edits"))}
+    cards = own_card_fields_after(db, start)
     marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")))
     for seq, conv_id, kind, actor, raw in db.conn.execute(
             f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND kind IN ({marks})",

@@ -159,7 +159,8 @@ def team_state(team: Team) -> dict[str, Any]:
             "SELECT id, conversation_id, direction, text, state FROM replydesk.messages")}
         outbox_rows = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
             "SELECT key, conversation_id, state, seq FROM replydesk.outbox")}
-    return {"conversations": convs, "messages": messages, "outbox": outbox_rows}
+        cards = {(r[0], r[1]): r[2] for r in conn.execute("SELECT subject, field, value FROM replydesk.cards")}
+    return {"conversations": convs, "messages": messages, "outbox": outbox_rows, "cards": cards}
 
 
 def cache_state(db: Database) -> dict[str, Any]:
@@ -169,7 +170,14 @@ def cache_state(db: Database) -> dict[str, Any]:
         "SELECT m.id, m.conversation_id, m.direction, m.text, CASE WHEN m.direction = 'out' THEN m.state "
         "ELSE m.state END FROM messages m")}
     outbox_rows = {r[0]: (r[1], r[2]) for r in db.conn.execute("SELECT key, conversation_id, state FROM outbox")}
-    return {"conversations": convs, "messages": messages, "outbox": outbox_rows}
+    # The customer cards' fields as this cache holds them, keyed as the team's ``cards`` rows are.
+    cards: dict[tuple[str, str], Any] = {}
+    for person, note, name in db.conn.execute("SELECT id, note, name FROM people"):
+        cards[(person, "note")], cards[(person, "name")] = note, name
+    vips = {r[0]: bool(r[1]) for r in db.conn.execute("SELECT id, vip FROM contacts")}
+    links = dict(db.conn.execute("SELECT contact_id, person FROM contact_links").fetchall())
+    return {"conversations": convs, "messages": messages, "outbox": outbox_rows,
+            "cards": {"fields": cards, "vip": vips, "person": links}}
 
 
 def differences(cache: dict[str, Any], team: dict[str, Any]) -> list[str]:
@@ -193,6 +201,32 @@ def differences(cache: dict[str, Any], team: dict[str, Any]) -> list[str]:
         mine = cache["outbox"].get(key)
         if mine != (conv, state):
             out.append(f"reply {key}: cache {mine} team {(conv, state)}")
+    return out + card_differences(cache["cards"], team["cards"])
+
+
+def card_differences(cache: dict[str, Any], team: dict[tuple[str, str], Any]) -> list[str]:
+    """The customer cards: every field the team holds (a note, a name, a VIP flag, the customer a
+    contact is grouped in), and no note, name or grouping the team does not hold. (A VIP flag the
+    team never heard of can be the platform's own: the demo marks some customers VIP.)"""
+    out: list[str] = []
+    for (subject, field_), value in team.items():
+        if field_ in ("note", "name"):
+            mine: Any = cache["fields"].get((subject, field_), "")
+            value = value or ""
+        elif field_ == "vip":
+            if subject not in cache["vip"]:
+                continue  # a contact this cache has no message of yet: it comes with them
+            mine, value = cache["vip"][subject], bool(value)
+        else:
+            mine = cache["person"].get(subject)
+        if mine != value:
+            out.append(f"card {subject} {field_}: cache {mine!r} team {value!r}")
+    for (subject, field_), mine in cache["fields"].items():
+        if mine and (subject, field_) not in team:
+            out.append(f"card {subject} {field_}: cache {mine!r}, the team has none")
+    for subject, person in cache["person"].items():
+        if (subject, "person") not in team:
+            out.append(f"card {subject} person: cache {person!r}, the team has none")
     return out
 
 

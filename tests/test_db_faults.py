@@ -30,7 +30,8 @@ COMMANDS = [
     ["outbox"], ["outbox", "--json"], ["tag", "c1", "x"], ["untag", "c1", "x"], ["assign", "c1", "ann"],
     ["escalate", "c1"], ["resolve", "c1"], ["reopen", "c1"], ["snooze", "c1", "--until", "2h"], ["sla", "c1"],
     ["report"], ["report", "--json"], ["export"], ["accounts"], ["doctor"], ["doctor", "--repair"],
-    ["demo", "--headless", "--once"], ["import", "-"],
+    ["demo", "--headless", "--once"], ["import", "-"], ["contact", "show", "c1"], ["contact", "note", "c1", "n"],
+    ["contact", "vip", "c1", "--on"],
 ]
 QUICK = "sync:\n  lock_timeout: 200ms\n"  # a held lock is reported after 0.2 s, not 30
 

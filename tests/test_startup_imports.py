@@ -130,7 +130,7 @@ def test_version_and_help_load_neither_storage_nor_config() -> None:
     code, out, loaded = _run("--version")
     assert (code, out) == (0, "replydesk 0.1.0\n")
     assert _heavy(loaded) == [] and "argparse" not in loaded and "sqlite3" not in loaded
-    for argv in (["--help"], ["search", "--help"], ["show", "--help"]):
+    for argv in (["--help"], ["search", "--help"], ["show", "--help"], ["contact", "show", "--help"]):
         code, out, loaded = _run(*argv)
         assert code == 0 and "--data-dir" in out, argv
         assert _heavy(loaded) == [] and "sqlite3" not in loaded, argv
@@ -138,7 +138,8 @@ def test_version_and_help_load_neither_storage_nor_config() -> None:
 
 def test_read_commands_load_no_config_machinery(read_ws: tuple[Path, Path, str]) -> None:
     data_dir, config, conv = read_ws
-    for argv in (["search", "order", "--json"], ["show", conv, "--json"], ["outbox", "--json"], ["show", conv]):
+    for argv in (["search", "order", "--json"], ["show", conv, "--json"], ["outbox", "--json"], ["show", conv],
+                 ["contact", "show", conv, "--json"], ["contact", "show", conv]):
         code, out, loaded = _run("--data-dir", str(data_dir), "--config", str(config), *argv)
         assert code == 0 and out, argv
         assert _heavy(loaded) == [] and "replydesk.cli_team" not in loaded, argv  # the team commands' module too

@@ -9,6 +9,7 @@ engine replica), pushes and pulls as ``replydesk sync --once`` does them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,57 @@ def test_an_offline_card_edit_goes_out_when_back(team: Team, joined: dict[str, P
     sync(joined["ana"])
     card = card_of(joined["ana"], two)
     assert (card.name, card.vip, {x.id for x in card.contacts}) == ("The Martins", True, {one, two})
+
+
+def cli(data_dir: Path, *argv: str) -> tuple[int, str, str]:
+    """``replydesk`` in a joined workspace, as an agent types it (no engine runs: it pushes itself)."""
+    import contextlib
+    import io
+
+    from replydesk.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--data-dir", str(data_dir), *argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_contact_command_goes_through_the_team_like_the_card(team: Team, joined: dict[str, Path]) -> None:
+    one, two = edit(joined["ana"], lambda db: loners(db, 2))
+    code, _, err = cli(joined["ana"], "contact", "note", one, "Prefers email")
+    assert (code, err) == (0, "")
+    assert edit(joined["ana"], team_local.pending_count) == 0  # pushed by the command itself
+    assert team_cards(team)[(one, "note")] == ("Prefers email", "ana")
+    assert cli(joined["ana"], "contact", "vip", one, "--on")[0] == 0
+    assert cli(joined["ana"], "contact", "merge", one, two)[0] == 0
+    assert team_cards(team)[(two, "person")] == (one, "ana")
+
+    sync(joined["ben"])
+    code, out, _ = cli(joined["ben"], "contact", "show", two, "--json")
+    card = json.loads(out)
+    assert code == 0 and (card["note"], card["vip"]) == ("Prefers email", True)
+    assert {c["id"] for c in card["contacts"]} == {one, two}
+
+    # ben edits the note without having seen ana's newer one: refused, said so, exit 1
+    assert cli(joined["ana"], "contact", "note", one, "Prefers email; ships to Lyon")[0] == 0
+    code, _, err = cli(joined["ben"], "contact", "note", two, "Call first")
+    assert code == 1 and "ana changed the customer's note first" in err and "Call first" in err
+    assert card_of(joined["ben"], one).note == "Prefers email; ships to Lyon"
+
+
+def test_undoing_a_refused_card_edit_keeps_the_authors_later_edit_of_the_same_field(
+        team: Team, joined: dict[str, Path]) -> None:
+    a, b, c = edit(joined["ana"], lambda db: loners(db, 3))
+    edit(joined["ana"], lambda db: contacts.merge(db, c, b, actor="ana"))
+    sync(joined["ana"])
+    # ben, not having seen ana's merge: a note on b, a merge of b into a (which carries b's note to a's
+    # customer: refused, ana grouped b first), then a note of his own on a (nobody else's: accepted)
+    edit(joined["ben"], lambda db: contacts.set_note(db, b, "asked for a refund", actor="ben"))
+    edit(joined["ben"], lambda db: contacts.merge(db, a, b, actor="ben"))
+    edit(joined["ben"], lambda db: contacts.set_note(db, a, "ships to Lyon", actor="ben"))
+    report = sync(joined["ben"])
+    assert len(report.refused) == 1 and "grouping first" in report.refused[0]
+    assert team_cards(team)[(a, "note")] == ("ships to Lyon", "ben")
+    assert card_of(joined["ben"], a).note == "ships to Lyon"  # the merge's undo left ben's later note alone
+    sync(joined["ana"])
+    assert card_of(joined["ana"], a).note == "ships to Lyon"

@@ -1,7 +1,8 @@
 """Three agents and two team engines as real processes on one team database, acting at random.
 
 Every agent is ``replydesk sync`` on its own joined workspace (its local engine) while the test acts
-on that workspace's cache as the console would (tag, untag, assign, note, reply, resolve, reopen);
+on that workspace's cache as the console would (tag, untag, assign, note, reply, resolve, reopen, and
+the customer card's edits: its note, the team's name, VIP, merging and splitting contacts);
 both engines are ``replydesk serve`` on one simulated platform (the demo's remote side, shared),
 with faults on its wire. Afterwards, the referees: the team database (every cache must equal it,
 every change either landed or was refused with a notice) and the platform's ledger (every reply the
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from replydesk.storage import actions, outbox, queries, reply_windows, team_local
+from replydesk.storage import actions, contacts, outbox, queries, reply_windows, team_local
 from replydesk.storage.db import Database, open_database
 from team_support import (
     Team,
@@ -42,6 +43,9 @@ pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(300)]
 AGENTS = ("ana", "ben", "cy")
 ENGINES = ("engine-a", "engine-b")
 TAGS = ("refund", "vip", "late", "fragile")
+#: The demo platform marks these customers VIP itself, and a new message of theirs says so again
+#: (ingest keeps the platform's flag): the random VIP edits leave their contacts alone.
+PLATFORM_VIPS = ("Grace Okafor", "Μαρία Παπαδοπούλου")
 FAULTS = "faults: {fail: 0.1, latency: 0.01, lost_ack: 0.1, ratelimit: 0.03, retry_after: 0.2s}\n"
 
 
@@ -103,11 +107,14 @@ class Actor:
         self.replyable = [c for c in self.convs if _reply_allowed(first, c)]
         self.notes: list[str] = []
         self.replies: dict[str, str] = {}  # key -> agent
+        self.card_edits: dict[str, int] = defaultdict(int)  # agent -> card edits made (each one command)
 
     def act(self, agent: str) -> None:
         db, conv, rng = self.dbs[agent], self.rng.choice(self.convs), self.rng
-        kind = rng.choice(("tag", "untag", "assign", "note", "reply", "reply", "resolve", "reopen"))
-        if kind == "tag":
+        kind = rng.choice(("tag", "untag", "assign", "note", "reply", "reply", "resolve", "reopen", "card", "card"))
+        if kind == "card":
+            self.edit_card(agent, db, conv)
+        elif kind == "tag":
             actions.tag(db, [conv], [rng.choice(TAGS)], actor=agent)
         elif kind == "untag":
             actions.untag(db, [conv], [rng.choice(TAGS)], actor=agent)
@@ -122,6 +129,34 @@ class Actor:
             actions.resolve(db, [conv], actor=agent)
         else:
             actions.reopen(db, [conv], actor=agent)
+
+    def edit_card(self, agent: str, db: Database, conv: str) -> None:
+        """One of the card screen's edits on the conversation's customer, as that cache shows it."""
+        rng, n = self.rng, sum(self.card_edits.values())
+        contact = contacts.contact_of(db, conv)
+        card = contacts.card(db, contact) if contact else None
+        if card is None:
+            return
+        what = rng.choice(("note", "note", "name", "vip", "merge", "split"))
+        if what == "split" and len(card.contacts) < 2:
+            what = "merge"
+        if what == "note":
+            contacts.set_note(db, card.person, f"{agent} card note {n}", actor=agent)
+        elif what == "name":
+            contacts.set_name(db, card.person, rng.choice((f"{agent} name {n}", "")), actor=agent)
+        elif what == "vip":
+            ids = [c.id for c in card.contacts if c.name not in PLATFORM_VIPS]
+            if not ids:
+                return
+            contacts.set_vip(db, ids, rng.random() < 0.5, actor=agent)
+        elif what == "split":
+            contacts.split(db, rng.choice(card.contacts).id, actor=agent)
+        else:
+            other = contacts.contact_of(db, rng.choice(self.convs))
+            if other is None or other in {c.id for c in card.contacts}:
+                return
+            contacts.merge(db, contact, other, actor=agent)
+        self.card_edits[agent] += 1
 
     def close(self) -> None:
         for db in self.dbs.values():
@@ -196,6 +231,20 @@ def check_invariants(cluster: Cluster, actor: Actor) -> dict[str, int]:
         assert item is not None and item.state == "failed" and item.last_error.startswith("not sent:"), (key, item)
         assert notices >= 1
         refused += 1
+    # Every card edit landed in the team (one ``card`` event) or was refused with a notice to its author.
+    with cluster.team.admin() as conn:
+        landed = dict(conn.execute("SELECT agent, count(*) FROM replydesk.events WHERE kind = 'card' "
+                                   "GROUP BY agent").fetchall())
+    card_refused = 0
+    for agent in AGENTS:
+        db = open_database(cluster.dir(agent))
+        try:
+            told = db.conn.execute("SELECT count(*) FROM notices WHERE text LIKE 'Customer % not saved:%'").fetchone()[0]
+        finally:
+            db.close()
+        assert landed.get(agent, 0) + told == actor.card_edits[agent], (agent, landed.get(agent, 0), told,
+                                                                         actor.card_edits[agent])
+        card_refused += told
     # Exactly once, in order: the platform's ledger against the team's outbox. A reply on a Google
     # review we answered is an edit of ours (the platform keeps one reply): the actions' ledger has it.
     ledger = read_ledger(cluster.remote)
@@ -215,7 +264,9 @@ def check_invariants(cluster: Cluster, actor: Actor) -> dict[str, int]:
         if kinds[key] == "reply":
             queued_order[conv.split(":", 1)[1]].append(key)
     assert ledger_by_conversation(ledger) == dict(queued_order), "replies to a conversation left out of order"
-    return {"replies": len(actor.replies), "sent": len(sent), "refused": refused, "notes": len(actor.notes)}
+    return {"replies": len(actor.replies), "sent": len(sent), "refused": refused, "notes": len(actor.notes),
+            "card_edits": sum(actor.card_edits.values()), "card_refused": card_refused,
+            "card_fields": len(referee["cards"])}
 
 
 @pytest.fixture
@@ -243,7 +294,7 @@ def test_three_agents_and_two_engines_acting_at_random_converge(cluster: Cluster
     finally:
         actor.close()
     print(f"team random actions: {figures}")
-    assert figures["sent"] >= 10
+    assert figures["sent"] >= 10 and figures["card_edits"] >= 10 and figures["card_fields"] >= 10
 
 
 def test_sigkills_of_the_leading_engine_and_of_agents_and_an_agent_offline(cluster: Cluster) -> None:

@@ -302,6 +302,10 @@ class ReplydeskApp(App[int]):
     @on(DataChanged)
     def _on_data_changed(self, _: DataChanged) -> None:
         self._refresh_main()
+        for screen in self.screen_stack:  # a screen over the main one that shows cached data rereads it
+            follow = getattr(screen, "data_changed", None)
+            if callable(follow):
+                follow()
         # New deadlines at most every 5 s: while syncing the data changes every second, and a
         # conversation's warning comes minutes after it arrives.
         if self._config_ticks - self._deadlines_read_at >= 5:

@@ -49,6 +49,9 @@ class CustomerCard(Screen[str | None]):
         self.store, self.conv_id, self.clock, self.tz, self.agent = store, conv_id, clock, tz, agent
         self.card: contacts.Card | None = None
         self.conversations: list[queries.InboxRow] = []
+        #: While the note field is open: the note as the agent last saw it (another agent's change
+        #: to it is announced, never written into what they type).
+        self._note_seen: str | None = None
         self.palette = Palette(self)
 
     def compose(self) -> ComposeResult:
@@ -69,9 +72,14 @@ class CustomerCard(Screen[str | None]):
 
     # ---- data ---------------------------------------------------------------------------------------
 
+    def data_changed(self) -> None:
+        """The cache changed (the app's data-version probe): another agent's edit, a merge by the
+        team, a new conversation of the customer: read the card again, off the UI thread."""
+        self._load()
+
     @background("reading the customer card", group="card", exclusive=True)
     def _load(self) -> None:
-        conv_id = self.conv_id
+        conv_id, typing = self.conv_id, self._note_seen is not None
 
         def read(db: Database) -> CardLoaded:
             contact = contacts.contact_of(db, conv_id)
@@ -79,12 +87,20 @@ class CustomerCard(Screen[str | None]):
             own = queries.get_row(db, conv_id)
             others = queries.history(db, conv_id, contact, limit=200) if contact else []
             rows = sorted([r for r in [own, *others] if r is not None], key=lambda r: -r.last_message_at)
-            return CardLoaded(card, rows)
+            by = contacts.last_editor(db, card, "note") if card is not None and typing else None
+            return CardLoaded(card, rows, note_by=by)
 
         self.post_message(self.store.read(read))
 
     def on_card_loaded(self, event: CardLoaded) -> None:
         self.card, self.conversations = event.card, event.conversations
+        if self._note_seen is not None and event.card is not None and event.card.note != self._note_seen:
+            self._note_seen = event.card.note  # said once per change
+            theirs = safe_line(event.card.note).plain if event.card.note else "(no note)"
+            who = safe_line(event.note_by).plain if event.note_by else "Another agent"
+            self.notify(f"{who} changed the customer's note while you were editing "
+                        f"it; now: {theirs[:120]}. What you typed stays: enter saves it over theirs, "
+                        "escape keeps theirs.", title="Team", severity="warning", timeout=12, markup=False)
         self._paint()
 
     def _paint(self) -> None:
@@ -163,8 +179,10 @@ class CustomerCard(Screen[str | None]):
         if self.card is None:
             return
         person, agent = self.card.person, self.agent
+        self._note_seen = self.card.note
 
         def done(value: str | None) -> None:
+            self._note_seen = None
             if value is not None:
                 self._write("Note saved", lambda db: contacts.set_note(db, person, value.strip(), actor=agent))
 

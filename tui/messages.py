@@ -277,6 +277,7 @@ class CardLoaded(Message):
     card: Any
     conversations: list[InboxRow]
     error: str | None = None
+    note_by: str | None = None  # who last changed the note (read while the agent is editing it)
 
 
 @dataclass
