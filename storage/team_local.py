@@ -47,7 +47,8 @@ DONE_KINDS = ("reply_edited", "reply_deleted", "platform_read", "ticket", "ticke
 PUSHED_KINDS = ("in", "automatic", "reply", "auto_reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
                 "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority",
                 "action_queued", contacts.CARD_EVENT, *DONE_KINDS)
-_FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation"}
+_FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation",
+             "priority": "priority"}
 _OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox", "action_queued", *DONE_KINDS)
 
 
@@ -343,12 +344,12 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
     report = PushReport()
     if not changes and last <= pushed(db):  # nothing new (a console's read mark, an SLA tick): no write
         return report
-    with applying(db):
+    with applying(db) as undo:
         for change, outcome in zip(changes, outcomes, strict=True):
             if outcome.get("ok"):
                 report.accepted += 1
                 continue
-            text = _refusal(db, change, outcome)
+            text = _refusal(db, change, outcome, undo.top)
             report.refused.append(text)
             db.conn.execute("INSERT INTO notices(at, conversation_id, text) VALUES (?,?,?)",
                             (db.now(), change.conversation_id, text))
@@ -362,13 +363,17 @@ _WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalat
          contacts.CARD_EVENT: "Customer card edit"}
 
 
-def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
-    """Undo a refused change locally and say what happened, in words."""
+def _refusal(db: Database, change: Change, outcome: dict[str, Any], upto: int) -> str:
+    """Undo a refused change locally and say what happened, in words (``upto``: the last local seq
+    before the undos began; what they log is the team's, not the author's)."""
     detail = str(outcome.get("detail") or outcome.get("reason") or "refused")
     what = _WHAT.get(change.kind, change.kind.capitalize())
     state = outcome.get("state")
     if isinstance(state, dict):
-        _set_state(db, change.conversation_id, state, agent="team", at=db.now(), keep=frozenset())
+        # A field the author changed again since (pushed in this batch, or made while the push was on
+        # its way) keeps that newer change: it goes to the team on its own, under the same rule.
+        later = own_fields_after(db, change.local_seq, upto).get(change.conversation_id, frozenset())
+        _set_state(db, change.conversation_id, state, agent="team", at=db.now(), keep=later)
     row = outcome.get("outbox")
     key = change.command.get("key") or (change.command.get("outbox") or {}).get("key")
     if change.kind == "queued" and key:
@@ -417,10 +422,10 @@ class applying:  # noqa: N801 - used as a context manager, reads as a phrase
         self.db = db
         self._tx = db.transaction()
 
-    def __enter__(self) -> Database:
+    def __enter__(self) -> applying:
         self._tx.__enter__()
         self.top = self.db.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-        return self.db
+        return self
 
     def __exit__(self, *exc: Any) -> Any:
         if exc[0] is None:
@@ -456,17 +461,20 @@ def own_card_fields_after(db: Database, seq: int) -> set[tuple[str, str]]:
     return fields
 
 
-def pending_intents(db: Database) -> Intents:
-    start = pushed(db)
-    ranges = _applied_ranges(db, start)
+def _own_changes_after(db: Database, seq: int, upto: int | None = None) -> tuple[dict[str, frozenset[str]],
+                                                                                frozenset[str]]:
+    """This replica's own conversation changes logged after local ``seq`` (and up to ``upto``; the
+    team's replayed here and a customer's reopening left out): the fields changed per conversation,
+    and the outbox keys."""
+    ranges = _applied_ranges(db, seq)
     fields: dict[str, set[str]] = defaultdict(set)
     keys: set[str] = set()
-    cards = own_card_fields_after(db, start)
     marks = ",".join("?" * len((*_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")))
-    for seq, conv_id, kind, actor, raw in db.conn.execute(
-            f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND kind IN ({marks})",
-            (start, *_FIELD_OF, *_OUTBOX_KINDS, "reply", "auto_reply")):
-        if _inside(seq, ranges) or (kind == "status" and actor == "customer"):
+    for at, conv_id, kind, actor, raw in db.conn.execute(
+            f"SELECT seq, conversation_id, kind, actor, data FROM events WHERE seq > ? AND seq <= ? "
+            f"AND kind IN ({marks})", (seq, upto if upto is not None else 2**62, *_FIELD_OF, *_OUTBOX_KINDS,
+                                       "reply", "auto_reply")):
+        if _inside(at, ranges) or (kind == "status" and actor == "customer"):
             continue
         if kind in _FIELD_OF:
             fields[conv_id].add(_FIELD_OF[kind])
@@ -474,7 +482,19 @@ def pending_intents(db: Database) -> Intents:
             key = json.loads(raw or "{}").get("key")
             if key:
                 keys.add(key)
-    return Intents({k: frozenset(v) for k, v in fields.items()}, frozenset(keys), frozenset(cards))
+    return {k: frozenset(v) for k, v in fields.items()}, frozenset(keys)
+
+
+def own_fields_after(db: Database, seq: int, upto: int | None = None) -> dict[str, frozenset[str]]:
+    """Per conversation, the fields this replica changed itself after local ``seq``: newer intents
+    that neither a pull nor the undo of an older refused change overwrites."""
+    return _own_changes_after(db, seq, upto)[0]
+
+
+def pending_intents(db: Database) -> Intents:
+    start = pushed(db)
+    fields, keys = _own_changes_after(db, start)
+    return Intents(fields, keys, frozenset(own_card_fields_after(db, start)))
 
 
 @dataclass
@@ -742,7 +762,8 @@ def _set_state(db: Database, conv_id: str, state: dict[str, Any], *, agent: str,
                keep: frozenset[str]) -> None:
     """Make the conversation's fields the team's, logging each change as the local log knows them.
 
-    ``keep``: fields this replica changed and has not pushed yet; its newer intent stays.
+    ``keep``: fields this replica changed and has not pushed yet (or changed after a refused change
+    this undoes); its newer intent stays. ``escalation`` covers the escalation and the priority with it.
     """
     if not state or "status" not in state:
         return
@@ -761,7 +782,9 @@ def _set_state(db: Database, conv_id: str, state: dict[str, Any], *, agent: str,
     if "assignee" not in keep and state.get("assignee") != assignee:
         db.conn.execute("UPDATE conversations SET assignee=? WHERE id=?", (state.get("assignee"), conv_id))
         _event(db, conv_id, "assign", agent, {"assignee": state.get("assignee")}, at=at)
-    team_escalation = (bool(state.get("escalated")), state.get("escalation_target"), state.get("priority") or "normal")
+    # ``priority`` kept alone (a pending priority change): the team's escalation, with our priority.
+    team_escalation = (bool(state.get("escalated")), state.get("escalation_target"),
+                       priority if "priority" in keep else state.get("priority") or "normal")
     if "escalation" not in keep and team_escalation != (bool(escalated), target, priority):
         db.conn.execute("UPDATE conversations SET escalated=?, escalation_target=?, priority=? WHERE id=?",
                         (int(team_escalation[0]), team_escalation[1], team_escalation[2], conv_id))
