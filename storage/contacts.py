@@ -169,10 +169,12 @@ def merge(db: Database, contact_id: str, other_id: str, actor: str = "me") -> st
         person = _person(db, contact_id) or contact_id
         notes = [n for n in (_note(db, _person(db, contact_id) or contact_id),
                              _note(db, _person(db, other_id) or other_id)) if n]
-        edits = [Edit(cid, "person", person) for cid in dict.fromkeys([*mine, *theirs])]
+        group = list(dict.fromkeys([*mine, *theirs]))
+        edits = [Edit(cid, "person", person) for cid in group]
         kept = "\n".join(dict.fromkeys(notes))  # both notes, or the one either customer had
         if kept != _note(db, person):
             edits.append(Edit(person, "note", kept))
+        edits += _chosen_vip(db, group)
         apply_edits(db, edits)
         _log(db, [*mine, *theirs], "contact_merge", actor, {"person": person, "merged": other_id})
         _card_event(db, "merge", edits, actor)
@@ -200,7 +202,22 @@ def split(db: Database, contact_id: str, actor: str = "me") -> None:
         _card_event(db, "split", edits, actor)
 
 
+def _chosen_vip(db: Database, group: Sequence[str]) -> list[Edit]:
+    """A merge keeps a VIP flag chosen by hand: the merged customer is VIP if anyone chose VIP for a
+    part of it, not VIP if the choices were "not VIP", whatever the platforms say of the other part
+    (no choice by hand: the platforms' flags, as before). The edits that make every contact say so."""
+    marks = ",".join("?" * len(group))
+    chosen = dict(db.conn.execute(f"SELECT id, vip_set FROM contacts WHERE id IN ({marks})", list(group)).fetchall())
+    picks = [v for v in chosen.values() if v is not None]
+    if not picks:
+        return []
+    vip = any(picks)
+    return [Edit(cid, "vip", vip) for cid in group if cid in chosen and chosen[cid] != int(vip)]
+
+
 def set_vip(db: Database, contact_ids: Sequence[str], vip: bool, actor: str = "me") -> None:
+    """An agent's (or owner's) choice: it wins over the platform's VIP flag from now on (ingest
+    keeps it), in every cache of a team (it travels as a card edit)."""
     with db.transaction():
         _require(db, contact_ids)
         edits = [Edit(cid, "vip", bool(vip)) for cid in contact_ids]
@@ -281,9 +298,9 @@ def apply_edits(db: Database, edits: Sequence[Edit]) -> None:
                 f"INSERT INTO people(id, {e.field}, updated_at) VALUES (?,?,?) "
                 f"ON CONFLICT(id) DO UPDATE SET {e.field}=excluded.{e.field}, updated_at=excluded.updated_at",
                 (e.subject, e.value or "", db.now()))
-        elif e.field == "vip":
-            if e.value is not None:
-                db.conn.execute("UPDATE contacts SET vip=? WHERE id=?", (int(bool(e.value)), e.subject))
+        elif e.field == "vip":  # a choice by hand wins over the platform's flag; None: the platform's again
+            db.conn.execute("UPDATE contacts SET vip_set=?, vip=coalesce(?, platform_vip) WHERE id=?",
+                            (None if e.value is None else int(bool(e.value)),) * 2 + (e.subject,))
         elif not db.conn.execute("SELECT 1 FROM contacts WHERE id=?", (e.subject,)).fetchone():
             continue
         elif e.value is None:

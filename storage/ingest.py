@@ -524,10 +524,12 @@ def _handle(contact: Contact) -> str:
 
 
 #: A name is replaced by a better-ranked one, or by an equally ranked one seen at least as late; a
-#: handle by any non-empty handle seen at least as late. (SET expressions all read the old row.)
+#: handle by any non-empty handle seen at least as late. The platform's VIP flag is kept (once VIP,
+#: VIP), but a VIP flag an agent set by hand (``vip_set``) wins over it. (SET expressions all read
+#: the old row.)
 CONTACT_UPSERT = """
-INSERT INTO contacts(id, account, platform, native_id, name, handle, vip, name_rank, name_at, handle_at)
-VALUES (?,?,?,?,?,?,?,?,?,?)
+INSERT INTO contacts(id, account, platform, native_id, name, handle, vip, name_rank, name_at, handle_at, platform_vip)
+VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?7)
 ON CONFLICT(id) DO UPDATE SET
   name = CASE WHEN excluded.name_rank > contacts.name_rank OR (excluded.name_rank = contacts.name_rank
               AND excluded.name_at >= coalesce(contacts.name_at, excluded.name_at))
@@ -542,7 +544,8 @@ ON CONFLICT(id) DO UPDATE SET
   handle_at = CASE WHEN excluded.handle != '' AND (contacts.handle = ''
                 OR excluded.handle_at >= coalesce(contacts.handle_at, excluded.handle_at))
            THEN excluded.handle_at ELSE contacts.handle_at END,
-  vip = max(contacts.vip, excluded.vip)
+  platform_vip = max(contacts.platform_vip, excluded.platform_vip),
+  vip = coalesce(contacts.vip_set, max(contacts.platform_vip, excluded.platform_vip))
 """
 
 

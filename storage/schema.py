@@ -650,6 +650,23 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (account, name, language)
         ) WITHOUT ROWID""",
     ],
+    # 20: an agent's VIP choice sticks. contacts.vip stays what everyone reads; platform_vip is what
+    # the platforms say (kept as the max seen, as vip was), vip_set the VIP flag an agent or owner
+    # set by hand (NULL: nobody did): it wins over the platform's from then on. A workspace's earlier
+    # choices are read back from its card events; the platform's flag of a contact chosen by hand
+    # was not kept apart before, so its current flag stands in for it.
+    [
+        "ALTER TABLE contacts ADD COLUMN platform_vip INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE contacts ADD COLUMN vip_set INTEGER",
+        "UPDATE contacts SET platform_vip = vip",
+        """UPDATE contacts SET vip_set = h.v FROM (
+            SELECT json_extract(j.value, '$.subject') AS id, json_extract(j.value, '$.value') AS v, max(e.seq)
+            FROM events e, json_each(e.data, '$.edits') j
+            WHERE e.kind = 'card' AND json_valid(e.data) AND json_extract(j.value, '$.field') = 'vip'
+            GROUP BY 1) AS h
+          WHERE h.id = contacts.id""",
+        "UPDATE contacts SET vip = vip_set WHERE vip_set IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

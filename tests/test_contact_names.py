@@ -238,11 +238,16 @@ def test_the_migration_repairs_stale_search_rows(tmp_path, monkeypatch: pytest.M
         m.setattr(db_module, "MIGRATIONS", schema.MIGRATIONS[:7])
         m.setattr(db_module, "SCHEMA_VERSION", 7)
         db = _db(tmp_path)
-        # Today's ingest writes a column a later migration adds (11: listening): it is there while the
-        # old-schema data is written, and gone before the upgrade adds it again.
+        # Today's ingest writes columns later migrations add (11: listening, 20: the VIP flag's two
+        # sources): they are there while the old-schema data is written, and gone before the upgrade
+        # adds them again.
         db.conn.execute("ALTER TABLE conversations ADD COLUMN listening TEXT")
+        db.conn.execute("ALTER TABLE contacts ADD COLUMN platform_vip INTEGER NOT NULL DEFAULT 0")
+        db.conn.execute("ALTER TABLE contacts ADD COLUMN vip_set INTEGER")
         _renamed_customer(db)
         db.conn.execute("ALTER TABLE conversations DROP COLUMN listening")
+        db.conn.execute("ALTER TABLE contacts DROP COLUMN platform_vip")
+        db.conn.execute("ALTER TABLE contacts DROP COLUMN vip_set")
         db.conn.execute("DELETE FROM conversations_fts")
         db.conn.execute("INSERT INTO conversations_fts(rowid, customer) SELECT rowid, 'Grace Wanjiru @grace' "
                         "FROM conversations")

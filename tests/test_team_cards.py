@@ -233,3 +233,67 @@ def test_undoing_a_refused_card_edit_keeps_the_authors_later_edit_of_the_same_fi
     assert card_of(joined["ben"], a).note == "ships to Lyon"  # the merge's undo left ben's later note alone
     sync(joined["ana"])
     assert card_of(joined["ana"], a).note == "ships to Lyon"
+
+
+def customers(data_dir: Path) -> list[tuple[str, str, str, str, str, bool]]:
+    """(contact, conversation native id, platform, kind, name, VIP) of each customer's first conversation."""
+    db = open_database(data_dir)
+    try:
+        return [(*r[:5], bool(r[5])) for r in db.conn.execute(
+            "SELECT p.id, min(c.native_id), c.platform, c.kind, p.name, p.vip FROM contacts p JOIN conversations c "
+            "ON c.contact_id = p.id GROUP BY p.id ORDER BY p.id")]
+    finally:
+        db.close()
+
+
+def customer_writes_again(engine_dir: Path, vips: list[tuple[str, ...]], n: int) -> None:
+    """The engine fetches a new message of each of these customers, the platform still marking them
+    VIP, and pushes it to the team (what its sync pass does with a fetch)."""
+    from replydesk.model import Contact, FetchResult, IncomingMessage
+    from replydesk.storage import ingest
+
+    db = open_database(engine_dir)
+    try:
+        at = db.conn.execute("SELECT max(created_at) FROM messages").fetchone()[0] + 60
+        ingest.ingest(db, "demo", [FetchResult(messages=[IncomingMessage(
+            native_id=f"again-{n}-{i}", conversation_native_id=conv, platform=platform, kind=kind,
+            contact=Contact(native_id=contact.removeprefix("demo:"), name=name, vip=True), text="still there?",
+            created_at=at + i, direction="in") for i, (contact, conv, platform, kind, name) in enumerate(vips)],
+            cursor={})])
+    finally:
+        db.close()
+    sync(engine_dir)
+
+
+def test_an_agents_vip_off_sticks_when_the_platform_still_marks_the_customer_vip(
+        team: Team, joined: dict[str, Path]) -> None:
+    every = customers(joined["engine-a"])
+    vip = next(c for c in every if c[5])  # one the demo platform marks VIP
+    # and another customer (a card groups contacts by name), whom the platform will mark VIP next
+    other = next(c for c in every if not c[5] and c[4] != vip[4])
+    vips = [vip[:5], other[:5]]
+    chosen, untouched = vip[0], other[0]
+    assert not card_of(joined["ben"], untouched).vip
+    assert cli(joined["ana"], "contact", "vip", chosen, "--off")[0] == 0  # pushed by the command itself
+    assert team_cards(team)[(chosen, "vip")] == (False, "ana")
+    sync(joined["engine-a"])
+    sync(joined["ben"])
+
+    customer_writes_again(joined["engine-a"], vips, 1)
+    for name in ("ana", "ben"):
+        assert sync(joined[name]).messages >= 2
+    for name in ("engine-a", "ana", "ben"):  # ana's choice wins everywhere; the platform's flag elsewhere
+        assert not card_of(joined[name], chosen).vip, name
+        assert card_of(joined[name], untouched).vip, name
+
+    # ben merges the two customers: the choice by hand holds for the merged one, in every cache, and
+    # against the platform's flag on the next messages of either
+    edit(joined["ben"], lambda db: contacts.merge(db, chosen, untouched, actor="ben"))
+    assert sync(joined["ben"]).refused == []
+    customer_writes_again(joined["engine-a"], vips, 2)
+    for name in ("ana", "ben"):
+        sync(joined[name])
+    for name in ("engine-a", "ana", "ben"):
+        card = card_of(joined[name], untouched)
+        assert {c.id for c in card.contacts} >= {chosen, untouched} and not card.vip, name
+    assert team_cards(team)[(untouched, "vip")] == (False, "ben")
