@@ -95,7 +95,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.json:
         cli.emit_json(info)
     else:
-        cli.say(f"team schema {'created' if info['created'] else 'up to date'} in {url.display()} "
+        done = "created" if info["created"] else (
+            f"migrated from schema {info['migrated_from']}" if info["migrated_from"] else "up to date")
+        cli.say(f"team schema {done} in {url.display()} "
                 f"(schema {info['schema_version']}); add agents with 'replydesk team add-agent URL NAME'")
     return cli.EXIT_OK
 

@@ -168,6 +168,7 @@ def init(conn: psycopg.Connection) -> dict[str, Any]:
         for statement in GRANTS:
             conn.execute(sql.SQL(statement).format(agents=sql.Identifier(agents), engines=sql.Identifier(engines)))
     return {"database": dbname, "schema_version": TEAM_SCHEMA_VERSION, "created": created,
+            "migrated_from": version if 0 < version < TEAM_SCHEMA_VERSION else None,
             "agent_role": agents, "engine_role": engines}
 
 
