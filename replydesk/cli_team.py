@@ -325,6 +325,7 @@ def after_write(args: argparse.Namespace) -> int | None:
     lock = EngineLock(data_dir)
     if not lock.acquire():  # the console or 'replydesk sync' is running here: it pushes
         return None
+    from replydesk.storage import team_db
     from replydesk.storage.db import StorageError
     from replydesk.team import TeamSync
 
@@ -333,6 +334,9 @@ def after_write(args: argparse.Namespace) -> int | None:
         db = ws.open_db()
         try:
             report = TeamSync(ws.data_dir, db).once()
+        except team_db.TeamRefused as exc:  # not about reaching it: waiting would not help
+            cli.complain(f"saved in this workspace, but {exc}")
+            return cli.EXIT_ERROR
         except StorageError as exc:
             cli.complain(f"saved in this workspace; it goes to the team once it can be reached ({exc})")
             return None

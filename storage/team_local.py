@@ -377,7 +377,7 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
 _WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalation", "queued": "Reply",
          "action_queued": "Action",
          "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag",
-         contacts.CARD_EVENT: "Customer card edit"}
+         "ticket_status": "Ticket status", contacts.CARD_EVENT: "Customer card edit"}
 
 
 def _refusal(db: Database, change: Change, outcome: dict[str, Any]) -> str:
