@@ -51,7 +51,7 @@ class TeamRefused(TeamError):
 
 
 #: SQLSTATEs that say the server, or the way to it, is in trouble rather than the command: a
-#: connection (class 08), a shutdown or restart (57P01-57P03), a cancel (57014: a statement timeout),
+#: connection (class 08), a shutdown, a restart or the database dropped (57P01-57P04), a cancel (57014: a statement timeout),
 #: resources (53: disk, memory, too many connections), a transaction to try again (40: serialization,
 #: deadlock), the server's system (58). Each passes; a command refused for what it is does not.
 _TRANSIENT_CLASSES = ("08", "53", "40", "58")
@@ -114,10 +114,11 @@ def refusal(exc: BaseException) -> str | None:
     """The server's own words when ``exc`` is the server refusing a command (an error it raised with
     an SQLSTATE outside the transient ones); None when it is about reaching the server (libpq's own
     errors, a lost connection, carry no SQLSTATE)."""
-    state = getattr(exc, "sqlstate", None) if isinstance(exc, psycopg.Error) else None
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
     if not state or state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES:
         return None
-    assert isinstance(exc, psycopg.Error)
     words = (exc.diag.message_primary or str(exc).strip() or type(exc).__name__).splitlines()[0]
     return words[:300]
 

@@ -167,3 +167,21 @@ def test_a_stopped_server_is_out_of_reach_and_the_change_goes_out_when_it_is_bac
             assert team_local.pending_count(ana) == 0
         finally:
             ana.close()
+
+
+def test_a_connection_the_server_ends_is_out_of_reach_not_a_refusal(team: Team, joined: dict[str, Path]) -> None:
+    conv = first_conversations(joined["ana"], 1)[0]
+    url, _ = team_db.TeamUrl.parse(team.url("ana"))
+    conn = team_db.connect(url, team.passwords["ana"])
+    try:
+        with team.admin() as admin:  # an administrator (or a restart) ends the agent's session
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (url.user,))
+        with pytest.raises(team_db.TEAM_ERRORS) as caught:
+            team_db.submit_many(conn, [{"id": "x:1", "agent": "ana", "kind": "tag", "conversation": conv,
+                                        "add": ["x"]}])
+        error = team_db.explain(caught.value, url)
+        assert isinstance(error, team_db.TeamUnavailable) and team_db.refusal(caught.value) is None
+        assert str(error).startswith(f"cannot reach the team database at {url.display()}")
+    finally:
+        conn.close()
+    assert team_state(team)["conversations"][conv][2] == ()
