@@ -96,7 +96,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.json:
         cli.emit_json(info)
     else:
-        cli.say(f"team schema {'created' if info['created'] else 'up to date'} in {url.display()} "
+        done = "created" if info["created"] else (
+            f"migrated from schema {info['migrated_from']}" if info["migrated_from"] else "up to date")
+        cli.say(f"team schema {done} in {url.display()} "
                 f"(schema {info['schema_version']}); add agents with 'replydesk team add-agent URL NAME'")
     return cli.EXIT_OK
 
@@ -324,6 +326,7 @@ def after_write(args: argparse.Namespace) -> int | None:
     lock = EngineLock(data_dir)
     if not lock.acquire():  # the console or 'replydesk sync' is running here: it pushes
         return None
+    from replydesk.storage import team_db
     from replydesk.storage.db import StorageError
     from replydesk.team import TeamSync
 
@@ -332,6 +335,9 @@ def after_write(args: argparse.Namespace) -> int | None:
         db = ws.open_db()
         try:
             report = TeamSync(ws.data_dir, db).once()
+        except team_db.TeamRefused as exc:  # not about reaching it: waiting would not help
+            cli.complain(f"saved in this workspace, but {exc}")
+            return cli.EXIT_ERROR
         except StorageError as exc:
             cli.complain(f"saved in this workspace; it goes to the team once it can be reached ({exc})")
             return None

@@ -12,7 +12,9 @@ agents' machines never talk to a platform. One loop, on its own thread with its 
   after ``PRESENCE_TTL``; others' rows are copied into the cache, written only when they change.
 
 Offline (the server down, the network gone) the console keeps working on the cache; changes wait
-and go out in order when the team is back. The loop is supervised like the solo engine's tasks: a
+and go out in order when the team is back. A change the server refuses for what it is (an error it
+raised about the command: ``team_db.refusal``) is no reason to wait: it is refused like a conflict,
+undone in the cache and told, and the changes behind it go out. The loop is supervised like the solo engine's tasks: a
 failure of the cache itself (locked past its timeout, a full disk) or a bug stalls it — logged once,
 in ``health()`` (the console, the lease note) and the team's status row — and it retries with
 backoff until the cause is gone, never ending. A team engine runs the same loop for its replica, and
@@ -81,6 +83,13 @@ def background_priority() -> None:
     with contextlib.suppress(OSError, AttributeError):
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
+
+
+def _state_of(error: Exception) -> str:
+    """The team link's state in the status bar for a failure: only "offline" says the changes wait."""
+    if isinstance(error, team_db.TeamAuthError):
+        return "auth_error"
+    return "error" if isinstance(error, team_db.TeamRefused) else "offline"
 
 
 def backoff(failures: int) -> float:
@@ -160,7 +169,7 @@ class TeamSync:
             return self.cycle(presence=False)
         except team_db.TEAM_ERRORS as exc:
             error = self._explain(exc)
-            self._report("auth_error" if isinstance(error, team_db.TeamAuthError) else "offline", str(error))
+            self._report(_state_of(error), str(error))
             raise error from None
         finally:
             self._close()
@@ -180,7 +189,7 @@ class TeamSync:
                     error = self._explain(exc)
                     log.warning("team sync: %s (retrying in %.0fs)", error, backoff(failures))
                     self._close()
-                    self._report("auth_error" if isinstance(error, team_db.TeamAuthError) else "offline", str(error))
+                    self._report(_state_of(error), str(error))
                     pause(self._stop, backoff(failures))
                 except Exception as exc:  # the cache (locked, a full disk) or a bug: stall, retry, never end
                     failures += 1
@@ -353,7 +362,7 @@ class TeamSync:
                 if change.kind == "retry" and outcome.get("reason") == "missing":
                     forced = team_local.replace_as_forced_reply(self.db, self.link, change)
                     if forced is not None:  # a reply the team refused before: queue it now, as confirmed
-                        mine[i] = team_db.submit(self.work, forced)
+                        mine[i] = team_db.submit_many(self.work, [forced])[0]
             pushed = team_local.record_outcomes(self.db, changes, mine, last, self.link)
             for (_, mark), outcome in zip(extra, outcomes[len(changes):], strict=True):
                 if outcome.get("ok"):

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from replydesk.foreground import step_aside
 from replydesk.model import DIRECTIONS, KINDS, SPAN_KINDS, Contact, FetchResult, IncomingMessage, iso, item_id
 from replydesk.storage import aliases, csat, receipts, reply_windows, slastate
 from replydesk.storage.db import Database
@@ -293,7 +294,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     now = db.now()
     good: list[IncomingMessage] = [_storable(m, now) for m in result.messages] if checked else []
     rejected = list(result.rejected)
-    for msg in () if checked else result.messages:
+    for n, msg in enumerate(() if checked else result.messages):
+        if n % 32 == 0:
+            step_aside()  # a key in the console's thread of this process paints first
         reason = _check(msg)
         if reason is None:
             try:
@@ -364,7 +367,9 @@ def _ingest_one(db: Database, account: str, result: FetchResult, stats: IngestSt
     robots_only: list[str] = []
     customer_wrote: list[tuple[str, str, str]] = []  # (id, platform, kind): windows count from a new message
     any_robot = any(m.automatic for m in fresh.values())  # the common batch has none: skip the checks
-    for conv_id, items in convs.items():
+    for n, (conv_id, items) in enumerate(convs.items()):
+        if n % 32 == 0:
+            step_aside()
         items.sort(key=lambda pair: pair[1].created_at)
         first, last = items[0][1], items[-1][1]
         # Automatic messages (bounces, auto-replies) neither ask for a reply nor count as the

@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from replydesk.foreground import step_aside
 from replydesk.sla import ConvAttrs, SlaEvent, SlaResult
 from replydesk.storage.db import Database
 from replydesk.storage.schema import NO_DUE
@@ -77,7 +78,9 @@ def refresh(db: Database, conv_ids: Iterable[str], now: float | None = None) -> 
     results: dict[str, SlaResult] = {}
     updates = []
     logged = []
-    for conv_id, (attrs, events, checked_at) in load_inputs(db, ids).items():
+    for n, (conv_id, (attrs, events, checked_at)) in enumerate(load_inputs(db, ids).items()):
+        if n % 16 == 0:
+            step_aside()  # a key in the console's thread of this process paints first
         since = checked_at if checked_at is not None else float("-inf")
         result, transitions = engine.evaluate_with_transitions(attrs, events, since, now)
         results[conv_id] = result

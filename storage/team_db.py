@@ -45,6 +45,19 @@ class TeamUnavailable(TeamError):
     """The server cannot be reached (down, network, TLS): the agent keeps working offline."""
 
 
+class TeamRefused(TeamError):
+    """The server answered, and refused what was asked (a RAISE in a team function, a constraint, a
+    privilege taken away): waiting does not help, so nothing queues behind it as if offline."""
+
+
+#: SQLSTATEs that say the server, or the way to it, is in trouble rather than the command: a
+#: connection (class 08), a shutdown, a restart or the database dropped (57P01-57P04), a cancel (57014: a statement timeout),
+#: resources (53: disk, memory, too many connections), a transaction to try again (40: serialization,
+#: deadlock), the server's system (58). Each passes; a command refused for what it is does not.
+_TRANSIENT_CLASSES = ("08", "53", "40", "58")
+_TRANSIENT_STATES = ("57P01", "57P02", "57P03", "57P04", "57014")
+
+
 #: What a team call can fail with that callers report rather than crash on.
 TEAM_ERRORS: tuple[type[Exception], ...] = (TeamError, psycopg.Error)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
@@ -97,8 +110,25 @@ def _mask(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def explain(exc: BaseException, url: TeamUrl, password: str | None = None) -> TeamError:
-    """A psycopg failure as a sentence: what failed, where, what to do; never the password."""
+def refusal(exc: BaseException) -> str | None:
+    """The server's own words when ``exc`` is the server refusing a command (an error it raised with
+    an SQLSTATE outside the transient ones); None when it is about reaching the server (libpq's own
+    errors, a lost connection, carry no SQLSTATE)."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
+    if not state or state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES:
+        return None
+    words = (exc.diag.message_primary or str(exc).strip() or type(exc).__name__).splitlines()[0]
+    return words[:300]
+
+
+def explain(exc: BaseException, url: TeamUrl, password: str | None = None, *,
+            connecting: bool = False) -> TeamError:
+    """A psycopg failure as a sentence: what failed, where, what to do; never the password.
+
+    ``connecting``: the error came from opening the connection, where a refusal is about the login
+    (pg_hba, a database privilege), not about a command."""
     text = str(exc).strip()
     server = text.split("FATAL:", 1)[-1].strip().splitlines()[0] if text else type(exc).__name__
     if password:
@@ -111,6 +141,11 @@ def explain(exc: BaseException, url: TeamUrl, password: str | None = None) -> Te
         return TeamError(f"the team database at {where} does not exist (create it, then 'replydesk team init')")
     if "SSL" in text or "certificate" in text:
         return TeamUnavailable(f"TLS with the team database at {where} failed: {server}")
+    refused = None if connecting or "not an agent" in text else refusal(exc)
+    if refused is not None:
+        if password:
+            refused = refused.replace(password, "***")
+        return TeamRefused(f"the team refused the command: {refused}")
     if "permission denied" in text or "not an agent" in text or "pg_hba.conf" in text:
         return TeamAuthError(f"the team database at {where} refused {url.user!r}: {server}")
     return TeamUnavailable(f"cannot reach the team database at {where}: {server}")
@@ -123,7 +158,7 @@ def connect(url: TeamUrl, password: str | None, *, application: str = "replydesk
         return psycopg.connect(**url.conninfo(), password=password or "", autocommit=True,
                                connect_timeout=max(1, int(timeout)), application_name=application[:60])
     except psycopg.Error as exc:
-        raise explain(exc, url, password) from None
+        raise explain(exc, url, password, connecting=True) from None
 
 
 def encrypted(conn: psycopg.Connection) -> bool:
@@ -168,6 +203,7 @@ def init(conn: psycopg.Connection) -> dict[str, Any]:
         for statement in GRANTS:
             conn.execute(sql.SQL(statement).format(agents=sql.Identifier(agents), engines=sql.Identifier(engines)))
     return {"database": dbname, "schema_version": TEAM_SCHEMA_VERSION, "created": created,
+            "migrated_from": version if 0 < version < TEAM_SCHEMA_VERSION else None,
             "agent_role": agents, "engine_role": engines}
 
 
@@ -302,12 +338,55 @@ def submit_many(conn: psycopg.Connection, commands: Sequence[dict[str, Any]]) ->
         return []
     batched = not getattr(conn, "_replydesk_no_batch", False)
     try:
-        return _submit_runs(conn, _runs(commands, batched))
-    except psycopg.errors.UndefinedFunction:
-        if not batched:
+        try:
+            return _submit_runs(conn, _runs(commands, batched))
+        except psycopg.errors.UndefinedFunction:
+            if not batched:
+                raise
+            conn._replydesk_no_batch = True  # type: ignore[attr-defined]
+            return _submit_runs(conn, _runs(commands, False))
+    except psycopg.Error as exc:
+        if refusal(exc) is None:
             raise
-        conn._replydesk_no_batch = True  # type: ignore[attr-defined]
-        return _submit_runs(conn, _runs(commands, False))
+        return _submit_each(conn, commands)
+
+
+def _submit_each(conn: psycopg.Connection, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The commands again one by one, each in a savepoint of one transaction, after the server
+    refused one of them: the others stand (with their order), and a refused one is an outcome like a
+    conflict ({ok: False, reason: "refused", detail, state}) rather than an error that would hold up
+    every change behind it as if the team were out of reach."""
+    out: list[dict[str, Any]] = []
+    with conn.transaction():
+        for command in commands:
+            try:
+                with conn.transaction():
+                    out.append(submit(conn, command))
+            except psycopg.Error as exc:
+                why = refusal(exc)
+                if why is None:
+                    raise
+                outcome: dict[str, Any] = {"ok": False, "reason": "refused",
+                                           "detail": f"the team refused the command: {why}"}
+                state = _conversation_state(conn, command.get("conversation"))
+                if state is not None:
+                    outcome["state"] = state
+                out.append(outcome)
+    return out
+
+
+def _conversation_state(conn: psycopg.Connection, conv_id: Any) -> dict[str, Any] | None:
+    """A conversation's fields as the team holds them (``replydesk._state``'s shape), so a refused
+    change is undone in the cache with the team's values."""
+    if not isinstance(conv_id, str):
+        return None
+    row = conn.execute(
+        "SELECT status, snoozed_until, assignee, priority, escalated, escalation_target, tags, version "
+        "FROM replydesk.conversations WHERE id = %s", (conv_id,)).fetchone()
+    if row is None:
+        return None
+    keys = ("status", "snoozed_until", "assignee", "priority", "escalated", "escalation_target", "tags", "version")
+    return {**dict(zip(keys, row, strict=True)), "tags": list(row[6])}
 
 
 def _submit_runs(conn: psycopg.Connection, runs: list[tuple[bool, list[dict[str, Any]]]]) -> list[dict[str, Any]]:

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.storage import contacts, outbox, reply_windows, slastate
+from replydesk.model import Contact, FetchResult, IncomingMessage, TicketStatus
+from replydesk.storage import contacts, outbox, reply_windows, slastate, tickets
 from replydesk.storage.actions import _event, _sync_tag_column
 from replydesk.storage.db import Database
 from replydesk.storage.ingest import IngestStats, _ingest_one, reindex_conversations
@@ -46,7 +46,7 @@ BASED_KINDS = ("assign", "status", "escalate", "queued")
 DONE_KINDS = ("reply_edited", "reply_deleted", "platform_read", "ticket", "ticket_comment")
 PUSHED_KINDS = ("in", "automatic", "reply", "auto_reply", "note", "tag", "untag", "assign", "status", "escalate", "queued",
                 "cancelled", "retry", "send_failed", "send_unknown", "outbox", "bounced", "priority",
-                "action_queued", contacts.CARD_EVENT, *DONE_KINDS)
+                "action_queued", "ticket_status", contacts.CARD_EVENT, *DONE_KINDS)
 _FIELD_OF = {"tag": "tags", "untag": "tags", "assign": "assignee", "status": "status", "escalate": "escalation",
              "priority": "priority"}
 _OUTBOX_KINDS = ("queued", "cancelled", "retry", "send_failed", "send_unknown", "outbox", "action_queued", *DONE_KINDS)
@@ -238,8 +238,12 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         return {**common, "kind": "tag", "remove": [data.get("tag")]} if data.get("tag") else None
     if kind == "assign":
         return {**common, "kind": "set", "base": base, "fields": {"assignee": data.get("assignee")}}
+    if kind == "ticket_status":
+        return _ticket_status_command(common, me, actor, data, at, leads)
     if kind == "status":
         if actor == "customer":  # a customer writing again: every cache and the team derive it themselves
+            return None
+        if data.get("ticket") is not None:  # a solved ticket's resolution: its ticket_status carries it
             return None
         status = data.get("status")
         until = data.get("until") if status == "snoozed" else None
@@ -294,6 +298,20 @@ def _command(db: Database, me: Link, seq: int, conv_id: str, at: float, kind: st
         return {**common, "kind": "outbox", "key": key, "state": "queued", "last_error": item.last_error,
                 "not_before": item.not_before, "attempts": item.attempts}
     return None
+
+
+def _ticket_status_command(common: dict[str, Any], me: Link, account: str, data: dict[str, Any], at: float,
+                           leads: frozenset[str]) -> dict[str, Any] | None:
+    """A ticket's new status as this engine's poll of the helpdesk ``account`` read it: pushed only by
+    the account's leader (another engine's cache has it from the team), once for the team whoever
+    else read it too (``replydesk._ticket_status``)."""
+    if me.kind != "engine" or account not in leads or not data.get("ticket") or not data.get("status"):
+        return None
+    updated = data.get("updated_at")
+    return {**common, "kind": "ticket_status", "account": account, "ticket": str(data["ticket"]),
+            "status": str(data["status"]), "from": data.get("from"),
+            "updated_at": float(updated) if isinstance(updated, (int, float)) else at,
+            "resolve": bool(data.get("resolve"))}
 
 
 def _survey_answer(db: Database, conv_id: str, message_id: str) -> str | None:
@@ -360,7 +378,7 @@ def record_outcomes(db: Database, changes: Sequence[Change], outcomes: Sequence[
 _WHAT = {"assign": "Assignment", "status": "Status change", "escalate": "Escalation", "queued": "Reply",
          "action_queued": "Action",
          "cancelled": "Taking the reply back", "retry": "Retry", "note": "Note", "tag": "Tag", "untag": "Tag",
-         contacts.CARD_EVENT: "Customer card edit"}
+         "ticket_status": "Ticket status", contacts.CARD_EVENT: "Customer card edit"}
 
 
 def _refusal(db: Database, change: Change, outcome: dict[str, Any], upto: int) -> str:
@@ -628,6 +646,10 @@ def _apply_one(db: Database, event: TeamEvent, own: bool, intents: Intents, lead
                 report.conversations.add(conv_id)
     elif kind == "card" and not own:
         _apply_card(db, event, intents)
+    elif kind == "ticket_status" and not own:
+        if conv_id and _exists(db, conv_id):
+            _apply_ticket_status(db, event, conv_id, intents.fields.get(conv_id, frozenset()))
+            report.conversations.add(conv_id)
     elif kind == "bounced" and not own:
         db.conn.execute("UPDATE messages SET state='failed', error=? WHERE id=?", (d.get("reason"), d.get("message")))
         db.conn.execute("UPDATE outbox SET state='failed', last_error=? WHERE message_id=? AND state='unknown'",
@@ -664,6 +686,21 @@ def _apply_card(db: Database, event: TeamEvent, intents: Intents) -> None:
     if conv_id is not None:
         _event(db, conv_id, contacts.CARD_EVENT, event.agent,
                {"what": str(event.data.get("what") or ""), "edits": [e.to_json() for e in edits]}, at=event.at)
+
+
+def _apply_ticket_status(db: Database, event: TeamEvent, conv_id: str, keep: frozenset[str]) -> None:
+    """A ticket's status the leading engine read, applied as that engine's cache applied it
+    (``tickets.apply``: the ticket line, its ``ticket_status`` event, the resolution where asked);
+    a status change this replica has not pushed yet keeps its newer intent. Then the team's state,
+    for a cache that never learnt of the ticket."""
+    d = event.data
+    try:
+        status = TicketStatus(str(d["ticket"]), str(d["status"]), float(d["updated_at"]),
+                              bool(d.get("resolve")) and "status" not in keep)
+    except (KeyError, TypeError, ValueError):
+        return
+    tickets.apply(db, str(d.get("account") or ""), [status])
+    _set_state(db, conv_id, event.result, agent=event.agent, at=event.at, keep=keep)
 
 
 def _exists(db: Database, conv_id: str) -> bool:

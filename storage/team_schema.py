@@ -157,6 +157,20 @@ TABLES: list[list[str]] = [
             PRIMARY KEY (subject, field)
         )""",
     ],
+    # 4: the helpdesk tickets' statuses as the leading engines read them, so a change is logged once
+    # however many engines read it (and round-robin's pick became one function: functions are
+    # re-applied by every init, the version says the database has had it)
+    [
+        """CREATE TABLE replydesk.tickets (
+            account text NOT NULL,
+            ticket_id text NOT NULL,
+            conversation_id text NOT NULL,
+            status text NOT NULL,
+            updated_at double precision NOT NULL,
+            seq bigint NOT NULL,
+            PRIMARY KEY (account, ticket_id)
+        )""",
+    ],
 ]
 
 TEAM_SCHEMA_VERSION = len(TABLES)
@@ -191,8 +205,21 @@ FUNCTIONS: list[str] = [
        RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
          SELECT jsonb_build_object('ok', false, 'reason', p_reason, 'detail', p_detail) || p_extra
        $$""",
-    # Round-robin: a new conversation goes to the online agent (a live heartbeat) with the fewest
-    # open conversations under the cap; ties to the one assigned longest ago.
+    # Round-robin's pick, the one rule both paths (``_round_robin``, ``submit_messages``) assign by:
+    # the online agent (a live heartbeat) with the fewest open conversations under their cap (the
+    # team's, ``p_cap``, unless the agent has one); ties to the one assigned longest ago, then by
+    # name. NULL: nobody can take one. PL/pgSQL, not SQL: its plan is cached for the session, where
+    # an SQL function's would be planned again on every call (a batch picks once per conversation).
+    """CREATE OR REPLACE FUNCTION replydesk._pick(p_cap integer) RETURNS text LANGUAGE plpgsql AS $$
+       BEGIN
+         RETURN (SELECT a.name FROM replydesk.agents a
+                   JOIN replydesk.presence p ON p.agent = a.name AND p.expires_at > now()
+                   CROSS JOIN LATERAL (SELECT count(*) AS n FROM replydesk.conversations x
+                                       WHERE x.assignee = a.name AND x.status IN ('open', 'pending')) open_
+                  WHERE a.kind = 'agent' AND a.round_robin AND open_.n < coalesce(a.cap, p_cap, 10)
+                  ORDER BY open_.n, a.last_assigned_at NULLS FIRST, a.name LIMIT 1);
+       END $$""",
+    # Round-robin of one new conversation (``_pick``), logged as the team's assignment.
     """CREATE OR REPLACE FUNCTION replydesk._round_robin(cid text) RETURNS void LANGUAGE plpgsql AS $$
        DECLARE
          enabled boolean; cap_ integer; pick text; s bigint; c replydesk.conversations%ROWTYPE;
@@ -200,12 +227,7 @@ FUNCTIONS: list[str] = [
          SELECT (value #>> '{}')::boolean INTO enabled FROM replydesk.settings WHERE key = 'round_robin';
          IF NOT coalesce(enabled, false) THEN RETURN; END IF;
          SELECT (value #>> '{}')::integer INTO cap_ FROM replydesk.settings WHERE key = 'cap';
-         SELECT a.name INTO pick FROM replydesk.agents a
-           JOIN replydesk.presence p ON p.agent = a.name AND p.expires_at > now()
-           CROSS JOIN LATERAL (SELECT count(*) AS n FROM replydesk.conversations x
-                               WHERE x.assignee = a.name AND x.status IN ('open', 'pending')) open_
-          WHERE a.kind = 'agent' AND a.round_robin AND open_.n < coalesce(a.cap, cap_, 10)
-          ORDER BY open_.n, a.last_assigned_at NULLS FIRST, a.name LIMIT 1;
+         pick := replydesk._pick(cap_);
          IF pick IS NULL THEN RETURN; END IF;
          s := nextval('replydesk.event_seq');
          UPDATE replydesk.conversations SET assignee = pick, assignee_seq = s, assignee_by = 'round-robin', version = s
@@ -439,6 +461,43 @@ FUNCTIONS: list[str] = [
                                 jsonb_build_object('edits', cmd->'edits'), s);
          RETURN jsonb_build_object('ok', true, 'seq', s);
        END $$""",
+    # What a helpdesk says about one of our tickets now (the leading engine of its account read it):
+    # the rule of the caches' ``tickets.apply`` — a status we hold already, or older news, is a
+    # duplicate (two engines reading the same change log it once), "deleted" is inferred on the
+    # engine's clock so it always counts; a solved (or closed) ticket resolves its conversation where
+    # the helpdesk account asks (``resolve``), as the helpdesk's change (``status_by``: the account).
+    """CREATE OR REPLACE FUNCTION replydesk._ticket_status(me replydesk.agents, cmd jsonb) RETURNS jsonb
+       LANGUAGE plpgsql AS $$
+       DECLARE cid text := cmd->>'conversation'; acct text := cmd->>'account'; tid text := cmd->>'ticket';
+         st text := cmd->>'status'; upd double precision; held text; held_at double precision;
+         c replydesk.conversations%ROWTYPE; s bigint;
+       BEGIN
+         IF jsonb_typeof(cmd->'updated_at') IS DISTINCT FROM 'number' OR coalesce(acct, '') = ''
+            OR coalesce(tid, '') = '' OR coalesce(st, '') = '' OR cid IS NULL THEN
+           RETURN replydesk._reject('invalid', 'a ticket status needs an account, a ticket, a status and a time');
+         END IF;
+         upd := (cmd->>'updated_at')::double precision;
+         SELECT status, updated_at INTO held, held_at FROM replydesk.tickets
+          WHERE account = acct AND ticket_id = tid FOR UPDATE;
+         IF FOUND AND (held = st OR (upd < held_at AND st <> 'deleted')) THEN
+           RETURN jsonb_build_object('ok', true, 'duplicate', true);
+         END IF;
+         SELECT * INTO c FROM replydesk.conversations WHERE id = cid FOR UPDATE;
+         IF NOT FOUND THEN RETURN replydesk._reject('missing', format('no conversation %s in the team', cid)); END IF;
+         s := nextval('replydesk.event_seq');
+         INSERT INTO replydesk.tickets(account, ticket_id, conversation_id, status, updated_at, seq)
+         VALUES (acct, tid, cid, st, upd, s)
+         ON CONFLICT (account, ticket_id) DO UPDATE SET status = excluded.status, seq = excluded.seq,
+           updated_at = greatest(replydesk.tickets.updated_at, excluded.updated_at);
+         IF coalesce((cmd->>'resolve')::boolean, false) AND st IN ('solved', 'closed') AND c.status <> 'resolved' THEN
+           UPDATE replydesk.conversations SET status = 'resolved', snoozed_until = NULL, status_seq = s,
+                  status_by = acct, version = s WHERE id = cid RETURNING * INTO c;
+         ELSE
+           UPDATE replydesk.conversations SET version = s WHERE id = cid RETURNING * INTO c;
+         END IF;
+         PERFORM replydesk._log(me.name, 'ticket_status', cid, cmd, replydesk._state(c), s);
+         RETURN jsonb_build_object('ok', true, 'seq', s);
+       END $$""",
     # A reply's delivery state. Agents may cancel, retry (from failed/unknown) or confirm an unknown
     # one; the leading engine moves it through retry waits, sent, failed and unknown.
     """CREATE OR REPLACE FUNCTION replydesk._outbox(me replydesk.agents, cmd jsonb) RETURNS jsonb
@@ -621,13 +680,7 @@ FUNCTIONS: list[str] = [
            SELECT (value #>> '{{}}')::integer INTO cap_ FROM replydesk.settings WHERE key = 'cap';
            FOR f IN SELECT r.cid FROM unnest(v_ord, v_verdict, v_cid) AS r(ord, verdict, cid)
                      WHERE r.verdict = 'new' AND r.cid = ANY(fresh) GROUP BY r.cid ORDER BY min(r.ord) LOOP
-             pick := NULL;
-             SELECT a.name INTO pick FROM replydesk.agents a
-               JOIN replydesk.presence p ON p.agent = a.name AND p.expires_at > now()
-               CROSS JOIN LATERAL (SELECT count(*) AS n FROM replydesk.conversations x
-                                   WHERE x.assignee = a.name AND x.status IN ('open', 'pending')) open_
-              WHERE a.kind = 'agent' AND a.round_robin AND open_.n < coalesce(a.cap, cap_, 10)
-              ORDER BY open_.n, a.last_assigned_at NULLS FIRST, a.name LIMIT 1;
+             pick := replydesk._pick(cap_);
              EXIT WHEN pick IS NULL;  -- counts only grow within the batch: nobody later either
              UPDATE replydesk.conversations SET assignee = pick WHERE id = f.cid;
              UPDATE replydesk.agents SET last_assigned_at = clock_timestamp() WHERE name = pick;
@@ -720,7 +773,7 @@ FUNCTIONS: list[str] = [
            RAISE EXCEPTION 'signed in as agent %: an event cannot be written as %', me.name, cmd->>'agent'
              USING ERRCODE = '42501';
          END IF;
-         IF k IN ('cursor', 'account', 'bounced') AND me.kind <> 'engine' THEN
+         IF k IN ('cursor', 'account', 'bounced', 'ticket_status') AND me.kind <> 'engine' THEN
            RAISE EXCEPTION 'only a team engine may write % events', k USING ERRCODE = '42501';
          END IF;
          {_LOCK}
@@ -740,6 +793,7 @@ FUNCTIONS: list[str] = [
            WHEN 'cursor' THEN replydesk._cursor(me, cmd)
            WHEN 'account' THEN replydesk._account(me, cmd)
            WHEN 'card' THEN replydesk._card(me, cmd)
+           WHEN 'ticket_status' THEN replydesk._ticket_status(me, cmd)
            ELSE replydesk._reject('invalid', format('unknown command kind %s', k)) END;
        END $$""",
     # The leading engine claims a reply before the network call (committed 'sending'). A reply another

@@ -3,7 +3,9 @@
 A ticket is recorded when its ``create_ticket`` action is done (``outbox.mark_done``); its status
 follows what the helpdesk says on each poll (``apply``, inside the ingest transaction that stores
 the poll's cursor), logged as a ``ticket_status`` event, and a solved ticket resolves its
-conversation where the helpdesk account asks for it. Internal notes written after the escalation
+conversation where the helpdesk account asks for it. In a team, the leading engine's cache does
+this and pushes the ``ticket_status`` event (the resolution rides in it); every other cache applies
+the team's event through this same ``apply``. Internal notes written after the escalation
 are handed to the ticket as private comments (``queue_note_comments``): the engine asks for an
 account whose option wants them, and the note event's seq marks how far that went, so each note
 is queued once.
@@ -79,7 +81,8 @@ def apply(db: Database, account: str, statuses: Iterable[TicketStatus]) -> list[
         conv_id, old = row[0], row[1]
         db.conn.execute("UPDATE tickets SET status=?, updated_at=? WHERE account=? AND ticket_id=?",
                         (s.status, max(s.updated_at, row[2]), account, s.ticket_id))
-        _event(db, conv_id, "ticket_status", account, {"ticket": s.ticket_id, "status": s.status, "from": old},
+        _event(db, conv_id, "ticket_status", account, {"ticket": s.ticket_id, "status": s.status, "from": old,
+                                                        "updated_at": s.updated_at, "resolve": s.resolve},
                at=s.updated_at)
         changed.append(conv_id)
         if s.resolve and s.status in SOLVED:
@@ -87,7 +90,8 @@ def apply(db: Database, account: str, statuses: Iterable[TicketStatus]) -> list[
             if current is not None and current[0] != "resolved":
                 db.conn.execute("UPDATE conversations SET status='resolved', snoozed_until=NULL WHERE id=?", (conv_id,))
                 _event(db, conv_id, "status", account, {"status": "resolved", "from": current[0],
-                                                        "reason": f"ticket #{s.ticket_id} {s.status}"}, at=s.updated_at)
+                                                        "reason": f"ticket #{s.ticket_id} {s.status}",
+                                                        "ticket": s.ticket_id}, at=s.updated_at)
     return changed
 
 

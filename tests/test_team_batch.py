@@ -160,3 +160,50 @@ def test_a_team_whose_functions_predate_the_batch_takes_the_push_one_by_one(pg_s
     with team.admin() as admin:
         assert admin.execute("SELECT count(*) FROM replydesk.messages WHERE conversation_id = 'demo:late'"
                              ).fetchone() == (2,)
+
+
+def test_a_team_set_up_at_schema_3_migrates_and_both_paths_assign_by_one_rule(
+        pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database ``team init`` made before schema 4 (no tickets table): init again migrates it in
+    place, what it held stays, and round-robin picks the same way through ``submit`` and the batch."""
+    import io
+    import json
+    from contextlib import redirect_stdout
+
+    from replydesk.cli import main
+    from replydesk.storage import team_schema
+
+    with monkeypatch.context() as old:  # the set-up as an older replydesk did it
+        old.setattr(team_db, "TABLES", team_schema.TABLES[:3])
+        old.setattr(team_db, "TEAM_SCHEMA_VERSION", 3)
+        team = prepare(pg_server)
+    with team.admin() as admin:
+        assert admin.execute("SELECT value FROM replydesk.meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        assert admin.execute("SELECT to_regclass('replydesk.tickets')").fetchone() == (None,)
+        before = admin.execute("SELECT id, status, assignee FROM replydesk.conversations ORDER BY id").fetchall()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["team", "init", team.owner_url(), "--json"]) == 0
+    info = json.loads(out.getvalue())
+    assert (info["schema_version"], info["created"], info["migrated_from"]) == (4, False, 3)
+    with team.admin() as admin:
+        assert admin.execute("SELECT id, status, assignee FROM replydesk.conversations ORDER BY id").fetchall() == before
+        assert admin.execute("SELECT count(*) FROM replydesk.tickets").fetchone() == (0,)
+    with connect(team, "engine-a") as conn:  # nobody has an open one: ana (by name), then ben, then ana (cap 2)
+        one = team_db.submit(conn, message("m:1", "demo:one", "demo:one:m1", at=AT + 1))
+        two = team_db.submit_many(conn, [message("m:2", "demo:two", "demo:two:m1", at=AT + 2),
+                                         message("m:3", "demo:three", "demo:three:m1", at=AT + 3)])
+        assert one["ok"] and all(o["ok"] for o in two)
+        solved = team_db.submit(conn, {"id": "t:1", "agent": "engine-a", "kind": "ticket_status",
+                                       "conversation": "demo:one", "account": "desk", "ticket": "7",
+                                       "status": "solved", "updated_at": AT + 9, "resolve": True})
+        again = team_db.submit(conn, {"id": "t:2", "agent": "engine-a", "kind": "ticket_status",
+                                      "conversation": "demo:one", "account": "desk", "ticket": "7",
+                                      "status": "solved", "updated_at": AT + 9, "resolve": True})
+        assert solved["ok"] and again == {"ok": True, "duplicate": True}
+    with team.admin() as admin:
+        assigned = dict(admin.execute("SELECT id, assignee FROM replydesk.conversations "
+                                      "WHERE id IN ('demo:one', 'demo:two', 'demo:three')").fetchall())
+        assert admin.execute("SELECT status FROM replydesk.conversations WHERE id = 'demo:one'").fetchone() == (
+            "resolved",)
+    assert assigned == {"demo:one": "ana", "demo:two": "ben", "demo:three": "ana"}

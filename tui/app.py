@@ -21,6 +21,7 @@ from textual.app import App, SystemCommand
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
+from replydesk import foreground
 from replydesk.config import ConfigError
 from replydesk.platforms import info
 from replydesk.safetext import one_line
@@ -138,6 +139,8 @@ class ReplydeskApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
             self.gc_pacer.input()
+            foreground.key_arrived()  # the engine's thread waits for this key's frame
+            self.call_after_refresh(foreground.key_painted)
             if not event.is_forwarded and await self._split_alt(event):
                 return
         await super().on_event(event)
@@ -169,6 +172,7 @@ class ReplydeskApp(App[int]):
 
     async def on_unmount(self) -> None:
         self.gc_pacer.stopped()
+        foreground.key_painted()
         sys.setswitchinterval(self._switch_interval)
         if self.engine is not None:
             import asyncio
