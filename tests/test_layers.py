@@ -26,7 +26,8 @@ PACKAGES = {"replydesk": "replydesk", "storage": "replydesk.storage", "providers
 #: Pure functions and data: nothing but the standard library and each other.
 PURE_CORE = frozenset({"replydesk.model", "replydesk.vocabulary", "replydesk.sla", "replydesk.slaspec", "replydesk.slaconfig",
                        "replydesk.bizcal", "replydesk.timeparse", "replydesk.safetext", "replydesk.platforms",
-                       "replydesk.windows", "replydesk.keys", "replydesk.searchsyntax", "replydesk.csat"})
+                       "replydesk.windows", "replydesk.keys", "replydesk.searchsyntax", "replydesk.csat",
+                       "replydesk.foreground"})
 #: The config modules (``config.py``, ``slaconfig.py``: its ``sla:`` section, ``rulesconfig.py``: its
 #: ``rules:`` and ``csat:`` sections) validate YAML. ``options.py`` holds the base every provider's
 #: account options build on, ``listening.py`` the ``listening:`` queries providers run; ``paths.py``
@@ -64,8 +65,8 @@ LAYERS: tuple[Layer, ...] = (
           "and the provider registry (each account is validated by its provider's options; provider modules are "
           "cheap to import by contract: their wire libraries load with the first request)",
           tuple(sorted(CONFIG_MODULES)), PURE_CORE | CONFIG_MODULES | {"replydesk.providers"}, CONFIG_LIBS),
-    Layer("pure core", "model (and its vocabulary), sla, slaspec, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax "
-          "and csat import only the standard library, "
+    Layer("pure core", "model (and its vocabulary), sla, slaspec, bizcal, timeparse, safetext, platforms, windows, keys, searchsyntax, "
+          "csat and foreground (the console's key in flight, which background loops step aside for) import only the standard library, "
           "each other and regex (grapheme clusters, for counting as platforms count)",
           tuple(sorted(PURE_CORE - CONFIG_MODULES)), PURE_CORE, frozenset({"regex"})),
     Layer("storage", "storage imports only the pure core, storage, database libraries and ijson (the import "
