@@ -1116,9 +1116,41 @@ def command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with ``only``, just that command's parser (the one being run)."""
+def _remember_translations(argparse: Any) -> None:
+    """argparse translates each of its words (``usage:``, ``options``, each ``-h``'s help) through
+    gettext every time it builds a parser, and gettext looks for the catalogue on disk on every
+    call: 90 us each, 6 ms of a ``--help``. The answer cannot change within one run: remember it."""
+    import functools  # argparse has loaded it already
+
+    if not getattr(argparse, "_replydesk_remembered", False):
+        argparse._ = functools.lru_cache(maxsize=None)(argparse._)
+        argparse.ngettext = functools.lru_cache(maxsize=None)(argparse.ngettext)
+        argparse._replydesk_remembered = True
+
+
+def without_command(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names no command for sure (the console, the top-level help): then only the
+    commands' names and one-line helps are needed, not their options (building every command's
+    parser took 15-20 ms of ``replydesk --help`` and of the console's start)."""
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            return False
+        option, has_value, _ = arg.partition("=")
+        if option in ("-h", "--help"):
+            continue
+        known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
+        if len(known) != 1 or (_TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None):
+            return False
+    return True
+
+
+def build_parser(only: str | None = None, *, names_only: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, just that command's parser (the one being run); with
+    ``names_only``, every command by name and help but none of their options (``without_command``)."""
     import argparse
+
+    _remember_translations(argparse)
 
     class Formatter(argparse.HelpFormatter):
         """argparse's, told the width: its own lookup imports shutil (and bz2, lzma) at every start."""
@@ -1152,6 +1184,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             return _NotBuilt()
         built.append(name)
+        if names_only:
+            sub.add_parser(name, help=help_, add_help=False)
+            return _NotBuilt()
         p = sub.add_parser(name, parents=[common, jsonopt] if json_ else [common], help=help_,
                            description=help_, formatter_class=Formatter, **kw)
         p.set_defaults(func=fn)
@@ -1329,7 +1364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:  # scripts and completions ask this in loops: no parser needed
         sys.stdout.write(f"replydesk {__version__}\n")
         return EXIT_OK
-    parser = build_parser(only=command_in(argv))
+    parser = build_parser(only=command_in(argv), names_only=without_command(argv))
     args = parser.parse_args(argv)  # --help prints and exits here, before logging is set up
     reads = getattr(args, "func", None) in (cmd_search, cmd_show, cmd_outbox) or getattr(args, "writes", None) is False
     if os.environ.get("REPLYDESK_LOG") or not reads:

@@ -401,3 +401,19 @@ def test_search_lists_newest_first_and_warns_of_mistyped_filters(ws, capsys):
     assert code == 0 and times and times == sorted(times, reverse=True)
     code, out, err = run(ws, capsys, "search", "status:open")
     assert code == 0 and "did you mean is:?" in err
+
+
+def test_a_command_line_without_a_command_lists_the_commands_as_the_whole_one_does(monkeypatch):
+    """The console's start and ``replydesk --help`` build only the commands' names and helps: the
+    top-level help, and the parse of the top-level options, are the whole command line's."""
+    from replydesk.cli import without_command
+
+    monkeypatch.setenv("COLUMNS", "100")
+    for argv in ([], ["--help"], ["-h"], ["--data-dir", "d"], ["--data-dir=d", "--config", "c"], ["--conf", "c", "-h"]):
+        assert without_command(argv), argv
+    for argv in (["search", "x"], ["--data-dir"], ["-q"], ["--data-dir", "d", "show", "x:1"], ["--", "search"]):
+        assert not without_command(argv), argv
+    light, full = build_parser(names_only=True), build_parser()
+    assert light.format_help() == full.format_help()
+    for argv in ([], ["--data-dir", "d", "--config", "c"]):
+        assert vars(light.parse_args(argv)) == vars(full.parse_args(argv))
