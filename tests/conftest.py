@@ -64,3 +64,19 @@ def pg_server():
 
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def team(pg_server, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201 - team_support.Team
+    """The team most team tests need: engine-a, ana and ben on a database of their own."""
+    from team_support import engine_ana_ben
+
+    return engine_ana_ben(pg_server, monkeypatch)
+
+
+@pytest.fixture
+def joined(team, tmp_path: Path) -> dict[str, Path]:  # noqa: ANN001
+    """The engine's replica with the demo backlog pushed, and ana's and ben's caches pulled from it."""
+    from team_support import engine_config, join_engine_ana_ben
+
+    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))

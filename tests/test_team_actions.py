@@ -26,7 +26,6 @@ from team_support import (
     TeamProcesses,
     cache_state,
     differences,
-    engine_ana_ben,
     engine_config,
     join_engine_ana_ben,
     sync,
@@ -48,10 +47,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-
-@pytest.fixture
-def team(pg_server, monkeypatch: pytest.MonkeyPatch) -> Team:
-    return engine_ana_ben(pg_server, monkeypatch)
 
 
 @pytest.fixture

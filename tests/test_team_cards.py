@@ -17,19 +17,11 @@ import pytest
 
 from replydesk.storage import contacts, team_local
 from replydesk.storage.db import Database, open_database
-from team_support import Team, engine_ana_ben, engine_config, join_engine_ana_ben, sync
+from team_support import Team, sync
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def team(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Team:
-    return engine_ana_ben(pg_server, monkeypatch)
-
-
-@pytest.fixture
-def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
-    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
 
 
 def loners(db: Database, n: int) -> list[str]:

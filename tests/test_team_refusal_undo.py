@@ -20,9 +20,6 @@ from team_support import (
     Team,
     cache_state,
     differences,
-    engine_ana_ben,
-    engine_config,
-    join_engine_ana_ben,
     sync,
     team_state,
 )
@@ -30,14 +27,6 @@ from team_support import (
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
 
-@pytest.fixture
-def team(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Team:
-    return engine_ana_ben(pg_server, monkeypatch)
-
-
-@pytest.fixture
-def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
-    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
 
 
 def a_fresh_conversation(data_dir: Path) -> str:

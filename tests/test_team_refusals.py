@@ -13,7 +13,6 @@ import io
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +22,6 @@ from replydesk.storage import actions, outbox, queries, team_db, team_local
 from replydesk.storage.db import open_database
 from team_support import (
     Team,
-    engine_ana_ben,
     engine_config,
     engine_pass,
     join_engine_ana_ben,
@@ -45,10 +43,6 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         sys.stdin = old
     return code, out.getvalue(), err.getvalue()
 
-
-@pytest.fixture
-def team(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> Team:
-    return engine_ana_ben(pg_server, monkeypatch)
 
 
 @pytest.fixture

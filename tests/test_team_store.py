@@ -36,10 +36,8 @@ from team_support import (
     Team,
     cache_state,
     differences,
-    engine_ana_ben,
     engine_config,
     engine_pass,
-    join_engine_ana_ben,
     sync,
     team_state,
     wait_for,
@@ -48,15 +46,6 @@ from team_support import (
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def team(pg_server, monkeypatch: pytest.MonkeyPatch) -> Team:
-    return engine_ana_ben(pg_server, monkeypatch)
-
-
-@pytest.fixture
-def joined(team: Team, tmp_path: Path) -> dict[str, Path]:
-    """The engine's replica with the demo backlog pushed, and ana's and ben's caches pulled from it."""
-    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
 
 
 def conversations(data_dir: Path, n: int = 3) -> list[str]:
