@@ -121,6 +121,8 @@ def body_pieces(m: MessageView, unfolded: bool) -> list[tuple[str, str]]:
 
 #: The part of a message folded into the line before it (the middle of a long thread): no lines.
 COLLAPSED = Text("")
+#: Delivery states a folded middle still counts aloud: the agent must see them without unfolding.
+NEEDS_USER = frozenset({"failed", "unknown"})
 
 
 def wrap_with_gutter(text: Text, console: Console, width: int) -> list[Text]:
@@ -802,7 +804,7 @@ class ThreadView(ScrollView, can_focus=True):
         # Actions (a ticket, an edit, a delete) stand in the transcript where they were asked for,
         # each in the part of the message before it (a part per message: [ and ] scroll to them).
         # A read mark shows only when it needs the user: it is routine otherwise.
-        actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in ("failed", "unknown")),
+        actions = sorted((a for a in thread.actions if a.action != "mark_read" or a.state in NEEDS_USER),
                          key=lambda a: a.created_at)
         taken = 0
         # A review's later versions are the customer's edits (each kept as it was written).
@@ -810,26 +812,35 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits = {m.id for m in versions[1:]}
         self._platform = c.platform
 
-        def add_actions(part: Text, until: float | None) -> None:
+        def add_actions(part: Text | None, until: float | None) -> int:
+            """The actions before ``until`` into ``part`` (None: folded away); how many need the user."""
             nonlocal taken
+            failed = 0
             while taken < len(actions) and (until is None or actions[taken].created_at < until):
-                part.append("\n")
-                part.append_text(self.render_action(actions[taken], now))
+                if part is not None:
+                    part.append("\n")
+                    part.append_text(self.render_action(actions[taken], now))
+                failed += actions[taken].state in NEEDS_USER
                 taken += 1
+            return failed
 
         messages = thread.messages
         add_actions(out, messages[0].created_at if messages else None)
         self._countdowns = False
         yield out
         hidden = self.hidden(len(messages))
+        if hidden:  # the middle of a long thread, folded: one line says how much, and what failed in it
+            failed = sum(m.direction == "out" and m.state in NEEDS_USER for m in messages[hidden.start:hidden.stop])
+            failed += add_actions(None, messages[hidden.stop].created_at)
         for index, m in enumerate(messages):
             until = messages[index + 1].created_at if index + 1 < len(messages) else None
-            if index in hidden:  # the middle of a long thread, folded: one line says how much
-                while taken < len(actions) and (until is None or actions[taken].created_at < until):
-                    taken += 1
+            if index in hidden:
                 if index == hidden.start:
                     part = Text("\n")
-                    part.append(f"  ⋯ {len(hidden)} earlier messages · {self.unfold_key} shows them", style="dim")
+                    part.append(f"  ⋯ {len(hidden)} earlier messages", style="dim")
+                    if failed:
+                        part.append(f" ({failed} not delivered)", style=role("error", "bold"))
+                    part.append(f" · {self.unfold_key} shows them", style="dim")
                     yield part
                 else:
                     yield COLLAPSED
@@ -870,7 +881,7 @@ class ThreadView(ScrollView, can_focus=True):
         if a.error:
             t.append("\n  reason: ", style=role("error", "not bold"))
             t.append_text(safe(a.error, role("error", "not bold")))
-        if a.state in ("failed", "unknown"):
+        if a.state in NEEDS_USER:
             t.append(f"\n  retry key: {a.key}", style="dim")
         return t
 
@@ -929,7 +940,7 @@ class ThreadView(ScrollView, can_focus=True):
                 t.append("\n  the receiving server returned it; check the address, then write again", style="dim")
             elif bounced:
                 t.append("\n  the platform did not publish it; write it again (r)", style="dim")
-            elif m.state in ("failed", "unknown") and m.outbox_key:
+            elif m.state in NEEDS_USER and m.outbox_key:
                 t.append(f"\n  retry key: {m.outbox_key}", style="dim")
             gutter = "  "
         if m.direction == "in" and stars(rating) and not m.text.strip():

@@ -74,3 +74,14 @@ async def test_bracket_moving_into_the_folded_middle_unfolds_it(workspace, db) -
         shown = transcript(view)
         assert picked is not None and picked.text.endswith(f"{COUNT - ThreadView.NEWEST - 1:02d} about the order")
         assert "earlier messages" not in shown and "Message number 05" in shown
+
+
+async def test_a_reply_that_failed_in_the_folded_middle_is_counted_on_the_fold_line(workspace, db) -> None:  # noqa: ANN001
+    conv_id = add_long_thread(db)
+    mid = db.conn.execute("SELECT id FROM messages WHERE conversation_id=? ORDER BY created_at LIMIT 1 OFFSET 10",
+                          (conv_id,)).fetchone()[0]
+    with db.transaction():  # our reply in the middle that the platform refused
+        db.conn.execute("UPDATE messages SET direction='out', state='failed' WHERE id=?", (mid,))
+    async with long_thread_open(workspace, db) as (_, view):
+        fold = next(line for line in transcript(view).splitlines() if "earlier messages" in line)
+        assert "1 not delivered" in fold
