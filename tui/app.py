@@ -83,7 +83,6 @@ class ReplydeskApp(App[int]):
         self.alerts = Alerts(self.clock())
         self.alert_pacer = AlertPacer(float(self.workspace.config.ui.alerts.every))
         self._deadlines_read_at = -10  # the tick count of the last read of the next deadlines
-        self._deadlines_started = False  # first read once the first rows are painted (first_rows_shown)
 
     def get_default_screen(self) -> Screen:
         note = "starting sync…" if self.start_engine else "sync off"
@@ -129,7 +128,6 @@ class ReplydeskApp(App[int]):
         if self.start_engine:
             self._start_engine()
         self._poll()
-        self.set_timer(1.0, self.first_rows_shown)  # the deadlines wait for the first thread (main screen)
         self.set_interval(1.0, self._tick)
         # Between ticks too: a teammate's presence or change shows within a second of reaching the
         # cache (one cheap PRAGMA per look; the reload happens only when something moved).
@@ -319,11 +317,9 @@ class ReplydeskApp(App[int]):
     # ---- alerts -----------------------------------------------------------------------------------
 
     def first_rows_shown(self) -> None:
-        """The first rows and thread are painted: now the deadlines (alerts count from the start,
-        so a deadline that passed meanwhile still alerts)."""
-        if not self._deadlines_started:
-            self._deadlines_started = True
-            self._load_deadlines()
+        """The main screen's first rows and thread are painted (it says so once): now the deadlines
+        (alerts count from the start, so a deadline that passed meanwhile still alerts)."""
+        self._load_deadlines()
 
     @background("reading the next deadlines", group="deadlines", exclusive=True)
     def _load_deadlines(self) -> None:
