@@ -1100,20 +1100,30 @@ def _columns() -> int:
 _TOP_OPTIONS = {"--data-dir": True, "--config": True, "--version": False, "--help": False}
 
 
-def command_in(argv: Sequence[str]) -> str | None:
-    """The word argparse will take for the command, or None when that is not plain (the console,
-    an unusual spelling): then every command's parser is built."""
+def _scan(argv: Sequence[str]) -> tuple[str | None, bool, bool]:
+    """(the first word, which argparse takes for the command; whether everything before it is a
+    plainly spelled top-level option; whether the top-level help is asked for, -h or --help)."""
+    helps = False
     args = iter(argv)
     for arg in args:
         if not arg.startswith("-"):
-            return arg
+            return arg, True, helps
         option, has_value, _ = arg.partition("=")
         known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
-        if len(known) != 1 or known[0] == "--help":  # -h too: the top-level help lists every command
-            return None
-        if _TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None:
-            return None
-    return None
+        if option == "-h" or known == ["--help"]:
+            helps = True
+            continue
+        if len(known) != 1 or (_TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None):
+            return None, False, helps
+    return None, True, helps
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The word argparse will take for the command, or None when that is not plain (the console,
+    an unusual spelling, the top-level help, which lists every command): then every command's
+    parser is built."""
+    word, plain, helps = _scan(argv)
+    return word if plain and not helps else None
 
 
 def _remember_translations(argparse: Any) -> None:
@@ -1132,17 +1142,8 @@ def without_command(argv: Sequence[str]) -> bool:
     """Whether ``argv`` names no command for sure (the console, the top-level help): then only the
     commands' names and one-line helps are needed, not their options (building every command's
     parser took 15-20 ms of ``replydesk --help`` and of the console's start)."""
-    args = iter(argv)
-    for arg in args:
-        if not arg.startswith("-"):
-            return False
-        option, has_value, _ = arg.partition("=")
-        if option in ("-h", "--help"):
-            continue
-        known = [o for o in _TOP_OPTIONS if o.startswith(option)] if option.startswith("--") and len(option) > 2 else []
-        if len(known) != 1 or (_TOP_OPTIONS[known[0]] and not has_value and next(args, None) is None):
-            return False
-    return True
+    word, plain, _ = _scan(argv)
+    return word is None and plain
 
 
 def build_parser(only: str | None = None, *, names_only: bool = False) -> argparse.ArgumentParser:
