@@ -136,3 +136,36 @@ class OutsideWriteLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+
+
+def run_cli(*args: str, stdin: str = "") -> tuple[int, str, str]:
+    """``replydesk ARGS`` in this process, as a user types it: (exit code, stdout, stderr)."""
+    import io
+    import sys
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from replydesk.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def card_of(data_dir: Path, contact_id: str):  # noqa: ANN201 - storage.contacts.Card
+    """The customer card of ``contact_id`` as the workspace at ``data_dir`` holds it."""
+    from replydesk.storage import contacts
+    from replydesk.storage.db import open_database
+
+    db = open_database(data_dir)
+    try:
+        card = contacts.card(db, contact_id)
+        assert card is not None
+        return card
+    finally:
+        db.close()

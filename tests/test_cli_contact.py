@@ -14,8 +14,8 @@ import pytest
 
 from replydesk.cli import main
 from replydesk.model import Contact, FetchResult, IncomingMessage
-from replydesk.storage import contacts, ingest
-from support import FIXED_NOW
+from replydesk.storage import ingest
+from support import FIXED_NOW, card_of
 
 
 def run(ws, capsys, *argv: str, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:  # noqa: ANN001
@@ -43,15 +43,6 @@ def loners(ws, n: int) -> list[tuple[str, str, str]]:  # noqa: ANN001
     return [(f"masto:{native}", f"@{native}x", f"masto:t-{native}") for native, _ in LONERS[:n]]
 
 
-def card_of(ws, contact_id: str) -> contacts.Card:  # noqa: ANN001
-    db = ws.open_db()
-    try:
-        card = contacts.card(db, contact_id)
-        assert card is not None
-        return card
-    finally:
-        db.close()
-
 
 def card_events(ws) -> list[tuple[str, str]]:  # noqa: ANN001
     db = ws.open_db()
@@ -64,7 +55,7 @@ def card_events(ws) -> list[tuple[str, str]]:  # noqa: ANN001
 
 def test_show_names_a_customer_by_id_conversation_handle_or_name(demo_ws, capsys) -> None:  # noqa: ANN001
     ((who, handle, conv),) = loners(demo_ws, 1)
-    name = card_of(demo_ws, who).contacts[0].name
+    name = card_of(demo_ws.data_dir, who).contacts[0].name
     shown = []
     for ref in (who, conv, handle, handle.removeprefix("@").upper(), name):
         code, out, err = run(demo_ws, capsys, "contact", "show", ref, "--json")
@@ -92,19 +83,19 @@ def test_the_edits_are_the_card_screens_and_show_in_the_card(demo_ws, capsys, mo
     ((who, handle, conv),) = loners(demo_ws, 1)
     code, out, err = run(demo_ws, capsys, "contact", "note", handle, "  ships to Lyon  ")
     assert (code, err) == (0, "") and out.startswith("Note saved:")
-    assert card_of(demo_ws, who).note == "ships to Lyon"  # trimmed, as the card's field saves it
+    assert card_of(demo_ws.data_dir, who).note == "ships to Lyon"  # trimmed, as the card's field saves it
     code, out, _ = run(demo_ws, capsys, "contact", "note", conv, "--file", "-", "--json",
                        stdin="line one\nline two\n", monkeypatch=monkeypatch)
     assert code == 0 and json.loads(out)["note"] == "line one\nline two"
     assert run(demo_ws, capsys, "contact", "name", who, "Mme Dupont")[0] == 0
     assert run(demo_ws, capsys, "contact", "vip", who, "--on")[0] == 0
-    card = card_of(demo_ws, who)
+    card = card_of(demo_ws.data_dir, who)
     assert (card.note, card.name, card.vip) == ("line one\nline two", "Mme Dupont", True)
     code, out, _ = run(demo_ws, capsys, "contact", "show", who)  # the team's name first, then the platforms'
     assert out.splitlines()[0].startswith("Mme Dupont") and "★ VIP" in out.splitlines()[0]
     assert run(demo_ws, capsys, "contact", "vip", who, "--off")[0] == 0
     assert run(demo_ws, capsys, "contact", "note", who, "")[0] == 0  # empty clears, as on the card
-    card = card_of(demo_ws, who)
+    card = card_of(demo_ws.data_dir, who)
     assert (card.note, card.vip) == ("", False)
     # one event per edit, by the workspace's agent, as the console's edits log them
     assert card_events(demo_ws) == [("me", "note"), ("me", "note"), ("me", "name"), ("me", "vip"),
@@ -119,13 +110,13 @@ def test_merge_and_split_from_the_command_line(demo_ws, capsys) -> None:  # noqa
     merged = json.loads(out)
     assert {c["id"] for c in merged["contacts"]} == {one, two} and all(c["merged"] for c in merged["contacts"])
     assert merged["note"] == "asked for a refund"  # kept, as the card's merge keeps it
-    assert {c.id for c in card_of(demo_ws, two).contacts} == {one, two}
+    assert {c.id for c in card_of(demo_ws.data_dir, two).contacts} == {one, two}
     code, _, err = run(demo_ws, capsys, "contact", "merge", one, two)
     assert code == 2 and "already this customer's" in err
     code, out, err = run(demo_ws, capsys, "contact", "split", one, two_handle)
     assert code == 0 and out.startswith("Split off " + two), err
-    assert [c.id for c in card_of(demo_ws, one).contacts] == [one]
-    assert [c.id for c in card_of(demo_ws, two).contacts] == [two]
+    assert [c.id for c in card_of(demo_ws.data_dir, one).contacts] == [one]
+    assert [c.id for c in card_of(demo_ws.data_dir, two).contacts] == [two]
     code, _, err = run(demo_ws, capsys, "contact", "split", one, one)
     assert code == 2 and "nothing to split" in err
     assert [what for _, what in card_events(demo_ws)] == ["note", "merge", "split"]

@@ -17,6 +17,7 @@ import pytest
 
 from replydesk.storage import contacts, team_local
 from replydesk.storage.db import Database, open_database
+from support import card_of, run_cli
 from team_support import Team, sync
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
@@ -35,15 +36,6 @@ def loners(db: Database, n: int) -> list[str]:
             return out
     pytest.fail(f"the demo workspace has fewer than {n} single-contact customers")
 
-
-def card_of(data_dir: Path, contact_id: str) -> contacts.Card:
-    db = open_database(data_dir)
-    try:
-        card = contacts.card(db, contact_id)
-        assert card is not None
-        return card
-    finally:
-        db.close()
 
 
 def edit(data_dir: Path, fn: Any) -> Any:
@@ -173,17 +165,10 @@ def test_an_offline_card_edit_goes_out_when_back(team: Team, joined: dict[str, P
     assert (card.name, card.vip, {x.id for x in card.contacts}) == ("The Martins", True, {one, two})
 
 
+
 def cli(data_dir: Path, *argv: str) -> tuple[int, str, str]:
     """``replydesk`` in a joined workspace, as an agent types it (no engine runs: it pushes itself)."""
-    import contextlib
-    import io
-
-    from replydesk.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--data-dir", str(data_dir), *argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_cli("--data-dir", str(data_dir), *argv)
 
 
 def test_the_contact_command_goes_through_the_team_like_the_card(team: Team, joined: dict[str, Path]) -> None:

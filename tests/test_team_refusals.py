@@ -9,17 +9,14 @@ owner makes the server refuse with a CHECK constraint or a REVOKE, as a team's o
 
 from __future__ import annotations
 
-import io
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from pgserver import running_postgres
-from replydesk.cli import main
 from replydesk.storage import actions, outbox, queries, team_db, team_local
 from replydesk.storage.db import open_database
+from support import run_cli
 from team_support import (
     Team,
     engine_config,
@@ -31,17 +28,6 @@ from team_support import (
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdin
-    sys.stdin = io.StringIO("")
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        sys.stdin = old
-    return code, out.getvalue(), err.getvalue()
 
 
 

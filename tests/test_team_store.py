@@ -8,17 +8,13 @@ referee: after the passes every cache must equal it.
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from replydesk.cli import main
 from replydesk.storage import (
     actions,
     activity,
@@ -31,7 +27,7 @@ from replydesk.storage import (
 )
 from replydesk.storage.db import open_database
 from replydesk.team import TeamSync
-from support import OutsideWriteLock
+from support import OutsideWriteLock, run_cli
 from team_support import (
     Team,
     cache_state,
@@ -55,17 +51,6 @@ def conversations(data_dir: Path, n: int = 3) -> list[str]:
     finally:
         db.close()
 
-
-def run_cli(*args: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdin
-    sys.stdin = io.StringIO(stdin)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        sys.stdin = old
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_equal_to_team(team: Team, *dirs: Path) -> None:

@@ -26,7 +26,7 @@ from replydesk.team import TeamSync
 from replydesk.tui.app import ReplydeskApp
 from replydesk.tui.dialogs import ChoiceDialog
 from replydesk.workspace import Workspace
-from team_support import Team, engine_config, engine_pass
+from team_support import engine_ana_ben, engine_config, join_engine_ana_ben
 from tui_support import FIXED, fixed_clock, settle
 
 SIZE = (120, 36)
@@ -79,19 +79,8 @@ async def test_a_customer_writing_during_a_reply_stops_the_send_with_what_change
 
 @pytest.fixture
 def team_dirs(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    team = Team.create(pg_server)
-    for name, engine in (("engine-a", True), ("ana", False), ("ben", False)):
-        team.add(name, engine=engine)
-    for key, value in team.env().items():
-        monkeypatch.setenv(key, value)
-    text = engine_config(tmp_path / "platform", backlog=6)
-    (tmp_path / "engine.yaml").write_text(text)
-    dirs = {name: tmp_path / name for name in ("engine-a", "ana", "ben")}
-    team.join(dirs["engine-a"], "engine-a", config=tmp_path / "engine.yaml")
-    engine_pass(dirs["engine-a"], text)
-    team.join(dirs["ana"], "ana")
-    team.join(dirs["ben"], "ben")
-    return dirs
+    team = engine_ana_ben(pg_server, monkeypatch)
+    return join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform", backlog=6))
 
 
 @pytest.fixture
