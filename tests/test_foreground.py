@@ -53,15 +53,11 @@ def test_ingest_waits_while_a_key_is_in_flight_and_goes_on_once_it_is_painted(
         thread = threading.Thread(target=engine, name="engine", daemon=True)
         thread.start()
         assert waiting.wait(60), "ingest never stepped aside for the key"
-        reader = open_database(tmp_path)
-        try:
-            assert reader.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
-            assert not done.is_set()
-        finally:
-            reader.close()
+        assert not done.is_set()  # it waits, holding nothing of the interpreter, for the frame
     finally:
         foreground.key_painted()
-    assert done.wait(60)
+    thread.join(60)
+    assert done.is_set() and not thread.is_alive()
     reader = open_database(tmp_path)
     try:
         assert reader.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 100
@@ -69,18 +65,25 @@ def test_ingest_waits_while_a_key_is_in_flight_and_goes_on_once_it_is_painted(
         reader.close()
 
 
-async def test_the_console_never_leaves_the_engine_waiting_after_keys(tmp_path: Path) -> None:
+async def test_each_key_holds_the_engine_until_its_frame_and_never_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from replydesk.tui.app import ReplydeskApp
     from support import make_workspace
 
+    said: list[str] = []
+    real_arrived, real_painted = foreground.key_arrived, foreground.key_painted
+    monkeypatch.setattr(foreground, "key_arrived", lambda: (said.append("key"), real_arrived())[1])
+    monkeypatch.setattr(foreground, "key_painted", lambda: (said.append("painted"), real_painted())[1])
+    keys = ("j", "j", "k", "enter", "escape", "G", "g")
     ws = make_workspace(tmp_path / "ws")
     app = ReplydeskApp(ws, start_engine=False)
     async with app.run_test(size=(120, 36)) as pilot:
-        for key in ("j", "j", "k", "enter", "escape", "G", "g"):
-            await pilot.press(key)
         await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
         for _ in range(50):  # bounded: each round lets the app paint
-            if foreground._painted.is_set():
+            if said and said[-1] == "painted" and foreground._painted.is_set():
                 break
             await pilot.pause()
-        assert foreground._painted.is_set()
+        assert said.count("key") >= len(keys)  # every key holds the engine back ...
+        assert said[-1] == "painted" and foreground._painted.is_set()  # ... and its frame lets it go

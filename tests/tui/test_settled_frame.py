@@ -251,6 +251,11 @@ async def test_the_screenful_a_conversation_opens_on_is_painted_ahead(workspace,
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = app.thread_view
+        for _ in range(100):  # a bound, not a duration: wrapping ahead runs in timed slices
+            if view._prepared.get(rows[1].id) is not None and view._job is None and not view._preparing:
+                break
+            await pilot.pause(0.01)
+            await settle(pilot)
         assert view._prepared.get(rows[1].id) is not None  # wrapped ahead
         painted: list[int] = []
         original = view._paint
