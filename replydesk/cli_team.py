@@ -338,6 +338,9 @@ def after_write(args: argparse.Namespace) -> int | None:
         except team_db.TeamRefused as exc:  # not about reaching it: waiting would not help
             cli.complain(f"saved in this workspace, but {exc}")
             return cli.EXIT_ERROR
+        except team_db.TeamAuthError as exc:  # the login: the change waits until the owner mends it
+            cli.complain(f"saved in this workspace; it goes to the team once the login is allowed again ({exc})")
+            return cli.EXIT_ERROR
         except StorageError as exc:
             cli.complain(f"saved in this workspace; it goes to the team once it can be reached ({exc})")
             return None

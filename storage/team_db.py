@@ -56,6 +56,8 @@ class TeamRefused(TeamError):
 #: deadlock), the server's system (58). Each passes; a command refused for what it is does not.
 _TRANSIENT_CLASSES = ("08", "53", "40", "58")
 _TRANSIENT_STATES = ("57P01", "57P02", "57P03", "57P04", "57014")
+#: insufficient_privilege: the login may not do this at all (``_me``'s "not an agent", a REVOKE).
+_NOT_ALLOWED = "42501"
 
 
 #: What a team call can fail with that callers report rather than crash on.
@@ -119,6 +121,8 @@ def refusal(exc: BaseException) -> str | None:
     state = exc.sqlstate
     if not state or state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES:
         return None
+    if state == _NOT_ALLOWED:  # about the login (not an agent, a privilege taken away), not a command:
+        return None            # every change would be refused alike, so they wait (``explain``: auth)
     words = (exc.diag.message_primary or str(exc).strip() or type(exc).__name__).splitlines()[0]
     return words[:300]
 
@@ -141,7 +145,7 @@ def explain(exc: BaseException, url: TeamUrl, password: str | None = None, *,
         return TeamError(f"the team database at {where} does not exist (create it, then 'replydesk team init')")
     if "SSL" in text or "certificate" in text:
         return TeamUnavailable(f"TLS with the team database at {where} failed: {server}")
-    refused = None if connecting or "not an agent" in text else refusal(exc)
+    refused = None if connecting else refusal(exc)
     if refused is not None:
         if password:
             refused = refused.replace(password, "***")
