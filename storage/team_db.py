@@ -375,8 +375,22 @@ def _submit_each(conn: psycopg.Connection, commands: Sequence[dict[str, Any]]) -
                 state = _conversation_state(conn, command.get("conversation"))
                 if state is not None:
                     outcome["state"] = state
+                if command.get("kind") == "card":  # undone with the team's fields, as a conflict is
+                    outcome["cards"] = _card_fields(conn, command.get("edits"))
                 out.append(outcome)
     return out
+
+
+def _card_fields(conn: psycopg.Connection, edits: Any) -> list[dict[str, Any]]:
+    """The team's value of each field a refused card command edits (null: never set), in the
+    shape of a conflict's ``cards`` (the cache reads it through ``contacts.edits_from``)."""
+    wanted = [(e.get("subject"), e.get("field")) for e in edits if isinstance(e, dict)] if isinstance(edits, list) else []
+    wanted = [(s, f) for s, f in wanted if isinstance(s, str) and isinstance(f, str)]
+    if not wanted:
+        return []
+    rows = {(r[0], r[1]): r[2] for r in conn.execute(
+        "SELECT subject, field, value FROM replydesk.cards WHERE subject = ANY(%s)", ([s for s, _ in wanted],))}
+    return [{"subject": s, "field": f, "value": rows.get((s, f))} for s, f in wanted]
 
 
 def _conversation_state(conn: psycopg.Connection, conv_id: Any) -> dict[str, Any] | None:

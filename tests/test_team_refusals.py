@@ -16,7 +16,7 @@ import pytest
 from pgserver import running_postgres
 from replydesk.storage import actions, outbox, queries, team_db, team_local
 from replydesk.storage.db import open_database
-from support import run_cli
+from support import card_of, run_cli
 from team_support import (
     Team,
     engine_config,
@@ -85,6 +85,27 @@ def test_a_refused_command_is_told_through_the_cli_undone_and_not_retried(team: 
     code, _, err = run_cli("tag", conv, "fine", *where)  # the link itself is healthy
     assert code == 0, err
     assert team_state(team)["conversations"][conv][2] == ("fine",)
+
+
+def test_a_refused_card_edit_is_undone_with_the_teams_note(team: Team, joined: dict[str, Path]) -> None:
+    """A card edit the server refuses: the card shows the team's note again (none here), and the
+    notice quotes what the agent wrote."""
+    conv = first_conversations(joined["ana"], 1)[0]
+    with team.admin() as admin:
+        admin.execute("ALTER TABLE replydesk.cards ADD CONSTRAINT no_forbidden_note "
+                      "CHECK (value::text NOT LIKE '%forbidden%')")
+    where = ("--data-dir", str(joined["ana"]))
+    code, _, err = run_cli("contact", "note", conv, "forbidden words", *where)
+    assert code == 1 and "no_forbidden_note" in err, err
+    ana = open_database(joined["ana"])
+    try:
+        contact = ana.conn.execute("SELECT contact_id FROM conversations WHERE id=?", (conv,)).fetchone()[0]
+        notices = [r[0] for r in ana.conn.execute("SELECT text FROM notices")]
+        assert team_local.pending_count(ana) == 0
+    finally:
+        ana.close()
+    assert card_of(joined["ana"], contact).note in ("", None)  # the team's version stands, here too
+    assert any("forbidden words" in n and "not saved" in n for n in notices), notices
 
 
 def test_a_privilege_taken_away_holds_the_changes_with_the_reason_until_it_is_given_back(
