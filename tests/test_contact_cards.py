@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from replydesk.config import Config
 from replydesk.model import Contact, FetchResult, IncomingMessage
 from replydesk.sla import SlaEngine
@@ -22,8 +24,20 @@ def _msg(n: int, native: str, name: str) -> IncomingMessage:
         created_at=FIXED_NOW - 600 + n, direction="in")
 
 
+_OPENED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _close_opened():  # noqa: ANN202
+    """Every connection ``_db`` opened is closed after its test (closing one twice is harmless)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def _db(tmp_path):
     db = open_database(tmp_path, sla=SlaEngine(Config().sla), clock=lambda: FIXED_NOW)
+    _OPENED.append(db)
     ingest.ingest(db, "masto", [FetchResult(messages=[_msg(1, "u1", "Grace"), _msg(2, "u2", "Linus")], cursor={})])
     return db
 

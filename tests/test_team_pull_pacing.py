@@ -60,7 +60,8 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
         conv_ids = [r.id for r in queries.inbox_page(ana, InboxFilter(), 0, 4)]
         wait_for(lambda: len(pulls) > 0, "ben's link pulls once it is up")
         wait_for(lambda: link.health()["state"] == "running", "ben's link is up")
-        time.sleep(team_link.PULL_GAP)  # a quiet spell: the first notification is pulled at once
+        # a quiet spell (no pull for a gap), so the flood's first notification is pulled at once
+        wait_for(lambda: time.monotonic() - pulls[-1] >= team_link.PULL_GAP, "a quiet spell")
         before = len(pulls)
         url, _ = team_db.TeamUrl.parse(team.url("ana"))
         with team_db.connect(url, team.passwords["ana"]) as conn:
