@@ -255,6 +255,7 @@ CARD_FIELDS = ("note", "name", "vip", "person")
 #: team's change feed for the card, and its history.
 CARD_EVENT = "card"
 MAX_CARD_TEXT = 10_000  # a note or a name from another replica is untrusted data
+MAX_CARD_SUBJECT = 1024  # a person's or a contact's id
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def edits_from(raw: object) -> list[Edit]:
         if not isinstance(item, dict) or item.get("field") not in CARD_FIELDS:
             continue
         subject, field_, value = item.get("subject"), item["field"], item.get("value")
-        if not isinstance(subject, str) or not subject or len(subject) > 1024:
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_CARD_SUBJECT:
             continue
         if field_ == "vip" and not isinstance(value, bool | None):
             continue

@@ -23,6 +23,8 @@ Migrations are versioned like the SQLite ones (``replydesk.meta.schema_version``
 
 from __future__ import annotations
 
+from replydesk.storage.contacts import MAX_CARD_SUBJECT, MAX_CARD_TEXT
+
 #: Advisory lock keys (two int4 form): the log append lock, and one leadership lock per account.
 LOG_LOCK = (17017, 1)
 LEAD_CLASS = 17018
@@ -426,7 +428,7 @@ FUNCTIONS: list[str] = [
     # A customer card edit (note, name, VIP, a merge or split as the links it left): all its fields
     # or none. The rule of single-valued fields: a field another agent changed after the seq the
     # author had seen (``base``) is not overwritten; the whole edit is refused with the team's values.
-    """CREATE OR REPLACE FUNCTION replydesk._card(me replydesk.agents, cmd jsonb) RETURNS jsonb
+    f"""CREATE OR REPLACE FUNCTION replydesk._card(me replydesk.agents, cmd jsonb) RETURNS jsonb
        LANGUAGE plpgsql AS $$
        DECLARE base bigint := coalesce((cmd->>'base')::bigint, 0); e jsonb; r replydesk.cards%ROWTYPE;
          s bigint; clash replydesk.cards%ROWTYPE; team_ jsonb := '[]';
@@ -439,6 +441,16 @@ FUNCTIONS: list[str] = [
               OR (e->>'field') NOT IN ('note', 'name', 'vip', 'person') OR coalesce(e->>'subject', '') = ''
               OR NOT e ? 'value' THEN
              RETURN replydesk._reject('invalid', 'a card edit names a subject, a known field and a value');
+           END IF;
+           -- an agent's credential is not its client: the caches' rules for a card value, here too
+           IF jsonb_typeof(e->'value') NOT IN (CASE WHEN e->>'field' = 'vip' THEN 'boolean' ELSE 'string' END, 'null')
+           THEN
+             RETURN replydesk._reject('invalid', format('a card''s %s is %s or null', e->>'field',
+                                      CASE WHEN e->>'field' = 'vip' THEN 'true, false' ELSE 'text' END));
+           END IF;
+           IF length(e->>'subject') > {MAX_CARD_SUBJECT} OR length(e->>'value') > {MAX_CARD_TEXT} THEN
+             RETURN replydesk._reject('invalid', format('a card''s %s is at most {MAX_CARD_TEXT} characters, its '
+                                      'subject {MAX_CARD_SUBJECT}', e->>'field'));
            END IF;
            SELECT * INTO r FROM replydesk.cards WHERE subject = e->>'subject' AND field = e->>'field' FOR UPDATE;
            team_ := team_ || jsonb_build_object('subject', e->>'subject', 'field', e->>'field',

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from replydesk.storage import contacts, team_local
+from replydesk.storage import contacts, team_db, team_local
 from replydesk.storage.db import Database, open_database
 from support import card_of, run_cli
 from team_support import Team, sync
@@ -274,3 +274,33 @@ def test_an_agents_vip_off_sticks_when_the_platform_still_marks_the_customer_vip
         card = card_of(joined[name], untouched)
         assert {c.id for c in card.contacts} >= {chosen, untouched} and not card.vip, name
     assert team_cards(team)[(untouched, "vip")] == (False, "ben")
+
+
+def test_the_team_refuses_a_card_value_no_replydesk_would_send(team: Team, joined: dict[str, Path]) -> None:
+    """An agent's credential is not its client: a VIP flag that is not true or false, a note longer
+    than any cache keeps, an id longer than any subject, are refused by the server (invalid, told
+    why), and nothing of them reaches the cards or the log; a well-formed edit still goes."""
+    (who,) = edit(joined["ana"], lambda db: loners(db, 1))
+    person = card_of(joined["ana"], who).person
+    url, _ = team_db.TeamUrl.parse(team.url("ana"))
+    bad = [({"subject": who, "field": "vip", "value": "yes"}, "vip is true, false or null"),
+           ({"subject": who, "field": "vip", "value": 1}, "vip is true, false or null"),
+           ({"subject": person, "field": "note", "value": {"text": "hi"}}, "note is text or null"),
+           ({"subject": person, "field": "note", "value": "x" * (contacts.MAX_CARD_TEXT + 1)},
+            f"at most {contacts.MAX_CARD_TEXT} characters"),
+           ({"subject": "p" * (contacts.MAX_CARD_SUBJECT + 1), "field": "name", "value": "Ana"},
+            f"subject {contacts.MAX_CARD_SUBJECT}")]
+    with team_db.connect(url, team.passwords["ana"]) as conn:
+        seq = team_db.head(conn)
+        for i, (e, why) in enumerate(bad):
+            outcome = team_db.submit(conn, {"id": f"forged:{i}", "agent": "ana", "kind": "card", "edits": [e]})
+            assert (outcome["ok"], outcome["reason"]) == (False, "invalid"), e
+            assert why in outcome["detail"], outcome
+        assert team_db.pull(conn, seq) == [] and team_cards(team) == {}
+        fine = team_db.submit(conn, {"id": "fine", "agent": "ana", "kind": "card",
+                                     "edits": [{"subject": who, "field": "vip", "value": True},
+                                               {"subject": person, "field": "note",
+                                                "value": "x" * contacts.MAX_CARD_TEXT}]})
+    assert fine["ok"], fine
+    assert {k: v[0] for k, v in team_cards(team).items()} == {(who, "vip"): True,
+                                                             (person, "note"): "x" * contacts.MAX_CARD_TEXT}

@@ -173,7 +173,8 @@ class CustomerCard(Screen[str | None]):
                 self._write("Name saved", lambda db: contacts.set_name(db, person, value.strip(), actor=agent))
 
         self.app.push_screen(PromptDialog("The customer's name (for the team)", value=current,
-                                          hint="enter saves · empty: the platforms' names"), done)
+                                          hint="enter saves · empty: the platforms' names",
+                                          max_length=contacts.MAX_CARD_TEXT), done)
 
     def action_note(self) -> None:
         if self.card is None:
@@ -187,7 +188,7 @@ class CustomerCard(Screen[str | None]):
                 self._write("Note saved", lambda db: contacts.set_note(db, person, value.strip(), actor=agent))
 
         self.app.push_screen(PromptDialog("Note about this customer", value=self.card.note,
-                                          hint="enter saves · empty clears"), done)
+                                          hint="enter saves · empty clears", max_length=contacts.MAX_CARD_TEXT), done)
 
     def action_merge(self) -> None:
         if self.card is None:

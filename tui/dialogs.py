@@ -85,9 +85,10 @@ class PromptDialog(_Dialog):
     DEFAULT_CSS = DIALOG_CSS.format(name="PromptDialog")
 
     def __init__(self, title: str, *, hint: str = "", value: str = "", suggestions: list[str] | None = None,
-                 placeholder: str = "", suggester: Suggester | None = None) -> None:
+                 placeholder: str = "", suggester: Suggester | None = None, max_length: int = 0) -> None:
         super().__init__()
         self.title_text, self.hint, self.value, self.placeholder = title, hint, value, placeholder
+        self.max_length = max_length  # 0: any length
         self.suggestions = suggestions or []
         self.suggester = suggester or (SuggestFromList(self.suggestions, case_sensitive=False)
                                        if self.suggestions else None)
@@ -95,7 +96,8 @@ class PromptDialog(_Dialog):
     def compose(self) -> ComposeResult:
         with self.band(), Vertical():
             yield Label(Text(self.title_text), classes="title")
-            yield Input(self.value, placeholder=self.placeholder, id="prompt", suggester=self.suggester)
+            yield Input(self.value, placeholder=self.placeholder, id="prompt", suggester=self.suggester,
+                        max_length=self.max_length)
             if self.suggestions:
                 shown = Text("known: ", style="dim")
                 shown.append_text(safe(", ".join(self.suggestions[:30])))
