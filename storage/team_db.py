@@ -437,12 +437,14 @@ def head(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT coalesce(max(seq), 0) FROM replydesk.events").fetchone()[0]
 
 
+#: An agent's pull: the events past its cursor (``after``, ``limit``), in seq order.
+PULL_SQL = ("SELECT seq, at, agent, kind, conversation_id, command_id, data, result FROM replydesk.events "
+            "WHERE seq > %s ORDER BY seq LIMIT %s")
+
+
 def pull(conn: psycopg.Connection, after: int, limit: int = 2000) -> list[TeamEvent]:
     """Events past ``after`` in seq order (every lower seq is committed: see team_schema)."""
-    rows = conn.execute(
-        "SELECT seq, at, agent, kind, conversation_id, command_id, data, result FROM replydesk.events "
-        "WHERE seq > %s ORDER BY seq LIMIT %s", (after, limit)).fetchall()
-    return [TeamEvent(*r) for r in rows]
+    return [TeamEvent(*r) for r in conn.execute(PULL_SQL, (after, limit)).fetchall()]
 
 
 def listen(conn: psycopg.Connection) -> None:

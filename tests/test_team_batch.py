@@ -181,14 +181,19 @@ def test_a_team_set_up_at_schema_3_migrates_and_both_paths_assign_by_one_rule(
         assert admin.execute("SELECT value FROM replydesk.meta WHERE key = 'schema_version'").fetchone() == ("3",)
         assert admin.execute("SELECT to_regclass('replydesk.tickets')").fetchone() == (None,)
         before = admin.execute("SELECT id, status, assignee FROM replydesk.conversations ORDER BY id").fetchall()
+        logged = admin.execute("SELECT seq, data::jsonb, result::jsonb FROM replydesk.events ORDER BY seq").fetchall()
+    assert len(logged) >= 7  # the set-up's messages and changes, logged by the older schema
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(["team", "init", team.owner_url(), "--json"]) == 0
     info = json.loads(out.getvalue())
-    assert (info["schema_version"], info["created"], info["migrated_from"]) == (4, False, 3)
+    assert (info["schema_version"], info["created"], info["migrated_from"]) == (team_schema.TEAM_SCHEMA_VERSION, False, 3)
     with team.admin() as admin:
         assert admin.execute("SELECT id, status, assignee FROM replydesk.conversations ORDER BY id").fetchall() == before
         assert admin.execute("SELECT count(*) FROM replydesk.tickets").fetchone() == (0,)
+        assert admin.execute("SELECT seq, data::jsonb, result::jsonb FROM replydesk.events ORDER BY seq").fetchall() == logged
+        assert admin.execute("SELECT data_type FROM information_schema.columns WHERE table_schema = 'replydesk' "
+                             "AND table_name = 'events' AND column_name = 'data'").fetchone() == ("json",)
     with connect(team, "engine-a") as conn:  # nobody has an open one: ana (by name), then ben, then ana (cap 2)
         one = team_db.submit(conn, message("m:1", "demo:one", "demo:one:m1", at=AT + 1))
         two = team_db.submit_many(conn, [message("m:2", "demo:two", "demo:two:m1", at=AT + 2),
