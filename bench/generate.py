@@ -72,10 +72,14 @@ class Spec:
     messages: int
     accounts: int = 24
     seed: int = 7
+    #: The first conversation's number in the native ids: a second spec for the same accounts
+    #: (messages arriving later) must not repeat the first one's ids, or ingest skips them as known.
+    first: int = 0
 
     @property
     def key(self) -> str:
-        return f"ws-{self.conversations}c-{self.messages}m-{self.accounts}a-s{self.seed}-v{GEN_VERSION}"
+        later = f"-f{self.first}" if self.first else ""
+        return f"ws-{self.conversations}c-{self.messages}m-{self.accounts}a-s{self.seed}{later}-v{GEN_VERSION}"
 
 
 @dataclass
@@ -164,6 +168,7 @@ def conversation_messages(spec: Spec, index: int, count: int, account: str, plat
         times.append(times[-1] - rng.uniform(60, 6 * 3600))
     times.reverse()
     out: list[IncomingMessage] = []
+    number = spec.first + index
     for j, at in enumerate(times):
         last = j == count - 1
         if j == 0:
@@ -175,10 +180,10 @@ def conversation_messages(spec: Spec, index: int, count: int, account: str, plat
         text = (rng.choice(SHOP_REPLIES) if direction == "out"
                 else _text(rng, lang, kind, first=j == 0))
         out.append(IncomingMessage(
-            native_id=f"m{index}-{j}", conversation_native_id=f"c{index}", platform=platform, kind=kind,
+            native_id=f"m{number}-{j}", conversation_native_id=f"c{number}", platform=platform, kind=kind,
             contact=contact, text=text, created_at=at, direction=direction,
             author=contact.name if direction == "in" else "Shop", subject=subject,
-            parent_native_id=f"m{index}-{j - 1}" if j else None,
+            parent_native_id=f"m{number}-{j - 1}" if j else None,
         ))
     return out
 
