@@ -405,7 +405,7 @@ class TeamSync:
             if self.progress is not None:
                 head = head if head is not None and head >= events[-1].seq else team_db.head(self.work)
                 self.progress(events[-1].seq, head)
-            if len(events) < batch:
+            if len(events) < batch or self._stop.is_set():  # asked to stop: the rest waits for the next run
                 break
             time.sleep(0)  # let another thread (a console's frame) in between batches
         return total

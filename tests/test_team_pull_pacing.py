@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from replydesk import team as team_link
-from replydesk.storage import queries, team_db
+from replydesk.storage import queries, team_db, team_local
 from replydesk.storage.db import open_database
 from replydesk.storage.queries import InboxFilter
 from replydesk.team import TeamSync
@@ -86,3 +86,43 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
         listener.join(30)
         ana.close()
         ben_db.close()
+
+
+def test_a_link_asked_to_stop_while_catching_up_stops_between_batches_and_the_next_run_goes_on(
+        pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """``replydesk sync`` told to stop (SIGTERM, Ctrl-C) far behind the team: it stops after the
+    batch it is applying, not after the whole backlog (a lagging agent took minutes to stop), and
+    the next run pulls the rest; nothing is skipped."""
+    from team_support import sync
+
+    team: Team = engine_ana_ben(pg_server, monkeypatch)
+    dirs = join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
+    ana = open_database(dirs["ana"])
+    try:
+        conv_ids = [r.id for r in queries.inbox_page(ana, InboxFilter(), 0, 4)]
+    finally:
+        ana.close()
+    backlog = team_link.PULL_BATCH + 100
+    url, _ = team_db.TeamUrl.parse(team.url("ana"))
+    with team_db.connect(url, team.passwords["ana"]) as conn:
+        before = team_db.head(conn)
+        outcomes = team_db.submit_many(conn, [{"kind": "tag", "agent": "ana", "id": f"behind:{i}",
+                                               "conversation": conv_ids[i % len(conv_ids)], "add": [f"b{i}"]}
+                                              for i in range(backlog)])
+        assert all(o.get("ok") for o in outcomes)
+        head = team_db.head(conn)
+    ben_db = open_database(dirs["ben"])
+    try:
+        link = TeamSync(dirs["ben"], ben_db)
+        link.stop()  # the stop arrives while the link catches up
+        link.once()
+        assert team_local.cursor(ben_db) == before + team_link.PULL_BATCH < head
+    finally:
+        ben_db.close()
+    sync(dirs["ben"])
+    reader = open_database(dirs["ben"])
+    try:
+        assert team_local.cursor(reader) == head
+        assert differences(cache_state(reader), team_state(team)) == []
+    finally:
+        reader.close()
