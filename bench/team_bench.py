@@ -8,10 +8,13 @@ against a baseline measured in the same run, alternated:
   NOTIFY) vs plain INSERTs of the same JSON into a table of the same database, same batches;
 - ``team_first_pull_messages_per_s`` (and ``team_first_pull_s``): a new agent's first pull of the
   team workspace into an empty cache vs reading the same event rows with ``COPY … TO STDOUT``;
-- with 20 agents connected (``replydesk sync`` processes pulling every event):
-  ``team_engine_ingest_per_s`` (the engine's local ingest plus its push to the team) vs the solo
-  engine's ingest of the same pages, and ``team_agent_key_p95_ms`` (an agent's console, its own
-  engine running, while the engine pushes) vs the same cache opened solo.
+- with 20 agents connected: ``team_engine_ingest_per_s`` (the engine's local ingest plus its push
+  to the team, new messages) while 19 agents pull every event as the server sees agents on
+  machines of their own (``bench.remote_crowd``) vs the same with them paused, with the same for 19
+  ``replydesk sync`` processes on this machine beside it (``local_*``), and the solo engine's ingest
+  of the same pages; and ``team_agent_key_p95_ms`` (an agent's console, its own engine running,
+  while the engine pushes new messages and the 19 ``replydesk sync`` agents pull) vs the same cache
+  opened solo with the same traffic.
 """
 
 from __future__ import annotations
@@ -509,9 +512,10 @@ class TeamBench:
             note="the team engine's fetch pages: ingested into its replica while its replicator pushes them to the "
                  "team (its own connection and thread, as in the engine) while 20 agents are connected and 19 "
                  "of them pull every event as the team link does (same sessions, queries, batches and pacing: "
-                 "bench.remote_crowd), their own machines' work (applying to a cache) left out; baseline = the "
+                 "bench.remote_crowd), their own machines' work (parsing the rows, applying them) left out; baseline = the "
                  f"same with them paused (SIGSTOP: connected, pulling nothing); alternated, median of {rounds}. "
-                 "crowd_server_cpu_ms_per_1k_messages: the 19 agents' server sessions while they pulled. "
+                 "crowd_server_cpu_ms_per_1k_messages: the 19 agents' server sessions while they pulled, "
+                 "crowd_client_cpu_ms_per_1k_messages: the remote crowd's own process (receiving the rows). "
                  "local_*: the same with 19 replydesk sync processes on this machine (idle class), which the "
                  "engine shares two cores with",
             extra={"solo_ingest_per_s": round(baseline, 1), "ratio_to_solo": round(value / baseline, 3),
