@@ -142,13 +142,15 @@ def named(db: Database, ref: str, limit: int = 50) -> list[str]:
 def customers(db: Database, contact_ids: Sequence[str]) -> list[list[str]]:
     """``contact_ids`` grouped by the customer each belongs to (as its card groups it), in order."""
     groups: list[list[str]] = []
+    members: list[set[str]] = []  # each group's customer, read once (not once per contact after it)
     for cid in dict.fromkeys(contact_ids):
-        for group in groups:
-            if cid in same_customer(db, group[0]):
+        for group, known in zip(groups, members, strict=True):
+            if cid in known:
                 group.append(cid)
                 break
         else:
             groups.append([cid])
+            members.append(set(same_customer(db, cid)))
     return groups
 
 
