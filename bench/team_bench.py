@@ -484,7 +484,7 @@ class TeamBench:
         # half-second pushes three times over had moved the ratio 0.70-0.96 between runs, and the
         # replicator's 50 ms look-again is a tenth of such a push.
         per_run = 1_000 if self.quick else 5_000
-        rounds = self.runs if self.quick else max(self.runs, 5)
+        rounds = max(self.runs, 3 if self.quick else 5)  # one round of a quick run was one-off effects
         extra = generate.Spec(conversations=max(per_run * rounds * 6 // 8, 1), messages=per_run * rounds * 6,
                               accounts=6, seed=99, first=spec.conversations)  # new messages, not the team's again
         pages = list(generate.pages(extra, time.time()))
@@ -537,38 +537,35 @@ class TeamBench:
         solo_copy = tui_bench.copy_workspace(probe_dir, self.root / "crowd-solo")
         (solo_copy / "team.json").unlink(missing_ok=True)  # the copy is the same cache, opened solo
         keys = "quick" if self.quick else "full"
-        stop = threading.Event()
         later = generate.Spec(conversations=100_000, messages=800_000, accounts=6, seed=98,
                               first=extra.first + extra.conversations)
         fresh = _small_pages(generate.pages(later, time.time()), 300)  # new messages, made as they are pushed
+        traffic = 8 if self.quick else 30  # pages of 300, 0.15 s apart: the solo probe's engine ingests as many
 
-        def trickle() -> None:  # the engine keeps pushing: every agent pulls while the keys are pressed
-            for page in fresh:
-                if stop.is_set():
-                    return
+        def trickle() -> None:  # the engine pushes while the keys are pressed: every agent pulls
+            for _, page in zip(range(traffic), fresh, strict=False):
                 push([page])
                 time.sleep(0.15)
 
         team_k, solo_k = [], []
-        feeder = threading.Thread(target=trickle, daemon=True)
-        feeder.start()
         try:
             for _ in range(self.runs):
+                feeder = threading.Thread(target=trickle, daemon=True)
+                feeder.start()
                 t = tui_bench.run_probe(probe_dir, keys=keys, engine=True)
-                s = tui_bench.run_probe(solo_copy, keys=keys, sync_pages_n=8 if self.quick else 30,
-                                        sync_per_page=300, spec=extra)
+                feeder.join(120)
+                s = tui_bench.run_probe(solo_copy, keys=keys, sync_pages_n=traffic, sync_per_page=300, spec=extra)
                 team_k.append(percentile(t["key_ms"], 95) if t["key_ms"] else None)
                 solo_k.append(percentile(s["key_ms"], 95) if s["key_ms"] else None)
         finally:
-            stop.set()
-            feeder.join(60)
             self.stop()
         tv = statistics.median([v for v in team_k if v is not None]) if any(team_k) else None
         sv = statistics.median([v for v in solo_k if v is not None]) if any(solo_k) else None
         reporter.add(Figure("team_agent_key_p95_ms", size, tv, "ms", sv, target="ratio <= 1.5",
                             ok=tv is not None and sv is not None and tv <= 1.5 * sv,
                             note="one agent's console (headless, its own team engine running, pulling) with 20 "
-                                 "agents connected while the team engine pushes a fetch page of 300 new messages every 0.15 s; baseline = "
+                                 "agents connected while the team engine pushes pages of 300 new messages 0.15 s apart (as many "
+                                 "as the baseline's) from the probe's start; baseline = "
                                  "the same cache opened solo while its engine thread ingests 300-message pages every "
                                  f"0.15 s (solo mode with traffic); alternated, median of {self.runs}; all 20 agents "
                                  "and the engine share this machine's cores"))
