@@ -472,6 +472,32 @@ class TeamBench:
                     paused(False)
         return out
 
+    def _key_rounds(self, probe_dir: Path, solo_copy: Path, fresh: Iterator[tuple[str, Any]],
+                    push: Callable[[list[Any]], float], spec: Any) -> tuple[float | None, float | None]:
+        """The measured agent's key p95 while the engine pushes, and the solo copy's under the same
+        traffic, alternated ``runs`` times (medians). The agent is caught up first: a console that
+        starts behind the team (every push since it last ran) measures its catching up, not keys."""
+        self.s.sync(probe_dir)
+        keys = "quick" if self.quick else "full"
+        traffic = 8 if self.quick else 30  # pages of 300, 0.15 s apart: the solo probe's engine ingests as many
+
+        def trickle() -> None:  # the engine pushes while the keys are pressed: every agent pulls
+            for _, page in zip(range(traffic), fresh, strict=False):
+                push([page])
+                time.sleep(0.15)
+
+        team_k, solo_k = [], []
+        for _ in range(self.runs):
+            feeder = threading.Thread(target=trickle, daemon=True)
+            feeder.start()
+            t = tui_bench.run_probe(probe_dir, keys=keys, engine=True)
+            feeder.join(120)
+            s = tui_bench.run_probe(solo_copy, keys=keys, sync_pages_n=traffic, sync_per_page=300, spec=spec)
+            team_k.append(percentile(t["key_ms"], 95) if t["key_ms"] else None)
+            solo_k.append(percentile(s["key_ms"], 95) if s["key_ms"] else None)
+        return (statistics.median([v for v in team_k if v is not None]) if any(team_k) else None,
+                statistics.median([v for v in solo_k if v is not None]) if any(solo_k) else None)
+
     def crowd(self, reporter: Reporter, *, tui: bool) -> None:
         """20 agents connected: the engine's ingest rate and one agent's keys, each vs solo mode."""
         size = 1_000 if self.quick else 5_000
@@ -492,10 +518,18 @@ class TeamBench:
         push = self._engine_push(engine_dir)
         others = agents[1:]  # the first agent is the one whose keys are measured, with its own engine
         roles = [team.role(name) for name in others]
+        probe_dir = self.root / f"crowd-{agents[0]}"
+        solo_copy = tui_bench.copy_workspace(probe_dir, self.root / "crowd-solo")
+        (solo_copy / "team.json").unlink(missing_ok=True)  # the copy is the same cache, opened solo
+        later = generate.Spec(conversations=100_000, messages=800_000, accounts=6, seed=98,
+                              first=extra.first + extra.conversations)
+        fresh = _small_pages(generate.pages(later, time.time()), 300)  # new messages, made as they are pushed
+        no_keys: tuple[float | None, float | None] = (None, None)
 
-        # The figure: the 19 others as the server sees agents on machines of their own.
+        # The figures: the 19 others as the server sees agents on machines of their own.
         remote = self._remote_crowd(team, others)
         far = self._ingest_rounds(team, [remote], roles, pages[:half], rounds, push)
+        far_keys = self._key_rounds(probe_dir, solo_copy, fresh, push, extra) if tui else no_keys
         remote.terminate()
         remote.wait(30)
         # The same with 19 ``replydesk sync`` processes on this machine, in the idle class.
@@ -503,6 +537,8 @@ class TeamBench:
                  for name in others]
         self._wait_connected(team, len(others))
         near = self._ingest_rounds(team, crowd, roles, pages[half:], rounds, push)
+        near_keys = self._key_rounds(probe_dir, solo_copy, fresh, push, extra) if tui else no_keys
+        self.stop()
 
         value, alone, baseline = (statistics.median(far.crowd), statistics.median(far.alone),
                                   statistics.median(far.solo))
@@ -531,41 +567,15 @@ class TeamBench:
                                  f"{rounds}"))
         if not tui:
             reporter.add(Figure("team_agent_key_p95_ms", size, None, "ms", note="tui figures skipped"))
-            self.stop()
             return
-        probe_dir = self.root / f"crowd-{agents[0]}"
-        solo_copy = tui_bench.copy_workspace(probe_dir, self.root / "crowd-solo")
-        (solo_copy / "team.json").unlink(missing_ok=True)  # the copy is the same cache, opened solo
-        keys = "quick" if self.quick else "full"
-        later = generate.Spec(conversations=100_000, messages=800_000, accounts=6, seed=98,
-                              first=extra.first + extra.conversations)
-        fresh = _small_pages(generate.pages(later, time.time()), 300)  # new messages, made as they are pushed
-        traffic = 8 if self.quick else 30  # pages of 300, 0.15 s apart: the solo probe's engine ingests as many
-
-        def trickle() -> None:  # the engine pushes while the keys are pressed: every agent pulls
-            for _, page in zip(range(traffic), fresh, strict=False):
-                push([page])
-                time.sleep(0.15)
-
-        team_k, solo_k = [], []
-        try:
-            for _ in range(self.runs):
-                feeder = threading.Thread(target=trickle, daemon=True)
-                feeder.start()
-                t = tui_bench.run_probe(probe_dir, keys=keys, engine=True)
-                feeder.join(120)
-                s = tui_bench.run_probe(solo_copy, keys=keys, sync_pages_n=traffic, sync_per_page=300, spec=extra)
-                team_k.append(percentile(t["key_ms"], 95) if t["key_ms"] else None)
-                solo_k.append(percentile(s["key_ms"], 95) if s["key_ms"] else None)
-        finally:
-            self.stop()
-        tv = statistics.median([v for v in team_k if v is not None]) if any(team_k) else None
-        sv = statistics.median([v for v in solo_k if v is not None]) if any(solo_k) else None
+        (tv, sv), (lv, ls) = far_keys, near_keys
         reporter.add(Figure("team_agent_key_p95_ms", size, tv, "ms", sv, target="ratio <= 1.5",
                             ok=tv is not None and sv is not None and tv <= 1.5 * sv,
-                            note="one agent's console (headless, its own team engine running, pulling) with 20 "
-                                 "agents connected while the team engine pushes pages of 300 new messages 0.15 s apart (as many "
-                                 "as the baseline's) from the probe's start; baseline = "
-                                 "the same cache opened solo while its engine thread ingests 300-message pages every "
-                                 f"0.15 s (solo mode with traffic); alternated, median of {self.runs}; all 20 agents "
-                                 "and the engine share this machine's cores"))
+                            note="one agent's console (headless, its own team engine running, pulling; caught up "
+                                 "first) with 20 agents connected (the 19 others: bench.remote_crowd) while the team "
+                                 "engine pushes pages of 300 new messages 0.15 s apart from the probe's start; "
+                                 "baseline = the same cache opened solo while its engine thread ingests as many "
+                                 f"300-message pages 0.15 s apart (solo mode with traffic); alternated, median of "
+                                 f"{self.runs}. local_*: the same with 19 replydesk sync processes on this machine",
+                            extra={"local_team_p95_ms": round(lv, 2) if lv is not None else None,
+                                   "local_solo_p95_ms": round(ls, 2) if ls is not None else None}))
