@@ -812,29 +812,29 @@ class ThreadView(ScrollView, can_focus=True):
         self._edits = {m.id for m in versions[1:]}
         self._platform = c.platform
 
-        def add_actions(part: Text | None, until: float | None) -> int:
-            """The actions before ``until`` into ``part`` (None: folded away); how many need the user."""
+        def add_actions(part: Text | None, until: float | None) -> None:
+            """The actions before ``until`` into ``part`` (None: folded away with their message)."""
             nonlocal taken
-            failed = 0
             while taken < len(actions) and (until is None or actions[taken].created_at < until):
                 if part is not None:
                     part.append("\n")
                     part.append_text(self.render_action(actions[taken], now))
-                failed += actions[taken].state in NEEDS_USER
                 taken += 1
-            return failed
 
         messages = thread.messages
         add_actions(out, messages[0].created_at if messages else None)
         self._countdowns = False
         yield out
         hidden = self.hidden(len(messages))
+        failed = 0
         if hidden:  # the middle of a long thread, folded: one line says how much, and what failed in it
-            failed = sum(m.direction == "out" and m.state in NEEDS_USER for m in messages[hidden.start:hidden.stop])
-            failed += add_actions(None, messages[hidden.stop].created_at)
+            first, after = messages[hidden.start].created_at, messages[hidden.stop].created_at
+            failed = (sum(m.direction == "out" and m.state in NEEDS_USER for m in messages[hidden.start:hidden.stop])
+                      + sum(first <= a.created_at < after and a.state in NEEDS_USER for a in actions[taken:]))
         for index, m in enumerate(messages):
             until = messages[index + 1].created_at if index + 1 < len(messages) else None
             if index in hidden:
+                add_actions(None, until)
                 if index == hidden.start:
                     part = Text("\n")
                     part.append(f"  ⋯ {len(hidden)} earlier messages", style="dim")

@@ -85,3 +85,21 @@ async def test_a_reply_that_failed_in_the_folded_middle_is_counted_on_the_fold_l
     async with long_thread_open(workspace, db) as (_, view):
         fold = next(line for line in transcript(view).splitlines() if "earlier messages" in line)
         assert "1 not delivered" in fold
+
+
+async def test_the_fold_hides_the_middles_actions_and_counts_the_failed_but_not_the_first_messages(
+        workspace, db) -> None:  # noqa: ANN001
+    """An action stands after the message before it: one after the first message stays in sight
+    above the fold (and is not counted in it); a failed one among the folded messages is counted."""
+    from replydesk.storage import outbox
+
+    conv_id = add_long_thread(db)
+    early, middle = (outbox.queue_action(db, conv_id, "mark_read") for _ in range(2))
+    with db.transaction():  # both refused by the platform: a read mark then shows with its retry key
+        for key, at in ((early, FIXED - 90000 + 30), (middle, FIXED - 90000 + 10 * 60 + 30)):
+            db.conn.execute("UPDATE outbox SET state='failed', created_at=? WHERE key=?", (at, key))
+    async with long_thread_open(workspace, db) as (_, view):
+        shown = transcript(view)
+        fold = next(line for line in shown.splitlines() if "earlier messages" in line)
+        assert "1 not delivered" in fold
+        assert early in shown and middle not in shown
