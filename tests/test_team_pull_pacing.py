@@ -26,9 +26,7 @@ from team_support import (
     Team,
     cache_state,
     differences,
-    engine_ana_ben,
-    engine_config,
-    join_engine_ana_ben,
+    sync,
     team_state,
     wait_for,
 )
@@ -37,11 +35,23 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 FLOOD = 100
 
 
+def inbox_ids(data_dir: Path, n: int = 4) -> list[str]:
+    db = open_database(data_dir)
+    try:
+        return [r.id for r in queries.inbox_page(db, InboxFilter(), 0, n)]
+    finally:
+        db.close()
+
+
+def tags_by_ana(conv_ids: list[str], prefix: str, n: int) -> list[dict[str, Any]]:
+    """``n`` tag commands of ana's, straight to the server (no cache in between), over ``conv_ids``."""
+    return [{"kind": "tag", "agent": "ana", "id": f"{prefix}:{i}", "conversation": conv_ids[i % len(conv_ids)],
+             "add": [f"{prefix}-{i}"]} for i in range(n)]
+
 
 def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equal(
-        pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    team: Team = engine_ana_ben(pg_server, monkeypatch)
-    dirs = join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
+        team: Team, joined: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    dirs = joined
     pulls: list[float] = []
     real_pull = team_db.pull
 
@@ -55,9 +65,8 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
     link = TeamSync(dirs["ben"], ben_db)
     listener = threading.Thread(target=link.run_blocking, name="ben-link", daemon=True)
     listener.start()
-    ana = open_database(dirs["ana"])
     try:
-        conv_ids = [r.id for r in queries.inbox_page(ana, InboxFilter(), 0, 4)]
+        conv_ids = inbox_ids(dirs["ana"])
         wait_for(lambda: len(pulls) > 0, "ben's link pulls once it is up")
         wait_for(lambda: link.health()["state"] == "running", "ben's link is up")
         # a quiet spell (no pull for a gap), so the flood's first notification is pulled at once
@@ -66,9 +75,8 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
         url, _ = team_db.TeamUrl.parse(team.url("ana"))
         with team_db.connect(url, team.passwords["ana"]) as conn:
             started = time.monotonic()
-            for i in range(FLOOD):  # as fast as the server takes them: each its own transaction and notification
-                outcome = team_db.submit(conn, {"kind": "tag", "agent": "ana", "id": f"flood:{i}",
-                                                "conversation": conv_ids[i % len(conv_ids)], "add": [f"flood-{i}"]})
+            for command in tags_by_ana(conv_ids, "flood", FLOOD):  # each its own transaction and notification
+                outcome = team_db.submit(conn, command)
                 assert outcome.get("ok"), outcome
             flooded = time.monotonic() - started
         expected = team_state(team)
@@ -84,31 +92,21 @@ def test_a_flood_of_events_is_pulled_in_few_transactions_and_the_cache_ends_equa
     finally:
         link.stop()
         listener.join(30)
-        ana.close()
         ben_db.close()
 
 
 def test_a_link_asked_to_stop_while_catching_up_stops_between_batches_and_the_next_run_goes_on(
-        pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+        team: Team, joined: dict[str, Path]) -> None:
     """``replydesk sync`` told to stop (SIGTERM, Ctrl-C) far behind the team: it stops after the
     batch it is applying, not after the whole backlog (a lagging agent took minutes to stop), and
     the next run pulls the rest; nothing is skipped."""
-    from team_support import sync
-
-    team: Team = engine_ana_ben(pg_server, monkeypatch)
-    dirs = join_engine_ana_ben(team, tmp_path, engine_config(tmp_path / "platform"))
-    ana = open_database(dirs["ana"])
-    try:
-        conv_ids = [r.id for r in queries.inbox_page(ana, InboxFilter(), 0, 4)]
-    finally:
-        ana.close()
+    dirs = joined
+    conv_ids = inbox_ids(dirs["ana"])
     backlog = team_link.PULL_BATCH + 100
     url, _ = team_db.TeamUrl.parse(team.url("ana"))
     with team_db.connect(url, team.passwords["ana"]) as conn:
         before = team_db.head(conn)
-        outcomes = team_db.submit_many(conn, [{"kind": "tag", "agent": "ana", "id": f"behind:{i}",
-                                               "conversation": conv_ids[i % len(conv_ids)], "add": [f"b{i}"]}
-                                              for i in range(backlog)])
+        outcomes = team_db.submit_many(conn, tags_by_ana(conv_ids, "behind", backlog))
         assert all(o.get("ok") for o in outcomes)
         head = team_db.head(conn)
     ben_db = open_database(dirs["ben"])
