@@ -3,9 +3,10 @@
 Each agent has the two sessions ``replydesk sync`` opens (work and listen), LISTENs, heartbeats,
 reads the live state and pulls every event past its cursor with the same queries, batch size and
 pacing as the team link (``replydesk.team``). What it leaves out is the agent's own machine's work:
-turning the rows into Python objects and applying them to a local cache. On one 2-core box that work cannot be kept off the engine's
-cores: nineteen idle-class processes that never touch the team still slowed the engine's ingest
-to 0.64x (see the team bench's note), so the figure measured this machine, not the team's design.
+turning the rows into Python objects and applying them to a local cache. On one 2-core box that
+work cannot be kept off the engine's cores: nineteen idle-class processes that never touch the
+team still slowed the engine's ingest to 0.64x (README, team figures), so the figure measured this
+machine, not the team's design.
 
 Run by the team bench: ``python -m bench.remote_crowd`` reads ``[{"url": …, "password": …}, …]``
 on stdin, prints ``connected`` once every agent has pulled to the head, and runs until SIGTERM.
@@ -47,11 +48,15 @@ def _pull(conn: psycopg.Connection, after: int, limit: int) -> pq.abc.PGresult:
 
 def _agent(url: str, password: str, ready: threading.Barrier, stop: threading.Event) -> None:
     parsed, _ = team_db.TeamUrl.parse(url)
-    work = team_db.connect(parsed, password, application="bench remote agent")
-    listener = team_db.connect(parsed, password, application="bench remote agent (listen)")
-    team_db.listen(listener)
-    cursor = team_db.head(work)
-    team_db.heartbeat(work, None, None, link.PRESENCE_TTL)
+    try:
+        work = team_db.connect(parsed, password, application="bench remote agent")
+        listener = team_db.connect(parsed, password, application="bench remote agent (listen)")
+        team_db.listen(listener)
+        cursor = team_db.head(work)
+        team_db.heartbeat(work, None, None, link.PRESENCE_TTL)
+    except BaseException:
+        ready.abort()  # the bench hears "not connected" at once, not after the barrier's wait
+        raise
     ready.wait()
     last_pull = last_live = last_beat = time.monotonic()
     notified = False
@@ -96,7 +101,11 @@ def main() -> int:
                for a in agents]
     for thread in threads:
         thread.start()
-    ready.wait(120)
+    try:
+        ready.wait(120)
+    except threading.BrokenBarrierError:
+        print("an agent could not connect (its error is above)", file=sys.stderr, flush=True)
+        return 1
     print("connected", flush=True)
     while any(t.is_alive() for t in threads):
         for thread in threads:

@@ -13,8 +13,8 @@ against a baseline measured in the same run, alternated:
   machines of their own (``bench.remote_crowd``) vs the same with them paused, with the same for 19
   ``replydesk sync`` processes on this machine beside it (``local_*``), and the solo engine's ingest
   of the same pages; and ``team_agent_key_p95_ms`` (an agent's console, its own engine running,
-  while the engine pushes new messages and the 19 ``replydesk sync`` agents pull) vs the same cache
-  opened solo with the same traffic.
+  while the engine pushes new messages and the same 19 agents pull; ``local_*`` with the 19
+  ``replydesk sync`` processes) vs the same cache opened solo with the same traffic.
 """
 
 from __future__ import annotations
